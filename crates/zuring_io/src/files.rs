@@ -1,0 +1,235 @@
+//! Open files: a bounded LRU cache of file descriptors, revalidated against the path.
+#![allow(unsafe_code)] // statx and getrlimit
+
+use std::fs::File;
+use std::num::NonZeroUsize;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use lru::LruCache;
+
+use crate::error::{IoError, Result};
+
+/// An open file and what was known about it when it was opened.
+#[derive(Debug)]
+pub struct OpenFile {
+    /// The path it was opened from.
+    pub path: Arc<Path>,
+    /// The descriptor.
+    pub file: File,
+    /// Its size in bytes at open (or revalidation) time.
+    pub size: u64,
+    /// Required alignment of offsets, lengths and buffers when opened with `O_DIRECT`; 1 otherwise.
+    pub direct_align: u64,
+    identity: FileIdentity,
+}
+
+/// What must match for a cached descriptor to still be the file at its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl FileIdentity {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
+}
+
+/// The `O_DIRECT` alignment the kernel reports for `file` (statx `STATX_DIOALIGN`), or 4096.
+fn direct_alignment(file: &File) -> u64 {
+    const FALLBACK: u64 = 4096;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let mut stx = std::mem::MaybeUninit::<libc::statx>::zeroed();
+        let empty = c"";
+        // SAFETY: `stx` is a valid, writable statx buffer; the path is an empty C string used
+        // with AT_EMPTY_PATH on an open descriptor.
+        let rc = unsafe {
+            libc::statx(
+                file.as_raw_fd(),
+                empty.as_ptr(),
+                libc::AT_EMPTY_PATH,
+                libc::STATX_DIOALIGN,
+                stx.as_mut_ptr(),
+            )
+        };
+        if rc == 0 {
+            // SAFETY: statx returned 0, so it filled the buffer.
+            let stx = unsafe { stx.assume_init() };
+            if stx.stx_mask & libc::STATX_DIOALIGN != 0 {
+                let align = u64::from(stx.stx_dio_offset_align.max(stx.stx_dio_mem_align));
+                // Buffers are aligned to 4096, so any smaller power of two is satisfied too.
+                if align.is_power_of_two() && align <= FALLBACK {
+                    return align;
+                }
+            }
+        }
+    }
+    let _ = file;
+    FALLBACK
+}
+
+/// A bounded LRU cache of open files, keyed by path and access mode.
+///
+/// Before reuse an entry is revalidated with one `stat` of its path (device, inode, size and
+/// modification time), so a file replaced or rewritten by another writer is reopened.
+#[derive(Debug)]
+pub struct FileCache {
+    entries: Mutex<LruCache<(PathBuf, bool), Arc<OpenFile>>>,
+    revalidate: bool,
+}
+
+impl FileCache {
+    /// A cache holding at most `capacity` descriptors.
+    #[must_use]
+    pub fn new(capacity: usize, revalidate: bool) -> Self {
+        Self {
+            entries: Mutex::new(LruCache::new(
+                NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN),
+            )),
+            revalidate,
+        }
+    }
+
+    /// The open file for `path`, from the cache when it is still valid.
+    ///
+    /// # Errors
+    /// [`IoError::NotFound`] when the file is missing, [`IoError::Open`] for other failures.
+    pub fn open(&self, path: &Arc<Path>, direct: bool) -> Result<Arc<OpenFile>> {
+        let key = (path.to_path_buf(), direct);
+        let cached = self
+            .entries
+            .lock()
+            .ok()
+            .and_then(|mut c| c.get(&key).cloned());
+        if let Some(entry) = cached {
+            if !self.revalidate {
+                return Ok(entry);
+            }
+            match std::fs::metadata(path) {
+                Ok(meta) if FileIdentity::of(&meta) == entry.identity => return Ok(entry),
+                Ok(_) => {}
+                Err(err) => {
+                    self.invalidate(path);
+                    return Err(IoError::open(path, err));
+                }
+            }
+        }
+        let entry = Arc::new(Self::open_uncached(path, direct)?);
+        if let Ok(mut c) = self.entries.lock() {
+            c.put(key, Arc::clone(&entry));
+        }
+        Ok(entry)
+    }
+
+    fn open_uncached(path: &Arc<Path>, direct: bool) -> Result<OpenFile> {
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        if direct {
+            options.custom_flags(libc::O_DIRECT);
+        }
+        let (file, direct) = match options.open(path) {
+            Ok(file) => (file, direct),
+            // Filesystems without O_DIRECT (some tmpfs, overlay setups) refuse it with EINVAL:
+            // read them through the page cache instead.
+            Err(err) if direct && err.raw_os_error() == Some(libc::EINVAL) => {
+                (File::open(path).map_err(|e| IoError::open(path, e))?, false)
+            }
+            Err(err) => return Err(IoError::open(path, err)),
+        };
+        let meta = file.metadata().map_err(|e| IoError::open(path, e))?;
+        if meta.is_dir() {
+            return Err(IoError::open(
+                path,
+                std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory"),
+            ));
+        }
+        let direct_align = if direct { direct_alignment(&file) } else { 1 };
+        Ok(OpenFile {
+            path: Arc::clone(path),
+            file,
+            size: meta.size(),
+            direct_align,
+            identity: FileIdentity::of(&meta),
+        })
+    }
+
+    /// Forget any descriptor for `path` (after writing or deleting it).
+    pub fn invalidate(&self, path: &Path) {
+        if let Ok(mut c) = self.entries.lock() {
+            let path = path.to_path_buf();
+            c.pop(&(path.clone(), false));
+            c.pop(&(path, true));
+        }
+    }
+
+    /// Forget every descriptor.
+    pub fn clear(&self) {
+        if let Ok(mut c) = self.entries.lock() {
+            c.clear();
+        }
+    }
+}
+
+/// A descriptor budget below the process's `RLIMIT_NOFILE`: a quarter of the soft limit, at most 4096.
+#[must_use]
+pub fn default_cache_capacity() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit struct.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    let soft = if rc == 0 { limit.rlim_cur } else { 1024 };
+    usize::try_from((soft / 4).clamp(16, 4096)).unwrap_or(256)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn cache_reopens_replaced_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path: Arc<Path> = dir.path().join("f").into();
+        std::fs::write(&path, b"one").unwrap();
+        let cache = FileCache::new(4, true);
+        let a = cache.open(&path, false).unwrap();
+        assert_eq!(a.size, 3);
+        let b = cache.open(&path, false).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "unchanged file is reused");
+        let tmp = dir.path().join("g");
+        std::fs::File::create(&tmp)
+            .unwrap()
+            .write_all(b"longer")
+            .unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        let c = cache.open(&path, false).unwrap();
+        assert_eq!(c.size, 6);
+        std::fs::remove_file(&path).unwrap();
+        assert!(cache.open(&path, false).unwrap_err().is_not_found());
+        assert!(matches!(
+            cache.open(&Arc::from(dir.path()), false),
+            Err(IoError::Open { .. })
+        ));
+    }
+
+    #[test]
+    fn capacity_is_below_the_limit() {
+        let n = default_cache_capacity();
+        assert!((16..=4096).contains(&n));
+    }
+}

@@ -1,0 +1,49 @@
+//! Batched byte-range reads over many local files, through io_uring (or a pread thread pool), and
+//! atomic file writes.
+//!
+//! A batch of [`ReadRequest`]s (path, [`ByteRange`], caller tag) is planned at once: files open
+//! through a bounded descriptor cache, nearby ranges of one file merge into one read
+//! ([`CoalesceOptions`]), and every read goes to the backend together. Results stream back as
+//! they complete, each a zero-copy [`bytes::Bytes`] view of a pooled, aligned buffer that returns
+//! to the pool when dropped.
+//!
+//! ```
+//! use zuring_io::{ByteRange, ReadRequest, Reader, ReaderOptions};
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("data.bin");
+//! std::fs::write(&path, b"hello, zarr shards")?;
+//! let reader = Reader::new(ReaderOptions::default())?;
+//! let results = reader.read_ordered([
+//!     ReadRequest::new(path.as_path(), ByteRange::new(0, 5), "head"),
+//!     ReadRequest::new(path.as_path(), ByteRange::Suffix(6), "tail"),
+//! ]);
+//! assert_eq!(&results[0].result.as_ref().unwrap()[..], b"hello");
+//! assert_eq!(results[1].tag, "tail");
+//! assert_eq!(&results[1].result.as_ref().unwrap()[..], b"shards");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Backends: io_uring rings, each owned by a thread that keeps its queue full, or a pread thread
+//! pool chosen when io_uring is unavailable or `ZURING_IO=pread`. Both honour the same contract:
+//! short reads continue, reads over 2 GiB are split, EINTR/EAGAIN retry, a range past EOF fails
+//! that request alone.
+
+mod buffer;
+mod coalesce;
+mod error;
+mod files;
+mod job;
+mod pread;
+mod reader;
+mod request;
+mod uring;
+mod workers;
+mod write;
+
+pub use buffer::{AlignedBuf, BufferPool, PooledBuf, BUFFER_ALIGN};
+pub use coalesce::{align_outwards, coalesce, CoalesceOptions, CoalescedRead, Span};
+pub use error::{IoError, Result};
+pub use job::MAX_READ_BYTES;
+pub use reader::{BackendKind, ReadStream, Reader, ReaderOptions};
+pub use request::{ByteRange, Completion, ReadRequest};
+pub use write::{remove, write_atomic, write_many};

@@ -1,0 +1,509 @@
+//! The batched range reader: plans, coalesces and dispatches reads to a backend.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+
+use crate::buffer::BufferPool;
+use crate::coalesce::{coalesce, CoalesceOptions, Span};
+use crate::error::{IoError, Result};
+use crate::files::{default_cache_capacity, FileCache, OpenFile};
+use crate::job::{Delivery, Job, Part};
+use crate::request::{Completion, ReadRequest};
+use crate::uring::RingConfig;
+use crate::workers::Workers;
+use crate::{pread, uring};
+
+/// Which backend executes reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendKind {
+    /// io_uring when it can be set up, else pread; `ZURING_IO=uring|pread` overrides.
+    #[default]
+    Auto,
+    /// io_uring, or an error when it is unavailable.
+    Uring,
+    /// A pread thread pool.
+    Pread,
+}
+
+impl BackendKind {
+    /// Parse `uring`, `io_uring`, `pread` or `auto`.
+    ///
+    /// # Errors
+    /// [`IoError::InvalidConfig`] for anything else.
+    pub fn parse(name: &'static str, value: &str) -> Result<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(Self::Auto),
+            "uring" | "io_uring" | "iouring" => Ok(Self::Uring),
+            "pread" => Ok(Self::Pread),
+            _ => Err(IoError::InvalidConfig {
+                name,
+                value: value.to_owned(),
+                expected: "one of auto, uring, pread",
+            }),
+        }
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+}
+
+/// Options of a [`Reader`]. `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct ReaderOptions {
+    /// Backend. Default: [`BackendKind::Auto`].
+    pub backend: BackendKind,
+    /// io_uring: number of rings, each driven by its own thread. Default: number of cores (reads
+    /// that hit the page cache are copied on the submitting thread, so one ring per core keeps
+    /// warm reads as parallel as a thread pool).
+    pub rings: usize,
+    /// io_uring: entries per ring, the most reads each ring keeps in flight. Default: 64.
+    pub queue_depth: u32,
+    /// io_uring: let a kernel thread poll the submission queue. Default: off.
+    pub sqpoll: bool,
+    /// pread: worker threads. Default: 4 per core, between 8 and 64 (blocking reads need
+    /// threads to keep a disk's queue full).
+    pub pread_threads: usize,
+    /// Open files with `O_DIRECT` (bypassing the page cache), with aligned reads. Filesystems
+    /// that refuse `O_DIRECT` are read through the cache. Default: off.
+    pub direct_io: bool,
+    /// How nearby reads are merged. Default: [`CoalesceOptions::default`].
+    pub coalesce: CoalesceOptions,
+    /// The most file descriptors kept open. Default: a quarter of `RLIMIT_NOFILE`, at most 4096.
+    pub fd_cache_capacity: usize,
+    /// Check (one `stat`) that a cached descriptor still matches its path before reuse.
+    /// Default: on. Turn off for data nobody rewrites.
+    pub revalidate_fds: bool,
+    /// The most idle buffer bytes kept for reuse. Default: 256 MiB.
+    pub buffer_pool_bytes: usize,
+}
+
+impl Default for ReaderOptions {
+    fn default() -> Self {
+        Self {
+            backend: BackendKind::Auto,
+            rings: cores(),
+            queue_depth: 64,
+            sqpoll: false,
+            pread_threads: (cores() * 4).clamp(8, 64),
+            direct_io: false,
+            coalesce: CoalesceOptions::default(),
+            fd_cache_capacity: default_cache_capacity(),
+            revalidate_fds: true,
+            buffer_pool_bytes: 256 << 20,
+        }
+    }
+}
+
+impl ReaderOptions {
+    /// The defaults, with `ZURING_IO` (backend) and `ZURING_DIRECT_IO` (`1`/`0`) applied.
+    ///
+    /// # Errors
+    /// [`IoError::InvalidConfig`] when a variable has an unknown value.
+    pub fn from_env() -> Result<Self> {
+        let mut options = Self::default();
+        if let Ok(value) = std::env::var("ZURING_IO") {
+            options.backend = BackendKind::parse("ZURING_IO", &value)?;
+        }
+        if let Ok(value) = std::env::var("ZURING_DIRECT_IO") {
+            options.direct_io = match value.trim() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" | "" => false,
+                _ => {
+                    return Err(IoError::InvalidConfig {
+                        name: "ZURING_DIRECT_IO",
+                        value,
+                        expected: "1 or 0",
+                    })
+                }
+            };
+        }
+        Ok(options)
+    }
+}
+
+/// Everything that must be rebuilt in a forked child: threads, rings, locks.
+#[derive(Debug)]
+struct Engine {
+    pid: u32,
+    workers: Workers,
+    files: FileCache,
+    buffers: Arc<BufferPool>,
+}
+
+impl Engine {
+    fn start(options: &ReaderOptions) -> Result<Self> {
+        let backend = match options.backend {
+            BackendKind::Auto => match std::env::var("ZURING_IO") {
+                Ok(value) => BackendKind::parse("ZURING_IO", &value)?,
+                Err(_) => BackendKind::Auto,
+            },
+            explicit => explicit,
+        };
+        let rings = RingConfig {
+            rings: options.rings,
+            queue_depth: options.queue_depth,
+            sqpoll: options.sqpoll,
+        };
+        let workers = match backend {
+            BackendKind::Uring => uring::spawn(rings).map_err(|e| IoError::BackendUnavailable {
+                backend: "io_uring",
+                source: Arc::new(e),
+            })?,
+            BackendKind::Pread => spawn_pread(options.pread_threads)?,
+            BackendKind::Auto => match uring::spawn(rings) {
+                Ok(workers) => workers,
+                Err(_) => spawn_pread(options.pread_threads)?,
+            },
+        };
+        Ok(Self {
+            pid: std::process::id(),
+            workers,
+            files: FileCache::new(options.fd_cache_capacity, options.revalidate_fds),
+            buffers: BufferPool::new(options.buffer_pool_bytes),
+        })
+    }
+}
+
+fn spawn_pread(threads: usize) -> Result<Workers> {
+    pread::spawn(threads).map_err(|e| IoError::BackendUnavailable {
+        backend: "pread",
+        source: Arc::new(e),
+    })
+}
+
+/// Reads batches of byte ranges from many files.
+///
+/// Each batch is planned at once: files are opened through a bounded descriptor cache, nearby
+/// ranges of a file are merged, and the physical reads go to the backend together. Results
+/// stream back as they complete (see [`ReadStream`]); [`Reader::read_ordered`] collects them in
+/// request order.
+///
+/// A `Reader` is fork-safe: a child process that uses it starts fresh threads and rings.
+#[derive(Debug)]
+pub struct Reader {
+    options: ReaderOptions,
+    engine: Mutex<Option<Arc<Engine>>>,
+}
+
+impl Reader {
+    /// A reader with `options`. Threads and rings start on first use.
+    ///
+    /// # Errors
+    /// [`IoError::BackendUnavailable`] when the requested backend cannot start.
+    pub fn new(options: ReaderOptions) -> Result<Self> {
+        let reader = Self {
+            options,
+            engine: Mutex::new(None),
+        };
+        reader.engine()?;
+        Ok(reader)
+    }
+
+    /// The process-wide reader, configured from the environment (see [`ReaderOptions::from_env`]).
+    ///
+    /// # Errors
+    /// When the environment holds an invalid value or no backend can start.
+    pub fn shared() -> Result<&'static Self> {
+        static SHARED: OnceLock<Result<Reader>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| Self::new(ReaderOptions::from_env()?))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The options this reader was made with.
+    #[must_use]
+    pub fn options(&self) -> &ReaderOptions {
+        &self.options
+    }
+
+    /// The running backend's name: `"uring"` or `"pread"`.
+    ///
+    /// # Errors
+    /// When the backend cannot start.
+    pub fn backend_name(&self) -> Result<&'static str> {
+        Ok(self.engine()?.workers.name())
+    }
+
+    fn engine(&self) -> Result<Arc<Engine>> {
+        let pid = std::process::id();
+        let mut guard = self
+            .engine
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(engine) = guard.as_ref() {
+            if engine.pid == pid && engine.workers.alive() {
+                return Ok(Arc::clone(engine));
+            }
+            if engine.pid != pid {
+                // Forked: the parent's threads do not exist here, so the engine can be neither
+                // joined nor drained. Leak it; the parent still owns the real one.
+                if let Some(stale) = guard.take() {
+                    std::mem::forget(stale);
+                }
+            }
+        }
+        let engine = Arc::new(Engine::start(&self.options)?);
+        *guard = Some(Arc::clone(&engine));
+        Ok(engine)
+    }
+
+    /// Start reading a batch; results stream back as they complete.
+    pub fn submit<T>(&self, requests: impl IntoIterator<Item = ReadRequest<T>>) -> ReadStream<T> {
+        let (tx, rx) = crossbeam_channel::unbounded::<Delivery>();
+        let mut tags = Vec::new();
+        let engine = self.engine();
+        // Files in first-seen order, with their resolved spans.
+        let mut file_index: HashMap<Arc<Path>, usize> = HashMap::new();
+        let mut files: Vec<(Arc<OpenFile>, Vec<Span>)> = Vec::new();
+        for (index, request) in requests.into_iter().enumerate() {
+            tags.push(Some(request.tag));
+            let engine = match &engine {
+                Ok(engine) => engine,
+                Err(err) => {
+                    let _ = tx.send((index, Err(err.clone())));
+                    continue;
+                }
+            };
+            let slot = match file_index.get(&request.path) {
+                Some(&slot) => Ok(slot),
+                None => match engine.files.open(&request.path, self.options.direct_io) {
+                    Ok(file) => {
+                        files.push((file, Vec::new()));
+                        file_index.insert(Arc::clone(&request.path), files.len() - 1);
+                        Ok(files.len() - 1)
+                    }
+                    Err(err) => Err(err),
+                },
+            };
+            let resolved = slot.and_then(|slot| {
+                let (file, _) = &files[slot];
+                request
+                    .range
+                    .resolve(&request.path, file.size)
+                    .map(|r| (slot, r))
+            });
+            match resolved {
+                Ok((_, (start, end))) if start == end => {
+                    let _ = tx.send((index, Ok(Bytes::new())));
+                }
+                Ok((slot, (start, end))) => files[slot].1.push(Span { index, start, end }),
+                Err(err) => {
+                    let _ = tx.send((index, Err(err)));
+                }
+            }
+        }
+        if let Ok(engine) = &engine {
+            for (file, spans) in files {
+                if spans.is_empty() {
+                    continue;
+                }
+                for read in coalesce(spans, self.options.coalesce, file.direct_align) {
+                    let len = usize::try_from(read.len()).unwrap_or(usize::MAX);
+                    let job = Job {
+                        file: Arc::clone(&file),
+                        offset: read.start,
+                        len,
+                        buf: engine.buffers.take(len),
+                        filled: 0,
+                        parts: read
+                            .spans
+                            .iter()
+                            .map(|s| Part {
+                                index: s.index,
+                                start: s.start,
+                                end: s.end,
+                            })
+                            .collect(),
+                        sink: tx.clone(),
+                    };
+                    if let Err(job) = engine.workers.send(job) {
+                        let backend = engine.workers.name();
+                        for part in &job.parts {
+                            let _ = tx.send((part.index, Err(IoError::BackendStopped { backend })));
+                        }
+                    }
+                }
+            }
+        }
+        ReadStream {
+            remaining: tags.len(),
+            tags,
+            rx,
+        }
+    }
+
+    /// Read a batch and return the results in request order.
+    pub fn read_ordered<T>(
+        &self,
+        requests: impl IntoIterator<Item = ReadRequest<T>>,
+    ) -> Vec<Completion<T>> {
+        let mut stream = self.submit(requests);
+        let mut slots: Vec<Option<Completion<T>>> = (0..stream.len()).map(|_| None).collect();
+        while let Some((index, completion)) = stream.next_indexed() {
+            slots[index] = Some(completion);
+        }
+        slots.into_iter().flatten().collect()
+    }
+
+    /// Read one range.
+    ///
+    /// # Errors
+    /// As for a request in a batch.
+    pub fn read(&self, path: impl Into<Arc<Path>>, range: crate::ByteRange) -> Result<Bytes> {
+        self.read_ordered([ReadRequest::new(path, range, ())])
+            .pop()
+            .map_or(Err(IoError::BackendStopped { backend: "reader" }), |c| {
+                c.result
+            })
+    }
+
+    /// Forget cached descriptors for `path` (after it was written or deleted elsewhere).
+    pub fn invalidate(&self, path: &Path) {
+        if let Ok(engine) = self.engine() {
+            engine.files.invalidate(path);
+        }
+    }
+
+    /// Forget every cached descriptor.
+    pub fn clear_cache(&self) {
+        if let Ok(engine) = self.engine() {
+            engine.files.clear();
+        }
+    }
+
+    /// Write `data` to `path` atomically (see [`crate::write_atomic`]) and forget any cached
+    /// descriptor for it.
+    ///
+    /// # Errors
+    /// [`IoError::Write`] naming the path.
+    pub fn write_atomic(&self, path: &Path, data: &[u8], fsync: bool) -> Result<()> {
+        let result = crate::write::write_atomic(path, data, fsync);
+        self.invalidate(path);
+        result
+    }
+
+    /// Write many files atomically in parallel (see [`crate::write_many`]).
+    pub fn write_many(
+        &self,
+        items: &[(std::path::PathBuf, Bytes)],
+        fsync: bool,
+    ) -> Vec<Result<()>> {
+        let results = crate::write::write_many(items, fsync);
+        for (path, _) in items {
+            self.invalidate(path);
+        }
+        results
+    }
+
+    /// Delete `path`; a missing file is not an error.
+    ///
+    /// # Errors
+    /// [`IoError::Write`] naming the path.
+    pub fn remove(&self, path: &Path) -> Result<()> {
+        let result = crate::write::remove(path);
+        self.invalidate(path);
+        result
+    }
+}
+
+/// The results of a batch, delivered as each read completes.
+#[derive(Debug)]
+pub struct ReadStream<T> {
+    tags: Vec<Option<T>>,
+    remaining: usize,
+    rx: Receiver<Delivery>,
+}
+
+impl<T> ReadStream<T> {
+    /// Number of requests in the batch.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.tags.len()
+    }
+
+    /// Whether the batch was empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.tags.is_empty()
+    }
+
+    /// Results not yet handed out.
+    #[must_use]
+    pub fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    fn deliver(&mut self, (index, result): Delivery) -> Option<(usize, Completion<T>)> {
+        let tag = self.tags.get_mut(index)?.take()?;
+        self.remaining -= 1;
+        Some((index, Completion { tag, result }))
+    }
+
+    /// When the backend vanished, the requests still waiting fail.
+    fn fail_next(&mut self) -> Option<(usize, Completion<T>)> {
+        let index = self.tags.iter().position(Option::is_some)?;
+        self.deliver((index, Err(IoError::BackendStopped { backend: "reader" })))
+    }
+
+    /// The next completion and its request's index, blocking until one arrives.
+    pub fn next_indexed(&mut self) -> Option<(usize, Completion<T>)> {
+        while self.remaining > 0 {
+            match self.rx.recv() {
+                Ok(delivery) => {
+                    if let Some(out) = self.deliver(delivery) {
+                        return Some(out);
+                    }
+                }
+                Err(_) => return self.fail_next(),
+            }
+        }
+        None
+    }
+
+    /// The next completion if one is ready, without blocking.
+    pub fn try_next(&mut self) -> Option<(usize, Completion<T>)> {
+        while self.remaining > 0 {
+            match self.rx.try_recv() {
+                Ok(delivery) => {
+                    if let Some(out) = self.deliver(delivery) {
+                        return Some(out);
+                    }
+                }
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Disconnected) => return self.fail_next(),
+            }
+        }
+        None
+    }
+
+    /// The next completion, waiting at most `timeout`.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<(usize, Completion<T>)> {
+        while self.remaining > 0 {
+            match self.rx.recv_timeout(timeout) {
+                Ok(delivery) => {
+                    if let Some(out) = self.deliver(delivery) {
+                        return Some(out);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => return None,
+                Err(RecvTimeoutError::Disconnected) => return self.fail_next(),
+            }
+        }
+        None
+    }
+}
+
+impl<T> Iterator for ReadStream<T> {
+    type Item = Completion<T>;
+
+    fn next(&mut self) -> Option<Completion<T>> {
+        self.next_indexed().map(|(_, c)| c)
+    }
+}

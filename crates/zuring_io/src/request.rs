@@ -1,0 +1,140 @@
+//! What a caller asks for and what comes back.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::error::{IoError, Result};
+
+/// The part of a file to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ByteRange {
+    /// `offset..offset + len`.
+    Range {
+        /// First byte.
+        offset: u64,
+        /// Number of bytes.
+        len: u64,
+    },
+    /// Everything from `offset` to the end of the file.
+    From(u64),
+    /// The last `len` bytes of the file (a shard index at the end of a shard, say).
+    Suffix(u64),
+    /// The whole file.
+    Whole,
+}
+
+impl ByteRange {
+    /// `offset..offset + len`.
+    #[must_use]
+    pub const fn new(offset: u64, len: u64) -> Self {
+        Self::Range { offset, len }
+    }
+
+    /// Resolve to an absolute `start..end` against a file of `file_size` bytes.
+    ///
+    /// # Errors
+    /// [`IoError::InvalidRange`] when `offset + len` overflows, [`IoError::OutOfBounds`] when the
+    /// range reaches past the end of the file.
+    pub fn resolve(self, path: &Path, file_size: u64) -> Result<(u64, u64)> {
+        let (start, end) = match self {
+            Self::Range { offset, len } => {
+                let end = offset
+                    .checked_add(len)
+                    .ok_or_else(|| IoError::InvalidRange {
+                        path: path.to_path_buf(),
+                        offset,
+                        len,
+                    })?;
+                (offset, end)
+            }
+            Self::From(offset) => (offset, file_size.max(offset)),
+            Self::Suffix(len) => (file_size.checked_sub(len).unwrap_or(0), file_size),
+            Self::Whole => (0, file_size),
+        };
+        let out_of_bounds = match self {
+            Self::Suffix(len) => len > file_size,
+            _ => end > file_size,
+        };
+        if out_of_bounds {
+            let range = match self {
+                Self::Suffix(len) => (start, start.saturating_add(len)),
+                _ => (start, end),
+            };
+            return Err(IoError::OutOfBounds {
+                path: path.to_path_buf(),
+                range,
+                file_size,
+            });
+        }
+        Ok((start, end))
+    }
+}
+
+/// One read: a file, a range in it, and a tag the caller uses to recognise the result.
+#[derive(Debug, Clone)]
+pub struct ReadRequest<T> {
+    /// The file.
+    pub path: Arc<Path>,
+    /// The range to read.
+    pub range: ByteRange,
+    /// Handed back with the result.
+    pub tag: T,
+}
+
+impl<T> ReadRequest<T> {
+    /// A request for `range` of `path`, recognised by `tag`.
+    pub fn new(path: impl Into<Arc<Path>>, range: ByteRange, tag: T) -> Self {
+        Self {
+            path: path.into(),
+            range,
+            tag,
+        }
+    }
+}
+
+/// The result of one [`ReadRequest`].
+#[derive(Debug)]
+pub struct Completion<T> {
+    /// The request's tag.
+    pub tag: T,
+    /// The bytes read: a zero-copy view of a pooled buffer, returned to the pool when the last
+    /// view is dropped.
+    pub result: Result<Bytes>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_ranges() {
+        let p = Path::new("f");
+        assert_eq!(ByteRange::new(2, 3).resolve(p, 10).unwrap(), (2, 5));
+        assert_eq!(ByteRange::new(10, 0).resolve(p, 10).unwrap(), (10, 10));
+        assert_eq!(ByteRange::Suffix(4).resolve(p, 10).unwrap(), (6, 10));
+        assert_eq!(ByteRange::Whole.resolve(p, 10).unwrap(), (0, 10));
+        assert_eq!(ByteRange::From(7).resolve(p, 10).unwrap(), (7, 10));
+        assert!(matches!(
+            ByteRange::new(8, 3).resolve(p, 10),
+            Err(IoError::OutOfBounds {
+                range: (8, 11),
+                file_size: 10,
+                ..
+            })
+        ));
+        assert!(matches!(
+            ByteRange::Suffix(11).resolve(p, 10),
+            Err(IoError::OutOfBounds { range: (0, 11), .. })
+        ));
+        assert!(matches!(
+            ByteRange::From(11).resolve(p, 10),
+            Err(IoError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            ByteRange::new(u64::MAX, 2).resolve(p, 10),
+            Err(IoError::InvalidRange { .. })
+        ));
+    }
+}

@@ -1,0 +1,163 @@
+//! Writes: whole files replaced atomically (temp file + rename), alone or many in parallel.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+
+use crate::error::{IoError, Result};
+
+fn temp_path(path: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(".{name}.zuring-tmp.{}.{n}", std::process::id()))
+}
+
+/// Replace `path` with `data` atomically: readers see the old file or the new one, never a torn
+/// mix, even if the process dies mid-write. Parent directories are created. With `fsync`, the
+/// data and the directory entry are flushed to disk before returning.
+///
+/// # Errors
+/// [`IoError::Write`] naming the path; the old file is untouched and no temp file is left.
+pub fn write_atomic(path: &Path, data: &[u8], fsync: bool) -> Result<()> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(parent) = parent {
+        std::fs::create_dir_all(parent).map_err(|e| IoError::write(parent, e))?;
+    }
+    let tmp = temp_path(path);
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(data)?;
+        if fsync {
+            file.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(IoError::write(path, err));
+    }
+    if fsync {
+        if let Some(parent) = parent {
+            std::fs::File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| IoError::write(parent, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Write many files atomically, in parallel; one result per item, in order.
+pub fn write_many(items: &[(PathBuf, Bytes)], fsync: bool) -> Vec<Result<()>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, std::num::NonZeroUsize::get)
+        .clamp(1, 8)
+        .min(items.len().max(1));
+    if threads <= 1 {
+        return items
+            .iter()
+            .map(|(p, d)| write_atomic(p, d, fsync))
+            .collect();
+    }
+    let next = AtomicU64::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<()>>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((path, data)) = usize::try_from(i).ok().and_then(|i| items.get(i)) else {
+                    break;
+                };
+                let result = write_atomic(path, data, fsync);
+                if let Some(slot) = usize::try_from(i).ok().and_then(|i| results.get(i)) {
+                    *slot
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .unwrap_or(Ok(()))
+        })
+        .collect()
+}
+
+/// Delete `path`. A missing file is not an error.
+///
+/// # Errors
+/// [`IoError::Write`] naming the path.
+pub fn remove(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(IoError::write(path, err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/c.bin");
+        write_atomic(&path, b"first", true).unwrap();
+        write_atomic(&path, b"second", false).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("c.bin")]);
+    }
+
+    #[test]
+    fn failed_write_keeps_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory in the way of the rename: the write fails, the directory stays.
+        let path = dir.path().join("d");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("keep"), b"x").unwrap();
+        let err = write_atomic(&path, b"data", false).unwrap_err();
+        assert!(matches!(err, IoError::Write { .. }));
+        assert!(err.to_string().contains("d: write failed"));
+        assert_eq!(std::fs::read(path.join("keep")).unwrap(), b"x");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+    }
+
+    #[test]
+    fn many_and_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let items: Vec<(PathBuf, Bytes)> = (0..20)
+            .map(|i| {
+                (
+                    dir.path().join(format!("x/{i}")),
+                    Bytes::from(vec![i as u8; i]),
+                )
+            })
+            .collect();
+        let results = write_many(&items, false);
+        assert!(results.iter().all(Result::is_ok));
+        for (p, d) in &items {
+            assert_eq!(std::fs::read(p).unwrap(), d.to_vec());
+        }
+        remove(&items[3].0).unwrap();
+        remove(&items[3].0).unwrap();
+        assert!(!items[3].0.exists());
+    }
+}

@@ -1,0 +1,395 @@
+//! One contract, both backends: every test runs against io_uring and pread.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use zuring_io::{
+    BackendKind, ByteRange, CoalesceOptions, IoError, ReadRequest, Reader, ReaderOptions,
+};
+
+/// Test files live under the target directory (a real disk, where O_DIRECT works), not /tmp.
+fn scratch() -> tempfile::TempDir {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    tempfile::tempdir_in(base).unwrap()
+}
+
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..len).map(|_| rng.gen()).collect()
+}
+
+fn reader(kind: BackendKind, direct_io: bool, coalesce: CoalesceOptions) -> Reader {
+    Reader::new(ReaderOptions {
+        backend: kind,
+        direct_io,
+        coalesce,
+        rings: 2,
+        queue_depth: 8,
+        pread_threads: 3,
+        ..ReaderOptions::default()
+    })
+    .unwrap()
+}
+
+fn write_files(dir: &Path, sizes: &[usize]) -> Vec<(PathBuf, Vec<u8>)> {
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let path = dir.join(format!("f{i}"));
+            let data = pattern(i as u64, n);
+            std::fs::write(&path, &data).unwrap();
+            (path, data)
+        })
+        .collect()
+}
+
+fn random_ranges_match(kind: BackendKind, direct: bool, coalesce: CoalesceOptions, seed: u64) {
+    let dir = scratch();
+    let files = write_files(dir.path(), &[0, 1, 4095, 4096, 70_000, 300_001]);
+    let r = reader(kind, direct, coalesce);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut requests = Vec::new();
+    let mut expected = Vec::new();
+    for tag in 0..400usize {
+        let (path, data) = &files[rng.gen_range(0..files.len())];
+        let n = data.len() as u64;
+        let (range, want) = match rng.gen_range(0..5) {
+            0 => (ByteRange::Whole, Some(data.clone())),
+            1 => {
+                let k = rng.gen_range(0..=n);
+                (
+                    ByteRange::Suffix(k),
+                    Some(data[(n - k) as usize..].to_vec()),
+                )
+            }
+            2 => {
+                let o = rng.gen_range(0..=n);
+                (ByteRange::From(o), Some(data[o as usize..].to_vec()))
+            }
+            3 => {
+                // Possibly past EOF.
+                let o = rng.gen_range(0..=n + 10);
+                let l = rng.gen_range(0..=20);
+                let ok = o + l <= n;
+                (
+                    ByteRange::new(o, l),
+                    ok.then(|| data[o as usize..(o + l) as usize].to_vec()),
+                )
+            }
+            _ => {
+                let o = rng.gen_range(0..=n);
+                let l = rng.gen_range(0..=n - o);
+                (
+                    ByteRange::new(o, l),
+                    Some(data[o as usize..(o + l) as usize].to_vec()),
+                )
+            }
+        };
+        requests.push(ReadRequest::new(path.as_path(), range, tag));
+        expected.push(want);
+    }
+    // Streamed: every tag once, with its bytes.
+    let mut seen = vec![false; expected.len()];
+    for c in r.submit(requests.clone()) {
+        assert!(!seen[c.tag], "tag {} delivered twice", c.tag);
+        seen[c.tag] = true;
+        match (&expected[c.tag], c.result) {
+            (Some(want), Ok(got)) => assert_eq!(&got[..], &want[..], "tag {}", c.tag),
+            (None, Err(IoError::OutOfBounds { .. })) => {}
+            (want, got) => panic!(
+                "tag {}: expected {:?}, got {got:?}",
+                c.tag,
+                want.as_ref().map(Vec::len)
+            ),
+        }
+    }
+    assert!(seen.iter().all(|&s| s));
+    // Ordered: same results, in request order.
+    let ordered = r.read_ordered(requests);
+    for (i, c) in ordered.iter().enumerate() {
+        assert_eq!(c.tag, i);
+        assert_eq!(c.result.as_ref().ok().map(|b| b.to_vec()), expected[i]);
+    }
+}
+
+fn missing_and_bad_requests_fail_alone(kind: BackendKind) {
+    let dir = scratch();
+    let files = write_files(dir.path(), &[100]);
+    let good = files[0].0.as_path();
+    let missing = dir.path().join("nope");
+    let r = reader(kind, false, CoalesceOptions::default());
+    let out = r.read_ordered([
+        ReadRequest::new(good, ByteRange::new(0, 10), 0),
+        ReadRequest::new(missing.as_path(), ByteRange::new(0, 10), 1),
+        ReadRequest::new(good, ByteRange::new(95, 10), 2),
+        ReadRequest::new(good, ByteRange::new(u64::MAX, 10), 3),
+        ReadRequest::new(dir.path(), ByteRange::Whole, 4),
+        ReadRequest::new(good, ByteRange::new(90, 10), 5),
+    ]);
+    assert_eq!(&out[0].result.as_ref().unwrap()[..], &files[0].1[..10]);
+    let err = out[1].result.as_ref().unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert_eq!(err.path(), Some(missing.as_path()));
+    match out[2].result.as_ref().unwrap_err() {
+        IoError::OutOfBounds {
+            range,
+            file_size,
+            path,
+        } => {
+            assert_eq!((*range, *file_size), ((95, 105), 100));
+            assert_eq!(path, good);
+        }
+        e => panic!("{e}"),
+    }
+    assert!(matches!(out[3].result, Err(IoError::InvalidRange { .. })));
+    assert!(matches!(out[4].result, Err(IoError::Open { .. })));
+    assert_eq!(&out[5].result.as_ref().unwrap()[..], &files[0].1[90..]);
+}
+
+fn coalesced_reads_are_sliced(kind: BackendKind) {
+    let dir = scratch();
+    let files = write_files(dir.path(), &[1 << 20]);
+    let (path, data) = &files[0];
+    let r = reader(
+        kind,
+        false,
+        CoalesceOptions {
+            max_gap_bytes: 1 << 20,
+            max_merged_bytes: 1 << 20,
+        },
+    );
+    // 64 adjacent 16 KiB pieces, requested in reverse: one physical read, delivered per piece.
+    let requests: Vec<_> = (0..64u64)
+        .rev()
+        .map(|i| ReadRequest::new(path.as_path(), ByteRange::new(i * 16384, 16384), i))
+        .collect();
+    let out = r.read_ordered(requests);
+    for c in &out {
+        let o = (c.tag * 16384) as usize;
+        let got = c.result.as_ref().unwrap();
+        assert_eq!(&got[..], &data[o..o + 16384]);
+    }
+    // All pieces share one buffer: the first piece's pointer + offset gives the others.
+    let base = out.last().unwrap().result.as_ref().unwrap().as_ptr() as usize;
+    let p5 = out[out.len() - 1 - 5].result.as_ref().unwrap().as_ptr() as usize;
+    assert_eq!(
+        p5 - base,
+        5 * 16384,
+        "pieces are zero-copy slices of one read"
+    );
+}
+
+fn file_shrinking_after_open_is_out_of_bounds(kind: BackendKind) {
+    let dir = scratch();
+    let files = write_files(dir.path(), &[10_000]);
+    let path = files[0].0.as_path();
+    let r = Reader::new(ReaderOptions {
+        backend: kind,
+        revalidate_fds: false,
+        ..ReaderOptions::default()
+    })
+    .unwrap();
+    assert!(r.read(path, ByteRange::new(0, 10)).is_ok());
+    // Shrink in place: the cached descriptor still believes 10,000 bytes.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(5000)
+        .unwrap();
+    let err = r.read(path, ByteRange::new(4000, 2000)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            IoError::OutOfBounds {
+                range: (4000, 6000),
+                file_size: 5000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        &r.read(path, ByteRange::new(4000, 1000)).unwrap()[..],
+        &files[0].1[4000..5000]
+    );
+}
+
+fn huge_read_is_split(kind: BackendKind) {
+    let dir = scratch();
+    let path = dir.path().join("sparse");
+    let size: u64 = 2_200_000_000; // past MAX_READ_BYTES: needs two reads
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(size).unwrap();
+        f.write_all_at(b"tail!", size - 5).unwrap();
+        f.write_all_at(b"head!", 0).unwrap();
+    }
+    let r = reader(kind, false, CoalesceOptions::default());
+    let bytes = r.read(path.as_path(), ByteRange::Whole).unwrap();
+    assert_eq!(bytes.len() as u64, size);
+    assert_eq!(&bytes[..5], b"head!");
+    assert_eq!(&bytes[bytes.len() - 5..], b"tail!");
+    assert!(bytes[5..1 << 20].iter().all(|&b| b == 0));
+}
+
+fn writes_invalidate_cache(kind: BackendKind) {
+    let dir = scratch();
+    let path = dir.path().join("w/x.bin");
+    let r = reader(kind, false, CoalesceOptions::default());
+    r.write_atomic(&path, b"version one", false).unwrap();
+    assert_eq!(
+        &r.read(path.as_path(), ByteRange::Whole).unwrap()[..],
+        b"version one"
+    );
+    r.write_atomic(&path, b"v2", true).unwrap();
+    assert_eq!(
+        &r.read(path.as_path(), ByteRange::Whole).unwrap()[..],
+        b"v2"
+    );
+    r.remove(&path).unwrap();
+    assert!(r
+        .read(path.as_path(), ByteRange::Whole)
+        .unwrap_err()
+        .is_not_found());
+}
+
+fn results_stream_with_try_next(kind: BackendKind) {
+    let dir = scratch();
+    let files = write_files(dir.path(), &[50_000; 4]);
+    let r = reader(kind, false, CoalesceOptions::disabled());
+    let paths: Vec<Arc<Path>> = files.iter().map(|(p, _)| Arc::from(p.as_path())).collect();
+    let mut stream = r.submit(
+        paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ReadRequest::new(Arc::clone(p), ByteRange::Whole, i)),
+    );
+    let mut got = 0;
+    while stream.remaining() > 0 {
+        if let Some((i, c)) = stream.next_timeout(std::time::Duration::from_secs(10)) {
+            assert_eq!(i, c.tag);
+            assert_eq!(&c.result.unwrap()[..], &files[i].1[..]);
+            got += 1;
+        }
+    }
+    assert_eq!(got, 4);
+    assert!(stream.try_next().is_none());
+}
+
+macro_rules! contract {
+    ($module:ident, $kind:expr) => {
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn random_ranges_buffered() {
+                for seed in 0..3 {
+                    random_ranges_match($kind, false, CoalesceOptions::default(), seed);
+                }
+            }
+
+            #[test]
+            fn random_ranges_direct_io() {
+                for seed in 3..6 {
+                    random_ranges_match($kind, true, CoalesceOptions::default(), seed);
+                }
+            }
+
+            #[test]
+            fn random_ranges_uncoalesced() {
+                random_ranges_match($kind, false, CoalesceOptions::disabled(), 9);
+                random_ranges_match($kind, true, CoalesceOptions::disabled(), 10);
+            }
+
+            #[test]
+            fn missing_and_bad_requests() {
+                missing_and_bad_requests_fail_alone($kind);
+            }
+
+            #[test]
+            fn coalesced_slices() {
+                coalesced_reads_are_sliced($kind);
+            }
+
+            #[test]
+            fn shrinking_file() {
+                file_shrinking_after_open_is_out_of_bounds($kind);
+            }
+
+            #[test]
+            fn huge_read() {
+                huge_read_is_split($kind);
+            }
+
+            #[test]
+            fn writes() {
+                writes_invalidate_cache($kind);
+            }
+
+            #[test]
+            fn streaming() {
+                results_stream_with_try_next($kind);
+            }
+
+            proptest! {
+                #![proptest_config(ProptestConfig::with_cases(24))]
+                #[test]
+                fn prop_every_byte_correct(
+                    sizes in prop::collection::vec(0usize..200_000, 1..5),
+                    picks in prop::collection::vec((any::<prop::sample::Index>(), any::<u64>(), any::<u64>()), 1..80),
+                    gap in 0u64..70_000,
+                    merged in 0u64..300_000,
+                    direct in any::<bool>(),
+                ) {
+                    let dir = scratch();
+                    let files = write_files(dir.path(), &sizes);
+                    let r = reader($kind, direct, CoalesceOptions { max_gap_bytes: gap, max_merged_bytes: merged });
+                    let mut requests = Vec::new();
+                    let mut want = Vec::new();
+                    for (tag, (fi, a, b)) in picks.iter().enumerate() {
+                        let (path, data) = &files[fi.index(files.len())];
+                        let n = data.len() as u64;
+                        let o = a % (n + 1);
+                        let l = b % (n - o + 1);
+                        requests.push(ReadRequest::new(path.as_path(), ByteRange::new(o, l), tag));
+                        want.push(data[o as usize..(o + l) as usize].to_vec());
+                    }
+                    let mut count = 0;
+                    for c in r.submit(requests) {
+                        prop_assert_eq!(&c.result.unwrap()[..], &want[c.tag][..]);
+                        count += 1;
+                    }
+                    prop_assert_eq!(count, want.len());
+                }
+            }
+        }
+    };
+}
+
+contract!(uring, BackendKind::Uring);
+contract!(pread, BackendKind::Pread);
+
+#[test]
+fn env_and_parse() {
+    assert_eq!(
+        BackendKind::parse("x", "io_uring").unwrap(),
+        BackendKind::Uring
+    );
+    assert_eq!(
+        BackendKind::parse("x", "PREAD").unwrap(),
+        BackendKind::Pread
+    );
+    assert!(matches!(
+        BackendKind::parse("x", "aio"),
+        Err(IoError::InvalidConfig { .. })
+    ));
+    let r = reader(BackendKind::Pread, false, CoalesceOptions::default());
+    assert_eq!(r.backend_name().unwrap(), "pread");
+    let r = reader(BackendKind::Uring, false, CoalesceOptions::default());
+    assert_eq!(r.backend_name().unwrap(), "uring");
+}
