@@ -209,12 +209,11 @@ impl Reader {
     ///
     /// # Errors
     /// When the environment holds an invalid value or no backend can start.
-    pub fn shared() -> Result<&'static Self> {
-        static SHARED: OnceLock<Result<Reader>> = OnceLock::new();
+    pub fn shared() -> Result<Arc<Self>> {
+        static SHARED: OnceLock<Result<Arc<Reader>>> = OnceLock::new();
         SHARED
-            .get_or_init(|| Self::new(ReaderOptions::from_env()?))
-            .as_ref()
-            .map_err(Clone::clone)
+            .get_or_init(|| Ok(Arc::new(Self::new(ReaderOptions::from_env()?)?)))
+            .clone()
     }
 
     /// The options this reader was made with.
