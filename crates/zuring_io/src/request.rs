@@ -50,7 +50,7 @@ impl ByteRange {
                 (offset, end)
             }
             Self::From(offset) => (offset, file_size.max(offset)),
-            Self::Suffix(len) => (file_size.checked_sub(len).unwrap_or(0), file_size),
+            Self::Suffix(len) => (file_size.saturating_sub(len), file_size),
             Self::Whole => (0, file_size),
         };
         let out_of_bounds = match self {

@@ -105,6 +105,7 @@ pub fn remove(path: &Path) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

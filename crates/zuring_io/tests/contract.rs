@@ -1,4 +1,5 @@
 //! One contract, both backends: every test runs against io_uring and pread.
+#![allow(clippy::cast_possible_truncation)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! A reader used before `fork` works in the child (fresh threads and rings) and in the parent.
 //! Alone in its own test binary: forking while other test threads run would be unsafe.
+#![allow(clippy::cast_possible_truncation)]
 #![allow(unsafe_code)]
 
 use zuring_io::{BackendKind, ByteRange, Reader, ReaderOptions};

@@ -1,5 +1,6 @@
 //! zarrs arrays written through UringStore read back identically through zarrs' FilesystemStore,
 //! and the reverse, for sharded and unsharded arrays with zstd, blosc, gzip and crc32c.
+#![allow(clippy::cast_possible_truncation)]
 
 use std::sync::Arc;
 

@@ -1,0 +1,145 @@
+//! Shared helpers of the benchmarks: cache control, timing, and reporting as JSON lines plus a
+//! table.
+
+use std::path::Path;
+use std::time::Instant;
+
+/// Whether the page cache can be dropped (root on Linux).
+#[must_use]
+pub fn can_drop_caches() -> bool {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/sys/vm/drop_caches")
+        .is_ok()
+}
+
+/// Flush dirty pages and drop the page cache.
+///
+/// # Panics
+/// When not permitted; check [`can_drop_caches`] first.
+pub fn drop_caches() {
+    std::process::Command::new("sync").status().expect("sync");
+    std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop caches (needs root)");
+}
+
+fn read_through(path: &Path) {
+    use std::io::Read;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return;
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    while matches!(f.read(&mut buf), Ok(n) if n > 0) {}
+}
+
+/// Read every file under `dir` (or the file `dir`) once so that it sits in the page cache.
+pub fn warm(dir: &Path) {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            if d.is_file() {
+                read_through(&d);
+            }
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                read_through(&p);
+            }
+        }
+    }
+}
+
+/// One measured result.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    /// Benchmark name (the workload).
+    pub bench: String,
+    /// Who did the work (zuring backend or a peer).
+    pub method: String,
+    /// `warm` or `cold`.
+    pub cache: &'static str,
+    /// Seconds (best of the repeats).
+    pub seconds: f64,
+    /// Bytes delivered to the caller.
+    pub bytes: u64,
+    /// Operations (reads, crops, ...).
+    pub ops: u64,
+}
+
+impl Measurement {
+    /// MiB/s.
+    #[must_use]
+    pub fn mib_s(&self) -> f64 {
+        self.bytes as f64 / (1 << 20) as f64 / self.seconds
+    }
+
+    /// Operations per second.
+    #[must_use]
+    pub fn ops_s(&self) -> f64 {
+        self.ops as f64 / self.seconds
+    }
+
+    /// Print as one JSON line.
+    pub fn print_json(&self, extra: &serde_json::Value) {
+        let mut v = serde_json::json!({
+            "bench": self.bench, "method": self.method, "cache": self.cache,
+            "seconds": self.seconds, "bytes": self.bytes, "ops": self.ops,
+            "mib_s": self.mib_s(), "ops_s": self.ops_s(),
+        });
+        if let (Some(obj), Some(more)) = (v.as_object_mut(), extra.as_object()) {
+            for (k, x) in more {
+                obj.insert(k.clone(), x.clone());
+            }
+        }
+        println!("{v}");
+    }
+}
+
+/// Time `f`, `repeats` times (running `before` untimed before each), and keep the fastest.
+pub fn best_of<T>(repeats: usize, mut before: impl FnMut(), mut f: impl FnMut() -> T) -> (f64, T) {
+    let mut best = f64::INFINITY;
+    let mut out = None;
+    for _ in 0..repeats.max(1) {
+        before();
+        let t = Instant::now();
+        let r = f();
+        let s = t.elapsed().as_secs_f64();
+        if s < best {
+            best = s;
+        }
+        out = Some(r);
+    }
+    (best, out.expect("at least one repeat"))
+}
+
+/// Print a table of measurements, with each method's ratio to `baseline` in the same
+/// bench and cache state.
+pub fn print_table(results: &[Measurement], baseline: &str) {
+    println!(
+        "\n| bench | cache | method | MiB/s | ops/s | x {baseline} |\n|---|---|---|---:|---:|---:|"
+    );
+    for m in results {
+        let base = results
+            .iter()
+            .find(|b| b.bench == m.bench && b.cache == m.cache && b.method == baseline);
+        let ratio = base.map_or("-".to_owned(), |b| format!("{:.2}", m.mib_s() / b.mib_s()));
+        println!(
+            "| {} | {} | {} | {:.0} | {:.0} | {} |",
+            m.bench,
+            m.cache,
+            m.method,
+            m.mib_s(),
+            m.ops_s(),
+            ratio
+        );
+    }
+}
+
+/// Number of cores.
+#[must_use]
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+}

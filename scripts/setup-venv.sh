@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Create (once) the repo's .venv/ with the Python tools the build and tests need.
+# Idempotent: a stamp file records what was installed; re-run after editing the list below.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+REQS="maturin==1.16.0 numpy pytest"
+STAMP=.venv/.zuring-setup
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$REQS" ]; then
+  exit 0
+fi
+"$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# shellcheck disable=SC2086
+.venv/bin/python -m pip install -q $REQS
+echo "$REQS" > "$STAMP"

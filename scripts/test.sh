@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Run every test: formatting and lints, the Rust workspace's unit, integration, property and doc
+# tests (both IO backends).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-venv.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace --all-targets
+cargo test --workspace --doc
