@@ -12,7 +12,9 @@ use std::sync::Arc;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use zarrs::storage::{byte_range::ByteRange as ZRange, ReadableStorageTraits, StoreKey};
-use zuring_benches::{best_of, can_drop_caches, cores, drop_caches, print_table, warm, Measurement};
+use zuring_benches::{
+    best_of, can_drop_caches, cores, drop_caches, print_table, warm, Measurement,
+};
 use zuring_io::{BackendKind, ByteRange, ReadRequest, Reader, ReaderOptions};
 
 const READ: u64 = 32 << 10;
@@ -69,7 +71,9 @@ fn make_data(dir: &Path) -> (PathBuf, Vec<PathBuf>) {
             f.write_all_at(&block, i * block.len() as u64).unwrap();
         }
     }
-    let small: Vec<PathBuf> = (0..SMALL_FILES).map(|i| dir.join(format!("small/{i:04}.bin"))).collect();
+    let small: Vec<PathBuf> = (0..SMALL_FILES)
+        .map(|i| dir.join(format!("small/{i:04}.bin")))
+        .collect();
     for p in &small {
         if std::fs::metadata(p).map(|m| m.len()).ok() != Some(SMALL) {
             let mut data = vec![0u8; SMALL as usize];
@@ -106,7 +110,10 @@ fn zuring(reader: &Reader, paths: &[Arc<Path>], reads: &[(usize, u64)]) -> u64 {
             .iter()
             .map(|&(f, o)| ReadRequest::new(Arc::clone(&paths[f]), ByteRange::new(o, READ), ()));
         let out: Vec<_> = reader.read_ordered(reqs);
-        total += out.iter().map(|c| c.result.as_ref().expect("read").len() as u64).sum::<u64>();
+        total += out
+            .iter()
+            .map(|c| c.result.as_ref().expect("read").len() as u64)
+            .sum::<u64>();
     }
     total
 }
@@ -114,7 +121,10 @@ fn zuring(reader: &Reader, paths: &[Arc<Path>], reads: &[(usize, u64)]) -> u64 {
 /// A plain pool of one thread per core doing `pread` straight into one output buffer, allocated
 /// once per run and reused for every batch (files opened once per run; the opens are timed).
 fn std_pool(paths: &[Arc<Path>], reads: &[(usize, u64)]) -> u64 {
-    let files: Vec<std::fs::File> = paths.iter().map(|p| std::fs::File::open(p).unwrap()).collect();
+    let files: Vec<std::fs::File> = paths
+        .iter()
+        .map(|p| std::fs::File::open(p).unwrap())
+        .collect();
     let mut out = vec![0u8; BATCH * READ as usize];
     let mut total = 0u64;
     for batch in reads.chunks(BATCH) {
@@ -139,12 +149,21 @@ fn std_pool(paths: &[Arc<Path>], reads: &[(usize, u64)]) -> u64 {
     total
 }
 
-fn zarrs_store(store: &zarrs_filesystem::FilesystemStore, keys: &[StoreKey], reads: &[(usize, u64)]) -> u64 {
+fn zarrs_store(
+    store: &zarrs_filesystem::FilesystemStore,
+    keys: &[StoreKey],
+    reads: &[(usize, u64)],
+) -> u64 {
     let mut total = 0u64;
     for batch in reads.chunks(BATCH) {
         let out: Vec<_> = batch
             .par_iter()
-            .map(|&(f, o)| store.get_partial(&keys[f], ZRange::FromStart(o, Some(READ))).unwrap().unwrap())
+            .map(|&(f, o)| {
+                store
+                    .get_partial(&keys[f], ZRange::FromStart(o, Some(READ)))
+                    .unwrap()
+                    .unwrap()
+            })
             .collect();
         total += out.iter().map(|b| b.len() as u64).sum::<u64>();
     }
@@ -157,9 +176,17 @@ fn fio(dir: &Path, files: usize, size: u64, reads: usize) -> Option<f64> {
     std::fs::create_dir_all(dir).ok()?;
     let out = std::process::Command::new("fio")
         .args([
-            "--name=zuring", "--rw=randread", "--bs=32k", "--iodepth=64", "--ioengine=io_uring",
-            "--direct=1", "--output-format=terse", "--terse-version=3", "--file_service_type=random",
-            "--invalidate=1", "--randrepeat=0",
+            "--name=zuring",
+            "--rw=randread",
+            "--bs=32k",
+            "--iodepth=64",
+            "--ioengine=io_uring",
+            "--direct=1",
+            "--output-format=terse",
+            "--terse-version=3",
+            "--file_service_type=random",
+            "--invalidate=1",
+            "--randrepeat=0",
         ])
         .arg(format!("--directory={}", dir.display()))
         .arg(format!("--nrfiles={files}"))
@@ -182,14 +209,25 @@ fn main() {
     let a = args();
     let (big, small) = make_data(&a.dir);
     let cold_ok = can_drop_caches();
-    let datasets: Vec<(&str, Vec<PathBuf>, u64)> = vec![("1GiB-file", vec![big], BIG), ("1000x256KiB", small, SMALL)];
+    let datasets: Vec<(&str, Vec<PathBuf>, u64)> =
+        vec![("1GiB-file", vec![big], BIG), ("1000x256KiB", small, SMALL)];
     let mk = |kind, direct| {
-        Reader::new(ReaderOptions { backend: kind, direct_io: direct, ..ReaderOptions::default() }).unwrap()
+        Reader::new(ReaderOptions {
+            backend: kind,
+            direct_io: direct,
+            ..ReaderOptions::default()
+        })
+        .unwrap()
     };
     let uring = mk(BackendKind::Uring, false);
     let uring_direct = mk(BackendKind::Uring, true);
     let pread = mk(BackendKind::Pread, false);
-    let trusting = Reader::new(ReaderOptions { backend: BackendKind::Uring, revalidate_fds: false, ..ReaderOptions::default() }).unwrap();
+    let trusting = Reader::new(ReaderOptions {
+        backend: BackendKind::Uring,
+        revalidate_fds: false,
+        ..ReaderOptions::default()
+    })
+    .unwrap();
     let mut results = Vec::new();
     println!(
         "# io_bench: random {} KiB reads, {} reads per run, {} cores, best of {}, cold cache {}",
@@ -197,7 +235,11 @@ fn main() {
         a.reads,
         cores(),
         a.repeats,
-        if cold_ok { "by drop_caches" } else { "unavailable (not root)" }
+        if cold_ok {
+            "by drop_caches"
+        } else {
+            "unavailable (not root)"
+        }
     );
     for (name, files, size) in &datasets {
         let paths: Vec<Arc<Path>> = files.iter().map(|p| Arc::from(p.as_path())).collect();
@@ -207,10 +249,15 @@ fn main() {
             .map(|p| StoreKey::new(p.file_name().unwrap().to_string_lossy()).unwrap())
             .collect();
         let mut fs_opts = zarrs_filesystem::FilesystemStoreOptions::default();
-        let fs_buffered = zarrs_filesystem::FilesystemStore::new_with_options(root, fs_opts.clone()).unwrap();
+        let fs_buffered =
+            zarrs_filesystem::FilesystemStore::new_with_options(root, fs_opts.clone()).unwrap();
         fs_opts.direct_io(true);
         let fs_direct = zarrs_filesystem::FilesystemStore::new_with_options(root, fs_opts).unwrap();
-        let caches: &[&'static str] = if cold_ok { &["cold", "warm"] } else { &["warm"] };
+        let caches: &[&'static str] = if cold_ok {
+            &["cold", "warm"]
+        } else {
+            &["warm"]
+        };
         for &cache in caches {
             if a.cache.as_deref().is_some_and(|c| c != cache) {
                 continue;
@@ -249,9 +296,15 @@ fn main() {
             run("zuring uring", &|r| zuring(&uring, &paths, r));
             run("zuring uring direct", &|r| zuring(&uring_direct, &paths, r));
             run("zuring pread", &|r| zuring(&pread, &paths, r));
-            run("zuring uring, fds not revalidated", &|r| zuring(&trusting, &paths, r));
-            run("zarrs FilesystemStore", &|r| zarrs_store(&fs_buffered, &keys, r));
-            run("zarrs FilesystemStore direct", &|r| zarrs_store(&fs_direct, &keys, r));
+            run("zuring uring, fds not revalidated", &|r| {
+                zuring(&trusting, &paths, r)
+            });
+            run("zarrs FilesystemStore", &|r| {
+                zarrs_store(&fs_buffered, &keys, r)
+            });
+            run("zarrs FilesystemStore direct", &|r| {
+                zarrs_store(&fs_direct, &keys, r)
+            });
             if cache == "cold" && a.only.is_none() {
                 let fio_dir = a.dir.join(format!("fio-{name}"));
                 if let Some(mib) = fio(&fio_dir, files.len(), *size, a.reads) {

@@ -1,0 +1,527 @@
+//! [`ZarrArray`]: open, read (regions, crops, orthogonal, points) and write Zarr arrays.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use zarrs::array::{Array, ArrayBytes, ArrayMetadata, ArraySubset};
+use zuring_io::{Reader, ReaderOptions};
+use zuring_zarrs::UringStore;
+
+use crate::assemble::{as_bytes_mut, bytemuck_free::Plain};
+use crate::engine::ReadContext;
+use crate::error::{ArrayError, Result};
+use crate::layout::{ArrayLayout, ReadMode};
+use crate::plan::{
+    c_strides, num_elements, plan_box, plan_orthogonal, plan_points, slices_to_lists, ChunkPlan,
+    DimSlice, Selection,
+};
+use crate::pool::DecodePool;
+use crate::shard_index::ShardIndexCache;
+
+/// Options shared by the arrays opened with one [`Context`]. `Default` gives the documented
+/// defaults.
+#[derive(Debug, Clone)]
+pub struct ArrayOptions {
+    /// Decode threads; 0 means one per core. Default: 0.
+    pub threads: usize,
+    /// Check crc32c (and other) checksums while decoding. Default: true.
+    pub validate_checksums: bool,
+    /// Bytes of decoded shard indexes kept (LRU). Default: 64 MiB.
+    pub index_cache_bytes: usize,
+    /// The IO reader's options. Default: [`ReaderOptions::from_env`] (or its defaults).
+    pub reader: ReaderOptions,
+}
+
+impl Default for ArrayOptions {
+    fn default() -> Self {
+        Self {
+            threads: 0,
+            validate_checksums: true,
+            index_cache_bytes: 64 << 20,
+            reader: ReaderOptions::from_env().unwrap_or_default(),
+        }
+    }
+}
+
+/// What arrays share: the IO reader, the decode pool, the shard-index cache.
+#[derive(Debug)]
+pub struct Context {
+    pub(crate) options: ArrayOptions,
+    pub(crate) reader: Arc<Reader>,
+    pub(crate) pool: DecodePool,
+    pub(crate) indexes: ShardIndexCache,
+}
+
+impl Context {
+    /// A context with `options`.
+    ///
+    /// # Errors
+    /// When the IO backend cannot start.
+    pub fn new(options: ArrayOptions) -> Result<Arc<Self>> {
+        let reader = Arc::new(Reader::new(options.reader.clone())?);
+        Ok(Arc::new(Self {
+            pool: DecodePool::new(options.threads),
+            indexes: ShardIndexCache::new(options.index_cache_bytes),
+            reader,
+            options,
+        }))
+    }
+
+    /// The process-wide context with default options.
+    ///
+    /// # Errors
+    /// When the IO backend cannot start.
+    pub fn shared() -> Result<Arc<Self>> {
+        static SHARED: OnceLock<Arc<Context>> = OnceLock::new();
+        if let Some(ctx) = SHARED.get() {
+            return Ok(Arc::clone(ctx));
+        }
+        let ctx = Self::new(ArrayOptions::default())?;
+        Ok(Arc::clone(SHARED.get_or_init(|| ctx)))
+    }
+
+    /// The options.
+    #[must_use]
+    pub fn options(&self) -> &ArrayOptions {
+        &self.options
+    }
+
+    /// The IO reader.
+    #[must_use]
+    pub fn reader(&self) -> &Arc<Reader> {
+        &self.reader
+    }
+
+    /// Decode threads.
+    #[must_use]
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+}
+
+/// A Zarr array (v3, or v2) in a local directory.
+///
+/// ```
+/// use zuring_array::{ZarrArray, DimSlice};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let meta = r#"{"zarr_format":3,"node_type":"array","shape":[6,4],"data_type":"uint16",
+///   "chunk_grid":{"name":"regular","configuration":{"chunk_shape":[4,4]}},
+///   "chunk_key_encoding":{"name":"default"},"fill_value":0,
+///   "codecs":[{"name":"sharding_indexed","configuration":{"chunk_shape":[2,2],
+///     "codecs":[{"name":"bytes","configuration":{"endian":"little"}},{"name":"zstd","configuration":{"level":1,"checksum":false}}],
+///     "index_codecs":[{"name":"bytes","configuration":{"endian":"little"}},{"name":"crc32c"}]}}]}"#;
+/// let array = ZarrArray::create(dir.path(), meta)?;
+/// let values: Vec<u16> = (0..24).collect();
+/// let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+/// array.write_region(&[0..6, 0..4], &bytes)?;
+/// // Two 2x2 crops in one call.
+/// let crops: Vec<u16> = array.read_crops(&[0, 0, 3, 1], &[2, 2])?;
+/// assert_eq!(crops, [0, 1, 4, 5, 13, 14, 17, 18]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct ZarrArray {
+    path: PathBuf,
+    array: Array<UringStore>,
+    layout: ArrayLayout,
+    ctx: Arc<Context>,
+}
+
+fn zarrs_error(path: &Path, err: impl std::fmt::Display) -> ArrayError {
+    ArrayError::Zarrs {
+        path: path.to_path_buf(),
+        message: err.to_string(),
+    }
+}
+
+fn open_error(path: &Path, err: &zarrs::array::ArrayCreateError) -> ArrayError {
+    let message = err.to_string();
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("unsupported") || lower.contains("not supported") {
+        ArrayError::Unsupported {
+            what: format!("{}: {message}", path.display()),
+        }
+    } else {
+        ArrayError::Metadata {
+            path: path.to_path_buf(),
+            message,
+        }
+    }
+}
+
+impl ZarrArray {
+    /// Open the array in directory `path` with the shared context.
+    ///
+    /// # Errors
+    /// [`ArrayError::NotFound`] when there is no array metadata; [`ArrayError::Metadata`] naming
+    /// what is invalid; [`ArrayError::Unsupported`] for codecs or data types zuring cannot read.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, Context::shared()?)
+    }
+
+    /// Open with an explicit context.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::open`].
+    pub fn open_with(path: impl AsRef<Path>, ctx: Arc<Context>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if !path.join("zarr.json").is_file() && !path.join(".zarray").is_file() {
+            return Err(ArrayError::NotFound { path });
+        }
+        let store = Arc::new(
+            UringStore::with_reader(&path, Arc::clone(&ctx.reader))
+                .map_err(|e| zarrs_error(&path, e))?,
+        );
+        let array = Array::open(store, "/").map_err(|e| open_error(&path, &e))?;
+        let layout = ArrayLayout::new(&array, &path)?;
+        Ok(Self {
+            path,
+            array,
+            layout,
+            ctx,
+        })
+    }
+
+    /// Create an array from its `zarr.json` text (v3) and open it.
+    ///
+    /// # Errors
+    /// [`ArrayError::Metadata`] when zarrs rejects the metadata; IO errors writing it.
+    pub fn create(path: impl AsRef<Path>, metadata_json: &str) -> Result<Self> {
+        Self::create_with(path, metadata_json, Context::shared()?)
+    }
+
+    /// Create with an explicit context.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::create`].
+    pub fn create_with(
+        path: impl AsRef<Path>,
+        metadata_json: &str,
+        ctx: Arc<Context>,
+    ) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let metadata: ArrayMetadata =
+            serde_json::from_str(metadata_json).map_err(|e| ArrayError::Metadata {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        let store = Arc::new(
+            UringStore::with_reader(&path, Arc::clone(&ctx.reader))
+                .map_err(|e| zarrs_error(&path, e))?,
+        );
+        let array =
+            Array::new_with_metadata(store, "/", metadata).map_err(|e| open_error(&path, &e))?;
+        array.store_metadata().map_err(|e| zarrs_error(&path, e))?;
+        let layout = ArrayLayout::new(&array, &path)?;
+        Ok(Self {
+            path,
+            array,
+            layout,
+            ctx,
+        })
+    }
+
+    /// The array's directory.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Shape.
+    #[must_use]
+    pub fn shape(&self) -> &[u64] {
+        &self.layout.shape
+    }
+
+    /// The read granularity: inner chunk shape when sharded, else the chunk shape.
+    #[must_use]
+    pub fn chunk_shape(&self) -> &[u64] {
+        &self.layout.chunk_shape
+    }
+
+    /// The shard shape, when sharded.
+    #[must_use]
+    pub fn shard_shape(&self) -> Option<&[u64]> {
+        use zarrs::array::ArrayShardedExt;
+        self.array
+            .is_sharded()
+            .then_some(self.layout.file_shape.as_slice())
+    }
+
+    /// Bytes per element.
+    #[must_use]
+    pub fn element_size(&self) -> usize {
+        self.layout.element_size
+    }
+
+    /// The data type's Zarr v3 name (`uint16`, `float32`, ...).
+    #[must_use]
+    pub fn data_type_name(&self) -> String {
+        self.layout
+            .data_type
+            .name_v3()
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    }
+
+    /// One element of fill value, native endian.
+    #[must_use]
+    pub fn fill_value_bytes(&self) -> &[u8] {
+        &self.layout.fill
+    }
+
+    /// The metadata as JSON text.
+    #[must_use]
+    pub fn metadata_json(&self) -> String {
+        self.array.metadata().to_string_pretty()
+    }
+
+    /// How reads are carried out (for diagnostics).
+    #[must_use]
+    pub fn read_mode(&self) -> &ReadMode {
+        &self.layout.mode
+    }
+
+    /// The zarrs array behind this one.
+    #[must_use]
+    pub fn zarrs_array(&self) -> &Array<UringStore> {
+        &self.array
+    }
+
+    fn run(&self, plan: ChunkPlan, out: &mut [u8]) -> Result<()> {
+        let file_path = |coords: &[u64]| self.layout.file_path(&self.array, coords);
+        let zarrs_chunk = |coords: &[u64]| -> Result<Vec<u8>> {
+            let bytes: ArrayBytes<'static> =
+                self.array
+                    .retrieve_chunk(coords)
+                    .map_err(|e| ArrayError::CorruptChunk {
+                        path: self.path.clone(),
+                        chunk: coords.to_vec(),
+                        message: e.to_string(),
+                    })?;
+            Ok(bytes
+                .into_fixed()
+                .map_err(|e| zarrs_error(&self.path, e))?
+                .into_owned())
+        };
+        ReadContext {
+            ctx: &self.ctx,
+            layout: &self.layout,
+            file_path: &file_path,
+            zarrs_chunk: &zarrs_chunk,
+        }
+        .execute(plan, out)
+    }
+
+    fn check_out(&self, shape: &[u64], out: &[u8]) -> Result<()> {
+        let expected = num_elements(shape)?
+            .checked_mul(self.layout.element_size)
+            .ok_or(ArrayError::TooLarge {
+                what: "output",
+                elements: shape.iter().product(),
+                element_size: self.layout.element_size,
+            })?;
+        if out.len() == expected {
+            Ok(())
+        } else {
+            Err(ArrayError::OutputSize {
+                expected,
+                got: out.len(),
+            })
+        }
+    }
+
+    fn alloc(&self, shape: &[u64]) -> Result<Vec<u8>> {
+        let n = num_elements(shape)?
+            .checked_mul(self.layout.element_size)
+            .filter(|&n| n <= isize::MAX as usize)
+            .ok_or(ArrayError::TooLarge {
+                what: "output",
+                elements: shape.iter().product(),
+                element_size: self.layout.element_size,
+            })?;
+        let mut out = Vec::new();
+        out.try_reserve_exact(n).map_err(|_| ArrayError::TooLarge {
+            what: "output",
+            elements: shape.iter().product(),
+            element_size: self.layout.element_size,
+        })?;
+        out.resize(n, 0);
+        Ok(out)
+    }
+
+    /// Read `selection` into `out` (C order of the selection's output shape, native endian).
+    ///
+    /// # Errors
+    /// [`ArrayError::Selection`] before any IO when out of bounds; [`ArrayError::OutputSize`];
+    /// corrupt data errors naming the file and chunk; IO errors.
+    pub fn read_into(&self, selection: &Selection, out: &mut [u8]) -> Result<()> {
+        selection.validate(&self.layout.shape)?;
+        let out_shape = selection.output_shape();
+        self.check_out(&out_shape, out)?;
+        let mut plan = ChunkPlan::new();
+        let chunk = &self.layout.chunk_shape;
+        match selection {
+            Selection::Region(slices) if slices.iter().all(|s| s.step == 1) => {
+                let start: Vec<u64> = slices.iter().map(|s| s.start).collect();
+                let strides = c_strides(&out_shape)?.into();
+                plan_box(&mut plan, chunk, &start, &out_shape, 0, &strides);
+            }
+            Selection::Region(slices) => {
+                plan_orthogonal(&mut plan, chunk, &slices_to_lists(slices))?
+            }
+            Selection::Orthogonal(lists) => plan_orthogonal(&mut plan, chunk, lists)?,
+            Selection::Points(points) => plan_points(&mut plan, chunk, points),
+        }
+        self.run(plan, out)
+    }
+
+    /// Read `selection` into a new byte vector.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::read_into`].
+    pub fn read_bytes(&self, selection: &Selection) -> Result<Vec<u8>> {
+        let mut out = self.alloc(&selection.output_shape())?;
+        self.read_into(selection, &mut out)?;
+        Ok(out)
+    }
+
+    /// Read `selection` as an `ndarray` of `T` (which must match the data type's size).
+    ///
+    /// # Errors
+    /// [`ArrayError::Selection`] when `T`'s size differs from the element size; as
+    /// [`ZarrArray::read_into`].
+    pub fn read<T: Plain>(&self, selection: &Selection) -> Result<ndarray::ArrayD<T>> {
+        self.check_type::<T>()?;
+        let shape = selection.output_shape();
+        let n = num_elements(&shape)?;
+        let mut data = vec![T::default(); n];
+        self.read_into(selection, as_bytes_mut(&mut data))?;
+        let dims: Vec<usize> = shape
+            .iter()
+            .map(|&d| usize::try_from(d).unwrap_or(0))
+            .collect();
+        ndarray::ArrayD::from_shape_vec(dims, data)
+            .map_err(|e| ArrayError::selection(e.to_string()))
+    }
+
+    fn check_type<T>(&self) -> Result<()> {
+        if std::mem::size_of::<T>() == self.layout.element_size {
+            Ok(())
+        } else {
+            Err(ArrayError::selection(format!(
+                "element type of {} bytes requested for {} ({} bytes)",
+                std::mem::size_of::<T>(),
+                self.data_type_name(),
+                self.layout.element_size
+            )))
+        }
+    }
+
+    /// Read a batch of equal-shape crops in one call: `starts` holds B start coordinates
+    /// (flattened, B x ndim); `out` receives B C-contiguous crops of `crop_shape`.
+    /// Chunks shared by several crops are read and decoded once.
+    ///
+    /// # Errors
+    /// [`ArrayError::Selection`] (before any IO) when a crop leaves the array; as
+    /// [`ZarrArray::read_into`].
+    pub fn read_crops_into(
+        &self,
+        starts: &[u64],
+        crop_shape: &[u64],
+        out: &mut [u8],
+    ) -> Result<()> {
+        let ndim = self.layout.ndim();
+        if crop_shape.len() != ndim || (ndim > 0 && starts.len() % ndim != 0) {
+            return Err(ArrayError::selection(format!(
+                "crops need {ndim} start coordinates each and a {ndim}-d crop shape, got {} coordinates and shape {crop_shape:?}",
+                starts.len()
+            )));
+        }
+        let batch = starts.len().checked_div(ndim).unwrap_or(1);
+        for (b, start) in starts.chunks(ndim.max(1)).enumerate().take(batch) {
+            for d in 0..ndim {
+                let end = start[d].checked_add(crop_shape[d]);
+                if end.is_none_or(|e| e > self.layout.shape[d]) {
+                    return Err(ArrayError::selection(format!(
+                        "crop {b} spans {}..{} in dimension {d} of size {}",
+                        start[d],
+                        start[d].saturating_add(crop_shape[d]),
+                        self.layout.shape[d]
+                    )));
+                }
+            }
+        }
+        let mut out_shape = vec![batch as u64];
+        out_shape.extend_from_slice(crop_shape);
+        self.check_out(&out_shape, out)?;
+        let crop_len = num_elements(crop_shape)?;
+        let strides: Arc<[usize]> = c_strides(crop_shape)?.into();
+        let mut plan = ChunkPlan::new();
+        for (b, start) in starts.chunks(ndim.max(1)).enumerate().take(batch) {
+            let start = if ndim == 0 { &[][..] } else { start };
+            plan_box(
+                &mut plan,
+                &self.layout.chunk_shape,
+                start,
+                crop_shape,
+                b * crop_len,
+                &strides,
+            );
+        }
+        self.run(plan, out)
+    }
+
+    /// [`ZarrArray::read_crops_into`] into a new vector of `T`.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::read_crops_into`].
+    pub fn read_crops<T: Plain>(&self, starts: &[u64], crop_shape: &[u64]) -> Result<Vec<T>> {
+        self.check_type::<T>()?;
+        let ndim = self.layout.ndim().max(1);
+        let n = num_elements(crop_shape)?.saturating_mul(starts.len() / ndim);
+        let mut data = vec![T::default(); n];
+        self.read_crops_into(starts, crop_shape, as_bytes_mut(&mut data))?;
+        Ok(data)
+    }
+
+    /// Write `data` (C order, native endian) into the region `ranges`: partial chunks and
+    /// shards are read, modified and rewritten atomically; chunks left all fill are deleted.
+    ///
+    /// # Errors
+    /// [`ArrayError::Selection`] when out of bounds or `data` has the wrong size; IO and codec
+    /// errors from zarrs.
+    pub fn write_region(&self, ranges: &[std::ops::Range<u64>], data: &[u8]) -> Result<()> {
+        let slices: Vec<DimSlice> = ranges
+            .iter()
+            .map(|r| DimSlice::range(r.start, r.end))
+            .collect();
+        Selection::Region(slices.clone()).validate(&self.layout.shape)?;
+        let shape: Vec<u64> = slices.iter().map(DimSlice::len).collect();
+        self.check_out(&shape, data)?;
+        let subset = ArraySubset::new_with_ranges(ranges);
+        let result = self
+            .array
+            .store_array_subset(&subset, ArrayBytes::new_flen(data))
+            .map_err(|e| zarrs_error(&self.path, e));
+        // Shards may have been rewritten: their cached indexes are stale.
+        if matches!(self.layout.mode, ReadMode::Sharded(_)) {
+            let mut touched = ChunkPlan::new();
+            let strides = c_strides(&shape)?.into();
+            plan_box(
+                &mut touched,
+                &self.layout.file_shape,
+                &slices.iter().map(|s| s.start).collect::<Vec<_>>(),
+                &shape,
+                0,
+                &strides,
+            );
+            for coords in touched.keys() {
+                self.ctx
+                    .indexes
+                    .invalidate(&self.layout.file_path(&self.array, coords));
+            }
+        }
+        result
+    }
+}

@@ -1,0 +1,208 @@
+//! Writing decoded chunks into the caller's output buffer from many threads at once.
+#![allow(unsafe_code)]
+
+use std::marker::PhantomData;
+
+use crate::plan::CopyOp;
+
+/// A caller's output buffer, shared by decode tasks that each write disjoint elements.
+///
+/// Planning gives every output element to exactly one (chunk, op) pair, so no two tasks write the
+/// same bytes; every write is bounds-checked against the buffer.
+#[derive(Debug)]
+pub(crate) struct OutView<'a> {
+    ptr: *mut u8,
+    len: usize,
+    _buf: PhantomData<&'a mut [u8]>,
+}
+
+// SAFETY: the view only allows writes of disjoint ranges (see `write`), and the borrow of the
+// underlying buffer lasts as long as the view.
+unsafe impl Send for OutView<'_> {}
+// SAFETY: as above: concurrent writers never touch the same bytes.
+unsafe impl Sync for OutView<'_> {}
+
+/// The plan asked for bytes outside the output (a planning bug, reported instead of writing).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutOfOutput;
+
+impl<'a> OutView<'a> {
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        Self {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+            _buf: PhantomData,
+        }
+    }
+
+    /// The writable bytes at `offset..offset + len`.
+    ///
+    /// # Safety
+    /// No other live slice from this view may overlap the range (the planner guarantees that
+    /// distinct copy operations cover disjoint output elements).
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice(&self, offset: usize, len: usize) -> Result<&mut [u8], OutOfOutput> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => {
+                // SAFETY: in bounds (checked above); exclusivity is the caller's contract.
+                Ok(unsafe { std::slice::from_raw_parts_mut(self.ptr.add(offset), len) })
+            }
+            _ => Err(OutOfOutput),
+        }
+    }
+}
+
+/// Where a chunk's elements come from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Source<'s> {
+    /// A decoded chunk, C order over the chunk shape, native endian.
+    Chunk(&'s [u8]),
+    /// Every element equals this one (missing chunk).
+    Fill(&'s [u8]),
+}
+
+impl Source<'_> {
+    fn copy(&self, dst: &mut [u8], src_elem: usize, esize: usize) {
+        match *self {
+            Self::Chunk(bytes) => {
+                let start = src_elem * esize;
+                dst.copy_from_slice(&bytes[start..start + dst.len()]);
+            }
+            Self::Fill(element) => fill(dst, element),
+        }
+    }
+}
+
+/// Fill `dst` with repeats of `element`.
+pub(crate) fn fill(dst: &mut [u8], element: &[u8]) {
+    if element.is_empty() {
+        return;
+    }
+    if element.iter().all(|&b| b == element[0]) {
+        dst.fill(element[0]);
+    } else {
+        for chunk in dst.chunks_exact_mut(element.len()) {
+            chunk.copy_from_slice(element);
+        }
+    }
+}
+
+/// Apply one copy operation. The chunk source must hold `chunk_elements` elements.
+///
+/// # Safety
+/// The operation's output elements must not be written concurrently by any other operation
+/// (the planner's guarantee), and `chunk_strides` must be the C strides of the chunk.
+pub(crate) unsafe fn apply(
+    op: &CopyOp,
+    source: Source<'_>,
+    chunk_strides: &[usize],
+    esize: usize,
+    out: &OutView<'_>,
+) -> Result<(), OutOfOutput> {
+    let to_usize = |v: u64| usize::try_from(v).map_err(|_| OutOfOutput);
+    match op {
+        CopyOp::Box {
+            out_offset,
+            out_strides,
+            src_start,
+            extent,
+        } => {
+            let ndim = extent.len();
+            let row = if ndim == 0 {
+                1
+            } else {
+                to_usize(extent[ndim - 1])?
+            };
+            let outer = ndim.saturating_sub(1);
+            let mut idx = vec![0u64; outer];
+            loop {
+                let mut src = 0usize;
+                let mut dst = *out_offset;
+                for d in 0..outer {
+                    src += to_usize(src_start[d] + idx[d])? * chunk_strides[d];
+                    dst += to_usize(idx[d])? * out_strides[d];
+                }
+                if ndim > 0 {
+                    src += to_usize(src_start[ndim - 1])?;
+                }
+                // SAFETY: disjoint by the planner's guarantee (this function's contract).
+                let dst_bytes = unsafe { out.slice(dst * esize, row * esize)? };
+                source.copy(dst_bytes, src, esize);
+                // Next row (odometer over the outer dimensions).
+                let mut d = outer;
+                loop {
+                    if d == 0 {
+                        return Ok(());
+                    }
+                    d -= 1;
+                    idx[d] += 1;
+                    if idx[d] < extent[d] {
+                        break;
+                    }
+                    idx[d] = 0;
+                }
+            }
+        }
+        CopyOp::Gather { out_strides, dims } => {
+            let ndim = dims.len();
+            if dims.iter().any(Vec::is_empty) {
+                return Ok(());
+            }
+            let mut idx = vec![0usize; ndim];
+            loop {
+                let mut src = 0usize;
+                let mut dst = 0usize;
+                for d in 0..ndim {
+                    let (within, pos) = dims[d][idx[d]];
+                    src += to_usize(within)? * chunk_strides[d];
+                    dst += to_usize(pos)? * out_strides[d];
+                }
+                // SAFETY: as above.
+                let dst_bytes = unsafe { out.slice(dst * esize, esize)? };
+                source.copy(dst_bytes, src, esize);
+                let mut d = ndim;
+                loop {
+                    if d == 0 {
+                        return Ok(());
+                    }
+                    d -= 1;
+                    idx[d] += 1;
+                    if idx[d] < dims[d].len() {
+                        break;
+                    }
+                    idx[d] = 0;
+                }
+            }
+        }
+        CopyOp::Points(pairs) => {
+            for &(within, dst) in pairs {
+                // SAFETY: as above.
+                let dst_bytes = unsafe { out.slice(dst * esize, esize)? };
+                source.copy(dst_bytes, to_usize(within)?, esize);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// View a slice of plain numeric elements as bytes, for filling typed outputs.
+pub(crate) fn as_bytes_mut<T: bytemuck_free::Plain>(data: &mut [T]) -> &mut [u8] {
+    let len = std::mem::size_of_val(data);
+    // SAFETY: `T: Plain` has no padding and every bit pattern is valid, so its memory may be
+    // written as bytes; the length covers exactly the slice.
+    unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr().cast::<u8>(), len) }
+}
+
+/// Element types whose every bit pattern is a valid value.
+pub mod bytemuck_free {
+    /// # Safety
+    /// Implement only for types without padding whose every bit pattern is valid.
+    pub unsafe trait Plain: Copy + Default + Send + Sync + 'static {}
+    macro_rules! plain {
+        ($($t:ty),*) => { $(
+            // SAFETY: primitive numeric types: no padding, every bit pattern valid.
+            unsafe impl Plain for $t {}
+        )* };
+    }
+    plain!(u8, u16, u32, u64, i8, i16, i32, i64, f32, f64);
+}

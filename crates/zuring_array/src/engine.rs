@@ -1,0 +1,348 @@
+//! Executing a [`ChunkPlan`]: shard indexes in one batch, chunk bytes in one batch, decode as
+//! bytes arrive, write into the output.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use zarrs::array::{ArrayToBytesCodecTraits, CodecOptions};
+use zuring_io::{ByteRange, IoError, ReadRequest};
+
+use crate::array::Context;
+use crate::assemble::{apply, OutView, Source};
+use crate::error::{ArrayError, Result};
+use crate::layout::{ArrayLayout, IndexLayout, IndexLocation, ReadMode};
+use crate::plan::{c_strides, ChunkPlan, CopyOp};
+use crate::shard_index::{FileVersion, ShardIndex};
+
+/// One chunk to fetch: where its bytes are and what to do with them.
+struct ChunkTask {
+    coords: Vec<u64>,
+    ops: Vec<CopyOp>,
+}
+
+/// The first error of a parallel run.
+#[derive(Default)]
+struct FirstError(Mutex<Option<ArrayError>>);
+
+impl FirstError {
+    fn set(&self, err: ArrayError) {
+        if let Ok(mut slot) = self.0.lock() {
+            slot.get_or_insert(err);
+        }
+    }
+
+    fn into_result(self) -> Result<()> {
+        match self.0.into_inner() {
+            Ok(Some(err)) => Err(err),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Everything a read needs from its array.
+pub(crate) struct ReadContext<'a> {
+    pub ctx: &'a Context,
+    pub layout: &'a ArrayLayout,
+    pub file_path: &'a (dyn Fn(&[u64]) -> PathBuf + Sync),
+    pub zarrs_chunk: &'a (dyn Fn(&[u64]) -> Result<Vec<u8>> + Sync),
+}
+
+impl ReadContext<'_> {
+    fn codec_options(&self) -> CodecOptions {
+        CodecOptions::default()
+            .with_validate_checksums(self.ctx.options.validate_checksums)
+            .with_concurrent_target(1)
+    }
+
+    /// Carry out `plan`, writing into `out` (C order of the selection, native endian).
+    pub fn execute(&self, plan: ChunkPlan, out: &mut [u8]) -> Result<()> {
+        let chunk_strides = c_strides(&self.layout.chunk_shape)?;
+        let view = OutView::new(out);
+        let errors = FirstError::default();
+        let pool = self.ctx.pool.get();
+        match &self.layout.mode {
+            ReadMode::Zarrs(_) => {
+                let tasks: Vec<ChunkTask> = plan
+                    .into_iter()
+                    .map(|(coords, ops)| ChunkTask { coords, ops })
+                    .collect();
+                pool.install(|| {
+                    use rayon::prelude::*;
+                    tasks
+                        .par_iter()
+                        .for_each(|t| match (self.zarrs_chunk)(&t.coords) {
+                            Ok(bytes) => self.apply_all(
+                                t,
+                                Source::Chunk(&bytes),
+                                &chunk_strides,
+                                &view,
+                                &errors,
+                            ),
+                            Err(e) => errors.set(e),
+                        });
+                });
+            }
+            ReadMode::Unsharded => self.run_unsharded(plan, &chunk_strides, &view, &errors, &pool),
+            ReadMode::Sharded(index) => {
+                self.run_sharded(plan, index, &chunk_strides, &view, &errors, &pool)?
+            }
+        }
+        errors.into_result()
+    }
+
+    fn apply_all(
+        &self,
+        task: &ChunkTask,
+        source: Source<'_>,
+        strides: &[usize],
+        view: &OutView<'_>,
+        errors: &FirstError,
+    ) {
+        for op in &task.ops {
+            // SAFETY: the planner gives every output element to exactly one (chunk, op).
+            if unsafe_apply(op, source, strides, self.layout.element_size, view).is_err() {
+                errors.set(ArrayError::selection(
+                    "internal planning error: write outside the output",
+                ));
+            }
+        }
+    }
+
+    /// Decode `bytes` of chunk `task` and apply its copies.
+    fn decode_apply(
+        &self,
+        path: &Path,
+        task: &ChunkTask,
+        bytes: &[u8],
+        strides: &[usize],
+        view: &OutView<'_>,
+        errors: &FirstError,
+    ) {
+        let l = self.layout;
+        let decoded = l
+            .chunk_codecs
+            .decode(
+                Cow::Borrowed(bytes),
+                &l.chunk_shape_nonzero(),
+                &l.data_type,
+                &l.fill_value,
+                &self.codec_options(),
+            )
+            .map_err(|e| e.to_string())
+            .and_then(|b| b.into_fixed().map_err(|e| e.to_string()));
+        let expected = usize::try_from(l.chunk_elements())
+            .unwrap_or(usize::MAX)
+            .saturating_mul(l.element_size);
+        match decoded {
+            Ok(bytes) if bytes.len() == expected => {
+                self.apply_all(task, Source::Chunk(&bytes), strides, view, errors)
+            }
+            Ok(bytes) => errors.set(ArrayError::CorruptChunk {
+                path: path.to_path_buf(),
+                chunk: task.coords.clone(),
+                message: format!("decoded to {} bytes, expected {expected}", bytes.len()),
+            }),
+            Err(message) => errors.set(ArrayError::CorruptChunk {
+                path: path.to_path_buf(),
+                chunk: task.coords.clone(),
+                message,
+            }),
+        }
+    }
+
+    fn run_unsharded(
+        &self,
+        plan: ChunkPlan,
+        strides: &[usize],
+        view: &OutView<'_>,
+        errors: &FirstError,
+        pool: &rayon::ThreadPool,
+    ) {
+        let tasks: Vec<(PathBuf, ChunkTask)> = plan
+            .into_iter()
+            .map(|(coords, ops)| ((self.file_path)(&coords), ChunkTask { coords, ops }))
+            .collect();
+        let requests = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, (path, _))| ReadRequest::new(path.as_path(), ByteRange::Whole, i));
+        let stream = self.ctx.reader.submit(requests);
+        let fill = self.layout.fill.clone();
+        pool.in_place_scope(|s| {
+            for completion in stream {
+                let (path, task) = &tasks[completion.tag];
+                match completion.result {
+                    Ok(bytes) => s.spawn(move |_| {
+                        self.decode_apply(path, task, &bytes, strides, view, errors)
+                    }),
+                    Err(e) if e.is_not_found() => {
+                        let fill = &fill;
+                        s.spawn(move |_| {
+                            self.apply_all(task, Source::Fill(fill), strides, view, errors)
+                        });
+                    }
+                    Err(e) => errors.set(e.into()),
+                }
+            }
+        });
+    }
+
+    /// Read (or take from the cache) the indexes of `files`, in one batch.
+    fn load_indexes(
+        &self,
+        files: &[(PathBuf, Option<FileVersion>)],
+        index: &IndexLayout,
+    ) -> Result<Vec<Option<Arc<ShardIndex>>>> {
+        let mut out: Vec<Option<Arc<ShardIndex>>> = vec![None; files.len()];
+        let mut wanted = Vec::new();
+        for (i, (path, version)) in files.iter().enumerate() {
+            if let Some(v) = version {
+                match self.ctx.indexes.get(path, *v) {
+                    Some(cached) => out[i] = Some(cached),
+                    None => wanted.push(i),
+                }
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(out);
+        }
+        let range = match index.location {
+            IndexLocation::Start => ByteRange::new(0, index.encoded_size),
+            IndexLocation::End => ByteRange::Suffix(index.encoded_size),
+        };
+        let requests = wanted
+            .iter()
+            .map(|&i| ReadRequest::new(files[i].0.as_path(), range, i));
+        let completions = self.ctx.reader.read_ordered(requests);
+        let options = self.codec_options();
+        let decoded: Vec<(usize, Result<Arc<ShardIndex>>)> = completions
+            .into_iter()
+            .map(|c| {
+                let (path, version) = &files[c.tag];
+                let file_size = version.map_or(0, |v| v.size);
+                let result = match c.result {
+                    Ok(bytes) => {
+                        ShardIndex::decode(path, &bytes, index, file_size, &options).map(Arc::new)
+                    }
+                    Err(IoError::OutOfBounds { file_size, .. }) => {
+                        Err(ArrayError::UnreadableShardIndex {
+                            path: path.clone(),
+                            message: format!(
+                                "file is {file_size} bytes, shorter than its {}-byte index",
+                                index.encoded_size
+                            ),
+                        })
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                (c.tag, result)
+            })
+            .collect();
+        for (i, result) in decoded {
+            let index = result?;
+            if let Some(v) = files[i].1 {
+                self.ctx
+                    .indexes
+                    .insert(files[i].0.clone(), v, Arc::clone(&index));
+            }
+            out[i] = Some(index);
+        }
+        Ok(out)
+    }
+
+    fn run_sharded(
+        &self,
+        plan: ChunkPlan,
+        index: &IndexLayout,
+        strides: &[usize],
+        view: &OutView<'_>,
+        errors: &FirstError,
+        pool: &rayon::ThreadPool,
+    ) -> Result<()> {
+        let cps = &index.chunks_per_shard;
+        // Group chunks by shard file.
+        let mut by_file: BTreeMap<Vec<u64>, Vec<(usize, ChunkTask)>> = BTreeMap::new();
+        for (coords, ops) in plan {
+            let shard: Vec<u64> = coords.iter().zip(cps).map(|(c, n)| c / n).collect();
+            let mut inner = 0u64;
+            for (c, n) in coords.iter().zip(cps) {
+                inner = inner * n + c % n;
+            }
+            let inner = usize::try_from(inner).unwrap_or(usize::MAX);
+            by_file
+                .entry(shard)
+                .or_default()
+                .push((inner, ChunkTask { coords, ops }));
+        }
+        let files: Vec<(PathBuf, Option<FileVersion>)> = by_file
+            .keys()
+            .map(|shard| {
+                let path = (self.file_path)(shard);
+                FileVersion::of(&path).map(|v| (path, v))
+            })
+            .collect::<Result<_>>()?;
+        let indexes = self.load_indexes(&files, index)?;
+        let fill = self.layout.fill.clone();
+        let mut missing: Vec<&ChunkTask> = Vec::new();
+        let mut requests = Vec::new();
+        let mut targets: Vec<(&Path, &ChunkTask)> = Vec::new();
+        for ((chunks, (path, _)), shard_index) in by_file.values().zip(&files).zip(&indexes) {
+            for (inner, task) in chunks {
+                match shard_index.as_ref().and_then(|ix| ix.chunk(*inner)) {
+                    Some((offset, nbytes)) => {
+                        requests.push(ReadRequest::new(
+                            path.as_path(),
+                            ByteRange::new(offset, nbytes),
+                            targets.len(),
+                        ));
+                        targets.push((path.as_path(), task));
+                    }
+                    None => missing.push(task),
+                }
+            }
+        }
+        let stream = self.ctx.reader.submit(requests);
+        pool.in_place_scope(|s| {
+            let fill = &fill;
+            for task in missing {
+                s.spawn(move |_| self.apply_all(task, Source::Fill(fill), strides, view, errors));
+            }
+            for completion in stream {
+                let (path, task) = targets[completion.tag];
+                match completion.result {
+                    Ok(bytes) => s.spawn(move |_| {
+                        self.decode_apply(path, task, &bytes, strides, view, errors)
+                    }),
+                    Err(IoError::OutOfBounds {
+                        file_size, range, ..
+                    }) => errors.set(ArrayError::CorruptChunk {
+                        path: path.to_path_buf(),
+                        chunk: task.coords.clone(),
+                        message: format!(
+                            "bytes {}..{} are past the end of the file ({file_size} bytes)",
+                            range.0, range.1
+                        ),
+                    }),
+                    Err(e) => errors.set(e.into()),
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+fn unsafe_apply(
+    op: &CopyOp,
+    source: Source<'_>,
+    strides: &[usize],
+    esize: usize,
+    view: &OutView<'_>,
+) -> std::result::Result<(), crate::assemble::OutOfOutput> {
+    #[allow(unsafe_code)]
+    // SAFETY: callers pass ops from one plan, whose output elements are pairwise disjoint.
+    unsafe {
+        apply(op, source, strides, esize, view)
+    }
+}

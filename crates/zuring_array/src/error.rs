@@ -1,0 +1,111 @@
+//! The error type of `zuring_array`.
+
+use std::path::PathBuf;
+
+use zuring_io::IoError;
+
+/// Everything that can go wrong opening, reading or writing an array.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArrayError {
+    /// No array (or group) at the path.
+    #[error("{}: no Zarr array here (zarr.json or .zarray not found)", path.display())]
+    NotFound {
+        /// The array's directory.
+        path: PathBuf,
+    },
+    /// The metadata is malformed or names something invalid.
+    #[error("{}: invalid array metadata: {message}", path.display())]
+    Metadata {
+        /// The array's directory.
+        path: PathBuf,
+        /// What is wrong (names the field where zarrs says which).
+        message: String,
+    },
+    /// A feature zuring cannot read or write (the Python layer falls back on this).
+    #[error("unsupported: {what}")]
+    Unsupported {
+        /// What is unsupported.
+        what: String,
+    },
+    /// A shard index is inconsistent with its file.
+    #[error("{}: corrupt shard index: entry {entry} (offset {offset}, nbytes {nbytes}): {reason} (file is {file_size} bytes)", path.display())]
+    CorruptShardIndex {
+        /// The shard file.
+        path: PathBuf,
+        /// The inner chunk's index in the shard (C order).
+        entry: u64,
+        /// The entry's offset.
+        offset: u64,
+        /// The entry's length.
+        nbytes: u64,
+        /// The shard file's size.
+        file_size: u64,
+        /// Why it is corrupt.
+        reason: &'static str,
+    },
+    /// A shard index could not be read or decoded at all (short file, bad checksum).
+    #[error("{}: corrupt shard index: {message}", path.display())]
+    UnreadableShardIndex {
+        /// The shard file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// A chunk's bytes could not be decoded (truncated, bad checksum, codec failure).
+    #[error("{}: corrupt chunk {chunk:?}: {message}", path.display())]
+    CorruptChunk {
+        /// The file holding the chunk (the shard for inner chunks).
+        path: PathBuf,
+        /// The chunk's coordinates in the array's chunk grid (inner chunk grid when sharded).
+        chunk: Vec<u64>,
+        /// What failed.
+        message: String,
+    },
+    /// A selection outside the array or otherwise invalid.
+    #[error("invalid selection: {message}")]
+    Selection {
+        /// What is wrong.
+        message: String,
+    },
+    /// The caller's output buffer has the wrong size.
+    #[error("output buffer is {got} bytes, the selection needs {expected}")]
+    OutputSize {
+        /// Bytes needed.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// A shape whose size does not fit in memory arithmetic.
+    #[error("{what} of {elements} elements of {element_size} bytes is too large")]
+    TooLarge {
+        /// What is too large.
+        what: &'static str,
+        /// Number of elements (saturated).
+        elements: u64,
+        /// Bytes per element.
+        element_size: usize,
+    },
+    /// Reading or writing a file failed.
+    #[error(transparent)]
+    Io(#[from] IoError),
+    /// zarrs reported an error (fallback reads, writes).
+    #[error("{}: {message}", path.display())]
+    Zarrs {
+        /// The array's directory.
+        path: PathBuf,
+        /// zarrs' message.
+        message: String,
+    },
+}
+
+/// A `Result` with [`ArrayError`].
+pub type Result<T, E = ArrayError> = std::result::Result<T, E>;
+
+impl ArrayError {
+    pub(crate) fn selection(message: impl Into<String>) -> Self {
+        Self::Selection {
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! How an array's elements map to files and byte ranges, derived from its zarrs metadata.
+
+use std::num::NonZeroU64;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use zarrs::array::{Array, ArrayMetadata, ArrayShardedExt, CodecChain, DataType, FillValue};
+use zarrs::array::{ArrayToBytesCodecTraits, CodecMetadataOptions};
+use zarrs::metadata::ConfigurationSerialize;
+use zarrs::metadata_ext::codec::sharding::{ShardingCodecConfiguration, ShardingIndexLocation};
+
+use crate::error::{ArrayError, Result};
+
+/// Where a shard keeps its index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexLocation {
+    /// At the start of the shard file.
+    Start,
+    /// At the end of the shard file.
+    End,
+}
+
+/// The shard index of a sharded array: its codecs, size and place.
+#[derive(Debug, Clone)]
+pub struct IndexLayout {
+    /// Decodes the index (`chunks_per_shard` x 2 uint64).
+    pub codecs: Arc<CodecChain>,
+    /// Start or end of the file.
+    pub location: IndexLocation,
+    /// Encoded index size in bytes.
+    pub encoded_size: u64,
+    /// Inner chunks per shard along each dimension.
+    pub chunks_per_shard: Vec<u64>,
+}
+
+impl IndexLayout {
+    /// Number of entries in the index.
+    #[must_use]
+    pub fn entries(&self) -> u64 {
+        self.chunks_per_shard.iter().product()
+    }
+}
+
+/// How a read is carried out.
+#[derive(Debug, Clone)]
+pub enum ReadMode {
+    /// One file per chunk; any codec chain.
+    Unsharded,
+    /// `sharding_indexed` alone: inner chunks are read by byte range through the shard index.
+    Sharded(IndexLayout),
+    /// Anything else (array-to-array codecs before sharding, bytes-to-bytes after it, irregular
+    /// grids): read through zarrs, chunk by chunk.
+    Zarrs(String),
+}
+
+/// Shapes, element type, codecs and keys of an array.
+#[derive(Debug, Clone)]
+pub struct ArrayLayout {
+    /// The array's directory.
+    pub root: PathBuf,
+    /// Array shape.
+    pub shape: Vec<u64>,
+    /// The read granularity: the inner chunk shape when sharded, the chunk shape otherwise.
+    pub chunk_shape: Vec<u64>,
+    /// The shape of one file's worth of elements (the shard shape when sharded, else the chunk).
+    pub file_shape: Vec<u64>,
+    /// Bytes per element.
+    pub element_size: usize,
+    /// One element's fill value, native endian.
+    pub fill: Vec<u8>,
+    /// zarrs' data type.
+    pub data_type: DataType,
+    /// zarrs' fill value.
+    pub fill_value: FillValue,
+    /// Decodes one read-granularity chunk.
+    pub chunk_codecs: Arc<CodecChain>,
+    /// How reads are done.
+    pub mode: ReadMode,
+}
+
+fn nonzero(shape: &[u64]) -> Vec<NonZeroU64> {
+    shape
+        .iter()
+        .map(|&d| NonZeroU64::new(d).unwrap_or(NonZeroU64::MIN))
+        .collect()
+}
+
+impl ArrayLayout {
+    /// Derive the layout of `array`, opened at `root`.
+    ///
+    /// # Errors
+    /// [`ArrayError::Unsupported`] for variable-size data types.
+    pub fn new<S: ?Sized>(array: &Array<S>, root: &Path) -> Result<Self> {
+        let shape = array.shape().to_vec();
+        let data_type = array.data_type().clone();
+        let element_size = data_type
+            .fixed_size()
+            .ok_or_else(|| ArrayError::Unsupported {
+                what: format!(
+                    "variable-size data type {} in {}",
+                    data_type.name_v3().unwrap_or_default(),
+                    root.display()
+                ),
+            })?;
+        let fill_value = array.fill_value().clone();
+        let fill = fill_value.as_ne_bytes().to_vec();
+        let regular = match array.metadata() {
+            ArrayMetadata::V3(m) => m.chunk_grid.name() == "regular",
+            ArrayMetadata::V2(_) => true,
+        };
+        let zeros = vec![0u64; shape.len()];
+        let file_shape: Vec<u64> = if shape.contains(&0) {
+            // No chunk exists; any positive shape will do for planning (nothing is read).
+            vec![1; shape.len()]
+        } else {
+            array
+                .chunk_shape(&zeros)
+                .map_err(|e| ArrayError::Metadata {
+                    path: root.to_path_buf(),
+                    message: e.to_string(),
+                })?
+                .iter()
+                .map(|d| d.get())
+                .collect()
+        };
+        let codecs = array.codecs();
+        let mut chunk_shape = file_shape.clone();
+        let mut chunk_codecs = Arc::clone(&codecs);
+        let mode = if !regular {
+            ReadMode::Zarrs("chunk grid is not regular".into())
+        } else if array.is_sharded() {
+            if array.is_exclusively_sharded() {
+                let configuration = codecs
+                    .array_to_bytes_codec()
+                    .configuration_v3(&CodecMetadataOptions::default())
+                    .ok_or_else(|| ArrayError::Unsupported {
+                        what: "sharding codec without metadata".into(),
+                    })?;
+                let ShardingCodecConfiguration::V1(config) =
+                    ShardingCodecConfiguration::try_from_configuration(configuration).map_err(
+                        |e| ArrayError::Metadata {
+                            path: root.to_path_buf(),
+                            message: format!("sharding_indexed configuration: {e}"),
+                        },
+                    )?
+                else {
+                    return Err(ArrayError::Unsupported {
+                        what: "unknown sharding_indexed configuration version".into(),
+                    });
+                };
+                chunk_shape = config.chunk_shape.iter().map(|d| d.get()).collect();
+                if chunk_shape.len() != shape.len()
+                    || file_shape.iter().zip(&chunk_shape).any(|(s, c)| s % c != 0)
+                {
+                    return Err(ArrayError::Metadata {
+                        path: root.to_path_buf(),
+                        message: format!(
+                            "codecs.sharding_indexed.chunk_shape {chunk_shape:?} does not divide the shard shape {file_shape:?}"
+                        ),
+                    });
+                }
+                chunk_codecs =
+                    Arc::new(CodecChain::from_metadata(&config.codecs).map_err(|e| {
+                        ArrayError::Metadata {
+                            path: root.to_path_buf(),
+                            message: format!("sharding_indexed.codecs: {e}"),
+                        }
+                    })?);
+                let index_codecs = Arc::new(
+                    CodecChain::from_metadata(&config.index_codecs).map_err(|e| {
+                        ArrayError::Metadata {
+                            path: root.to_path_buf(),
+                            message: format!("sharding_indexed.index_codecs: {e}"),
+                        }
+                    })?,
+                );
+                let chunks_per_shard: Vec<u64> = file_shape
+                    .iter()
+                    .zip(&chunk_shape)
+                    .map(|(s, c)| s / c)
+                    .collect();
+                let mut index_shape = chunks_per_shard.clone();
+                index_shape.push(2);
+                let encoded = index_codecs
+                    .encoded_representation(
+                        &nonzero(&index_shape),
+                        &zarrs::array::data_type::uint64(),
+                        &FillValue::from(u64::MAX),
+                    )
+                    .map_err(|e| ArrayError::Metadata {
+                        path: root.to_path_buf(),
+                        message: format!("sharding_indexed.index_codecs: {e}"),
+                    })?;
+                let encoded_size = encoded.size().ok_or_else(|| ArrayError::Unsupported {
+                    what: "a shard index codec with variable-size output".into(),
+                })?;
+                ReadMode::Sharded(IndexLayout {
+                    codecs: index_codecs,
+                    location: match config.index_location {
+                        ShardingIndexLocation::Start => IndexLocation::Start,
+                        _ => IndexLocation::End,
+                    },
+                    encoded_size,
+                    chunks_per_shard,
+                })
+            } else {
+                ReadMode::Zarrs(
+                    "array-to-array or bytes-to-bytes codecs around sharding_indexed".into(),
+                )
+            }
+        } else {
+            ReadMode::Unsharded
+        };
+        Ok(Self {
+            root: root.to_path_buf(),
+            shape,
+            chunk_shape,
+            file_shape,
+            element_size,
+            fill,
+            data_type,
+            fill_value,
+            chunk_codecs,
+            mode,
+        })
+    }
+
+    /// Number of dimensions.
+    #[must_use]
+    pub fn ndim(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// The read-granularity chunk shape as zarrs wants it.
+    #[must_use]
+    pub fn chunk_shape_nonzero(&self) -> Vec<NonZeroU64> {
+        nonzero(&self.chunk_shape)
+    }
+
+    /// Elements in one read-granularity chunk.
+    #[must_use]
+    pub fn chunk_elements(&self) -> u64 {
+        self.chunk_shape.iter().product()
+    }
+
+    /// The file holding file-grid cell `file_coords`.
+    #[must_use]
+    pub fn file_path<S: ?Sized>(&self, array: &Array<S>, file_coords: &[u64]) -> PathBuf {
+        self.root.join(array.chunk_key(file_coords).as_str())
+    }
+}

@@ -1,0 +1,24 @@
+//! Zarr arrays read in batches: every shard index a read needs is fetched in one batch (and
+//! cached), every chunk byte range in a second batch (coalesced), chunks decode on zuring's
+//! thread pool as their bytes arrive, and each decoded chunk is written straight into the
+//! caller's output.
+//!
+//! Metadata, data types and codecs come from [`zarrs`]; bytes come through [`zuring_io`].
+//! Arrays whose layout the batched path does not cover (array-to-array codecs before sharding,
+//! bytes-to-bytes codecs after it, irregular grids) are read chunk by chunk through zarrs.
+
+mod array;
+mod assemble;
+mod engine;
+mod error;
+mod layout;
+mod plan;
+mod pool;
+mod shard_index;
+
+pub use array::{ArrayOptions, Context, ZarrArray};
+pub use assemble::bytemuck_free::Plain;
+pub use error::{ArrayError, Result};
+pub use layout::{ArrayLayout, IndexLayout, IndexLocation, ReadMode};
+pub use plan::{DimSlice, Selection};
+pub use shard_index::{FileVersion, ShardIndex, ShardIndexCache};

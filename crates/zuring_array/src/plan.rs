@@ -1,0 +1,508 @@
+//! Read planning: which chunks a selection touches and where each chunk's elements go.
+//! Pure functions over shapes; no IO.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::error::{ArrayError, Result};
+
+/// One dimension of a basic selection: `start..stop` by `step` (`step >= 1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DimSlice {
+    /// First index.
+    pub start: u64,
+    /// One past the last index (clamped to the dimension by the caller).
+    pub stop: u64,
+    /// Stride, at least 1.
+    pub step: u64,
+}
+
+impl DimSlice {
+    /// `start..stop` with step 1.
+    #[must_use]
+    pub const fn range(start: u64, stop: u64) -> Self {
+        Self {
+            start,
+            stop,
+            step: 1,
+        }
+    }
+
+    /// Number of indices selected.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        if self.stop <= self.start || self.step == 0 {
+            0
+        } else {
+            (self.stop - self.start).div_ceil(self.step)
+        }
+    }
+
+    /// Whether nothing is selected.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What part of an array to read; the output is C-contiguous in the selection's shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Basic indexing: one slice per dimension. Output shape: each slice's length.
+    Region(Vec<DimSlice>),
+    /// Orthogonal indexing (numpy `oindex`): a list of indices per dimension, in any order,
+    /// repeats allowed. Output shape: each list's length.
+    Orthogonal(Vec<Vec<u64>>),
+    /// Point indexing (numpy `vindex`): `points[i]` is the coordinate of output element `i`.
+    Points(Vec<Vec<u64>>),
+}
+
+impl Selection {
+    /// The whole of an array of `shape`.
+    #[must_use]
+    pub fn all(shape: &[u64]) -> Self {
+        Self::Region(shape.iter().map(|&d| DimSlice::range(0, d)).collect())
+    }
+
+    /// The shape of the output.
+    #[must_use]
+    pub fn output_shape(&self) -> Vec<u64> {
+        match self {
+            Self::Region(s) => s.iter().map(DimSlice::len).collect(),
+            Self::Orthogonal(lists) => lists.iter().map(|l| l.len() as u64).collect(),
+            Self::Points(points) => vec![points.len() as u64],
+        }
+    }
+
+    /// Check the selection against an array of `shape`, before any IO.
+    ///
+    /// # Errors
+    /// [`ArrayError::Selection`] naming the dimension and index out of bounds, or a wrong
+    /// number of dimensions.
+    pub fn validate(&self, shape: &[u64]) -> Result<()> {
+        let ndim_err = |n: usize| {
+            ArrayError::selection(format!(
+                "selection has {n} dimensions, the array has {}",
+                shape.len()
+            ))
+        };
+        let oob = |dim: usize, index: u64| {
+            ArrayError::selection(format!(
+                "index {index} is out of bounds for dimension {dim} of size {}",
+                shape[dim]
+            ))
+        };
+        match self {
+            Self::Region(slices) => {
+                if slices.len() != shape.len() {
+                    return Err(ndim_err(slices.len()));
+                }
+                for (dim, s) in slices.iter().enumerate() {
+                    if s.step == 0 {
+                        return Err(ArrayError::selection(format!("step 0 in dimension {dim}")));
+                    }
+                    if !s.is_empty() && (s.start >= shape[dim] || s.stop > shape[dim]) {
+                        return Err(oob(dim, s.stop.max(s.start + 1) - 1));
+                    }
+                }
+            }
+            Self::Orthogonal(lists) => {
+                if lists.len() != shape.len() {
+                    return Err(ndim_err(lists.len()));
+                }
+                for (dim, list) in lists.iter().enumerate() {
+                    if let Some(&bad) = list.iter().find(|&&i| i >= shape[dim]) {
+                        return Err(oob(dim, bad));
+                    }
+                }
+            }
+            Self::Points(points) => {
+                for p in points {
+                    if p.len() != shape.len() {
+                        return Err(ndim_err(p.len()));
+                    }
+                    for (dim, &i) in p.iter().enumerate() {
+                        if i >= shape[dim] {
+                            return Err(oob(dim, i));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a decoded chunk's elements go into the output (indices in elements, not bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyOp {
+    /// A box: `extent` elements per dimension from `src_start` in the chunk, to the output
+    /// starting at `out_offset` with `out_strides`.
+    Box {
+        /// Output element index of the box's first element.
+        out_offset: usize,
+        /// Output strides, in elements.
+        out_strides: Arc<[usize]>,
+        /// First element within the chunk.
+        src_start: Vec<u64>,
+        /// Box extent.
+        extent: Vec<u64>,
+    },
+    /// An orthogonal gather: per dimension, (index within chunk, output index along that
+    /// dimension) pairs; the output element is `sum(out_index[d] * out_strides[d])`.
+    Gather {
+        /// Output strides, in elements.
+        out_strides: Arc<[usize]>,
+        /// Per dimension, the pairs.
+        dims: Vec<Vec<(u64, u64)>>,
+    },
+    /// Scattered points: (element index within the chunk, output element index).
+    Points(Vec<(u64, usize)>),
+}
+
+/// The chunks a read touches (coordinates in the read-granularity chunk grid, C order) and
+/// the copies each one serves.
+pub type ChunkPlan = BTreeMap<Vec<u64>, Vec<CopyOp>>;
+
+/// C-order strides (in elements) of `shape`.
+///
+/// # Errors
+/// [`ArrayError::TooLarge`] when the product overflows `usize`.
+pub fn c_strides(shape: &[u64]) -> Result<Vec<usize>> {
+    let mut strides = vec![1usize; shape.len()];
+    let mut acc: usize = 1;
+    for d in (0..shape.len()).rev() {
+        strides[d] = acc;
+        acc = usize::try_from(shape[d])
+            .ok()
+            .and_then(|n| acc.checked_mul(n))
+            .ok_or(ArrayError::TooLarge {
+                what: "selection",
+                elements: u64::MAX,
+                element_size: 1,
+            })?;
+    }
+    Ok(strides)
+}
+
+/// Number of elements of `shape`, checked.
+///
+/// # Errors
+/// [`ArrayError::TooLarge`] on overflow.
+pub fn num_elements(shape: &[u64]) -> Result<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| {
+        usize::try_from(d)
+            .ok()
+            .and_then(|d| acc.checked_mul(d))
+            .ok_or(ArrayError::TooLarge {
+                what: "selection",
+                elements: u64::MAX,
+                element_size: 1,
+            })
+    })
+}
+
+/// Visit every coordinate of the box `lo..hi` (C order).
+fn for_each_coord(lo: &[u64], hi: &[u64], mut f: impl FnMut(&[u64])) {
+    if lo.iter().zip(hi).any(|(l, h)| l >= h) {
+        return;
+    }
+    let mut c = lo.to_vec();
+    loop {
+        f(&c);
+        let mut d = c.len();
+        loop {
+            if d == 0 {
+                return;
+            }
+            d -= 1;
+            c[d] += 1;
+            if c[d] < hi[d] {
+                break;
+            }
+            c[d] = lo[d];
+        }
+    }
+}
+
+/// Plan a box read: the region `start..start+shape` into the output at `out_offset` (elements)
+/// with `out_strides`; adds to `plan`.
+pub fn plan_box(
+    plan: &mut ChunkPlan,
+    chunk_shape: &[u64],
+    start: &[u64],
+    shape: &[u64],
+    out_offset: usize,
+    out_strides: &Arc<[usize]>,
+) {
+    if shape.contains(&0) {
+        return;
+    }
+    let first: Vec<u64> = start.iter().zip(chunk_shape).map(|(s, c)| s / c).collect();
+    let last: Vec<u64> = start
+        .iter()
+        .zip(shape)
+        .zip(chunk_shape)
+        .map(|((s, n), c)| (s + n - 1) / c + 1)
+        .collect();
+    for_each_coord(&first, &last, |chunk| {
+        let mut src_start = Vec::with_capacity(chunk.len());
+        let mut extent = Vec::with_capacity(chunk.len());
+        let mut offset = out_offset;
+        for d in 0..chunk.len() {
+            let c0 = chunk[d] * chunk_shape[d];
+            let lo = start[d].max(c0);
+            let hi = (start[d] + shape[d]).min(c0 + chunk_shape[d]);
+            src_start.push(lo - c0);
+            extent.push(hi - lo);
+            offset += usize::try_from(lo - start[d]).unwrap_or(0) * out_strides[d];
+        }
+        plan.entry(chunk.to_vec()).or_default().push(CopyOp::Box {
+            out_offset: offset,
+            out_strides: Arc::clone(out_strides),
+            src_start,
+            extent,
+        });
+    });
+}
+
+/// Plan an orthogonal gather of `lists` (one index list per dimension) into a C-contiguous output.
+///
+/// # Errors
+/// [`ArrayError::TooLarge`] when the output does not fit in memory arithmetic.
+pub fn plan_orthogonal(
+    plan: &mut ChunkPlan,
+    chunk_shape: &[u64],
+    lists: &[Vec<u64>],
+) -> Result<()> {
+    let out_shape: Vec<u64> = lists.iter().map(|l| l.len() as u64).collect();
+    if out_shape.contains(&0) {
+        return Ok(());
+    }
+    let strides: Arc<[usize]> = c_strides(&out_shape)?.into();
+    // Per dimension: chunk index -> (index within chunk, output position).
+    let per_dim: Vec<BTreeMap<u64, Vec<(u64, u64)>>> = lists
+        .iter()
+        .zip(chunk_shape)
+        .map(|(list, &c)| {
+            let mut m: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+            for (pos, &i) in (0u64..).zip(list) {
+                m.entry(i / c).or_default().push((i % c, pos));
+            }
+            m
+        })
+        .collect();
+    let keys: Vec<Vec<u64>> = per_dim
+        .iter()
+        .map(|m| m.keys().copied().collect())
+        .collect();
+    let lo = vec![0u64; keys.len()];
+    let hi: Vec<u64> = keys.iter().map(|k| k.len() as u64).collect();
+    for_each_coord(&lo, &hi, |sel| {
+        let chunk: Vec<u64> = sel
+            .iter()
+            .enumerate()
+            .map(|(d, &k)| keys[d][usize::try_from(k).unwrap_or(0)])
+            .collect();
+        let dims = chunk
+            .iter()
+            .enumerate()
+            .map(|(d, k)| per_dim[d][k].clone())
+            .collect();
+        plan.entry(chunk).or_default().push(CopyOp::Gather {
+            out_strides: Arc::clone(&strides),
+            dims,
+        });
+    });
+    Ok(())
+}
+
+/// Plan a point read: output element `i` is the element at `points[i]`.
+pub fn plan_points(plan: &mut ChunkPlan, chunk_shape: &[u64], points: &[Vec<u64>]) {
+    let mut by_chunk: BTreeMap<Vec<u64>, Vec<(u64, usize)>> = BTreeMap::new();
+    for (out, p) in points.iter().enumerate() {
+        let chunk: Vec<u64> = p.iter().zip(chunk_shape).map(|(i, c)| i / c).collect();
+        let mut within = 0u64;
+        for (i, c) in p.iter().zip(chunk_shape) {
+            within = within * c + i % c;
+        }
+        by_chunk.entry(chunk).or_default().push((within, out));
+    }
+    for (chunk, pairs) in by_chunk {
+        plan.entry(chunk).or_default().push(CopyOp::Points(pairs));
+    }
+}
+
+/// Expand a basic selection with steps into per-dimension index lists.
+#[must_use]
+pub fn slices_to_lists(slices: &[DimSlice]) -> Vec<Vec<u64>> {
+    slices
+        .iter()
+        .map(|s| (0..s.len()).map(|k| s.start + k * s.step).collect())
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Apply a plan on an array whose element at coordinate c is its C-order index, and return
+    /// the output as those indices.
+    fn execute(plan: &ChunkPlan, shape: &[u64], chunk: &[u64], out_len: usize) -> Vec<Option<u64>> {
+        let mut out = vec![None; out_len];
+        let array_strides = c_strides(shape).unwrap();
+        let chunk_strides = c_strides(chunk).unwrap();
+        let value = |k: &[u64], within: &[u64]| -> u64 {
+            (0..k.len())
+                .map(|d| (k[d] * chunk[d] + within[d]) * array_strides[d] as u64)
+                .sum()
+        };
+        for (k, ops) in plan {
+            for op in ops {
+                match op {
+                    CopyOp::Box {
+                        out_offset,
+                        out_strides,
+                        src_start,
+                        extent,
+                    } => {
+                        let hi: Vec<u64> =
+                            src_start.iter().zip(extent).map(|(s, e)| s + e).collect();
+                        for_each_coord(src_start, &hi, |w| {
+                            let o: usize = out_offset
+                                + (0..w.len())
+                                    .map(|d| (w[d] - src_start[d]) as usize * out_strides[d])
+                                    .sum::<usize>();
+                            assert!(out[o].is_none(), "output element written twice");
+                            out[o] = Some(value(k, w));
+                        });
+                    }
+                    CopyOp::Gather { out_strides, dims } => {
+                        let lo = vec![0; dims.len()];
+                        let hi: Vec<u64> = dims.iter().map(|d| d.len() as u64).collect();
+                        for_each_coord(&lo, &hi, |sel| {
+                            let w: Vec<u64> = sel
+                                .iter()
+                                .enumerate()
+                                .map(|(d, &j)| dims[d][j as usize].0)
+                                .collect();
+                            let o: usize = sel
+                                .iter()
+                                .enumerate()
+                                .map(|(d, &j)| dims[d][j as usize].1 as usize * out_strides[d])
+                                .sum();
+                            assert!(out[o].is_none());
+                            out[o] = Some(value(k, &w));
+                        });
+                    }
+                    CopyOp::Points(pairs) => {
+                        for &(within, o) in pairs {
+                            let mut w = vec![0; chunk.len()];
+                            let mut rest = within;
+                            for d in 0..chunk.len() {
+                                w[d] = rest / chunk_strides[d] as u64;
+                                rest %= chunk_strides[d] as u64;
+                            }
+                            out[o] = Some(value(k, &w));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn arb_case() -> impl Strategy<Value = (Vec<u64>, Vec<u64>)> {
+        prop::collection::vec((1u64..12, 1u64..6), 1..4).prop_map(|v| v.into_iter().unzip())
+    }
+
+    proptest! {
+        #[test]
+        fn crops_cover_every_element_once((shape, chunk) in arb_case(), seeds in prop::collection::vec(any::<u64>(), 1..5)) {
+            let crop: Vec<u64> = shape.iter().zip(&seeds).map(|(s, r)| 1 + r % s).chain(std::iter::repeat(1)).take(shape.len()).collect();
+            let crop: Vec<u64> = crop.iter().zip(&shape).map(|(c, s)| (*c).min(*s)).collect();
+            let crop_len = num_elements(&crop).unwrap();
+            let strides: Arc<[usize]> = c_strides(&crop).unwrap().into();
+            let mut plan = ChunkPlan::new();
+            let starts: Vec<Vec<u64>> = seeds.iter().map(|r| shape.iter().zip(&crop).enumerate().map(|(d, (s, c))| (r >> (d * 7)) % (s - c + 1)).collect()).collect();
+            for (b, start) in starts.iter().enumerate() {
+                plan_box(&mut plan, &chunk, start, &crop, b * crop_len, &strides);
+            }
+            let out = execute(&plan, &shape, &chunk, crop_len * starts.len());
+            let array_strides = c_strides(&shape).unwrap();
+            for (b, start) in starts.iter().enumerate() {
+                let hi: Vec<u64> = start.iter().zip(&crop).map(|(s, c)| s + c).collect();
+                let mut i = 0;
+                for_each_coord(start, &hi, |c| {
+                    let want: u64 = c.iter().zip(&array_strides).map(|(x, s)| x * *s as u64).sum();
+                    assert_eq!(out[b * crop_len + i], Some(want));
+                    i += 1;
+                });
+            }
+        }
+
+        #[test]
+        fn orthogonal_and_points_match_direct_indexing((shape, chunk) in arb_case(), picks in prop::collection::vec(any::<u64>(), 1..8)) {
+            let lists: Vec<Vec<u64>> = shape.iter().enumerate().map(|(d, &s)| picks.iter().map(|p| (p >> d) % s).collect()).collect();
+            let mut plan = ChunkPlan::new();
+            plan_orthogonal(&mut plan, &chunk, &lists).unwrap();
+            let out_shape: Vec<u64> = lists.iter().map(|l| l.len() as u64).collect();
+            let n = num_elements(&out_shape).unwrap();
+            let out = execute(&plan, &shape, &chunk, n);
+            let array_strides = c_strides(&shape).unwrap();
+            let lo = vec![0; shape.len()];
+            let mut i = 0;
+            for_each_coord(&lo, &out_shape, |sel| {
+                let want: u64 = sel.iter().enumerate().map(|(d, &j)| lists[d][j as usize] * array_strides[d] as u64).sum();
+                assert_eq!(out[i], Some(want));
+                i += 1;
+            });
+            let points: Vec<Vec<u64>> = (0..picks.len()).map(|k| lists.iter().map(|l| l[k]).collect()).collect();
+            let mut plan = ChunkPlan::new();
+            plan_points(&mut plan, &chunk, &points);
+            let out = execute(&plan, &shape, &chunk, points.len());
+            for (k, p) in points.iter().enumerate() {
+                let want: u64 = p.iter().zip(&array_strides).map(|(x, s)| x * *s as u64).sum();
+                assert_eq!(out[k], Some(want));
+            }
+        }
+    }
+
+    #[test]
+    fn validation() {
+        let shape = [10, 5];
+        assert!(Selection::all(&shape).validate(&shape).is_ok());
+        let err = Selection::Region(vec![DimSlice::range(0, 11), DimSlice::range(0, 5)])
+            .validate(&shape)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("index 10 is out of bounds for dimension 0 of size 10"),
+            "{err}"
+        );
+        assert!(Selection::Orthogonal(vec![vec![1], vec![5]])
+            .validate(&shape)
+            .is_err());
+        assert!(Selection::Points(vec![vec![1]]).validate(&shape).is_err());
+        assert_eq!(
+            DimSlice {
+                start: 1,
+                stop: 10,
+                step: 3
+            }
+            .len(),
+            3
+        );
+        assert_eq!(
+            slices_to_lists(&[DimSlice {
+                start: 1,
+                stop: 10,
+                step: 3
+            }]),
+            vec![vec![1, 4, 7]]
+        );
+    }
+}
