@@ -7,7 +7,7 @@ use zarrs::array::{Array, ArrayBytes, ArrayMetadata, ArraySubset};
 use zuring_io::{Reader, ReaderOptions};
 use zuring_zarrs::UringStore;
 
-use crate::assemble::{as_bytes_mut, bytemuck_free::Plain};
+use crate::assemble::{as_bytes_mut, bytemuck_free::Plain, fill_new, OutView};
 use crate::engine::ReadContext;
 use crate::error::{ArrayError, Result};
 use crate::layout::{ArrayLayout, ReadMode};
@@ -276,6 +276,18 @@ impl ZarrArray {
         self.array.metadata().to_string_pretty()
     }
 
+    /// Shapes, codecs and keys (for tools and benchmarks).
+    #[must_use]
+    pub fn layout(&self) -> &ArrayLayout {
+        &self.layout
+    }
+
+    /// The file holding file-grid cell `coords` (a shard, or a chunk when unsharded).
+    #[must_use]
+    pub fn file_path(&self, coords: &[u64]) -> PathBuf {
+        self.layout.file_path(&self.array, coords)
+    }
+
     /// How reads are carried out (for diagnostics).
     #[must_use]
     pub fn read_mode(&self) -> &ReadMode {
@@ -289,6 +301,10 @@ impl ZarrArray {
     }
 
     fn run(&self, plan: ChunkPlan, out: &mut [u8]) -> Result<()> {
+        self.run_view(plan, &OutView::new(out))
+    }
+
+    fn run_view(&self, plan: ChunkPlan, view: &OutView<'_>) -> Result<()> {
         let file_path = |coords: &[u64]| self.layout.file_path(&self.array, coords);
         let zarrs_chunk = |coords: &[u64]| -> Result<Vec<u8>> {
             let bytes: ArrayBytes<'static> =
@@ -310,7 +326,7 @@ impl ZarrArray {
             file_path: &file_path,
             zarrs_chunk: &zarrs_chunk,
         }
-        .execute(plan, out)
+        .execute_view(plan, view)
     }
 
     fn check_out(&self, shape: &[u64], out: &[u8]) -> Result<()> {
@@ -331,34 +347,22 @@ impl ZarrArray {
         }
     }
 
-    fn alloc(&self, shape: &[u64]) -> Result<Vec<u8>> {
-        let n = num_elements(shape)?
+    /// Output bytes for `shape`, refusing sizes no allocation could satisfy.
+    fn output_len(&self, shape: &[u64]) -> Result<usize> {
+        num_elements(shape)?
             .checked_mul(self.layout.element_size)
-            .filter(|&n| n <= isize::MAX as usize)
+            .filter(|&n| isize::try_from(n).is_ok())
             .ok_or(ArrayError::TooLarge {
                 what: "output",
                 elements: shape.iter().product(),
                 element_size: self.layout.element_size,
-            })?;
-        let mut out = Vec::new();
-        out.try_reserve_exact(n).map_err(|_| ArrayError::TooLarge {
-            what: "output",
-            elements: shape.iter().product(),
-            element_size: self.layout.element_size,
-        })?;
-        out.resize(n, 0);
-        Ok(out)
+            })
     }
 
-    /// Read `selection` into `out` (C order of the selection's output shape, native endian).
-    ///
-    /// # Errors
-    /// [`ArrayError::Selection`] before any IO when out of bounds; [`ArrayError::OutputSize`];
-    /// corrupt data errors naming the file and chunk; IO errors.
-    pub fn read_into(&self, selection: &Selection, out: &mut [u8]) -> Result<()> {
+    /// Plan `selection`, after checking it against the array.
+    fn plan(&self, selection: &Selection) -> Result<ChunkPlan> {
         selection.validate(&self.layout.shape)?;
         let out_shape = selection.output_shape();
-        self.check_out(&out_shape, out)?;
         let mut plan = ChunkPlan::new();
         let chunk = &self.layout.chunk_shape;
         match selection {
@@ -373,6 +377,17 @@ impl ZarrArray {
             Selection::Orthogonal(lists) => plan_orthogonal(&mut plan, chunk, lists)?,
             Selection::Points(points) => plan_points(&mut plan, chunk, points),
         }
+        Ok(plan)
+    }
+
+    /// Read `selection` into `out` (C order of the selection's output shape, native endian).
+    ///
+    /// # Errors
+    /// [`ArrayError::Selection`] before any IO when out of bounds; [`ArrayError::OutputSize`];
+    /// corrupt data errors naming the file and chunk; IO errors.
+    pub fn read_into(&self, selection: &Selection, out: &mut [u8]) -> Result<()> {
+        let plan = self.plan(selection)?;
+        self.check_out(&selection.output_shape(), out)?;
         self.run(plan, out)
     }
 
@@ -381,9 +396,9 @@ impl ZarrArray {
     /// # Errors
     /// As [`ZarrArray::read_into`].
     pub fn read_bytes(&self, selection: &Selection) -> Result<Vec<u8>> {
-        let mut out = self.alloc(&selection.output_shape())?;
-        self.read_into(selection, &mut out)?;
-        Ok(out)
+        let plan = self.plan(selection)?;
+        let len = self.output_len(&selection.output_shape())?;
+        fill_new(len, |view| self.run_view(plan, view))
     }
 
     /// Read `selection` as an `ndarray` of `T` (which must match the data type's size).

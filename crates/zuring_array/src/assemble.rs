@@ -35,6 +35,20 @@ impl<'a> OutView<'a> {
         }
     }
 
+    /// A view of the spare capacity of `vec` (its first `len` bytes, not yet initialised).
+    ///
+    /// # Panics
+    /// When `len` exceeds the capacity.
+    pub fn spare(vec: &'a mut Vec<u8>, len: usize) -> Self {
+        let spare = vec.spare_capacity_mut();
+        assert!(len <= spare.len(), "spare capacity too small");
+        Self {
+            ptr: spare.as_mut_ptr().cast::<u8>(),
+            len,
+            _buf: PhantomData,
+        }
+    }
+
     /// The writable bytes at `offset..offset + len`.
     ///
     /// # Safety
@@ -183,6 +197,28 @@ pub(crate) unsafe fn apply(
             Ok(())
         }
     }
+}
+
+/// Fill a new vector of `len` bytes by `write`, which must write every byte when it succeeds
+/// (the planner covers every output element exactly once). The bytes are never zeroed first.
+///
+/// # Errors
+/// Whatever `write` returns; the vector is then discarded.
+pub(crate) fn fill_new<E>(
+    len: usize,
+    write: impl FnOnce(&OutView<'_>) -> Result<(), E>,
+) -> Result<Vec<u8>, E> {
+    let mut out: Vec<u8> = Vec::with_capacity(len);
+    zuring_io::advise_huge_pages(out.as_mut_ptr(), len);
+    {
+        let view = OutView::spare(&mut out, len);
+        write(&view)?;
+    }
+    // SAFETY: `write` succeeded, and a successful plan execution writes every one of the `len`
+    // bytes (each output element belongs to exactly one copy operation: property-tested in
+    // `plan`), so the first `len` bytes are initialised.
+    unsafe { out.set_len(len) };
+    Ok(out)
 }
 
 /// View a slice of plain numeric elements as bytes, for filling typed outputs.

@@ -1,16 +1,16 @@
 //! Executing a [`ChunkPlan`]: shard indexes in one batch, chunk bytes in one batch, decode as
 //! bytes arrive, write into the output.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use zarrs::array::{ArrayToBytesCodecTraits, CodecOptions};
+use zarrs::array::CodecOptions;
 use zuring_io::{ByteRange, IoError, ReadRequest};
 
 use crate::array::Context;
 use crate::assemble::{apply, OutView, Source};
+use crate::decode::with_decoded;
 use crate::error::{ArrayError, Result};
 use crate::layout::{ArrayLayout, IndexLayout, IndexLocation, ReadMode};
 use crate::plan::{c_strides, ChunkPlan, CopyOp};
@@ -56,10 +56,9 @@ impl ReadContext<'_> {
             .with_concurrent_target(1)
     }
 
-    /// Carry out `plan`, writing into `out` (C order of the selection, native endian).
-    pub fn execute(&self, plan: ChunkPlan, out: &mut [u8]) -> Result<()> {
+    /// Carry out `plan`, writing through `view`; on success every byte of the selection was written.
+    pub fn execute_view(&self, plan: ChunkPlan, view: &OutView<'_>) -> Result<()> {
         let chunk_strides = c_strides(&self.layout.chunk_shape)?;
-        let view = OutView::new(out);
         let errors = FirstError::default();
         let pool = self.ctx.pool.get();
         match &self.layout.mode {
@@ -84,7 +83,7 @@ impl ReadContext<'_> {
                         });
                 });
             }
-            ReadMode::Unsharded => self.run_unsharded(plan, &chunk_strides, &view, &errors, &pool),
+            ReadMode::Unsharded => self.run_unsharded(plan, &chunk_strides, view, &errors, &pool),
             ReadMode::Sharded(index) => {
                 self.run_sharded(plan, index, &chunk_strides, &view, &errors, &pool)?
             }
@@ -121,34 +120,15 @@ impl ReadContext<'_> {
         errors: &FirstError,
     ) {
         let l = self.layout;
-        let decoded = l
-            .chunk_codecs
-            .decode(
-                Cow::Borrowed(bytes),
-                &l.chunk_shape_nonzero(),
-                &l.data_type,
-                &l.fill_value,
-                &self.codec_options(),
-            )
-            .map_err(|e| e.to_string())
-            .and_then(|b| b.into_fixed().map_err(|e| e.to_string()));
-        let expected = usize::try_from(l.chunk_elements())
-            .unwrap_or(usize::MAX)
-            .saturating_mul(l.element_size);
-        match decoded {
-            Ok(bytes) if bytes.len() == expected => {
-                self.apply_all(task, Source::Chunk(&bytes), strides, view, errors)
-            }
-            Ok(bytes) => errors.set(ArrayError::CorruptChunk {
-                path: path.to_path_buf(),
-                chunk: task.coords.clone(),
-                message: format!("decoded to {} bytes, expected {expected}", bytes.len()),
-            }),
-            Err(message) => errors.set(ArrayError::CorruptChunk {
+        let applied = with_decoded(l, l.decoder, bytes, &self.codec_options(), |decoded| {
+            self.apply_all(task, Source::Chunk(decoded), strides, view, errors);
+        });
+        if let Err(message) = applied {
+            errors.set(ArrayError::CorruptChunk {
                 path: path.to_path_buf(),
                 chunk: task.coords.clone(),
                 message,
-            }),
+            });
         }
     }
 

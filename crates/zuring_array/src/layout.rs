@@ -9,6 +9,7 @@ use zarrs::array::{ArrayToBytesCodecTraits, CodecMetadataOptions};
 use zarrs::metadata::ConfigurationSerialize;
 use zarrs::metadata_ext::codec::sharding::{ShardingCodecConfiguration, ShardingIndexLocation};
 
+use crate::decode::ChunkDecoder;
 use crate::error::{ArrayError, Result};
 
 /// Where a shard keeps its index.
@@ -76,6 +77,8 @@ pub struct ArrayLayout {
     pub chunk_codecs: Arc<CodecChain>,
     /// How reads are done.
     pub mode: ReadMode,
+    /// How one read-granularity chunk is decoded.
+    pub decoder: ChunkDecoder,
 }
 
 fn nonzero(shape: &[u64]) -> Vec<NonZeroU64> {
@@ -126,6 +129,10 @@ impl ArrayLayout {
         let codecs = array.codecs();
         let mut chunk_shape = file_shape.clone();
         let mut chunk_codecs = Arc::clone(&codecs);
+        let mut decoder = match array.metadata() {
+            ArrayMetadata::V3(m) => ChunkDecoder::for_codecs(&m.codecs, element_size),
+            ArrayMetadata::V2(_) => ChunkDecoder::Zarrs,
+        };
         let mode = if !regular {
             ReadMode::Zarrs("chunk grid is not regular".into())
         } else if array.is_sharded() {
@@ -159,6 +166,7 @@ impl ArrayLayout {
                         ),
                     });
                 }
+                decoder = ChunkDecoder::for_codecs(&config.codecs, element_size);
                 chunk_codecs =
                     Arc::new(CodecChain::from_metadata(&config.codecs).map_err(|e| {
                         ArrayError::Metadata {
@@ -222,6 +230,7 @@ impl ArrayLayout {
             fill_value,
             chunk_codecs,
             mode,
+            decoder,
         })
     }
 

@@ -9,6 +9,7 @@
 
 mod array;
 mod assemble;
+mod decode;
 mod engine;
 mod error;
 mod layout;
@@ -18,6 +19,7 @@ mod shard_index;
 
 pub use array::{ArrayOptions, Context, ZarrArray};
 pub use assemble::bytemuck_free::Plain;
+pub use decode::{with_decoded, ChunkDecoder};
 pub use error::{ArrayError, Result};
 pub use layout::{ArrayLayout, IndexLayout, IndexLocation, ReadMode};
 pub use plan::{DimSlice, Selection};

@@ -18,10 +18,29 @@ const MIN_CLASS_BYTES: usize = 4096;
 /// Buffers above this size are never pooled.
 const MAX_POOLED_BYTES: usize = 64 << 20;
 
-/// A zero-initialised heap buffer aligned to [`BUFFER_ALIGN`].
+/// Buffers at least this large are mapped directly (lazily zeroed by the kernel, no memset) and
+/// advised to use transparent huge pages: page faults on fresh buffers cost more than the copy.
+const MAPPED_MIN_BYTES: usize = 64 << 10;
+
+/// Ask for transparent huge pages on the page-aligned interior of `ptr..ptr + len` (advisory;
+/// errors are ignored). Worth it for buffers of a few MiB and more.
+pub fn advise_huge_pages(ptr: *mut u8, len: usize) {
+    const PAGE: usize = 4096;
+    let start = (ptr as usize).next_multiple_of(PAGE);
+    let end = (ptr as usize + len) & !(PAGE - 1);
+    if end > start + (2 << 20) {
+        // SAFETY: madvise only changes paging advice for pages of a mapping the caller owns.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
+/// A zero-initialised buffer aligned to [`BUFFER_ALIGN`].
 pub struct AlignedBuf {
     ptr: NonNull<u8>,
     capacity: usize,
+    mapped: bool,
 }
 
 // SAFETY: `AlignedBuf` owns its allocation exclusively, like `Box<[u8]>`.
@@ -44,13 +63,40 @@ impl AlignedBuf {
     /// When `capacity` rounded up to the alignment overflows `isize` (the allocator refuses it).
     #[must_use]
     pub fn zeroed(capacity: usize) -> Self {
+        if capacity >= MAPPED_MIN_BYTES {
+            // SAFETY: an anonymous private mapping with no address hint; the result is checked.
+            let raw = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    capacity,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if raw != libc::MAP_FAILED {
+                if let Some(ptr) = NonNull::new(raw.cast::<u8>()) {
+                    advise_huge_pages(ptr.as_ptr(), capacity);
+                    return Self {
+                        ptr,
+                        capacity,
+                        mapped: true,
+                    };
+                }
+            }
+        }
         let layout = Self::layout(capacity);
         // SAFETY: the layout has a non-zero size (at least one byte) and a power-of-two alignment.
         let raw = unsafe { alloc::alloc_zeroed(layout) };
         let Some(ptr) = NonNull::new(raw) else {
             alloc::handle_alloc_error(layout)
         };
-        Self { ptr, capacity }
+        Self {
+            ptr,
+            capacity,
+            mapped: false,
+        }
     }
 
     fn layout(capacity: usize) -> Layout {
@@ -84,8 +130,13 @@ impl AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        // SAFETY: `ptr` was allocated by `alloc_zeroed` with exactly this layout.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), Self::layout(self.capacity)) }
+        if self.mapped {
+            // SAFETY: `ptr..ptr + capacity` is the mapping made in `zeroed`, unmapped once.
+            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.capacity) };
+        } else {
+            // SAFETY: `ptr` was allocated by `alloc_zeroed` with exactly this layout.
+            unsafe { alloc::dealloc(self.ptr.as_ptr(), Self::layout(self.capacity)) }
+        }
     }
 }
 
@@ -126,11 +177,31 @@ impl BufferPool {
         })
     }
 
+    /// The process-wide pool, shared by every reader (created with the first caller's bound),
+    /// so that buffers outlive any one reader the way an allocator's free lists do.
+    #[must_use]
+    pub fn shared(max_pooled_bytes: usize) -> Arc<Self> {
+        static SHARED: std::sync::OnceLock<Arc<BufferPool>> = std::sync::OnceLock::new();
+        Arc::clone(SHARED.get_or_init(|| Self::new(max_pooled_bytes)))
+    }
+
+    /// The lock, if it can be had without blocking for long: a forked child may inherit it
+    /// locked by a thread that no longer exists, and must then allocate instead of hanging.
+    fn try_state(&self) -> Option<std::sync::MutexGuard<'_, PoolState>> {
+        for _ in 0..64 {
+            if let Ok(guard) = self.state.try_lock() {
+                return Some(guard);
+            }
+            std::hint::spin_loop();
+        }
+        None
+    }
+
     /// A buffer of at least `len` bytes, reused from the pool when one is free.
     pub fn take(self: &Arc<Self>, len: usize) -> PooledBuf {
         let buf = match class_of(len) {
             Some((index, size)) => {
-                let reused = self.state.lock().ok().and_then(|mut state| {
+                let reused = self.try_state().and_then(|mut state| {
                     let buf = state.free[index].pop()?;
                     state.pooled_bytes -= buf.capacity();
                     Some(buf)
@@ -159,8 +230,8 @@ impl BufferPool {
         if size != buf.capacity() {
             return;
         }
-        // `try_lock`: never block (or deadlock in a forked child) just to recycle a buffer.
-        if let Ok(mut state) = self.state.try_lock() {
+        // Never block (or deadlock in a forked child) just to recycle a buffer.
+        if let Some(mut state) = self.try_state() {
             if state.pooled_bytes + size <= self.max_pooled_bytes {
                 state.pooled_bytes += size;
                 state.free[index].push(buf);
@@ -270,8 +341,20 @@ mod tests {
         drop(a);
         drop(b);
         assert_eq!(pool.pooled_bytes(), 8192);
-        let huge = pool.take(MAX_POOLED_BYTES + 1);
+        let mut huge = pool.take(MAX_POOLED_BYTES + 1);
         assert_eq!(huge.capacity(), MAX_POOLED_BYTES + 1);
+        assert_eq!(
+            huge.buffer_mut().as_mut_ptr() as usize % BUFFER_ALIGN,
+            0,
+            "mapped buffers are page aligned"
+        );
+        assert!(
+            huge.buffer_mut().as_slice()[MAX_POOLED_BYTES - 7..]
+                .iter()
+                .all(|&b| b == 0),
+            "mapped buffers start zeroed"
+        );
+        huge.buffer_mut().as_mut_slice()[MAX_POOLED_BYTES] = 9;
         drop(huge);
         assert_eq!(pool.pooled_bytes(), 8192);
     }

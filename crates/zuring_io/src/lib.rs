@@ -40,7 +40,7 @@ mod uring;
 mod workers;
 mod write;
 
-pub use buffer::{AlignedBuf, BufferPool, PooledBuf, BUFFER_ALIGN};
+pub use buffer::{advise_huge_pages, AlignedBuf, BufferPool, PooledBuf, BUFFER_ALIGN};
 pub use coalesce::{align_outwards, coalesce, CoalesceOptions, CoalescedRead, Span};
 pub use error::{IoError, Result};
 pub use job::MAX_READ_BYTES;

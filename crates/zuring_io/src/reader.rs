@@ -79,7 +79,8 @@ pub struct ReaderOptions {
     /// Check (one `stat`) that a cached descriptor still matches its path before reuse.
     /// Default: on. Turn off for data nobody rewrites.
     pub revalidate_fds: bool,
-    /// The most idle buffer bytes kept for reuse. Default: 256 MiB.
+    /// The most idle buffer bytes kept for reuse, in the pool shared by all readers of the
+    /// process (the first reader's value sets it). Default: 256 MiB.
     pub buffer_pool_bytes: usize,
 }
 
@@ -165,7 +166,7 @@ impl Engine {
             pid: std::process::id(),
             workers,
             files: FileCache::new(options.fd_cache_capacity, options.revalidate_fds),
-            buffers: BufferPool::new(options.buffer_pool_bytes),
+            buffers: BufferPool::shared(options.buffer_pool_bytes),
         })
     }
 }

@@ -1,0 +1,530 @@
+//! The Zarr engine against zarrs on the same data: batches of random crops, whole-array read and
+//! write, warm and cold cache, with the single-thread decode bound measured in the same run.
+//!
+//! Datasets (generated once under `--dir`):
+//! - `sat.zarr`: uint16, 64 x 2048 x 2048 (512 MiB decoded), shards 16x1024x1024, inner chunks
+//!   1x256x256, zstd level 3, crc32c shard index; smooth fields plus noise (zstd ratio ~2-3).
+//! - `nwp.zarr`: float32, 32 x 1024 x 1024 (128 MiB), unsharded chunks 1x256x256, blosc lz4
+//!   with shuffle.
+//!
+//! Usage: `array_bench [--dir DIR] [--quick]`
+#![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use zarrs::array::{
+    Array, ArrayShardedReadableExt, ArrayShardedReadableExtCache, ArraySubset,
+    ArrayToBytesCodecTraits, CodecOptions,
+};
+use zarrs::storage::{StoreKey, WritableStorageTraits};
+use zarrs_filesystem::FilesystemStore;
+use zuring_array::{
+    with_decoded, ArrayOptions, Context, ReadMode, Selection, ShardIndex, ZarrArray,
+};
+use zuring_benches::{can_drop_caches, cores, drop_caches, print_table, Measurement};
+
+const CROP: [u64; 3] = [4, 256, 256];
+const BATCH: usize = 32;
+
+struct Dataset {
+    name: &'static str,
+    path: PathBuf,
+    element_size: usize,
+}
+
+fn sat_meta() -> &'static str {
+    r#"{"zarr_format":3,"node_type":"array","shape":[64,2048,2048],"data_type":"uint16",
+    "chunk_grid":{"name":"regular","configuration":{"chunk_shape":[16,1024,1024]}},
+    "chunk_key_encoding":{"name":"default"},"fill_value":0,
+    "codecs":[{"name":"sharding_indexed","configuration":{"chunk_shape":[1,256,256],
+      "codecs":[{"name":"bytes","configuration":{"endian":"little"}},{"name":"zstd","configuration":{"level":3,"checksum":false}}],
+      "index_codecs":[{"name":"bytes","configuration":{"endian":"little"}},{"name":"crc32c"}],"index_location":"end"}}],
+    "dimension_names":["time","y","x"]}"#
+}
+
+fn nwp_meta() -> &'static str {
+    r#"{"zarr_format":3,"node_type":"array","shape":[32,1024,1024],"data_type":"float32",
+    "chunk_grid":{"name":"regular","configuration":{"chunk_shape":[1,256,256]}},
+    "chunk_key_encoding":{"name":"default"},"fill_value":0.0,
+    "codecs":[{"name":"bytes","configuration":{"endian":"little"}},
+      {"name":"blosc","configuration":{"cname":"lz4","clevel":5,"shuffle":"shuffle","typesize":4,"blocksize":0}}],
+    "dimension_names":["time","y","x"]}"#
+}
+
+/// Smooth field + noise: realistic compressibility, not zeros.
+fn field(t: u64, y: u64, x: u64, noise: u32) -> f64 {
+    let (t, y, x) = (t as f64, y as f64, x as f64);
+    1000.0 + 400.0 * (x / 53.0 + t / 7.0).sin() * (y / 71.0).cos() + 0.5 * y + f64::from(noise % 24)
+}
+
+fn generate(dir: &Path, name: &str, meta: &str, f32_values: bool) -> PathBuf {
+    let path = dir.join(name);
+    let done = path.join(".generated");
+    if done.exists() {
+        return path;
+    }
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir_all(&path).unwrap();
+    let store = Arc::new(FilesystemStore::new(&path).unwrap());
+    store
+        .set(
+            &StoreKey::new("zarr.json").unwrap(),
+            meta.as_bytes().to_vec().into(),
+        )
+        .unwrap();
+    let array = Array::open(store, "/").unwrap();
+    let shape = array.shape().to_vec();
+    // Write slabs of 16 time steps (one shard row for the sharded array).
+    let slab = 16u64.min(shape[0]);
+    for t0 in (0..shape[0]).step_by(slab as usize) {
+        let n = (slab * shape[1] * shape[2]) as usize;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(t0);
+        let noise: Vec<u32> = (0..n).map(|_| rng.gen()).collect();
+        let subset = ArraySubset::new_with_ranges(&[t0..t0 + slab, 0..shape[1], 0..shape[2]]);
+        let idx = |i: usize| {
+            let i = i as u64;
+            (
+                t0 + i / (shape[1] * shape[2]),
+                (i / shape[2]) % shape[1],
+                i % shape[2],
+            )
+        };
+        if f32_values {
+            let v: Vec<f32> = (0..n)
+                .into_par_iter()
+                .map(|i| {
+                    let (t, y, x) = idx(i);
+                    field(t, y, x, noise[i]) as f32 * 0.01
+                })
+                .collect();
+            array.store_array_subset(&subset, v).unwrap();
+        } else {
+            let v: Vec<u16> = (0..n)
+                .into_par_iter()
+                .map(|i| {
+                    let (t, y, x) = idx(i);
+                    field(t, y, x, noise[i]) as u16
+                })
+                .collect();
+            array.store_array_subset(&subset, v).unwrap();
+        }
+    }
+    std::fs::write(done, b"").unwrap();
+    path
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| {
+                let p = e.path();
+                if p.is_dir() {
+                    dir_bytes(&p)
+                } else {
+                    e.metadata().map_or(0, |m| m.len())
+                }
+            })
+            .sum()
+    })
+}
+
+fn crop_starts(shape: &[u64], batches: usize, seed: u64) -> Vec<Vec<u64>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..batches)
+        .map(|_| {
+            (0..BATCH)
+                .flat_map(|_| {
+                    shape
+                        .iter()
+                        .zip(CROP)
+                        .map(|(&n, c)| rng.gen_range(0..=n - c))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Distinct read-granularity chunks a batch touches, and their decoded bytes.
+fn decoded_bytes(starts: &[u64], chunk: &[u64], element_size: usize) -> u64 {
+    let mut set = HashSet::new();
+    for s in starts.chunks(3) {
+        for t in s[0] / chunk[0]..=(s[0] + CROP[0] - 1) / chunk[0] {
+            for y in s[1] / chunk[1]..=(s[1] + CROP[1] - 1) / chunk[1] {
+                for x in s[2] / chunk[2]..=(s[2] + CROP[2] - 1) / chunk[2] {
+                    set.insert((t, y, x));
+                }
+            }
+        }
+    }
+    set.len() as u64 * chunk.iter().product::<u64>() * element_size as u64
+}
+
+/// Single-thread decode throughput (decoded bytes/s) with zarrs' codec chain and with zuring's
+/// decoder, over `n` chunks whose encoded bytes are in memory.
+fn decode_bound(array: &ZarrArray, n: usize) -> (f64, f64) {
+    let layout = array.layout();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let mut encoded: Vec<Vec<u8>> = Vec::new();
+    match array.read_mode() {
+        ReadMode::Sharded(index) => {
+            let grid: Vec<u64> = layout
+                .shape
+                .iter()
+                .zip(&layout.file_shape)
+                .map(|(s, f)| s.div_ceil(*f))
+                .collect();
+            while encoded.len() < n {
+                let shard: Vec<u64> = grid.iter().map(|&g| rng.gen_range(0..g)).collect();
+                let bytes = std::fs::read(array.file_path(&shard)).unwrap();
+                let ix_bytes = &bytes[bytes.len() - index.encoded_size as usize..];
+                let ix = ShardIndex::decode(
+                    Path::new("shard"),
+                    ix_bytes,
+                    index,
+                    bytes.len() as u64,
+                    &CodecOptions::default(),
+                )
+                .unwrap();
+                let i = rng.gen_range(0..ix.len());
+                if let Some((o, l)) = ix.chunk(i) {
+                    encoded.push(bytes[o as usize..(o + l) as usize].to_vec());
+                }
+            }
+        }
+        _ => {
+            let grid: Vec<u64> = layout
+                .shape
+                .iter()
+                .zip(&layout.chunk_shape)
+                .map(|(s, c)| s.div_ceil(*c))
+                .collect();
+            while encoded.len() < n {
+                let c: Vec<u64> = grid.iter().map(|&g| rng.gen_range(0..g)).collect();
+                encoded.push(std::fs::read(array.file_path(&c)).unwrap());
+            }
+        }
+    }
+    let shape = layout.chunk_shape_nonzero();
+    let options = CodecOptions::default().with_concurrent_target(1);
+    let bytes = (n as u64 * layout.chunk_elements() * layout.element_size as u64) as f64;
+    let time = |f: &dyn Fn()| {
+        f();
+        let t = Instant::now();
+        f();
+        bytes / t.elapsed().as_secs_f64()
+    };
+    let zarrs = time(&|| {
+        for e in &encoded {
+            let d = layout
+                .chunk_codecs
+                .decode(
+                    Cow::Borrowed(e),
+                    &shape,
+                    &layout.data_type,
+                    &layout.fill_value,
+                    &options,
+                )
+                .unwrap();
+            std::hint::black_box(d);
+        }
+    });
+    let ours = time(&|| {
+        for e in &encoded {
+            with_decoded(layout, layout.decoder, e, &options, |d| {
+                std::hint::black_box(d.len())
+            })
+            .unwrap();
+        }
+    });
+    (zarrs, ours)
+}
+
+/// Peak resident memory (VmHWM) in bytes, after resetting it.
+fn reset_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+fn current_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+fn main() {
+    let mut dir = PathBuf::from("target/bench-data/array");
+    let mut batches = 12usize;
+    let mut repeats = 3usize;
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--dir" => dir = PathBuf::from(it.next().expect("--dir DIR")),
+            "--quick" => {
+                batches = 4;
+                repeats = 1;
+            }
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    let t = Instant::now();
+    let datasets = [
+        Dataset {
+            name: "sat uint16 sharded zstd",
+            path: generate(&dir, "sat.zarr", sat_meta(), false),
+            element_size: 2,
+        },
+        Dataset {
+            name: "nwp float32 blosc-lz4",
+            path: generate(&dir, "nwp.zarr", nwp_meta(), true),
+            element_size: 4,
+        },
+    ];
+    eprintln!("datasets ready in {:.1}s", t.elapsed().as_secs_f64());
+    let cold_ok = can_drop_caches();
+    let threads = cores();
+    println!(
+        "# array_bench: crops {CROP:?} in batches of {BATCH}, {batches} batches per run, {threads} threads, best of {repeats}, cold cache {}",
+        if cold_ok { "by drop_caches" } else { "unavailable" }
+    );
+    let mut results: Vec<Measurement> = Vec::new();
+    let mut record = |m: Measurement, extra: serde_json::Value| {
+        m.print_json(&extra);
+        results.push(m);
+    };
+    for ds in &datasets {
+        let fresh_ctx = || {
+            Context::new(ArrayOptions {
+                threads,
+                ..ArrayOptions::default()
+            })
+            .unwrap()
+        };
+        let ours = ZarrArray::open_with(&ds.path, fresh_ctx()).unwrap();
+        let zarrs_array =
+            Array::open(Arc::new(FilesystemStore::new(&ds.path).unwrap()), "/").unwrap();
+        let shape = ours.shape().to_vec();
+        let chunk = ours.chunk_shape().to_vec();
+        let total = shape.iter().product::<u64>() * ds.element_size as u64;
+        let stored = dir_bytes(&ds.path);
+        let (zarrs1, ours1) = decode_bound(&ours, 96);
+        // The bound uses the faster single-thread decoder, so beating a slow reference is not
+        // mistaken for efficiency.
+        let bound1 = zarrs1.max(ours1);
+        let bound = bound1 * threads as f64;
+        println!(
+            "# {}: shape {shape:?}, read chunk {chunk:?}, shard {:?}, {:.0} MiB decoded, {:.0} MiB stored; single-thread decode: zarrs {:.0} MiB/s, zuring {:.0} MiB/s; decode bound {:.0} x {threads} = {:.0} MiB/s",
+            ds.name, ours.shard_shape(), total as f64 / 1048576.0, stored as f64 / 1048576.0, zarrs1 / 1048576.0, ours1 / 1048576.0, bound1 / 1048576.0, bound / 1048576.0
+        );
+        record(
+            Measurement {
+                bench: format!("{} decode bound", ds.name),
+                method: "single-thread decode x cores".into(),
+                cache: "-",
+                seconds: 1.0,
+                bytes: bound as u64,
+                ops: 0,
+            },
+            serde_json::json!({"zarrs_per_thread_mib_s": zarrs1 / 1048576.0, "zuring_per_thread_mib_s": ours1 / 1048576.0, "threads": threads}),
+        );
+        let warm_ctx = fresh_ctx();
+        let caches: &[&'static str] = if cold_ok {
+            &["warm", "cold"]
+        } else {
+            &["warm"]
+        };
+        let opts = CodecOptions::default();
+        for &cache in caches {
+            // Crops: zuring's one call per batch vs zarrs' crops in parallel with its shard cache.
+            let batches_starts = crop_starts(&shape, batches, 11);
+            let decoded: u64 = batches_starts
+                .iter()
+                .map(|s| decoded_bytes(s, &chunk, ds.element_size))
+                .sum();
+            let out_bytes =
+                (batches * BATCH) as u64 * CROP.iter().product::<u64>() * ds.element_size as u64;
+            let mut out =
+                vec![0u8; BATCH * CROP.iter().product::<u64>() as usize * ds.element_size];
+            let methods: [&str; 2] = ["zuring read_crops", "zarrs (rayon + shard cache)"];
+            for method in methods {
+                let mut best = f64::INFINITY;
+                for _ in 0..repeats {
+                    // Cold: empty caches. Warm: the context of earlier runs (index cache warm).
+                    let ours_run = if cache == "cold" {
+                        ZarrArray::open_with(&ds.path, fresh_ctx()).unwrap()
+                    } else {
+                        ZarrArray::open_with(&ds.path, Arc::clone(&warm_ctx)).unwrap()
+                    };
+                    let zcache = ArrayShardedReadableExtCache::new(&zarrs_array);
+                    let run = |starts: &Vec<u64>, out: &mut [u8]| {
+                        if method.starts_with("zuring") {
+                            ours_run.read_crops_into(starts, &CROP, out).unwrap();
+                        } else {
+                            let crops: Vec<Vec<u8>> = starts
+                                .par_chunks(3)
+                                .map(|s| {
+                                    let subset = ArraySubset::new_with_ranges(&[
+                                        s[0]..s[0] + CROP[0],
+                                        s[1]..s[1] + CROP[1],
+                                        s[2]..s[2] + CROP[2],
+                                    ]);
+                                    let b: zarrs::array::ArrayBytes<'static> = zarrs_array
+                                        .retrieve_array_subset_sharded_opt(&zcache, &subset, &opts)
+                                        .unwrap();
+                                    b.into_fixed().unwrap().into_owned()
+                                })
+                                .collect();
+                            std::hint::black_box(crops);
+                        }
+                    };
+                    if cache == "cold" {
+                        drop_caches();
+                    } else {
+                        for s in &batches_starts {
+                            run(s, &mut out);
+                        }
+                    }
+                    let t = Instant::now();
+                    for s in &batches_starts {
+                        run(s, &mut out);
+                    }
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                record(
+                    Measurement {
+                        bench: format!("{} crops", ds.name),
+                        method: method.into(),
+                        cache,
+                        seconds: best,
+                        bytes: out_bytes,
+                        ops: (batches * BATCH) as u64,
+                    },
+                    serde_json::json!({"decoded_mib_s": decoded as f64 / 1048576.0 / best, "decode_bound_fraction": decoded as f64 / best / bound, "crop": CROP, "batch": BATCH}),
+                );
+            }
+            // Whole-array read.
+            for method in ["zuring read", "zarrs retrieve_array_subset"] {
+                let mut best = f64::INFINITY;
+                for _ in 0..repeats {
+                    let ours_run = ZarrArray::open_with(&ds.path, fresh_ctx()).unwrap();
+                    if cache == "cold" {
+                        drop_caches();
+                    } else {
+                        zuring_benches::warm(&ds.path);
+                    }
+                    let t = Instant::now();
+                    if method.starts_with("zuring") {
+                        std::hint::black_box(ours_run.read_bytes(&Selection::all(&shape)).unwrap());
+                    } else {
+                        let b: zarrs::array::ArrayBytes<'static> = zarrs_array
+                            .retrieve_array_subset(&zarrs_array.subset_all())
+                            .unwrap();
+                        std::hint::black_box(b);
+                    }
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                record(
+                    Measurement {
+                        bench: format!("{} whole read", ds.name),
+                        method: method.into(),
+                        cache,
+                        seconds: best,
+                        bytes: total,
+                        ops: 1,
+                    },
+                    serde_json::json!({"decode_bound_fraction": total as f64 / best / bound}),
+                );
+            }
+        }
+        // Whole-array write (into a fresh directory each time; page cache, no fsync).
+        let data = ours.read_bytes(&Selection::all(&shape)).unwrap();
+        let meta = std::fs::read_to_string(ds.path.join("zarr.json")).unwrap();
+        for method in ["zuring write_region", "zarrs store_array_subset"] {
+            let mut best = f64::INFINITY;
+            for _ in 0..repeats.min(2) {
+                let target = dir.join("write-target");
+                let _ = std::fs::remove_dir_all(&target);
+                let t = Instant::now();
+                if method.starts_with("zuring") {
+                    let a = ZarrArray::create_with(&target, &meta, fresh_ctx()).unwrap();
+                    let ranges: Vec<_> = shape.iter().map(|&n| 0..n).collect();
+                    a.write_region(&ranges, &data).unwrap();
+                } else {
+                    std::fs::create_dir_all(&target).unwrap();
+                    let store = Arc::new(FilesystemStore::new(&target).unwrap());
+                    store
+                        .set(
+                            &StoreKey::new("zarr.json").unwrap(),
+                            meta.as_bytes().to_vec().into(),
+                        )
+                        .unwrap();
+                    let a = Array::open(store, "/").unwrap();
+                    a.store_array_subset(
+                        &a.subset_all(),
+                        zarrs::array::ArrayBytes::new_flen(&data[..]),
+                    )
+                    .unwrap();
+                }
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            record(
+                Measurement {
+                    bench: format!("{} whole write", ds.name),
+                    method: method.into(),
+                    cache: "-",
+                    seconds: best,
+                    bytes: total,
+                    ops: 1,
+                },
+                serde_json::json!({}),
+            );
+        }
+        let _ = std::fs::remove_dir_all(dir.join("write-target"));
+        drop(data);
+        // Peak memory of one crop batch, on a fresh context (index cache bound: 64 MiB).
+        if reset_peak() {
+            let arr = ZarrArray::open_with(&ds.path, fresh_ctx()).unwrap();
+            let starts = &crop_starts(&shape, 1, 99)[0];
+            let mut out =
+                vec![0u8; BATCH * CROP.iter().product::<u64>() as usize * ds.element_size];
+            out.iter_mut().step_by(4096).for_each(|b| *b = 1);
+            let before = current_rss();
+            reset_peak();
+            arr.read_crops_into(starts, &CROP, &mut out).unwrap();
+            let peak = peak_rss().saturating_sub(before);
+            println!(
+                "{}",
+                serde_json::json!({"bench": format!("{} crop batch peak memory", ds.name), "peak_extra_bytes": peak, "output_bytes": out.len(),
+                    "ratio_to_output": peak as f64 / out.len() as f64, "index_cache_bound_bytes": 64u64 << 20})
+            );
+        }
+    }
+    print_table(&results, "zarrs (rayon + shard cache)");
+    print_table(&results, "zarrs retrieve_array_subset");
+    print_table(&results, "zarrs store_array_subset");
+}
