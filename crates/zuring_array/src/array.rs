@@ -165,9 +165,18 @@ impl ZarrArray {
     /// As [`ZarrArray::open`].
     pub fn open_with(path: impl AsRef<Path>, ctx: Arc<Context>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        if !path.join("zarr.json").is_file() && !path.join(".zarray").is_file() {
+        let file = if path.join("zarr.json").is_file() {
+            "zarr.json"
+        } else if path.join(".zarray").is_file() {
+            ".zarray"
+        } else {
             return Err(ArrayError::NotFound { path });
-        }
+        };
+        let text = std::fs::read(path.join(file)).map_err(|e| ArrayError::Metadata {
+            path: path.clone(),
+            message: format!("{file}: {e}"),
+        })?;
+        crate::metadata::check_array_metadata(&path, file, &text)?;
         let store = Arc::new(
             UringStore::with_reader(&path, Arc::clone(&ctx.reader))
                 .map_err(|e| zarrs_error(&path, e))?,
@@ -359,8 +368,23 @@ impl ZarrArray {
             })
     }
 
+    fn require_fixed_size(&self) -> Result<()> {
+        if self.layout.element_size == 0 {
+            Err(ArrayError::Unsupported {
+                what: format!(
+                    "{}: byte reads and writes of the variable-size data type {} (use read_strings / write_strings)",
+                    self.path.display(),
+                    self.data_type_name()
+                ),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
     /// Plan `selection`, after checking it against the array.
     fn plan(&self, selection: &Selection) -> Result<ChunkPlan> {
+        self.require_fixed_size()?;
         selection.validate(&self.layout.shape)?;
         let out_shape = selection.output_shape();
         let mut plan = ChunkPlan::new();
@@ -500,6 +524,53 @@ impl ZarrArray {
         Ok(data)
     }
 
+    /// Read a region of a string array (`string` / vlen-utf8), C order.
+    ///
+    /// # Errors
+    /// [`ArrayError::Selection`] when out of bounds; [`ArrayError::Unsupported`] for other data
+    /// types; decoding errors from zarrs naming the array.
+    pub fn read_strings(&self, ranges: &[std::ops::Range<u64>]) -> Result<Vec<String>> {
+        let slices: Vec<DimSlice> = ranges
+            .iter()
+            .map(|r| DimSlice::range(r.start, r.end))
+            .collect();
+        Selection::Region(slices).validate(&self.layout.shape)?;
+        if self.layout.element_size != 0 {
+            return Err(ArrayError::Unsupported {
+                what: format!(
+                    "{}: read_strings on data type {}",
+                    self.path.display(),
+                    self.data_type_name()
+                ),
+            });
+        }
+        self.array
+            .retrieve_array_subset::<Vec<String>>(&ArraySubset::new_with_ranges(ranges))
+            .map_err(|e| zarrs_error(&self.path, e))
+    }
+
+    /// Write strings (C order) into a region of a string array.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::read_strings`], and when the number of strings does not match the region.
+    pub fn write_strings(&self, ranges: &[std::ops::Range<u64>], values: &[String]) -> Result<()> {
+        let slices: Vec<DimSlice> = ranges
+            .iter()
+            .map(|r| DimSlice::range(r.start, r.end))
+            .collect();
+        Selection::Region(slices.clone()).validate(&self.layout.shape)?;
+        let n: u64 = slices.iter().map(DimSlice::len).product();
+        if n != values.len() as u64 {
+            return Err(ArrayError::selection(format!(
+                "{} strings for a region of {n} elements",
+                values.len()
+            )));
+        }
+        self.array
+            .store_array_subset(&ArraySubset::new_with_ranges(ranges), values)
+            .map_err(|e| zarrs_error(&self.path, e))
+    }
+
     /// Write `data` (C order, native endian) into the region `ranges`: partial chunks and
     /// shards are read, modified and rewritten atomically; chunks left all fill are deleted.
     ///
@@ -507,6 +578,7 @@ impl ZarrArray {
     /// [`ArrayError::Selection`] when out of bounds or `data` has the wrong size; IO and codec
     /// errors from zarrs.
     pub fn write_region(&self, ranges: &[std::ops::Range<u64>], data: &[u8]) -> Result<()> {
+        self.require_fixed_size()?;
         let slices: Vec<DimSlice> = ranges
             .iter()
             .map(|r| DimSlice::range(r.start, r.end))

@@ -82,7 +82,9 @@ pub fn with_decoded<R>(
             scratch.clear();
             // One spare byte: a frame that decodes to more than expected fails the size check
             // instead of being cut silently.
-            scratch.reserve(expected + 1);
+            scratch
+                .try_reserve(expected + 1)
+                .map_err(|_| format!("cannot allocate {expected} bytes for the decoded chunk"))?;
             let n = dctx
                 .decompress_to_buffer(encoded, scratch)
                 .map_err(|e| format!("zstd: {e}"))?;

@@ -76,7 +76,7 @@ impl ReadContext<'_> {
                                 t,
                                 Source::Chunk(&bytes),
                                 &chunk_strides,
-                                &view,
+                                view,
                                 &errors,
                             ),
                             Err(e) => errors.set(e),
@@ -85,7 +85,7 @@ impl ReadContext<'_> {
             }
             ReadMode::Unsharded => self.run_unsharded(plan, &chunk_strides, view, &errors, &pool),
             ReadMode::Sharded(index) => {
-                self.run_sharded(plan, index, &chunk_strides, &view, &errors, &pool)?
+                self.run_sharded(plan, index, &chunk_strides, view, &errors, &pool)?
             }
         }
         errors.into_result()

@@ -12,6 +12,10 @@ use zarrs::metadata_ext::codec::sharding::{ShardingCodecConfiguration, ShardingI
 use crate::decode::ChunkDecoder;
 use crate::error::{ArrayError, Result};
 
+/// The largest decoded chunk zuring accepts (16 GiB): larger ones are refused when the array
+/// is opened, before anything is allocated.
+pub const MAX_CHUNK_BYTES: u64 = 16 << 30;
+
 /// Where a shard keeps its index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IndexLocation {
@@ -65,7 +69,7 @@ pub struct ArrayLayout {
     pub chunk_shape: Vec<u64>,
     /// The shape of one file's worth of elements (the shard shape when sharded, else the chunk).
     pub file_shape: Vec<u64>,
-    /// Bytes per element.
+    /// Bytes per element; 0 for variable-size types (strings, bytes).
     pub element_size: usize,
     /// One element's fill value, native endian.
     pub fill: Vec<u8>,
@@ -92,19 +96,12 @@ impl ArrayLayout {
     /// Derive the layout of `array`, opened at `root`.
     ///
     /// # Errors
-    /// [`ArrayError::Unsupported`] for variable-size data types.
+    /// [`ArrayError::Metadata`] when the sharding configuration is inconsistent.
     pub fn new<S: ?Sized>(array: &Array<S>, root: &Path) -> Result<Self> {
         let shape = array.shape().to_vec();
         let data_type = array.data_type().clone();
-        let element_size = data_type
-            .fixed_size()
-            .ok_or_else(|| ArrayError::Unsupported {
-                what: format!(
-                    "variable-size data type {} in {}",
-                    data_type.name_v3().unwrap_or_default(),
-                    root.display()
-                ),
-            })?;
+        // Variable-size types (strings, bytes) have no element size: they are read through zarrs.
+        let element_size = data_type.fixed_size().unwrap_or(0);
         let fill_value = array.fill_value().clone();
         let fill = fill_value.as_ne_bytes().to_vec();
         let regular = match array.metadata() {
@@ -133,7 +130,9 @@ impl ArrayLayout {
             ArrayMetadata::V3(m) => ChunkDecoder::for_codecs(&m.codecs, element_size),
             ArrayMetadata::V2(_) => ChunkDecoder::Zarrs,
         };
-        let mode = if !regular {
+        let mode = if element_size == 0 {
+            ReadMode::Zarrs("variable-size data type".into())
+        } else if !regular {
             ReadMode::Zarrs("chunk grid is not regular".into())
         } else if array.is_sharded() {
             if array.is_exclusively_sharded() {
@@ -219,6 +218,17 @@ impl ArrayLayout {
         } else {
             ReadMode::Unsharded
         };
+        let chunk_bytes = chunk_shape
+            .iter()
+            .try_fold(element_size.max(1) as u64, |acc, &d| acc.checked_mul(d))
+            .filter(|&b| b <= MAX_CHUNK_BYTES);
+        if chunk_bytes.is_none() {
+            return Err(ArrayError::TooLarge {
+                what: "a chunk",
+                elements: chunk_shape.iter().fold(1u64, |a, &d| a.saturating_mul(d)),
+                element_size,
+            });
+        }
         Ok(Self {
             root: root.to_path_buf(),
             shape,

@@ -13,6 +13,7 @@ mod decode;
 mod engine;
 mod error;
 mod layout;
+mod metadata;
 mod plan;
 mod pool;
 mod shard_index;

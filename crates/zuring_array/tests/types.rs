@@ -1,0 +1,218 @@
+//! Data types, fill values, strings and Zarr v2 arrays, written by zarrs and read by zuring.
+#![allow(clippy::cast_possible_truncation)]
+
+use std::sync::Arc;
+
+use zarrs::array::{Array, ArraySubset};
+use zarrs::storage::{StoreKey, WritableStorageTraits};
+use zarrs_filesystem::FilesystemStore;
+use zuring_array::{ArrayError, DimSlice, Selection, ZarrArray};
+
+fn v3(dtype: &str, fill: &str, codecs: &str) -> String {
+    format!(
+        r#"{{"zarr_format":3,"node_type":"array","shape":[5,6],"data_type":"{dtype}",
+        "chunk_grid":{{"name":"regular","configuration":{{"chunk_shape":[2,4]}}}},
+        "chunk_key_encoding":{{"name":"default","configuration":{{"separator":"."}}}},"fill_value":{fill},"codecs":{codecs}}}"#
+    )
+}
+
+fn zarrs_array(dir: &std::path::Path, key: &str, meta: &str) -> Array<FilesystemStore> {
+    let store = Arc::new(FilesystemStore::new(dir).unwrap());
+    store
+        .set(
+            &StoreKey::new(key).unwrap(),
+            meta.as_bytes().to_vec().into(),
+        )
+        .unwrap();
+    Array::open(store, "/").unwrap()
+}
+
+/// Write rows 0..3 (rows 3..5 stay fill) with zarrs; zuring's bytes equal zarrs' bytes.
+fn check_fixed(meta: &str, key: &str, row_bytes: impl Fn(usize) -> Vec<u8>, fill: &[u8]) {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let array = zarrs_array(dir.path(), key, meta);
+    let written: Vec<u8> = (0..3 * 6).flat_map(&row_bytes).collect();
+    array
+        .store_array_subset(
+            &ArraySubset::new_with_ranges(&[0..3, 0..6]),
+            zarrs::array::ArrayBytes::new_flen(&written[..]),
+        )
+        .unwrap();
+    let ours = ZarrArray::open(dir.path()).unwrap();
+    let got = ours.read_bytes(&Selection::all(&[5, 6])).unwrap();
+    let mut want = written.clone();
+    for _ in 0..2 * 6 {
+        want.extend_from_slice(fill);
+    }
+    assert_eq!(got, want, "{meta}");
+    let theirs: zarrs::array::ArrayBytes<'static> =
+        array.retrieve_array_subset(&array.subset_all()).unwrap();
+    assert_eq!(
+        got,
+        theirs.into_fixed().unwrap().into_owned(),
+        "{meta}: equals zarrs"
+    );
+    // A strided region through edges and the fill rows.
+    let sel = Selection::Region(vec![
+        DimSlice {
+            start: 1,
+            stop: 5,
+            step: 2,
+        },
+        DimSlice {
+            start: 0,
+            stop: 6,
+            step: 5,
+        },
+    ]);
+    let part = ours.read_bytes(&sel).unwrap();
+    let es = fill.len();
+    let at = |i: usize, j: usize| want[(i * 6 + j) * es..(i * 6 + j + 1) * es].to_vec();
+    let expected: Vec<u8> = [at(1, 0), at(1, 5), at(3, 0), at(3, 5)].concat();
+    assert_eq!(part, expected);
+}
+
+const BYTES_LE: &str = r#"[{"name":"bytes","configuration":{"endian":"little"}},{"name":"zstd","configuration":{"level":1,"checksum":false}}]"#;
+const BYTES_BE_GZIP: &str = r#"[{"name":"bytes","configuration":{"endian":"big"}},{"name":"gzip","configuration":{"level":6}}]"#;
+
+#[test]
+fn fixed_size_types_and_fill_values() {
+    // bool with no bytes configuration (1-byte type), fill true.
+    check_fixed(
+        &v3("bool", "true", r#"[{"name":"bytes"}]"#),
+        "zarr.json",
+        |i| vec![u8::from(i % 3 == 0)],
+        &[1],
+    );
+    check_fixed(
+        &v3("int8", "-128", BYTES_LE),
+        "zarr.json",
+        |i| vec![(i as i8).wrapping_mul(-7) as u8],
+        &(-128i8).to_ne_bytes(),
+    );
+    check_fixed(
+        &v3("int64", "-9223372036854775808", BYTES_BE_GZIP),
+        "zarr.json",
+        |i| (i as i64 * -3_000_000_000).to_ne_bytes().to_vec(),
+        &i64::MIN.to_ne_bytes(),
+    );
+    check_fixed(
+        &v3("uint64", "18446744073709551615", BYTES_LE),
+        "zarr.json",
+        |i| (i as u64 * 77).to_ne_bytes().to_vec(),
+        &u64::MAX.to_ne_bytes(),
+    );
+    check_fixed(
+        &v3("float64", r#""NaN""#, BYTES_BE_GZIP),
+        "zarr.json",
+        |i| (i as f64 * 0.5 - 3.0).to_ne_bytes().to_vec(),
+        &f64::NAN.to_ne_bytes(),
+    );
+    check_fixed(
+        &v3("float32", r#""-Infinity""#, BYTES_LE),
+        "zarr.json",
+        |i| (i as f32).to_ne_bytes().to_vec(),
+        &f32::NEG_INFINITY.to_ne_bytes(),
+    );
+    // A NaN with a payload, given in hex: the bits are kept exactly.
+    check_fixed(
+        &v3("float32", r#""0x7fc00001""#, BYTES_LE),
+        "zarr.json",
+        |i| (i as f32).to_ne_bytes().to_vec(),
+        &f32::from_bits(0x7fc0_0001).to_ne_bytes(),
+    );
+    check_fixed(
+        &v3("float16", "1.5", BYTES_BE_GZIP),
+        "zarr.json",
+        |i| ((i as u16) << 8 | 0x3c).to_ne_bytes().to_vec(),
+        &0x3e00u16.to_ne_bytes(),
+    );
+    check_fixed(
+        &v3("complex64", "[1.0, -2.0]", BYTES_BE_GZIP),
+        "zarr.json",
+        |i| [(i as f32).to_ne_bytes(), (-(i as f32)).to_ne_bytes()].concat(),
+        &[1.0f32.to_ne_bytes(), (-2.0f32).to_ne_bytes()].concat(),
+    );
+}
+
+#[test]
+fn zarr_v2_arrays() {
+    for (compressor, order) in [
+        (r#"{"id":"zstd","level":3}"#, "C"),
+        (
+            r#"{"id":"blosc","cname":"lz4","clevel":5,"shuffle":1,"blocksize":0}"#,
+            "C",
+        ),
+        ("null", "C"),
+    ] {
+        let meta = format!(
+            r#"{{"zarr_format":2,"shape":[5,6],"chunks":[2,4],"dtype":"<i4","compressor":{compressor},
+            "fill_value":-1,"order":"{order}","filters":null,"dimension_separator":"."}}"#
+        );
+        check_fixed(
+            &meta,
+            ".zarray",
+            |i| (i as i32 * 1000 - 7).to_ne_bytes().to_vec(),
+            &(-1i32).to_ne_bytes(),
+        );
+    }
+}
+
+#[test]
+fn strings_through_zarrs() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let meta = r#"{"zarr_format":3,"node_type":"array","shape":[3,2],"data_type":"string",
+        "chunk_grid":{"name":"regular","configuration":{"chunk_shape":[2,2]}},
+        "chunk_key_encoding":{"name":"default"},"fill_value":"",
+        "codecs":[{"name":"vlen-utf8"},{"name":"zstd","configuration":{"level":1,"checksum":false}}]}"#;
+    let array = ZarrArray::create(dir.path(), meta).unwrap();
+    let values: Vec<String> = ["", "é", "zarr", "日本", "a\u{0}b", "x"]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    array.write_strings(&[0..3, 0..2], &values).unwrap();
+    assert_eq!(array.read_strings(&[0..3, 0..2]).unwrap(), values);
+    assert_eq!(array.read_strings(&[1..3, 1..2]).unwrap(), ["日本", "x"]);
+    assert!(matches!(
+        array.read_bytes(&Selection::all(&[3, 2])),
+        Err(ArrayError::Unsupported { .. })
+    ));
+    assert!(matches!(
+        array.read_strings(&[0..4, 0..2]),
+        Err(ArrayError::Selection { .. })
+    ));
+    let reopened = Array::open(Arc::new(FilesystemStore::new(dir.path()).unwrap()), "/").unwrap();
+    let theirs: Vec<String> = reopened
+        .retrieve_array_subset(&reopened.subset_all())
+        .unwrap();
+    assert_eq!(theirs, values);
+}
+
+#[test]
+fn bad_metadata_names_the_problem() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let write = |text: &str| std::fs::write(dir.path().join("zarr.json"), text).unwrap();
+    write(
+        r#"{"zarr_format":3,"node_type":"array","shape":[4],"data_type":"uint8","chunk_key_encoding":{"name":"default"},"fill_value":0,"codecs":[{"name":"bytes"}]}"#,
+    );
+    let err = ZarrArray::open(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("chunk_grid"), "{err}");
+    write(
+        r#"{"zarr_format":3,"node_type":"array","shape":[4],"data_type":"uint8","chunk_grid":{"name":"regular","configuration":{"chunk_shape":[2]}},"chunk_key_encoding":{"name":"default"},"fill_value":0,"codecs":[{"name":"bytes"},{"name":"no-such-codec"}]}"#,
+    );
+    let err = ZarrArray::open(dir.path()).unwrap_err();
+    assert!(matches!(err, ArrayError::Unsupported { .. }), "{err}");
+    assert!(err.to_string().contains("no-such-codec"), "{err}");
+    write(
+        r#"{"zarr_format":3,"node_type":"array","shape":[4],"data_type":"uint64","chunk_grid":{"name":"regular","configuration":{"chunk_shape":[4000000000000]}},"chunk_key_encoding":{"name":"default"},"fill_value":0,"codecs":[{"name":"bytes","configuration":{"endian":"little"}}]}"#,
+    );
+    assert!(matches!(
+        ZarrArray::open(dir.path()),
+        Err(ArrayError::TooLarge { .. })
+    ));
+    write("{not json");
+    assert!(matches!(
+        ZarrArray::open(dir.path()),
+        Err(ArrayError::Metadata { .. })
+    ));
+}
