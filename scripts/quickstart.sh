@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-venv.sh
 cargo build --release --workspace --all-targets
-# The main job: the batched range-read benchmark on generated files (1 GiB file + 1,000 files),
-# warm and (when root) cold cache, against the peers.
-./target/release/io_bench --quick
+bash scripts/build-python.sh
+# The main job: random-crop batches (and whole-array reads and writes) on a generated sharded
+# zstd array and an unsharded blosc array, against zarrs, warm and (as root) cold cache.
+./target/release/array_bench --quick

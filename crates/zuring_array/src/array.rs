@@ -220,7 +220,18 @@ impl ZarrArray {
         );
         let array =
             Array::new_with_metadata(store, "/", metadata).map_err(|e| open_error(&path, &e))?;
-        array.store_metadata().map_err(|e| zarrs_error(&path, e))?;
+        // Store the metadata as given (pretty-printed), not zarrs' re-serialisation: zarrs writes
+        // Zarr 3.1 short-hand names (`"chunk_key_encoding": "default"`) that zarr-python 3.1
+        // and other 3.0 readers reject. zuring writes the 3.0 object form it was given.
+        let value: serde_json::Value =
+            serde_json::from_str(metadata_json).map_err(|e| ArrayError::Metadata {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        let text = serde_json::to_string_pretty(&value).map_err(|e| zarrs_error(&path, e))?;
+        ctx.reader
+            .write_atomic(&path.join("zarr.json"), text.as_bytes(), false)
+            .map_err(ArrayError::Io)?;
         let layout = ArrayLayout::new(&array, &path)?;
         Ok(Self {
             path,

@@ -1,0 +1,218 @@
+//! `zuring._native.Array`: the engine's array, read and written with the GIL released.
+
+use std::path::PathBuf;
+
+use numpy::{PyReadonlyArray1, PyReadwriteArray1};
+use pyo3::prelude::*;
+use zuring_array::{DimSlice, Selection, ZarrArray};
+
+use crate::errors;
+
+/// An open Zarr array.
+#[pyclass(module = "zuring._native", frozen)]
+#[derive(Debug)]
+pub struct Array {
+    inner: ZarrArray,
+}
+
+#[pyfunction]
+pub fn open_array(py: Python<'_>, path: PathBuf) -> PyResult<Array> {
+    let inner = py
+        .detach(|| ZarrArray::open(&path))
+        .map_err(errors::array)?;
+    Ok(Array { inner })
+}
+
+#[pyfunction]
+pub fn create_array(py: Python<'_>, path: PathBuf, metadata_json: &str) -> PyResult<Array> {
+    let inner = py
+        .detach(|| ZarrArray::create(&path, metadata_json))
+        .map_err(errors::array)?;
+    Ok(Array { inner })
+}
+
+fn out_slice<'a>(out: &'a mut PyReadwriteArray1<'_, u8>) -> PyResult<&'a mut [u8]> {
+    out.as_slice_mut().map_err(|_| {
+        pyo3::exceptions::PyValueError::new_err("out must be a C-contiguous writable buffer")
+    })
+}
+
+#[pymethods]
+impl Array {
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.inner.path().to_path_buf()
+    }
+
+    #[getter]
+    fn shape(&self) -> Vec<u64> {
+        self.inner.shape().to_vec()
+    }
+
+    /// Read granularity: inner chunk shape when sharded.
+    #[getter]
+    fn chunks(&self) -> Vec<u64> {
+        self.inner.chunk_shape().to_vec()
+    }
+
+    #[getter]
+    fn shards(&self) -> Option<Vec<u64>> {
+        self.inner.shard_shape().map(<[u64]>::to_vec)
+    }
+
+    #[getter]
+    fn data_type(&self) -> String {
+        self.inner.data_type_name()
+    }
+
+    #[getter]
+    fn element_size(&self) -> usize {
+        self.inner.element_size()
+    }
+
+    #[getter]
+    fn fill_value_bytes(&self) -> Vec<u8> {
+        self.inner.fill_value_bytes().to_vec()
+    }
+
+    #[getter]
+    fn metadata_json(&self) -> String {
+        self.inner.metadata_json()
+    }
+
+    /// Fill `out` (uint8, C-contiguous) with the region `starts..stops` by `steps`.
+    fn read_region_into(
+        &self,
+        py: Python<'_>,
+        starts: Vec<u64>,
+        stops: Vec<u64>,
+        steps: Vec<u64>,
+        mut out: PyReadwriteArray1<'_, u8>,
+    ) -> PyResult<()> {
+        if starts.len() != stops.len() || starts.len() != steps.len() {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "starts, stops and steps differ in length",
+            ));
+        }
+        let slices = starts
+            .iter()
+            .zip(&stops)
+            .zip(&steps)
+            .map(|((&start, &stop), &step)| DimSlice { start, stop, step })
+            .collect();
+        let out = out_slice(&mut out)?;
+        py.detach(|| self.inner.read_into(&Selection::Region(slices), out))
+            .map_err(errors::array)
+    }
+
+    /// Fill `out` with the orthogonal selection of `lists` (one index array per dimension).
+    fn read_orthogonal_into(
+        &self,
+        py: Python<'_>,
+        lists: Vec<PyReadonlyArray1<'_, u64>>,
+        mut out: PyReadwriteArray1<'_, u8>,
+    ) -> PyResult<()> {
+        let lists: Vec<Vec<u64>> = lists.iter().map(|a| a.as_array().to_vec()).collect();
+        let out = out_slice(&mut out)?;
+        py.detach(|| self.inner.read_into(&Selection::Orthogonal(lists), out))
+            .map_err(errors::array)
+    }
+
+    /// Fill `out` with the points whose coordinates are `coords` (flattened N x ndim).
+    fn read_points_into(
+        &self,
+        py: Python<'_>,
+        coords: PyReadonlyArray1<'_, u64>,
+        mut out: PyReadwriteArray1<'_, u8>,
+    ) -> PyResult<()> {
+        let ndim = self.inner.shape().len().max(1);
+        let coords = coords
+            .as_slice()
+            .map_err(|_| pyo3::exceptions::PyValueError::new_err("coords must be contiguous"))?;
+        if coords.len() % ndim != 0 {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "coords must hold ndim values per point",
+            ));
+        }
+        let points: Vec<Vec<u64>> = coords.chunks(ndim).map(<[u64]>::to_vec).collect();
+        let out = out_slice(&mut out)?;
+        py.detach(|| self.inner.read_into(&Selection::Points(points), out))
+            .map_err(errors::array)
+    }
+
+    /// Fill `out` with B crops of `crop_shape` starting at `starts` (flattened B x ndim).
+    fn read_crops_into(
+        &self,
+        py: Python<'_>,
+        starts: PyReadonlyArray1<'_, u64>,
+        crop_shape: Vec<u64>,
+        mut out: PyReadwriteArray1<'_, u8>,
+    ) -> PyResult<()> {
+        let starts = starts
+            .as_slice()
+            .map_err(|_| pyo3::exceptions::PyValueError::new_err("starts must be contiguous"))?;
+        let out = out_slice(&mut out)?;
+        py.detach(|| self.inner.read_crops_into(starts, &crop_shape, out))
+            .map_err(errors::array)
+    }
+
+    /// Write `data` (uint8, C order, native endian) into the region `starts..stops`.
+    fn write_region(
+        &self,
+        py: Python<'_>,
+        starts: Vec<u64>,
+        stops: Vec<u64>,
+        data: PyReadonlyArray1<'_, u8>,
+    ) -> PyResult<()> {
+        let ranges: Vec<std::ops::Range<u64>> =
+            starts.iter().zip(&stops).map(|(&a, &b)| a..b).collect();
+        let data = data
+            .as_slice()
+            .map_err(|_| pyo3::exceptions::PyValueError::new_err("data must be contiguous"))?;
+        py.detach(|| self.inner.write_region(&ranges, data))
+            .map_err(errors::array)
+    }
+
+    /// Read a region of a string array.
+    fn read_strings(
+        &self,
+        py: Python<'_>,
+        starts: Vec<u64>,
+        stops: Vec<u64>,
+    ) -> PyResult<Vec<String>> {
+        let ranges: Vec<std::ops::Range<u64>> =
+            starts.iter().zip(&stops).map(|(&a, &b)| a..b).collect();
+        py.detach(|| self.inner.read_strings(&ranges))
+            .map_err(errors::array)
+    }
+
+    /// Write strings into a region of a string array.
+    fn write_strings(
+        &self,
+        py: Python<'_>,
+        starts: Vec<u64>,
+        stops: Vec<u64>,
+        values: Vec<String>,
+    ) -> PyResult<()> {
+        let ranges: Vec<std::ops::Range<u64>> =
+            starts.iter().zip(&stops).map(|(&a, &b)| a..b).collect();
+        py.detach(|| self.inner.write_strings(&ranges, &values))
+            .map_err(errors::array)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<zuring._native.Array {} shape={:?} {}>",
+            self.inner.path().display(),
+            self.inner.shape(),
+            self.inner.data_type_name()
+        )
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner
+            .shape()
+            .first()
+            .map_or(0, |&n| usize::try_from(n).unwrap_or(usize::MAX))
+    }
+}

@@ -1,0 +1,23 @@
+//! `zuring._native`: the Python face of zuring. Thin by design: arguments are converted, the GIL
+//! is released around every call into the engine, and errors become Python exceptions
+//! (`errors.rs`). Selection logic lives in `python/zuring` (descriptors) and in `zuring_array`
+//! (everything else).
+
+mod array;
+mod buffer;
+mod errors;
+mod reader;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(m)?;
+    m.add_class::<array::Array>()?;
+    m.add_class::<buffer::Buffer>()?;
+    m.add_class::<reader::Reader>()?;
+    m.add_function(wrap_pyfunction!(array::open_array, m)?)?;
+    m.add_function(wrap_pyfunction!(array::create_array, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! `zuring._native.Reader`: batched range reads for Python, in the style of an io_uring file
+//! loader: `read_ranges` for a whole batch in order, or `submit` / `try_get` / `wait_get` to
+//! overlap reads with other work.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::prelude::*;
+use zuring_io::{BackendKind, ByteRange, ReadRequest, ReadStream, ReaderOptions};
+
+use crate::buffer::Buffer;
+use crate::errors;
+
+/// A batched range reader (io_uring, or pread where io_uring is unavailable).
+#[pyclass(module = "zuring._native", frozen)]
+pub struct Reader {
+    inner: Arc<zuring_io::Reader>,
+    batches: Mutex<Batches>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Batches {
+    next_id: u64,
+    streams: HashMap<u64, ReadStream<usize>>,
+}
+
+fn requests(ranges: Vec<(PathBuf, u64, Option<u64>)>) -> Vec<ReadRequest<usize>> {
+    ranges
+        .into_iter()
+        .enumerate()
+        .map(|(i, (path, offset, length))| {
+            let range = length.map_or(ByteRange::From(offset), |len| ByteRange::new(offset, len));
+            ReadRequest::new(Arc::<Path>::from(path), range, i)
+        })
+        .collect()
+}
+
+type Completed = (u64, usize, PyResult<Buffer>);
+
+#[pymethods]
+impl Reader {
+    /// `backend`: "auto", "uring" or "pread"; `direct_io`: read with O_DIRECT.
+    #[new]
+    #[pyo3(signature = (backend = "auto", direct_io = false, queue_depth = None))]
+    fn new(backend: &str, direct_io: bool, queue_depth: Option<u32>) -> PyResult<Self> {
+        let mut options = ReaderOptions::from_env().map_err(errors::io)?;
+        options.backend = BackendKind::parse("backend", backend).map_err(errors::io)?;
+        options.direct_io = direct_io;
+        if let Some(depth) = queue_depth {
+            options.queue_depth = depth;
+        }
+        let inner = Arc::new(zuring_io::Reader::new(options).map_err(errors::io)?);
+        Ok(Self {
+            inner,
+            batches: Mutex::new(Batches::default()),
+        })
+    }
+
+    /// The backend in use: "uring" or "pread".
+    #[getter]
+    fn backend(&self) -> PyResult<&'static str> {
+        self.inner.backend_name().map_err(errors::io)
+    }
+
+    /// Read `(path, offset, length)` ranges (length None: to the end of the file) and return
+    /// their buffers in order. The first failed range raises.
+    fn read_ranges(
+        &self,
+        py: Python<'_>,
+        ranges: Vec<(PathBuf, u64, Option<u64>)>,
+    ) -> PyResult<Vec<Buffer>> {
+        let reqs = requests(ranges);
+        let inner = Arc::clone(&self.inner);
+        let done = py.detach(move || inner.read_ordered(reqs));
+        done.into_iter()
+            .map(|c| c.result.map(Buffer::new).map_err(errors::io))
+            .collect()
+    }
+
+    /// Start reading a batch; returns its id. Results come from `try_get` / `wait_get`.
+    fn submit(&self, py: Python<'_>, ranges: Vec<(PathBuf, u64, Option<u64>)>) -> PyResult<u64> {
+        let reqs = requests(ranges);
+        let inner = Arc::clone(&self.inner);
+        let stream = py.detach(move || inner.submit(reqs));
+        let mut batches = self
+            .batches
+            .lock()
+            .map_err(|_| PyValueError::new_err("reader lock poisoned"))?;
+        let id = batches.next_id;
+        batches.next_id += 1;
+        batches.streams.insert(id, stream);
+        Ok(id)
+    }
+
+    /// A completed read, if any: `(batch id, index in batch, buffer)`; None when nothing is ready.
+    /// A failed read raises (naming the file and range).
+    fn try_get(&self) -> PyResult<Option<(u64, usize, Buffer)>> {
+        self.next(None)?
+            .map(|(id, i, r)| r.map(|b| (id, i, b)))
+            .transpose()
+    }
+
+    /// Wait for a completed read (at most `timeout` seconds); None when no batch is pending or
+    /// the wait timed out.
+    #[pyo3(signature = (timeout = None))]
+    fn wait_get(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<(u64, usize, Buffer)>> {
+        let deadline =
+            timeout.map(|t| std::time::Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+        loop {
+            if let Some((id, i, r)) = self.next(None)? {
+                return r.map(|b| Some((id, i, b)));
+            }
+            if self.pending()? == 0 {
+                return Ok(None);
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Ok(None);
+            }
+            // Block briefly without the GIL, then poll every batch again.
+            let waited = py.detach(|| self.next(Some(Duration::from_millis(5))));
+            if let Some((id, i, r)) = waited? {
+                return r.map(|b| Some((id, i, b)));
+            }
+        }
+    }
+
+    /// Number of reads submitted and not yet returned.
+    fn pending(&self) -> PyResult<usize> {
+        let batches = self
+            .batches
+            .lock()
+            .map_err(|_| PyValueError::new_err("reader lock poisoned"))?;
+        Ok(batches.streams.values().map(ReadStream::remaining).sum())
+    }
+
+    /// Drop a batch's undelivered results.
+    fn cancel(&self, batch: u64) -> PyResult<()> {
+        let mut batches = self
+            .batches
+            .lock()
+            .map_err(|_| PyValueError::new_err("reader lock poisoned"))?;
+        batches
+            .streams
+            .remove(&batch)
+            .map(|_| ())
+            .ok_or_else(|| PyKeyError::new_err(batch))
+    }
+}
+
+impl Reader {
+    /// One completion from any batch; `wait` blocks on the oldest batch up to that long.
+    fn next(&self, wait: Option<Duration>) -> PyResult<Option<Completed>> {
+        let mut batches = self
+            .batches
+            .lock()
+            .map_err(|_| PyValueError::new_err("reader lock poisoned"))?;
+        let mut ids: Vec<u64> = batches.streams.keys().copied().collect();
+        ids.sort_unstable();
+        let mut found = None;
+        for (n, id) in ids.iter().enumerate() {
+            let Some(stream) = batches.streams.get_mut(id) else {
+                continue;
+            };
+            let got = match wait {
+                Some(d) if n == 0 => stream.next_timeout(d),
+                _ => stream.try_next(),
+            };
+            if let Some((index, completion)) = got {
+                found = Some((
+                    *id,
+                    index,
+                    completion.result.map(Buffer::new).map_err(errors::io),
+                ));
+                break;
+            }
+        }
+        batches.streams.retain(|_, s| s.remaining() > 0);
+        Ok(found)
+    }
+}

@@ -1,0 +1,220 @@
+"""zuring's native array API against zarr-python's default pipeline on the same files."""
+
+import json
+import multiprocessing as mp
+
+import numpy as np
+import pytest
+import zarr
+from hypothesis import given, settings, HealthCheck
+from hypothesis import strategies as st
+
+import zuring
+
+DTYPES = ["bool", "int8", "uint16", "int32", "uint64", "float16", "float32", "float64", "complex64"]
+
+
+def make_values(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    dt = np.dtype(dtype)
+    if dt.kind == "b":
+        return rng.integers(0, 2, shape).astype(bool)
+    if dt.kind == "c":
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dt)
+    if dt.kind == "f":
+        return rng.standard_normal(shape).astype(dt)
+    info = np.iinfo(dt)
+    return rng.integers(info.min, info.max, shape, dtype=dt, endpoint=True)
+
+
+def zarr_array(path, values, chunks, shards, compressors, fill_value=0, write=True):
+    a = zarr.create_array(
+        store=str(path), shape=values.shape, dtype=values.dtype, chunks=chunks, shards=shards,
+        compressors=compressors, fill_value=fill_value, dimension_names=[f"d{i}" for i in range(values.ndim)],
+        attributes={"title": "test", "n": 3},
+    )
+    if write:
+        a[...] = values
+    return a
+
+
+def numpy_oindex(values, key):
+    """Orthogonal indexing done by numpy: the reference."""
+    lists, drop = [], []
+    for d, (k, n) in enumerate(zip(key, values.shape)):
+        if isinstance(k, (int, np.integer)):
+            lists.append([k % n])
+            drop.append(d)
+        elif isinstance(k, slice):
+            lists.append(np.arange(*k.indices(n)))
+        elif np.asarray(k).dtype == bool:
+            lists.append(np.flatnonzero(k))
+        else:
+            lists.append(np.asarray(k) % n)
+    out = values[np.ix_(*lists)]
+    return out.reshape([m for d, m in enumerate(out.shape) if d not in drop])
+
+
+@st.composite
+def layouts(draw):
+    ndim = draw(st.integers(1, 3))
+    shape = tuple(draw(st.integers(1, 13)) for _ in range(ndim))
+    chunks = tuple(draw(st.integers(1, 6)) for _ in range(ndim))
+    sharded = draw(st.booleans())
+    shards = tuple(c * draw(st.integers(1, 3)) for c in chunks) if sharded else None
+    dtype = draw(st.sampled_from(DTYPES))
+    codec = draw(st.sampled_from(["zstd", "blosc", "gzip", "none"]))
+    return shape, chunks, shards, dtype, codec
+
+
+def compressors(codec):
+    from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
+
+    return {"zstd": [ZstdCodec(level=1)], "blosc": [BloscCodec(cname="lz4")], "gzip": [GzipCodec(level=1)], "none": None}[codec]
+
+
+def random_key(draw, shape):
+    key = []
+    for n in shape:
+        kind = draw(st.sampled_from(["int", "slice", "step", "neg", "array", "mask"]))
+        if kind == "int":
+            key.append(draw(st.integers(-n, n - 1)))
+        elif kind == "slice":
+            a = draw(st.integers(0, n))
+            key.append(slice(a, draw(st.integers(a, n))))
+        elif kind == "step":
+            key.append(slice(draw(st.integers(0, n - 1)), None, draw(st.integers(1, 4))))
+        elif kind == "neg":
+            key.append(slice(None, None, -draw(st.integers(1, 3))))
+        elif kind == "array":
+            key.append(np.array(draw(st.lists(st.integers(-n, n - 1), min_size=1, max_size=5))))
+        else:
+            key.append(np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n))))
+    return tuple(key)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(layout=layouts(), data=st.data())
+def test_reads_equal_zarr_python(tmp_path_factory, layout, data):
+    shape, chunks, shards, dtype, codec = layout
+    path = tmp_path_factory.mktemp("h") / "a.zarr"
+    values = make_values(shape, dtype, seed=len(shape))
+    za = zarr_array(path, values, chunks, shards, compressors(codec))
+    ours = zuring.open_array(path)
+    assert ours.shape == shape and ours.dtype == values.dtype
+    np.testing.assert_array_equal(ours[...], values)
+    key = random_key(data.draw, shape)
+    got = ours.oindex[key]
+    np.testing.assert_array_equal(got, numpy_oindex(values, key))
+    if not any(isinstance(k, slice) and (k.step or 1) < 0 for k in key):
+        np.testing.assert_array_equal(got, za.oindex[key])
+    # Points.
+    n = data.draw(st.integers(1, 6))
+    coords = tuple(np.array(data.draw(st.lists(st.integers(0, s - 1), min_size=n, max_size=n))) for s in shape)
+    np.testing.assert_array_equal(ours.vindex[coords], za.vindex[coords])
+    # Crops.
+    crop = tuple(data.draw(st.integers(1, s)) for s in shape)
+    starts = np.array([[data.draw(st.integers(0, s - c)) for s, c in zip(shape, crop)] for _ in range(3)])
+    crops = ours.read_crops(starts, crop)
+    for b, s in enumerate(starts):
+        np.testing.assert_array_equal(crops[b], values[tuple(slice(x, x + c) for x, c in zip(s, crop))])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(layout=layouts(), data=st.data())
+def test_zuring_writes_read_by_zarr(tmp_path_factory, layout, data):
+    shape, chunks, shards, dtype, codec = layout
+    path = tmp_path_factory.mktemp("w") / "a.zarr"
+    values = make_values(shape, dtype, seed=7)
+    zarr_array(path, values, chunks, shards, compressors(codec), write=False)
+    ours = zuring.open_array(path)
+    ours[...] = values
+    region = tuple(slice(data.draw(st.integers(0, n - 1)), None) for n in shape)
+    patch = make_values(values[region].shape, dtype, seed=8)
+    ours[region] = patch
+    values[region] = patch
+    np.testing.assert_array_equal(zarr.open_array(str(path), mode="r")[...], values)
+    np.testing.assert_array_equal(ours[...], values)
+
+
+def test_metadata_properties(tmp_store):
+    values = np.arange(60, dtype="int32").reshape(6, 10)
+    zarr_array(tmp_store, values, (2, 5), (4, 10), compressors("zstd"), fill_value=-1)
+    a = zuring.open_array(tmp_store)
+    assert a.shape == (6, 10) and a.ndim == 2 and a.chunks == (2, 5) and a.shards == (4, 10)
+    assert a.fill_value == -1 and a.dtype == np.dtype("int32")
+    assert a.dimension_names == ("d0", "d1")
+    assert a.attrs == {"title": "test", "n": 3}
+    assert a[2, 3] == 23 and isinstance(a[2, 3], np.int32)
+    assert a[-1, -1] == 59
+
+
+def test_fill_for_missing_chunks_and_nan_fill(tmp_store):
+    za = zarr.create_array(store=str(tmp_store), shape=(7, 5), dtype="float32", chunks=(3, 2), shards=(6, 4), fill_value=float("nan"))
+    za[0:2, 0:2] = 1.5
+    a = zuring.open_array(tmp_store)
+    got = a[...]
+    assert np.isnan(got[3:, :]).all() and (got[0:2, 0:2] == 1.5).all()
+    np.testing.assert_array_equal(got, za[...])
+
+
+def test_errors(tmp_store):
+    values = np.arange(24, dtype="uint8").reshape(4, 6)
+    zarr_array(tmp_store, values, (2, 3), None, compressors("zstd"))
+    a = zuring.open_array(tmp_store)
+    with pytest.raises(IndexError, match="out of bounds for dimension 1"):
+        a[0, 6]
+    with pytest.raises(IndexError):
+        a.read_crops(np.array([[3, 0]]), (2, 2))
+    with pytest.raises(IndexError):
+        a.oindex[:, [0, 9]]
+    with pytest.raises(FileNotFoundError):
+        zuring.open_array(tmp_store.parent / "missing")
+    with pytest.raises(ValueError):
+        a.read_crops(np.array([[0, 0]]), (2, 2), out=np.empty((1, 2, 2), dtype="uint16"))
+    # A truncated chunk: CorruptDataError naming the chunk's file; the array stays usable.
+    chunk = tmp_store / "c" / "1" / "1"
+    chunk.write_bytes(chunk.read_bytes()[:-4])
+    with pytest.raises(zuring.CorruptDataError, match="c/1/1"):
+        a[...]
+    np.testing.assert_array_equal(a[0:2, 0:3], values[0:2, 0:3])
+    # Unsupported codec -> UnsupportedError.
+    meta = json.loads((tmp_store / "zarr.json").read_text())
+    meta["codecs"].append({"name": "no-such-codec"})
+    (tmp_store / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(zuring.UnsupportedError):
+        zuring.open_array(tmp_store)
+    assert issubclass(zuring.CorruptDataError, zuring.ZuringError)
+
+
+def test_create_and_strings(tmp_path):
+    meta = {"zarr_format": 3, "node_type": "array", "shape": [3], "data_type": "string",
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [2]}},
+            "chunk_key_encoding": {"name": "default"}, "fill_value": "", "codecs": [{"name": "vlen-utf8"}]}
+    a = zuring.create_array(tmp_path / "s.zarr", meta)
+    a[...] = ["a", "ü", "zarr"]
+    assert list(a[...]) == ["a", "ü", "zarr"]
+    assert list(zarr.open_array(str(tmp_path / "s.zarr"), mode="r")[...]) == ["a", "ü", "zarr"]
+
+
+def _child_reads(path, q):
+    a = zuring.open_array(path)
+    q.put(int(a[...].sum()))
+
+
+def test_fork_after_reading(tmp_store):
+    values = np.arange(1000, dtype="int64").reshape(10, 100)
+    zarr_array(tmp_store, values, (3, 30), (6, 60), compressors("zstd"))
+    a = zuring.open_array(tmp_store)
+    assert int(a[...].sum()) == int(values.sum())
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_child_reads, args=(str(tmp_store), q)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert results == [int(values.sum())] * 2
+    assert int(a[...].sum()) == int(values.sum()), "the parent keeps working"

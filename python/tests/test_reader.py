@@ -1,0 +1,66 @@
+"""zuring.Reader: batched range reads with zero-copy buffers."""
+
+import gc
+
+import numpy as np
+import pytest
+
+import zuring
+
+
+@pytest.fixture(params=["uring", "pread"])
+def reader(request):
+    return zuring.Reader(backend=request.param)
+
+
+def test_read_ranges_in_order(tmp_path, reader):
+    data = np.random.default_rng(0).integers(0, 256, 100_000, dtype=np.uint8).tobytes()
+    f = tmp_path / "f.bin"
+    f.write_bytes(data)
+    bufs = reader.read_ranges([(f, 10, 100), (f, 0, 5), (f, 99_990, None), (str(f), 50_000, 0)])
+    assert [bytes(b) for b in bufs] == [data[10:110], data[:5], data[99_990:], b""]
+    view = memoryview(bufs[0])
+    assert view.readonly and view.nbytes == 100
+    arr = np.frombuffer(bufs[2], dtype=np.uint8)
+    assert arr.tolist() == list(data[99_990:])
+    with pytest.raises(BufferError):
+        bufs[0].release()  # still exported by `view`
+    view.release()
+    bufs[0].release()
+    assert bufs[0].released
+    with pytest.raises(BufferError):
+        memoryview(bufs[0])
+    del arr
+    gc.collect()
+
+
+def test_errors_name_the_file(tmp_path, reader):
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"0123456789")
+    with pytest.raises(FileNotFoundError, match="missing"):
+        reader.read_ranges([(tmp_path / "missing", 0, 1)])
+    with pytest.raises(ValueError, match="past the end"):
+        reader.read_ranges([(f, 5, 10)])
+
+
+def test_submit_and_poll(tmp_path, reader):
+    files = []
+    for i in range(5):
+        f = tmp_path / f"{i}.bin"
+        f.write_bytes(bytes([i]) * (1000 + i))
+        files.append(f)
+    b1 = reader.submit([(f, 0, None) for f in files[:3]])
+    b2 = reader.submit([(f, 1, 10) for f in files[3:]])
+    got = {}
+    while True:
+        item = reader.wait_get(timeout=10)
+        if item is None:
+            break
+        batch, index, buf = item
+        got[(batch, index)] = bytes(buf)
+    assert reader.pending() == 0
+    assert got == {
+        **{(b1, i): bytes([i]) * (1000 + i) for i in range(3)},
+        **{(b2, i): bytes([3 + i]) * 10 for i in range(2)},
+    }
+    assert reader.try_get() is None

@@ -1,0 +1,203 @@
+"""The Python face of zuring's arrays."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from zuring import _native
+from zuring._selection import Orthogonal, Region, parse, parse_points
+
+_SIMPLE = {
+    "bool": "?", "int8": "i1", "int16": "i2", "int32": "i4", "int64": "i8",
+    "uint8": "u1", "uint16": "u2", "uint32": "u4", "uint64": "u8",
+    "float16": "f2", "float32": "f4", "float64": "f8", "complex64": "c8", "complex128": "c16",
+}
+
+
+def _dtype(name: str, metadata: dict, element_size: int) -> np.dtype:
+    """The numpy dtype (native byte order) of a Zarr data type."""
+    if element_size == 0:
+        return np.dtype(object)
+    if name in _SIMPLE:
+        return np.dtype(_SIMPLE[name])
+    dt = metadata.get("data_type") if metadata.get("zarr_format") == 3 else None
+    if isinstance(dt, dict) and dt.get("name") in ("numpy.datetime64", "numpy.timedelta64"):
+        cfg = dt.get("configuration", {})
+        scale = int(cfg.get("scale_factor", 1))
+        unit = f"{scale}{cfg['unit']}" if scale != 1 else cfg["unit"]
+        return np.dtype(f"{'M8' if dt['name'].endswith('datetime64') else 'm8'}[{unit}]")
+    if metadata.get("zarr_format") == 2:
+        return np.dtype(metadata["dtype"]).newbyteorder("=")
+    return np.dtype(f"V{element_size}")
+
+
+class Array:
+    """A Zarr array (v3 or v2) in a local directory, read and written by zuring's engine."""
+
+    def __init__(self, native: _native.Array):
+        self._native = native
+        self._metadata = json.loads(native.metadata_json)
+        self.dtype = _dtype(native.data_type, self._metadata, native.element_size)
+
+    # -- description ---------------------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        return os.fspath(self._native.path)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._native.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self._native.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        """The read granularity: the inner chunk shape when sharded, else the chunk shape."""
+        return tuple(self._native.chunks)
+
+    @property
+    def shards(self) -> tuple[int, ...] | None:
+        shards = self._native.shards
+        return None if shards is None else tuple(shards)
+
+    @property
+    def fill_value(self) -> Any:
+        if self.dtype == object:
+            return self._metadata.get("fill_value")
+        return np.frombuffer(self._native.fill_value_bytes, dtype=self.dtype)[0]
+
+    @property
+    def dimension_names(self) -> tuple[str | None, ...] | None:
+        names = self._metadata.get("dimension_names")
+        return None if names is None else tuple(names)
+
+    @property
+    def attrs(self) -> dict:
+        return dict(self._metadata.get("attributes", {}))
+
+    @property
+    def metadata(self) -> dict:
+        return dict(self._metadata)
+
+    def __len__(self) -> int:
+        return self.shape[0] if self.shape else 0
+
+    def __repr__(self) -> str:
+        return f"<zuring.Array {self.path!r} shape={self.shape} dtype={self.dtype} chunks={self.chunks} shards={self.shards}>"
+
+    # -- reads ---------------------------------------------------------------------------------
+    def _empty(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        out = np.empty(shape, dtype=self.dtype)
+        return out, out.reshape(-1).view(np.uint8)
+
+    def _read(self, selection: Region | Orthogonal, drop: list[int]) -> Any:
+        if self.dtype == object:
+            if not isinstance(selection, Region) or any(s != 1 for s in selection.steps):
+                raise _native.UnsupportedError("string arrays support basic slices with step 1 only")
+            values = self._native.read_strings(selection.starts, selection.stops)
+            out = np.empty(len(values), dtype=object)
+            out[:] = values
+            out = out.reshape(selection.shape)
+        else:
+            out, raw = self._empty(selection.shape)
+            if isinstance(selection, Region):
+                self._native.read_region_into(selection.starts, selection.stops, selection.steps, raw)
+            else:
+                self._native.read_orthogonal_into(selection.lists, raw)
+        if drop:
+            out = out.reshape([n for d, n in enumerate(out.shape) if d not in drop])
+        return out[()] if out.ndim == 0 else out
+
+    def __getitem__(self, key: Any) -> Any:
+        """numpy basic indexing (ints, slices with any step, ellipsis) and orthogonal indexing
+        with integer or boolean arrays per dimension."""
+        selection, drop = parse(key, self.shape)
+        return self._read(selection, drop)
+
+    @property
+    def oindex(self) -> "_OIndex":
+        return _OIndex(self)
+
+    @property
+    def vindex(self) -> "_VIndex":
+        return _VIndex(self)
+
+    def read_crops(self, starts: Any, shape: Any, out: np.ndarray | None = None) -> np.ndarray:
+        """Read B crops of ``shape`` whose first corners are ``starts`` (integer array of shape
+        (B, ndim)) into a C-contiguous array of shape (B, *shape), in one call."""
+        starts = np.asarray(starts)
+        shape = tuple(int(s) for s in shape)
+        if starts.ndim != 2 or starts.shape[1] != self.ndim or len(shape) != self.ndim:
+            raise ValueError(f"starts must have shape (B, {self.ndim}) and shape {self.ndim} entries")
+        if starts.dtype.kind not in "iu":
+            raise ValueError("starts must be integers")
+        if (starts < 0).any():
+            raise IndexError("crop starts must be non-negative")
+        starts = np.ascontiguousarray(starts, dtype=np.uint64)
+        want = (starts.shape[0], *shape)
+        if out is None:
+            out = np.empty(want, dtype=self.dtype)
+        elif out.shape != want or out.dtype != self.dtype or not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError(f"out must be a writable C-contiguous {self.dtype} array of shape {want}")
+        self._native.read_crops_into(starts.reshape(-1), list(shape), out.reshape(-1).view(np.uint8))
+        return out
+
+    # -- writes --------------------------------------------------------------------------------
+    def __setitem__(self, key: Any, value: Any) -> None:
+        """Write a region (ints and slices with step 1); ``value`` broadcasts to it."""
+        selection, drop = parse(key, self.shape, orthogonal=False)
+        if not isinstance(selection, Region) or any(s != 1 for s in selection.steps):
+            raise IndexError("zuring writes regions: integers and slices with step 1")
+        shape = selection.shape
+        if self.dtype == object:
+            values = np.broadcast_to(np.asarray(value, dtype=object), shape).ravel().tolist()
+            self._native.write_strings(selection.starts, selection.stops, [str(v) for v in values])
+            return
+        data = np.asarray(value, dtype=self.dtype)
+        squeezed = tuple(n for d, n in enumerate(shape) if d not in drop)
+        data = np.broadcast_to(data, squeezed).reshape(shape)
+        data = np.ascontiguousarray(data)
+        self._native.write_region(selection.starts, selection.stops, data.reshape(-1).view(np.uint8))
+
+
+class _OIndex:
+    def __init__(self, array: Array):
+        self._array = array
+
+    def __getitem__(self, key: Any) -> Any:
+        selection, drop = parse(key, self._array.shape)
+        return self._array._read(selection, drop)
+
+
+class _VIndex:
+    def __init__(self, array: Array):
+        self._array = array
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        a = self._array
+        coords, out_shape = parse_points(key, a.shape)
+        out, raw = a._empty((coords.shape[0],))
+        a._native.read_points_into(coords.reshape(-1), raw)
+        return out.reshape(out_shape)
+
+
+def open_array(path: str | os.PathLike) -> Array:
+    """Open the Zarr array in directory ``path``."""
+    return Array(_native.open_array(os.fspath(path)))
+
+
+def create_array(path: str | os.PathLike, metadata: dict | str) -> Array:
+    """Create an array from its ``zarr.json`` content (a dict or JSON text) and open it."""
+    text = metadata if isinstance(metadata, str) else json.dumps(metadata)
+    return Array(_native.create_array(os.fspath(path), text))
