@@ -10,12 +10,23 @@ from zuring._native import CorruptDataError, UnsupportedError, ZuringError
 from zuring._native import Buffer, Reader
 from zuring.array import Array, create_array, open_array
 
+
+def __getattr__(name: str):
+    # The pipeline imports zarr: load it only when asked for.
+    if name == "ZuringCodecPipeline":
+        from zuring.pipeline import ZuringCodecPipeline
+
+        return ZuringCodecPipeline
+    raise AttributeError(f"module 'zuring' has no attribute {name!r}")
+
+
 __all__ = [
     "Array",
     "Buffer",
     "CorruptDataError",
     "Reader",
     "UnsupportedError",
+    "ZuringCodecPipeline",
     "ZuringError",
     "create_array",
     "open_array",

@@ -12,8 +12,8 @@ use crate::engine::ReadContext;
 use crate::error::{ArrayError, Result};
 use crate::layout::{ArrayLayout, ReadMode};
 use crate::plan::{
-    c_strides, num_elements, plan_box, plan_orthogonal, plan_points, slices_to_lists, ChunkPlan,
-    DimSlice, Selection,
+    c_strides, num_elements, plan_box, plan_chunk_requests, plan_orthogonal, plan_points,
+    slices_to_lists, ChunkPlan, ChunkRequest, DimSlice, Selection,
 };
 use crate::pool::DecodePool;
 use crate::shard_index::ShardIndexCache;
@@ -182,6 +182,37 @@ impl ZarrArray {
                 .map_err(|e| zarrs_error(&path, e))?,
         );
         let array = Array::open(store, "/").map_err(|e| open_error(&path, &e))?;
+        let layout = ArrayLayout::new(&array, &path)?;
+        Ok(Self {
+            path,
+            array,
+            layout,
+            ctx,
+        })
+    }
+
+    /// Open the array in directory `path` whose metadata is `metadata_json` (v3 `zarr.json` or v2
+    /// `.zarray` text) without reading it from disk: for callers that already hold it.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::create`], without writing anything.
+    pub fn from_metadata(
+        path: impl AsRef<Path>,
+        metadata_json: &str,
+        ctx: Arc<Context>,
+    ) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let metadata: ArrayMetadata =
+            serde_json::from_str(metadata_json).map_err(|e| ArrayError::Metadata {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        let store = Arc::new(
+            UringStore::with_reader(&path, Arc::clone(&ctx.reader))
+                .map_err(|e| zarrs_error(&path, e))?,
+        );
+        let array =
+            Array::new_with_metadata(store, "/", metadata).map_err(|e| open_error(&path, &e))?;
         let layout = ArrayLayout::new(&array, &path)?;
         Ok(Self {
             path,
@@ -423,6 +454,35 @@ impl ZarrArray {
     pub fn read_into(&self, selection: &Selection, out: &mut [u8]) -> Result<()> {
         let plan = self.plan(selection)?;
         self.check_out(&selection.output_shape(), out)?;
+        self.run(plan, out)
+    }
+
+    /// Read what zarr-python's pipeline asks of a batch of stored chunks (shards, when sharded)
+    /// into `out` (C order of `out_shape`, native endian), in one planned batch: every shard
+    /// index and chunk range the batch needs is read together, and each inner chunk is decoded
+    /// once even when several requests use it.
+    ///
+    /// # Errors
+    /// [`ArrayError::Selection`] when a request does not fit the array or the output (before any
+    /// IO); corrupt data and IO errors as for other reads.
+    pub fn read_chunk_requests(
+        &self,
+        requests: &[ChunkRequest],
+        out_shape: &[u64],
+        out: &mut [u8],
+    ) -> Result<()> {
+        self.require_fixed_size()?;
+        self.check_out(out_shape, out)?;
+        let mut plan = ChunkPlan::new();
+        let l = &self.layout;
+        plan_chunk_requests(
+            &mut plan,
+            &l.shape,
+            &l.file_shape,
+            &l.chunk_shape,
+            out_shape,
+            requests,
+        )?;
         self.run(plan, out)
     }
 

@@ -162,19 +162,44 @@ pub(crate) unsafe fn apply(
             if dims.iter().any(Vec::is_empty) {
                 return Ok(());
             }
-            let mut idx = vec![0usize; ndim];
-            loop {
-                let mut src = 0usize;
-                let mut dst = 0usize;
-                for d in 0..ndim {
-                    let (within, pos) = dims[d][idx[d]];
-                    src += to_usize(within)? * chunk_strides[d];
-                    dst += to_usize(pos)? * out_strides[d];
-                }
+            if ndim == 0 {
                 // SAFETY: as above.
-                let dst_bytes = unsafe { out.slice(dst * esize, esize)? };
-                source.copy(dst_bytes, src, esize);
-                let mut d = ndim;
+                let dst_bytes = unsafe { out.slice(0, esize)? };
+                source.copy(dst_bytes, 0, esize);
+                return Ok(());
+            }
+            // The last dimension as runs of consecutive source and output positions, copied
+            // at once (a slice with step 1 is one run per row).
+            let last = ndim - 1;
+            let contiguous_out = out_strides[last] == 1;
+            let mut runs: Vec<(u64, u64, usize)> = Vec::new();
+            for &(within, pos) in &dims[last] {
+                match runs.last_mut() {
+                    Some((w, p, n))
+                        if contiguous_out && *w + *n as u64 == within && *p + *n as u64 == pos =>
+                    {
+                        *n += 1
+                    }
+                    _ => runs.push((within, pos, 1)),
+                }
+            }
+            let mut idx = vec![0usize; last];
+            loop {
+                let mut src_base = 0usize;
+                let mut dst_base = 0usize;
+                for d in 0..last {
+                    let (within, pos) = dims[d][idx[d]];
+                    src_base += to_usize(within)? * chunk_strides[d];
+                    dst_base += to_usize(pos)? * out_strides[d];
+                }
+                for &(within, pos, n) in &runs {
+                    let src = src_base + to_usize(within)? * chunk_strides[last];
+                    let dst = dst_base + to_usize(pos)? * out_strides[last];
+                    // SAFETY: as above.
+                    let dst_bytes = unsafe { out.slice(dst * esize, n * esize)? };
+                    source.copy(dst_bytes, src, esize);
+                }
+                let mut d = last;
                 loop {
                     if d == 0 {
                         return Ok(());

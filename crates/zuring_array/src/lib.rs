@@ -23,5 +23,5 @@ pub use assemble::bytemuck_free::Plain;
 pub use decode::{with_decoded, ChunkDecoder};
 pub use error::{ArrayError, Result};
 pub use layout::{ArrayLayout, IndexLayout, IndexLocation, ReadMode};
-pub use plan::{DimSlice, Selection};
+pub use plan::{ChunkRequest, DimSlice, Selection};
 pub use shard_index::{FileVersion, ShardIndex, ShardIndexCache};

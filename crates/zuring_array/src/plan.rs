@@ -333,6 +333,173 @@ pub fn plan_points(plan: &mut ChunkPlan, chunk_shape: &[u64], points: &[Vec<u64>
     }
 }
 
+/// What a caller (zarr-python's pipeline) wants from one stored chunk (shard, when sharded):
+/// indices within that chunk and where they go in the output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkRequest {
+    /// Orthogonal: per array dimension, indices within the stored chunk, and their output
+    /// positions along that dimension's output axis (`None`: the dimension is dropped).
+    Orthogonal {
+        /// The stored chunk's coordinates in the array's chunk grid.
+        chunk: Vec<u64>,
+        /// Per dimension, indices within the chunk.
+        indices: Vec<Vec<u64>>,
+        /// Per dimension, output positions (same length as `indices[d]`), or `None` when the
+        /// dimension does not appear in the output.
+        positions: Vec<Option<Vec<u64>>>,
+    },
+    /// Points: coordinates within the stored chunk, and each point's flat output index.
+    Points {
+        /// The stored chunk's coordinates.
+        chunk: Vec<u64>,
+        /// Per point, its coordinates within the chunk.
+        coords: Vec<Vec<u64>>,
+        /// Per point, its index in the (flat) output.
+        positions: Vec<u64>,
+    },
+}
+
+/// Plan chunk requests against a read grid of `chunk_shape` inside stored chunks of
+/// `file_shape`, into an output of `out_shape` (C order).
+///
+/// # Errors
+/// [`ArrayError::Selection`] when a request's lengths disagree or an index leaves its chunk or the
+/// output; [`ArrayError::TooLarge`] on overflow.
+pub fn plan_chunk_requests(
+    plan: &mut ChunkPlan,
+    shape: &[u64],
+    file_shape: &[u64],
+    chunk_shape: &[u64],
+    out_shape: &[u64],
+    requests: &[ChunkRequest],
+) -> Result<()> {
+    let ndim = shape.len();
+    let out_strides = c_strides(out_shape)?;
+    let out_len = num_elements(out_shape)? as u64;
+    let bad = |m: String| ArrayError::selection(m);
+    for request in requests {
+        match request {
+            ChunkRequest::Orthogonal {
+                chunk,
+                indices,
+                positions,
+            } => {
+                if chunk.len() != ndim || indices.len() != ndim || positions.len() != ndim {
+                    return Err(bad(format!(
+                        "chunk request for {chunk:?} does not have {ndim} dimensions"
+                    )));
+                }
+                // Output axis of each array dimension.
+                let mut axis = 0usize;
+                let mut strides = vec![0usize; ndim];
+                let mut per_dim: Vec<BTreeMap<u64, Vec<(u64, u64)>>> = Vec::with_capacity(ndim);
+                for d in 0..ndim {
+                    let pos = positions[d].as_ref();
+                    if let Some(p) = pos {
+                        if p.len() != indices[d].len() {
+                            return Err(bad(format!(
+                                "dimension {d}: {} indices but {} output positions",
+                                indices[d].len(),
+                                p.len()
+                            )));
+                        }
+                        let n = *out_shape
+                            .get(axis)
+                            .ok_or_else(|| bad("more output axes than the output has".into()))?;
+                        if p.iter().any(|&x| x >= n) {
+                            return Err(bad(format!(
+                                "output position out of range for output axis {axis} of size {n}"
+                            )));
+                        }
+                        strides[d] = out_strides[axis];
+                        axis += 1;
+                    }
+                    let mut m: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+                    for (k, &within) in indices[d].iter().enumerate() {
+                        let global = chunk[d]
+                            .checked_mul(file_shape[d])
+                            .and_then(|g| g.checked_add(within))
+                            .filter(|&g| within < file_shape[d] && g < shape[d])
+                            .ok_or_else(|| {
+                                bad(format!(
+                                    "index {within} leaves chunk {chunk:?} in dimension {d}"
+                                ))
+                            })?;
+                        let out_pos = pos.map_or(0, |p| p[k]);
+                        m.entry(global / chunk_shape[d])
+                            .or_default()
+                            .push((global % chunk_shape[d], out_pos));
+                    }
+                    per_dim.push(m);
+                }
+                let strides: Arc<[usize]> = strides.into();
+                let keys: Vec<Vec<u64>> = per_dim
+                    .iter()
+                    .map(|m| m.keys().copied().collect())
+                    .collect();
+                let lo = vec![0u64; ndim];
+                let hi: Vec<u64> = keys.iter().map(|k| k.len() as u64).collect();
+                for_each_coord(&lo, &hi, |sel| {
+                    let inner: Vec<u64> = sel
+                        .iter()
+                        .enumerate()
+                        .map(|(d, &k)| keys[d][usize::try_from(k).unwrap_or(0)])
+                        .collect();
+                    let dims = inner
+                        .iter()
+                        .enumerate()
+                        .map(|(d, k)| per_dim[d][k].clone())
+                        .collect();
+                    plan.entry(inner).or_default().push(CopyOp::Gather {
+                        out_strides: Arc::clone(&strides),
+                        dims,
+                    });
+                });
+            }
+            ChunkRequest::Points {
+                chunk,
+                coords,
+                positions,
+            } => {
+                if coords.len() != positions.len() {
+                    return Err(bad(format!(
+                        "{} points but {} output positions",
+                        coords.len(),
+                        positions.len()
+                    )));
+                }
+                let mut by_chunk: BTreeMap<Vec<u64>, Vec<(u64, usize)>> = BTreeMap::new();
+                for (c, &out) in coords.iter().zip(positions) {
+                    if c.len() != ndim || out >= out_len {
+                        return Err(bad(format!(
+                            "point {c:?} -> {out} does not fit the array or output"
+                        )));
+                    }
+                    let mut inner = Vec::with_capacity(ndim);
+                    let mut within = 0u64;
+                    for d in 0..ndim {
+                        let global = chunk[d]
+                            .checked_mul(file_shape[d])
+                            .and_then(|g| g.checked_add(c[d]))
+                            .filter(|&g| c[d] < file_shape[d] && g < shape[d])
+                            .ok_or_else(|| bad(format!("point {c:?} leaves chunk {chunk:?}")))?;
+                        inner.push(global / chunk_shape[d]);
+                        within = within * chunk_shape[d] + global % chunk_shape[d];
+                    }
+                    by_chunk
+                        .entry(inner)
+                        .or_default()
+                        .push((within, usize::try_from(out).unwrap_or(usize::MAX)));
+                }
+                for (inner, pairs) in by_chunk {
+                    plan.entry(inner).or_default().push(CopyOp::Points(pairs));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Expand a basic selection with steps into per-dimension index lists.
 #[must_use]
 pub fn slices_to_lists(slices: &[DimSlice]) -> Vec<Vec<u64>> {

@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
+use numpy::PyReadonlyArray2;
 use numpy::{PyReadonlyArray1, PyReadwriteArray1};
 use pyo3::prelude::*;
-use zuring_array::{DimSlice, Selection, ZarrArray};
+use zuring_array::{ChunkRequest, Context, DimSlice, Selection, ZarrArray};
 
 use crate::errors;
 
@@ -21,6 +22,70 @@ pub fn open_array(py: Python<'_>, path: PathBuf) -> PyResult<Array> {
         .detach(|| ZarrArray::open(&path))
         .map_err(errors::array)?;
     Ok(Array { inner })
+}
+
+/// Open the array in directory `path` from metadata the caller already holds (no read of it).
+#[pyfunction]
+pub fn open_array_with_metadata(
+    py: Python<'_>,
+    path: PathBuf,
+    metadata_json: &str,
+) -> PyResult<Array> {
+    let inner = py
+        .detach(|| ZarrArray::from_metadata(&path, metadata_json, Context::shared()?))
+        .map_err(errors::array)?;
+    Ok(Array { inner })
+}
+
+/// One request of zarr-python's pipeline, as built by `zuring.pipeline`.
+#[derive(FromPyObject)]
+pub enum PyChunkRequest<'py> {
+    /// ("o", chunk coords, per-dim indices, per-dim positions or None)
+    Orthogonal(
+        String,
+        Vec<u64>,
+        Vec<PyReadonlyArray1<'py, u64>>,
+        Vec<Option<PyReadonlyArray1<'py, u64>>>,
+    ),
+    /// ("p", chunk coords, (N, ndim) coords, N positions)
+    Points(
+        String,
+        Vec<u64>,
+        PyReadonlyArray2<'py, u64>,
+        PyReadonlyArray1<'py, u64>,
+    ),
+}
+
+impl PyChunkRequest<'_> {
+    fn to_request(&self) -> PyResult<ChunkRequest> {
+        match self {
+            Self::Orthogonal(kind, chunk, indices, positions) if kind == "o" => {
+                Ok(ChunkRequest::Orthogonal {
+                    chunk: chunk.clone(),
+                    indices: indices.iter().map(|a| a.as_array().to_vec()).collect(),
+                    positions: positions
+                        .iter()
+                        .map(|p| p.as_ref().map(|a| a.as_array().to_vec()))
+                        .collect(),
+                })
+            }
+            Self::Points(kind, chunk, coords, positions) if kind == "p" => {
+                Ok(ChunkRequest::Points {
+                    chunk: chunk.clone(),
+                    coords: coords
+                        .as_array()
+                        .rows()
+                        .into_iter()
+                        .map(|r| r.to_vec())
+                        .collect(),
+                    positions: positions.as_array().to_vec(),
+                })
+            }
+            _ => Err(pyo3::exceptions::PyValueError::new_err(
+                "chunk requests are (\"o\", ...) or (\"p\", ...) tuples",
+            )),
+        }
+    }
 }
 
 #[pyfunction]
@@ -153,6 +218,24 @@ impl Array {
             .map_err(|_| pyo3::exceptions::PyValueError::new_err("starts must be contiguous"))?;
         let out = out_slice(&mut out)?;
         py.detach(|| self.inner.read_crops_into(starts, &crop_shape, out))
+            .map_err(errors::array)
+    }
+
+    /// Fill `out` (uint8 view of a C-contiguous array of `out_shape`) with what a batch of
+    /// zarr-python chunk requests asks for, in one call.
+    fn read_chunk_requests(
+        &self,
+        py: Python<'_>,
+        requests: Vec<PyChunkRequest<'_>>,
+        out_shape: Vec<u64>,
+        mut out: PyReadwriteArray1<'_, u8>,
+    ) -> PyResult<()> {
+        let requests = requests
+            .iter()
+            .map(PyChunkRequest::to_request)
+            .collect::<PyResult<Vec<_>>>()?;
+        let out = out_slice(&mut out)?;
+        py.detach(|| self.inner.read_chunk_requests(&requests, &out_shape, out))
             .map_err(errors::array)
     }
 
