@@ -7,7 +7,7 @@
 //! - `nwp.zarr`: float32, 32 x 1024 x 1024 (128 MiB), unsharded chunks 1x256x256, blosc lz4
 //!   with shuffle.
 //!
-//! Usage: `array_bench [--dir DIR] [--quick]`
+//! Usage: `array_bench [--dir DIR] [--quick] [--generate-only]`
 #![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
 
 use std::borrow::Cow;
@@ -280,6 +280,7 @@ fn main() {
     let mut dir = PathBuf::from("target/bench-data/array");
     let mut batches = 12usize;
     let mut repeats = 3usize;
+    let mut generate_only = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -288,6 +289,7 @@ fn main() {
                 batches = 4;
                 repeats = 1;
             }
+            "--generate-only" => generate_only = true,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -306,6 +308,9 @@ fn main() {
         },
     ];
     eprintln!("datasets ready in {:.1}s", t.elapsed().as_secs_f64());
+    if generate_only {
+        return;
+    }
     let cold_ok = can_drop_caches();
     let threads = cores();
     println!(

@@ -1,0 +1,216 @@
+"""Python-level benchmark: the same generated datasets as ``array_bench``, read and written by
+zarr-python (default pipeline), zarr-python + zarrs-python, tensorstore (reads issued together as
+futures), zarr-python + zuring's pipeline, and zuring's native ``read_crops``.
+
+Workloads: batches of 32 random crops (4 x 256 x 256), whole-array read, whole-array write;
+warm and cold cache (cold needs root: the page cache is dropped before each run).
+
+Prints JSON lines and a table (ratios to zarr-python + zarrs-python), and writes a PNG plot.
+Usage: python benches/python/bench_pipeline.py [--data DIR] [--batches N] [--quick] [--plot PNG]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import tensorstore as ts
+import zarr
+
+import zuring
+
+CROP = (4, 256, 256)
+BATCH = 32
+PIPELINES = {
+    "zarr-python (default)": "zarr.core.codec_pipeline.BatchedCodecPipeline",
+    "zarr-python + zarrs-python": "zarrs.ZarrsCodecPipeline",
+    "zarr-python + zuring": "zuring.ZuringCodecPipeline",
+}
+
+
+def drop_caches() -> bool:
+    try:
+        subprocess.run(["sync"], check=True)
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3")
+        return True
+    except OSError:
+        return False
+
+
+def warm(path: str) -> None:
+    for root, _, files in os.walk(path):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                while f.read(1 << 20):
+                    pass
+
+
+def crop_batches(shape, batches, seed):
+    rng = np.random.default_rng(seed)
+    return [np.stack([rng.integers(0, n - c + 1, BATCH) for n, c in zip(shape, CROP)], axis=1) for _ in range(batches)]
+
+
+def zarr_crops(path, pipeline, batches):
+    with zarr.config.set({"codec_pipeline.path": pipeline}):
+        arr = zarr.open_array(path, mode="r")
+        aarr = arr._async_array
+
+        async def one_batch(starts):
+            return await asyncio.gather(*[aarr.getitem(tuple(slice(s, s + c) for s, c in zip(st, CROP))) for st in starts])
+
+        async def run():
+            for starts in batches:
+                await one_batch(starts)
+
+        asyncio.run(run())
+
+
+def ts_open(path):
+    return ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": path}}, read=True).result()
+
+
+def ts_crops(path, batches):
+    arr = ts_open(path)
+    for starts in batches:
+        futures = [arr[s[0] : s[0] + CROP[0], s[1] : s[1] + CROP[1], s[2] : s[2] + CROP[2]].read() for s in batches[0][:0]] or [
+            arr[int(s[0]) : int(s[0]) + CROP[0], int(s[1]) : int(s[1]) + CROP[1], int(s[2]) : int(s[2]) + CROP[2]].read() for s in starts
+        ]
+        [f.result() for f in futures]
+
+
+def native_crops(path, batches):
+    arr = zuring.open_array(path)
+    out = np.empty((BATCH, *CROP), dtype=arr.dtype)
+    for starts in batches:
+        arr.read_crops(starts, CROP, out=out)
+
+
+def whole_read(method, path):
+    if method == "tensorstore":
+        return ts_open(path).read().result()
+    if method == "zuring native":
+        return zuring.open_array(path)[...]
+    with zarr.config.set({"codec_pipeline.path": PIPELINES[method]}):
+        return zarr.open_array(path, mode="r")[...]
+
+
+def whole_write(method, path, data, target):
+    shutil.rmtree(target, ignore_errors=True)
+    meta = json.load(open(os.path.join(path, "zarr.json")))
+    if method == "tensorstore":
+        spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": target}, "metadata": {k: v for k, v in meta.items() if k not in ("zarr_format", "node_type", "attributes", "storage_transformers")}, "create": True}
+        arr = ts.open(spec).result()
+        arr.write(data).result()
+        return
+    if method == "zuring native":
+        arr = zuring.create_array(target, meta)
+        arr[...] = data
+        return
+    with zarr.config.set({"codec_pipeline.path": PIPELINES[method]}):
+        os.makedirs(target, exist_ok=True)
+        with open(os.path.join(target, "zarr.json"), "w") as f:
+            json.dump(meta, f)
+        arr = zarr.open_array(target, mode="r+")
+        arr[...] = data
+
+
+def timed(fn, cold, path):
+    if cold:
+        drop_caches()
+    else:
+        warm(path)
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", default="target/bench-data/array")
+    p.add_argument("--batches", type=int, default=6)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--plot", default="benches/results/pipeline_bench.png")
+    p.add_argument("--skip-slow", action="store_true", help="skip the default pipeline's whole-array runs")
+    a = p.parse_args()
+    batches_n = 2 if a.quick else a.batches
+    cold_ok = drop_caches()
+    results = []
+    print(f"# bench_pipeline: crops {CROP} x {BATCH} per batch, {batches_n} batches, {os.cpu_count()} cpus, cold cache {'by drop_caches' if cold_ok else 'unavailable'}")
+    methods_crop = list(PIPELINES) + ["tensorstore", "zuring native read_crops"]
+    methods_whole = list(PIPELINES) + ["tensorstore", "zuring native"]
+    for name in ("sat.zarr", "nwp.zarr"):
+        path = os.path.join(a.data, name)
+        arr = zuring.open_array(path)
+        nbytes = arr.size * arr.dtype.itemsize
+        batches = crop_batches(arr.shape, batches_n, 5)
+        crop_bytes = batches_n * BATCH * int(np.prod(CROP)) * arr.dtype.itemsize
+        for cache in (["warm", "cold"] if cold_ok else ["warm"]):
+            for m in methods_crop:
+                if m in PIPELINES:
+                    fn = lambda m=m: zarr_crops(path, PIPELINES[m], batches)
+                elif m == "tensorstore":
+                    fn = lambda: ts_crops(path, batches)
+                else:
+                    fn = lambda: native_crops(path, batches)
+                if cache == "warm":
+                    fn()  # caches and imports warm
+                secs = min(timed(fn, cache == "cold", path) for _ in range(1 if cache == "cold" or a.quick else 2))
+                results.append(dict(dataset=name, workload="crops", cache=cache, method=m, seconds=secs, mib_s=crop_bytes / secs / 2**20))
+                print(json.dumps(results[-1]), flush=True)
+            for m in methods_whole:
+                if a.skip_slow and m == "zarr-python (default)":
+                    continue
+                secs = timed(lambda m=m: whole_read(m, path), cache == "cold", path)
+                results.append(dict(dataset=name, workload="whole read", cache=cache, method=m, seconds=secs, mib_s=nbytes / secs / 2**20))
+                print(json.dumps(results[-1]), flush=True)
+        data = zuring.open_array(path)[...]
+        target = os.path.join(a.data, "py-write-target")
+        for m in methods_whole:
+            if a.skip_slow and m == "zarr-python (default)":
+                continue
+            t = time.perf_counter()
+            whole_write(m, path, data, target)
+            secs = time.perf_counter() - t
+            results.append(dict(dataset=name, workload="whole write", cache="-", method=m, seconds=secs, mib_s=nbytes / secs / 2**20))
+            print(json.dumps(results[-1]), flush=True)
+        shutil.rmtree(target, ignore_errors=True)
+    base = "zarr-python + zarrs-python"
+    print(f"\n| dataset | workload | cache | method | MiB/s | x {base} |\n|---|---|---|---|---:|---:|")
+    for r in results:
+        ref = next((x for x in results if x["dataset"] == r["dataset"] and x["workload"] == r["workload"] and x["cache"] == r["cache"] and x["method"] == base), None)
+        ratio = f"{r['mib_s'] / ref['mib_s']:.2f}" if ref else "-"
+        print(f"| {r['dataset']} | {r['workload']} | {r['cache']} | {r['method']} | {r['mib_s']:.0f} | {ratio} |")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        groups = sorted({(r["dataset"], r["workload"], r["cache"]) for r in results})
+        methods = list(dict.fromkeys(r["method"] for r in results))
+        fig, ax = plt.subplots(figsize=(13, 5))
+        width = 0.8 / len(methods)
+        for i, m in enumerate(methods):
+            vals = [next((r["mib_s"] for r in results if (r["dataset"], r["workload"], r["cache"]) == g and r["method"] == m), 0) for g in groups]
+            ax.bar(np.arange(len(groups)) + i * width, vals, width, label=m)
+        ax.set_xticks(np.arange(len(groups)) + 0.4, [f"{d}\n{w}\n{c}" for d, w, c in groups], fontsize=7)
+        ax.set_ylabel("MiB/s (output bytes)")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+        ax.set_title("zuring vs peers (higher is better)")
+        fig.tight_layout()
+        fig.savefig(a.plot, dpi=110)
+        print(f"plot: {a.plot}")
+    except Exception as err:  # pragma: no cover
+        print(f"no plot: {err}")
+
+
+if __name__ == "__main__":
+    main()
