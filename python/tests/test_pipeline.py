@@ -180,3 +180,36 @@ def test_selected_by_environment_variable(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     name, reads = out.stdout.split()
     assert name == "ZuringCodecPipeline" and int(reads) >= 1
+
+
+def test_concurrent_reads_coalesce_and_errors_stay_apart(tmp_path):
+    import asyncio
+
+    path = tmp_path / "c.zarr"
+    values = make(path, (40, 40), (5, 5), (10, 10), "int32", [ZstdCodec(level=1, checksum=True)], 0)
+    with zarr.config.set(ZURING):
+        a = zarr.open_array(str(path), mode="r")._async_array
+        sels = [(slice(i, i + 7), slice(3, 30)) for i in range(0, 30, 3)]
+
+        async def many():
+            return await asyncio.gather(*[a.getitem(s) for s in sels], return_exceptions=True)
+
+        calls = zp.STATS["native_calls"]
+        results = asyncio.run(many())
+        assert zp.STATS["native_calls"] - calls < len(sels), "concurrent reads were coalesced"
+        for s, r in zip(sels, results):
+            np.testing.assert_array_equal(r, values[s])
+        # Corrupt one shard's chunk bytes: only the reads touching it fail.
+        shard = path / "c" / "3" / "0"
+        data = bytearray(shard.read_bytes())
+        data[20] ^= 0xFF
+        shard.write_bytes(bytes(data))
+        results = asyncio.run(many())
+    # Byte 20 lies in the shard's first inner chunk: rows 30..35, columns 0..5.
+    failed = [s for s, r in zip(sels, results) if isinstance(r, Exception)]
+    assert failed == [s for s in sels if s[0].stop > 30]
+    for s, r in zip(sels, results):
+        if isinstance(r, Exception):
+            assert isinstance(r, zuring.CorruptDataError) and "c/3/0" in str(r), r
+        else:
+            np.testing.assert_array_equal(r, values[s])

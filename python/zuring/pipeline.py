@@ -33,7 +33,7 @@ from zuring import _native
 _warned: set[str] = set()
 
 #: How many times each path ran (tests use this to prove the Rust path ran).
-STATS = {"native_reads": 0, "native_writes": 0, "fallback_reads": 0, "fallback_writes": 0}
+STATS = {"native_reads": 0, "native_calls": 0, "native_writes": 0, "fallback_reads": 0, "fallback_writes": 0}
 
 
 def _config(key: str, default: Any) -> Any:
@@ -132,6 +132,60 @@ def _request(coords, chunk_shape, chunk_sel, out_sel, drop_axes, out_shape) -> t
     return ("o", list(coords), indices, positions)
 
 
+class _Coalescer:
+    """Reads of one array that arrive in the same event-loop tick (say, 32 crops issued with
+    ``asyncio.gather``) become one Rust call: one IO batch, one decode pool run."""
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+        self.pending: list[tuple] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def submit(self, requests: list[tuple], shape: list[int], raw: np.ndarray) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:
+            self.loop, self.pending = loop, []
+        future = loop.create_future()
+        if not self.pending:
+            loop.call_soon(self._flush)
+        self.pending.append((requests, shape, raw, future))
+        return future
+
+    def _flush(self) -> None:
+        items, self.pending = self.pending, []
+        if items and self.loop is not None:
+            self.loop.create_task(self._run(items))
+
+    def _call(self, items: list[tuple]) -> None:
+        STATS["native_calls"] += 1
+        requests = [(r[0], i, *r[1:]) for i, item in enumerate(items) for r in item[0]]
+        self.array.read_chunk_requests(requests, [item[1] for item in items], [item[2] for item in items])
+
+    async def _run(self, items: list[tuple]) -> None:
+        distinct = len({id(item[2]) for item in items}) == len(items)
+        try:
+            if not distinct:
+                raise RuntimeError("shared output buffers: read one by one")
+            await asyncio.to_thread(self._call, items)
+            for *_, future in items:
+                if not future.done():
+                    future.set_result(None)
+        except Exception as err:
+            if len(items) == 1:
+                if not items[0][3].done():
+                    items[0][3].set_exception(err)
+                return
+            # Find whose request failed: each caller gets its own result.
+            for item in items:
+                try:
+                    await asyncio.to_thread(self._call, [item])
+                    if not item[3].done():
+                        item[3].set_result(None)
+                except Exception as one:
+                    if not item[3].done():
+                        item[3].set_exception(one)
+
+
 class ZuringCodecPipeline(CodecPipeline):
     """zarr-python CodecPipeline backed by zuring (see the module docs)."""
 
@@ -143,6 +197,7 @@ class ZuringCodecPipeline(CodecPipeline):
         self._metadata = metadata
         self._store = store
         self._arrays: dict[str, Any] = {}
+        self._coalescers: dict[str, _Coalescer] = {}
 
     # -- pickling (dask ships pipelines to workers): native handles are reopened lazily --------
     def __getstate__(self) -> dict:
@@ -195,6 +250,10 @@ class ZuringCodecPipeline(CodecPipeline):
             warnings.warn(f"zuring: falling back to zarr's BatchedCodecPipeline: {reason}", RuntimeWarning, stacklevel=3)
 
     def _native_array(self, store_path: Any) -> tuple[Any, tuple[int, ...]]:
+        array, coords, _ = self._native_entry(store_path)
+        return array, coords
+
+    def _native_entry(self, store_path: Any) -> tuple[Any, tuple[int, ...], str]:
         if self._metadata is None:
             raise _Unsupported("no array metadata (pipeline made with from_codecs)")
         store = store_path.store
@@ -211,7 +270,8 @@ class ZuringCodecPipeline(CodecPipeline):
             if array.element_size == 0:
                 raise _Unsupported(f"data type {array.data_type} (variable size)")
             self._arrays[prefix] = array
-        return array, coords
+            self._coalescers[prefix] = _Coalescer(array)
+        return array, coords, prefix
 
     async def read(self, batch_info: Iterable[tuple], out: Any, drop_axes: tuple[int, ...] = ()) -> None:
         batch = list(batch_info)
@@ -223,15 +283,15 @@ class ZuringCodecPipeline(CodecPipeline):
                 raise _Unsupported("output is not a C-contiguous numpy array")
             if out_nd.dtype.hasobject:
                 raise _Unsupported(f"object dtype {out_nd.dtype}")
-            array = None
+            prefix = None
             requests = []
             for byte_getter, chunk_spec, chunk_sel, out_sel, *_ in batch:
-                array, coords = self._native_array(byte_getter)
+                _, coords, prefix = self._native_entry(byte_getter)
                 requests.append(_request(coords, chunk_spec.shape, chunk_sel, out_sel, drop_axes, out_nd.shape))
             native_order = out_nd.dtype.isnative
             target = out_nd if native_order else np.empty(out_nd.shape, dtype=out_nd.dtype.newbyteorder("="))
             raw = target.reshape(-1).view(np.uint8)
-            await asyncio.to_thread(array.read_chunk_requests, requests, list(target.shape), raw)
+            await self._coalescers[prefix].submit(requests, list(target.shape), raw)
             if not native_order:
                 out_nd[...] = target
             STATS["native_reads"] += 1

@@ -352,10 +352,13 @@ impl ZarrArray {
     }
 
     fn run(&self, plan: ChunkPlan, out: &mut [u8]) -> Result<()> {
-        self.run_view(plan, &OutView::new(out))
+        // Outputs from callers (numpy's `empty`) are often untouched: ask for huge pages before
+        // the decode threads fault them in.
+        zuring_io::advise_huge_pages(out.as_mut_ptr(), out.len());
+        self.run_view(plan, &[OutView::new(out)])
     }
 
-    fn run_view(&self, plan: ChunkPlan, view: &OutView<'_>) -> Result<()> {
+    fn run_view(&self, plan: ChunkPlan, view: &[OutView<'_>]) -> Result<()> {
         let file_path = |coords: &[u64]| self.layout.file_path(&self.array, coords);
         let zarrs_chunk = |coords: &[u64]| -> Result<Vec<u8>> {
             let bytes: ArrayBytes<'static> =
@@ -458,7 +461,8 @@ impl ZarrArray {
     }
 
     /// Read what zarr-python's pipeline asks of a batch of stored chunks (shards, when sharded)
-    /// into `out` (C order of `out_shape`, native endian), in one planned batch: every shard
+    /// into `outputs` (each: its shape and its bytes, C order, native endian; a request names its
+    /// output by index), in one planned batch: every shard
     /// index and chunk range the batch needs is read together, and each inner chunk is decoded
     /// once even when several requests use it.
     ///
@@ -468,11 +472,13 @@ impl ZarrArray {
     pub fn read_chunk_requests(
         &self,
         requests: &[ChunkRequest],
-        out_shape: &[u64],
-        out: &mut [u8],
+        outputs: &mut [(Vec<u64>, &mut [u8])],
     ) -> Result<()> {
         self.require_fixed_size()?;
-        self.check_out(out_shape, out)?;
+        for (shape, out) in outputs.iter() {
+            self.check_out(shape, out)?;
+        }
+        let shapes: Vec<Vec<u64>> = outputs.iter().map(|(s, _)| s.clone()).collect();
         let mut plan = ChunkPlan::new();
         let l = &self.layout;
         plan_chunk_requests(
@@ -480,10 +486,17 @@ impl ZarrArray {
             &l.shape,
             &l.file_shape,
             &l.chunk_shape,
-            out_shape,
+            &shapes,
             requests,
         )?;
-        self.run(plan, out)
+        let views: Vec<OutView<'_>> = outputs
+            .iter_mut()
+            .map(|(_, out)| {
+                zuring_io::advise_huge_pages(out.as_mut_ptr(), out.len());
+                OutView::new(out)
+            })
+            .collect();
+        self.run_view(plan, &views)
     }
 
     /// Read `selection` into a new byte vector.
@@ -493,7 +506,7 @@ impl ZarrArray {
     pub fn read_bytes(&self, selection: &Selection) -> Result<Vec<u8>> {
         let plan = self.plan(selection)?;
         let len = self.output_len(&selection.output_shape())?;
-        fill_new(len, |view| self.run_view(plan, view))
+        fill_new(len, |view| self.run_view(plan, std::slice::from_ref(view)))
     }
 
     /// Read `selection` as an `ndarray` of `T` (which must match the data type's size).

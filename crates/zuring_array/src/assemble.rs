@@ -101,6 +101,22 @@ pub(crate) fn fill(dst: &mut [u8], element: &[u8]) {
     }
 }
 
+/// Apply one planned copy (output index, operation) to its output among `outs`.
+///
+/// # Safety
+/// As [`apply`].
+pub(crate) unsafe fn apply_to(
+    (target, op): &(usize, CopyOp),
+    source: Source<'_>,
+    chunk_strides: &[usize],
+    esize: usize,
+    outs: &[OutView<'_>],
+) -> Result<(), OutOfOutput> {
+    let out = outs.get(*target).ok_or(OutOfOutput)?;
+    // SAFETY: forwarded contract.
+    unsafe { apply(op, source, chunk_strides, esize, out) }
+}
+
 /// Apply one copy operation. The chunk source must hold `chunk_elements` elements.
 ///
 /// # Safety

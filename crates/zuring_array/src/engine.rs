@@ -9,7 +9,7 @@ use zarrs::array::CodecOptions;
 use zuring_io::{ByteRange, IoError, ReadRequest};
 
 use crate::array::Context;
-use crate::assemble::{apply, OutView, Source};
+use crate::assemble::{apply_to, OutView, Source};
 use crate::decode::with_decoded;
 use crate::error::{ArrayError, Result};
 use crate::layout::{ArrayLayout, IndexLayout, IndexLocation, ReadMode};
@@ -19,7 +19,7 @@ use crate::shard_index::{FileVersion, ShardIndex};
 /// One chunk to fetch: where its bytes are and what to do with them.
 struct ChunkTask {
     coords: Vec<u64>,
-    ops: Vec<CopyOp>,
+    ops: Vec<(usize, CopyOp)>,
 }
 
 /// The first error of a parallel run.
@@ -57,7 +57,7 @@ impl ReadContext<'_> {
     }
 
     /// Carry out `plan`, writing through `view`; on success every byte of the selection was written.
-    pub fn execute_view(&self, plan: ChunkPlan, view: &OutView<'_>) -> Result<()> {
+    pub fn execute_view(&self, plan: ChunkPlan, view: &[OutView<'_>]) -> Result<()> {
         let chunk_strides = c_strides(&self.layout.chunk_shape)?;
         let errors = FirstError::default();
         let pool = self.ctx.pool.get();
@@ -96,7 +96,7 @@ impl ReadContext<'_> {
         task: &ChunkTask,
         source: Source<'_>,
         strides: &[usize],
-        view: &OutView<'_>,
+        view: &[OutView<'_>],
         errors: &FirstError,
     ) {
         for op in &task.ops {
@@ -116,7 +116,7 @@ impl ReadContext<'_> {
         task: &ChunkTask,
         bytes: &[u8],
         strides: &[usize],
-        view: &OutView<'_>,
+        view: &[OutView<'_>],
         errors: &FirstError,
     ) {
         let l = self.layout;
@@ -136,7 +136,7 @@ impl ReadContext<'_> {
         &self,
         plan: ChunkPlan,
         strides: &[usize],
-        view: &OutView<'_>,
+        view: &[OutView<'_>],
         errors: &FirstError,
         pool: &rayon::ThreadPool,
     ) {
@@ -237,7 +237,7 @@ impl ReadContext<'_> {
         plan: ChunkPlan,
         index: &IndexLayout,
         strides: &[usize],
-        view: &OutView<'_>,
+        view: &[OutView<'_>],
         errors: &FirstError,
         pool: &rayon::ThreadPool,
     ) -> Result<()> {
@@ -314,15 +314,15 @@ impl ReadContext<'_> {
 }
 
 fn unsafe_apply(
-    op: &CopyOp,
+    op: &(usize, CopyOp),
     source: Source<'_>,
     strides: &[usize],
     esize: usize,
-    view: &OutView<'_>,
+    view: &[OutView<'_>],
 ) -> std::result::Result<(), crate::assemble::OutOfOutput> {
     #[allow(unsafe_code)]
     // SAFETY: callers pass ops from one plan, whose output elements are pairwise disjoint.
     unsafe {
-        apply(op, source, strides, esize, view)
+        apply_to(op, source, strides, esize, view)
     }
 }

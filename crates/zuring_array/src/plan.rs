@@ -161,8 +161,9 @@ pub enum CopyOp {
 }
 
 /// The chunks a read touches (coordinates in the read-granularity chunk grid, C order) and
-/// the copies each one serves.
-pub type ChunkPlan = BTreeMap<Vec<u64>, Vec<CopyOp>>;
+/// the copies each one serves, each with the index of the output it writes to (0 unless a
+/// batch of requests fills several outputs).
+pub type ChunkPlan = BTreeMap<Vec<u64>, Vec<(usize, CopyOp)>>;
 
 /// C-order strides (in elements) of `shape`.
 ///
@@ -257,12 +258,15 @@ pub fn plan_box(
             extent.push(hi - lo);
             offset += usize::try_from(lo - start[d]).unwrap_or(0) * out_strides[d];
         }
-        plan.entry(chunk.to_vec()).or_default().push(CopyOp::Box {
-            out_offset: offset,
-            out_strides: Arc::clone(out_strides),
-            src_start,
-            extent,
-        });
+        plan.entry(chunk.to_vec()).or_default().push((
+            0,
+            CopyOp::Box {
+                out_offset: offset,
+                out_strides: Arc::clone(out_strides),
+                src_start,
+                extent,
+            },
+        ));
     });
 }
 
@@ -309,10 +313,13 @@ pub fn plan_orthogonal(
             .enumerate()
             .map(|(d, k)| per_dim[d][k].clone())
             .collect();
-        plan.entry(chunk).or_default().push(CopyOp::Gather {
-            out_strides: Arc::clone(&strides),
-            dims,
-        });
+        plan.entry(chunk).or_default().push((
+            0,
+            CopyOp::Gather {
+                out_strides: Arc::clone(&strides),
+                dims,
+            },
+        ));
     });
     Ok(())
 }
@@ -329,7 +336,9 @@ pub fn plan_points(plan: &mut ChunkPlan, chunk_shape: &[u64], points: &[Vec<u64>
         by_chunk.entry(chunk).or_default().push((within, out));
     }
     for (chunk, pairs) in by_chunk {
-        plan.entry(chunk).or_default().push(CopyOp::Points(pairs));
+        plan.entry(chunk)
+            .or_default()
+            .push((0, CopyOp::Points(pairs)));
     }
 }
 
@@ -340,6 +349,8 @@ pub enum ChunkRequest {
     /// Orthogonal: per array dimension, indices within the stored chunk, and their output
     /// positions along that dimension's output axis (`None`: the dimension is dropped).
     Orthogonal {
+        /// Which output of the batch this request fills.
+        target: usize,
         /// The stored chunk's coordinates in the array's chunk grid.
         chunk: Vec<u64>,
         /// Per dimension, indices within the chunk.
@@ -350,6 +361,8 @@ pub enum ChunkRequest {
     },
     /// Points: coordinates within the stored chunk, and each point's flat output index.
     Points {
+        /// Which output of the batch this request fills.
+        target: usize,
         /// The stored chunk's coordinates.
         chunk: Vec<u64>,
         /// Per point, its coordinates within the chunk.
@@ -360,7 +373,7 @@ pub enum ChunkRequest {
 }
 
 /// Plan chunk requests against a read grid of `chunk_shape` inside stored chunks of
-/// `file_shape`, into an output of `out_shape` (C order).
+/// `file_shape`, each into its target output, of shape `out_shapes[target]` (C order).
 ///
 /// # Errors
 /// [`ArrayError::Selection`] when a request's lengths disagree or an index leaves its chunk or the
@@ -370,19 +383,29 @@ pub fn plan_chunk_requests(
     shape: &[u64],
     file_shape: &[u64],
     chunk_shape: &[u64],
-    out_shape: &[u64],
+    out_shapes: &[Vec<u64>],
     requests: &[ChunkRequest],
 ) -> Result<()> {
     let ndim = shape.len();
-    let out_strides = c_strides(out_shape)?;
-    let out_len = num_elements(out_shape)? as u64;
     let bad = |m: String| ArrayError::selection(m);
     for request in requests {
+        let target = match request {
+            ChunkRequest::Orthogonal { target, .. } | ChunkRequest::Points { target, .. } => target,
+        };
+        let out_shape = out_shapes.get(*target).ok_or_else(|| {
+            bad(format!(
+                "request for output {target}, but there are {}",
+                out_shapes.len()
+            ))
+        })?;
+        let out_strides = c_strides(out_shape)?;
+        let out_len = num_elements(out_shape)? as u64;
         match request {
             ChunkRequest::Orthogonal {
                 chunk,
                 indices,
                 positions,
+                ..
             } => {
                 if chunk.len() != ndim || indices.len() != ndim || positions.len() != ndim {
                     return Err(bad(format!(
@@ -450,16 +473,20 @@ pub fn plan_chunk_requests(
                         .enumerate()
                         .map(|(d, k)| per_dim[d][k].clone())
                         .collect();
-                    plan.entry(inner).or_default().push(CopyOp::Gather {
-                        out_strides: Arc::clone(&strides),
-                        dims,
-                    });
+                    plan.entry(inner).or_default().push((
+                        *target,
+                        CopyOp::Gather {
+                            out_strides: Arc::clone(&strides),
+                            dims,
+                        },
+                    ));
                 });
             }
             ChunkRequest::Points {
                 chunk,
                 coords,
                 positions,
+                ..
             } => {
                 if coords.len() != positions.len() {
                     return Err(bad(format!(
@@ -492,7 +519,9 @@ pub fn plan_chunk_requests(
                         .push((within, usize::try_from(out).unwrap_or(usize::MAX)));
                 }
                 for (inner, pairs) in by_chunk {
-                    plan.entry(inner).or_default().push(CopyOp::Points(pairs));
+                    plan.entry(inner)
+                        .or_default()
+                        .push((*target, CopyOp::Points(pairs)));
                 }
             }
         }
@@ -528,7 +557,7 @@ mod tests {
                 .sum()
         };
         for (k, ops) in plan {
-            for op in ops {
+            for (_, op) in ops {
                 match op {
                     CopyOp::Box {
                         out_offset,

@@ -40,16 +40,18 @@ pub fn open_array_with_metadata(
 /// One request of zarr-python's pipeline, as built by `zuring.pipeline`.
 #[derive(FromPyObject)]
 pub enum PyChunkRequest<'py> {
-    /// ("o", chunk coords, per-dim indices, per-dim positions or None)
+    /// ("o", output index, chunk coords, per-dim indices, per-dim positions or None)
     Orthogonal(
         String,
+        usize,
         Vec<u64>,
         Vec<PyReadonlyArray1<'py, u64>>,
         Vec<Option<PyReadonlyArray1<'py, u64>>>,
     ),
-    /// ("p", chunk coords, (N, ndim) coords, N positions)
+    /// ("p", output index, chunk coords, (N, ndim) coords, N positions)
     Points(
         String,
+        usize,
         Vec<u64>,
         PyReadonlyArray2<'py, u64>,
         PyReadonlyArray1<'py, u64>,
@@ -59,8 +61,9 @@ pub enum PyChunkRequest<'py> {
 impl PyChunkRequest<'_> {
     fn to_request(&self) -> PyResult<ChunkRequest> {
         match self {
-            Self::Orthogonal(kind, chunk, indices, positions) if kind == "o" => {
+            Self::Orthogonal(kind, target, chunk, indices, positions) if kind == "o" => {
                 Ok(ChunkRequest::Orthogonal {
+                    target: *target,
                     chunk: chunk.clone(),
                     indices: indices.iter().map(|a| a.as_array().to_vec()).collect(),
                     positions: positions
@@ -69,8 +72,9 @@ impl PyChunkRequest<'_> {
                         .collect(),
                 })
             }
-            Self::Points(kind, chunk, coords, positions) if kind == "p" => {
+            Self::Points(kind, target, chunk, coords, positions) if kind == "p" => {
                 Ok(ChunkRequest::Points {
+                    target: *target,
                     chunk: chunk.clone(),
                     coords: coords
                         .as_array()
@@ -221,21 +225,29 @@ impl Array {
             .map_err(errors::array)
     }
 
-    /// Fill `out` (uint8 view of a C-contiguous array of `out_shape`) with what a batch of
-    /// zarr-python chunk requests asks for, in one call.
+    /// Fill `outs` (uint8 views of C-contiguous arrays of `out_shapes`) with what a batch of
+    /// zarr-python chunk requests asks for (each request names its output), in one call.
     fn read_chunk_requests(
         &self,
         py: Python<'_>,
         requests: Vec<PyChunkRequest<'_>>,
-        out_shape: Vec<u64>,
-        mut out: PyReadwriteArray1<'_, u8>,
+        out_shapes: Vec<Vec<u64>>,
+        mut outs: Vec<PyReadwriteArray1<'_, u8>>,
     ) -> PyResult<()> {
+        if out_shapes.len() != outs.len() {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "one shape per output",
+            ));
+        }
         let requests = requests
             .iter()
             .map(PyChunkRequest::to_request)
             .collect::<PyResult<Vec<_>>>()?;
-        let out = out_slice(&mut out)?;
-        py.detach(|| self.inner.read_chunk_requests(&requests, &out_shape, out))
+        let mut outputs = Vec::with_capacity(outs.len());
+        for (shape, out) in out_shapes.into_iter().zip(outs.iter_mut()) {
+            outputs.push((shape, out_slice(out)?));
+        }
+        py.detach(|| self.inner.read_chunk_requests(&requests, &mut outputs))
             .map_err(errors::array)
     }
 
