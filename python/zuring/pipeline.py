@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -273,10 +272,12 @@ class ZuringCodecPipeline(CodecPipeline):
             self._coalescers[prefix] = _Coalescer(array)
         return array, coords, prefix
 
-    async def read(self, batch_info: Iterable[tuple], out: Any, drop_axes: tuple[int, ...] = ()) -> None:
+    async def read(self, batch_info: Iterable[tuple], out: Any, drop_axes: tuple[int, ...] = ()) -> Any:
+        """Read a batch; returns one ``{"status": "present" | "missing"}`` per chunk (zarr >= 3.2
+        uses them for ``array.read_missing_chunks``; zarr 3.1 ignores them)."""
         batch = list(batch_info)
         if not batch:
-            return
+            return ()
         try:
             out_nd = out.as_ndarray_like()
             if not isinstance(out_nd, np.ndarray) or not out_nd.flags.c_contiguous:
@@ -295,10 +296,15 @@ class ZuringCodecPipeline(CodecPipeline):
             if not native_order:
                 out_nd[...] = target
             STATS["native_reads"] += 1
+            root = os.fspath(batch[0][0].store.root)
+            return tuple(
+                {"status": "present" if os.path.exists(os.path.join(root, item[0].path)) else "missing"}
+                for item in batch
+            )
         except _Unsupported as why:
             self._fallback(str(why))
             STATS["fallback_reads"] += 1
-            await self._inner.read(batch, out, drop_axes)
+            return await self._inner.read(batch, out, drop_axes)
 
     async def write(self, batch_info: Iterable[tuple], value: Any, drop_axes: tuple[int, ...] = ()) -> None:
         batch = list(batch_info)

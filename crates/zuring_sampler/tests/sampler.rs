@@ -1,0 +1,271 @@
+//! The sampler's windows, determinism, rank splits, resumption and joint crops.
+#![allow(clippy::cast_possible_truncation)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use zuring_array::ZarrArray;
+use zuring_sampler::{ArraySpec, Geometry, Mode, Prefetcher, SamplerError, Schedule};
+
+/// A (time, y, x) uint32 array whose values encode their coordinates: t*10000 + y*100 + x.
+fn array(dir: &std::path::Path, name: &str, shape: [u64; 3], chunk: [u64; 3]) -> Arc<ZarrArray> {
+    let meta = format!(
+        r#"{{"zarr_format":3,"node_type":"array","shape":{shape:?},"data_type":"uint32",
+        "chunk_grid":{{"name":"regular","configuration":{{"chunk_shape":{chunk:?}}}}},
+        "chunk_key_encoding":{{"name":"default"}},"fill_value":0,
+        "codecs":[{{"name":"bytes","configuration":{{"endian":"little"}}}},{{"name":"zstd","configuration":{{"level":1,"checksum":true}}}}],
+        "dimension_names":["time","y","x"]}}"#
+    );
+    let a = ZarrArray::create(dir.join(name), &meta).unwrap();
+    let mut data = Vec::new();
+    for t in 0..shape[0] {
+        for y in 0..shape[1] {
+            for x in 0..shape[2] {
+                data.extend_from_slice(&((t * 10000 + y * 100 + x) as u32).to_ne_bytes());
+            }
+        }
+    }
+    a.write_region(&[0..shape[0], 0..shape[1], 0..shape[2]], &data)
+        .unwrap();
+    Arc::new(a)
+}
+
+fn spec(name: &str, array: Arc<ZarrArray>, strides: &[(&str, u64)]) -> ArraySpec {
+    ArraySpec {
+        name: name.into(),
+        array,
+        dims: vec!["time".into(), "y".into(), "x".into()],
+        strides: strides.iter().map(|(d, s)| ((*d).to_owned(), *s)).collect(),
+        full: vec![],
+    }
+}
+
+fn crop(t: u64, y: u64, x: u64) -> BTreeMap<String, u64> {
+    [
+        ("time".to_owned(), t),
+        ("y".to_owned(), y),
+        ("x".to_owned(), x),
+    ]
+    .into_iter()
+    .collect()
+}
+
+fn u32s(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_ne_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+#[test]
+fn joint_crops_cover_the_same_window() {
+    let dir = tempfile::tempdir().unwrap();
+    // Satellite: 15-minute steps; NWP: hourly (stride 4 in time) on a grid half as fine in space.
+    let sat = array(dir.path(), "sat", [48, 40, 40], [4, 16, 16]);
+    let nwp = array(dir.path(), "nwp", [12, 20, 20], [2, 10, 10]);
+    let g = Geometry::new(
+        vec![
+            spec("sat", sat, &[]),
+            spec("nwp", nwp, &[("time", 4), ("y", 2), ("x", 2)]),
+        ],
+        &crop(8, 8, 8),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    assert_eq!(g.step, vec![4, 2, 2]);
+    assert_eq!(g.crop_shape(1), vec![2, 4, 4]);
+    let s = Schedule::new(
+        g,
+        Mode::Random {
+            samples_per_epoch: Some(40),
+        },
+        7,
+        0,
+        0,
+        1,
+    )
+    .unwrap();
+    let p = Prefetcher::start(s, 8, 0, 2, true);
+    let mut batches = 0;
+    while let Some(batch) = p.next() {
+        let batch = batch.unwrap();
+        batches += 1;
+        assert_eq!(batch.arrays[0].0, vec![8, 8, 8, 8]);
+        assert_eq!(batch.arrays[1].0, vec![8, 2, 4, 4]);
+        let sat = u32s(&batch.arrays[0].1);
+        let nwp = u32s(&batch.arrays[1].1);
+        for (b, w) in batch.windows.iter().enumerate() {
+            // The satellite crop starts at the window; the NWP crop at the window / strides.
+            assert_eq!(sat[b * 512], (w[0] * 10000 + w[1] * 100 + w[2]) as u32);
+            assert_eq!(
+                nwp[b * 32],
+                (w[0] / 4 * 10000 + w[1] / 2 * 100 + w[2] / 2) as u32
+            );
+            // Last element of each crop.
+            assert_eq!(
+                sat[b * 512 + 511],
+                ((w[0] + 7) * 10000 + (w[1] + 7) * 100 + w[2] + 7) as u32
+            );
+            assert_eq!(
+                nwp[b * 32 + 31],
+                ((w[0] / 4 + 1) * 10000 + (w[1] / 2 + 3) * 100 + w[2] / 2 + 3) as u32
+            );
+        }
+        for (a, (_, buf)) in batch.arrays.into_iter().enumerate() {
+            p.pools()[a].give_back(buf);
+        }
+    }
+    assert_eq!(batches, 5);
+}
+
+#[test]
+fn deterministic_disjoint_and_resumable() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = array(dir.path(), "a", [10, 30, 30], [5, 10, 10]);
+    let g = Geometry::new(vec![spec("a", a, &[])], &crop(2, 5, 5), &BTreeMap::new()).unwrap();
+    let grid = Mode::Grid {
+        stride: vec![2, 5, 5],
+    };
+    let windows = |rank, world, epoch, seed| {
+        let s = Schedule::new(g.clone(), grid.clone(), seed, epoch, rank, world).unwrap();
+        (0..s.len().unwrap())
+            .map(|i| s.window(i).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let all = windows(0, 1, 0, 1);
+    assert_eq!(all.len(), 5 * 6 * 6, "every grid cell once");
+    assert_eq!(all.iter().collect::<HashSet<_>>().len(), all.len());
+    assert_eq!(windows(0, 1, 0, 1), all, "same seed and epoch: same order");
+    assert_ne!(windows(0, 1, 1, 1), all, "another epoch: another order");
+    let r0 = windows(0, 3, 0, 1);
+    let r1 = windows(1, 3, 0, 1);
+    let r2 = windows(2, 3, 0, 1);
+    assert_eq!(r0.len(), 60);
+    let union: HashSet<_> = r0.iter().chain(&r1).chain(&r2).collect();
+    assert_eq!(union.len(), 180, "ranks are disjoint and cover the epoch");
+    // Resuming at batch 3 gives exactly batches 3.. of an uninterrupted run.
+    let s = Schedule::new(g.clone(), grid.clone(), 1, 0, 0, 1).unwrap();
+    let full: Vec<_> = {
+        let p = Prefetcher::start(s.clone(), 16, 0, 2, false);
+        std::iter::from_fn(|| p.next())
+            .map(|b| b.unwrap().windows)
+            .collect()
+    };
+    let resumed: Vec<_> = {
+        let p = Prefetcher::start(s, 16, 3, 2, false);
+        std::iter::from_fn(|| p.next())
+            .map(|b| b.unwrap().windows)
+            .collect()
+    };
+    assert_eq!(resumed, full[3..]);
+    assert_eq!(
+        full.len(),
+        180usize.div_ceil(16),
+        "drop_last off keeps the short batch"
+    );
+    // Random mode: positions on the step grid inside bounds, reproducible.
+    let r = Schedule::new(
+        g.clone(),
+        Mode::Random {
+            samples_per_epoch: None,
+        },
+        3,
+        2,
+        1,
+        2,
+    )
+    .unwrap();
+    assert_eq!(r.len(), None);
+    for i in 0..500 {
+        let w = r.window(i).unwrap();
+        assert!(w[0] <= 8 && w[1] <= 25 && w[2] <= 25, "{w:?}");
+        assert_eq!(w, r.window(i).unwrap());
+    }
+    // Ordered: time is walked in order.
+    let o = Schedule::new(
+        g,
+        Mode::Ordered {
+            stride: vec![1, 25, 25],
+            dim: 0,
+        },
+        0,
+        0,
+        0,
+        1,
+    )
+    .unwrap();
+    let times: Vec<u64> = (0..o.len().unwrap())
+        .map(|i| o.window(i).unwrap()[0])
+        .collect();
+    assert!(times.windows(2).all(|p| p[0] <= p[1]), "{times:?}");
+    assert_eq!(times.len(), 9 * 2 * 2);
+}
+
+#[test]
+fn construction_errors_name_array_and_dimension() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = array(dir.path(), "a", [10, 30, 30], [5, 10, 10]);
+    let b = array(dir.path(), "b", [3, 15, 15], [3, 5, 5]);
+    let err = |arrays: Vec<ArraySpec>, c| {
+        Geometry::new(arrays, &c, &BTreeMap::new())
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(err(vec![spec("a", a.clone(), &[])], crop(2, 31, 5))
+        .contains("array \"a\": crop 31 along \"y\" is larger than the array (30)"));
+    assert!(
+        err(vec![spec("a", a.clone(), &[("depth", 2)])], crop(2, 5, 5))
+            .contains("array \"a\" has no dimension \"depth\"")
+    );
+    let mut c = crop(2, 5, 5);
+    c.insert("band".into(), 3);
+    assert!(err(vec![spec("a", a.clone(), &[])], c).contains("\"band\""));
+    assert!(err(
+        vec![spec("a", a.clone(), &[]), spec("b", b, &[("time", 4)])],
+        crop(2, 5, 5)
+    )
+    .contains("array \"b\": crop 2 along \"time\" is not a multiple of its stride 4"));
+    let region: BTreeMap<String, (u64, u64)> =
+        [("time".to_owned(), (3u64, 4u64))].into_iter().collect();
+    assert!(
+        Geometry::new(vec![spec("a", a, &[])], &crop(2, 5, 5), &region)
+            .unwrap_err()
+            .to_string()
+            .contains("smaller than the crop")
+    );
+}
+
+#[test]
+fn a_corrupt_chunk_fails_one_batch_and_the_sampler_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = array(dir.path(), "a", [4, 20, 20], [4, 10, 10]);
+    let chunk = dir.path().join("a/c/0/0/0");
+    let mut bytes = std::fs::read(&chunk).unwrap();
+    bytes[10] ^= 0xff;
+    std::fs::write(&chunk, bytes).unwrap();
+    let g = Geometry::new(vec![spec("a", a, &[])], &crop(4, 10, 10), &BTreeMap::new()).unwrap();
+    // Ordered grid: batch 0 is the corrupt chunk's window, batch 1 another chunk.
+    let s = Schedule::new(
+        g,
+        Mode::Ordered {
+            stride: vec![4, 10, 10],
+            dim: 1,
+        },
+        0,
+        0,
+        0,
+        1,
+    )
+    .unwrap();
+    let p = Prefetcher::start(s, 1, 0, 2, false);
+    let first = p.next().unwrap().unwrap_err();
+    assert!(matches!(first, SamplerError::Read { .. }), "{first}");
+    let text = first.to_string();
+    assert!(
+        text.contains("array \"a\"") && text.contains("c/0/0/0"),
+        "{text}"
+    );
+    let second = p.next().unwrap().unwrap();
+    assert_eq!(second.index, 1);
+    assert_eq!(std::iter::from_fn(|| p.next()).count(), 2);
+}
