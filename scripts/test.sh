@@ -10,3 +10,4 @@ cargo test --workspace --all-targets
 cargo test --workspace --doc
 bash scripts/build-python.sh
 .venv/bin/python -m pytest python/tests -q
+bash scripts/test-zarr34.sh

@@ -1,0 +1,50 @@
+"""zarr-python 3.4's shared CodecPipeline behaviour suite (from its sdist), run against
+zuring's pipeline. Needs Python >= 3.12 and zarr 3.4; ``scripts/test.sh`` runs it on CPython 3.13.
+The suite file is loaded from the sdist unpacked under ``$ZARR_SDIST`` (default
+``.cache/zarr-3.4.2``)."""
+
+import importlib.util
+import os
+import pathlib
+import sys
+
+import pytest
+
+sdist = pathlib.Path(os.environ.get("ZARR_SDIST", pathlib.Path(__file__).parents[2] / ".cache" / "zarr-3.4.2"))
+suite_path = sdist / "tests" / "test_codec_pipeline_suite.py"
+if not suite_path.exists():
+    pytest.skip(f"zarr sdist not found at {sdist}", allow_module_level=True)
+spec = importlib.util.spec_from_file_location("zarr_codec_pipeline_suite", suite_path)
+suite = importlib.util.module_from_spec(spec)
+sys.modules["zarr_codec_pipeline_suite"] = suite
+spec.loader.exec_module(suite)
+
+
+class TestZuringPipeline(suite.CodecPipelineTests):
+    pipeline_path = "zuring.ZuringCodecPipeline"
+
+
+class TestZuringPipelineLocalStore(suite.CodecPipelineTests):
+    """The same suite on a LocalStore, where zuring's Rust path serves reads and writes."""
+
+    pipeline_path = "zuring.ZuringCodecPipeline"
+
+    @pytest.fixture
+    def store(self, tmp_path):
+        from zarr.storage import LocalStore
+
+        return LocalStore(tmp_path / "store")
+
+    def test_native_path_ran(self, tmp_path):
+        import numpy as np
+        import zarr
+
+        from zuring import pipeline as zp
+
+        with zarr.config.set({"codec_pipeline.path": self.pipeline_path}):
+            a = zarr.create_array(store=str(tmp_path / "n"), shape=(10, 10), chunks=(3, 3), shards=(6, 6), dtype="int16")
+            before = dict(zp.STATS)
+            a[2:9, 1:8] = 5
+            np.testing.assert_array_equal(a[2:9, 1:8], 5)
+        assert zp.STATS["native_reads"] > before["native_reads"]
+        assert zp.STATS["native_writes"] > before["native_writes"]
