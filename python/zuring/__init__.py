@@ -9,6 +9,7 @@
 from zuring._native import CorruptDataError, UnsupportedError, ZuringError
 from zuring._native import Buffer, Reader
 from zuring.array import Array, create_array, open_array
+from zuring.sampler import CropSampler
 
 
 def __getattr__(name: str):
@@ -24,6 +25,7 @@ __all__ = [
     "Array",
     "Buffer",
     "CorruptDataError",
+    "CropSampler",
     "Reader",
     "UnsupportedError",
     "ZuringCodecPipeline",

@@ -93,6 +93,10 @@ class Array:
     def __len__(self) -> int:
         return self.shape[0] if self.shape else 0
 
+    def __reduce__(self):
+        # Pickles by path (dask workers, spawned DataLoader workers reopen the array).
+        return (open_array, (self.path,))
+
     def __repr__(self) -> str:
         return f"<zuring.Array {self.path!r} shape={self.shape} dtype={self.dtype} chunks={self.chunks} shards={self.shards}>"
 

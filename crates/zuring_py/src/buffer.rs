@@ -1,6 +1,7 @@
-//! `zuring._native.Buffer`: bytes read by zuring, exposed through the buffer protocol without a
-//! copy. The memory returns to zuring's pool when the buffer is released (explicitly, or when
-//! the last Python reference and export go away).
+//! `zuring._native.Buffer`: bytes owned by zuring, exposed through the buffer protocol without a
+//! copy: read-only bytes from the range reader, or a writable batch buffer of the sampler. The
+//! memory returns to its pool when the buffer is released (explicitly, or when the last Python
+//! reference and export go away).
 #![allow(unsafe_code)]
 
 use std::ffi::c_int;
@@ -11,9 +12,45 @@ use pyo3::exceptions::PyBufferError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
+/// Where the memory lives.
+enum Storage {
+    /// Read-only bytes (a view of a pooled read buffer).
+    Bytes(Bytes),
+    /// A writable vector, handed to `recycle` when released.
+    Vec(Vec<u8>),
+}
+
+impl Storage {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Bytes(b) => b,
+            Self::Vec(v) => v,
+        }
+    }
+}
+
+type Recycle = Box<dyn FnOnce(Vec<u8>) + Send>;
+
 struct State {
-    bytes: Option<Bytes>,
+    bytes: Option<Storage>,
     exports: usize,
+    recycle: Option<Recycle>,
+}
+
+impl State {
+    fn release(&mut self) {
+        if let Some(Storage::Vec(v)) = self.bytes.take() {
+            if let Some(recycle) = self.recycle.take() {
+                recycle(v);
+            }
+        }
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 /// A read-only view of bytes read by zuring (supports `memoryview`, `numpy.frombuffer`, ...).
@@ -34,8 +71,20 @@ impl Buffer {
     pub fn new(bytes: Bytes) -> Self {
         Self {
             state: Mutex::new(State {
-                bytes: Some(bytes),
+                bytes: Some(Storage::Bytes(bytes)),
                 exports: 0,
+                recycle: None,
+            }),
+        }
+    }
+
+    /// A writable buffer over `vec`, given to `recycle` when released.
+    pub fn from_vec(vec: Vec<u8>, recycle: impl FnOnce(Vec<u8>) + Send + 'static) -> Self {
+        Self {
+            state: Mutex::new(State {
+                bytes: Some(Storage::Vec(vec)),
+                exports: 0,
+                recycle: Some(Box::new(recycle)),
             }),
         }
     }
@@ -46,7 +95,7 @@ impl Buffer {
     fn __len__(&self) -> usize {
         self.state
             .lock()
-            .map_or(0, |s| s.bytes.as_ref().map_or(0, Bytes::len))
+            .map_or(0, |s| s.bytes.as_ref().map_or(0, |b| b.as_slice().len()))
     }
 
     /// Return the memory to zuring's pool now. Fails while a memoryview or array still uses it.
@@ -61,6 +110,7 @@ impl Buffer {
                 state.exports
             )));
         }
+        state.release();
         state.bytes = None;
         Ok(())
     }
@@ -79,7 +129,7 @@ impl Buffer {
         state
             .bytes
             .as_ref()
-            .map(|b| b.to_vec())
+            .map(|b| b.as_slice().to_vec())
             .ok_or_else(|| PyBufferError::new_err("buffer was released"))
     }
 
@@ -93,31 +143,34 @@ impl Buffer {
         if view.is_null() {
             return Err(PyBufferError::new_err("null view"));
         }
-        if flags & ffi::PyBUF_WRITABLE == ffi::PyBUF_WRITABLE {
-            return Err(PyBufferError::new_err("zuring buffers are read-only"));
-        }
-        let (ptr, len) = {
+        let (ptr, len, writable) = {
             let mut state = slf
                 .state
                 .lock()
                 .map_err(|_| PyBufferError::new_err("buffer lock poisoned"))?;
-            let Some(bytes) = state.bytes.as_ref() else {
+            let Some(storage) = state.bytes.as_ref() else {
                 return Err(PyBufferError::new_err("buffer was released"));
             };
-            let out = (bytes.as_ptr(), bytes.len());
+            let writable = matches!(storage, Storage::Vec(_));
+            if flags & ffi::PyBUF_WRITABLE == ffi::PyBUF_WRITABLE && !writable {
+                return Err(PyBufferError::new_err("this zuring buffer is read-only"));
+            }
+            let bytes = storage.as_slice();
+            let out = (bytes.as_ptr(), bytes.len(), writable);
             state.exports += 1;
             out
         };
         let py = slf.py();
         let owner: Py<PyAny> = slf.into_pyobject(py)?.into_any().unbind();
         // SAFETY: `view` is non-null and CPython hands us a struct to fill. The memory stays
-        // alive while exported: `release` refuses while `exports > 0`, and `obj` keeps this
-        // object (and its bytes) alive until `__releasebuffer__`.
+        // alive and unmoved while exported: `release` refuses while `exports > 0`, the vector is
+        // never resized, and `obj` keeps this object alive until `__releasebuffer__`. Writable
+        // exports are only of vectors this buffer owns alone.
         unsafe {
             (*view).obj = owner.into_ptr();
             (*view).buf = ptr.cast_mut().cast();
             (*view).len = isize::try_from(len).unwrap_or(isize::MAX);
-            (*view).readonly = 1;
+            (*view).readonly = c_int::from(!writable);
             (*view).itemsize = 1;
             (*view).format = if flags & ffi::PyBUF_FORMAT == ffi::PyBUF_FORMAT {
                 c"B".as_ptr().cast_mut()

@@ -7,6 +7,7 @@ mod array;
 mod buffer;
 mod errors;
 mod reader;
+mod sampler;
 
 use pyo3::prelude::*;
 
@@ -16,6 +17,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<array::Array>()?;
     m.add_class::<buffer::Buffer>()?;
     m.add_class::<reader::Reader>()?;
+    m.add_class::<sampler::Sampler>()?;
     m.add_function(wrap_pyfunction!(array::open_array, m)?)?;
     m.add_function(wrap_pyfunction!(array::create_array, m)?)?;
     m.add_function(wrap_pyfunction!(array::open_array_with_metadata, m)?)?;

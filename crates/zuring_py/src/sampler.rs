@@ -1,0 +1,261 @@
+//! `zuring._native.Sampler`: the crop sampler's prefetching iterator for Python.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use zuring_array::ZarrArray;
+use zuring_sampler::{ArraySpec, Geometry, Mode, Prefetcher, SamplerError, Schedule};
+
+use crate::buffer::Buffer;
+use crate::errors;
+
+fn sampler_error(err: SamplerError) -> PyErr {
+    match err {
+        SamplerError::Config(message) => PyValueError::new_err(message),
+        SamplerError::Read { array, source } => {
+            let py_err = errors::array(source);
+            Python::attach(|py| {
+                let text = format!("array {array:?}: {}", py_err.value(py));
+                PyErr::from_type(py_err.get_type(py), text)
+            })
+        }
+        other => PyRuntimeError::new_err(other.to_string()),
+    }
+}
+
+/// The prefetching iterator behind `zuring.CropSampler`.
+#[pyclass(module = "zuring._native", frozen)]
+pub struct Sampler {
+    geometry: Geometry,
+    mode: Mode,
+    batch_size: usize,
+    seed: u64,
+    rank: u64,
+    world_size: u64,
+    prefetch: usize,
+    drop_last: bool,
+    running: Mutex<Option<Prefetcher>>,
+}
+
+impl std::fmt::Debug for Sampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sampler")
+            .field("dims", &self.geometry.dims)
+            .field("batch_size", &self.batch_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One input: (name, path, dimension names, strides per dimension, dimensions taken whole).
+type ArrayArg = (
+    String,
+    PathBuf,
+    Vec<String>,
+    HashMap<String, u64>,
+    Vec<String>,
+);
+
+#[pymethods]
+impl Sampler {
+    #[new]
+    #[pyo3(signature = (arrays, crop, batch_size, seed, mode, grid_stride, ordered_dim, samples_per_epoch, region, rank, world_size, prefetch, drop_last))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        arrays: Vec<ArrayArg>,
+        crop: HashMap<String, u64>,
+        batch_size: usize,
+        seed: u64,
+        mode: &str,
+        grid_stride: Option<HashMap<String, u64>>,
+        ordered_dim: Option<String>,
+        samples_per_epoch: Option<u64>,
+        region: HashMap<String, (u64, u64)>,
+        rank: u64,
+        world_size: u64,
+        prefetch: usize,
+        drop_last: bool,
+    ) -> PyResult<Self> {
+        if batch_size == 0 {
+            return Err(PyValueError::new_err("batch_size must be positive"));
+        }
+        let specs = py
+            .detach(|| {
+                arrays
+                    .into_iter()
+                    .map(|(name, path, dims, strides, full)| {
+                        let array = ZarrArray::open(&path)?;
+                        Ok(ArraySpec {
+                            name,
+                            array: Arc::new(array),
+                            dims,
+                            strides: strides.into_iter().collect(),
+                            full,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, zuring_array::ArrayError>>()
+            })
+            .map_err(errors::array)?;
+        let crop: BTreeMap<String, u64> = crop.into_iter().collect();
+        let region: BTreeMap<String, (u64, u64)> = region.into_iter().collect();
+        let geometry = Geometry::new(specs, &crop, &region).map_err(sampler_error)?;
+        let stride_for = |given: Option<HashMap<String, u64>>| -> Vec<u64> {
+            geometry
+                .dims
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    given
+                        .as_ref()
+                        .and_then(|g| g.get(d).copied())
+                        .unwrap_or(geometry.crop[i])
+                })
+                .collect()
+        };
+        let mode = match mode {
+            "random" => Mode::Random { samples_per_epoch },
+            "grid" => Mode::Grid {
+                stride: stride_for(grid_stride),
+            },
+            "ordered" => {
+                let dim = ordered_dim
+                    .ok_or_else(|| PyValueError::new_err("mode='ordered' needs ordered_dim"))?;
+                let index = geometry
+                    .dims
+                    .iter()
+                    .position(|d| *d == dim)
+                    .ok_or_else(|| {
+                        PyValueError::new_err(format!(
+                            "ordered_dim {dim:?} is not a cropped dimension {:?}",
+                            geometry.dims
+                        ))
+                    })?;
+                Mode::Ordered {
+                    stride: stride_for(grid_stride),
+                    dim: index,
+                }
+            }
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "mode must be 'random', 'grid' or 'ordered', not {other:?}"
+                )))
+            }
+        };
+        // Check the schedule once (rank, strides) so that errors surface at construction.
+        Schedule::new(geometry.clone(), mode.clone(), seed, 0, rank, world_size)
+            .map_err(sampler_error)?;
+        Ok(Self {
+            geometry,
+            mode,
+            batch_size,
+            seed,
+            rank,
+            world_size,
+            prefetch: prefetch.max(1),
+            drop_last,
+            running: Mutex::new(None),
+        })
+    }
+
+    /// Number of batches per epoch for this rank, or None when the epoch is endless.
+    fn batches(&self) -> PyResult<Option<u64>> {
+        let schedule = Schedule::new(
+            self.geometry.clone(),
+            self.mode.clone(),
+            self.seed,
+            0,
+            self.rank,
+            self.world_size,
+        )
+        .map_err(sampler_error)?;
+        Ok(schedule.len().map(|n| {
+            let b = self.batch_size as u64;
+            if self.drop_last {
+                n / b
+            } else {
+                n.div_ceil(b)
+            }
+        }))
+    }
+
+    /// The cropped dimensions, in order.
+    #[getter]
+    fn dims(&self) -> Vec<String> {
+        self.geometry.dims.clone()
+    }
+
+    /// Per array: its crop shape.
+    fn crop_shapes(&self) -> Vec<Vec<u64>> {
+        (0..self.geometry.arrays.len())
+            .map(|a| self.geometry.crop_shape(a))
+            .collect()
+    }
+
+    /// (Re)start prefetching `epoch` from batch `first_batch`.
+    fn start(&self, py: Python<'_>, epoch: u64, first_batch: u64) -> PyResult<()> {
+        let schedule = Schedule::new(
+            self.geometry.clone(),
+            self.mode.clone(),
+            self.seed,
+            epoch,
+            self.rank,
+            self.world_size,
+        )
+        .map_err(sampler_error)?;
+        let prefetcher = Prefetcher::start(
+            schedule,
+            self.batch_size,
+            first_batch,
+            self.prefetch,
+            self.drop_last,
+        );
+        let old = self
+            .running
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("sampler lock poisoned"))?
+            .replace(prefetcher);
+        // Stopping the old prefetcher joins its thread: do it without the GIL.
+        py.detach(move || drop(old));
+        Ok(())
+    }
+
+    /// The next batch: per array (shape, writable buffer whose memory returns to the sampler's
+    /// pool when released), plus the windows; None at the end of the epoch.
+    #[allow(clippy::type_complexity)]
+    fn next(&self, py: Python<'_>) -> PyResult<Option<(Vec<(Vec<u64>, Buffer)>, Vec<Vec<u64>>)>> {
+        let guard = self
+            .running
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("sampler lock poisoned"))?;
+        let Some(prefetcher) = guard.as_ref() else {
+            return Err(PyTypeError::new_err("call start() first"));
+        };
+        let item = py.detach(|| prefetcher.next());
+        let Some(item) = item else { return Ok(None) };
+        let batch = item.map_err(sampler_error)?;
+        let arrays = batch
+            .arrays
+            .into_iter()
+            .zip(prefetcher.pools())
+            .map(|((shape, data), pool)| {
+                let pool = Arc::clone(pool);
+                (shape, Buffer::from_vec(data, move |v| pool.give_back(v)))
+            })
+            .collect();
+        Ok(Some((arrays, batch.windows)))
+    }
+
+    /// Stop prefetching.
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        let old = self
+            .running
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("sampler lock poisoned"))?
+            .take();
+        py.detach(move || drop(old));
+        Ok(())
+    }
+}

@@ -1,0 +1,124 @@
+"""zuring.CropSampler: joint windows, determinism, resumption, rank splits, errors."""
+
+import numpy as np
+import pytest
+
+import zuring
+
+
+def coord_array(path, shape, chunks, shards=None, dims=("time", "y", "x"), dtype="int64", stride=(1, 1, 1)):
+    """An array whose values encode their coordinates (in the reference grid: coord * stride)."""
+    meta = {
+        "zarr_format": 3, "node_type": "array", "shape": list(shape), "data_type": dtype,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(shards or chunks)}},
+        "chunk_key_encoding": {"name": "default"}, "fill_value": 0, "dimension_names": list(dims),
+        "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "zstd", "configuration": {"level": 1, "checksum": True}}],
+    }
+    if shards:
+        meta["codecs"] = [{"name": "sharding_indexed", "configuration": {"chunk_shape": list(chunks), "codecs": meta["codecs"],
+                           "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]}}]
+    a = zuring.create_array(path, meta)
+    grids = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, stride)], indexing="ij")
+    values = sum(g * 1000 ** (len(shape) - 1 - i) for i, g in enumerate(grids))
+    a[...] = values.astype(dtype)
+    return a
+
+
+def starts_of(batch):
+    """Window starts decoded from each crop's first value."""
+    first = batch.reshape(batch.shape[0], -1)[:, 0]
+    return [tuple(int(v) // 1000 ** (2 - i) % 1000 for i in range(3)) for v in first]
+
+
+def test_single_array_batches_are_the_windows(tmp_path):
+    a = coord_array(tmp_path / "a", (20, 50, 60), (4, 10, 10), (8, 20, 20))
+    s = zuring.CropSampler(a, (4, 16, 16), batch_size=8, seed=3, samples_per_epoch=64)
+    assert len(s) == 8
+    n = 0
+    for batch in s:
+        assert batch.shape == (8, 4, 16, 16) and batch.dtype == np.int64 and batch.flags.c_contiguous
+        for crop, w in zip(batch, s.last_windows):
+            np.testing.assert_array_equal(crop, a[w[0] : w[0] + 4, w[1] : w[1] + 16, w[2] : w[2] + 16])
+        n += 1
+    assert n == 8
+
+
+def test_joint_crops_at_different_resolutions(tmp_path):
+    sat = coord_array(tmp_path / "sat", (48, 40, 40), (4, 8, 8))
+    # Hourly NWP with two channels (taken whole), on the satellite's time grid / 4.
+    nwp = coord_array(tmp_path / "nwp", (12, 40, 2), (3, 20, 2), dims=("time", "y", "channel"), stride=(4, 1, 1))
+    s = zuring.CropSampler(
+        {"sat": sat, "nwp": nwp}, {"time": 8, "y": 8, "x": 8}, batch_size=4, seed=1, samples_per_epoch=16,
+        strides={"nwp": {"time": 4}}, full_dims={"nwp": ["channel"]},
+    )
+    assert s.crop_shapes() == {"sat": (8, 8, 8), "nwp": (2, 8, 2)}
+    for batch in s:
+        assert set(batch) == {"sat", "nwp"}
+        for b, (t, y, x) in enumerate(s.last_windows):
+            assert t % 4 == 0
+            assert batch["sat"][b, 0, 0, 0] == t * 1_000_000 + y * 1000 + x
+            # The NWP crop covers the same hours: its first time step is the window's hour.
+            assert batch["nwp"][b, 0, 0, 0] == t * 1_000_000 + y * 1000
+            assert batch["nwp"][b, 1, 0, 1] == (t + 4) * 1_000_000 + y * 1000 + 1
+
+
+def test_deterministic_resumable_and_rank_disjoint(tmp_path):
+    a = coord_array(tmp_path / "a", (16, 40, 40), (4, 10, 10))
+    kw = dict(batch_size=5, seed=9, mode="grid", drop_last=False)
+    windows = lambda s: [tuple(w) for _ in s for w in s.last_windows]  # noqa: E731
+    s1 = zuring.CropSampler(a, (4, 10, 10), **kw)
+    first = windows(s1)
+    # A 4 x 4 x 4 grid of tiles; 13 batches, the last one short.
+    assert len(s1) == 13 and len(first) == 64 and len(set(first)) == 64
+    assert windows(zuring.CropSampler(a, (4, 10, 10), **kw)) == first
+    s1.set_epoch(1)
+    assert windows(s1) != first and sorted(windows(s1)) == sorted(first)
+    # Resume from a state dict taken after 3 batches.
+    s2 = zuring.CropSampler(a, (4, 10, 10), **kw)
+    it = iter(s2)
+    got = [tuple(w) for _ in range(3) for w in (next(it), s2.last_windows)[1]]
+    state = s2.state_dict()
+    assert state["batches_served"] == 3
+    s3 = zuring.CropSampler(a, (4, 10, 10), **kw)
+    s3.load_state_dict(state)
+    assert got + windows(s3) == first
+    # Two ranks: disjoint halves.
+    r = [windows(zuring.CropSampler(a, (4, 10, 10), rank=k, world_size=2, **kw)) for k in (0, 1)]
+    assert not set(r[0]) & set(r[1]) and len(r[0]) == len(r[1]) == 32
+    assert set(r[0]) | set(r[1]) == set(first)
+
+
+def test_ordered_mode_walks_time_in_order(tmp_path):
+    a = coord_array(tmp_path / "a", (12, 20, 20), (3, 10, 10))
+    s = zuring.CropSampler(a, (3, 20, 20), batch_size=2, mode="ordered", ordered_dim="time", stride=(1, 20, 20), drop_last=False)
+    times = [w[0] for _ in s for w in s.last_windows]
+    assert times == list(range(10))
+
+
+def test_construction_errors(tmp_path):
+    a = coord_array(tmp_path / "a", (10, 20, 20), (5, 10, 10))
+    with pytest.raises(ValueError, match=r'array "data": crop 30 along "y" is larger than the array \(20\)'):
+        zuring.CropSampler(a, (2, 30, 5), batch_size=2)
+    with pytest.raises(ValueError, match="band"):
+        zuring.CropSampler(a, {"time": 2, "y": 5, "x": 5, "band": 1}, batch_size=2)
+    with pytest.raises(ValueError, match='has no dimension "depth"'):
+        zuring.CropSampler({"a": a}, {"time": 2, "y": 5, "x": 5}, batch_size=2, full_dims={"a": ["depth"]})
+    with pytest.raises(TypeError):
+        len(zuring.CropSampler(a, (2, 5, 5), batch_size=2))
+
+
+def test_corrupt_chunk_mid_epoch(tmp_path):
+    a = coord_array(tmp_path / "a", (4, 20, 20), (4, 10, 10))
+    chunk = tmp_path / "a" / "c" / "0" / "1" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[8] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    s = zuring.CropSampler(a, (4, 10, 10), batch_size=1, mode="ordered", ordered_dim="y", stride=(4, 10, 10), drop_last=False)
+    seen = []
+    with pytest.raises(zuring.CorruptDataError, match=r'array "data".*c/0/1/0'):
+        for batch in s:
+            seen.append(starts_of(batch)[0])
+    # Iterating again continues after the failed batch.
+    rest = [starts_of(b)[0] for b in s]
+    assert seen == [(0, 0, 0), (0, 0, 10)]
+    assert rest == [(0, 10, 10)]

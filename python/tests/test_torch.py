@@ -1,0 +1,63 @@
+"""zuring.torch.CropDataset in PyTorch DataLoaders: workers and ranks split the epoch."""
+
+import multiprocessing as mp
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch.utils.data import DataLoader  # noqa: E402
+
+import zuring  # noqa: E402
+from zuring.torch import CropDataset  # noqa: E402
+
+from test_sampler import coord_array, starts_of  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def arr(tmp_path_factory):
+    return coord_array(tmp_path_factory.mktemp("t") / "a", (8, 40, 40), (4, 10, 10), (8, 20, 20))
+
+
+def windows_of(loader):
+    out = []
+    for batch in loader:
+        assert isinstance(batch, torch.Tensor) and batch.dtype == torch.int64
+        out.extend(starts_of(batch.numpy()))
+    return out
+
+
+ALL = {(t, y, x) for t in (0, 4) for y in range(0, 40, 10) for x in range(0, 40, 10)}
+
+
+@pytest.mark.parametrize("workers,context", [(0, None), (2, "fork"), (2, "spawn")])
+def test_dataloader_workers_split_the_epoch(arr, workers, context):
+    ds = CropDataset(arr, (4, 10, 10), batch_size=4, mode="grid", seed=2)
+    kwargs = {"multiprocessing_context": mp.get_context(context)} if context else {}
+    loader = DataLoader(ds, batch_size=None, num_workers=workers, **kwargs)
+    got = windows_of(loader)
+    assert len(got) == len(set(got)), "no window twice"
+    assert set(got) == ALL
+    # Another epoch: the same windows in another order.
+    ds.set_epoch(1)
+    again = windows_of(DataLoader(ds, batch_size=None, num_workers=workers, **kwargs))
+    assert set(again) == ALL and again != got
+
+
+def test_ddp_ranks_are_disjoint(arr):
+    seen = []
+    for rank in range(2):
+        ds = CropDataset(arr, (4, 10, 10), batch_size=4, mode="grid", seed=2, rank=rank, world_size=2)
+        seen.append(windows_of(DataLoader(ds, batch_size=None, num_workers=2)))
+    assert not set(seen[0]) & set(seen[1])
+    assert set(seen[0]) | set(seen[1]) == ALL
+
+
+def test_pin_memory_and_dicts(arr, tmp_path):
+    other = coord_array(tmp_path / "b", (8, 40, 40), (8, 20, 20), dtype="float32")
+    ds = CropDataset({"a": arr, "b": other}, {"time": 4, "y": 10, "x": 10}, batch_size=2, samples_per_epoch=8)
+    batches = list(DataLoader(ds, batch_size=None, num_workers=0, pin_memory=torch.cuda.is_available()))
+    assert len(batches) == 4
+    for b in batches:
+        assert b["a"].shape == (2, 4, 10, 10) and b["b"].dtype == torch.float32
+        np.testing.assert_array_equal(b["a"].numpy().astype("float32"), b["b"].numpy())

@@ -1,0 +1,188 @@
+"""``zuring.CropSampler``: batches of random crops of one or more arrays for training.
+
+Crops are read ahead on zuring's threads (``prefetch`` batches deep), delivered in order, and
+handed to Python as numpy arrays over recycled buffers (no copy). Window positions are a pure
+function of (seed, epoch, rank, world size), so runs are reproducible and resumable
+(``state_dict`` / ``load_state_dict``), and ranks never see the same window.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from zuring import _native
+from zuring.array import Array, open_array
+
+
+def _distributed_defaults() -> tuple[int, int]:
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+    except ImportError:
+        pass
+    return 0, 1
+
+
+def _as_array(a: Any) -> Array:
+    return a if isinstance(a, Array) else open_array(a)
+
+
+class CropSampler:
+    """Iterate over batches of joint random crops.
+
+    Parameters
+    ----------
+    arrays
+        One array (path or :class:`zuring.Array`), or a dict name -> array. Arrays share named
+        dimensions (``dimension_names`` in their metadata, or ``dims``).
+    crop
+        Crop size per dimension: a tuple (one per dimension of the first array) or a dict
+        dimension name -> size, in the units of the finest array (see ``strides``).
+    batch_size
+        Windows per batch.
+    seed
+        Seed of the window positions.
+    mode
+        ``"random"`` (uniform starts; ``samples_per_epoch`` per epoch or endless), ``"grid"``
+        (every start on a grid of ``stride`` once per epoch, shuffled) or ``"ordered"`` (the same
+        grid in order, walking ``ordered_dim`` slowest).
+    stride
+        Grid stride per dimension (dict or tuple); default: the crop size (non-overlapping tiles).
+    region
+        Restrict windows to ``start..stop`` per dimension, e.g. a train/validation split in time.
+    strides
+        Per array name, per dimension: how many units of the finest array one step of this array
+        spans (hourly NWP against 15-minute satellite: ``{"nwp": {"time": 4}}``).
+    full_dims
+        Per array name, dimensions taken whole (e.g. ``{"nwp": ["channel"]}``).
+    dims
+        Per array name, dimension names when the metadata has none.
+    rank, world_size
+        This process's share (default: from ``torch.distributed`` when initialised, else 0 / 1).
+    prefetch
+        Batches read ahead (memory: about ``(prefetch + 2) x`` batch bytes).
+    drop_last
+        Skip a final short batch.
+    """
+
+    def __init__(
+        self,
+        arrays: Any,
+        crop: Any,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        mode: str = "random",
+        samples_per_epoch: int | None = None,
+        stride: Any = None,
+        ordered_dim: str | None = None,
+        region: Mapping[str, tuple[int, int]] | None = None,
+        strides: Mapping[str, Mapping[str, int]] | None = None,
+        full_dims: Mapping[str, list[str]] | None = None,
+        dims: Mapping[str, list[str]] | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        prefetch: int = 2,
+        drop_last: bool = True,
+    ) -> None:
+        self._single = not isinstance(arrays, Mapping)
+        named = {"data": arrays} if self._single else dict(arrays)
+        self._arrays = {name: _as_array(a) for name, a in named.items()}
+        # With one array, per-array options may be given directly (not keyed by name).
+        if self._single and full_dims is not None and not isinstance(full_dims, Mapping):
+            full_dims = {"data": list(full_dims)}
+        if self._single and dims is not None and not isinstance(dims, Mapping):
+            dims = {"data": list(dims)}
+        strides = dict(strides or {})
+        full_dims = dict(full_dims or {})
+        dims = dict(dims or {})
+        specs = []
+        for name, arr in self._arrays.items():
+            names = list(dims.get(name) or arr.dimension_names or [])
+            if not names:
+                names = [f"dim_{i}" for i in range(arr.ndim)]
+            if any(n is None for n in names):
+                raise ValueError(f"array {name!r} has unnamed dimensions {names}; pass dims={{{name!r}: [...]}}")
+            specs.append((name, os.fspath(arr.path), names, dict(strides.get(name, {})), list(full_dims.get(name, []))))
+        first_dims = specs[0][2]
+        if not isinstance(crop, Mapping):
+            crop = tuple(crop)
+            if len(crop) != len(first_dims):
+                raise ValueError(f"crop {crop} needs one size per dimension of {specs[0][0]!r}: {first_dims}")
+            crop = {d: int(c) for d, c in zip(first_dims, crop) if d not in full_dims.get(specs[0][0], [])}
+        if stride is not None and not isinstance(stride, Mapping):
+            stride = {d: int(s) for d, s in zip(first_dims, tuple(stride))}
+        if rank is None or world_size is None:
+            r, w = _distributed_defaults()
+            rank = r if rank is None else rank
+            world_size = w if world_size is None else world_size
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank, self.world_size = rank, world_size
+        self._native = _native.Sampler(
+            specs, {k: int(v) for k, v in crop.items()}, batch_size, seed, mode,
+            None if stride is None else {k: int(v) for k, v in stride.items()}, ordered_dim,
+            samples_per_epoch, {k: (int(a), int(b)) for k, (a, b) in (region or {}).items()},
+            rank, world_size, prefetch, drop_last,
+        )
+        self._names = list(self._arrays)
+        self._dtypes = [a.dtype for a in self._arrays.values()]
+        self.epoch = 0
+        self._served = 0
+        self.last_windows: list[list[int]] = []
+
+    @property
+    def dims(self) -> list[str]:
+        """The cropped dimensions."""
+        return list(self._native.dims)
+
+    def crop_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {n: tuple(s) for n, s in zip(self._names, self._native.crop_shapes())}
+
+    def __len__(self) -> int:
+        n = self._native.batches()
+        if n is None:
+            raise TypeError("the epoch is endless (mode='random' without samples_per_epoch)")
+        return n
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` at its first batch on the next iteration."""
+        self.epoch, self._served = int(epoch), 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "batches_served": self._served, "seed": self.seed, "rank": self.rank, "world_size": self.world_size}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("seed", self.seed) != self.seed:
+            raise ValueError(f"state is for seed {state['seed']}, this sampler has seed {self.seed}")
+        self.epoch, self._served = int(state["epoch"]), int(state["batches_served"])
+
+    def __iter__(self) -> Iterator[Any]:
+        self._native.start(self.epoch, self._served)
+        try:
+            while True:
+                try:
+                    item = self._native.next()
+                except Exception:
+                    # The failed batch is skipped: iterating again continues after it.
+                    self._served += 1
+                    raise
+                if item is None:
+                    break
+                arrays, windows = item
+                self._served += 1
+                self.last_windows = windows
+                out = {
+                    name: np.frombuffer(buf, dtype=dtype).reshape(shape)
+                    for name, dtype, (shape, buf) in zip(self._names, self._dtypes, arrays)
+                }
+                yield out["data"] if self._single else out
+            self._served = 0
+        finally:
+            self._native.stop()

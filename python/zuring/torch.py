@@ -1,0 +1,78 @@
+"""``zuring.torch.CropDataset``: :class:`zuring.CropSampler` as a PyTorch ``IterableDataset``.
+
+Yields whole batches (use ``DataLoader(dataset, batch_size=None)``). Work is split across
+DataLoader workers and DDP ranks without duplicates: worker ``w`` of ``W`` on rank ``r`` of ``R``
+takes share ``r * W + w`` of ``R * W``. The sampler is created inside each worker, so fork and
+spawn both work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from zuring.sampler import CropSampler, _distributed_defaults
+
+
+class CropDataset(IterableDataset):
+    """Same arguments as :class:`zuring.CropSampler`; ``as_tensors`` (default True) yields
+    ``torch.Tensor`` s sharing memory with the batch buffers (``pin_memory`` works on them)."""
+
+    def __init__(self, arrays: Any, crop: Any, batch_size: int, *, as_tensors: bool = True, **kwargs: Any) -> None:
+        super().__init__()
+        self._args = (arrays, crop, batch_size)
+        self._kwargs = kwargs
+        self._as_tensors = as_tensors
+        self.epoch = 0
+        # Build one sampler here to check the arguments early, and keep its length (the dataset
+        # itself stays picklable for spawned workers).
+        rank, world = self._share(None)
+        probe = CropSampler(*self._paths(), **{**kwargs, "rank": rank, "world_size": world})
+        try:
+            self._len: int | None = len(probe)
+        except TypeError:
+            self._len = None
+
+    def _paths(self) -> tuple:
+        arrays, crop, batch_size = self._args
+        from zuring.array import Array
+
+        def plain(a):
+            return a.path if isinstance(a, Array) else a
+
+        arrays = {k: plain(v) for k, v in arrays.items()} if isinstance(arrays, dict) else plain(arrays)
+        return arrays, crop, batch_size
+
+    def _share(self, info) -> tuple[int, int]:
+        rank = self._kwargs.get("rank")
+        world = self._kwargs.get("world_size")
+        if rank is None or world is None:
+            r, w = _distributed_defaults()
+            rank = r if rank is None else rank
+            world = w if world is None else world
+        if info is None:
+            return rank, world
+        return rank * info.num_workers + info.id, world * info.num_workers
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        if self._len is None:
+            raise TypeError("the epoch is endless (mode='random' without samples_per_epoch)")
+        return self._len
+
+    def __iter__(self):
+        rank, world = self._share(get_worker_info())
+        kwargs = {**self._kwargs, "rank": rank, "world_size": world}
+        sampler = CropSampler(*self._paths(), **kwargs)
+        sampler.set_epoch(self.epoch)
+        for batch in sampler:
+            if not self._as_tensors:
+                yield batch
+            elif isinstance(batch, dict):
+                yield {k: torch.from_numpy(v) for k, v in batch.items()}
+            else:
+                yield torch.from_numpy(batch)
