@@ -554,6 +554,25 @@ impl ZarrArray {
         crop_shape: &[u64],
         out: &mut [u8],
     ) -> Result<()> {
+        let (plan, out_shape) = self.plan_crops(starts, crop_shape)?;
+        self.check_out(&out_shape, out)?;
+        self.run(plan, out)
+    }
+
+    /// [`ZarrArray::read_crops_into`] into a new byte vector that is never zero-filled first
+    /// (the read writes every byte).
+    ///
+    /// # Errors
+    /// As [`ZarrArray::read_crops_into`].
+    pub fn read_crops_bytes(&self, starts: &[u64], crop_shape: &[u64]) -> Result<Vec<u8>> {
+        let (plan, out_shape) = self.plan_crops(starts, crop_shape)?;
+        let len = self.output_len(&out_shape)?;
+        fill_new(len, |view| self.run_view(plan, std::slice::from_ref(view)))
+    }
+
+    /// Check a batch of crops (before any IO) and plan it; returns the plan and output shape.
+    fn plan_crops(&self, starts: &[u64], crop_shape: &[u64]) -> Result<(ChunkPlan, Vec<u64>)> {
+        self.require_fixed_size()?;
         let ndim = self.layout.ndim();
         if crop_shape.len() != ndim || (ndim > 0 && starts.len() % ndim != 0) {
             return Err(ArrayError::selection(format!(
@@ -577,7 +596,6 @@ impl ZarrArray {
         }
         let mut out_shape = vec![batch as u64];
         out_shape.extend_from_slice(crop_shape);
-        self.check_out(&out_shape, out)?;
         let crop_len = num_elements(crop_shape)?;
         let strides: Arc<[usize]> = c_strides(crop_shape)?.into();
         let mut plan = ChunkPlan::new();
@@ -592,7 +610,7 @@ impl ZarrArray {
                 &strides,
             );
         }
-        self.run(plan, out)
+        Ok((plan, out_shape))
     }
 
     /// [`ZarrArray::read_crops_into`] into a new vector of `T`.

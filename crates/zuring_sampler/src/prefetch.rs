@@ -26,12 +26,9 @@ impl BufferPool {
         })
     }
 
-    fn take(&self) -> Vec<u8> {
-        self.free
-            .lock()
-            .ok()
-            .and_then(|mut f| f.pop())
-            .unwrap_or_else(|| vec![0u8; self.len])
+    /// A recycled buffer, if one is free.
+    fn take(&self) -> Option<Vec<u8>> {
+        self.free.lock().ok().and_then(|mut f| f.pop())
     }
 
     /// Give a buffer back for reuse (dropped when the pool is full or the size differs).
@@ -169,23 +166,34 @@ fn read_batch(
         for w in &windows {
             g.array_start(a, w, &mut starts);
         }
-        let mut buf = pools[a].take();
-        // A final short batch needs fewer bytes than the pool's full-batch buffers.
+        // A recycled buffer when one is free and fits (a final short batch needs fewer bytes),
+        // else a fresh one that is never zero-filled.
         let crop_bytes = crop_shapes[a].iter().product::<u64>() * spec.array.element_size() as u64;
-        buf.resize(
-            usize::try_from(crop_bytes).unwrap_or(usize::MAX) * windows.len(),
-            0,
-        );
-        if let Err(source) = spec
-            .array
-            .read_crops_into(&starts, &crop_shapes[a], &mut buf)
-        {
-            pools[a].give_back(buf);
-            return Err(SamplerError::Read {
-                array: spec.name.clone(),
-                source,
-            });
-        }
+        let needed = usize::try_from(crop_bytes).unwrap_or(usize::MAX) * windows.len();
+        let read = match pools[a].take() {
+            Some(mut buf) if buf.len() == needed => {
+                match spec
+                    .array
+                    .read_crops_into(&starts, &crop_shapes[a], &mut buf)
+                {
+                    Ok(()) => Ok(buf),
+                    Err(e) => {
+                        pools[a].give_back(buf);
+                        Err(e)
+                    }
+                }
+            }
+            other => {
+                if let Some(buf) = other {
+                    pools[a].give_back(buf);
+                }
+                spec.array.read_crops_bytes(&starts, &crop_shapes[a])
+            }
+        };
+        let buf = read.map_err(|source| SamplerError::Read {
+            array: spec.name.clone(),
+            source,
+        })?;
         let mut shape = vec![windows.len() as u64];
         shape.extend_from_slice(&crop_shapes[a]);
         arrays.push((shape, buf));
