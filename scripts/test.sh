@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run every test: formatting and lints, the Rust workspace's unit, integration, property and doc
-# tests (both IO backends), then the Python package's tests (against zarr-python).
+# tests (both IO backends, bounded fuzzing), the Python package's tests (against zarr-python 3.1.6
+# on Python 3.11), the conformance suite, and the package against zarr-python 3.4.2 on CPython 3.13.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-venv.sh
@@ -10,4 +11,8 @@ cargo test --workspace --all-targets
 cargo test --workspace --doc
 bash scripts/build-python.sh
 .venv/bin/python -m pytest python/tests -q
+# Conformance: fixtures written by zarr-python and tensorstore, negative fixtures; regenerates
+# the matrix in spec-tests/README.md from the results.
+.venv/bin/python -m pytest spec-tests -q -p no:cacheprovider
+.venv/bin/python spec-tests/report.py
 bash scripts/test-zarr34.sh

@@ -28,7 +28,7 @@ pub struct ArrayOptions {
     pub validate_checksums: bool,
     /// Bytes of decoded shard indexes kept (LRU). Default: 64 MiB.
     pub index_cache_bytes: usize,
-    /// The IO reader's options. Default: [`ReaderOptions::from_env`] (or its defaults).
+    /// The IO reader's options. Default: [`ReaderOptions::default`].
     pub reader: ReaderOptions,
 }
 
@@ -38,8 +38,50 @@ impl Default for ArrayOptions {
             threads: 0,
             validate_checksums: true,
             index_cache_bytes: 64 << 20,
-            reader: ReaderOptions::from_env().unwrap_or_default(),
+            reader: ReaderOptions::default(),
         }
+    }
+}
+
+fn env_number(name: &'static str) -> Result<Option<u64>> {
+    match std::env::var(name) {
+        Ok(v) => v.trim().parse::<u64>().map(Some).map_err(|_| {
+            ArrayError::Io(zuring_io::IoError::InvalidConfig {
+                name,
+                value: v,
+                expected: "a non-negative integer",
+            })
+        }),
+        Err(_) => Ok(None),
+    }
+}
+
+impl ArrayOptions {
+    /// The defaults with the environment applied: `ZURING_THREADS` (decode threads),
+    /// `ZURING_VALIDATE_CHECKSUMS` (`0` turns checksum validation off),
+    /// `ZURING_INDEX_CACHE_BYTES`, `ZURING_BUFFER_POOL_BYTES`, and the reader's `ZURING_IO` /
+    /// `ZURING_DIRECT_IO`.
+    ///
+    /// # Errors
+    /// [`ArrayError::Io`] with `InvalidConfig` naming a variable with a bad value.
+    pub fn from_env() -> Result<Self> {
+        let mut o = Self {
+            reader: ReaderOptions::from_env()?,
+            ..Self::default()
+        };
+        if let Some(n) = env_number("ZURING_THREADS")? {
+            o.threads = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Ok(v) = std::env::var("ZURING_VALIDATE_CHECKSUMS") {
+            o.validate_checksums = !matches!(v.trim(), "0" | "false" | "no" | "off");
+        }
+        if let Some(n) = env_number("ZURING_INDEX_CACHE_BYTES")? {
+            o.index_cache_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = env_number("ZURING_BUFFER_POOL_BYTES")? {
+            o.reader.buffer_pool_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        Ok(o)
     }
 }
 
@@ -67,16 +109,17 @@ impl Context {
         }))
     }
 
-    /// The process-wide context with default options.
+    /// The process-wide context, configured from the environment
+    /// ([`ArrayOptions::from_env`]).
     ///
     /// # Errors
-    /// When the IO backend cannot start.
+    /// When a variable is invalid or the IO backend cannot start.
     pub fn shared() -> Result<Arc<Self>> {
         static SHARED: OnceLock<Arc<Context>> = OnceLock::new();
         if let Some(ctx) = SHARED.get() {
             return Ok(Arc::clone(ctx));
         }
-        let ctx = Self::new(ArrayOptions::default())?;
+        let ctx = Self::new(ArrayOptions::from_env()?)?;
         Ok(Arc::clone(SHARED.get_or_init(|| ctx)))
     }
 

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Run every benchmark (root for cold-cache figures) and write their output to benches/results/.
+# Installs the peers the Python benchmarks compare against into .venv/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-venv.sh
+.venv/bin/python -m pip install -q zarrs tensorstore matplotlib xarray xbatcher dask
+command -v fio >/dev/null || { [ "$(id -u)" = 0 ] && apt-get install -y -qq fio >/dev/null 2>&1 || true; }
+cargo build --release -p zuring_benches
+bash scripts/build-python.sh
+./target/release/io_bench | tee benches/results/io_bench.txt
+./target/release/array_bench | tee benches/results/array_bench.txt
+.venv/bin/python benches/python/bench_pipeline.py | tee benches/results/bench_pipeline.txt
+.venv/bin/python benches/python/bench_sampler.py | tee benches/results/bench_sampler.txt
