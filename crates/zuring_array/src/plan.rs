@@ -236,6 +236,19 @@ pub fn plan_box(
     out_offset: usize,
     out_strides: &Arc<[usize]>,
 ) {
+    plan_box_to(plan, 0, chunk_shape, start, shape, out_offset, out_strides);
+}
+
+/// [`plan_box`] into output `target` of a multi-output plan.
+pub fn plan_box_to(
+    plan: &mut ChunkPlan,
+    target: usize,
+    chunk_shape: &[u64],
+    start: &[u64],
+    shape: &[u64],
+    out_offset: usize,
+    out_strides: &Arc<[usize]>,
+) {
     if shape.contains(&0) {
         return;
     }
@@ -259,7 +272,7 @@ pub fn plan_box(
             offset += usize::try_from(lo - start[d]).unwrap_or(0) * out_strides[d];
         }
         plan.entry(chunk.to_vec()).or_default().push((
-            0,
+            target,
             CopyOp::Box {
                 out_offset: offset,
                 out_strides: Arc::clone(out_strides),
@@ -412,6 +425,20 @@ pub fn plan_chunk_requests(
                         "chunk request for {chunk:?} does not have {ndim} dimensions"
                     )));
                 }
+                if plan_contiguous(
+                    plan,
+                    *target,
+                    shape,
+                    file_shape,
+                    chunk_shape,
+                    out_shape,
+                    &out_strides,
+                    chunk,
+                    indices,
+                    positions,
+                ) {
+                    continue;
+                }
                 // Output axis of each array dimension.
                 let mut axis = 0usize;
                 let mut strides = vec![0usize; ndim];
@@ -527,6 +554,77 @@ pub fn plan_chunk_requests(
         }
     }
     Ok(())
+}
+
+fn is_run(v: &[u64]) -> bool {
+    v.windows(2).all(|w| w[1] == w[0] + 1)
+}
+
+/// A request whose indices and positions are contiguous runs in every dimension (basic
+/// indexing with step 1) is a box: planned as box copies, row by row, not element by element.
+/// Returns false (planning nothing) when the request is not of that form or does not fit.
+#[allow(clippy::too_many_arguments)]
+fn plan_contiguous(
+    plan: &mut ChunkPlan,
+    target: usize,
+    shape: &[u64],
+    file_shape: &[u64],
+    chunk_shape: &[u64],
+    out_shape: &[u64],
+    out_strides: &[usize],
+    chunk: &[u64],
+    indices: &[Vec<u64>],
+    positions: &[Option<Vec<u64>>],
+) -> bool {
+    let ndim = shape.len();
+    let mut start = Vec::with_capacity(ndim);
+    let mut extent = Vec::with_capacity(ndim);
+    let mut strides = Vec::with_capacity(ndim);
+    let mut offset = 0usize;
+    let mut axis = 0usize;
+    for d in 0..ndim {
+        let idx = &indices[d];
+        let (Some(&first), true) = (idx.first(), is_run(idx)) else {
+            return false;
+        };
+        let Some(global) = chunk[d]
+            .checked_mul(file_shape[d])
+            .and_then(|g| g.checked_add(first))
+        else {
+            return false;
+        };
+        if first + idx.len() as u64 > file_shape[d] || global + idx.len() as u64 > shape[d] {
+            return false;
+        }
+        match &positions[d] {
+            None => {
+                if idx.len() != 1 {
+                    return false;
+                }
+                strides.push(0);
+            }
+            Some(p) => {
+                let (Some(&p0), true) = (p.first(), is_run(p) && p.len() == idx.len()) else {
+                    return false;
+                };
+                let Some(&n) = out_shape.get(axis) else {
+                    return false;
+                };
+                if p0 + p.len() as u64 > n {
+                    return false;
+                }
+                let stride = out_strides[axis];
+                offset += usize::try_from(p0).unwrap_or(usize::MAX / 2) * stride;
+                strides.push(stride);
+                axis += 1;
+            }
+        }
+        start.push(global);
+        extent.push(idx.len() as u64);
+    }
+    let strides: Arc<[usize]> = strides.into();
+    plan_box_to(plan, target, chunk_shape, &start, &extent, offset, &strides);
+    true
 }
 
 /// Expand a basic selection with steps into per-dimension index lists.

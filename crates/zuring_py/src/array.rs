@@ -37,6 +37,31 @@ pub fn open_array_with_metadata(
     Ok(Array { inner })
 }
 
+/// One dimension of a pipeline request: a slice `(start, stop, step)` or an index array.
+#[derive(FromPyObject)]
+pub enum PyDimSel<'py> {
+    /// `(start, stop, step)`, step >= 1.
+    Slice((u64, u64, u64)),
+    /// Explicit indices.
+    Array(PyReadonlyArray1<'py, u64>),
+}
+
+impl PyDimSel<'_> {
+    fn to_vec(&self) -> PyResult<Vec<u64>> {
+        match self {
+            Self::Slice((start, stop, step)) => {
+                if *step == 0 {
+                    return Err(pyo3::exceptions::PyValueError::new_err("slice step 0"));
+                }
+                Ok((*start..*stop)
+                    .step_by(usize::try_from(*step).unwrap_or(usize::MAX))
+                    .collect())
+            }
+            Self::Array(a) => Ok(a.as_array().to_vec()),
+        }
+    }
+}
+
 /// One request of zarr-python's pipeline, as built by `zuring.pipeline`.
 #[derive(FromPyObject)]
 pub enum PyChunkRequest<'py> {
@@ -45,8 +70,8 @@ pub enum PyChunkRequest<'py> {
         String,
         usize,
         Vec<u64>,
-        Vec<PyReadonlyArray1<'py, u64>>,
-        Vec<Option<PyReadonlyArray1<'py, u64>>>,
+        Vec<PyDimSel<'py>>,
+        Vec<Option<PyDimSel<'py>>>,
     ),
     /// ("p", output index, chunk coords, (N, ndim) coords, N positions)
     Points(
@@ -65,11 +90,14 @@ impl PyChunkRequest<'_> {
                 Ok(ChunkRequest::Orthogonal {
                     target: *target,
                     chunk: chunk.clone(),
-                    indices: indices.iter().map(|a| a.as_array().to_vec()).collect(),
+                    indices: indices
+                        .iter()
+                        .map(PyDimSel::to_vec)
+                        .collect::<PyResult<_>>()?,
                     positions: positions
                         .iter()
-                        .map(|p| p.as_ref().map(|a| a.as_array().to_vec()))
-                        .collect(),
+                        .map(|p| p.as_ref().map(PyDimSel::to_vec).transpose())
+                        .collect::<PyResult<_>>()?,
                 })
             }
             Self::Points(kind, target, chunk, coords, positions) if kind == "p" => {
