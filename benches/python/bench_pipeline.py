@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
 import time
 
 import numpy as np
@@ -24,6 +23,7 @@ import tensorstore as ts
 import zarr
 
 import zuring
+from _common import drop_caches, warm
 
 CROP = (4, 256, 256)
 BATCH = 32
@@ -32,24 +32,6 @@ PIPELINES = {
     "zarr-python + zarrs-python": "zarrs.ZarrsCodecPipeline",
     "zarr-python + zuring": "zuring.ZuringCodecPipeline",
 }
-
-
-def drop_caches() -> bool:
-    try:
-        subprocess.run(["sync"], check=True)
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3")
-        return True
-    except OSError:
-        return False
-
-
-def warm(path: str) -> None:
-    for root, _, files in os.walk(path):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as f:
-                while f.read(1 << 20):
-                    pass
 
 
 def crop_batches(shape, batches, seed):

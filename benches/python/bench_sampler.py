@@ -20,7 +20,6 @@ import json
 import multiprocessing as mp
 import os
 import resource
-import subprocess
 import time
 
 import numpy as np
@@ -28,28 +27,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import zuring
+from _common import drop_caches, warm
 
 SAT_CROP = (4, 256, 256)
 NWP_CROP = (2, 128, 128)
 BATCH = 32
-
-
-def drop_caches() -> bool:
-    try:
-        subprocess.run(["sync"], check=True)
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3")
-        return True
-    except OSError:
-        return False
-
-
-def warm(path: str) -> None:
-    for root, _, files in os.walk(path):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as f:
-                while f.read(1 << 20):
-                    pass
 
 
 def peak_rss_mib() -> tuple[float, float]:

@@ -283,17 +283,8 @@ impl ZarrArray {
         ctx: Arc<Context>,
     ) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let metadata: ArrayMetadata =
-            serde_json::from_str(metadata_json).map_err(|e| ArrayError::Metadata {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-        let store = Arc::new(
-            UringStore::with_reader(&path, Arc::clone(&ctx.reader))
-                .map_err(|e| zarrs_error(&path, e))?,
-        );
-        let array =
-            Array::new_with_metadata(store, "/", metadata).map_err(|e| open_error(&path, &e))?;
+        crate::metadata::check_array_metadata(&path, "zarr.json", metadata_json.as_bytes())?;
+        let array = Self::from_metadata(&path, metadata_json, Arc::clone(&ctx))?;
         // Store the metadata as given (pretty-printed), not zarrs' re-serialisation: zarrs writes
         // Zarr 3.1 short-hand names (`"chunk_key_encoding": "default"`) that zarr-python 3.1
         // and other 3.0 readers reject. zuring writes the 3.0 object form it was given.
@@ -306,13 +297,7 @@ impl ZarrArray {
         ctx.reader
             .write_atomic(&path.join("zarr.json"), text.as_bytes(), false)
             .map_err(ArrayError::Io)?;
-        let layout = ArrayLayout::new(&array, &path)?;
-        Ok(Self {
-            path,
-            array,
-            layout,
-            ctx,
-        })
+        Ok(array)
     }
 
     /// The array's directory.
