@@ -255,9 +255,9 @@ pub(crate) fn fill_new<E>(
         let view = OutView::spare(&mut out, len);
         write(&view)?;
     }
-    // SAFETY: `write` succeeded, and a successful plan execution writes every one of the `len`
-    // bytes (each output element belongs to exactly one copy operation: property-tested in
-    // `plan`), so the first `len` bytes are initialised.
+    // A successful plan execution writes every one of the `len` bytes: each output element
+    // belongs to exactly one copy operation (property-tested in `plan`).
+    // SAFETY: `write` succeeded, so the first `len` bytes are initialised.
     unsafe { out.set_len(len) };
     Ok(out)
 }

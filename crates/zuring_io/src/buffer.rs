@@ -249,7 +249,7 @@ pub struct PooledBuf {
 }
 
 impl PooledBuf {
-    /// A placeholder owning no memory (used to move a buffer out of a job).
+    /// An empty buffer owning no memory (used to move a buffer out of a job).
     pub(crate) fn detached() -> Self {
         Self {
             buf: None,

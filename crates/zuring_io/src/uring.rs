@@ -110,9 +110,9 @@ fn push_read(ring: &mut IoUring, slots: &mut Slots, i: usize) {
         .offset(offset)
         .build()
         .user_data(i as u64);
-    // SAFETY: the buffer and the file descriptor (held by the job's Arc<OpenFile>) outlive the
-    // operation, as argued above. The queue cannot be full: at most `depth` jobs are in flight,
-    // each with one SQE, and the ring has `depth` entries.
+    // The queue cannot be full: at most `depth` jobs are in flight, each with one SQE, and the
+    // ring has `depth` entries.
+    // SAFETY: the buffer and the fd (held by the job's Arc<OpenFile>) outlive the operation.
     let pushed = unsafe { ring.submission().push(&sqe) };
     debug_assert!(
         pushed.is_ok(),

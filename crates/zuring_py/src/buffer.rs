@@ -162,10 +162,10 @@ impl Buffer {
         };
         let py = slf.py();
         let owner: Py<PyAny> = slf.into_pyobject(py)?.into_any().unbind();
-        // SAFETY: `view` is non-null and CPython hands us a struct to fill. The memory stays
-        // alive and unmoved while exported: `release` refuses while `exports > 0`, the vector is
-        // never resized, and `obj` keeps this object alive until `__releasebuffer__`. Writable
-        // exports are only of vectors this buffer owns alone.
+        // The memory stays alive and unmoved while exported: `release` refuses while
+        // `exports > 0`, the vector is never resized, and `obj` keeps this object alive until
+        // `__releasebuffer__`. Writable exports are only of vectors this buffer owns alone.
+        // SAFETY: `view` is non-null and CPython hands us a struct to fill (see above).
         unsafe {
             (*view).obj = owner.into_ptr();
             (*view).buf = ptr.cast_mut().cast();

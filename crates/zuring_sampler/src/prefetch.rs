@@ -70,6 +70,8 @@ pub struct Batch {
 pub struct Prefetcher {
     rx: Option<Receiver<Result<Batch>>>,
     stop: Arc<AtomicBool>,
+    /// Set by the thread when it reaches the end of the epoch, before its sender closes.
+    ended: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
     pools: Vec<Arc<BufferPool>>,
 }
@@ -101,6 +103,8 @@ impl Prefetcher {
         let stop = Arc::new(AtomicBool::new(false));
         let thread_pools = pools.clone();
         let thread_stop = Arc::clone(&stop);
+        let ended = Arc::new(AtomicBool::new(false));
+        let thread_ended = Arc::clone(&ended);
         let handle = std::thread::Builder::new()
             .name("zuring-prefetch".into())
             .spawn(move || {
@@ -119,11 +123,14 @@ impl Prefetcher {
                     }
                     b += 1;
                 }
+                // Before `tx` drops: a receiver that sees the channel close knows it was the end.
+                thread_ended.store(true, Ordering::SeqCst);
             })
             .ok();
         Self {
             rx: Some(rx),
             stop,
+            ended,
             handle,
             pools,
         }
@@ -136,10 +143,10 @@ impl Prefetcher {
         match &self.rx {
             Some(rx) => match rx.recv() {
                 Ok(item) => Some(item),
-                Err(_) if self.handle.as_ref().is_some_and(|h| !h.is_finished()) => {
-                    Some(Err(SamplerError::Stopped))
-                }
-                Err(_) => None,
+                // Closed at the end of the epoch, or because the thread died (panicked or
+                // could not start): only the latter is an error.
+                Err(_) if self.ended.load(Ordering::SeqCst) => None,
+                Err(_) => Some(Err(SamplerError::Stopped)),
             },
             None => None,
         }
