@@ -109,7 +109,10 @@ class Array:
         if self.dtype == object:
             if not isinstance(selection, Region) or any(s != 1 for s in selection.steps):
                 raise _native.UnsupportedError("string arrays support basic slices with step 1 only")
-            values = self._native.read_strings(selection.starts, selection.stops)
+            if self._native.data_type in ("bytes", "variable_length_bytes"):
+                values = self._native.read_var_bytes(selection.starts, selection.stops)
+            else:
+                values = self._native.read_strings(selection.starts, selection.stops)
             out = np.empty(len(values), dtype=object)
             out[:] = values
             out = out.reshape(selection.shape)

@@ -679,6 +679,30 @@ impl ZarrArray {
             .map_err(|e| zarrs_error(&self.path, e))
     }
 
+    /// Read a region of a variable-length bytes array (`bytes` / vlen-bytes), C order.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::read_strings`].
+    pub fn read_var_bytes(&self, ranges: &[std::ops::Range<u64>]) -> Result<Vec<Vec<u8>>> {
+        let slices: Vec<DimSlice> = ranges
+            .iter()
+            .map(|r| DimSlice::range(r.start, r.end))
+            .collect();
+        Selection::Region(slices).validate(&self.layout.shape)?;
+        if self.layout.element_size != 0 {
+            return Err(ArrayError::Unsupported {
+                what: format!(
+                    "{}: read_var_bytes on data type {}",
+                    self.path.display(),
+                    self.data_type_name()
+                ),
+            });
+        }
+        self.array
+            .retrieve_array_subset::<Vec<Vec<u8>>>(&ArraySubset::new_with_ranges(ranges))
+            .map_err(|e| zarrs_error(&self.path, e))
+    }
+
     /// Write strings (C order) into a region of a string array.
     ///
     /// # Errors

@@ -108,6 +108,16 @@ impl ArrayLayout {
             ArrayMetadata::V3(m) => m.chunk_grid.name() == "regular",
             ArrayMetadata::V2(_) => true,
         };
+        if !regular {
+            // The planner works on a regular grid; reading other grids chunk by chunk through
+            // zarrs would need their chunk boundaries here.
+            return Err(ArrayError::Unsupported {
+                what: format!(
+                    "{}: chunk grids other than \"regular\" (e.g. rectilinear)",
+                    root.display()
+                ),
+            });
+        }
         let zeros = vec![0u64; shape.len()];
         let file_shape: Vec<u64> = if shape.contains(&0) {
             // No chunk exists; any positive shape will do for planning (nothing is read).
@@ -132,8 +142,6 @@ impl ArrayLayout {
         };
         let mode = if element_size == 0 {
             ReadMode::Zarrs("variable-size data type".into())
-        } else if !regular {
-            ReadMode::Zarrs("chunk grid is not regular".into())
         } else if array.is_sharded() {
             if array.is_exclusively_sharded() {
                 let configuration = codecs

@@ -309,6 +309,24 @@ impl Array {
             .map_err(errors::array)
     }
 
+    /// Read a region of a variable-length bytes array.
+    fn read_var_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        starts: Vec<u64>,
+        stops: Vec<u64>,
+    ) -> PyResult<Vec<Bound<'py, pyo3::types::PyBytes>>> {
+        let ranges: Vec<std::ops::Range<u64>> =
+            starts.iter().zip(&stops).map(|(&a, &b)| a..b).collect();
+        let values = py
+            .detach(|| self.inner.read_var_bytes(&ranges))
+            .map_err(errors::array)?;
+        Ok(values
+            .iter()
+            .map(|v| pyo3::types::PyBytes::new(py, v))
+            .collect())
+    }
+
     /// Write strings into a region of a string array.
     fn write_strings(
         &self,

@@ -1,0 +1,198 @@
+"""Rows of the matrix beyond the generated fixtures: strings, consolidated metadata, storage
+transformers, 3.1 short-hand names, chunk size 0, huge shard indexes, and the features zuring does
+not support, with the error users get."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+import zarr
+
+import zuring
+
+DEFAULT = {"codec_pipeline.path": "zarr.core.codec_pipeline.BatchedCodecPipeline"}
+LE = {"name": "bytes", "configuration": {"endian": "little"}}
+
+
+def meta(**kw):
+    m = {"zarr_format": 3, "node_type": "array", "shape": [6], "data_type": "int32",
+         "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [4]}},
+         "chunk_key_encoding": {"name": "default"}, "fill_value": 0, "codecs": [LE]}
+    m.update(kw)
+    return m
+
+
+def write_meta(path, m):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "zarr.json").write_text(json.dumps(m))
+
+
+def test_strings_written_by_zarr(tmp_path):
+    values = np.array(["", "a", "ünïcode", "日本語", "x" * 100, "end"], dtype=object)
+    with zarr.config.set(DEFAULT):
+        z = zarr.create_array(store=str(tmp_path / "s"), shape=(6,), dtype=str, chunks=(4,), shards=None)
+        z[...] = values
+    a = zuring.open_array(tmp_path / "s")
+    assert list(a[...]) == list(values)
+    assert list(a[2:5]) == list(values[2:5])
+
+
+test_strings_written_by_zarr.rows = ["D8", "C8"]
+
+
+def test_strings_inside_sharding(tmp_path):
+    with zarr.config.set(DEFAULT):
+        z = zarr.create_array(store=str(tmp_path / "s"), shape=(9,), dtype=str, chunks=(2,), shards=(4,))
+        z[...] = np.array([str(i) * i for i in range(9)], dtype=object)
+    assert list(zuring.open_array(tmp_path / "s")[...]) == [str(i) * i for i in range(9)]
+
+
+test_strings_inside_sharding.rows = ["C8"]
+
+
+def test_vlen_bytes_written_by_zarr(tmp_path):
+    values = np.array([b"", b"\x00\x01", b"zarr", b"x" * 50, b"\xff", b"end"], dtype=object)
+    with zarr.config.set(DEFAULT):
+        from zarr.core.dtype import VariableLengthBytes
+
+        z = zarr.create_array(store=str(tmp_path / "b"), shape=(6,), dtype=VariableLengthBytes(), chunks=(4,))
+        z[...] = values
+    a = zuring.open_array(tmp_path / "b")
+    assert list(a[...]) == list(values)
+    assert list(a[1:3]) == list(values[1:3])
+
+
+test_vlen_bytes_written_by_zarr.rows = ["D9", "C9"]
+
+
+def test_raw_bits_read_as_void(tmp_path):
+    write_meta(tmp_path / "r", meta(data_type="r16", fill_value=[1, 2]))
+    a = zuring.open_array(tmp_path / "r")
+    assert a.dtype == np.dtype("V2")
+    assert a[...].tobytes() == bytes([1, 2]) * 6
+
+
+test_raw_bits_read_as_void.rows = ["D7"]
+
+
+@pytest.mark.parametrize("dtype", ["float8_e4m3", "int4"])
+def test_extension_types_zarrs_knows_read_as_raw_elements(tmp_path, dtype):
+    write_meta(tmp_path / "x", meta(data_type=dtype))
+    a = zuring.open_array(tmp_path / "x")
+    assert a.dtype.kind == "V" and a.shape == (6,)
+    assert a[...].tobytes() == bytes(6 * a.dtype.itemsize)
+
+
+def test_unknown_data_types_give_a_clear_error(tmp_path):
+    write_meta(tmp_path / "x", meta(data_type="struct_unknown"))
+    with pytest.raises((zuring.UnsupportedError, ValueError), match="struct_unknown"):
+        zuring.open_array(tmp_path / "x")
+
+
+test_unknown_data_types_give_a_clear_error.rows = ["D11"]
+
+
+test_extension_types_zarrs_knows_read_as_raw_elements.rows = ["D11"]
+
+
+def test_chunk_size_zero_rejected(tmp_path):
+    write_meta(tmp_path / "z", meta(chunk_grid={"name": "regular", "configuration": {"chunk_shape": [0]}}))
+    with pytest.raises((ValueError, zuring.UnsupportedError), match="chunk"):
+        zuring.open_array(tmp_path / "z")
+
+
+test_chunk_size_zero_rejected.rows = ["G3"]
+
+
+def test_rectilinear_grid_unsupported_error(tmp_path):
+    write_meta(tmp_path / "g", meta(chunk_grid={"name": "rectilinear", "configuration": {"kind": "inline", "chunk_shapes": [[2, 4]]}}))
+    with pytest.raises(zuring.UnsupportedError, match="rectilinear"):
+        zuring.open_array(tmp_path / "g")
+
+
+test_rectilinear_grid_unsupported_error.rows = ["G4"]
+
+
+def test_storage_transformers(tmp_path):
+    write_meta(tmp_path / "t", meta(storage_transformers=[]))
+    assert (zuring.open_array(tmp_path / "t")[...] == 0).all()
+    write_meta(tmp_path / "u", meta(storage_transformers=[{"name": "no-such-transformer"}]))
+    with pytest.raises((zuring.UnsupportedError, ValueError), match="no-such-transformer|storage"):
+        zuring.open_array(tmp_path / "u")
+
+
+test_storage_transformers.rows = ["M5"]
+
+
+def test_consolidated_metadata_tolerated(tmp_path):
+    with zarr.config.set(DEFAULT):
+        g = zarr.open_group(str(tmp_path / "g"), mode="w")
+        a = g.create_array("a", shape=(5,), dtype="int16", chunks=(2,))
+        a[...] = np.arange(5)
+        zarr.consolidate_metadata(str(tmp_path / "g"))
+    assert "consolidated_metadata" in json.loads((tmp_path / "g" / "zarr.json").read_text())
+    np.testing.assert_array_equal(zuring.open_array(tmp_path / "g" / "a")[...], np.arange(5))
+
+
+test_consolidated_metadata_tolerated.rows = ["M7"]
+
+
+def test_short_hand_names(tmp_path):
+    m = meta(chunk_key_encoding="default", codecs=[{"name": "bytes", "configuration": {"endian": "little"}}, "crc32c"])
+    write_meta(tmp_path / "s", m)
+    a = zuring.open_array(tmp_path / "s")
+    assert (a[...] == 0).all()
+    a[0:4] = [1, 2, 3, 4]
+    np.testing.assert_array_equal(zuring.open_array(tmp_path / "s")[...], [1, 2, 3, 4, 0, 0])
+
+
+test_short_hand_names.rows = ["M8"]
+
+
+@pytest.mark.parametrize("codec", [
+    {"name": "numcodecs.delta", "configuration": {"dtype": "<i4"}},
+    {"name": "zfp", "configuration": {"mode": "reversible"}},
+    {"name": "pcodec", "configuration": {"level": 8}},
+])
+def test_unsupported_codecs_give_a_clear_error(tmp_path, codec):
+    codecs = [codec, LE] if codec["name"].startswith("numcodecs") else [codec]
+    write_meta(tmp_path / "c", meta(codecs=codecs))
+    with pytest.raises((zuring.UnsupportedError, ValueError), match=codec["name"].split(".")[-1]):
+        zuring.open_array(tmp_path / "c")
+
+
+test_unsupported_codecs_give_a_clear_error.rows = ["C10", "C11"]
+
+
+def test_packbits(tmp_path):
+    write_meta(tmp_path / "p", meta(data_type="bool", fill_value=False, codecs=[{"name": "packbits"}]))
+    a = zuring.open_array(tmp_path / "p")
+    a[...] = [True, False, True, True, False, True]
+    np.testing.assert_array_equal(zuring.open_array(tmp_path / "p")[...], [True, False, True, True, False, True])
+
+
+test_packbits.rows = ["C11"]
+
+
+def test_huge_shard_index(tmp_path):
+    """A shard of 1024 x 1024 inner chunks (1M index entries, 16 MiB index): reading one inner
+    chunk decodes the index once and stays fast; memory is bounded by the index cache."""
+    m = {"zarr_format": 3, "node_type": "array", "shape": [1024, 1024], "data_type": "uint8",
+         "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [1024, 1024]}},
+         "chunk_key_encoding": {"name": "default"}, "fill_value": 0,
+         "codecs": [{"name": "sharding_indexed", "configuration": {"chunk_shape": [1, 1], "codecs": [{"name": "bytes"}],
+                     "index_codecs": [LE, {"name": "crc32c"}], "index_location": "end"}}]}
+    a = zuring.create_array(tmp_path / "h", m)
+    a[500:502, 700:702] = 9
+    t = time.perf_counter()
+    assert a[500, 700] == 9 and a[501, 701] == 9 and a[0, 0] == 0
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    for i in range(50):
+        assert a[500 + i % 2, 700] == 9
+    again = (time.perf_counter() - t) / 50
+    assert again < first, "the decoded index is cached, not re-read"
+
+
+test_huge_shard_index.rows = ["E7"]
