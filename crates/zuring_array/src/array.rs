@@ -59,8 +59,7 @@ fn env_number(name: &'static str) -> Result<Option<u64>> {
 impl ArrayOptions {
     /// The defaults with the environment applied: `ZURING_THREADS` (decode threads),
     /// `ZURING_VALIDATE_CHECKSUMS` (`0` turns checksum validation off),
-    /// `ZURING_INDEX_CACHE_BYTES`, `ZURING_BUFFER_POOL_BYTES`, and the reader's `ZURING_IO` /
-    /// `ZURING_DIRECT_IO`.
+    /// `ZURING_INDEX_CACHE_BYTES`, and the reader's variables ([`ReaderOptions::from_env`]).
     ///
     /// # Errors
     /// [`ArrayError::Io`] with `InvalidConfig` naming a variable with a bad value.
@@ -77,9 +76,6 @@ impl ArrayOptions {
         }
         if let Some(n) = env_number("ZURING_INDEX_CACHE_BYTES")? {
             o.index_cache_bytes = usize::try_from(n).unwrap_or(usize::MAX);
-        }
-        if let Some(n) = env_number("ZURING_BUFFER_POOL_BYTES")? {
-            o.reader.buffer_pool_bytes = usize::try_from(n).unwrap_or(usize::MAX);
         }
         Ok(o)
     }
@@ -101,12 +97,16 @@ impl Context {
     /// When the IO backend cannot start.
     pub fn new(options: ArrayOptions) -> Result<Arc<Self>> {
         let reader = Arc::new(Reader::new(options.reader.clone())?);
-        Ok(Arc::new(Self {
+        Ok(Self::with_reader(options, reader))
+    }
+
+    fn with_reader(options: ArrayOptions, reader: Arc<Reader>) -> Arc<Self> {
+        Arc::new(Self {
             pool: DecodePool::new(options.threads),
             indexes: ShardIndexCache::new(options.index_cache_bytes),
             reader,
             options,
-        }))
+        })
     }
 
     /// The process-wide context, configured from the environment
@@ -119,7 +119,9 @@ impl Context {
         if let Some(ctx) = SHARED.get() {
             return Ok(Arc::clone(ctx));
         }
-        let ctx = Self::new(ArrayOptions::from_env()?)?;
+        // The process-wide reader (also behind `UringStore::new`): one set of rings, one fd
+        // cache, whichever API a program uses.
+        let ctx = Self::with_reader(ArrayOptions::from_env()?, Reader::shared()?);
         Ok(Arc::clone(SHARED.get_or_init(|| ctx)))
     }
 
@@ -654,12 +656,8 @@ impl ZarrArray {
         Ok(data)
     }
 
-    /// Read a region of a string array (`string` / vlen-utf8), C order.
-    ///
-    /// # Errors
-    /// [`ArrayError::Selection`] when out of bounds; [`ArrayError::Unsupported`] for other data
-    /// types; decoding errors from zarrs naming the array.
-    pub fn read_strings(&self, ranges: &[std::ops::Range<u64>]) -> Result<Vec<String>> {
+    /// The subset for `ranges` of a variable-size array, checked before any IO.
+    fn variable_region(&self, ranges: &[std::ops::Range<u64>], what: &str) -> Result<ArraySubset> {
         let slices: Vec<DimSlice> = ranges
             .iter()
             .map(|r| DimSlice::range(r.start, r.end))
@@ -668,14 +666,24 @@ impl ZarrArray {
         if self.layout.element_size != 0 {
             return Err(ArrayError::Unsupported {
                 what: format!(
-                    "{}: read_strings on data type {}",
+                    "{}: {what} on data type {}",
                     self.path.display(),
                     self.data_type_name()
                 ),
             });
         }
+        Ok(ArraySubset::new_with_ranges(ranges))
+    }
+
+    /// Read a region of a string array (`string` / vlen-utf8), C order.
+    ///
+    /// # Errors
+    /// [`ArrayError::Selection`] when out of bounds; [`ArrayError::Unsupported`] for other data
+    /// types; decoding errors from zarrs naming the array.
+    pub fn read_strings(&self, ranges: &[std::ops::Range<u64>]) -> Result<Vec<String>> {
+        let subset = self.variable_region(ranges, "read_strings")?;
         self.array
-            .retrieve_array_subset::<Vec<String>>(&ArraySubset::new_with_ranges(ranges))
+            .retrieve_array_subset::<Vec<String>>(&subset)
             .map_err(|e| zarrs_error(&self.path, e))
     }
 
@@ -684,22 +692,9 @@ impl ZarrArray {
     /// # Errors
     /// As [`ZarrArray::read_strings`].
     pub fn read_var_bytes(&self, ranges: &[std::ops::Range<u64>]) -> Result<Vec<Vec<u8>>> {
-        let slices: Vec<DimSlice> = ranges
-            .iter()
-            .map(|r| DimSlice::range(r.start, r.end))
-            .collect();
-        Selection::Region(slices).validate(&self.layout.shape)?;
-        if self.layout.element_size != 0 {
-            return Err(ArrayError::Unsupported {
-                what: format!(
-                    "{}: read_var_bytes on data type {}",
-                    self.path.display(),
-                    self.data_type_name()
-                ),
-            });
-        }
+        let subset = self.variable_region(ranges, "read_var_bytes")?;
         self.array
-            .retrieve_array_subset::<Vec<Vec<u8>>>(&ArraySubset::new_with_ranges(ranges))
+            .retrieve_array_subset::<Vec<Vec<u8>>>(&subset)
             .map_err(|e| zarrs_error(&self.path, e))
     }
 
@@ -708,20 +703,16 @@ impl ZarrArray {
     /// # Errors
     /// As [`ZarrArray::read_strings`], and when the number of strings does not match the region.
     pub fn write_strings(&self, ranges: &[std::ops::Range<u64>], values: &[String]) -> Result<()> {
-        let slices: Vec<DimSlice> = ranges
-            .iter()
-            .map(|r| DimSlice::range(r.start, r.end))
-            .collect();
-        Selection::Region(slices.clone()).validate(&self.layout.shape)?;
-        let n: u64 = slices.iter().map(DimSlice::len).product();
-        if n != values.len() as u64 {
+        let subset = self.variable_region(ranges, "write_strings")?;
+        if subset.num_elements() != values.len() as u64 {
             return Err(ArrayError::selection(format!(
-                "{} strings for a region of {n} elements",
-                values.len()
+                "{} strings for a region of {} elements",
+                values.len(),
+                subset.num_elements()
             )));
         }
         self.array
-            .store_array_subset(&ArraySubset::new_with_ranges(ranges), values)
+            .store_array_subset(&subset, values)
             .map_err(|e| zarrs_error(&self.path, e))
     }
 

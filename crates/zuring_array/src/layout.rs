@@ -53,8 +53,8 @@ pub enum ReadMode {
     Unsharded,
     /// `sharding_indexed` alone: inner chunks are read by byte range through the shard index.
     Sharded(IndexLayout),
-    /// Anything else (array-to-array codecs before sharding, bytes-to-bytes after it, irregular
-    /// grids): read through zarrs, chunk by chunk.
+    /// Anything else (array-to-array codecs before sharding, bytes-to-bytes after it, variable-size
+    /// data types): read through zarrs, chunk by chunk.
     Zarrs(String),
 }
 

@@ -5,7 +5,8 @@
 //!
 //! Metadata, data types and codecs come from [`zarrs`]; bytes come through [`zuring_io`].
 //! Arrays whose layout the batched path does not cover (array-to-array codecs before sharding,
-//! bytes-to-bytes codecs after it, irregular grids) are read chunk by chunk through zarrs.
+//! bytes-to-bytes codecs after it, variable-size data types) are read chunk by chunk through
+//! zarrs; chunk grids other than regular are refused with [`ArrayError::Unsupported`].
 
 mod array;
 mod assemble;

@@ -102,7 +102,8 @@ impl Default for ReaderOptions {
 }
 
 impl ReaderOptions {
-    /// The defaults, with `ZURING_IO` (backend) and `ZURING_DIRECT_IO` (`1`/`0`) applied.
+    /// The defaults, with `ZURING_IO` (backend), `ZURING_DIRECT_IO` (`1`/`0`) and
+    /// `ZURING_BUFFER_POOL_BYTES` applied.
     ///
     /// # Errors
     /// [`IoError::InvalidConfig`] when a variable has an unknown value.
@@ -123,6 +124,14 @@ impl ReaderOptions {
                     })
                 }
             };
+        }
+        if let Ok(value) = std::env::var("ZURING_BUFFER_POOL_BYTES") {
+            options.buffer_pool_bytes =
+                value.trim().parse().map_err(|_| IoError::InvalidConfig {
+                    name: "ZURING_BUFFER_POOL_BYTES",
+                    value,
+                    expected: "a number of bytes",
+                })?;
         }
         Ok(options)
     }

@@ -111,7 +111,6 @@ impl Buffer {
             )));
         }
         state.release();
-        state.bytes = None;
         Ok(())
     }
 
