@@ -21,7 +21,26 @@ spec.loader.exec_module(suite)
 
 
 class TestZuringPipeline(suite.CodecPipelineTests):
+    """The suite on its own MemoryStore: zuring fetches and stores bytes through the store's async
+    API and decodes and encodes in Rust."""
+
     pipeline_path = "zuring.ZuringCodecPipeline"
+
+    def test_store_path_ran(self):
+        import numpy as np
+        import zarr
+
+        from zuring import pipeline as zp
+
+        with zarr.config.set({"codec_pipeline.path": self.pipeline_path, "codec_pipeline.strict": True}):
+            a = zarr.create_array(store=zarr.storage.MemoryStore(), shape=(10, 10), chunks=(3, 3), shards=(6, 6), dtype="int16")
+            before = dict(zp.STATS)
+            a[2:9, 1:8] = 5
+            a.oindex[[0, 9], [0, 9]] = 7
+            np.testing.assert_array_equal(a[2:9, 1:8], 5)
+            assert a[9, 9] == 7
+        assert zp.STATS["store_fetch_calls"] > before["store_fetch_calls"]
+        assert zp.STATS["store_writes"] > before["store_writes"]
 
 
 class TestZuringPipelineLocalStore(suite.CodecPipelineTests):

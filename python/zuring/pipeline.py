@@ -1,13 +1,16 @@
-"""``zuring.ZuringCodecPipeline``: a zarr-python CodecPipeline whose reads and writes of local
-arrays run in zuring's Rust engine.
+"""``zuring.ZuringCodecPipeline``: a zarr-python CodecPipeline whose reads and writes run in
+zuring's Rust engine.
 
 Select it with ``zarr.config.set({"codec_pipeline.path": "zuring.ZuringCodecPipeline"})`` or the
 ``ZARR_CODEC_PIPELINE__PATH`` environment variable.
 
 A batch of chunk requests from zarr becomes one call into Rust, made with the GIL released: the
 engine reads every shard index and chunk byte range the batch needs in batched io_uring
-submissions, decodes in parallel and writes straight into zarr's output buffer. Whatever zuring
-cannot do (other stores, unsupported codecs or data types, Fortran order) goes to zarr-python's
+submissions, decodes in parallel and writes straight into zarr's output buffer. Other stores
+(MemoryStore, FsspecStore, ObjectStore, ...) take the same path with their bytes fetched (and
+written) through the store's own async API, concurrently, in the same two batches (shard indexes,
+then chunk ranges). Whatever zuring cannot do (unsupported codecs or data types, Fortran order,
+strided or integer-array writes) goes to zarr-python's
 ``BatchedCodecPipeline``, with a one-time warning; with ``codec_pipeline.strict: true`` zuring raises
 :class:`zuring.UnsupportedError` instead.
 """
@@ -36,7 +39,15 @@ _warned: set[str] = set()
 _NEEDS_RESULTS = tuple(int(x) for x in __import__("zarr").__version__.split(".")[:2]) >= (3, 2)
 
 #: How many times each path ran (tests use this to prove the Rust path ran).
-STATS = {"native_reads": 0, "native_calls": 0, "native_writes": 0, "fallback_reads": 0, "fallback_writes": 0}
+STATS = {
+    "native_reads": 0,
+    "native_calls": 0,
+    "native_writes": 0,
+    "store_fetch_calls": 0,
+    "store_writes": 0,
+    "fallback_reads": 0,
+    "fallback_writes": 0,
+}
 
 
 def _config(key: str, default: Any) -> Any:
@@ -143,23 +154,57 @@ def _request(coords, chunk_shape, chunk_sel, out_sel, drop_axes, out_shape) -> t
     return ("o", list(coords), indices, positions)
 
 
+def _byte_request(start: int | None, end: int | None, suffix: int | None) -> Any:
+    from zarr.abc.store import OffsetByteRequest, RangeByteRequest, SuffixByteRequest
+
+    if suffix is not None:
+        return SuffixByteRequest(suffix)
+    if start is None:
+        return None
+    if end is None:
+        return OffsetByteRequest(start)
+    return RangeByteRequest(start, end)
+
+
+async def _fetch_all(store: Any, asks: list[tuple], missing: set[str], prototype: Any) -> list[Any]:
+    """Get one batch of ``(key, start, end, suffix)`` from ``store``, concurrently (at most
+    zarr's ``async.concurrency`` at a time); None for a missing key (recorded in ``missing``)."""
+    limit = _config("async.concurrency", None)
+    semaphore = asyncio.Semaphore(limit) if limit else None
+
+    async def one(key: str, start: int | None, end: int | None, suffix: int | None) -> Any:
+        if semaphore is None:
+            buf = await store.get(key, prototype, byte_range=_byte_request(start, end, suffix))
+        else:
+            async with semaphore:
+                buf = await store.get(key, prototype, byte_range=_byte_request(start, end, suffix))
+        if buf is None:
+            missing.add(key)
+            return None
+        return buf.as_numpy_array()
+
+    return list(await asyncio.gather(*(one(*ask) for ask in asks)))
+
+
 class _Coalescer:
     """Reads of one array that arrive in the same event-loop tick (say, 32 crops issued with
     ``asyncio.gather``) become one Rust call: one IO batch, one decode pool run."""
 
-    def __init__(self, array: Any) -> None:
+    def __init__(self, array: Any, store: Any = None) -> None:
         self.array = array
+        # A store zuring does not read itself: its bytes come through its async API.
+        self.store = store
         self.pending: list[tuple] = []
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    def submit(self, requests: list[tuple], shape: list[int], raw: np.ndarray) -> asyncio.Future:
+    def submit(self, requests: list[tuple], shape: list[int], raw: np.ndarray, prototype: Any = None) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         if self.loop is not loop:
             self.loop, self.pending = loop, []
         future = loop.create_future()
         if not self.pending:
             loop.call_soon(self._flush)
-        self.pending.append((requests, shape, raw, future))
+        self.pending.append((requests, shape, raw, future, prototype or default_buffer_prototype()))
         return future
 
     def _flush(self) -> None:
@@ -167,20 +212,33 @@ class _Coalescer:
         if items and self.loop is not None:
             self.loop.create_task(self._run(items))
 
-    def _call(self, items: list[tuple]) -> None:
+    def _call(self, items: list[tuple], loop: asyncio.AbstractEventLoop, missing: set[str]) -> None:
         STATS["native_calls"] += 1
+        prototype = items[0][4]
         requests = [(r[0], i, *r[1:]) for i, item in enumerate(items) for r in item[0]]
-        self.array.read_chunk_requests(requests, [item[1] for item in items], [item[2] for item in items])
+        shapes, raws = [item[1] for item in items], [item[2] for item in items]
+        if self.store is None:
+            self.array.read_chunk_requests(requests, shapes, raws)
+            return
+        STATS["store_fetch_calls"] += 1
+
+        def fetch(asks: list[tuple]) -> list[Any]:
+            # Called from this worker thread while the event loop is free: run the gets there.
+            return asyncio.run_coroutine_threadsafe(_fetch_all(self.store, asks, missing, prototype), loop).result()
+
+        self.array.read_chunk_requests_fetched(requests, shapes, raws, fetch)
 
     async def _run(self, items: list[tuple]) -> None:
         distinct = len({id(item[2]) for item in items}) == len(items)
+        loop = asyncio.get_running_loop()
+        missing: set[str] = set()
         try:
             if not distinct:
                 raise RuntimeError("shared output buffers: read one by one")
-            await asyncio.to_thread(self._call, items)
-            for *_, future in items:
+            await asyncio.to_thread(self._call, items, loop, missing)
+            for _, _, _, future, _ in items:
                 if not future.done():
-                    future.set_result(None)
+                    future.set_result(missing)
         except Exception as err:
             if len(items) == 1:
                 if not items[0][3].done():
@@ -189,9 +247,10 @@ class _Coalescer:
             # Find whose request failed: each caller gets its own result.
             for item in items:
                 try:
-                    await asyncio.to_thread(self._call, [item])
+                    one_missing: set[str] = set()
+                    await asyncio.to_thread(self._call, [item], loop, one_missing)
                     if not item[3].done():
-                        item[3].set_result(None)
+                        item[3].set_result(one_missing)
                 except Exception as one:
                     if not item[3].done():
                         item[3].set_exception(one)
@@ -209,6 +268,15 @@ class ZuringCodecPipeline(CodecPipeline):
         self._store = store
         self._arrays: dict[str, Any] = {}
         self._coalescers: dict[str, _Coalescer] = {}
+
+    # zarr compares arrays (and so their pipelines) by value: equal codecs, equal pipelines.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ZuringCodecPipeline):
+            return NotImplemented
+        return self._inner == other._inner and self._metadata == other._metadata
+
+    def __hash__(self) -> int:
+        return hash(self._inner)
 
     # -- pickling (dask ships pipelines to workers): native handles are reopened lazily --------
     def __getstate__(self) -> dict:
@@ -260,29 +328,29 @@ class ZuringCodecPipeline(CodecPipeline):
             _warned.add(reason)
             warnings.warn(f"zuring: falling back to zarr's BatchedCodecPipeline: {reason}", RuntimeWarning, stacklevel=3)
 
-    def _native_array(self, store_path: Any) -> tuple[Any, tuple[int, ...]]:
-        array, coords, _ = self._native_entry(store_path)
-        return array, coords
-
     def _native_entry(self, store_path: Any) -> tuple[Any, tuple[int, ...], str]:
         if self._metadata is None:
             raise _Unsupported("no array metadata (pipeline made with from_codecs)")
         store = store_path.store
-        if not isinstance(store, LocalStore):
-            raise _Unsupported(f"store {type(store).__name__} (zuring reads LocalStore itself)")
+        local = isinstance(store, LocalStore)
         prefix, coords = _parse_key(store_path.path, self._metadata)
-        array = self._arrays.get(prefix)
+        # A LocalStore's arrays are read by zuring from their directory (keyed by it: the store
+        # can move); any other store's by key (the array's prefix in the store), with bytes
+        # fetched through that store object.
+        key = os.path.join(os.fspath(store.root), prefix) if local else f"{id(store)}:{prefix}"
+        array = self._arrays.get(key)
         if array is None:
-            directory = os.path.join(os.fspath(store.root), prefix)
+            location = key if local else prefix
             try:
-                array = _native.open_array_with_metadata(directory, _metadata_json(self._metadata))
-            except _native.UnsupportedError as err:
+                array = _native.open_array_with_metadata(location, _metadata_json(self._metadata))
+            except (_native.ZuringError, ValueError) as err:
+                # zarr-python accepted this metadata; whatever zarrs cannot take is zarr's to do.
                 raise _Unsupported(str(err)) from err
             if array.element_size == 0:
                 raise _Unsupported(f"data type {array.data_type} (variable size)")
-            self._arrays[prefix] = array
-            self._coalescers[prefix] = _Coalescer(array)
-        return array, coords, prefix
+            self._arrays[key] = array
+            self._coalescers[key] = _Coalescer(array, None if local else store)
+        return array, coords, key
 
     async def read(self, batch_info: Iterable[tuple], out: Any, drop_axes: tuple[int, ...] = ()) -> Any:
         """Read a batch; returns one ``{"status": "present" | "missing"}`` per chunk (zarr >= 3.2
@@ -292,24 +360,31 @@ class ZuringCodecPipeline(CodecPipeline):
             return ()
         try:
             out_nd = out.as_ndarray_like()
-            if not isinstance(out_nd, np.ndarray) or not out_nd.flags.c_contiguous:
-                raise _Unsupported("output is not a C-contiguous numpy array")
+            if not isinstance(out_nd, np.ndarray):
+                raise _Unsupported(f"output is a {type(out_nd).__name__}, not a numpy array")
             if out_nd.dtype.hasobject:
                 raise _Unsupported(f"object dtype {out_nd.dtype}")
-            prefix = None
+            entry = None
             requests = []
             for byte_getter, chunk_spec, chunk_sel, out_sel, *_ in batch:
-                _, coords, prefix = self._native_entry(byte_getter)
+                _, coords, entry = self._native_entry(byte_getter)
                 requests.append(_request(coords, chunk_spec.shape, chunk_sel, out_sel, drop_axes, out_nd.shape))
-            native_order = out_nd.dtype.isnative
-            target = out_nd if native_order else np.empty(out_nd.shape, dtype=out_nd.dtype.newbyteorder("="))
+            # Rust fills C-contiguous native-endian memory; anything else (Fortran order, a
+            # strided `out=`, big-endian) is filled through a temporary and copied.
+            # So is an `out=` of another dtype (zarr casts into it).
+            want = _native_dtype(batch[0][1], out_nd.dtype)
+            direct = out_nd.dtype == want and out_nd.flags.c_contiguous
+            target = out_nd if direct else np.empty(out_nd.shape, dtype=want)
             raw = target.reshape(-1).view(np.uint8)
-            await self._coalescers[prefix].submit(requests, list(target.shape), raw)
-            if not native_order:
+            coalescer = self._coalescers[entry]
+            missing = await coalescer.submit(requests, list(target.shape), raw, batch[0][1].prototype)
+            if not direct:
                 out_nd[...] = target
             STATS["native_reads"] += 1
             if not _NEEDS_RESULTS:
                 return None
+            if coalescer.store is not None:
+                return tuple({"status": "missing" if item[0].path in missing else "present"} for item in batch)
             root = os.fspath(batch[0][0].store.root)
             return tuple(
                 {"status": "present" if os.path.exists(os.path.join(root, item[0].path)) else "missing"}
@@ -321,53 +396,91 @@ class ZuringCodecPipeline(CodecPipeline):
             return await self._inner.read(batch, out, drop_axes)
 
     async def write(self, batch_info: Iterable[tuple], value: Any, drop_axes: tuple[int, ...] = ()) -> None:
+        """Write a batch (any selection zarr-python produces: regions with steps, integer
+        arrays, masks, points) in one Rust call: stored chunks the batch covers only in part are
+        read, the new values scattered in, and every touched chunk encoded in parallel; a
+        LocalStore is written by zuring (atomic file replacement), any other store through its
+        own async API. All-fill chunks are deleted unless ``write_empty_chunks`` is on."""
         batch = list(batch_info)
         if not batch:
             return
         try:
-            array, starts, stops = None, None, None
-            cells = 0
-            for byte_setter, chunk_spec, chunk_sel, out_sel, *_ in batch:
-                if chunk_spec.config.write_empty_chunks:
-                    raise _Unsupported("write_empty_chunks=True")
-                if chunk_spec.config.order != "C":
-                    raise _Unsupported(f"order {chunk_spec.config.order}")
-                array, coords = self._native_array(byte_setter)
-                if not isinstance(out_sel, tuple):
-                    raise _Unsupported("coordinate writes")
-                lo, hi = [], []
-                for d, (c, n) in enumerate(zip(coords, chunk_spec.shape)):
-                    sel = chunk_sel[d] if d < len(chunk_sel) else slice(None)
-                    if isinstance(sel, (int, np.integer)):
-                        a, b = int(sel), int(sel) + 1
-                    elif isinstance(sel, slice):
-                        a, b, step = sel.indices(n)
-                        if step != 1:
-                            raise _Unsupported("strided writes")
-                    else:
-                        raise _Unsupported("integer-array writes")
-                    origin = c * array.shards[d] if array.shards else c * array.chunks[d]
-                    lo.append(origin + a)
-                    hi.append(origin + b)
-                cells += int(np.prod([b - a for a, b in zip(lo, hi)]))
-                starts = lo if starts is None else [min(x, y) for x, y in zip(starts, lo)]
-                stops = hi if stops is None else [max(x, y) for x, y in zip(stops, hi)]
-            region = [b - a for a, b in zip(starts, stops)]
-            if int(np.prod(region)) != cells:
-                raise _Unsupported("the chunks of this write do not form one region")
             data = value.as_ndarray_like()
             if not isinstance(data, np.ndarray):
                 raise _Unsupported("value is not a numpy array")
-            data = np.asarray(data, dtype=np.dtype(data.dtype).newbyteorder("="))
-            # The value has the selection's shape (integer-indexed axes dropped), or broadcasts.
-            data = data.reshape(region) if data.size == cells else np.broadcast_to(data, region)
-            data = np.ascontiguousarray(data)
-            await asyncio.to_thread(array.write_region, starts, stops, data.reshape(-1).view(np.uint8))
-            STATS["native_writes"] += 1
+            if data.dtype.hasobject:
+                raise _Unsupported(f"object dtype {data.dtype}")
+            data = np.ascontiguousarray(data, dtype=_native_dtype(batch[0][1], data.dtype))
+            requests, partial, store_empty, entry, array = [], [], False, None, None
+            for byte_setter, chunk_spec, chunk_sel, out_sel, *rest in batch:
+                array, coords, entry = self._native_entry(byte_setter)
+                # numpy broadcasting: missing leading axes, and axes of length 1, repeat (Rust
+                # ignores the positions along a length-1 axis; they only need the right count).
+                out_ndim = len(out_sel) if isinstance(out_sel, tuple) else 1
+                if data.ndim < out_ndim:
+                    data = data.reshape((1,) * (out_ndim - data.ndim) + data.shape)
+                nominal = tuple(1 << 62 if n == 1 else n for n in data.shape)
+                request = _request(coords, chunk_spec.shape, chunk_sel, out_sel, drop_axes, nominal)
+                requests.append((request[0], 0, *request[1:]))
+                # zarr says which chunks the write covers whole (the fifth item): no old bytes.
+                if not (rest and rest[0]):
+                    partial.append(list(coords))
+                store_empty = bool(chunk_spec.config.write_empty_chunks)
+            raw = data.reshape(-1).view(np.uint8)
+            shape = list(data.shape)
+            store = self._coalescers[entry].store
+            if store is None:
+                _check_writable(batch[0][0].store)
+                await asyncio.to_thread(array.write_chunk_requests, requests, raw, shape, partial, store_empty)
+                STATS["native_writes"] += 1
+            else:
+                await _write_through_store(array, batch, requests, raw, shape, partial, store_empty, self._metadata)
+                STATS["store_writes"] += 1
         except _Unsupported as why:
             self._fallback(str(why))
             STATS["fallback_writes"] += 1
             await self._inner.write(batch, value, drop_axes)
+
+
+def _native_dtype(chunk_spec: Any, fallback: np.dtype) -> np.dtype:
+    """The array's element type, native byte order (what Rust reads and writes)."""
+    try:
+        dtype = np.dtype(chunk_spec.dtype.to_native_dtype())
+    except AttributeError:  # pragma: no cover - an ArraySpec without a zarr data type
+        dtype = np.dtype(fallback)
+    return dtype.newbyteorder("=")
+
+
+def _check_writable(store: Any) -> None:
+    """Refuse as the store itself would (zarr opened read-only: ``mode="r"``)."""
+    check = getattr(store, "_check_writable", None)
+    if check is not None:
+        check()
+    elif getattr(store, "read_only", False):
+        raise ValueError("store was opened in read-only mode and does not support writing")
+
+
+async def _write_through_store(array: Any, batch: list[tuple], requests: list[tuple], raw: np.ndarray, shape: list[int], partial: list[list[int]], store_empty: bool, metadata: Any) -> None:
+    """Read-modify-write through a store's async API: fetch the stored chunks the write covers in
+    part, merge and encode in Rust, then set (or delete, when all fill) every touched chunk."""
+    prototype = batch[0][1].prototype
+    setters = {_parse_key(item[0].path, metadata)[1]: item[0] for item in batch}
+
+    async def old(coords: list[int]) -> tuple:
+        buf = await setters[tuple(coords)].get(prototype)
+        return coords, None if buf is None else buf.as_numpy_array()
+
+    existing = list(await asyncio.gather(*(old(c) for c in partial)))
+    encoded = await asyncio.to_thread(array.encode_chunk_requests, requests, raw, shape, existing, store_empty)
+
+    async def put(coords: list[int], data: bytes | None) -> None:
+        setter = setters[tuple(coords)]
+        if data is None:
+            await setter.delete()
+        else:
+            await setter.set(prototype.buffer.from_bytes(data))
+
+    await asyncio.gather(*(put(c, d) for c, d in encoded))
 
 
 def _register() -> None:

@@ -17,6 +17,11 @@ use crate::plan::{
 };
 use crate::pool::DecodePool;
 use crate::shard_index::ShardIndexCache;
+use crate::source::{ByteSource, LocalSource};
+
+/// A stored chunk (a shard, when sharded) by its coordinates: its bytes, or None when absent (or,
+/// returned from a write, to be deleted).
+pub type StoredChunk = (Vec<u64>, Option<Vec<u8>>);
 
 /// Options shared by the arrays opened with one [`Context`]. `Default` gives the documented
 /// defaults.
@@ -302,6 +307,12 @@ impl ZarrArray {
         Ok(array)
     }
 
+    /// The context (reader, decode pool, index cache) the array reads through.
+    #[must_use]
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
     /// The array's directory.
     #[must_use]
     pub fn path(&self) -> &Path {
@@ -389,26 +400,21 @@ impl ZarrArray {
     }
 
     fn run_view(&self, plan: ChunkPlan, view: &[OutView<'_>]) -> Result<()> {
+        self.run_view_from(&LocalSource(&self.ctx.reader), plan, view)
+    }
+
+    fn run_view_from(
+        &self,
+        source: &dyn ByteSource,
+        plan: ChunkPlan,
+        view: &[OutView<'_>],
+    ) -> Result<()> {
         let file_path = |coords: &[u64]| self.layout.file_path(&self.array, coords);
-        let zarrs_chunk = |coords: &[u64]| -> Result<Vec<u8>> {
-            let bytes: ArrayBytes<'static> =
-                self.array
-                    .retrieve_chunk(coords)
-                    .map_err(|e| ArrayError::CorruptChunk {
-                        path: self.path.clone(),
-                        chunk: coords.to_vec(),
-                        message: e.to_string(),
-                    })?;
-            Ok(bytes
-                .into_fixed()
-                .map_err(|e| zarrs_error(&self.path, e))?
-                .into_owned())
-        };
         ReadContext {
             ctx: &self.ctx,
             layout: &self.layout,
             file_path: &file_path,
-            zarrs_chunk: &zarrs_chunk,
+            source,
         }
         .execute_view(plan, view)
     }
@@ -443,7 +449,7 @@ impl ZarrArray {
             })
     }
 
-    fn require_fixed_size(&self) -> Result<()> {
+    pub(crate) fn require_fixed_size(&self) -> Result<()> {
         if self.layout.element_size == 0 {
             Err(ArrayError::Unsupported {
                 what: format!(
@@ -504,6 +510,22 @@ impl ZarrArray {
         requests: &[ChunkRequest],
         outputs: &mut [(Vec<u64>, &mut [u8])],
     ) -> Result<()> {
+        self.read_chunk_requests_from(&LocalSource(&self.ctx.reader), requests, outputs)
+    }
+
+    /// As [`ZarrArray::read_chunk_requests`], with the bytes coming from `source` instead of the
+    /// array's directory: keys are [`ZarrArray::file_path`]s, so an array made with
+    /// [`ZarrArray::from_metadata`] at a store prefix asks for store keys. The same two batches
+    /// (shard indexes, then chunk ranges) go to `source`.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::read_chunk_requests`]; a failed fetch is an IO error naming the key.
+    pub fn read_chunk_requests_from(
+        &self,
+        source: &dyn ByteSource,
+        requests: &[ChunkRequest],
+        outputs: &mut [(Vec<u64>, &mut [u8])],
+    ) -> Result<()> {
         self.require_fixed_size()?;
         for (shape, out) in outputs.iter() {
             self.check_out(shape, out)?;
@@ -526,7 +548,7 @@ impl ZarrArray {
                 OutView::new(out)
             })
             .collect();
-        self.run_view(plan, &views)
+        self.run_view_from(source, plan, &views)
     }
 
     /// Read `selection` into a new byte vector.

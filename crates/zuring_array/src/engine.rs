@@ -8,13 +8,15 @@ use std::sync::{Arc, Mutex};
 use zarrs::array::CodecOptions;
 use zuring_io::{ByteRange, IoError, ReadRequest};
 
+use crate::source::{ByteSource, Presence};
+
 use crate::array::Context;
 use crate::assemble::{apply_to, OutView, Source};
 use crate::decode::with_decoded;
 use crate::error::{ArrayError, Result};
 use crate::layout::{ArrayLayout, IndexLayout, IndexLocation, ReadMode};
 use crate::plan::{c_strides, ChunkPlan, CopyOp};
-use crate::shard_index::{FileVersion, ShardIndex};
+use crate::shard_index::ShardIndex;
 
 /// One chunk to fetch: where its bytes are and what to do with them.
 struct ChunkTask {
@@ -46,7 +48,7 @@ pub(crate) struct ReadContext<'a> {
     pub ctx: &'a Context,
     pub layout: &'a ArrayLayout,
     pub file_path: &'a (dyn Fn(&[u64]) -> PathBuf + Sync),
-    pub zarrs_chunk: &'a (dyn Fn(&[u64]) -> Result<Vec<u8>> + Sync),
+    pub source: &'a dyn ByteSource,
 }
 
 impl ReadContext<'_> {
@@ -62,28 +64,10 @@ impl ReadContext<'_> {
         let errors = FirstError::default();
         let pool = self.ctx.pool.get();
         match &self.layout.mode {
-            ReadMode::Zarrs(_) => {
-                let tasks: Vec<ChunkTask> = plan
-                    .into_iter()
-                    .map(|(coords, ops)| ChunkTask { coords, ops })
-                    .collect();
-                pool.install(|| {
-                    use rayon::prelude::*;
-                    tasks
-                        .par_iter()
-                        .for_each(|t| match (self.zarrs_chunk)(&t.coords) {
-                            Ok(bytes) => self.apply_all(
-                                t,
-                                Source::Chunk(&bytes),
-                                &chunk_strides,
-                                view,
-                                &errors,
-                            ),
-                            Err(e) => errors.set(e),
-                        });
-                });
+            // Codecs around sharding: each file decodes whole through zarrs' codec chain.
+            ReadMode::Unsharded | ReadMode::Zarrs(_) => {
+                self.run_unsharded(plan, &chunk_strides, view, &errors, &pool);
             }
-            ReadMode::Unsharded => self.run_unsharded(plan, &chunk_strides, view, &errors, &pool),
             ReadMode::Sharded(index) => {
                 self.run_sharded(plan, index, &chunk_strides, view, &errors, &pool)?
             }
@@ -148,7 +132,7 @@ impl ReadContext<'_> {
             .iter()
             .enumerate()
             .map(|(i, (path, _))| ReadRequest::new(path.as_path(), ByteRange::Whole, i));
-        let stream = self.ctx.reader.submit(requests);
+        let stream = self.source.fetch(requests.collect());
         let fill = self.layout.fill.clone();
         pool.in_place_scope(|s| {
             for completion in stream {
@@ -172,17 +156,19 @@ impl ReadContext<'_> {
     /// Read (or take from the cache) the indexes of `files`, in one batch.
     fn load_indexes(
         &self,
-        files: &[(PathBuf, Option<FileVersion>)],
+        files: &[(PathBuf, Presence)],
         index: &IndexLayout,
     ) -> Result<Vec<Option<Arc<ShardIndex>>>> {
         let mut out: Vec<Option<Arc<ShardIndex>>> = vec![None; files.len()];
         let mut wanted = Vec::new();
-        for (i, (path, version)) in files.iter().enumerate() {
-            if let Some(v) = version {
-                match self.ctx.indexes.get(path, *v) {
+        for (i, (path, presence)) in files.iter().enumerate() {
+            match presence {
+                Presence::Missing => {}
+                Presence::Version(v) => match self.ctx.indexes.get(path, *v) {
                     Some(cached) => out[i] = Some(cached),
                     None => wanted.push(i),
-                }
+                },
+                Presence::Unknown => wanted.push(i),
             }
         }
         if wanted.is_empty() {
@@ -195,17 +181,23 @@ impl ReadContext<'_> {
         let requests = wanted
             .iter()
             .map(|&i| ReadRequest::new(files[i].0.as_path(), range, i));
-        let completions = self.ctx.reader.read_ordered(requests);
         let options = self.codec_options();
-        let decoded: Vec<(usize, Result<Arc<ShardIndex>>)> = completions
-            .into_iter()
+        let decoded: Vec<(usize, Result<Option<Arc<ShardIndex>>>)> = self
+            .source
+            .fetch(requests.collect())
             .map(|c| {
-                let (path, version) = &files[c.tag];
-                let file_size = version.map_or(0, |v| v.size);
+                let (path, presence) = &files[c.tag];
+                let file_size = match presence {
+                    Presence::Version(v) => v.size,
+                    // Unknown size: entries past the end show up when their bytes come back short.
+                    Presence::Unknown => u64::MAX,
+                    Presence::Missing => 0,
+                };
                 let result = match c.result {
-                    Ok(bytes) => {
-                        ShardIndex::decode(path, &bytes, index, file_size, &options).map(Arc::new)
-                    }
+                    Ok(bytes) => ShardIndex::decode(path, &bytes, index, file_size, &options)
+                        .map(|ix| Some(Arc::new(ix))),
+                    // A shard that vanished, or was never there (unknown presence): all fill.
+                    Err(e) if e.is_not_found() => Ok(None),
                     Err(IoError::OutOfBounds { file_size, .. }) => {
                         Err(ArrayError::UnreadableShardIndex {
                             path: path.clone(),
@@ -221,8 +213,8 @@ impl ReadContext<'_> {
             })
             .collect();
         for (i, result) in decoded {
-            let index = result?;
-            if let Some(v) = files[i].1 {
+            let Some(index) = result? else { continue };
+            if let Presence::Version(v) = files[i].1 {
                 self.ctx
                     .indexes
                     .insert(files[i].0.clone(), v, Arc::clone(&index));
@@ -256,11 +248,11 @@ impl ReadContext<'_> {
                 .or_default()
                 .push((inner, ChunkTask { coords, ops }));
         }
-        let files: Vec<(PathBuf, Option<FileVersion>)> = by_file
+        let files: Vec<(PathBuf, Presence)> = by_file
             .keys()
             .map(|shard| {
                 let path = (self.file_path)(shard);
-                FileVersion::of(&path).map(|v| (path, v))
+                self.source.probe(&path).map(|p| (path, p))
             })
             .collect::<Result<_>>()?;
         let indexes = self.load_indexes(&files, index)?;
@@ -283,7 +275,7 @@ impl ReadContext<'_> {
                 }
             }
         }
-        let stream = self.ctx.reader.submit(requests);
+        let stream = self.source.fetch(requests);
         pool.in_place_scope(|s| {
             let fill = &fill;
             for task in missing {

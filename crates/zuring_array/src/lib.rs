@@ -5,8 +5,11 @@
 //!
 //! Metadata, data types and codecs come from [`zarrs`]; bytes come through [`zuring_io`].
 //! Arrays whose layout the batched path does not cover (array-to-array codecs before sharding,
-//! bytes-to-bytes codecs after it, variable-size data types) are read chunk by chunk through
-//! zarrs; chunk grids other than regular are refused with [`ArrayError::Unsupported`].
+//! bytes-to-bytes codecs after it) are read a whole file at a time and decoded by zarrs' codec
+//! chain; variable-size data types are read through zarrs; chunk grids other than regular are
+//! refused with [`ArrayError::Unsupported`].
+//!
+//! Bytes can also come from the caller ([`FetchedSource`]): a zarr-python store's async API, say.
 
 mod array;
 mod assemble;
@@ -18,11 +21,15 @@ mod metadata;
 mod plan;
 mod pool;
 mod shard_index;
+mod source;
+mod write;
 
-pub use array::{ArrayOptions, Context, ZarrArray};
+pub use array::{ArrayOptions, Context, StoredChunk, ZarrArray};
 pub use assemble::bytemuck_free::Plain;
 pub use decode::{with_decoded, ChunkDecoder};
 pub use error::{ArrayError, Result};
 pub use layout::{ArrayLayout, IndexLayout, IndexLocation, ReadMode};
 pub use plan::{ChunkRequest, DimSlice, Selection};
 pub use shard_index::{FileVersion, ShardIndex, ShardIndexCache};
+pub use source::{ByteSource, Fetched, FetchedSource, Presence};
+pub use write::WriteValue;

@@ -388,6 +388,11 @@ pub enum ChunkRequest {
 /// Plan chunk requests against a read grid of `chunk_shape` inside stored chunks of
 /// `file_shape`, each into its target output, of shape `out_shapes[target]` (C order).
 ///
+/// A request addresses a stored chunk, which always holds `file_shape` elements: indices are
+/// checked against it, not against the array's `shape` (only its rank is used), so requests from
+/// a caller that resized the array since this handle was made (zarr-python resizes in place)
+/// still read what is stored.
+///
 /// # Errors
 /// [`ArrayError::Selection`] when a request's lengths disagree or an index leaves its chunk or the
 /// output; [`ArrayError::TooLarge`] on overflow.
@@ -469,7 +474,7 @@ pub fn plan_chunk_requests(
                         let global = chunk[d]
                             .checked_mul(file_shape[d])
                             .and_then(|g| g.checked_add(within))
-                            .filter(|&g| within < file_shape[d] && g < shape[d])
+                            .filter(|_| within < file_shape[d])
                             .ok_or_else(|| {
                                 bad(format!(
                                     "index {within} leaves chunk {chunk:?} in dimension {d}"
@@ -535,7 +540,7 @@ pub fn plan_chunk_requests(
                         let global = chunk[d]
                             .checked_mul(file_shape[d])
                             .and_then(|g| g.checked_add(c[d]))
-                            .filter(|&g| c[d] < file_shape[d] && g < shape[d])
+                            .filter(|_| c[d] < file_shape[d])
                             .ok_or_else(|| bad(format!("point {c:?} leaves chunk {chunk:?}")))?;
                         inner.push(global / chunk_shape[d]);
                         within = within * chunk_shape[d] + global % chunk_shape[d];
@@ -593,7 +598,7 @@ fn plan_contiguous(
         else {
             return false;
         };
-        if first + idx.len() as u64 > file_shape[d] || global + idx.len() as u64 > shape[d] {
+        if first + idx.len() as u64 > file_shape[d] {
             return false;
         }
         match &positions[d] {

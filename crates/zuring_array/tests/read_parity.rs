@@ -462,3 +462,417 @@ fn corrupt_shards_name_file_and_entry() {
         "a rewritten shard is re-read (cache keyed by file version)"
     );
 }
+
+/// Every file under `root`, by key relative to it.
+fn files_by_key(root: &Path) -> std::collections::HashMap<String, Vec<u8>> {
+    let mut out = std::collections::HashMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let key = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                out.insert(key, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Serve `(key, range)` batches from `files` (keys under the prefix `pre/fix`), counting batches.
+fn memory_fetch<'a>(
+    files: &'a std::collections::HashMap<String, Vec<u8>>,
+    batches: &'a std::sync::atomic::AtomicUsize,
+) -> impl Fn(&[(std::path::PathBuf, zuring_io::ByteRange)]) -> Vec<zuring_array::Fetched> + Sync + 'a
+{
+    use zuring_array::Fetched;
+    use zuring_io::ByteRange;
+    move |asks| {
+        batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        asks.iter()
+            .map(|(key, range)| {
+                let key = key.strip_prefix("pre/fix").unwrap().to_str().unwrap();
+                let Some(data) = files.get(key) else {
+                    return Fetched::Missing;
+                };
+                let n = data.len() as u64;
+                // Like zarr-python's stores: a range past the end gives the bytes that exist.
+                let (a, b) = match *range {
+                    ByteRange::Range { offset, len } => (offset.min(n), (offset + len).min(n)),
+                    ByteRange::From(o) => (o.min(n), n),
+                    ByteRange::Suffix(len) => (n.saturating_sub(len), n),
+                    ByteRange::Whole => (0, n),
+                };
+                Fetched::Bytes(data[a as usize..b as usize].to_vec().into())
+            })
+            .collect()
+    }
+}
+
+/// One request per stored chunk covering all of it, into an output of the array's shape: what
+/// zarr-python's pipeline asks for a whole-array read, plus a strided and a point request.
+fn whole_array_requests(array: &ZarrArray) -> Vec<zuring_array::ChunkRequest> {
+    let file = array.shard_shape().unwrap_or(array.chunk_shape()).to_vec();
+    let grid: Vec<u64> = SHAPE
+        .iter()
+        .zip(&file)
+        .map(|(s, f)| s.div_ceil(*f))
+        .collect();
+    let mut requests = Vec::new();
+    for i in 0..grid[0] {
+        for j in 0..grid[1] {
+            for k in 0..grid[2] {
+                let chunk = vec![i, j, k];
+                let (mut indices, mut positions) = (Vec::new(), Vec::new());
+                for d in 0..3 {
+                    let lo = chunk[d] * file[d];
+                    let hi = (lo + file[d]).min(SHAPE[d]);
+                    indices.push((0..hi - lo).collect::<Vec<u64>>());
+                    positions.push(Some((lo..hi).collect::<Vec<u64>>()));
+                }
+                requests.push(zuring_array::ChunkRequest::Orthogonal {
+                    target: 0,
+                    chunk,
+                    indices,
+                    positions,
+                });
+            }
+        }
+    }
+    requests
+}
+
+#[test]
+fn fetched_bytes_read_like_local_files() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let ctx = Context::new(ArrayOptions::default()).unwrap();
+    for (name, meta, sharded) in cases() {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let expected = write_with_zarrs(dir.path(), &meta);
+        let files = files_by_key(dir.path());
+        let batches = AtomicUsize::new(0);
+        let source = zuring_array::FetchedSource::new(memory_fetch(&files, &batches));
+        // Keys are the store's: the array lives at the prefix "pre/fix", not on disk.
+        let array = ZarrArray::from_metadata("pre/fix", &meta, Arc::clone(&ctx)).unwrap();
+        let requests = whole_array_requests(&array);
+        let mut out = vec![0u8; expected.len() * 4];
+        let mut outputs = vec![(SHAPE.to_vec(), out.as_mut_slice())];
+        array
+            .read_chunk_requests_from(&source, &requests, &mut outputs)
+            .unwrap();
+        let got: Vec<u32> = out
+            .chunks_exact(4)
+            .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(got, expected, "{name}");
+        // Shard indexes in one batch, chunk ranges in a second; unsharded: one batch.
+        let want = if sharded && !name.contains("zarrs path") {
+            2
+        } else {
+            1
+        };
+        assert_eq!(batches.load(Ordering::Relaxed), want, "{name}");
+
+        // Points and strides through the same source equal the local read of the same requests.
+        let local = ZarrArray::open_with(dir.path(), Arc::clone(&ctx)).unwrap();
+        let file = array.shard_shape().unwrap_or(array.chunk_shape()).to_vec();
+        let points = zuring_array::ChunkRequest::Points {
+            target: 0,
+            chunk: vec![0, 0, 0],
+            coords: vec![
+                vec![0, 0, 0],
+                vec![file[0] - 1, file[1] - 1, 1],
+                vec![1, 2, 3],
+            ],
+            positions: vec![2, 0, 1],
+        };
+        let mut a = vec![0u8; 12];
+        let mut b = vec![0u8; 12];
+        array
+            .read_chunk_requests_from(
+                &source,
+                std::slice::from_ref(&points),
+                &mut [(vec![3], a.as_mut_slice())],
+            )
+            .unwrap();
+        local
+            .read_chunk_requests(&[points], &mut [(vec![3], b.as_mut_slice())])
+            .unwrap();
+        assert_eq!(a, b, "{name}");
+        assert_eq!(
+            u32::from_ne_bytes(a[4..8].try_into().unwrap()),
+            at(&expected, &[1, 2, 3]),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn fetched_bytes_errors_name_the_key() {
+    let ctx = Context::new(ArrayOptions::default()).unwrap();
+    let (_, meta, _) = &cases()[3]; // sharded, index at the end with crc32c
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let expected = write_with_zarrs(dir.path(), meta);
+    let array = ZarrArray::from_metadata("pre/fix", meta, Arc::clone(&ctx)).unwrap();
+    let requests = whole_array_requests(&array);
+    let read = |files: &std::collections::HashMap<String, Vec<u8>>| {
+        let batches = std::sync::atomic::AtomicUsize::new(0);
+        let source = zuring_array::FetchedSource::new(memory_fetch(files, &batches));
+        let mut out = vec![0u8; expected.len() * 4];
+        array.read_chunk_requests_from(
+            &source,
+            &requests,
+            &mut [(SHAPE.to_vec(), out.as_mut_slice())],
+        )
+    };
+
+    // A shard cut short: its index no longer checks out.
+    let mut files = files_by_key(dir.path());
+    files.get_mut("c/0/0/0").unwrap().truncate(50);
+    let err = read(&files).unwrap_err().to_string();
+    assert!(err.contains("pre/fix/c/0/0/0"), "{err}");
+
+    // An inner chunk's bytes damaged: its checksum fails, naming key and chunk.
+    let mut files = files_by_key(dir.path());
+    files.get_mut("c/0/0/0").unwrap()[3] ^= 0xff;
+    let err = read(&files).unwrap_err();
+    assert!(matches!(err, ArrayError::CorruptChunk { .. }), "{err}");
+    assert!(err.to_string().contains("pre/fix/c/0/0/0"), "{err}");
+
+    // A fetch that fails names the key and says why.
+    let failing = zuring_array::FetchedSource::new(
+        |asks: &[(std::path::PathBuf, zuring_io::ByteRange)]| {
+            asks.iter()
+                .map(|_| zuring_array::Fetched::Failed("connection reset".into()))
+                .collect()
+        },
+    );
+    let mut out = vec![0u8; expected.len() * 4];
+    let err = array
+        .read_chunk_requests_from(
+            &failing,
+            &requests,
+            &mut [(SHAPE.to_vec(), out.as_mut_slice())],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("connection reset") && err.contains("pre/fix/c/"),
+        "{err}"
+    );
+
+    // Every key missing: all fill.
+    let empty = std::collections::HashMap::new();
+    let mut out = vec![0u8; expected.len() * 4];
+    let batches = std::sync::atomic::AtomicUsize::new(0);
+    let source = zuring_array::FetchedSource::new(memory_fetch(&empty, &batches));
+    array
+        .read_chunk_requests_from(
+            &source,
+            &requests,
+            &mut [(SHAPE.to_vec(), out.as_mut_slice())],
+        )
+        .unwrap();
+    assert!(out
+        .chunks_exact(4)
+        .all(|b| u32::from_ne_bytes(b.try_into().unwrap()) == 7));
+}
+
+/// Chunk requests for an orthogonal selection `lists` (global indices per dimension) against
+/// stored chunks of `file`; positions index a value of shape `[lists[d].len()]`.
+fn orthogonal_requests(lists: &[Vec<u64>], file: &[u64]) -> Vec<zuring_array::ChunkRequest> {
+    type Dim = std::collections::BTreeMap<u64, (Vec<u64>, Vec<u64>)>;
+    let per_dim: Vec<Dim> = lists
+        .iter()
+        .zip(file)
+        .map(|(list, f)| {
+            let mut m = Dim::new();
+            for (k, &i) in list.iter().enumerate() {
+                let e = m.entry(i / f).or_default();
+                e.0.push(i % f);
+                e.1.push(k as u64);
+            }
+            m
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (c0, (i0, p0)) in &per_dim[0] {
+        for (c1, (i1, p1)) in &per_dim[1] {
+            for (c2, (i2, p2)) in &per_dim[2] {
+                out.push(zuring_array::ChunkRequest::Orthogonal {
+                    target: 0,
+                    chunk: vec![*c0, *c1, *c2],
+                    indices: vec![i0.clone(), i1.clone(), i2.clone()],
+                    positions: vec![Some(p0.clone()), Some(p1.clone()), Some(p2.clone())],
+                });
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn writes_of_any_selection() {
+    use zuring_array::WriteValue;
+    let ctx = Context::new(ArrayOptions::default()).unwrap();
+    for (name, meta, _) in cases() {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let mut expected = write_with_zarrs(dir.path(), &meta);
+        let local = ZarrArray::open_with(dir.path(), Arc::clone(&ctx)).unwrap();
+        let foreign = ZarrArray::from_metadata("pre/fix", &meta, Arc::clone(&ctx)).unwrap();
+        let file = local.shard_shape().unwrap_or(local.chunk_shape()).to_vec();
+        let idx = |c: &[u64]| ((c[0] * SHAPE[1] + c[1]) * SHAPE[2] + c[2]) as usize;
+
+        // Orthogonal with steps and an unsorted integer list; every stored chunk is partial.
+        let lists = vec![
+            vec![0, 2, 4, 6],
+            vec![29, 3, 17],
+            (0..21).step_by(5).collect(),
+        ];
+        let requests = orthogonal_requests(&lists, &file);
+        let shape: Vec<u64> = lists.iter().map(|l| l.len() as u64).collect();
+        let n: u64 = shape.iter().product();
+        let values: Vec<u32> = (0..n as u32).map(|i| 1_000_000 + i).collect();
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let value = WriteValue {
+            bytes: &bytes,
+            shape: &shape,
+        };
+        let partial: Vec<Vec<u64>> = requests
+            .iter()
+            .map(|r| match r {
+                zuring_array::ChunkRequest::Orthogonal { chunk, .. } => chunk.clone(),
+                zuring_array::ChunkRequest::Points { .. } => unreachable!(),
+            })
+            .collect();
+        // What a foreign store gets (applied to a copy of the files here) must read back as
+        // what zuring wrote locally (encoders may differ in bytes: zstd threads, gzip mtime).
+        let before = files_by_key(dir.path());
+        let existing = partial
+            .iter()
+            .map(|c| {
+                let key = format!("c/{}/{}/{}", c[0], c[1], c[2]);
+                (c.clone(), before.get(&key).cloned())
+            })
+            .collect();
+        let encoded = foreign
+            .encode_chunk_requests(&requests, value, existing, false)
+            .unwrap();
+        let copy = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        for (key, bytes) in &before {
+            let path = copy.path().join(key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
+        for (c, bytes) in &encoded {
+            let path = copy.path().join(format!("c/{}/{}/{}", c[0], c[1], c[2]));
+            match bytes {
+                Some(b) => {
+                    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                    std::fs::write(path, b).unwrap();
+                }
+                None => drop(std::fs::remove_file(path)),
+            }
+        }
+        local
+            .write_chunk_requests(&requests, value, &partial, false)
+            .unwrap();
+        let after = files_by_key(dir.path());
+        let from_copy = ZarrArray::open_with(copy.path(), Arc::clone(&ctx))
+            .unwrap()
+            .read::<u32>(&Selection::all(&SHAPE))
+            .unwrap();
+        let mut k = 0;
+        for &i in &lists[0] {
+            for &j in &lists[1] {
+                for &l in &lists[2] {
+                    expected[idx(&[i, j, l])] = values[k];
+                    k += 1;
+                }
+            }
+        }
+        let got = local.read::<u32>(&Selection::all(&SHAPE)).unwrap();
+        assert_eq!(got.iter().copied().collect::<Vec<_>>(), expected, "{name}");
+        assert_eq!(from_copy, got, "{name}: encoded for a foreign store");
+        assert_eq!(files_by_key(copy.path()).len(), after.len(), "{name}");
+        let stored = after.len();
+
+        // Points with a broadcast (0-d) value into the unwritten tail, then the fill value back:
+        // the chunks they touch that hold nothing else are deleted again.
+        let fill = u32::from_ne_bytes(local.fill_value_bytes().try_into().unwrap());
+        let pts = [[6u64, 28, 20], [5, 0, 1], [6, 1, 2]]; // all fill before
+        for v in [424_242u32, fill] {
+            let scalar = v.to_ne_bytes();
+            let mut by_chunk: std::collections::BTreeMap<Vec<u64>, Vec<Vec<u64>>> =
+                std::collections::BTreeMap::new();
+            for p in &pts {
+                let chunk: Vec<u64> = p.iter().zip(&file).map(|(i, f)| i / f).collect();
+                let within = p.iter().zip(&file).map(|(i, f)| i % f).collect();
+                by_chunk.entry(chunk).or_default().push(within);
+            }
+            let requests: Vec<_> = by_chunk
+                .iter()
+                .map(|(chunk, coords)| zuring_array::ChunkRequest::Points {
+                    target: 0,
+                    chunk: chunk.clone(),
+                    positions: vec![0; coords.len()],
+                    coords: coords.clone(),
+                })
+                .collect();
+            let partial: Vec<Vec<u64>> = by_chunk.keys().cloned().collect();
+            local
+                .write_chunk_requests(
+                    &requests,
+                    WriteValue {
+                        bytes: &scalar,
+                        shape: &[],
+                    },
+                    &partial,
+                    false,
+                )
+                .unwrap();
+            for p in &pts {
+                expected[idx(p)] = v;
+            }
+            let got = local.read::<u32>(&Selection::all(&SHAPE)).unwrap();
+            assert_eq!(got.iter().copied().collect::<Vec<_>>(), expected, "{name}");
+        }
+        assert_eq!(
+            files_by_key(dir.path()).len(),
+            stored,
+            "{name}: new chunks dropped again"
+        );
+        let snapshot = files_by_key(dir.path());
+
+        // A request outside its chunk fails before anything is written.
+        let bad = [zuring_array::ChunkRequest::Points {
+            target: 0,
+            chunk: vec![0, 0, 0],
+            coords: vec![vec![file[0], 0, 0]],
+            positions: vec![0],
+        }];
+        let err = local
+            .write_chunk_requests(
+                &bad,
+                WriteValue {
+                    bytes: &[0; 4],
+                    shape: &[],
+                },
+                &[],
+                false,
+            )
+            .unwrap_err();
+        assert!(matches!(err, ArrayError::Selection { .. }), "{err}");
+        assert!(
+            files_by_key(dir.path()) == snapshot,
+            "{name}: nothing written"
+        );
+    }
+}

@@ -4,10 +4,17 @@ use std::path::PathBuf;
 
 use numpy::PyReadonlyArray2;
 use numpy::{PyReadonlyArray1, PyReadwriteArray1};
+use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
-use zuring_array::{ChunkRequest, Context, DimSlice, Selection, ZarrArray};
+use zuring_array::{
+    ChunkRequest, Context, DimSlice, Fetched, FetchedSource, Selection, WriteValue, ZarrArray,
+};
+use zuring_io::ByteRange;
 
 use crate::errors;
+
+/// A stored chunk's coordinates and bytes (None: delete it).
+type PyStoredChunk<'py> = (Vec<u64>, Option<Bound<'py, pyo3::types::PyBytes>>);
 
 /// An open Zarr array.
 #[pyclass(module = "zuring._native", frozen)]
@@ -279,6 +286,56 @@ impl Array {
             .map_err(errors::array)
     }
 
+    /// As `read_chunk_requests`, with the bytes fetched by `fetch` instead of read from disk:
+    /// `fetch` gets a list of `(key, start, end, suffix)` (a range `start..end`, bytes from
+    /// `start` when `end` is None, the last `suffix` bytes, or the whole object when all are
+    /// None) and returns one buffer (or None: no such key) per item. It is called with the GIL
+    /// held, from the calling thread, once per batch: shard indexes, then chunk ranges.
+    fn read_chunk_requests_fetched(
+        &self,
+        py: Python<'_>,
+        requests: Vec<PyChunkRequest<'_>>,
+        out_shapes: Vec<Vec<u64>>,
+        mut outs: Vec<PyReadwriteArray1<'_, u8>>,
+        fetch: Py<PyAny>,
+    ) -> PyResult<()> {
+        if out_shapes.len() != outs.len() {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "one shape per output",
+            ));
+        }
+        let requests = requests
+            .iter()
+            .map(PyChunkRequest::to_request)
+            .collect::<PyResult<Vec<_>>>()?;
+        let mut outputs = Vec::with_capacity(outs.len());
+        for (shape, out) in out_shapes.into_iter().zip(outs.iter_mut()) {
+            outputs.push((shape, out_slice(out)?));
+        }
+        // The first Python exception raised by `fetch` is raised again as it was.
+        let raised: std::sync::Mutex<Option<PyErr>> = std::sync::Mutex::new(None);
+        let source = FetchedSource::new(|asks: &[(PathBuf, ByteRange)]| {
+            Python::attach(|py| match call_fetch(py, &fetch, asks) {
+                Ok(fetched) => fetched,
+                Err(err) => {
+                    let message = err.to_string();
+                    if let Ok(mut slot) = raised.lock() {
+                        slot.get_or_insert(err);
+                    }
+                    vec![Fetched::Failed(message); asks.len()]
+                }
+            })
+        });
+        let result = py.detach(|| {
+            self.inner
+                .read_chunk_requests_from(&source, &requests, &mut outputs)
+        });
+        if let Some(err) = raised.lock().ok().and_then(|mut slot| slot.take()) {
+            return Err(err);
+        }
+        result.map_err(errors::array)
+    }
+
     /// Write `data` (uint8, C order, native endian) into the region `starts..stops`.
     fn write_region(
         &self,
@@ -294,6 +351,80 @@ impl Array {
             .map_err(|_| pyo3::exceptions::PyValueError::new_err("data must be contiguous"))?;
         py.detach(|| self.inner.write_region(&ranges, data))
             .map_err(errors::array)
+    }
+
+    /// Write `value` (uint8 view of a C-contiguous array of `value_shape`; `[]`: one element for
+    /// every position) as a batch of zarr-python chunk requests into the array's directory.
+    /// `partial` lists the stored chunks the write covers only in part (read first).
+    fn write_chunk_requests(
+        &self,
+        py: Python<'_>,
+        requests: Vec<PyChunkRequest<'_>>,
+        value: PyReadonlyArray1<'_, u8>,
+        value_shape: Vec<u64>,
+        partial: Vec<Vec<u64>>,
+        store_empty: bool,
+    ) -> PyResult<()> {
+        let requests = requests
+            .iter()
+            .map(PyChunkRequest::to_request)
+            .collect::<PyResult<Vec<_>>>()?;
+        let bytes = value
+            .as_slice()
+            .map_err(|_| pyo3::exceptions::PyValueError::new_err("value must be contiguous"))?;
+        let value = WriteValue {
+            bytes,
+            shape: &value_shape,
+        };
+        py.detach(|| {
+            self.inner
+                .write_chunk_requests(&requests, value, &partial, store_empty)
+        })
+        .map_err(errors::array)
+    }
+
+    /// As `write_chunk_requests` for a store zuring does not write itself: `existing` is a list
+    /// of `(chunk coords, buffer or None)` for the stored chunks covered in part. Returns
+    /// `(chunk coords, bytes or None)` for every touched stored chunk (None: delete it).
+    fn encode_chunk_requests<'py>(
+        &self,
+        py: Python<'py>,
+        requests: Vec<PyChunkRequest<'_>>,
+        value: PyReadonlyArray1<'_, u8>,
+        value_shape: Vec<u64>,
+        existing: Vec<(Vec<u64>, Option<Bound<'py, PyAny>>)>,
+        store_empty: bool,
+    ) -> PyResult<Vec<PyStoredChunk<'py>>> {
+        let requests = requests
+            .iter()
+            .map(PyChunkRequest::to_request)
+            .collect::<PyResult<Vec<_>>>()?;
+        let bytes = value
+            .as_slice()
+            .map_err(|_| pyo3::exceptions::PyValueError::new_err("value must be contiguous"))?;
+        let existing = existing
+            .into_iter()
+            .map(|(coords, old)| {
+                let old = old
+                    .map(|b| PyBuffer::<u8>::get(&b).and_then(|buf| buf.to_vec(py)))
+                    .transpose()?;
+                Ok((coords, old))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let value = WriteValue {
+            bytes,
+            shape: &value_shape,
+        };
+        let encoded = py
+            .detach(|| {
+                self.inner
+                    .encode_chunk_requests(&requests, value, existing, store_empty)
+            })
+            .map_err(errors::array)?;
+        Ok(encoded
+            .into_iter()
+            .map(|(coords, b)| (coords, b.map(|b| pyo3::types::PyBytes::new(py, &b))))
+            .collect())
     }
 
     /// Read a region of a string array.
@@ -356,4 +487,46 @@ impl Array {
             .first()
             .map_or(0, |&n| usize::try_from(n).unwrap_or(usize::MAX))
     }
+}
+
+/// Call a Python `fetch` with one batch of `(key, start, end, suffix)` and copy what it returns.
+fn call_fetch(
+    py: Python<'_>,
+    fetch: &Py<PyAny>,
+    asks: &[(PathBuf, ByteRange)],
+) -> PyResult<Vec<Fetched>> {
+    let items = asks
+        .iter()
+        .map(|(key, range)| {
+            let key = key.to_string_lossy().into_owned();
+            let (start, end, suffix) = match *range {
+                ByteRange::Range { offset, len } => {
+                    (Some(offset), Some(offset.saturating_add(len)), None)
+                }
+                ByteRange::From(offset) => (Some(offset), None, None),
+                ByteRange::Suffix(len) => (None, None, Some(len)),
+                ByteRange::Whole => (None, None, None),
+            };
+            (key, start, end, suffix)
+        })
+        .collect::<Vec<_>>();
+    let answers = fetch.bind(py).call1((items,))?;
+    let mut out = Vec::with_capacity(asks.len());
+    for answer in answers.try_iter()? {
+        let answer = answer?;
+        if answer.is_none() {
+            out.push(Fetched::Missing);
+        } else {
+            let buffer = PyBuffer::<u8>::get(&answer)?;
+            out.push(Fetched::Bytes(buffer.to_vec(py)?.into()));
+        }
+    }
+    if out.len() != asks.len() {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "fetch returned {} results for {} requests",
+            out.len(),
+            asks.len()
+        )));
+    }
+    Ok(out)
 }

@@ -1,0 +1,195 @@
+//! Where a read's bytes come from: zuring's reader over local files, or bytes the caller fetches
+//! itself (a zarr-python store's async API, an object store), batch by batch.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use zuring_io::{ByteRange, Completion, IoError, ReadRequest, Reader};
+
+use crate::error::Result;
+use crate::shard_index::FileVersion;
+
+/// What is known of a file before reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// It does not exist.
+    Missing,
+    /// It exists with this version (size, inode, modification time): cached shard indexes keyed
+    /// by it stay valid while it does not change.
+    Version(FileVersion),
+    /// Nothing is known until its bytes are asked for (nothing is cached).
+    Unknown,
+}
+
+/// A batch of byte-range reads, by key: the engine asks for every shard index of a read in one
+/// batch and for every chunk range in a second one.
+pub trait ByteSource: Sync {
+    /// What is known of `path` before reading it.
+    ///
+    /// # Errors
+    /// When looking failed for a reason other than the file being missing.
+    fn probe(&self, path: &Path) -> Result<Presence>;
+
+    /// Start a batch; completions may arrive in any order, each with its request's tag. A missing
+    /// file is [`IoError::NotFound`]; a range past its end is [`IoError::OutOfBounds`].
+    fn fetch(
+        &self,
+        requests: Vec<ReadRequest<usize>>,
+    ) -> Box<dyn Iterator<Item = Completion<usize>> + '_>;
+}
+
+/// Local files through zuring's io_uring (or pread) reader.
+pub(crate) struct LocalSource<'a>(pub &'a Reader);
+
+impl ByteSource for LocalSource<'_> {
+    fn probe(&self, path: &Path) -> Result<Presence> {
+        Ok(FileVersion::of(path)?.map_or(Presence::Missing, Presence::Version))
+    }
+
+    fn fetch(
+        &self,
+        requests: Vec<ReadRequest<usize>>,
+    ) -> Box<dyn Iterator<Item = Completion<usize>> + '_> {
+        Box::new(self.0.submit(requests))
+    }
+}
+
+/// One fetched result.
+#[derive(Debug, Clone)]
+pub enum Fetched {
+    /// The bytes of the range (for a range past the end of the object, the bytes that exist).
+    Bytes(Bytes),
+    /// No such key.
+    Missing,
+    /// The fetch failed; the message says why.
+    Failed(String),
+}
+
+/// Bytes fetched by the caller: `fetch` gets a batch of `(key, range)` and returns one
+/// [`Fetched`] per request, in order. The engine plans as for local files (index batch, chunk
+/// batch, decode in parallel, write into the output), but keeps no index cache, since nothing
+/// says when a foreign object changes.
+pub struct FetchedSource<F> {
+    fetch: F,
+}
+
+impl<F> std::fmt::Debug for FetchedSource<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FetchedSource").finish_non_exhaustive()
+    }
+}
+
+impl<F> FetchedSource<F>
+where
+    F: Fn(&[(PathBuf, ByteRange)]) -> Vec<Fetched> + Sync,
+{
+    /// A source that calls `fetch` once per batch.
+    pub fn new(fetch: F) -> Self {
+        Self { fetch }
+    }
+}
+
+/// Check that `bytes` is what `range` asked for: a short answer means the object ends before
+/// the range does.
+fn checked(path: &Path, range: ByteRange, bytes: Bytes) -> zuring_io::Result<Bytes> {
+    let got = bytes.len() as u64;
+    match range {
+        ByteRange::Range { offset, len } if got < len => Err(IoError::OutOfBounds {
+            path: path.to_path_buf(),
+            range: (offset, offset.saturating_add(len)),
+            file_size: offset.saturating_add(got),
+        }),
+        ByteRange::Range { len, .. } if got > len => {
+            Ok(bytes.slice(..usize::try_from(len).unwrap_or(usize::MAX)))
+        }
+        ByteRange::Suffix(len) if got < len => Err(IoError::OutOfBounds {
+            path: path.to_path_buf(),
+            range: (0, len),
+            file_size: got,
+        }),
+        ByteRange::Suffix(len) if got > len => {
+            Ok(bytes.slice(usize::try_from(got - len).unwrap_or(0)..))
+        }
+        _ => Ok(bytes),
+    }
+}
+
+impl<F> ByteSource for FetchedSource<F>
+where
+    F: Fn(&[(PathBuf, ByteRange)]) -> Vec<Fetched> + Sync,
+{
+    fn probe(&self, _path: &Path) -> Result<Presence> {
+        Ok(Presence::Unknown)
+    }
+
+    fn fetch(
+        &self,
+        requests: Vec<ReadRequest<usize>>,
+    ) -> Box<dyn Iterator<Item = Completion<usize>> + '_> {
+        let asks: Vec<(PathBuf, ByteRange)> = requests
+            .iter()
+            .map(|r| (r.path.to_path_buf(), r.range))
+            .collect();
+        let mut answers = (self.fetch)(&asks).into_iter();
+        let completions: Vec<Completion<usize>> = requests
+            .into_iter()
+            .map(|request| {
+                let path = request.path.to_path_buf();
+                let result = match answers.next() {
+                    Some(Fetched::Bytes(bytes)) => checked(&path, request.range, bytes),
+                    Some(Fetched::Missing) => Err(IoError::NotFound { path }),
+                    Some(Fetched::Failed(message)) => Err(IoError::Read {
+                        path,
+                        range: (0, 0),
+                        source: Arc::new(std::io::Error::other(message)),
+                    }),
+                    None => Err(IoError::Read {
+                        path,
+                        range: (0, 0),
+                        source: Arc::new(std::io::Error::other(
+                            "the fetch returned fewer results than requests",
+                        )),
+                    }),
+                };
+                Completion {
+                    tag: request.tag,
+                    result,
+                }
+            })
+            .collect();
+        Box::new(completions.into_iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_long_answers() {
+        let p = Path::new("k");
+        let b = Bytes::from_static(b"0123456789");
+        assert!(matches!(
+            checked(p, ByteRange::new(4, 20), b.clone()),
+            Err(IoError::OutOfBounds {
+                range: (4, 24),
+                file_size: 14,
+                ..
+            })
+        ));
+        assert_eq!(
+            &checked(p, ByteRange::new(0, 4), b.clone()).unwrap()[..],
+            b"0123"
+        );
+        assert_eq!(
+            &checked(p, ByteRange::Suffix(3), b.clone()).unwrap()[..],
+            b"789"
+        );
+        assert!(matches!(
+            checked(p, ByteRange::Suffix(11), b.clone()),
+            Err(IoError::OutOfBounds { file_size: 10, .. })
+        ));
+        assert_eq!(checked(p, ByteRange::Whole, b.clone()).unwrap(), b);
+    }
+}
