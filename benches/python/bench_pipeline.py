@@ -1,6 +1,8 @@
 """Python-level benchmark: the same generated datasets as ``array_bench``, read and written by
-zarr-python (default pipeline), zarr-python + zarrs-python, tensorstore (reads issued together as
-futures), zarr-python + zuring's pipeline, and zuring's native ``read_crops``.
+zarr-python (default pipeline), zarr-python 3.4's FusedCodecPipeline (when the installed zarr has
+it: run this script on Python >= 3.12 with zarr 3.4), zarr-python + zarrs-python, tensorstore
+(reads issued together as futures), zarr-python + zuring's pipeline, and zuring's native
+``read_crops``. Peers that are not installed are left out.
 
 Workloads: batches of 32 random crops (4 x 256 x 256), whole-array read, whole-array write;
 warm and cold cache (cold needs root: the page cache is dropped before each run).
@@ -18,20 +20,28 @@ import os
 import shutil
 import time
 
+import importlib.util
+
 import numpy as np
-import tensorstore as ts
 import zarr
+import zarr.core.codec_pipeline
 
 import zuring
 from _common import drop_caches, warm
 
+try:
+    import tensorstore as ts
+except ImportError:  # not installed for this Python
+    ts = None
+
 CROP = (4, 256, 256)
 BATCH = 32
-PIPELINES = {
-    "zarr-python (default)": "zarr.core.codec_pipeline.BatchedCodecPipeline",
-    "zarr-python + zarrs-python": "zarrs.ZarrsCodecPipeline",
-    "zarr-python + zuring": "zuring.ZuringCodecPipeline",
-}
+PIPELINES = {"zarr-python (default)": "zarr.core.codec_pipeline.BatchedCodecPipeline"}
+if hasattr(zarr.core.codec_pipeline, "FusedCodecPipeline"):
+    PIPELINES["zarr-python Fused (3.4)"] = "zarr.core.codec_pipeline.FusedCodecPipeline"
+if importlib.util.find_spec("zarrs") is not None:
+    PIPELINES["zarr-python + zarrs-python"] = "zarrs.ZarrsCodecPipeline"
+PIPELINES["zarr-python + zuring"] = "zuring.ZuringCodecPipeline"
 
 
 def crop_batches(shape, batches, seed):
@@ -124,9 +134,12 @@ def main() -> None:
     batches_n = 2 if a.quick else a.batches
     cold_ok = drop_caches()
     results = []
-    print(f"# bench_pipeline: crops {CROP} x {BATCH} per batch, {batches_n} batches, {os.cpu_count()} cpus, cold cache {'by drop_caches' if cold_ok else 'unavailable'}")
-    methods_crop = list(PIPELINES) + ["tensorstore", "zuring native read_crops"]
-    methods_whole = list(PIPELINES) + ["tensorstore", "zuring native"]
+    import sys
+
+    print(f"# bench_pipeline: crops {CROP} x {BATCH} per batch, {batches_n} batches, {os.cpu_count()} cpus, cold cache {'by drop_caches' if cold_ok else 'unavailable'}; Python {sys.version.split()[0]}, zarr {zarr.__version__}")
+    peers = ["tensorstore"] if ts is not None else []
+    methods_crop = list(PIPELINES) + peers + ["zuring native read_crops"]
+    methods_whole = list(PIPELINES) + peers + ["zuring native"]
     for name in ("sat.zarr", "nwp.zarr"):
         path = os.path.join(a.data, name)
         arr = zuring.open_array(path)
@@ -169,7 +182,7 @@ def main() -> None:
             results.append(dict(dataset=name, workload="whole write", cache="-", method=m, seconds=secs, mib_s=nbytes / secs / 2**20))
             print(json.dumps(results[-1]), flush=True)
         shutil.rmtree(target, ignore_errors=True)
-    base = "zarr-python + zarrs-python"
+    base = "zarr-python + zarrs-python" if "zarr-python + zarrs-python" in PIPELINES else list(PIPELINES)[1]
     print(f"\n| dataset | workload | cache | method | MiB/s | x {base} |\n|---|---|---|---|---:|---:|")
     for r in results:
         ref = next((x for x in results if x["dataset"] == r["dataset"] and x["workload"] == r["workload"] and x["cache"] == r["cache"] and x["method"] == base), None)

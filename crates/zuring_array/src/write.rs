@@ -7,7 +7,6 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU64;
 
-use bytes::Bytes;
 use zarrs::array::{ArrayBytes, ArrayToBytesCodecTraits, CodecOptions};
 
 use crate::array::{StoredChunk, ZarrArray};
@@ -32,6 +31,7 @@ struct Scatter<'a> {
     value_strides: &'a [usize],
     value: WriteValue<'a>,
     esize: usize,
+    chunk_bytes: usize,
 }
 
 impl Scatter<'_> {
@@ -39,16 +39,28 @@ impl Scatter<'_> {
         self.value.shape.is_empty()
     }
 
-    fn copy(&self, buf: &mut [u8], chunk_elem: usize, value_elem: usize) -> Result<()> {
+    /// Copy `n` consecutive elements of the value into consecutive elements of the chunk (with
+    /// no chunk buffer: only check that both ranges exist).
+    fn copy(
+        &self,
+        buf: Option<&mut [u8]>,
+        chunk_elem: usize,
+        value_elem: usize,
+        n: usize,
+    ) -> Result<()> {
         let e = self.esize;
         let src = self
             .value
             .bytes
-            .get(value_elem * e..(value_elem + 1) * e)
+            .get(value_elem * e..(value_elem + n) * e)
             .ok_or_else(|| ArrayError::selection("value position outside the value"))?;
-        buf.get_mut(chunk_elem * e..(chunk_elem + 1) * e)
-            .ok_or_else(|| ArrayError::selection("index outside the stored chunk"))?
-            .copy_from_slice(src);
+        let dst = chunk_elem * e..(chunk_elem + n) * e;
+        if dst.end > self.chunk_bytes {
+            return Err(ArrayError::selection("index outside the stored chunk"));
+        }
+        if let Some(buf) = buf {
+            buf[dst].copy_from_slice(src);
+        }
         Ok(())
     }
 
@@ -63,8 +75,8 @@ impl Scatter<'_> {
         }
     }
 
-    /// Apply one request to the decoded chunk `buf`.
-    fn apply(&self, buf: &mut [u8], request: &ChunkRequest) -> Result<()> {
+    /// Apply one request to the decoded chunk `buf` (None: only check the request).
+    fn apply(&self, mut buf: Option<&mut [u8]>, request: &ChunkRequest) -> Result<()> {
         match request {
             ChunkRequest::Orthogonal {
                 indices, positions, ..
@@ -114,16 +126,29 @@ impl Scatter<'_> {
                 if offsets.iter().any(Vec::is_empty) {
                     return Ok(());
                 }
-                // Odometer over the cartesian product.
-                let mut at = vec![0usize; ndim];
+                // When the last dimension is a run in both the chunk and the value (a slice with
+                // step 1: every region write), each run is one copy.
+                let runs = ndim > 0 && {
+                    let last = &offsets[ndim - 1];
+                    last.iter()
+                        .enumerate()
+                        .all(|(k, &(c, v))| c == last[0].0 + k && v == last[0].1 + k)
+                };
+                let (dims, width, base) = if runs {
+                    (ndim - 1, offsets[ndim - 1].len(), offsets[ndim - 1][0])
+                } else {
+                    (ndim, 1, (0, 0))
+                };
+                // Odometer over the cartesian product of the other dimensions.
+                let mut at = vec![0usize; dims];
                 loop {
-                    let (mut c, mut v) = (0usize, 0usize);
+                    let (mut c, mut v) = base;
                     for (d, &k) in at.iter().enumerate() {
                         c += offsets[d][k].0;
                         v += offsets[d][k].1;
                     }
-                    self.copy(buf, c, v)?;
-                    let mut d = ndim;
+                    self.copy(buf.as_deref_mut(), c, v, width)?;
+                    let mut d = dims;
                     loop {
                         if d == 0 {
                             return Ok(());
@@ -158,13 +183,16 @@ impl Scatter<'_> {
                     } else {
                         usize::try_from(p).unwrap_or(usize::MAX)
                     };
-                    self.copy(buf, c, v)?;
+                    self.copy(buf.as_deref_mut(), c, v, 1)?;
                 }
                 Ok(())
             }
         }
     }
 }
+
+/// Where each encoded stored chunk goes: its coordinates and bytes (None: all fill, delete it).
+type ChunkSink<'a> = dyn Fn(&[u64], Option<Vec<u8>>) -> Result<()> + Sync + 'a;
 
 /// One stored chunk to encode: its coordinates, the requests writing into it, its old bytes.
 type ChunkTask<'a> = (Vec<u64>, Vec<&'a ChunkRequest>, Option<Vec<u8>>);
@@ -183,8 +211,8 @@ impl ZarrArray {
     /// coordinates and new bytes, or None when it is all fill value and `store_empty` is false.
     ///
     /// # Errors
-    /// [`ArrayError::Selection`] for a request outside its chunk or the value (nothing is
-    /// encoded); a corrupt existing chunk names its key; encoding errors.
+    /// [`ArrayError::Selection`] for a request outside its chunk or the value (checked before
+    /// anything is encoded); a corrupt existing chunk names its key; encoding errors.
     pub fn encode_chunk_requests(
         &self,
         requests: &[ChunkRequest],
@@ -192,6 +220,74 @@ impl ZarrArray {
         existing: Vec<StoredChunk>,
         store_empty: bool,
     ) -> Result<Vec<StoredChunk>> {
+        let out = std::sync::Mutex::new(Vec::new());
+        self.encode_each(requests, value, existing, store_empty, &|coords, bytes| {
+            out.lock()
+                .map_err(|_| ArrayError::selection("encoder poisoned"))?
+                .push((coords.to_vec(), bytes));
+            Ok(())
+        })?;
+        let mut out = out
+            .into_inner()
+            .map_err(|_| ArrayError::selection("encoder poisoned"))?;
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Write `value` given as chunk requests into the array's directory: stored chunks in
+    /// `partial` (those the write covers only in part) are read first; every touched stored
+    /// chunk is replaced atomically as soon as it is encoded (encoding and writing overlap), or
+    /// deleted when all fill and `store_empty` is false.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::encode_chunk_requests`] (a bad request fails before any file changes);
+    /// IO errors reading or writing (chunks already written stay written; none is ever torn).
+    pub fn write_chunk_requests(
+        &self,
+        requests: &[ChunkRequest],
+        value: WriteValue<'_>,
+        partial: &[Vec<u64>],
+        store_empty: bool,
+    ) -> Result<()> {
+        let reader = &self.context().reader;
+        let completions = reader.read_ordered(partial.iter().enumerate().map(|(i, coords)| {
+            zuring_io::ReadRequest::new(self.file_path(coords), zuring_io::ByteRange::Whole, i)
+        }));
+        let mut existing = Vec::with_capacity(partial.len());
+        for c in completions {
+            let bytes = match c.result {
+                Ok(b) => Some(b.to_vec()),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(e.into()),
+            };
+            existing.push((partial[c.tag].clone(), bytes));
+        }
+        let sharded = matches!(self.layout().mode, ReadMode::Sharded(_));
+        self.encode_each(requests, value, existing, store_empty, &|coords, bytes| {
+            let path = self.file_path(coords);
+            let result = match bytes {
+                Some(b) => reader.write_atomic(&path, &b, false),
+                None => reader.remove(&path),
+            };
+            if sharded {
+                self.context().indexes.invalidate(&path);
+            }
+            result.map_err(ArrayError::from)
+        })
+    }
+
+    /// Decode, scatter into and encode every stored chunk the requests touch, in parallel on the
+    /// decode pool, handing each result to `sink` as it is ready. Every request is checked
+    /// before anything reaches `sink`; after that, a failing chunk does not stop the others
+    /// (the first error is returned).
+    fn encode_each(
+        &self,
+        requests: &[ChunkRequest],
+        value: WriteValue<'_>,
+        existing: Vec<StoredChunk>,
+        store_empty: bool,
+        sink: &ChunkSink<'_>,
+    ) -> Result<()> {
         self.require_fixed_size()?;
         let layout = self.layout();
         let esize = layout.element_size;
@@ -221,20 +317,24 @@ impl ZarrArray {
         let mut existing: HashMap<Vec<u64>, Option<Vec<u8>>> = existing.into_iter().collect();
         let chunk_strides = c_strides(file_shape)?;
         let value_strides = c_strides(value.shape)?;
+        let chunk_bytes = num_elements(file_shape)?
+            .checked_mul(esize)
+            .ok_or_else(|| ArrayError::selection("stored chunk too large"))?;
         let scatter = Scatter {
             chunk_strides: &chunk_strides,
             file_shape,
             value_strides: &value_strides,
             value,
             esize,
+            chunk_bytes,
         };
+        for request in requests {
+            scatter.apply(None, request)?;
+        }
         let shape: Vec<NonZeroU64> = file_shape
             .iter()
             .map(|&d| NonZeroU64::new(d).unwrap_or(NonZeroU64::MIN))
             .collect();
-        let chunk_bytes = num_elements(file_shape)?
-            .checked_mul(esize)
-            .ok_or_else(|| ArrayError::selection("stored chunk too large"))?;
         let codecs = self.zarrs_array().codecs();
         let options = CodecOptions::default()
             .with_validate_checksums(self.context().options.validate_checksums);
@@ -247,7 +347,7 @@ impl ZarrArray {
             })
             .collect();
         let pool = self.context().pool.get();
-        let encode_one = |(coords, reqs, old): &ChunkTask<'_>| {
+        let encode_one = |(coords, reqs, old): &ChunkTask<'_>| -> Result<()> {
             let key = || self.file_path(coords).display().to_string();
             let mut buf: Vec<u8> = match old {
                 Some(bytes) => codecs
@@ -279,13 +379,13 @@ impl ZarrArray {
                 });
             }
             for request in reqs {
-                scatter.apply(&mut buf, request)?;
+                scatter.apply(Some(&mut buf), request)?;
             }
             let all_fill = buf
                 .chunks_exact(esize)
                 .all(|e| e == layout.fill.as_slice() || nan_fill.is_some_and(|f| f(e)));
             if all_fill && !store_empty {
-                return Ok((coords.clone(), None));
+                return sink(coords, None);
             }
             let encoded = codecs
                 .encode(
@@ -299,67 +399,13 @@ impl ZarrArray {
                     path: key().into(),
                     message: e.to_string(),
                 })?;
-            Ok((coords.clone(), Some(encoded.into_owned())))
+            sink(coords, Some(encoded.into_owned()))
         };
-        pool.install(|| {
+        let results: Vec<Result<()>> = pool.install(|| {
             use rayon::prelude::*;
             tasks.par_iter().map(encode_one).collect()
-        })
-    }
-
-    /// Write `value` given as chunk requests into the array's directory: stored chunks in
-    /// `partial` (those the write covers only in part) are read first; every touched stored
-    /// chunk is replaced atomically, or deleted when all fill and `store_empty` is false.
-    ///
-    /// # Errors
-    /// As [`ZarrArray::encode_chunk_requests`]; IO errors reading or writing (files already
-    /// written stay written; no file is ever torn).
-    pub fn write_chunk_requests(
-        &self,
-        requests: &[ChunkRequest],
-        value: WriteValue<'_>,
-        partial: &[Vec<u64>],
-        store_empty: bool,
-    ) -> Result<()> {
-        let reader = &self.context().reader;
-        let completions = reader.read_ordered(partial.iter().enumerate().map(|(i, coords)| {
-            zuring_io::ReadRequest::new(self.file_path(coords), zuring_io::ByteRange::Whole, i)
-        }));
-        let mut existing = Vec::with_capacity(partial.len());
-        for c in completions {
-            let bytes = match c.result {
-                Ok(b) => Some(b.to_vec()),
-                Err(e) if e.is_not_found() => None,
-                Err(e) => return Err(e.into()),
-            };
-            existing.push((partial[c.tag].clone(), bytes));
-        }
-        let encoded = self.encode_chunk_requests(requests, value, existing, store_empty)?;
-        let mut writes = Vec::new();
-        let mut result = Ok(());
-        for (coords, bytes) in encoded {
-            let path = self.file_path(&coords);
-            if matches!(self.layout().mode, ReadMode::Sharded(_)) {
-                self.context().indexes.invalidate(&path);
-            }
-            match bytes {
-                Some(b) => writes.push((path, Bytes::from(b))),
-                None => {
-                    if let Err(e) = reader.remove(&path) {
-                        result = result.and(Err(e.into()));
-                    }
-                }
-            }
-        }
-        for r in reader.write_many(&writes, false) {
-            result = result.and(r.map_err(ArrayError::from));
-        }
-        if matches!(self.layout().mode, ReadMode::Sharded(_)) {
-            for (path, _) in &writes {
-                self.context().indexes.invalidate(path);
-            }
-        }
-        result
+        });
+        results.into_iter().collect()
     }
 }
 
