@@ -11,4 +11,8 @@ bash scripts/build-python.sh
 ./target/release/io_bench | tee benches/results/io_bench.txt
 ./target/release/array_bench | tee benches/results/array_bench.txt
 .venv/bin/python benches/python/bench_pipeline.py | tee benches/results/bench_pipeline.txt
+# zarr-python 3.4 (FusedCodecPipeline) needs Python >= 3.12: the same benchmark on CPython 3.13.
+bash scripts/setup-venv313.sh
+.venv313/bin/python -m pip install -q tensorstore==0.1.86
+.venv313/bin/python benches/python/bench_pipeline.py --plot '' | tee benches/results/bench_pipeline_zarr34.txt
 .venv/bin/python benches/python/bench_sampler.py | tee benches/results/bench_sampler.txt

@@ -128,7 +128,7 @@ def main() -> None:
     p.add_argument("--data", default="target/bench-data/array")
     p.add_argument("--batches", type=int, default=6)
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--plot", default="benches/results/pipeline_bench.png")
+    p.add_argument("--plot", default="benches/results/pipeline_bench.png", help="PNG to write ('': none)")
     p.add_argument("--skip-slow", action="store_true", help="skip the default pipeline's whole-array runs")
     a = p.parse_args()
     batches_n = 2 if a.quick else a.batches
@@ -188,6 +188,8 @@ def main() -> None:
         ref = next((x for x in results if x["dataset"] == r["dataset"] and x["workload"] == r["workload"] and x["cache"] == r["cache"] and x["method"] == base), None)
         ratio = f"{r['mib_s'] / ref['mib_s']:.2f}" if ref else "-"
         print(f"| {r['dataset']} | {r['workload']} | {r['cache']} | {r['method']} | {r['mib_s']:.0f} | {ratio} |")
+    if not a.plot:
+        return
     try:
         import matplotlib
 

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Create (once) .venv313/ on CPython 3.13 (built from Debian's source package into .cache/) with
+# zarr-python 3.4.2, unpack zarr 3.4.2's sdist (its shared pipeline suite) into .cache/, and
+# install the zuring wheel built for Python >= 3.11 (abi3) into it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY313="$(bash scripts/build-python313.sh)"
+REQS="zarr==3.4.2 pytest hypothesis numcodecs"
+if [ ! -f .venv313/.zuring-setup ] || [ "$(cat .venv313/.zuring-setup)" != "$REQS" ]; then
+  "$PY313" -m venv .venv313
+  # shellcheck disable=SC2086
+  .venv313/bin/python -m pip install -q $REQS
+  echo "$REQS" > .venv313/.zuring-setup
+fi
+if [ ! -f .cache/zarr-3.4.2/tests/test_codec_pipeline_suite.py ]; then
+  mkdir -p .cache/sdist
+  .venv/bin/python -m pip download -q --no-deps --no-binary :all: --ignore-requires-python zarr==3.4.2 -d .cache/sdist
+  tar xzf .cache/sdist/zarr-3.4.2.tar.gz -C .cache
+fi
+# The abi3 wheel built for 3.11 serves 3.13 too.
+rm -rf target/wheels
+(cd python && ../.venv/bin/maturin build --release --quiet -o ../target/wheels)
+.venv313/bin/python -m pip install -q --force-reinstall --no-deps target/wheels/zuring-*.whl
