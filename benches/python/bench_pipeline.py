@@ -114,19 +114,36 @@ def whole_write(method, path, data, target):
 
 
 def timed(fn, cold, path):
+    """Seconds `fn` takes, the page cache dropped first (cold), or `path` read into it (warm),
+    or left as it is (None)."""
     if cold:
         drop_caches()
-    else:
+    elif cold is not None:
         warm(path)
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
 
 
+def interleaved(fns, rounds, cold, path):
+    """Best seconds of each method over `rounds` rounds in which the methods take turns (in a
+    rotating order); warm runs are preceded by one untimed run of each (imports, pools)."""
+    if cold is False:
+        for fn in fns.values():
+            fn()
+    best = {m: float("inf") for m in fns}
+    names = list(fns)
+    for r in range(rounds):
+        for m in names[r % len(names):] + names[: r % len(names)]:
+            best[m] = min(best[m], timed(fns[m], cold, path))
+    return best
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", default="target/bench-data/array")
     p.add_argument("--batches", type=int, default=6)
+    p.add_argument("--rounds", type=int, default=3, help="rounds in which every method runs once")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--plot", default="benches/results/pipeline_bench.png", help="PNG to write ('': none)")
     p.add_argument("--skip-slow", action="store_true", help="skip the default pipeline's whole-array runs")
@@ -140,47 +157,37 @@ def main() -> None:
     peers = ["tensorstore"] if ts is not None else []
     methods_crop = list(PIPELINES) + peers + ["zuring native read_crops"]
     methods_whole = list(PIPELINES) + peers + ["zuring native"]
+    rounds = 1 if a.quick else a.rounds
+
+    def record(name, workload, cache, best, nbytes_of):
+        for m, secs in best.items():
+            results.append(dict(dataset=name, workload=workload, cache=cache, method=m, seconds=secs, mib_s=nbytes_of / secs / 2**20))
+            print(json.dumps(results[-1]), flush=True)
+
     for name in ("sat.zarr", "nwp.zarr"):
         path = os.path.join(a.data, name)
         arr = zuring.open_array(path)
         nbytes = arr.size * arr.dtype.itemsize
         batches = crop_batches(arr.shape, batches_n, 5)
         crop_bytes = batches_n * BATCH * int(np.prod(CROP)) * arr.dtype.itemsize
+        crop_fns = {}
+        for m in methods_crop:
+            if m in PIPELINES:
+                crop_fns[m] = lambda m=m: zarr_crops(path, PIPELINES[m], batches)
+            elif m == "tensorstore":
+                crop_fns[m] = lambda: ts_crops(path, batches)
+            else:
+                crop_fns[m] = lambda: native_crops(path, batches)
+        read_fns = {m: (lambda m=m: whole_read(m, path)) for m in methods_whole if not (a.skip_slow and m == "zarr-python (default)")}
         for cache in (["warm", "cold"] if cold_ok else ["warm"]):
-            for m in methods_crop:
-                if m in PIPELINES:
-                    fn = lambda m=m: zarr_crops(path, PIPELINES[m], batches)
-                elif m == "tensorstore":
-                    fn = lambda: ts_crops(path, batches)
-                else:
-                    fn = lambda: native_crops(path, batches)
-                if cache == "warm":
-                    fn()  # caches and imports warm
-                secs = min(timed(fn, cache == "cold", path) for _ in range(1 if cache == "cold" or a.quick else 2))
-                results.append(dict(dataset=name, workload="crops", cache=cache, method=m, seconds=secs, mib_s=crop_bytes / secs / 2**20))
-                print(json.dumps(results[-1]), flush=True)
-            for m in methods_whole:
-                if a.skip_slow and m == "zarr-python (default)":
-                    continue
-                if cache == "warm":
-                    whole_read(m, path)  # warm-up: imports, caches, pools
-                    secs = min(timed(lambda m=m: whole_read(m, path), False, path) for _ in range(1 if a.quick else 3))
-                else:
-                    secs = timed(lambda m=m: whole_read(m, path), True, path)
-                results.append(dict(dataset=name, workload="whole read", cache=cache, method=m, seconds=secs, mib_s=nbytes / secs / 2**20))
-                print(json.dumps(results[-1]), flush=True)
+            # Methods take turns, round after round (best of the rounds each): a slow spell of
+            # the shared machine hits every method, not just one.
+            record(name, "crops", cache, interleaved(crop_fns, rounds, cache == "cold", path), crop_bytes)
+            record(name, "whole read", cache, interleaved(read_fns, rounds, cache == "cold", path), nbytes)
         data = zuring.open_array(path)[...]
         target = os.path.join(a.data, "py-write-target")
-        for m in methods_whole:
-            if a.skip_slow and m == "zarr-python (default)":
-                continue
-            secs = float("inf")
-            for _ in range(1 if a.quick else 2):
-                t = time.perf_counter()
-                whole_write(m, path, data, target)
-                secs = min(secs, time.perf_counter() - t)
-            results.append(dict(dataset=name, workload="whole write", cache="-", method=m, seconds=secs, mib_s=nbytes / secs / 2**20))
-            print(json.dumps(results[-1]), flush=True)
+        write_fns = {m: (lambda m=m: whole_write(m, path, data, target)) for m in read_fns}
+        record(name, "whole write", "-", interleaved(write_fns, rounds, None, path), nbytes)
         shutil.rmtree(target, ignore_errors=True)
     base = "zarr-python + zarrs-python" if "zarr-python + zarrs-python" in PIPELINES else list(PIPELINES)[1]
     print(f"\n| dataset | workload | cache | method | MiB/s | x {base} |\n|---|---|---|---|---:|---:|")

@@ -230,13 +230,36 @@ impl BufferPool {
         if size != buf.capacity() {
             return;
         }
+        if size > self.max_pooled_bytes {
+            return;
+        }
         // Never block (or deadlock in a forked child) just to recycle a buffer.
+        let mut evicted = Vec::new();
         if let Some(mut state) = self.try_state() {
+            // Over the bound, idle buffers of other sizes make room, largest first: the sizes
+            // in use now win over those of an earlier workload (sharded reads leave 16 MiB
+            // buffers behind; a following run of 256 KiB chunks must not pay fresh mappings).
+            let mut class = state.free.len();
+            while state.pooled_bytes + size > self.max_pooled_bytes && class > 0 {
+                class -= 1;
+                if class == index {
+                    continue;
+                }
+                while state.pooled_bytes + size > self.max_pooled_bytes {
+                    let Some(old) = state.free[class].pop() else {
+                        break;
+                    };
+                    state.pooled_bytes -= old.capacity();
+                    evicted.push(old);
+                }
+            }
             if state.pooled_bytes + size <= self.max_pooled_bytes {
                 state.pooled_bytes += size;
                 state.free[index].push(buf);
             }
         }
+        // Unmapped outside the lock.
+        drop(evicted);
     }
 }
 
@@ -357,5 +380,26 @@ mod tests {
         huge.buffer_mut().as_mut_slice()[MAX_POOLED_BYTES] = 9;
         drop(huge);
         assert_eq!(pool.pooled_bytes(), 8192);
+    }
+
+    #[test]
+    fn sizes_in_use_displace_idle_ones() {
+        // A bound of 1 MiB: an earlier workload's 512 KiB buffers fill it; a later workload's
+        // 64 KiB buffers then replace them instead of being unmapped on every return.
+        let pool = BufferPool::new(1 << 20);
+        let big: Vec<PooledBuf> = (0..2).map(|_| pool.take(512 << 10)).collect();
+        drop(big);
+        assert_eq!(pool.pooled_bytes(), 1 << 20);
+        let small: Vec<PooledBuf> = (0..4).map(|_| pool.take(64 << 10)).collect();
+        drop(small);
+        // One 512 KiB buffer made room for the four 64 KiB ones.
+        assert_eq!(pool.pooled_bytes(), (512 << 10) + 4 * (64 << 10));
+        let again = pool.take(64 << 10);
+        assert_eq!(pool.pooled_bytes(), (512 << 10) + 3 * (64 << 10), "reused");
+        drop(again);
+        // A buffer larger than the whole bound is never kept.
+        let pool = BufferPool::new(64 << 10);
+        drop(pool.take(128 << 10));
+        assert_eq!(pool.pooled_bytes(), 0);
     }
 }
