@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use zarrs::array::{Array, ArrayBytes, ArrayMetadata, ArraySubset};
+use zarrs::array::{Array, ArrayMetadata, ArraySubset};
 use zuring_io::{Reader, ReaderOptions};
 use zuring_zarrs::UringStore;
 
@@ -753,29 +753,16 @@ impl ZarrArray {
         Selection::Region(slices.clone()).validate(&self.layout.shape)?;
         let shape: Vec<u64> = slices.iter().map(DimSlice::len).collect();
         self.check_out(&shape, data)?;
-        let subset = ArraySubset::new_with_ranges(ranges);
-        let result = self
-            .array
-            .store_array_subset(&subset, ArrayBytes::new_flen(data))
-            .map_err(|e| zarrs_error(&self.path, e));
-        // Shards may have been rewritten: their cached indexes are stale.
-        if matches!(self.layout.mode, ReadMode::Sharded(_)) {
-            let mut touched = ChunkPlan::new();
-            let strides = c_strides(&shape)?.into();
-            plan_box(
-                &mut touched,
-                &self.layout.file_shape,
-                &slices.iter().map(|s| s.start).collect::<Vec<_>>(),
-                &shape,
-                0,
-                &strides,
-            );
-            for coords in touched.keys() {
-                self.ctx
-                    .indexes
-                    .invalidate(&self.layout.file_path(&self.array, coords));
-            }
-        }
-        result
+        let (requests, partial) =
+            crate::write::region_requests(&self.layout.shape, &self.layout.file_shape, ranges);
+        self.write_chunk_requests(
+            &requests,
+            crate::write::WriteValue {
+                bytes: data,
+                shape: &shape,
+            },
+            &partial,
+            false,
+        )
     }
 }

@@ -409,6 +409,72 @@ impl ZarrArray {
     }
 }
 
+/// The chunk requests of a region write (`ranges` inside an array of `shape`, stored chunks of
+/// `file_shape`; positions index the region's values) and the stored chunks it covers only in
+/// part (their in-bounds part, as zarr-python counts complete chunks).
+pub(crate) fn region_requests(
+    shape: &[u64],
+    file_shape: &[u64],
+    ranges: &[std::ops::Range<u64>],
+) -> (Vec<ChunkRequest>, Vec<Vec<u64>>) {
+    // Per dimension: (chunk index, indices within it, positions in the value, covers it all).
+    type Piece = (u64, Vec<u64>, Vec<u64>, bool);
+    let per_dim: Vec<Vec<Piece>> = ranges
+        .iter()
+        .zip(file_shape.iter().zip(shape))
+        .map(|(r, (&f, &n))| {
+            if r.start >= r.end {
+                return Vec::new();
+            }
+            (r.start / f..=(r.end - 1) / f)
+                .map(|c| {
+                    let origin = c * f;
+                    let lo = r.start.max(origin);
+                    let hi = r.end.min(origin + f);
+                    let whole = lo == origin && hi == (origin + f).min(n);
+                    (
+                        c,
+                        (lo - origin..hi - origin).collect(),
+                        (lo - r.start..hi - r.start).collect(),
+                        whole,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let mut requests = Vec::new();
+    let mut partial = Vec::new();
+    if per_dim.iter().any(Vec::is_empty) && !per_dim.is_empty() {
+        return (requests, partial);
+    }
+    let mut at = vec![0usize; per_dim.len()];
+    loop {
+        let pieces: Vec<&Piece> = at.iter().zip(&per_dim).map(|(&k, d)| &d[k]).collect();
+        let chunk: Vec<u64> = pieces.iter().map(|p| p.0).collect();
+        if !pieces.iter().all(|p| p.3) {
+            partial.push(chunk.clone());
+        }
+        requests.push(ChunkRequest::Orthogonal {
+            target: 0,
+            chunk,
+            indices: pieces.iter().map(|p| p.1.clone()).collect(),
+            positions: pieces.iter().map(|p| Some(p.2.clone())).collect(),
+        });
+        let mut d = at.len();
+        loop {
+            if d == 0 {
+                return (requests, partial);
+            }
+            d -= 1;
+            at[d] += 1;
+            if at[d] < per_dim[d].len() {
+                break;
+            }
+            at[d] = 0;
+        }
+    }
+}
+
 /// For float types with a NaN fill value: a test that an element is NaN (any payload), since
 /// zarr-python counts a chunk of NaNs as all fill.
 fn is_nan_fill(data_type: &str, fill: &[u8]) -> Option<fn(&[u8]) -> bool> {
