@@ -215,11 +215,16 @@ fn decode_bound(array: &ZarrArray, n: usize) -> (f64, f64) {
     let shape = layout.chunk_shape_nonzero();
     let options = CodecOptions::default().with_concurrent_target(1);
     let bytes = (n as u64 * layout.chunk_elements() * layout.element_size as u64) as f64;
+    // Best of several runs: one slow spell of the shared machine must not lower the bound.
     let time = |f: &dyn Fn()| {
         f();
-        let t = Instant::now();
-        f();
-        bytes / t.elapsed().as_secs_f64()
+        (0..7)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                bytes / t.elapsed().as_secs_f64()
+            })
+            .fold(0.0, f64::max)
     };
     let zarrs = time(&|| {
         for e in &encoded {
