@@ -9,10 +9,10 @@ engine reads every shard index and chunk byte range the batch needs in batched i
 submissions, decodes in parallel and writes straight into zarr's output buffer. Other stores
 (MemoryStore, FsspecStore, ObjectStore, ...) take the same path with their bytes fetched (and
 written) through the store's own async API, concurrently, in the same two batches (shard indexes,
-then chunk ranges). Whatever zuring cannot do (unsupported codecs or data types, Fortran order,
-strided or integer-array writes) goes to zarr-python's
-``BatchedCodecPipeline``, with a one-time warning; with ``codec_pipeline.strict: true`` zuring raises
-:class:`zuring.UnsupportedError` instead.
+then chunk ranges). Writes of any selection are encoded in Rust too. Whatever zuring cannot do
+(codecs zarrs lacks such as ``numcodecs.*``, variable-length strings and bytes, structured types,
+non-numpy buffers) goes to zarr-python's ``BatchedCodecPipeline``, with a one-time warning; with
+``codec_pipeline.strict: true`` zuring raises :class:`zuring.UnsupportedError` instead.
 """
 
 from __future__ import annotations
