@@ -269,19 +269,8 @@ impl Array {
         out_shapes: Vec<Vec<u64>>,
         mut outs: Vec<PyReadwriteArray1<'_, u8>>,
     ) -> PyResult<()> {
-        if out_shapes.len() != outs.len() {
-            return Err(pyo3::exceptions::PyValueError::new_err(
-                "one shape per output",
-            ));
-        }
-        let requests = requests
-            .iter()
-            .map(PyChunkRequest::to_request)
-            .collect::<PyResult<Vec<_>>>()?;
-        let mut outputs = Vec::with_capacity(outs.len());
-        for (shape, out) in out_shapes.into_iter().zip(outs.iter_mut()) {
-            outputs.push((shape, out_slice(out)?));
-        }
+        let requests = to_requests(&requests)?;
+        let mut outputs = outputs(out_shapes, &mut outs)?;
         py.detach(|| self.inner.read_chunk_requests(&requests, &mut outputs))
             .map_err(errors::array)
     }
@@ -299,19 +288,8 @@ impl Array {
         mut outs: Vec<PyReadwriteArray1<'_, u8>>,
         fetch: Py<PyAny>,
     ) -> PyResult<()> {
-        if out_shapes.len() != outs.len() {
-            return Err(pyo3::exceptions::PyValueError::new_err(
-                "one shape per output",
-            ));
-        }
-        let requests = requests
-            .iter()
-            .map(PyChunkRequest::to_request)
-            .collect::<PyResult<Vec<_>>>()?;
-        let mut outputs = Vec::with_capacity(outs.len());
-        for (shape, out) in out_shapes.into_iter().zip(outs.iter_mut()) {
-            outputs.push((shape, out_slice(out)?));
-        }
+        let requests = to_requests(&requests)?;
+        let mut outputs = outputs(out_shapes, &mut outs)?;
         // The first Python exception raised by `fetch` is raised again as it was.
         let raised: std::sync::Mutex<Option<PyErr>> = std::sync::Mutex::new(None);
         let source = FetchedSource::new(|asks: &[(PathBuf, ByteRange)]| {
@@ -346,9 +324,7 @@ impl Array {
     ) -> PyResult<()> {
         let ranges: Vec<std::ops::Range<u64>> =
             starts.iter().zip(&stops).map(|(&a, &b)| a..b).collect();
-        let data = data
-            .as_slice()
-            .map_err(|_| pyo3::exceptions::PyValueError::new_err("data must be contiguous"))?;
+        let data = contiguous(&data, "data")?;
         py.detach(|| self.inner.write_region(&ranges, data))
             .map_err(errors::array)
     }
@@ -365,13 +341,8 @@ impl Array {
         partial: Vec<Vec<u64>>,
         store_empty: bool,
     ) -> PyResult<()> {
-        let requests = requests
-            .iter()
-            .map(PyChunkRequest::to_request)
-            .collect::<PyResult<Vec<_>>>()?;
-        let bytes = value
-            .as_slice()
-            .map_err(|_| pyo3::exceptions::PyValueError::new_err("value must be contiguous"))?;
+        let requests = to_requests(&requests)?;
+        let bytes = contiguous(&value, "value")?;
         let value = WriteValue {
             bytes,
             shape: &value_shape,
@@ -395,13 +366,8 @@ impl Array {
         existing: Vec<(Vec<u64>, Option<Bound<'py, PyAny>>)>,
         store_empty: bool,
     ) -> PyResult<Vec<PyStoredChunk<'py>>> {
-        let requests = requests
-            .iter()
-            .map(PyChunkRequest::to_request)
-            .collect::<PyResult<Vec<_>>>()?;
-        let bytes = value
-            .as_slice()
-            .map_err(|_| pyo3::exceptions::PyValueError::new_err("value must be contiguous"))?;
+        let requests = to_requests(&requests)?;
+        let bytes = contiguous(&value, "value")?;
         let existing = existing
             .into_iter()
             .map(|(coords, old)| {
@@ -487,6 +453,35 @@ impl Array {
             .first()
             .map_or(0, |&n| usize::try_from(n).unwrap_or(usize::MAX))
     }
+}
+
+/// The engine's form of a batch of pipeline requests.
+fn to_requests(requests: &[PyChunkRequest<'_>]) -> PyResult<Vec<ChunkRequest>> {
+    requests.iter().map(PyChunkRequest::to_request).collect()
+}
+
+/// Each output's shape with its bytes (uint8 views of C-contiguous arrays).
+fn outputs<'a>(
+    shapes: Vec<Vec<u64>>,
+    outs: &'a mut [PyReadwriteArray1<'_, u8>],
+) -> PyResult<Vec<(Vec<u64>, &'a mut [u8])>> {
+    if shapes.len() != outs.len() {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "one shape per output",
+        ));
+    }
+    shapes
+        .into_iter()
+        .zip(outs.iter_mut())
+        .map(|(shape, out)| Ok((shape, out_slice(out)?)))
+        .collect()
+}
+
+/// The bytes of a contiguous uint8 array.
+fn contiguous<'a>(array: &'a PyReadonlyArray1<'_, u8>, what: &str) -> PyResult<&'a [u8]> {
+    array
+        .as_slice()
+        .map_err(|_| pyo3::exceptions::PyValueError::new_err(format!("{what} must be contiguous")))
 }
 
 /// Call a Python `fetch` with one batch of `(key, start, end, suffix)` and copy what it returns.
