@@ -18,7 +18,6 @@ non-numpy buffers) goes to zarr-python's ``BatchedCodecPipeline``, with a one-ti
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import warnings
 from collections.abc import Iterable, Iterator
