@@ -411,8 +411,10 @@ class ZuringCodecPipeline(CodecPipeline):
                 raise _Unsupported(f"object dtype {data.dtype}")
             data = np.ascontiguousarray(data, dtype=_native_dtype(batch[0][1], data.dtype))
             requests, partial, store_empty, entry, array = [], [], False, None, None
+            setters = {}
             for byte_setter, chunk_spec, chunk_sel, out_sel, *rest in batch:
                 array, coords, entry = self._native_entry(byte_setter)
+                setters[coords] = byte_setter
                 # numpy broadcasting: missing leading axes, and axes of length 1, repeat (Rust
                 # ignores the positions along a length-1 axis; they only need the right count).
                 out_ndim = len(out_sel) if isinstance(out_sel, tuple) else 1
@@ -433,7 +435,7 @@ class ZuringCodecPipeline(CodecPipeline):
                 await asyncio.to_thread(array.write_chunk_requests, requests, raw, shape, partial, store_empty)
                 STATS["native_writes"] += 1
             else:
-                await _write_through_store(array, batch, requests, raw, shape, partial, store_empty, self._metadata)
+                await _write_through_store(array, setters, batch[0][1].prototype, requests, raw, shape, partial, store_empty)
                 STATS["store_writes"] += 1
         except _Unsupported as why:
             self._fallback(str(why))
@@ -459,11 +461,10 @@ def _check_writable(store: Any) -> None:
         raise ValueError("store was opened in read-only mode and does not support writing")
 
 
-async def _write_through_store(array: Any, batch: list[tuple], requests: list[tuple], raw: np.ndarray, shape: list[int], partial: list[list[int]], store_empty: bool, metadata: Any) -> None:
-    """Read-modify-write through a store's async API: fetch the stored chunks the write covers in
-    part, merge and encode in Rust, then set (or delete, when all fill) every touched chunk."""
-    prototype = batch[0][1].prototype
-    setters = {_parse_key(item[0].path, metadata)[1]: item[0] for item in batch}
+async def _write_through_store(array: Any, setters: dict, prototype: Any, requests: list[tuple], raw: np.ndarray, shape: list[int], partial: list[list[int]], store_empty: bool) -> None:
+    """Read-modify-write through a store's async API (``setters``: each stored chunk's byte
+    setter by coordinates): fetch the stored chunks the write covers in part, merge and encode in
+    Rust, then set (or delete, when all fill) every touched chunk."""
 
     async def old(coords: list[int]) -> tuple:
         buf = await setters[tuple(coords)].get(prototype)

@@ -205,16 +205,31 @@ pub fn num_elements(shape: &[u64]) -> Result<usize> {
 
 /// Visit every coordinate of the box `lo..hi` (C order).
 fn for_each_coord(lo: &[u64], hi: &[u64], mut f: impl FnMut(&[u64])) {
+    let visited: std::result::Result<(), std::convert::Infallible> =
+        try_for_each_coord(lo, hi, |c| {
+            f(c);
+            Ok(())
+        });
+    let Ok(()) = visited;
+}
+
+/// Visit every coordinate of the box `lo..hi` (C order), stopping at the first error. An empty
+/// box visits nothing; a 0-dimensional one visits `[]` once.
+pub(crate) fn try_for_each_coord<E>(
+    lo: &[u64],
+    hi: &[u64],
+    mut f: impl FnMut(&[u64]) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
     if lo.iter().zip(hi).any(|(l, h)| l >= h) {
-        return;
+        return Ok(());
     }
     let mut c = lo.to_vec();
     loop {
-        f(&c);
+        f(&c)?;
         let mut d = c.len();
         loop {
             if d == 0 {
-                return;
+                return Ok(());
             }
             d -= 1;
             c[d] += 1;

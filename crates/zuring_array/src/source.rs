@@ -136,21 +136,23 @@ where
             .into_iter()
             .map(|request| {
                 let path = request.path.to_path_buf();
+                // The error names the range asked for (`0..0` when it was a suffix or all).
+                let failed = |path, message: &str| IoError::Read {
+                    path,
+                    range: match request.range {
+                        ByteRange::Range { offset, len } => (offset, offset.saturating_add(len)),
+                        _ => (0, 0),
+                    },
+                    source: Arc::new(std::io::Error::other(message.to_owned())),
+                };
                 let result = match answers.next() {
                     Some(Fetched::Bytes(bytes)) => checked(&path, request.range, bytes),
                     Some(Fetched::Missing) => Err(IoError::NotFound { path }),
-                    Some(Fetched::Failed(message)) => Err(IoError::Read {
+                    Some(Fetched::Failed(message)) => Err(failed(path, &message)),
+                    None => Err(failed(
                         path,
-                        range: (0, 0),
-                        source: Arc::new(std::io::Error::other(message)),
-                    }),
-                    None => Err(IoError::Read {
-                        path,
-                        range: (0, 0),
-                        source: Arc::new(std::io::Error::other(
-                            "the fetch returned fewer results than requests",
-                        )),
-                    }),
+                        "the fetch returned fewer results than requests",
+                    )),
                 };
                 Completion {
                     tag: request.tag,

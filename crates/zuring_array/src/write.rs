@@ -7,12 +7,14 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU64;
 
+use bytes::Bytes;
+
 use zarrs::array::{ArrayBytes, ArrayToBytesCodecTraits, CodecOptions};
 
 use crate::array::{StoredChunk, ZarrArray};
 use crate::error::{ArrayError, Result};
 use crate::layout::ReadMode;
-use crate::plan::{c_strides, num_elements, ChunkRequest};
+use crate::plan::{c_strides, num_elements, try_for_each_coord, ChunkRequest};
 
 /// A write's values: C order, native endian, of `shape`. As in numpy, an axis of length 1 is
 /// broadcast (its positions are ignored), and so is a 0-d value.
@@ -139,28 +141,17 @@ impl Scatter<'_> {
                 } else {
                     (ndim, 1, (0, 0))
                 };
-                // Odometer over the cartesian product of the other dimensions.
-                let mut at = vec![0usize; dims];
-                loop {
+                // Every combination of the other dimensions' entries.
+                let lens: Vec<u64> = offsets[..dims].iter().map(|o| o.len() as u64).collect();
+                try_for_each_coord(&vec![0; dims], &lens, |at| {
                     let (mut c, mut v) = base;
                     for (d, &k) in at.iter().enumerate() {
-                        c += offsets[d][k].0;
-                        v += offsets[d][k].1;
+                        let (dc, dv) = offsets[d][usize::try_from(k).unwrap_or(usize::MAX)];
+                        c += dc;
+                        v += dv;
                     }
-                    self.copy(buf.as_deref_mut(), c, v, width)?;
-                    let mut d = dims;
-                    loop {
-                        if d == 0 {
-                            return Ok(());
-                        }
-                        d -= 1;
-                        at[d] += 1;
-                        if at[d] < offsets[d].len() {
-                            break;
-                        }
-                        at[d] = 0;
-                    }
-                }
+                    self.copy(buf.as_deref_mut(), c, v, width)
+                })
             }
             ChunkRequest::Points {
                 coords, positions, ..
@@ -195,7 +186,7 @@ impl Scatter<'_> {
 type ChunkSink<'a> = dyn Fn(&[u64], Option<Vec<u8>>) -> Result<()> + Sync + 'a;
 
 /// One stored chunk to encode: its coordinates, the requests writing into it, its old bytes.
-type ChunkTask<'a> = (Vec<u64>, Vec<&'a ChunkRequest>, Option<Vec<u8>>);
+type ChunkTask<'a> = (Vec<u64>, Vec<&'a ChunkRequest>, Option<Bytes>);
 
 fn chunk_of(request: &ChunkRequest) -> &[u64] {
     match request {
@@ -221,15 +212,19 @@ impl ZarrArray {
         store_empty: bool,
     ) -> Result<Vec<StoredChunk>> {
         let out = std::sync::Mutex::new(Vec::new());
+        let existing = existing
+            .into_iter()
+            .map(|(coords, bytes)| (coords, bytes.map(Bytes::from)))
+            .collect();
         self.encode_each(requests, value, existing, store_empty, &|coords, bytes| {
             out.lock()
-                .map_err(|_| ArrayError::selection("encoder poisoned"))?
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .push((coords.to_vec(), bytes));
             Ok(())
         })?;
         let mut out = out
             .into_inner()
-            .map_err(|_| ArrayError::selection("encoder poisoned"))?;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
@@ -256,7 +251,7 @@ impl ZarrArray {
         let mut existing = Vec::with_capacity(partial.len());
         for c in completions {
             let bytes = match c.result {
-                Ok(b) => Some(b.to_vec()),
+                Ok(b) => Some(b),
                 Err(e) if e.is_not_found() => None,
                 Err(e) => return Err(e.into()),
             };
@@ -284,7 +279,7 @@ impl ZarrArray {
         &self,
         requests: &[ChunkRequest],
         value: WriteValue<'_>,
-        existing: Vec<StoredChunk>,
+        existing: Vec<(Vec<u64>, Option<Bytes>)>,
         store_empty: bool,
         sink: &ChunkSink<'_>,
     ) -> Result<()> {
@@ -314,7 +309,7 @@ impl ZarrArray {
             }
             by_chunk.entry(chunk.to_vec()).or_default().push(request);
         }
-        let mut existing: HashMap<Vec<u64>, Option<Vec<u8>>> = existing.into_iter().collect();
+        let mut existing: HashMap<Vec<u64>, Option<Bytes>> = existing.into_iter().collect();
         let chunk_strides = c_strides(file_shape)?;
         let value_strides = c_strides(value.shape)?;
         let chunk_bytes = num_elements(file_shape)?
@@ -444,35 +439,28 @@ pub(crate) fn region_requests(
         .collect();
     let mut requests = Vec::new();
     let mut partial = Vec::new();
-    if per_dim.iter().any(Vec::is_empty) && !per_dim.is_empty() {
-        return (requests, partial);
-    }
-    let mut at = vec![0usize; per_dim.len()];
-    loop {
-        let pieces: Vec<&Piece> = at.iter().zip(&per_dim).map(|(&k, d)| &d[k]).collect();
-        let chunk: Vec<u64> = pieces.iter().map(|p| p.0).collect();
-        if !pieces.iter().all(|p| p.3) {
-            partial.push(chunk.clone());
-        }
-        requests.push(ChunkRequest::Orthogonal {
-            target: 0,
-            chunk,
-            indices: pieces.iter().map(|p| p.1.clone()).collect(),
-            positions: pieces.iter().map(|p| Some(p.2.clone())).collect(),
+    let lens: Vec<u64> = per_dim.iter().map(|d| d.len() as u64).collect();
+    let visited: std::result::Result<(), std::convert::Infallible> =
+        try_for_each_coord(&vec![0; lens.len()], &lens, |at| {
+            let pieces: Vec<&Piece> = at
+                .iter()
+                .zip(&per_dim)
+                .map(|(&k, d)| &d[usize::try_from(k).unwrap_or(usize::MAX)])
+                .collect();
+            let chunk: Vec<u64> = pieces.iter().map(|p| p.0).collect();
+            if !pieces.iter().all(|p| p.3) {
+                partial.push(chunk.clone());
+            }
+            requests.push(ChunkRequest::Orthogonal {
+                target: 0,
+                chunk,
+                indices: pieces.iter().map(|p| p.1.clone()).collect(),
+                positions: pieces.iter().map(|p| Some(p.2.clone())).collect(),
+            });
+            Ok(())
         });
-        let mut d = at.len();
-        loop {
-            if d == 0 {
-                return (requests, partial);
-            }
-            d -= 1;
-            at[d] += 1;
-            if at[d] < per_dim[d].len() {
-                break;
-            }
-            at[d] = 0;
-        }
-    }
+    let Ok(()) = visited;
+    (requests, partial)
 }
 
 /// For float types with a NaN fill value: a test that an element is NaN (any payload), since
