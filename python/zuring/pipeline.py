@@ -9,9 +9,11 @@ engine reads every shard index and chunk byte range the batch needs in batched i
 submissions, decodes in parallel and writes straight into zarr's output buffer. Other stores
 (MemoryStore, FsspecStore, ObjectStore, ...) take the same path with their bytes fetched (and
 written) through the store's own async API, concurrently, in the same two batches (shard indexes,
-then chunk ranges). Writes of any selection are encoded in Rust too. Whatever zuring cannot do
-(codecs zarrs lacks such as ``numcodecs.*``, variable-length strings and bytes, structured types,
-non-numpy buffers) goes to zarr-python's ``BatchedCodecPipeline``, with a one-time warning; with
+then chunk ranges). Writes of any selection are encoded in Rust too. Strings and vlen bytes on a
+LocalStore are planned, read, decoded and encoded in Rust as well (their elements cross into
+Python as ``str`` / ``bytes`` objects). Whatever zuring cannot do (codecs zarrs lacks such as
+``numcodecs.*``, fixed-length byte strings, structured types, strings in other stores, non-numpy
+buffers) goes to zarr-python's ``BatchedCodecPipeline``, with a one-time warning; with
 ``codec_pipeline.strict: true`` zuring raises :class:`zuring.UnsupportedError` instead.
 """
 
@@ -345,8 +347,8 @@ class ZuringCodecPipeline(CodecPipeline):
             except (_native.ZuringError, ValueError) as err:
                 # zarr-python accepted this metadata; whatever zarrs cannot take is zarr's to do.
                 raise _Unsupported(str(err)) from err
-            if array.element_size == 0:
-                raise _Unsupported(f"data type {array.data_type} (variable size)")
+            if array.element_size == 0 and not local:
+                raise _Unsupported(f"variable-size data type {array.data_type} in a store other than LocalStore")
             self._arrays[key] = array
             self._coalescers[key] = _Coalescer(array, None if local else store)
         return array, coords, key
@@ -361,13 +363,23 @@ class ZuringCodecPipeline(CodecPipeline):
             out_nd = out.as_ndarray_like()
             if not isinstance(out_nd, np.ndarray):
                 raise _Unsupported(f"output is a {type(out_nd).__name__}, not a numpy array")
-            if out_nd.dtype.hasobject:
-                raise _Unsupported(f"object dtype {out_nd.dtype}")
-            entry = None
+            entry, array = None, None
             requests = []
             for byte_getter, chunk_spec, chunk_sel, out_sel, *_ in batch:
-                _, coords, entry = self._native_entry(byte_getter)
+                array, coords, entry = self._native_entry(byte_getter)
                 requests.append(_request(coords, chunk_spec.shape, chunk_sel, out_sel, drop_axes, out_nd.shape))
+            coalescer = self._coalescers[entry]
+            if array.element_size == 0:
+                # Strings, vlen bytes: Rust plans, reads and decodes; the elements come back as
+                # Python objects (C order) and numpy converts them to the output's dtype.
+                lists = await asyncio.to_thread(array.read_variable_chunk_requests, [(r[0], 0, *r[1:]) for r in requests], [list(out_nd.shape)])
+                values = np.empty(len(lists[0]), dtype=object)
+                values[:] = lists[0]
+                out_nd[...] = values.reshape(out_nd.shape)
+                STATS["native_reads"] += 1
+                return self._statuses(batch, coalescer, set())
+            if out_nd.dtype.hasobject:
+                raise _Unsupported(f"object dtype {out_nd.dtype}")
             # Rust fills C-contiguous native-endian memory; anything else (Fortran order, a
             # strided `out=`, big-endian) is filled through a temporary and copied.
             # So is an `out=` of another dtype (zarr casts into it).
@@ -375,24 +387,28 @@ class ZuringCodecPipeline(CodecPipeline):
             direct = out_nd.dtype == want and out_nd.flags.c_contiguous
             target = out_nd if direct else np.empty(out_nd.shape, dtype=want)
             raw = target.reshape(-1).view(np.uint8)
-            coalescer = self._coalescers[entry]
             missing = await coalescer.submit(requests, list(target.shape), raw, batch[0][1].prototype)
             if not direct:
                 out_nd[...] = target
             STATS["native_reads"] += 1
-            if not _NEEDS_RESULTS:
-                return None
-            if coalescer.store is not None:
-                return tuple({"status": "missing" if item[0].path in missing else "present"} for item in batch)
-            root = os.fspath(batch[0][0].store.root)
-            return tuple(
-                {"status": "present" if os.path.exists(os.path.join(root, item[0].path)) else "missing"}
-                for item in batch
-            )
+            return self._statuses(batch, coalescer, missing)
         except _Unsupported as why:
             self._fallback(str(why))
             STATS["fallback_reads"] += 1
             return await self._inner.read(batch, out, drop_axes)
+
+    @staticmethod
+    def _statuses(batch: list[tuple], coalescer: _Coalescer, missing: set[str]) -> Any:
+        """What ``read`` returns: nothing on zarr 3.1; one status per chunk on zarr >= 3.2."""
+        if not _NEEDS_RESULTS:
+            return None
+        if coalescer.store is not None:
+            return tuple({"status": "missing" if item[0].path in missing else "present"} for item in batch)
+        root = os.fspath(batch[0][0].store.root)
+        return tuple(
+            {"status": "present" if os.path.exists(os.path.join(root, item[0].path)) else "missing"}
+            for item in batch
+        )
 
     async def write(self, batch_info: Iterable[tuple], value: Any, drop_axes: tuple[int, ...] = ()) -> None:
         """Write a batch (any selection zarr-python produces: regions with steps, integer
@@ -407,10 +423,15 @@ class ZuringCodecPipeline(CodecPipeline):
             data = value.as_ndarray_like()
             if not isinstance(data, np.ndarray):
                 raise _Unsupported("value is not a numpy array")
-            if data.dtype.hasobject:
+            array, _, entry = self._native_entry(batch[0][0])
+            variable = array.element_size == 0
+            if variable:
+                data = np.asarray(data)
+            elif data.dtype.hasobject:
                 raise _Unsupported(f"object dtype {data.dtype}")
-            data = np.ascontiguousarray(data, dtype=_native_dtype(batch[0][1], data.dtype))
-            requests, partial, store_empty, entry, array = [], [], False, None, None
+            else:
+                data = np.ascontiguousarray(data, dtype=_native_dtype(batch[0][1], data.dtype))
+            requests, partial, store_empty = [], [], False
             setters = {}
             for byte_setter, chunk_spec, chunk_sel, out_sel, *rest in batch:
                 array, coords, entry = self._native_entry(byte_setter)
@@ -427,9 +448,15 @@ class ZuringCodecPipeline(CodecPipeline):
                 if not (rest and rest[0]):
                     partial.append(list(coords))
                 store_empty = bool(chunk_spec.config.write_empty_chunks)
-            raw = data.reshape(-1).view(np.uint8)
             shape = list(data.shape)
             store = self._coalescers[entry].store
+            if variable:
+                _check_writable(batch[0][0].store)
+                values = data.reshape(-1).tolist()
+                await asyncio.to_thread(array.write_variable_chunk_requests, requests, values, shape, partial, store_empty)
+                STATS["native_writes"] += 1
+                return
+            raw = data.reshape(-1).view(np.uint8)
             if store is None:
                 _check_writable(batch[0][0].store)
                 await asyncio.to_thread(array.write_chunk_requests, requests, raw, shape, partial, store_empty)

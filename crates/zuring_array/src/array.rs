@@ -177,7 +177,7 @@ pub struct ZarrArray {
     ctx: Arc<Context>,
 }
 
-fn zarrs_error(path: &Path, err: impl std::fmt::Display) -> ArrayError {
+pub(crate) fn zarrs_error(path: &Path, err: impl std::fmt::Display) -> ArrayError {
     ArrayError::Zarrs {
         path: path.to_path_buf(),
         message: err.to_string(),
@@ -685,16 +685,22 @@ impl ZarrArray {
             .map(|r| DimSlice::range(r.start, r.end))
             .collect();
         Selection::Region(slices).validate(&self.layout.shape)?;
-        if self.layout.element_size != 0 {
-            return Err(ArrayError::Unsupported {
-                what: format!(
-                    "{}: {what} on data type {}",
-                    self.path.display(),
-                    self.data_type_name()
-                ),
-            });
-        }
+        self.require_variable_size(what)?;
         Ok(ArraySubset::new_with_ranges(ranges))
+    }
+
+    /// [`ArrayError::Unsupported`] naming `what` unless the data type is variable-size.
+    pub(crate) fn require_variable_size(&self, what: &str) -> Result<()> {
+        if self.layout.element_size == 0 {
+            return Ok(());
+        }
+        Err(ArrayError::Unsupported {
+            what: format!(
+                "{}: {what} on data type {}",
+                self.path.display(),
+                self.data_type_name()
+            ),
+        })
     }
 
     /// Read a region of a string array (`string` / vlen-utf8), C order.

@@ -305,7 +305,7 @@ impl ReadContext<'_> {
     }
 }
 
-fn unsafe_apply(
+pub(crate) fn unsafe_apply(
     op: &(usize, CopyOp),
     source: Source<'_>,
     strides: &[usize],

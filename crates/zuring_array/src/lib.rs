@@ -22,6 +22,7 @@ mod plan;
 mod pool;
 mod shard_index;
 mod source;
+mod variable;
 mod write;
 
 pub use array::{ArrayOptions, Context, StoredChunk, ZarrArray};
@@ -32,4 +33,5 @@ pub use layout::{ArrayLayout, IndexLayout, IndexLocation, ReadMode};
 pub use plan::{ChunkRequest, DimSlice, Selection};
 pub use shard_index::{FileVersion, ShardIndex, ShardIndexCache};
 pub use source::{ByteSource, Fetched, FetchedSource, Presence};
+pub use variable::VariableRead;
 pub use write::WriteValue;

@@ -27,13 +27,13 @@ pub struct WriteValue<'a> {
 }
 
 /// Where each element of a request goes in its stored chunk and comes from in the value.
-struct Scatter<'a> {
-    chunk_strides: &'a [usize],
-    file_shape: &'a [u64],
-    value_strides: &'a [usize],
-    value: WriteValue<'a>,
-    esize: usize,
-    chunk_bytes: usize,
+pub(crate) struct Scatter<'a> {
+    pub chunk_strides: &'a [usize],
+    pub file_shape: &'a [u64],
+    pub value_strides: &'a [usize],
+    pub value: WriteValue<'a>,
+    pub esize: usize,
+    pub chunk_bytes: usize,
 }
 
 impl Scatter<'_> {
@@ -78,7 +78,7 @@ impl Scatter<'_> {
     }
 
     /// Apply one request to the decoded chunk `buf` (None: only check the request).
-    fn apply(&self, mut buf: Option<&mut [u8]>, request: &ChunkRequest) -> Result<()> {
+    pub fn apply(&self, mut buf: Option<&mut [u8]>, request: &ChunkRequest) -> Result<()> {
         match request {
             ChunkRequest::Orthogonal {
                 indices, positions, ..
@@ -194,6 +194,24 @@ fn chunk_of(request: &ChunkRequest) -> &[u64] {
     }
 }
 
+/// The requests of a write by the stored chunk they address (of `ndim` dimensions).
+pub(crate) fn group_by_chunk(
+    requests: &[ChunkRequest],
+    ndim: usize,
+) -> Result<BTreeMap<Vec<u64>, Vec<&ChunkRequest>>> {
+    let mut by_chunk: BTreeMap<Vec<u64>, Vec<&ChunkRequest>> = BTreeMap::new();
+    for request in requests {
+        let chunk = chunk_of(request);
+        if chunk.len() != ndim {
+            return Err(ArrayError::selection(format!(
+                "stored chunk {chunk:?} does not have {ndim} dimensions"
+            )));
+        }
+        by_chunk.entry(chunk.to_vec()).or_default().push(request);
+    }
+    Ok(by_chunk)
+}
+
 impl ZarrArray {
     /// Encode a write of `value` given as chunk requests (as zarr-python's pipeline batches
     /// them; each request's `target` is ignored, its positions index `value`). `existing` holds
@@ -257,8 +275,15 @@ impl ZarrArray {
             };
             existing.push((partial[c.tag].clone(), bytes));
         }
+        self.encode_each(requests, value, existing, store_empty, &self.local_sink())
+    }
+
+    /// Where encoded stored chunks go in the array's directory: each file replaced atomically
+    /// (or removed when None), the shard index cache told.
+    pub(crate) fn local_sink(&self) -> impl Fn(&[u64], Option<Vec<u8>>) -> Result<()> + Sync + '_ {
         let sharded = matches!(self.layout().mode, ReadMode::Sharded(_));
-        self.encode_each(requests, value, existing, store_empty, &|coords, bytes| {
+        move |coords, bytes| {
+            let reader = &self.context().reader;
             let path = self.file_path(coords);
             let result = match bytes {
                 Some(b) => reader.write_atomic(&path, &b, false),
@@ -268,7 +293,7 @@ impl ZarrArray {
                 self.context().indexes.invalidate(&path);
             }
             result.map_err(ArrayError::from)
-        })
+        }
     }
 
     /// Decode, scatter into and encode every stored chunk the requests touch, in parallel on the
@@ -298,17 +323,7 @@ impl ZarrArray {
         let file_shape = &layout.file_shape;
         // Chunk coordinates are not checked against the array's shape: zarr-python may have
         // resized the array since this handle was made (see `plan_chunk_requests`).
-        let mut by_chunk: BTreeMap<Vec<u64>, Vec<&ChunkRequest>> = BTreeMap::new();
-        for request in requests {
-            let chunk = chunk_of(request);
-            if chunk.len() != file_shape.len() {
-                return Err(ArrayError::selection(format!(
-                    "stored chunk {chunk:?} does not have {} dimensions",
-                    file_shape.len()
-                )));
-            }
-            by_chunk.entry(chunk.to_vec()).or_default().push(request);
-        }
+        let by_chunk = group_by_chunk(requests, file_shape.len())?;
         let mut existing: HashMap<Vec<u64>, Option<Bytes>> = existing.into_iter().collect();
         let chunk_strides = c_strides(file_shape)?;
         let value_strides = c_strides(value.shape)?;

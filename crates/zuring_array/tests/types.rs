@@ -216,3 +216,168 @@ fn bad_metadata_names_the_problem() {
         Err(ArrayError::Metadata { .. })
     ));
 }
+
+/// Orthogonal chunk requests (target `target`) for global row and column indices of a 2-d array
+/// stored in chunks of `file` elements: what zarr-python's pipeline sends.
+fn orthogonal_requests(
+    rows: &[u64],
+    cols: &[u64],
+    file: [u64; 2],
+    target: usize,
+) -> Vec<zuring_array::ChunkRequest> {
+    let split = |idx: &[u64], n: u64| {
+        let mut by: std::collections::BTreeMap<u64, (Vec<u64>, Vec<u64>)> = Default::default();
+        for (p, &i) in idx.iter().enumerate() {
+            let e = by.entry(i / n).or_default();
+            e.0.push(i % n);
+            e.1.push(p as u64);
+        }
+        by
+    };
+    let mut out = Vec::new();
+    for (r, (ri, rp)) in split(rows, file[0]) {
+        for (c, (ci, cp)) in split(cols, file[1]) {
+            out.push(zuring_array::ChunkRequest::Orthogonal {
+                target,
+                chunk: vec![r, c],
+                indices: vec![ri.clone(), ci],
+                positions: vec![Some(rp.clone()), Some(cp)],
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn strings_through_chunk_requests() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // Sharded: shards of 4 x 4, inner chunks of 2 x 2, over 5 x 6 (edge shards are partial).
+    let meta = r#"{"zarr_format":3,"node_type":"array","shape":[5,6],"data_type":"string",
+        "chunk_grid":{"name":"regular","configuration":{"chunk_shape":[4,4]}},
+        "chunk_key_encoding":{"name":"default"},"fill_value":"",
+        "codecs":[{"name":"sharding_indexed","configuration":{"chunk_shape":[2,2],
+          "codecs":[{"name":"vlen-utf8"},{"name":"zstd","configuration":{"level":1,"checksum":false}}],
+          "index_codecs":[{"name":"bytes","configuration":{"endian":"little"}},{"name":"crc32c"}]}}]}"#;
+    let array = ZarrArray::create(dir.path(), meta).unwrap();
+    let value = |i: u64, j: u64| {
+        if (i + j) % 5 == 0 {
+            String::new()
+        } else {
+            format!("{i}-{j}-é{}", "x".repeat((i * j) as usize))
+        }
+    };
+    let mut all: Vec<String> = (0..5)
+        .flat_map(|i| (0..6).map(move |j| value(i, j)))
+        .collect();
+    array.write_strings(&[0..5, 0..6], &all).unwrap();
+
+    // Rows 0, 2, 4 x columns 1, 3, 5 (every shard), and two points into a second output.
+    let rows = [0u64, 2, 4];
+    let cols = [1u64, 3, 5];
+    let mut requests = orthogonal_requests(&rows, &cols, [4, 4], 0);
+    requests.push(zuring_array::ChunkRequest::Points {
+        target: 1,
+        chunk: vec![1, 1],
+        coords: vec![vec![0, 1]],
+        positions: vec![0],
+    });
+    requests.push(zuring_array::ChunkRequest::Points {
+        target: 1,
+        chunk: vec![0, 0],
+        coords: vec![vec![0, 0]],
+        positions: vec![1],
+    });
+    let read = array
+        .read_variable_chunk_requests(&requests, &[vec![3, 3], vec![2]])
+        .unwrap();
+    assert_eq!(read.len(), 2);
+    let got: Vec<String> = read
+        .output(0)
+        .map(|e| String::from_utf8(e.to_vec()).unwrap())
+        .collect();
+    let want: Vec<String> = rows
+        .iter()
+        .flat_map(|&i| cols.iter().map(move |&j| value(i, j)))
+        .collect();
+    assert_eq!(got, want);
+    let points: Vec<&[u8]> = read.output(1).collect();
+    assert_eq!(points, [value(4, 5).as_bytes(), value(0, 0).as_bytes()]);
+
+    // A request outside its stored chunk fails before any IO.
+    let bad = orthogonal_requests(&[4], &[0], [4, 4], 0);
+    let bad = match bad.into_iter().next().unwrap() {
+        zuring_array::ChunkRequest::Orthogonal {
+            target,
+            chunk,
+            positions,
+            ..
+        } => zuring_array::ChunkRequest::Orthogonal {
+            target,
+            chunk,
+            indices: vec![vec![4], vec![0]],
+            positions,
+        },
+        other => other,
+    };
+    assert!(matches!(
+        array.read_variable_chunk_requests(&[bad], &[vec![1, 1]]),
+        Err(ArrayError::Selection { .. })
+    ));
+
+    // Write rows 3..5 x columns 2..5 (parts of all four shards): the rest of each is kept.
+    let new: Vec<String> = (0..6).map(|k| format!("new{k}")).collect();
+    let new_bytes: Vec<&[u8]> = new.iter().map(String::as_bytes).collect();
+    let requests = orthogonal_requests(&[3, 4], &[2, 3, 4], [4, 4], 0);
+    let partial: Vec<Vec<u64>> = vec![vec![0, 0], vec![0, 1], vec![1, 0], vec![1, 1]];
+    array
+        .write_variable_chunk_requests(&requests, &new_bytes, &[2, 3], &partial, false)
+        .unwrap();
+    for (k, (i, j)) in [3, 4]
+        .iter()
+        .flat_map(|&i| [2, 3, 4].map(|j| (i, j)))
+        .enumerate()
+    {
+        all[i * 6 + j] = new[k].clone();
+    }
+    let theirs = Array::open(Arc::new(FilesystemStore::new(dir.path()).unwrap()), "/").unwrap();
+    let stored: Vec<String> = theirs.retrieve_array_subset(&theirs.subset_all()).unwrap();
+    assert_eq!(stored, all);
+
+    // A broadcast fill value over the whole in-bounds part of shard (1, 1) deletes it.
+    let requests = orthogonal_requests(&[4], &[4, 5], [4, 4], 0);
+    array
+        .write_variable_chunk_requests(&requests, &[b""], &[], &[], false)
+        .unwrap();
+    assert!(!dir.path().join("c/1/1").exists());
+    assert!(dir.path().join("c/1/0").exists());
+    all[4 * 6 + 4].clear();
+    all[4 * 6 + 5].clear();
+    let stored: Vec<String> = theirs.retrieve_array_subset(&theirs.subset_all()).unwrap();
+    assert_eq!(stored, all);
+
+    // A value of the wrong size fails before any file changes.
+    let before = std::fs::read(dir.path().join("c/0/0")).unwrap();
+    let err = array.write_variable_chunk_requests(
+        &orthogonal_requests(&[0, 1], &[0], [4, 4], 0),
+        &new_bytes,
+        &[2, 1],
+        &[vec![0, 0]],
+        false,
+    );
+    assert!(matches!(err, Err(ArrayError::Selection { .. })), "{err:?}");
+    assert_eq!(std::fs::read(dir.path().join("c/0/0")).unwrap(), before);
+    // Fixed-size arrays refuse the variable-size calls.
+    let fixed = ZarrArray::create(
+        dir.path().join("fixed"),
+        &v3(
+            "int32",
+            "0",
+            r#"[{"name":"bytes","configuration":{"endian":"little"}}]"#,
+        ),
+    )
+    .unwrap();
+    assert!(matches!(
+        fixed.read_variable_chunk_requests(&[], &[]),
+        Err(ArrayError::Unsupported { .. })
+    ));
+}

@@ -6,6 +6,7 @@ use numpy::PyReadonlyArray2;
 use numpy::{PyReadonlyArray1, PyReadwriteArray1};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString};
 use zuring_array::{
     ChunkRequest, Context, DimSlice, Fetched, FetchedSource, Selection, WriteValue, ZarrArray,
 };
@@ -391,6 +392,96 @@ impl Array {
             .into_iter()
             .map(|(coords, b)| (coords, b.map(|b| pyo3::types::PyBytes::new(py, &b))))
             .collect())
+    }
+
+    /// Read a batch of zarr-python chunk requests of a variable-size array (as
+    /// `read_chunk_requests`, outputs given by shape): one list per output of its elements in C
+    /// order, `str` for strings, `bytes` for vlen bytes.
+    fn read_variable_chunk_requests<'py>(
+        &self,
+        py: Python<'py>,
+        requests: Vec<PyChunkRequest<'_>>,
+        out_shapes: Vec<Vec<u64>>,
+    ) -> PyResult<Vec<Bound<'py, PyList>>> {
+        let requests = to_requests(&requests)?;
+        let read = py
+            .detach(|| {
+                self.inner
+                    .read_variable_chunk_requests(&requests, &out_shapes)
+            })
+            .map_err(errors::array)?;
+        let strings = self.inner.data_type_name() == "string";
+        (0..read.len())
+            .map(|i| {
+                let items = read
+                    .output(i)
+                    .map(|e| {
+                        if !strings {
+                            return Ok(PyBytes::new(py, e).into_any());
+                        }
+                        std::str::from_utf8(e)
+                            .map(|s| PyString::new(py, s).into_any())
+                            .map_err(|err| {
+                                errors::CorruptDataError::new_err(format!(
+                                    "{}: a stored string is not UTF-8: {err}",
+                                    self.inner.path().display()
+                                ))
+                            })
+                    })
+                    .collect::<PyResult<Vec<_>>>()?;
+                PyList::new(py, items)
+            })
+            .collect()
+    }
+
+    /// Write `values` (the elements of a value of `value_shape` in C order: `str` for strings,
+    /// `bytes` for vlen bytes; `[]`: one value for every position) as a batch of zarr-python
+    /// chunk requests into a variable-size array's directory (as `write_chunk_requests`).
+    fn write_variable_chunk_requests(
+        &self,
+        py: Python<'_>,
+        requests: Vec<PyChunkRequest<'_>>,
+        values: Vec<Bound<'_, PyAny>>,
+        value_shape: Vec<u64>,
+        partial: Vec<Vec<u64>>,
+        store_empty: bool,
+    ) -> PyResult<()> {
+        let requests = to_requests(&requests)?;
+        let strings = self.inner.data_type_name() == "string";
+        let elements = values
+            .iter()
+            .map(|v| {
+                if strings {
+                    v.cast::<PyString>()
+                        .map_err(|_| {
+                            pyo3::exceptions::PyTypeError::new_err(format!(
+                                "a string array takes str values, not {}",
+                                v.get_type()
+                                    .name()
+                                    .map_or_else(|_| "?".into(), |n| n.to_string())
+                            ))
+                        })?
+                        .to_str()
+                        .map(str::as_bytes)
+                } else {
+                    v.cast::<PyBytes>().map(|b| b.as_bytes()).map_err(|_| {
+                        pyo3::exceptions::PyTypeError::new_err(
+                            "a variable-length bytes array takes bytes values",
+                        )
+                    })
+                }
+            })
+            .collect::<PyResult<Vec<&[u8]>>>()?;
+        py.detach(|| {
+            self.inner.write_variable_chunk_requests(
+                &requests,
+                &elements,
+                &value_shape,
+                &partial,
+                store_empty,
+            )
+        })
+        .map_err(errors::array)
     }
 
     /// Read a region of a string array.
