@@ -71,10 +71,9 @@ def ts_open(path):
 def ts_crops(path, batches):
     arr = ts_open(path)
     for starts in batches:
-        futures = [arr[s[0] : s[0] + CROP[0], s[1] : s[1] + CROP[1], s[2] : s[2] + CROP[2]].read() for s in batches[0][:0]] or [
-            arr[int(s[0]) : int(s[0]) + CROP[0], int(s[1]) : int(s[1]) + CROP[1], int(s[2]) : int(s[2]) + CROP[2]].read() for s in starts
-        ]
-        [f.result() for f in futures]
+        futures = [arr[tuple(slice(int(s), int(s) + c) for s, c in zip(st, CROP))].read() for st in starts]
+        for f in futures:
+            f.result()
 
 
 def native_crops(path, batches):
@@ -94,7 +93,7 @@ def whole_read(method, path):
 
 
 def whole_write(method, path, data, target):
-    shutil.rmtree(target, ignore_errors=True)
+    """Write `data` as a new array at `target` (removed beforehand, untimed: see `fresh`)."""
     meta = json.load(open(os.path.join(path, "zarr.json")))
     if method == "tensorstore":
         spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": target}, "metadata": {k: v for k, v in meta.items() if k not in ("zarr_format", "node_type", "attributes", "storage_transformers")}, "create": True}
@@ -113,19 +112,28 @@ def whole_write(method, path, data, target):
         arr[...] = data
 
 
-def timed(fn, cold, path):
+def fresh(target):
+    """Before a timed write: remove the previous target and write dirty pages back, so that no
+    method pays for another's deletes or writeback."""
+    shutil.rmtree(target, ignore_errors=True)
+    os.sync()
+
+
+def timed(fn, cold, path, prepare=None):
     """Seconds `fn` takes, the page cache dropped first (cold), or `path` read into it (warm),
-    or left as it is (None)."""
+    or left as it is (None); `prepare` runs first, untimed."""
     if cold:
         drop_caches()
     elif cold is not None:
         warm(path)
+    if prepare is not None:
+        prepare()
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
 
 
-def interleaved(fns, rounds, cold, path):
+def interleaved(fns, rounds, cold, path, prepare=None):
     """Best seconds of each method over `rounds` rounds in which the methods take turns (in a
     rotating order); warm runs are preceded by one untimed run of each (imports, pools)."""
     if cold is False:
@@ -135,7 +143,7 @@ def interleaved(fns, rounds, cold, path):
     names = list(fns)
     for r in range(rounds):
         for m in names[r % len(names):] + names[: r % len(names)]:
-            best[m] = min(best[m], timed(fns[m], cold, path))
+            best[m] = min(best[m], timed(fns[m], cold, path, prepare))
     return best
 
 
@@ -187,7 +195,7 @@ def main() -> None:
         data = zuring.open_array(path)[...]
         target = os.path.join(a.data, "py-write-target")
         write_fns = {m: (lambda m=m: whole_write(m, path, data, target)) for m in read_fns}
-        record(name, "whole write", "-", interleaved(write_fns, rounds, None, path), nbytes)
+        record(name, "whole write", "-", interleaved(write_fns, rounds, None, path, lambda: fresh(target)), nbytes)
         shutil.rmtree(target, ignore_errors=True)
     base = "zarr-python + zarrs-python" if "zarr-python + zarrs-python" in PIPELINES else list(PIPELINES)[1]
     print(f"\n| dataset | workload | cache | method | MiB/s | x {base} |\n|---|---|---|---|---:|---:|")

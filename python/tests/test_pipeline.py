@@ -8,6 +8,8 @@ import warnings
 import numpy as np
 import pytest
 import zarr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
 
 import zuring
@@ -402,3 +404,125 @@ def test_concurrent_reads_coalesce_and_errors_stay_apart(tmp_path):
             assert isinstance(r, zuring.CorruptDataError) and "c/3/0" in str(r), r
         else:
             np.testing.assert_array_equal(r, values[s])
+
+
+PARITY_DTYPES = ["bool", "int8", "uint16", "int64", "float16", "float32", ">f8", "complex64", "str"]
+
+
+@st.composite
+def parity_cases(draw):
+    """A random array layout, its values, and a random read and write selection of each kind
+    zarr-python sends through a pipeline."""
+    ndim = draw(st.integers(1, 3))
+    shape = tuple(draw(st.integers(1, 9)) for _ in range(ndim))
+    chunks = tuple(draw(st.integers(1, 5)) for _ in range(ndim))
+    shards = tuple(c * draw(st.integers(1, 3)) for c in chunks) if draw(st.booleans()) else None
+    dtype = draw(st.sampled_from(PARITY_DTYPES))
+    codec = draw(st.sampled_from(["zstd", "blosc", "gzip", "none"]))
+    kind = draw(st.sampled_from(["basic", "oindex", "vindex", "mask"]))
+    if kind == "basic":
+        key = []
+        for n in shape:
+            form = draw(st.sampled_from(["int", "slice", "step"]))
+            if form == "int":
+                key.append(draw(st.integers(-n, n - 1)))
+            elif form == "slice":
+                a = draw(st.integers(0, n))
+                key.append(slice(a, draw(st.integers(a, n))))
+            else:
+                key.append(slice(draw(st.integers(0, n - 1)), None, draw(st.integers(1, 3))))
+        key = tuple(key)
+    elif kind == "oindex":
+        key = tuple(np.array(draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=4, unique=True))) for n in shape)
+    elif kind == "vindex":
+        # Distinct points (with repeats, which write wins is not specified).
+        flat = draw(st.lists(st.integers(0, int(np.prod(shape)) - 1), min_size=1, max_size=5, unique=True))
+        key = tuple(np.array(i) for i in np.unravel_index(flat, shape))
+    else:
+        key = np.array(draw(st.lists(st.booleans(), min_size=int(np.prod(shape)), max_size=int(np.prod(shape))))).reshape(shape)
+    return shape, chunks, shards, dtype, codec, kind, key, draw(st.integers(0, 2**16))
+
+
+def _parity_values(shape, dtype, seed):
+    rng = np.random.default_rng(seed)
+    if dtype == "str":
+        words = np.array(["", "a", "zarr", "é日本", "x" * 40], dtype=object)
+        return words[rng.integers(0, len(words), shape)]
+    dt = np.dtype(dtype)
+    if dt.kind == "b":
+        return rng.integers(0, 2, shape).astype(bool)
+    if dt.kind in "fc":
+        return (rng.standard_normal(shape) * 50).astype(dt)
+    return rng.integers(-100 if dt.kind == "i" else 0, 100, shape).astype(dt)
+
+
+def _select(a, kind, key):
+    return {"basic": lambda: a[key], "oindex": lambda: a.oindex[key], "vindex": lambda: a.vindex[key], "mask": lambda: a[key]}[kind]()
+
+
+def _assign(a, kind, key, value):
+    if kind == "oindex":
+        a.oindex[key] = value
+    elif kind == "vindex":
+        a.vindex[key] = value
+    else:
+        a[key] = value
+
+
+def _numpy_assign(values, kind, key, patch):
+    out = values.copy()
+    out[np.ix_(*key) if kind == "oindex" else key] = patch
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=parity_cases())
+def test_pipeline_parity_with_zarr(tmp_path_factory, case):
+    """Random layouts, data types (strings too), codecs and selections: reads through zuring's
+    pipeline (strict: every one in Rust) equal zarr's default pipeline byte for byte, and files
+    written by either pipeline read the same through both."""
+    from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
+
+    shape, chunks, shards, dtype, codec, kind, key, seed = case
+    if dtype == "str":
+        codec = "zstd"  # a string array's codecs: vlen-utf8 then a compressor
+    compressors = {"zstd": [ZstdCodec(level=1)], "blosc": [BloscCodec(cname="lz4")], "gzip": [GzipCodec(level=1)], "none": None}[codec]
+    values = _parity_values(shape, dtype, seed)
+    fill = "" if dtype == "str" else 0
+    root = tmp_path_factory.mktemp("parity")
+    strict = {**ZURING, "codec_pipeline.strict": True}
+    arrays = {}
+    for name, config in (("default", DEFAULT), ("zuring", strict)):
+        with zarr.config.set(config):
+            a = zarr.create_array(store=str(root / name), shape=shape, dtype=str if dtype == "str" else dtype, chunks=chunks, shards=shards, compressors=compressors, fill_value=fill)
+            a[...] = values
+            arrays[name] = a
+    # Reads: the same stored data through both pipelines.
+    with zarr.config.set(DEFAULT):
+        expected = _select(zarr.open_array(str(root / "default"), mode="r"), kind, key)
+    with zarr.config.set(strict):
+        got = _select(zarr.open_array(str(root / "default"), mode="r"), kind, key)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    if dtype == "str":
+        assert got.tolist() == expected.tolist()
+    else:
+        assert got.tobytes() == expected.tobytes()
+    # Writes of the same selection by each pipeline; each result read by both, equal to numpy's.
+    patch = _parity_values(np.shape(expected), dtype, seed + 1)
+    want = _numpy_assign(values, kind, key, patch)
+    written = []
+    for name, config in (("default", DEFAULT), ("zuring", strict)):
+        with zarr.config.set(config):
+            try:
+                _assign(zarr.open_array(str(root / name), mode="r+"), kind, key, patch)
+                written.append(name)
+            except (ValueError, IndexError):
+                # zarr 3.1's own partial shard encoder fails on some orthogonal writes (unsorted
+                # or edge-shard indices): zuring's result is checked against numpy alone then.
+                assert name == "default" and shards is not None
+    assert "zuring" in written
+    for reader in (DEFAULT, strict):
+        with zarr.config.set(reader):
+            for name in written:
+                r = zarr.open_array(str(root / name), mode="r")[...]
+                assert r.tolist() == want.tolist() if dtype == "str" else r.tobytes() == want.astype(r.dtype).tobytes()

@@ -128,7 +128,29 @@ def _positions(sel: Any, length: int) -> np.ndarray:
     return arr.ravel().astype(np.uint64)
 
 
+def _slices(sel: Any, shape: Any) -> list | None:
+    """Per dimension ``(start, stop, 1)`` when ``sel`` is a tuple of step-1 slices covering
+    every dimension (basic indexing: most requests), else None."""
+    if sel.__class__ is not tuple or len(sel) != len(shape):
+        return None
+    out = []
+    for s, n in zip(sel, shape):
+        if s.__class__ is not slice:
+            return None
+        start, stop, step = s.indices(n)
+        if step != 1:
+            return None
+        out.append((start, max(start, stop), 1))
+    return out
+
+
 def _request(coords, chunk_shape, chunk_sel, out_sel, drop_axes, out_shape) -> tuple:
+    if not drop_axes:
+        indices = _slices(chunk_sel, chunk_shape)
+        if indices is not None:
+            positions = _slices(out_sel, out_shape)
+            if positions is not None:
+                return ("o", list(coords), indices, positions)
     ndim = len(chunk_shape)
     if not isinstance(out_sel, tuple):
         # Coordinate (vindex) or mask selection: zipped per-dimension arrays, flat output.
@@ -269,6 +291,9 @@ class ZuringCodecPipeline(CodecPipeline):
         self._store = store
         self._arrays: dict[str, Any] = {}
         self._coalescers: dict[str, _Coalescer] = {}
+        # (id(store), prefix) -> (store, array, key): the per-chunk lookup of a batch (the store
+        # is held, so its id is not reused while the entry lives).
+        self._entries: dict[tuple[int, str], tuple[Any, Any, str]] = {}
 
     # zarr compares arrays (and so their pipelines) by value: equal codecs, equal pipelines.
     def __eq__(self, other: object) -> bool:
@@ -333,8 +358,11 @@ class ZuringCodecPipeline(CodecPipeline):
         if self._metadata is None:
             raise _Unsupported("no array metadata (pipeline made with from_codecs)")
         store = store_path.store
-        local = isinstance(store, LocalStore)
         prefix, coords = _parse_key(store_path.path, self._metadata)
+        hit = self._entries.get((id(store), prefix))
+        if hit is not None and hit[0] is store:
+            return hit[1], coords, hit[2]
+        local = isinstance(store, LocalStore)
         # A LocalStore's arrays are read by zuring from their directory (keyed by it: the store
         # can move); any other store's by key (the array's prefix in the store), with bytes
         # fetched through that store object.
@@ -351,6 +379,7 @@ class ZuringCodecPipeline(CodecPipeline):
                 raise _Unsupported(f"variable-size data type {array.data_type} in a store other than LocalStore")
             self._arrays[key] = array
             self._coalescers[key] = _Coalescer(array, None if local else store)
+        self._entries[(id(store), prefix)] = (store, array, key)
         return array, coords, key
 
     async def read(self, batch_info: Iterable[tuple], out: Any, drop_axes: tuple[int, ...] = ()) -> Any:
