@@ -197,6 +197,23 @@ def test_create_and_strings(tmp_path):
     assert list(zarr.open_array(str(tmp_path / "s.zarr"), mode="r")[...]) == ["a", "ü", "zarr"]
 
 
+def test_string_selections(tmp_path):
+    """Strings written by zarr-python (sharded, edge shards partial) read by zuring with every
+    kind of selection, equal to numpy on the same values."""
+    values = np.array([[f"{i}.{j}" * ((i * j) % 4) for j in range(7)] for i in range(6)], dtype=object)
+    with zarr.config.set({"codec_pipeline.path": "zarr.core.codec_pipeline.BatchedCodecPipeline"}):
+        za = zarr.create_array(store=str(tmp_path / "s.zarr"), shape=values.shape, dtype=str, chunks=(2, 3), shards=(4, 6), fill_value="")
+        za[...] = values
+    a = zuring.open_array(tmp_path / "s.zarr")
+    assert a.dtype == object
+    for key in [(Ellipsis,), (slice(1, 6, 2), slice(None, None, 3)), (4,), (slice(None, None, -2), 1), (-1, -1)]:
+        assert np.asarray(a[key]).tolist() == np.asarray(values[key]).tolist(), key
+    assert a.oindex[[5, 0, 2], [6, 1]].tolist() == values[np.ix_([5, 0, 2], [6, 1])].tolist()
+    assert a.vindex[[5, 0, 3], [6, 1, 3]].tolist() == values[[5, 0, 3], [6, 1, 3]].tolist()
+    with pytest.raises(IndexError):
+        a[6, 0]
+
+
 def _child_reads(path, q):
     a = zuring.open_array(path)
     q.put(int(a[...].sum()))

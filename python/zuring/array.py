@@ -107,12 +107,12 @@ class Array:
 
     def _read(self, selection: Region | Orthogonal, drop: list[int]) -> Any:
         if self.dtype == object:
-            if not isinstance(selection, Region) or any(s != 1 for s in selection.steps):
-                raise _native.UnsupportedError("string arrays support basic slices with step 1 only")
-            if self._native.data_type in ("bytes", "variable_length_bytes"):
-                values = self._native.read_var_bytes(selection.starts, selection.stops)
+            # Strings, vlen bytes: planned and read in Rust, elements returned as objects.
+            if isinstance(selection, Region):
+                lists = [np.arange(a, b, s, dtype=np.uint64) for a, b, s in zip(selection.starts, selection.stops, selection.steps)]
             else:
-                values = self._native.read_strings(selection.starts, selection.stops)
+                lists = [np.ascontiguousarray(x, dtype=np.uint64) for x in selection.lists]
+            values = self._native.read_variable(lists)
             out = np.empty(len(values), dtype=object)
             out[:] = values
             out = out.reshape(selection.shape)
@@ -194,6 +194,11 @@ class _VIndex:
     def __getitem__(self, key: Any) -> np.ndarray:
         a = self._array
         coords, out_shape = parse_points(key, a.shape)
+        if a.dtype == object:
+            values = a._native.read_variable([np.ascontiguousarray(coords.reshape(-1), dtype=np.uint64)], points=True)
+            out = np.empty(len(values), dtype=object)
+            out[:] = values
+            return out.reshape(out_shape)
         out, raw = a._empty((coords.shape[0],))
         a._native.read_points_into(coords.reshape(-1), raw)
         return out.reshape(out_shape)

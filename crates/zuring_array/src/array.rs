@@ -466,6 +466,11 @@ impl ZarrArray {
     /// Plan `selection`, after checking it against the array.
     fn plan(&self, selection: &Selection) -> Result<ChunkPlan> {
         self.require_fixed_size()?;
+        self.plan_selection(selection)
+    }
+
+    /// Plan `selection` (any data type), after checking it against the array.
+    pub(crate) fn plan_selection(&self, selection: &Selection) -> Result<ChunkPlan> {
         selection.validate(&self.layout.shape)?;
         let out_shape = selection.output_shape();
         let mut plan = ChunkPlan::new();

@@ -17,6 +17,7 @@ use crate::engine::unsafe_apply;
 use crate::error::{ArrayError, Result};
 use crate::plan::{
     c_strides, num_elements, plan_chunk_requests, try_for_each_coord, ChunkPlan, ChunkRequest,
+    Selection,
 };
 use crate::write::{group_by_chunk, Scatter, WriteValue};
 
@@ -107,6 +108,24 @@ impl ZarrArray {
             out_shapes,
             requests,
         )?;
+        self.run_variable(plan, out_shapes)
+    }
+
+    /// Read `selection` (a region with any steps, orthogonal index lists or points) of a
+    /// variable-size array: one output, its elements in C order of the selection's shape.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::read_variable_chunk_requests`]; out-of-bounds selections before any IO.
+    pub fn read_variable(&self, selection: &Selection) -> Result<VariableRead> {
+        self.require_variable_size("read_variable")?;
+        let plan = self.plan_selection(selection)?;
+        self.run_variable(plan, &[selection.output_shape()])
+    }
+
+    /// Carry out `plan` for a variable-size array: every planned chunk read and decoded by zarrs
+    /// (in parallel), its elements' handles copied into the outputs.
+    fn run_variable(&self, plan: ChunkPlan, out_shapes: &[Vec<u64>]) -> Result<VariableRead> {
+        let l = self.layout();
         let chunk_elements = num_elements(&l.chunk_shape)?;
         if chunk_elements > u32::MAX as usize || plan.len() > u32::MAX as usize {
             return Err(ArrayError::TooLarge {

@@ -303,6 +303,35 @@ fn strings_through_chunk_requests() {
     let points: Vec<&[u8]> = read.output(1).collect();
     assert_eq!(points, [value(4, 5).as_bytes(), value(0, 0).as_bytes()]);
 
+    // The same through selections: a strided region, orthogonal lists, points.
+    let strings = |read: zuring_array::VariableRead| -> Vec<String> {
+        read.output(0)
+            .map(|e| String::from_utf8(e.to_vec()).unwrap())
+            .collect()
+    };
+    let stepped = |start, stop| DimSlice {
+        start,
+        stop,
+        step: 2,
+    };
+    let region = Selection::Region(vec![stepped(0, 5), stepped(1, 6)]);
+    assert_eq!(strings(array.read_variable(&region).unwrap()), want);
+    let lists = Selection::Orthogonal(vec![vec![4, 0], vec![5, 0, 3]]);
+    let want_lists: Vec<String> = [4u64, 0]
+        .iter()
+        .flat_map(|&i| [5u64, 0, 3].map(move |j| value(i, j)))
+        .collect();
+    assert_eq!(strings(array.read_variable(&lists).unwrap()), want_lists);
+    let points = Selection::Points(vec![vec![4, 5], vec![1, 2]]);
+    assert_eq!(
+        strings(array.read_variable(&points).unwrap()),
+        [value(4, 5), value(1, 2)]
+    );
+    assert!(matches!(
+        array.read_variable(&Selection::Points(vec![vec![5, 0]])),
+        Err(ArrayError::Selection { .. })
+    ));
+
     // A request outside its stored chunk fails before any IO.
     let bad = orthogonal_requests(&[4], &[0], [4, 4], 0);
     let bad = match bad.into_iter().next().unwrap() {

@@ -8,7 +8,8 @@ use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 use zuring_array::{
-    ChunkRequest, Context, DimSlice, Fetched, FetchedSource, Selection, WriteValue, ZarrArray,
+    ChunkRequest, Context, DimSlice, Fetched, FetchedSource, Selection, VariableRead, WriteValue,
+    ZarrArray,
 };
 use zuring_io::ByteRange;
 
@@ -410,28 +411,38 @@ impl Array {
                     .read_variable_chunk_requests(&requests, &out_shapes)
             })
             .map_err(errors::array)?;
-        let strings = self.inner.data_type_name() == "string";
         (0..read.len())
-            .map(|i| {
-                let items = read
-                    .output(i)
-                    .map(|e| {
-                        if !strings {
-                            return Ok(PyBytes::new(py, e).into_any());
-                        }
-                        std::str::from_utf8(e)
-                            .map(|s| PyString::new(py, s).into_any())
-                            .map_err(|err| {
-                                errors::CorruptDataError::new_err(format!(
-                                    "{}: a stored string is not UTF-8: {err}",
-                                    self.inner.path().display()
-                                ))
-                            })
-                    })
-                    .collect::<PyResult<Vec<_>>>()?;
-                PyList::new(py, items)
-            })
+            .map(|i| self.variable_list(py, &read, i))
             .collect()
+    }
+
+    /// Read a selection of a variable-size array: orthogonal index lists (one per dimension)
+    /// or, with `points`, the points whose coordinates are `lists` flattened (N x ndim). Returns
+    /// the elements in C order (`str` for strings, `bytes` for vlen bytes).
+    #[pyo3(signature = (lists, points = false))]
+    fn read_variable<'py>(
+        &self,
+        py: Python<'py>,
+        lists: Vec<PyReadonlyArray1<'_, u64>>,
+        points: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let lists: Vec<Vec<u64>> = lists.iter().map(|a| a.as_array().to_vec()).collect();
+        let selection = if points {
+            let ndim = self.inner.shape().len().max(1);
+            let flat = lists.concat();
+            if flat.len() % ndim != 0 {
+                return Err(pyo3::exceptions::PyValueError::new_err(
+                    "coords must hold ndim values per point",
+                ));
+            }
+            Selection::Points(flat.chunks(ndim).map(<[u64]>::to_vec).collect())
+        } else {
+            Selection::Orthogonal(lists)
+        };
+        let read = py
+            .detach(|| self.inner.read_variable(&selection))
+            .map_err(errors::array)?;
+        self.variable_list(py, &read, 0)
     }
 
     /// Write `values` (the elements of a value of `value_shape` in C order: `str` for strings,
@@ -484,37 +495,6 @@ impl Array {
         .map_err(errors::array)
     }
 
-    /// Read a region of a string array.
-    fn read_strings(
-        &self,
-        py: Python<'_>,
-        starts: Vec<u64>,
-        stops: Vec<u64>,
-    ) -> PyResult<Vec<String>> {
-        let ranges: Vec<std::ops::Range<u64>> =
-            starts.iter().zip(&stops).map(|(&a, &b)| a..b).collect();
-        py.detach(|| self.inner.read_strings(&ranges))
-            .map_err(errors::array)
-    }
-
-    /// Read a region of a variable-length bytes array.
-    fn read_var_bytes<'py>(
-        &self,
-        py: Python<'py>,
-        starts: Vec<u64>,
-        stops: Vec<u64>,
-    ) -> PyResult<Vec<Bound<'py, pyo3::types::PyBytes>>> {
-        let ranges: Vec<std::ops::Range<u64>> =
-            starts.iter().zip(&stops).map(|(&a, &b)| a..b).collect();
-        let values = py
-            .detach(|| self.inner.read_var_bytes(&ranges))
-            .map_err(errors::array)?;
-        Ok(values
-            .iter()
-            .map(|v| pyo3::types::PyBytes::new(py, v))
-            .collect())
-    }
-
     /// Write strings into a region of a string array.
     fn write_strings(
         &self,
@@ -543,6 +523,35 @@ impl Array {
             .shape()
             .first()
             .map_or(0, |&n| usize::try_from(n).unwrap_or(usize::MAX))
+    }
+}
+
+impl Array {
+    /// Output `i` of a variable-size read as a Python list (`str` or `bytes`).
+    fn variable_list<'py>(
+        &self,
+        py: Python<'py>,
+        read: &VariableRead,
+        i: usize,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let strings = self.inner.data_type_name() == "string";
+        let items = read
+            .output(i)
+            .map(|e| {
+                if !strings {
+                    return Ok(PyBytes::new(py, e).into_any());
+                }
+                std::str::from_utf8(e)
+                    .map(|s| PyString::new(py, s).into_any())
+                    .map_err(|err| {
+                        errors::CorruptDataError::new_err(format!(
+                            "{}: a stored string is not UTF-8: {err}",
+                            self.inner.path().display()
+                        ))
+                    })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, items)
     }
 }
 
