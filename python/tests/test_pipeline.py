@@ -526,3 +526,21 @@ def test_pipeline_parity_with_zarr(tmp_path_factory, case):
             for name in written:
                 r = zarr.open_array(str(root / name), mode="r")[...]
                 assert r.tolist() == want.tolist() if dtype == "str" else r.tobytes() == want.astype(r.dtype).tobytes()
+
+
+def test_moved_local_store_reads_its_new_directory(tmp_path):
+    """A LocalStore that moves (zarr's `store.move`) is read from its new directory, also by a
+    pipeline that read it before the move."""
+    import asyncio
+
+    store = zarr.storage.LocalStore(str(tmp_path / "before"))
+    with zarr.config.set({**ZURING, "codec_pipeline.strict": True}):
+        a = zarr.create_array(store=store, shape=(6, 5), dtype="int32", chunks=(2, 5), fill_value=0)
+        a[...] = np.arange(30).reshape(6, 5)
+        assert int(a[...].sum()) == 435
+        asyncio.run(store.move(str(tmp_path / "after")))
+        assert not (tmp_path / "before").exists()
+        np.testing.assert_array_equal(a[...], np.arange(30).reshape(6, 5))
+        a[0] = -1
+    with zarr.config.set(DEFAULT):
+        assert zarr.open_array(str(tmp_path / "after"), mode="r")[0].tolist() == [-1] * 5

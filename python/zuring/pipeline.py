@@ -291,9 +291,10 @@ class ZuringCodecPipeline(CodecPipeline):
         self._store = store
         self._arrays: dict[str, Any] = {}
         self._coalescers: dict[str, _Coalescer] = {}
-        # (id(store), prefix) -> (store, array, key): the per-chunk lookup of a batch (the store
-        # is held, so its id is not reused while the entry lives).
-        self._entries: dict[tuple[int, str], tuple[Any, Any, str]] = {}
+        # (id(store), prefix) -> (store, its root, array, key): the per-chunk lookup of a batch
+        # (the store is held, so its id is not reused while the entry lives; a LocalStore that
+        # moves gets a new root object, which misses).
+        self._entries: dict[tuple[int, str], tuple[Any, Any, Any, str]] = {}
 
     # zarr compares arrays (and so their pipelines) by value: equal codecs, equal pipelines.
     def __eq__(self, other: object) -> bool:
@@ -360,8 +361,8 @@ class ZuringCodecPipeline(CodecPipeline):
         store = store_path.store
         prefix, coords = _parse_key(store_path.path, self._metadata)
         hit = self._entries.get((id(store), prefix))
-        if hit is not None and hit[0] is store:
-            return hit[1], coords, hit[2]
+        if hit is not None and hit[0] is store and hit[1] is getattr(store, "root", None):
+            return hit[2], coords, hit[3]
         local = isinstance(store, LocalStore)
         # A LocalStore's arrays are read by zuring from their directory (keyed by it: the store
         # can move); any other store's by key (the array's prefix in the store), with bytes
@@ -379,7 +380,7 @@ class ZuringCodecPipeline(CodecPipeline):
                 raise _Unsupported(f"variable-size data type {array.data_type} in a store other than LocalStore")
             self._arrays[key] = array
             self._coalescers[key] = _Coalescer(array, None if local else store)
-        self._entries[(id(store), prefix)] = (store, array, key)
+        self._entries[(id(store), prefix)] = (store, getattr(store, "root", None), array, key)
         return array, coords, key
 
     async def read(self, batch_info: Iterable[tuple], out: Any, drop_axes: tuple[int, ...] = ()) -> Any:
