@@ -159,12 +159,19 @@ impl ZarrArray {
                     .zip(&l.shape)
                     .map(|((&s, &n), &len)| len.saturating_sub(s).min(n))
                     .collect();
+                // Errors name the chunk's file (the shard, when sharded) and its coordinates.
+                let stored: Vec<u64> = coords
+                    .iter()
+                    .zip(&l.chunk_shape)
+                    .zip(&l.file_shape)
+                    .map(|((&c, &n), &f)| c * n / f.max(1))
+                    .collect();
                 let subset = ArraySubset::new_with_start_shape(start, extent.clone())
                     .map_err(|e| zarrs_error(self.path(), e))?;
                 let elements = self
                     .zarrs_array()
                     .retrieve_array_subset::<ArrayBytes<'static>>(&subset)
-                    .map_err(|e| zarrs_error(self.path(), e))?
+                    .map_err(|e| self.chunk_error(&stored, coords, e))?
                     .into_variable()
                     .map_err(|e| zarrs_error(self.path(), e))?;
                 let mut handles = vec![NONE; chunk_elements];
@@ -181,7 +188,7 @@ impl ZarrArray {
                 })?;
                 if elements.offsets().len() != index(n) + 1 {
                     return Err(ArrayError::CorruptChunk {
-                        path: self.file_path(coords),
+                        path: self.file_path(&stored),
                         chunk: coords.to_vec(),
                         message: format!(
                             "decoded {} elements, expected {n}",
@@ -222,6 +229,28 @@ impl ZarrArray {
             ));
         }
         Ok(VariableRead { chunks, outputs })
+    }
+
+    /// A zarrs error reading chunk `coords` (inside stored chunk `stored`): storage failures
+    /// stay zarrs errors, anything else is corrupt data in that chunk's file.
+    fn chunk_error(
+        &self,
+        stored: &[u64],
+        coords: &[u64],
+        err: zarrs::array::ArrayError,
+    ) -> ArrayError {
+        let path = self.file_path(stored);
+        match err {
+            zarrs::array::ArrayError::StorageError(e) => ArrayError::Zarrs {
+                path,
+                message: e.to_string(),
+            },
+            other => ArrayError::CorruptChunk {
+                path,
+                chunk: coords.to_vec(),
+                message: other.to_string(),
+            },
+        }
     }
 
     /// Write `values` (the elements of a value of `shape`, C order; raw bytes, UTF-8 for
@@ -283,13 +312,9 @@ impl ZarrArray {
                 Some(
                     self.zarrs_array()
                         .retrieve_chunk::<ArrayBytes<'static>>(coords)
-                        .map_err(|e| e.to_string())
-                        .and_then(|b| b.into_variable().map_err(|e| e.to_string()))
-                        .map_err(|message| ArrayError::CorruptChunk {
-                            path: self.file_path(coords),
-                            chunk: coords.clone(),
-                            message,
-                        })?,
+                        .map_err(|e| self.chunk_error(coords, coords, e))?
+                        .into_variable()
+                        .map_err(|e| zarrs_error(self.path(), e))?,
                 )
             } else {
                 None

@@ -395,6 +395,17 @@ fn strings_through_chunk_requests() {
     );
     assert!(matches!(err, Err(ArrayError::Selection { .. })), "{err:?}");
     assert_eq!(std::fs::read(dir.path().join("c/0/0")).unwrap(), before);
+    // A truncated shard is corrupt data naming its file.
+    let shard = dir.path().join("c/1/0");
+    let bytes = std::fs::read(&shard).unwrap();
+    std::fs::write(&shard, &bytes[..bytes.len() / 2]).unwrap();
+    let err = array
+        .read_variable(&Selection::Points(vec![vec![4, 0]]))
+        .unwrap_err();
+    assert!(
+        matches!(&err, ArrayError::CorruptChunk { path, .. } if path.ends_with("c/1/0")),
+        "{err:?}"
+    );
     // Fixed-size arrays refuse the variable-size calls.
     let fixed = ZarrArray::create(
         dir.path().join("fixed"),
