@@ -129,18 +129,18 @@ def _positions(sel: Any, length: int) -> np.ndarray:
 
 
 def _slices(sel: Any, shape: Any) -> list | None:
-    """Per dimension ``(start, stop, 1)`` when ``sel`` is a tuple of step-1 slices covering
-    every dimension (basic indexing: most requests), else None."""
+    """Per dimension ``(start, stop, step)`` when ``sel`` is a tuple of slices with positive
+    steps covering every dimension (basic indexing: most requests), else None."""
     if sel.__class__ is not tuple or len(sel) != len(shape):
         return None
     out = []
     for s, n in zip(sel, shape):
         if s.__class__ is not slice:
             return None
-        start, stop, step = s.indices(n)
-        if step != 1:
+        dim = _dim(s, n)
+        if dim.__class__ is not tuple:  # a negative step: positions as an array
             return None
-        out.append((start, max(start, stop), 1))
+        out.append(dim)
     return out
 
 
@@ -453,15 +453,7 @@ class ZuringCodecPipeline(CodecPipeline):
             data = value.as_ndarray_like()
             if not isinstance(data, np.ndarray):
                 raise _Unsupported("value is not a numpy array")
-            array, _, entry = self._native_entry(batch[0][0])
-            variable = array.element_size == 0
-            if variable:
-                data = np.asarray(data)
-            elif data.dtype.hasobject:
-                raise _Unsupported(f"object dtype {data.dtype}")
-            else:
-                data = np.ascontiguousarray(data, dtype=_native_dtype(batch[0][1], data.dtype))
-            requests, partial, store_empty = [], [], False
+            requests, partial, store_empty, entry, array = [], [], False, None, None
             setters = {}
             for byte_setter, chunk_spec, chunk_sel, out_sel, *rest in batch:
                 array, coords, entry = self._native_entry(byte_setter)
@@ -480,12 +472,16 @@ class ZuringCodecPipeline(CodecPipeline):
                 store_empty = bool(chunk_spec.config.write_empty_chunks)
             shape = list(data.shape)
             store = self._coalescers[entry].store
-            if variable:
+            if array.element_size == 0:
+                # Strings, vlen bytes: the elements go to Rust as str / bytes objects.
                 _check_writable(batch[0][0].store)
                 values = data.reshape(-1).tolist()
                 await asyncio.to_thread(array.write_variable_chunk_requests, requests, values, shape, partial, store_empty)
                 STATS["native_writes"] += 1
                 return
+            if data.dtype.hasobject:
+                raise _Unsupported(f"object dtype {data.dtype}")
+            data = np.ascontiguousarray(data, dtype=_native_dtype(batch[0][1], data.dtype))
             raw = data.reshape(-1).view(np.uint8)
             if store is None:
                 _check_writable(batch[0][0].store)

@@ -3,7 +3,10 @@
 //! the copy machinery and the write scatter are the ones fixed-size data uses (every selection
 //! kind, checked the same way); the values are looked up by handle at the end.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use bytes::Bytes;
 use std::num::NonZeroU64;
 
 use zarrs::array::{
@@ -298,7 +301,12 @@ impl ZarrArray {
         for request in requests {
             scatter.apply(None, request)?;
         }
-        let partial: HashSet<&[u64]> = partial.iter().map(Vec::as_slice).collect();
+        // The stored chunks covered in part, read in one batch before anything is written.
+        let existing: HashMap<Vec<u64>, Bytes> = self
+            .read_stored(partial)?
+            .into_iter()
+            .filter_map(|(c, b)| b.map(|b| (c, b)))
+            .collect();
         let file_shape: Vec<NonZeroU64> = l
             .file_shape
             .iter()
@@ -308,16 +316,26 @@ impl ZarrArray {
             .with_validate_checksums(self.context().options.validate_checksums);
         let sink = self.local_sink();
         let encode_one = |(coords, reqs): (&Vec<u64>, &Vec<&ChunkRequest>)| -> Result<()> {
-            let old = if partial.contains(coords.as_slice()) {
-                Some(
+            let old = match existing.get(coords.as_slice()) {
+                Some(bytes) => Some(
                     self.zarrs_array()
-                        .retrieve_chunk::<ArrayBytes<'static>>(coords)
-                        .map_err(|e| self.chunk_error(coords, coords, e))?
-                        .into_variable()
-                        .map_err(|e| zarrs_error(self.path(), e))?,
-                )
-            } else {
-                None
+                        .codecs()
+                        .decode(
+                            Cow::Borrowed(bytes),
+                            &file_shape,
+                            &l.data_type,
+                            &l.fill_value,
+                            &options,
+                        )
+                        .map_err(|e| e.to_string())
+                        .and_then(|b| b.into_variable().map_err(|e| e.to_string()))
+                        .map_err(|message| ArrayError::CorruptChunk {
+                            path: self.file_path(coords),
+                            chunk: coords.clone(),
+                            message,
+                        })?,
+                ),
+                None => None,
             };
             let mut handles: Vec<u64> = match &old {
                 Some(old) if old.offsets().len() == file_elements + 1 => {

@@ -262,20 +262,29 @@ impl ZarrArray {
         partial: &[Vec<u64>],
         store_empty: bool,
     ) -> Result<()> {
+        let existing = self.read_stored(partial)?;
+        self.encode_each(requests, value, existing, store_empty, &self.local_sink())
+    }
+
+    /// The current bytes of the stored chunks `coords` (None: absent), read in one batch.
+    pub(crate) fn read_stored(
+        &self,
+        coords: &[Vec<u64>],
+    ) -> Result<Vec<(Vec<u64>, Option<Bytes>)>> {
         let reader = &self.context().reader;
-        let completions = reader.read_ordered(partial.iter().enumerate().map(|(i, coords)| {
-            zuring_io::ReadRequest::new(self.file_path(coords), zuring_io::ByteRange::Whole, i)
+        let completions = reader.read_ordered(coords.iter().enumerate().map(|(i, c)| {
+            zuring_io::ReadRequest::new(self.file_path(c), zuring_io::ByteRange::Whole, i)
         }));
-        let mut existing = Vec::with_capacity(partial.len());
+        let mut existing = Vec::with_capacity(coords.len());
         for c in completions {
             let bytes = match c.result {
                 Ok(b) => Some(b),
                 Err(e) if e.is_not_found() => None,
                 Err(e) => return Err(e.into()),
             };
-            existing.push((partial[c.tag].clone(), bytes));
+            existing.push((coords[c.tag].clone(), bytes));
         }
-        self.encode_each(requests, value, existing, store_empty, &self.local_sink())
+        Ok(existing)
     }
 
     /// Where encoded stored chunks go in the array's directory: each file replaced atomically
