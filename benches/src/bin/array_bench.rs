@@ -7,7 +7,7 @@
 //! - `nwp.zarr`: float32, 32 x 1024 x 1024 (128 MiB), unsharded chunks 1x256x256, blosc lz4
 //!   with shuffle.
 //!
-//! Usage: `array_bench [--dir DIR] [--quick] [--generate-only]`
+//! Usage: `array_bench [--dir DIR] [--quick] [--generate-only] [--step-writes-only]`
 #![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
 
 use std::borrow::Cow;
@@ -281,11 +281,134 @@ fn current_rss() -> u64 {
         * 1024
 }
 
+/// A new context (empty caches) with one decode thread per core.
+fn fresh_ctx() -> Arc<Context> {
+    Context::new(ArrayOptions {
+        threads: cores(),
+        ..ArrayOptions::default()
+    })
+    .unwrap()
+}
+
+/// Copy the directory tree `from` to `to` (files and directories only).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Time-step writes into an existing sharded array: 4 single time steps (1 x Y x X) written one
+/// after another, each covering every shard it touches in part (1 of 16 time steps), so each
+/// writer must read-modify-write those shards. zuring re-encodes only the touched inner chunks
+/// and replaces each shard atomically; zarrs by default decodes and re-encodes whole shards; with
+/// its experimental partial encoding it appends the new inner chunks to the shard in place (not
+/// crash-safe). The touched shards are restored from `src` (untimed) before every timed run.
+/// None when the array is not sharded along time.
+fn time_step_writes(
+    src: &Path,
+    target: &Path,
+    data: &[u8],
+    repeats: usize,
+) -> Option<Vec<Measurement>> {
+    let array = ZarrArray::open(src).unwrap();
+    let layout = array.layout();
+    let shard_t = layout.file_shape[0];
+    if !matches!(layout.mode, ReadMode::Sharded(_)) || shard_t < 2 {
+        return None;
+    }
+    let shape = layout.shape.clone();
+    let step_bytes = (data.len() as u64 / shape[0]) as usize;
+    let steps: Vec<u64> = (0..4).map(|k| 1 + k * (shard_t / 4).max(1)).collect();
+    let _ = std::fs::remove_dir_all(target);
+    copy_tree(src, target);
+    let restore = || {
+        let _ = std::fs::remove_dir_all(target.join("c/0"));
+        copy_tree(&src.join("c/0"), &target.join("c/0"));
+        let _ = std::process::Command::new("sync").status();
+    };
+    let subset = |s: u64| -> Vec<std::ops::Range<u64>> {
+        std::iter::once(s..s + 1)
+            .chain(shape[1..].iter().map(|&n| 0..n))
+            .collect()
+    };
+    let methods = [
+        "zuring write_region",
+        "zarrs store_array_subset",
+        "zarrs store_array_subset (experimental partial encoding)",
+    ];
+    let mut best = [f64::INFINITY; 3];
+    for round in 0..repeats {
+        for k in 0..methods.len() {
+            let m = (k + round) % methods.len();
+            restore();
+            let t = Instant::now();
+            if m == 0 {
+                let a = ZarrArray::open_with(target, fresh_ctx()).unwrap();
+                for &s in &steps {
+                    let at = s as usize * step_bytes;
+                    a.write_region(&subset(s), &data[at..at + step_bytes])
+                        .unwrap();
+                }
+            } else {
+                let store = Arc::new(FilesystemStore::new(target).unwrap());
+                let a = Array::open(store, "/").unwrap();
+                let options = CodecOptions::default().with_experimental_partial_encoding(m == 2);
+                for &s in &steps {
+                    let at = s as usize * step_bytes;
+                    a.store_array_subset_opt(
+                        &ArraySubset::new_with_ranges(&subset(s)),
+                        zarrs::array::ArrayBytes::new_flen(&data[at..at + step_bytes]),
+                        &options,
+                    )
+                    .unwrap();
+                }
+            }
+            best[m] = best[m].min(t.elapsed().as_secs_f64());
+        }
+    }
+    // What zuring wrote reads back as the data.
+    restore();
+    let a = ZarrArray::open_with(target, fresh_ctx()).unwrap();
+    for &s in &steps {
+        let at = s as usize * step_bytes;
+        a.write_region(&subset(s), &data[at..at + step_bytes])
+            .unwrap();
+    }
+    let back = a.read_bytes(&Selection::all(&shape)).unwrap();
+    assert!(back == data, "time-step writes read back as written");
+    let _ = std::fs::remove_dir_all(target);
+    Some(
+        methods
+            .iter()
+            .zip(best)
+            .map(|(method, seconds)| Measurement {
+                bench: format!(
+                    "{} time-step write",
+                    src.file_name().unwrap().to_string_lossy()
+                ),
+                method: (*method).into(),
+                cache: "-",
+                seconds,
+                bytes: step_bytes as u64 * steps.len() as u64,
+                ops: steps.len() as u64,
+            })
+            .collect(),
+    )
+}
+
 fn main() {
     let mut dir = PathBuf::from("target/bench-data/array");
     let mut batches = 12usize;
     let mut repeats = 3usize;
     let mut generate_only = false;
+    let mut step_writes_only = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -295,6 +418,7 @@ fn main() {
                 repeats = 1;
             }
             "--generate-only" => generate_only = true,
+            "--step-writes-only" => step_writes_only = true,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -316,6 +440,23 @@ fn main() {
     if generate_only {
         return;
     }
+    if step_writes_only {
+        let mut results = Vec::new();
+        for ds in &datasets {
+            let array = ZarrArray::open(&ds.path).unwrap();
+            let data = array
+                .read_bytes(&Selection::all(&array.layout().shape))
+                .unwrap();
+            for m in time_step_writes(&ds.path, &dir.join("step-target"), &data, repeats)
+                .unwrap_or_default()
+            {
+                m.print_json(&serde_json::json!({}));
+                results.push(m);
+            }
+        }
+        print_table(&results, "zarrs store_array_subset");
+        return;
+    }
     let cold_ok = can_drop_caches();
     let threads = cores();
     println!(
@@ -328,13 +469,6 @@ fn main() {
         results.push(m);
     };
     for ds in &datasets {
-        let fresh_ctx = || {
-            Context::new(ArrayOptions {
-                threads,
-                ..ArrayOptions::default()
-            })
-            .unwrap()
-        };
         let ours = ZarrArray::open_with(&ds.path, fresh_ctx()).unwrap();
         let zarrs_array =
             Array::open(Arc::new(FilesystemStore::new(&ds.path).unwrap()), "/").unwrap();
@@ -524,6 +658,11 @@ fn main() {
             );
         }
         let _ = std::fs::remove_dir_all(dir.join("write-target"));
+        if let Some(ms) = time_step_writes(&ds.path, &dir.join("step-target"), &data, repeats) {
+            for m in ms {
+                record(m, serde_json::json!({}));
+            }
+        }
         drop(data);
         // Peak memory of one crop batch, on a fresh context (index cache bound: 64 MiB).
         if reset_peak() {

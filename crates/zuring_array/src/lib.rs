@@ -21,6 +21,7 @@ mod metadata;
 mod plan;
 mod pool;
 mod shard_index;
+mod shard_write;
 mod source;
 mod variable;
 mod write;

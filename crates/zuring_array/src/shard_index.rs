@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 use zarrs::array::FillValue;
-use zarrs::array::{ArrayToBytesCodecTraits, CodecOptions};
+use zarrs::array::{ArrayBytes, ArrayToBytesCodecTraits, CodecOptions};
 
 use crate::error::{ArrayError, Result};
 use crate::layout::IndexLayout;
 
 /// The value marking a missing inner chunk (both offset and nbytes).
-const MISSING: u64 = u64::MAX;
+pub(crate) const MISSING: u64 = u64::MAX;
 
 /// A decoded, validated shard index: `(offset, nbytes)` per inner chunk, C order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,12 +35,7 @@ impl ShardIndex {
         file_size: u64,
         options: &CodecOptions,
     ) -> Result<Self> {
-        let mut shape: Vec<NonZeroU64> = layout
-            .chunks_per_shard
-            .iter()
-            .map(|&d| NonZeroU64::new(d).unwrap_or(NonZeroU64::MIN))
-            .collect();
-        shape.push(NonZeroU64::new(2).unwrap_or(NonZeroU64::MIN));
+        let shape = index_shape(layout);
         let unreadable = |message: String| ArrayError::UnreadableShardIndex {
             path: path.to_path_buf(),
             message,
@@ -65,6 +60,43 @@ impl ShardIndex {
         let index = Self { entries };
         index.validate(path, file_size)?;
         Ok(index)
+    }
+
+    /// Encode `entries` (`(offset, nbytes)` per inner chunk, C order; [`MISSING`] twice for an
+    /// absent one) with the layout's index codecs, checking the result has the index's size.
+    ///
+    /// # Errors
+    /// [`ArrayError::UnreadableShardIndex`] naming `path` when encoding fails or gives another
+    /// size.
+    pub fn encode(
+        path: &Path,
+        entries: &[u64],
+        layout: &IndexLayout,
+        options: &CodecOptions,
+    ) -> Result<Vec<u8>> {
+        let failed = |message: String| ArrayError::UnreadableShardIndex {
+            path: path.to_path_buf(),
+            message,
+        };
+        let bytes: Vec<u8> = entries.iter().flat_map(|e| e.to_ne_bytes()).collect();
+        let encoded = layout
+            .codecs
+            .encode(
+                ArrayBytes::new_flen(Cow::Owned(bytes)),
+                &index_shape(layout),
+                &zarrs::array::data_type::uint64(),
+                &FillValue::from(MISSING),
+                options,
+            )
+            .map_err(|e| failed(e.to_string()))?;
+        if encoded.len() as u64 != layout.encoded_size {
+            return Err(failed(format!(
+                "encoded index has {} bytes, expected {}",
+                encoded.len(),
+                layout.encoded_size
+            )));
+        }
+        Ok(encoded.into_owned())
     }
 
     /// Build from raw entries (tests and writers), validated.
@@ -132,6 +164,16 @@ impl ShardIndex {
     pub fn bytes(&self) -> usize {
         self.entries.len() * 8 + std::mem::size_of::<Self>()
     }
+}
+
+/// The shape of the index array: inner chunks per shard, then 2.
+fn index_shape(layout: &IndexLayout) -> Vec<NonZeroU64> {
+    layout
+        .chunks_per_shard
+        .iter()
+        .chain(&[2])
+        .map(|&d| NonZeroU64::new(d).unwrap_or(NonZeroU64::MIN))
+        .collect()
 }
 
 /// What identifies one version of a file: a rewritten shard gets a new index.

@@ -1,7 +1,9 @@
 //! Writes of any selection zarr-python produces (regions with steps, integer arrays, points):
 //! each stored chunk (shard, when sharded) the write touches is decoded when the write covers it
 //! only in part, the new values are scattered into it, and it is encoded again, in parallel on
-//! zuring's pool. Chunks left all fill value are deleted unless empty chunks are kept.
+//! zuring's pool. Chunks left all fill value are deleted unless empty chunks are kept. An
+//! existing shard written in part has only its touched inner chunks decoded and encoded
+//! (`shard_write`).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -15,6 +17,7 @@ use crate::array::{StoredChunk, ZarrArray};
 use crate::error::{ArrayError, Result};
 use crate::layout::ReadMode;
 use crate::plan::{c_strides, num_elements, try_for_each_coord, ChunkRequest};
+use crate::shard_write::Rewrite;
 
 /// A write's values: C order, native endian, of `shape`. As in numpy, an axis of length 1 is
 /// broadcast (its positions are ignored), and so is a 0-d value.
@@ -365,8 +368,21 @@ impl ZarrArray {
                 (coords, reqs, old)
             })
             .collect();
+        let is_fill = |e: &[u8]| e == layout.fill.as_slice() || nan_fill.is_some_and(|f| f(e));
+        let rewrite = Rewrite {
+            scatter: &scatter,
+            is_fill: &is_fill,
+            store_empty,
+            options: &options,
+        };
         let pool = self.context().pool.get();
         let encode_one = |(coords, reqs, old): &ChunkTask<'_>| -> Result<()> {
+            if let (ReadMode::Sharded(index), Some(old)) = (&layout.mode, old) {
+                // An existing shard the write covers in part: only its touched inner chunks
+                // are decoded and encoded again.
+                let shard = self.rewrite_shard(index, coords, reqs, old, &rewrite)?;
+                return sink(coords, shard);
+            }
             let key = || self.file_path(coords).display().to_string();
             let mut buf: Vec<u8> = match old {
                 Some(bytes) => codecs
@@ -400,9 +416,7 @@ impl ZarrArray {
             for request in reqs {
                 scatter.apply(Some(&mut buf), request)?;
             }
-            let all_fill = buf
-                .chunks_exact(esize)
-                .all(|e| e == layout.fill.as_slice() || nan_fill.is_some_and(|f| f(e)));
+            let all_fill = buf.chunks_exact(esize).all(is_fill);
             if all_fill && !store_empty {
                 return sink(coords, None);
             }

@@ -340,12 +340,8 @@ fn bad_selections_fail_before_io() {
 /// the entries, recomputing the crc so that only the entries are wrong.
 fn tamper_index(path: &Path, f: impl Fn(&mut Vec<u64>)) {
     let mut bytes = std::fs::read(path).unwrap();
-    let index_len = 8 * 2 * 2 * 2 * 2 + 4; // 2x2x2 inner chunks, 2 u64 each, + crc32c
-    let start = bytes.len() - index_len;
-    let mut entries: Vec<u64> = bytes[start..start + index_len - 4]
-        .chunks(8)
-        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let start = bytes.len() - INDEX_LEN;
+    let mut entries = index_entries(&bytes);
     f(&mut entries);
     let raw: Vec<u8> = entries.iter().flat_map(|e| e.to_le_bytes()).collect();
     bytes[start..start + raw.len()].copy_from_slice(&raw);
@@ -353,6 +349,122 @@ fn tamper_index(path: &Path, f: impl Fn(&mut Vec<u64>)) {
     let n = bytes.len();
     bytes[n - 4..].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(path, bytes).unwrap();
+}
+
+/// The encoded index size of `cases()[3]`: 2x2x2 inner chunks, 2 u64 each, + crc32c.
+const INDEX_LEN: usize = 8 * 2 * 2 * 2 * 2 + 4;
+
+/// The index entries of a `cases()[3]` shard (index at the end, little-endian + crc32c).
+fn index_entries(shard: &[u8]) -> Vec<u64> {
+    let start = shard.len() - INDEX_LEN;
+    shard[start..shard.len() - 4]
+        .chunks(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// The stored bytes of inner chunk `i` of a `cases()[3]` shard (None: absent).
+fn inner_bytes(shard: &[u8], i: usize) -> Option<Vec<u8>> {
+    let e = index_entries(shard);
+    (e[2 * i] != u64::MAX)
+        .then(|| shard[e[2 * i] as usize..(e[2 * i] + e[2 * i + 1]) as usize].to_vec())
+}
+
+#[test]
+fn partial_shard_writes_reencode_only_touched_inner_chunks() {
+    // Written with zstd level 1, then the metadata says level 19: an inner chunk encoded again
+    // by zuring gets other bytes, one left alone keeps its level-1 bytes.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let (_, meta, _) = &cases()[3];
+    let mut expected = write_with_zarrs(dir.path(), &meta.replace(r#""level":3"#, r#""level":1"#));
+    std::fs::write(
+        dir.path().join("zarr.json"),
+        meta.replace(r#""level":3"#, r#""level":19"#),
+    )
+    .unwrap();
+    let original = expected.clone();
+    let shard = dir.path().join("c/0/0/0");
+    let before = std::fs::read(&shard).unwrap();
+    let array = ZarrArray::open(dir.path()).unwrap();
+    // Part of inner chunk 0 (inner chunks 2x5x7; 2x2x2 of them per 4x10x14 shard).
+    let patch: Vec<u32> = (0..12).map(|v| 500_000 + v).collect();
+    let bytes: Vec<u8> = patch.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    array.write_region(&[0..1, 0..3, 0..4], &bytes).unwrap();
+    for (k, v) in patch.iter().enumerate() {
+        let (j, l) = (k as u64 / 4, k as u64 % 4);
+        expected[(j * SHAPE[2] + l) as usize] = *v;
+    }
+    let after = std::fs::read(&shard).unwrap();
+    assert_ne!(inner_bytes(&after, 0), inner_bytes(&before, 0));
+    for i in 1..8 {
+        assert_eq!(
+            inner_bytes(&after, i),
+            inner_bytes(&before, i),
+            "inner chunk {i} kept as stored"
+        );
+    }
+    let check = |want: &[u32]| {
+        let ours = ZarrArray::open(dir.path())
+            .unwrap()
+            .read::<u32>(&Selection::all(&SHAPE))
+            .unwrap();
+        assert_eq!(ours.as_slice().unwrap(), want);
+        let theirs = Array::open(Arc::new(FilesystemStore::new(dir.path()).unwrap()), "/").unwrap();
+        let got: Vec<u32> = theirs.retrieve_array_subset(&theirs.subset_all()).unwrap();
+        assert_eq!(got, want, "zarrs reads the rewritten shard");
+    };
+    check(&expected);
+
+    // An untouched inner chunk is not even decoded: corrupt, it survives a write elsewhere.
+    let mut bad = after.clone();
+    let e = index_entries(&bad);
+    bad[(e[14] + e[15] / 2) as usize] ^= 0x5a;
+    std::fs::write(&shard, &bad).unwrap();
+    let array = ZarrArray::open(dir.path()).unwrap();
+    array
+        .write_region(&[0..1, 0..1, 0..1], &42u32.to_ne_bytes())
+        .unwrap();
+    let now = std::fs::read(&shard).unwrap();
+    assert_eq!(inner_bytes(&now, 7), inner_bytes(&bad, 7));
+    // A touched one written in part is decoded: corrupt, the write fails naming the shard and
+    // the inner chunk, and the file is left as it was.
+    let mut bad = now.clone();
+    let e = index_entries(&bad);
+    bad[(e[0] + e[1] / 2) as usize] ^= 0x5a;
+    std::fs::write(&shard, &bad).unwrap();
+    let array = ZarrArray::open(dir.path()).unwrap();
+    let err = array
+        .write_region(&[0..1, 0..1, 0..1], &1u32.to_ne_bytes())
+        .unwrap_err();
+    assert!(
+        matches!(&err, ArrayError::CorruptChunk { chunk, .. } if chunk == &[0, 0, 0]),
+        "{err}"
+    );
+    assert!(err.to_string().contains("c/0/0/0"), "{err}");
+    assert_eq!(std::fs::read(&shard).unwrap(), bad);
+    // A write covering a whole inner chunk does not need its old bytes: a corrupt chunk is
+    // replaced; written all fill value, it is dropped from the index.
+    let mut bad = before.clone();
+    let e = index_entries(&bad);
+    bad[(e[0] + e[1] / 2) as usize] ^= 0x5a;
+    std::fs::write(&shard, &bad).unwrap();
+    let array = ZarrArray::open(dir.path()).unwrap();
+    let fill: Vec<u8> = (0..2 * 5 * 7).flat_map(|_| 7u32.to_ne_bytes()).collect();
+    array.write_region(&[0..2, 0..5, 0..7], &fill).unwrap();
+    let last = std::fs::read(&shard).unwrap();
+    assert_eq!(inner_bytes(&last, 0), None);
+    for i in 1..8 {
+        assert_eq!(inner_bytes(&last, i), inner_bytes(&before, i));
+    }
+    let mut want = original;
+    for i in 0..2u64 {
+        for j in 0..5u64 {
+            for k in 0..7u64 {
+                want[((i * SHAPE[1] + j) * SHAPE[2] + k) as usize] = 7;
+            }
+        }
+    }
+    check(&want);
 }
 
 /// Castagnoli CRC, bitwise (test helper).

@@ -1,0 +1,327 @@
+//! Writes covering an existing shard in part: only the inner chunks the write touches are
+//! decoded (unless it covers them whole) and encoded again; every other inner chunk keeps its
+//! stored bytes, as zarr-python's sharding codec does. Writing one time step into a shard of 16
+//! thus costs one sixteenth of the shard's codec work, not all of it.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use bytes::Bytes;
+use rayon::prelude::*;
+use zarrs::array::{ArrayBytes, ArrayToBytesCodecTraits, CodecOptions};
+
+use crate::array::ZarrArray;
+use crate::decode::with_decoded;
+use crate::error::{ArrayError, Result};
+use crate::layout::{IndexLayout, IndexLocation};
+use crate::plan::{c_strides, try_for_each_coord, ChunkRequest};
+use crate::shard_index::{ShardIndex, MISSING};
+use crate::write::Scatter;
+
+/// Whether an element (native-endian bytes) is the fill value.
+pub(crate) type IsFill<'a> = dyn Fn(&[u8]) -> bool + Sync + 'a;
+
+/// The inner chunks `requests` write into (C-order index within the shard), each with whether
+/// one request writes every element of it (then its old contents are not needed).
+/// `inner` is the inner chunk shape, `per_shard` the inner chunks per shard; the requests'
+/// indices must already be checked to lie inside the shard.
+pub(crate) fn touched_inner_chunks(
+    requests: &[&ChunkRequest],
+    inner: &[u64],
+    per_shard: &[u64],
+) -> Result<BTreeMap<usize, bool>> {
+    let strides = c_strides(per_shard)?;
+    let mut touched: BTreeMap<usize, bool> = BTreeMap::new();
+    let mut mark = |at: usize, full: bool| {
+        let entry = touched.entry(at).or_insert(false);
+        *entry |= full;
+    };
+    for request in requests {
+        match request {
+            ChunkRequest::Orthogonal { indices, .. } => {
+                // Per dimension: the inner chunk positions written, each with whether every
+                // index of it is written.
+                let mut dims: Vec<Vec<(u64, bool)>> = Vec::with_capacity(indices.len());
+                for (d, list) in indices.iter().enumerate() {
+                    let mut sorted = list.clone();
+                    sorted.sort_unstable();
+                    sorted.dedup();
+                    let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
+                    for i in sorted {
+                        *counts.entry(i / inner[d]).or_default() += 1;
+                    }
+                    dims.push(
+                        counts
+                            .into_iter()
+                            .map(|(c, n)| (c, n == inner[d]))
+                            .collect(),
+                    );
+                }
+                let lens: Vec<u64> = dims.iter().map(|d| d.len() as u64).collect();
+                try_for_each_coord(&vec![0; dims.len()], &lens, |k| {
+                    let (mut at, mut full) = (0usize, true);
+                    for (d, &k) in k.iter().enumerate() {
+                        let (c, whole) = dims[d][usize::try_from(k).unwrap_or(usize::MAX)];
+                        at += usize::try_from(c).unwrap_or(usize::MAX) * strides[d];
+                        full &= whole;
+                    }
+                    mark(at, full);
+                    Ok::<(), ArrayError>(())
+                })?;
+            }
+            ChunkRequest::Points { coords, .. } => {
+                for point in coords {
+                    let at = point
+                        .iter()
+                        .zip(inner)
+                        .zip(&strides)
+                        .map(|((&i, &n), &s)| usize::try_from(i / n).unwrap_or(usize::MAX) * s)
+                        .sum();
+                    mark(at, false);
+                }
+            }
+        }
+    }
+    Ok(touched)
+}
+
+/// Visit the rows (runs along the last dimension) of inner chunk `at` (C-order index in the
+/// shard): for each, its byte range in a whole-shard buffer (C order) and in the contiguous
+/// inner chunk.
+fn for_each_row(
+    at: usize,
+    geometry: &Geometry<'_>,
+    mut f: impl FnMut(std::ops::Range<usize>, std::ops::Range<usize>) -> Result<()>,
+) -> Result<()> {
+    let ndim = geometry.inner.len();
+    let esize = geometry.esize;
+    let Some(last) = ndim.checked_sub(1) else {
+        return f(0..esize, 0..esize);
+    };
+    // The inner chunk's first element in the shard.
+    let mut origin = 0usize;
+    let mut rest = at;
+    for d in 0..ndim {
+        let k = rest / geometry.grid_strides[d];
+        rest %= geometry.grid_strides[d];
+        origin +=
+            k * usize::try_from(geometry.inner[d]).unwrap_or(usize::MAX) * geometry.strides[d];
+    }
+    let row = usize::try_from(geometry.inner[last]).unwrap_or(usize::MAX) * esize;
+    let mut next = 0usize;
+    try_for_each_coord(&vec![0; last], &geometry.inner[..last], |c| {
+        let mut start = origin;
+        for (d, &i) in c.iter().enumerate() {
+            start += usize::try_from(i).unwrap_or(usize::MAX) * geometry.strides[d];
+        }
+        f(start * esize..start * esize + row, next..next + row)?;
+        next += row;
+        Ok(())
+    })
+}
+
+fn outside() -> ArrayError {
+    ArrayError::selection("inner chunk outside the shard")
+}
+
+/// Shapes and strides of a shard and its inner chunks.
+struct Geometry<'a> {
+    inner: &'a [u64],
+    /// Shard strides, in elements.
+    strides: Vec<usize>,
+    /// Strides of the inner chunk grid, in inner chunks.
+    grid_strides: Vec<usize>,
+    esize: usize,
+}
+
+/// What a shard rewrite needs besides the shard: the write's values, what counts as fill,
+/// whether empty shards are kept, and the codec options.
+pub(crate) struct Rewrite<'a> {
+    pub scatter: &'a Scatter<'a>,
+    pub is_fill: &'a IsFill<'a>,
+    pub store_empty: bool,
+    pub options: &'a CodecOptions,
+}
+
+impl ZarrArray {
+    /// Apply `requests` to the stored shard `old` (at `coords`, with index layout `index`)
+    /// touching only the inner chunks they write; returns the new shard, or None when no inner
+    /// chunk is left and empty shards are not kept.
+    ///
+    /// # Errors
+    /// A shard index that cannot be decoded or points outside the shard names the file; a
+    /// touched inner chunk that cannot be decoded names the file and chunk; encoding errors.
+    /// Untouched inner chunks are copied as stored, without decoding.
+    pub(crate) fn rewrite_shard(
+        &self,
+        index: &IndexLayout,
+        coords: &[u64],
+        requests: &[&ChunkRequest],
+        old: &Bytes,
+        how: &Rewrite<'_>,
+    ) -> Result<Option<Vec<u8>>> {
+        let layout = self.layout();
+        let path = self.file_path(coords);
+        let old_index = read_index(&path, old, index, how.options)?;
+        let inner = &layout.chunk_shape;
+        let touched = touched_inner_chunks(requests, inner, &index.chunks_per_shard)?;
+        let esize = layout.element_size;
+        let inner_bytes = usize::try_from(layout.chunk_elements())
+            .ok()
+            .and_then(|n| n.checked_mul(esize))
+            .ok_or_else(|| ArrayError::selection("inner chunk too large"))?;
+        let geometry = Geometry {
+            inner,
+            strides: c_strides(&layout.file_shape)?,
+            grid_strides: c_strides(&index.chunks_per_shard)?,
+            esize,
+        };
+        let inner_coords = |at: usize| -> Vec<u64> {
+            let mut rest = at;
+            (0..inner.len())
+                .map(|d| {
+                    let k = rest / geometry.grid_strides[d];
+                    rest %= geometry.grid_strides[d];
+                    coords[d] * index.chunks_per_shard[d] + k as u64
+                })
+                .collect()
+        };
+        let stored = |at: usize| -> Option<&[u8]> {
+            let (offset, nbytes) = old_index.chunk(at)?;
+            // The index was validated against the shard's size.
+            old.get(usize::try_from(offset).ok()?..usize::try_from(offset + nbytes).ok()?)
+        };
+        // The old contents of the inner chunks the write covers only in part, decoded in
+        // parallel (fill value where absent).
+        let touched: Vec<(usize, bool)> = touched.into_iter().collect();
+        let decoded: Vec<Option<Vec<u8>>> = touched
+            .par_iter()
+            .map(|&(at, full)| -> Result<Option<Vec<u8>>> {
+                if full {
+                    return Ok(None);
+                }
+                let Some(encoded) = stored(at) else {
+                    return Ok(Some(layout.fill.repeat(inner_bytes / esize.max(1))));
+                };
+                with_decoded(layout, layout.decoder, encoded, how.options, <[u8]>::to_vec)
+                    .map(Some)
+                    .map_err(|message| ArrayError::CorruptChunk {
+                        path: path.clone(),
+                        chunk: inner_coords(at),
+                        message,
+                    })
+            })
+            .collect::<Result<_>>()?;
+        // Scatter the values into a whole-shard buffer: pages of inner chunks the write does not
+        // touch are never written (so never backed by memory).
+        let mut shard = vec![0u8; how.scatter.chunk_bytes];
+        for (&(at, _), chunk) in touched.iter().zip(decoded) {
+            if let Some(chunk) = chunk {
+                for_each_row(at, &geometry, |s, c| {
+                    let src = chunk.get(c).ok_or_else(outside)?;
+                    shard.get_mut(s).ok_or_else(outside)?.copy_from_slice(src);
+                    Ok(())
+                })?;
+            }
+        }
+        for request in requests {
+            how.scatter.apply(Some(&mut shard), request)?;
+        }
+        // Encode the touched inner chunks in parallel; all-fill ones are left out.
+        let encoded: Vec<Option<Vec<u8>>> = touched
+            .par_iter()
+            .map(|&(at, _)| -> Result<Option<Vec<u8>>> {
+                let mut chunk = vec![0u8; inner_bytes];
+                for_each_row(at, &geometry, |s, c| {
+                    let src = shard.get(s).ok_or_else(outside)?;
+                    chunk.get_mut(c).ok_or_else(outside)?.copy_from_slice(src);
+                    Ok(())
+                })?;
+                if chunk.chunks_exact(esize.max(1)).all(how.is_fill) {
+                    return Ok(None);
+                }
+                let bytes = layout
+                    .chunk_codecs
+                    .encode(
+                        ArrayBytes::new_flen(Cow::Owned(chunk)),
+                        &layout.chunk_shape_nonzero(),
+                        &layout.data_type,
+                        &layout.fill_value,
+                        how.options,
+                    )
+                    .map_err(|e| ArrayError::Zarrs {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?;
+                Ok(Some(bytes.into_owned()))
+            })
+            .collect::<Result<_>>()?;
+        let new: BTreeMap<usize, Option<Vec<u8>>> =
+            touched.iter().map(|&(at, _)| at).zip(encoded).collect();
+        let n = old_index.len();
+        let chunks: Vec<Option<&[u8]>> = (0..n)
+            .map(|at| match new.get(&at) {
+                Some(fresh) => fresh.as_deref(),
+                None => stored(at),
+            })
+            .collect();
+        assemble_shard(&path, &chunks, index, how.store_empty, how.options)
+    }
+}
+
+/// Decode and validate the index of the stored shard `shard`.
+fn read_index(
+    path: &Path,
+    shard: &[u8],
+    index: &IndexLayout,
+    options: &CodecOptions,
+) -> Result<ShardIndex> {
+    let size = shard.len();
+    let isz = usize::try_from(index.encoded_size).unwrap_or(usize::MAX);
+    if size < isz {
+        return Err(ArrayError::UnreadableShardIndex {
+            path: path.to_path_buf(),
+            message: format!("the shard has {size} bytes, fewer than its index ({isz} bytes)"),
+        });
+    }
+    let encoded = match index.location {
+        IndexLocation::Start => &shard[..isz],
+        IndexLocation::End => &shard[size - isz..],
+    };
+    ShardIndex::decode(path, encoded, index, size as u64, options)
+}
+
+/// A shard made of `chunks` (per inner chunk, C order; None: absent) and their index, or None
+/// when every inner chunk is absent and empty shards are not kept.
+fn assemble_shard(
+    path: &Path,
+    chunks: &[Option<&[u8]>],
+    index: &IndexLayout,
+    store_empty: bool,
+    options: &CodecOptions,
+) -> Result<Option<Vec<u8>>> {
+    if !store_empty && chunks.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let isz = usize::try_from(index.encoded_size).unwrap_or(usize::MAX);
+    let data: usize = chunks.iter().flatten().map(|c| c.len()).sum();
+    let mut out = Vec::with_capacity(data + isz);
+    if index.location == IndexLocation::Start {
+        out.resize(isz, 0);
+    }
+    let mut entries = vec![MISSING; 2 * chunks.len()];
+    for (at, chunk) in chunks.iter().enumerate() {
+        if let Some(chunk) = chunk {
+            entries[2 * at] = out.len() as u64;
+            entries[2 * at + 1] = chunk.len() as u64;
+            out.extend_from_slice(chunk);
+        }
+    }
+    let encoded = ShardIndex::encode(path, &entries, index, options)?;
+    match index.location {
+        IndexLocation::Start => out[..isz].copy_from_slice(&encoded),
+        IndexLocation::End => out.extend_from_slice(&encoded),
+    }
+    Ok(Some(out))
+}
