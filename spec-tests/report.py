@@ -17,8 +17,8 @@ MATRIX = [p for p in (HERE.parent / "shared" / "CONFORMANCE.md", HERE.parents[1]
 # expected outcome).
 NOTES = {
     "D7": "raw-bits types read as numpy void elements",
-    "D8": "strings: native API (read_strings / write_strings, through zarrs); the pipeline falls back to zarr for them",
-    "D9": "vlen-bytes: native API reads (through zarrs); the pipeline falls back to zarr for them",
+    "D8": "strings: read and written in Rust with every selection (native API; pipeline on LocalStore; zarrs' vlen codecs); pipeline on other stores falls back to zarr",
+    "D9": "vlen-bytes: as strings (D8)",
     "D11": "float8 / int4 read as raw elements; unknown data types: UnsupportedError naming them",
     "G4": "not supported: UnsupportedError when opening (the planner needs a regular grid)",
     "C10": "numcodecs.* that zarrs lacks (e.g. delta): UnsupportedError naming the codec; zarr's pipeline falls back",

@@ -5,7 +5,9 @@ it: run this script on Python >= 3.12 with zarr 3.4), zarr-python + zarrs-python
 ``read_crops``. Peers that are not installed are left out.
 
 Workloads: batches of 32 random crops (4 x 256 x 256), whole-array read, whole-array write;
-warm and cold cache (cold needs root: the page cache is dropped before each run).
+warm and cold cache (cold needs root: the page cache is dropped before each run); for the
+sharded dataset, 4 single time steps written into the existing array (each covers the shards
+it touches in part).
 
 Prints JSON lines and a table (ratios to zarr-python + zarrs-python), and writes a PNG plot.
 Usage: python benches/python/bench_pipeline.py [--data DIR] [--batches N] [--quick] [--plot PNG]
@@ -112,6 +114,36 @@ def whole_write(method, path, data, target):
         arr[...] = data
 
 
+STEPS = (1, 5, 9, 13)
+
+
+def step_write(method, target, data):
+    """Write `data[k]` into time step `STEPS[k]` of the existing array at `target`, one step after
+    another: each step covers the shards it touches in part (read-modify-write)."""
+    if method == "tensorstore":
+        arr = ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": target}}).result()
+        for k, s in enumerate(STEPS):
+            arr[s : s + 1].write(data[k : k + 1]).result()
+        return
+    if method == "zuring native":
+        arr = zuring.open_array(target)
+        for k, s in enumerate(STEPS):
+            arr[s : s + 1] = data[k : k + 1]
+        return
+    with zarr.config.set({"codec_pipeline.path": PIPELINES[method]}):
+        arr = zarr.open_array(target, mode="r+")
+        for k, s in enumerate(STEPS):
+            arr[s : s + 1] = data[k : k + 1]
+
+
+def restore(path, target):
+    """Before a timed time-step write: put back the shards it touches (time chunk 0) as they are
+    in `path`, and write the page cache back."""
+    shutil.rmtree(os.path.join(target, "c", "0"), ignore_errors=True)
+    shutil.copytree(os.path.join(path, "c", "0"), os.path.join(target, "c", "0"))
+    os.sync()
+
+
 def fresh(target):
     """Before a timed write: remove the previous target and write dirty pages back, so that no
     method pays for another's deletes or writeback."""
@@ -197,6 +229,14 @@ def main() -> None:
         write_fns = {m: (lambda m=m: whole_write(m, path, data, target)) for m in read_fns}
         record(name, "whole write", "-", interleaved(write_fns, rounds, None, path, lambda: fresh(target)), nbytes)
         shutil.rmtree(target, ignore_errors=True)
+        if "sharding_indexed" in open(os.path.join(path, "zarr.json")).read():
+            # Time steps written into the existing sharded array (every shard covered in part).
+            shutil.copytree(path, target)
+            steps = data[list(STEPS)]
+            step_fns = {m: (lambda m=m: step_write(m, target, steps)) for m in read_fns}
+            record(name, "time-step write", "-", interleaved(step_fns, rounds, None, path, lambda: restore(path, target)), steps.nbytes)
+            assert np.array_equal(zuring.open_array(target)[list(STEPS)], steps)
+            shutil.rmtree(target, ignore_errors=True)
     base = "zarr-python + zarrs-python" if "zarr-python + zarrs-python" in PIPELINES else list(PIPELINES)[1]
     print(f"\n| dataset | workload | cache | method | MiB/s | x {base} |\n|---|---|---|---|---:|---:|")
     for r in results:

@@ -137,6 +137,65 @@ def test_zuring_writes_read_by_zarr(tmp_path_factory, layout, data):
     np.testing.assert_array_equal(ours[...], values)
 
 
+def numpy_lists(values, key):
+    """The per-dimension index lists of an orthogonal key (the reference for writes)."""
+    lists = []
+    for k, n in zip(key, values.shape):
+        if isinstance(k, (int, np.integer)):
+            lists.append([k % n])
+        elif isinstance(k, slice):
+            lists.append(np.arange(*k.indices(n)))
+        elif np.asarray(k).dtype == bool:
+            lists.append(np.flatnonzero(k))
+        else:
+            lists.append(np.asarray(k) % n)
+    return lists
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(layout=layouts(), data=st.data())
+def test_writes_of_any_selection_equal_numpy(tmp_path_factory, layout, data):
+    """Native writes with every kind of selection (ints, slices with steps, negative steps,
+    index arrays with repeats, masks, points, broadcast scalars) leave the array equal to numpy
+    doing the same, read back by zuring and by zarr-python."""
+    shape, chunks, shards, dtype, codec = layout
+    path = tmp_path_factory.mktemp("s") / "a.zarr"
+    values = make_values(shape, dtype, seed=3)
+    zarr_array(path, values, chunks, shards, compressors(codec))
+    ours = zuring.open_array(path)
+    for seed in range(3):
+        key = random_key(data.draw, shape)
+        lists = numpy_lists(values, key)
+        target = np.ix_(*lists)
+        if data.draw(st.booleans()):
+            patch = make_values(values[target].shape, dtype, seed=10 + seed)
+        else:
+            patch = make_values((), dtype, seed=10 + seed)
+        ours.oindex[key] = patch.reshape(numpy_oindex(values, key).shape) if patch.ndim else patch
+        values[target] = patch
+        np.testing.assert_array_equal(ours[...], values)
+    n = data.draw(st.integers(1, 6))
+    coords = tuple(np.array(data.draw(st.lists(st.integers(0, s - 1), min_size=n, max_size=n))) for s in shape)
+    patch = make_values((n,), dtype, seed=20)
+    ours.vindex[coords] = patch
+    values[coords] = patch
+    np.testing.assert_array_equal(ours[...], values)
+    np.testing.assert_array_equal(zarr.open_array(str(path), mode="r")[...], values)
+
+
+def test_native_write_errors(tmp_store):
+    values = np.arange(60, dtype="int32").reshape(6, 10)
+    zarr_array(tmp_store, values, (2, 4), None, compressors("zstd"))
+    a = zuring.open_array(tmp_store)
+    with pytest.raises(IndexError):
+        a[6, 0] = 1
+    with pytest.raises(IndexError):
+        a.vindex[[0, 6], [0, 0]] = 1
+    with pytest.raises(ValueError):
+        a[::2, ::3] = np.zeros((2, 2), dtype="int32")
+    np.testing.assert_array_equal(a[...], values)
+
+
 def test_metadata_properties(tmp_store):
     values = np.arange(60, dtype="int32").reshape(6, 10)
     zarr_array(tmp_store, values, (2, 5), (4, 10), compressors("zstd"), fill_value=-1)
@@ -212,6 +271,19 @@ def test_string_selections(tmp_path):
     assert a.vindex[[5, 0, 3], [6, 1, 3]].tolist() == values[[5, 0, 3], [6, 1, 3]].tolist()
     with pytest.raises(IndexError):
         a[6, 0]
+    # Writes with the same selections, equal to numpy; zarr-python reads them.
+    a[1:6:2, ::3] = np.array([["p"] * 3] * 3, dtype=object)
+    values[1:6:2, ::3] = "p"
+    a.oindex[[5, 0], [6, 1]] = [["q", "r"], ["s", "t"]]
+    values[np.ix_([5, 0], [6, 1])] = [["q", "r"], ["s", "t"]]
+    a.vindex[[2, 3], [4, 4]] = ["ü1", "ü2"]
+    values[[2, 3], [4, 4]] = ["ü1", "ü2"]
+    a[::-1, 0] = [str(i) for i in range(6)]
+    values[::-1, 0] = [str(i) for i in range(6)]
+    assert a[...].tolist() == values.tolist()
+    assert zarr.open_array(str(tmp_path / "s.zarr"), mode="r")[...].tolist() == values.tolist()
+    with pytest.raises(TypeError):
+        a[0, 0] = b"bytes"
 
 
 def _child_reads(path, q):

@@ -161,21 +161,35 @@ class Array:
         return out
 
     # -- writes --------------------------------------------------------------------------------
-    def __setitem__(self, key: Any, value: Any) -> None:
-        """Write a region (ints and slices with step 1); ``value`` broadcasts to it."""
-        selection, drop = parse(key, self.shape, orthogonal=False)
-        if not isinstance(selection, Region) or any(s != 1 for s in selection.steps):
-            raise IndexError("zuring writes regions: integers and slices with step 1")
-        shape = selection.shape
+    def _write(self, selection: Region | Orthogonal | np.ndarray, value: Any, shape: tuple[int, ...]) -> None:
+        """Write ``value`` (broadcast as numpy does to ``shape``, the selection's shape without
+        the dropped dimensions) into a region, orthogonal lists, or points ((N, ndim) coords)."""
+        points = isinstance(selection, np.ndarray)
+        full = (selection.shape[0],) if points else selection.shape
         if self.dtype == object:
             values = np.broadcast_to(np.asarray(value, dtype=object), shape).ravel().tolist()
-            self._native.write_strings(selection.starts, selection.stops, [str(v) for v in values])
-            return
-        data = np.asarray(value, dtype=self.dtype)
-        squeezed = tuple(n for d, n in enumerate(shape) if d not in drop)
-        data = np.broadcast_to(data, squeezed).reshape(shape)
-        data = np.ascontiguousarray(data)
-        self._native.write_region(selection.starts, selection.stops, data.reshape(-1).view(np.uint8))
+        else:
+            data = np.ascontiguousarray(np.broadcast_to(np.asarray(value, dtype=self.dtype), shape))
+            if isinstance(selection, Region) and all(s == 1 for s in selection.steps):
+                self._native.write_region(selection.starts, selection.stops, data.reshape(-1).view(np.uint8))
+                return
+        if points:
+            lists = [np.ascontiguousarray(selection.reshape(-1), dtype=np.uint64)]
+        elif isinstance(selection, Region):
+            lists = [np.arange(a, b, s, dtype=np.uint64) for a, b, s in zip(selection.starts, selection.stops, selection.steps)]
+        else:
+            lists = [np.ascontiguousarray(x, dtype=np.uint64) for x in selection.lists]
+        if self.dtype == object:
+            self._native.write_variable(lists, values, list(full), points=points)
+        else:
+            self._native.write_selection(lists, data.reshape(-1).view(np.uint8), list(full), points=points)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        """Write with numpy basic indexing (ints, slices with any step) or orthogonal index
+        arrays; ``value`` broadcasts to the selection as in numpy. Stored chunks covered in part
+        are read, modified and replaced atomically."""
+        selection, drop = parse(key, self.shape)
+        self._write(selection, value, tuple(n for d, n in enumerate(selection.shape) if d not in drop))
 
 
 class _OIndex:
@@ -185,6 +199,10 @@ class _OIndex:
     def __getitem__(self, key: Any) -> Any:
         selection, drop = parse(key, self._array.shape)
         return self._array._read(selection, drop)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        selection, drop = parse(key, self._array.shape)
+        self._array._write(selection, value, tuple(n for d, n in enumerate(selection.shape) if d not in drop))
 
 
 class _VIndex:
@@ -202,6 +220,10 @@ class _VIndex:
         out, raw = a._empty((coords.shape[0],))
         a._native.read_points_into(coords.reshape(-1), raw)
         return out.reshape(out_shape)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        coords, out_shape = parse_points(key, self._array.shape)
+        self._array._write(coords, value, out_shape)
 
 
 def open_array(path: str | os.PathLike) -> Array:

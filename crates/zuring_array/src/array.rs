@@ -453,7 +453,7 @@ impl ZarrArray {
         if self.layout.element_size == 0 {
             Err(ArrayError::Unsupported {
                 what: format!(
-                    "{}: byte reads and writes of the variable-size data type {} (use read_strings / write_strings)",
+                    "{}: byte reads and writes of the variable-size data type {} (use read_variable / write_variable)",
                     self.path.display(),
                     self.data_type_name()
                 ),
@@ -731,49 +731,113 @@ impl ZarrArray {
             .map_err(|e| zarrs_error(&self.path, e))
     }
 
-    /// Write strings (C order) into a region of a string array.
+    /// Write strings (C order) into a region of a string array (see [`ZarrArray::write`]).
     ///
     /// # Errors
     /// As [`ZarrArray::read_strings`], and when the number of strings does not match the region.
     pub fn write_strings(&self, ranges: &[std::ops::Range<u64>], values: &[String]) -> Result<()> {
-        let subset = self.variable_region(ranges, "write_strings")?;
-        if subset.num_elements() != values.len() as u64 {
+        let name = self.data_type_name();
+        if name != "string" {
+            return Err(ArrayError::Unsupported {
+                what: format!("{}: write_strings on data type {name}", self.path.display()),
+            });
+        }
+        let slices: Vec<DimSlice> = ranges
+            .iter()
+            .map(|r| DimSlice::range(r.start, r.end))
+            .collect();
+        let shape: Vec<u64> = slices.iter().map(DimSlice::len).collect();
+        if num_elements(&shape)? != values.len() {
             return Err(ArrayError::selection(format!(
-                "{} strings for a region of {} elements",
-                values.len(),
-                subset.num_elements()
+                "{} strings for a region of shape {shape:?}",
+                values.len()
             )));
         }
-        self.array
-            .store_array_subset(&subset, values)
-            .map_err(|e| zarrs_error(&self.path, e))
+        let bytes: Vec<&[u8]> = values.iter().map(String::as_bytes).collect();
+        self.write_variable(&Selection::Region(slices), &bytes, &shape)
     }
 
-    /// Write `data` (C order, native endian) into the region `ranges`: partial chunks and
-    /// shards are read, modified and rewritten atomically; chunks left all fill are deleted.
+    /// Write `value` into `selection` (a region with any steps, orthogonal index lists, or
+    /// points; the value has the selection's output shape, and as in numpy its axes of length
+    /// 1 and a 0-d value broadcast; an index listed twice takes the later value). Stored chunks
+    /// the write covers in part are read, modified and replaced atomically (of a shard, only the
+    /// touched inner chunks are encoded again); chunks left all fill are deleted.
     ///
     /// # Errors
-    /// [`ArrayError::Selection`] when out of bounds or `data` has the wrong size; IO and codec
-    /// errors from zarrs.
+    /// [`ArrayError::Selection`] when out of bounds or the value does not fit the selection
+    /// (before any file changes); decoding, encoding and IO errors naming the file.
+    pub fn write(&self, selection: &Selection, value: crate::write::WriteValue<'_>) -> Result<()> {
+        self.require_fixed_size()?;
+        self.plan_write(selection, value.shape)
+            .and_then(|(requests, partial)| {
+                self.write_chunk_requests(&requests, value, &partial, false)
+            })
+    }
+
+    /// Write `values` (raw bytes per element, UTF-8 for strings; shaped and broadcast as in
+    /// [`ZarrArray::write`]) into `selection` of a variable-size (string, bytes) array.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::write`]; [`ArrayError::Unsupported`] for a fixed-size array.
+    pub fn write_variable(
+        &self,
+        selection: &Selection,
+        values: &[&[u8]],
+        shape: &[u64],
+    ) -> Result<()> {
+        self.require_variable_size("write_variable")?;
+        self.plan_write(selection, shape)
+            .and_then(|(requests, partial)| {
+                self.write_variable_chunk_requests(&requests, values, shape, &partial, false)
+            })
+    }
+
+    /// The chunk requests and partly covered stored chunks of a write of a value of
+    /// `value_shape` into `selection`, checked first.
+    fn plan_write(
+        &self,
+        selection: &Selection,
+        value_shape: &[u64],
+    ) -> Result<(Vec<crate::plan::ChunkRequest>, Vec<Vec<u64>>)> {
+        selection.validate(&self.layout.shape)?;
+        let want = selection.output_shape();
+        let fits = value_shape.is_empty()
+            || (value_shape.len() == want.len()
+                && value_shape
+                    .iter()
+                    .zip(&want)
+                    .all(|(&v, &w)| v == w || v == 1));
+        if !fits {
+            return Err(ArrayError::selection(format!(
+                "a value of shape {value_shape:?} does not fit a selection of shape {want:?}"
+            )));
+        }
+        Ok(crate::write::selection_requests(
+            &self.layout.shape,
+            &self.layout.file_shape,
+            selection,
+        ))
+    }
+
+    /// Write `data` (C order, native endian) into the region `ranges` (see
+    /// [`ZarrArray::write`]).
+    ///
+    /// # Errors
+    /// As [`ZarrArray::write`], and [`ArrayError::OutputSize`] when `data` has the wrong size.
     pub fn write_region(&self, ranges: &[std::ops::Range<u64>], data: &[u8]) -> Result<()> {
         self.require_fixed_size()?;
         let slices: Vec<DimSlice> = ranges
             .iter()
             .map(|r| DimSlice::range(r.start, r.end))
             .collect();
-        Selection::Region(slices.clone()).validate(&self.layout.shape)?;
         let shape: Vec<u64> = slices.iter().map(DimSlice::len).collect();
         self.check_out(&shape, data)?;
-        let (requests, partial) =
-            crate::write::region_requests(&self.layout.shape, &self.layout.file_shape, ranges);
-        self.write_chunk_requests(
-            &requests,
+        self.write(
+            &Selection::Region(slices),
             crate::write::WriteValue {
                 bytes: data,
                 shape: &shape,
             },
-            &partial,
-            false,
         )
     }
 }

@@ -16,7 +16,7 @@ use zarrs::array::{ArrayBytes, ArrayToBytesCodecTraits, CodecOptions};
 use crate::array::{StoredChunk, ZarrArray};
 use crate::error::{ArrayError, Result};
 use crate::layout::ReadMode;
-use crate::plan::{c_strides, num_elements, try_for_each_coord, ChunkRequest};
+use crate::plan::{c_strides, num_elements, try_for_each_coord, ChunkRequest, Selection};
 use crate::shard_write::Rewrite;
 
 /// A write's values: C order, native endian, of `shape`. As in numpy, an axis of length 1 is
@@ -442,41 +442,87 @@ impl ZarrArray {
     }
 }
 
-/// The chunk requests of a region write (`ranges` inside an array of `shape`, stored chunks of
-/// `file_shape`; positions index the region's values) and the stored chunks it covers only in
-/// part (their in-bounds part, as zarr-python counts complete chunks).
-pub(crate) fn region_requests(
+/// The chunk requests of a write of `selection` (already checked against `shape`) into an
+/// array of `shape` with stored chunks of `file_shape`, whose positions index the value (of the
+/// selection's shape; one position per point for points), and the stored chunks it covers only
+/// in part (their in-bounds part, as zarr-python counts complete chunks). Indices listed more
+/// than once are written in order: the last one wins, as in numpy.
+pub(crate) fn selection_requests(
     shape: &[u64],
     file_shape: &[u64],
-    ranges: &[std::ops::Range<u64>],
+    selection: &Selection,
 ) -> (Vec<ChunkRequest>, Vec<Vec<u64>>) {
+    // The in-bounds extent of chunk `c` along dimension `d`.
+    let extent = |d: usize, c: u64| shape[d].min((c + 1) * file_shape[d]) - c * file_shape[d];
+    let mut requests = Vec::new();
+    let mut partial = Vec::new();
+    let lists: Vec<Cow<'_, [u64]>> = match selection {
+        Selection::Points(points) => {
+            // Per stored chunk: the points' coordinates within it and their positions.
+            type Points = (Vec<Vec<u64>>, Vec<u64>);
+            let mut by_chunk: BTreeMap<Vec<u64>, Points> = BTreeMap::new();
+            for (p, point) in (0u64..).zip(points) {
+                let chunk = point.iter().zip(file_shape).map(|(&i, &f)| i / f).collect();
+                let entry = by_chunk.entry(chunk).or_default();
+                entry
+                    .0
+                    .push(point.iter().zip(file_shape).map(|(&i, &f)| i % f).collect());
+                entry.1.push(p);
+            }
+            for (chunk, (coords, positions)) in by_chunk {
+                let mut distinct = coords.clone();
+                distinct.sort_unstable();
+                distinct.dedup();
+                let in_bounds: u64 = (0..chunk.len()).map(|d| extent(d, chunk[d])).product();
+                if (distinct.len() as u64) < in_bounds {
+                    partial.push(chunk.clone());
+                }
+                requests.push(ChunkRequest::Points {
+                    target: 0,
+                    chunk,
+                    coords,
+                    positions,
+                });
+            }
+            return (requests, partial);
+        }
+        Selection::Region(slices) => slices
+            .iter()
+            .map(|s| {
+                Cow::Owned(
+                    (s.start..s.stop.max(s.start))
+                        .step_by(usize::try_from(s.step.max(1)).unwrap_or(usize::MAX))
+                        .collect(),
+                )
+            })
+            .collect(),
+        Selection::Orthogonal(lists) => lists.iter().map(|l| Cow::Borrowed(&l[..])).collect(),
+    };
     // Per dimension: (chunk index, indices within it, positions in the value, covers it all).
     type Piece = (u64, Vec<u64>, Vec<u64>, bool);
-    let per_dim: Vec<Vec<Piece>> = ranges
+    let per_dim: Vec<Vec<Piece>> = lists
         .iter()
-        .zip(file_shape.iter().zip(shape))
-        .map(|(r, (&f, &n))| {
-            if r.start >= r.end {
-                return Vec::new();
+        .enumerate()
+        .map(|(d, list)| {
+            let f = file_shape[d];
+            let mut by_chunk: BTreeMap<u64, (Vec<u64>, Vec<u64>)> = BTreeMap::new();
+            for (p, &i) in (0u64..).zip(list.iter()) {
+                let entry = by_chunk.entry(i / f).or_default();
+                entry.0.push(i % f);
+                entry.1.push(p);
             }
-            (r.start / f..=(r.end - 1) / f)
-                .map(|c| {
-                    let origin = c * f;
-                    let lo = r.start.max(origin);
-                    let hi = r.end.min(origin + f);
-                    let whole = lo == origin && hi == (origin + f).min(n);
-                    (
-                        c,
-                        (lo - origin..hi - origin).collect(),
-                        (lo - r.start..hi - r.start).collect(),
-                        whole,
-                    )
+            by_chunk
+                .into_iter()
+                .map(|(c, (indices, positions))| {
+                    let mut distinct = indices.clone();
+                    distinct.sort_unstable();
+                    distinct.dedup();
+                    let whole = distinct.len() as u64 == extent(d, c);
+                    (c, indices, positions, whole)
                 })
                 .collect()
         })
         .collect();
-    let mut requests = Vec::new();
-    let mut partial = Vec::new();
     let lens: Vec<u64> = per_dim.iter().map(|d| d.len() as u64).collect();
     let visited: std::result::Result<(), std::convert::Infallible> =
         try_for_each_coord(&vec![0; lens.len()], &lens, |at| {

@@ -988,3 +988,140 @@ fn writes_of_any_selection() {
         );
     }
 }
+
+#[test]
+fn selection_writes_equal_direct_indexing() {
+    use zuring_array::WriteValue;
+    for (name, meta, _) in cases() {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let mut expected = write_with_zarrs(dir.path(), &meta);
+        let array = ZarrArray::open(dir.path()).unwrap();
+        let idx = |c: &[u64]| ((c[0] * SHAPE[1] + c[1]) * SHAPE[2] + c[2]) as usize;
+        let mut next = 2_000_000u32;
+        let mut fresh = |n: usize| -> Vec<u32> {
+            next += n as u32;
+            (next - n as u32..next).collect()
+        };
+        let bytes = |v: &[u32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_ne_bytes()).collect() };
+
+        // Strided region, and orthogonal lists with repeats (the later value wins, as in numpy).
+        let slices = vec![
+            DimSlice {
+                start: 1,
+                stop: 7,
+                step: 3,
+            },
+            DimSlice {
+                start: 2,
+                stop: 30,
+                step: 4,
+            },
+            DimSlice {
+                start: 0,
+                stop: 21,
+                step: 5,
+            },
+        ];
+        let lists_of_region: Vec<Vec<u64>> = slices
+            .iter()
+            .map(|s| (s.start..s.stop).step_by(s.step as usize).collect())
+            .collect();
+        for (selection, lists) in [
+            (Selection::Region(slices.clone()), lists_of_region),
+            (
+                Selection::Orthogonal(vec![vec![4, 1, 4], vec![0, 29], vec![20, 3, 3]]),
+                vec![vec![4, 1, 4], vec![0, 29], vec![20, 3, 3]],
+            ),
+        ] {
+            let shape: Vec<u64> = lists.iter().map(|l| l.len() as u64).collect();
+            let values = fresh(shape.iter().product::<u64>() as usize);
+            let data = bytes(&values);
+            array
+                .write(
+                    &selection,
+                    WriteValue {
+                        bytes: &data,
+                        shape: &shape,
+                    },
+                )
+                .unwrap();
+            let mut k = 0;
+            for &i in &lists[0] {
+                for &j in &lists[1] {
+                    for &l in &lists[2] {
+                        expected[idx(&[i, j, l])] = values[k];
+                        k += 1;
+                    }
+                }
+            }
+        }
+        // Points with a repeat; then a value broadcast along axes of length 1.
+        let points = vec![vec![0, 0, 0], vec![6, 29, 20], vec![0, 0, 0]];
+        let values = fresh(3);
+        let data = bytes(&values);
+        array
+            .write(
+                &Selection::Points(points.clone()),
+                WriteValue {
+                    bytes: &data,
+                    shape: &[3],
+                },
+            )
+            .unwrap();
+        for (p, v) in points.iter().zip(&values) {
+            expected[idx(p)] = *v;
+        }
+        let column = fresh(30);
+        let data = bytes(&column);
+        array
+            .write(
+                &Selection::Region(vec![
+                    DimSlice::range(0, 2),
+                    DimSlice::range(0, 30),
+                    DimSlice::range(5, 6),
+                ]),
+                WriteValue {
+                    bytes: &data,
+                    shape: &[1, 30, 1],
+                },
+            )
+            .unwrap();
+        for i in 0..2 {
+            for (j, v) in column.iter().enumerate() {
+                expected[idx(&[i, j as u64, 5])] = *v;
+            }
+        }
+        let got = array.read::<u32>(&Selection::all(&SHAPE)).unwrap();
+        assert_eq!(got.as_slice().unwrap(), &expected[..], "{name}");
+        let theirs = Array::open(Arc::new(FilesystemStore::new(dir.path()).unwrap()), "/").unwrap();
+        let read: Vec<u32> = theirs.retrieve_array_subset(&theirs.subset_all()).unwrap();
+        assert_eq!(read, expected, "{name}: zarrs reads the writes");
+
+        // A value that does not fit, or a point out of bounds: refused, nothing written.
+        let snapshot = files_by_key(dir.path());
+        let err = array
+            .write(
+                &Selection::Region(slices.clone()),
+                WriteValue {
+                    bytes: &[0; 8],
+                    shape: &[2],
+                },
+            )
+            .unwrap_err();
+        assert!(matches!(err, ArrayError::Selection { .. }), "{err}");
+        let err = array
+            .write(
+                &Selection::Points(vec![vec![7, 0, 0]]),
+                WriteValue {
+                    bytes: &[0; 4],
+                    shape: &[1],
+                },
+            )
+            .unwrap_err();
+        assert!(matches!(err, ArrayError::Selection { .. }), "{err}");
+        assert!(
+            files_by_key(dir.path()) == snapshot,
+            "{name}: nothing written"
+        );
+    }
+}

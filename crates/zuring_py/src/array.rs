@@ -426,19 +426,7 @@ impl Array {
         lists: Vec<PyReadonlyArray1<'_, u64>>,
         points: bool,
     ) -> PyResult<Bound<'py, PyList>> {
-        let lists: Vec<Vec<u64>> = lists.iter().map(|a| a.as_array().to_vec()).collect();
-        let selection = if points {
-            let ndim = self.inner.shape().len().max(1);
-            let flat = lists.concat();
-            if flat.len() % ndim != 0 {
-                return Err(pyo3::exceptions::PyValueError::new_err(
-                    "coords must hold ndim values per point",
-                ));
-            }
-            Selection::Points(flat.chunks(ndim).map(<[u64]>::to_vec).collect())
-        } else {
-            Selection::Orthogonal(lists)
-        };
+        let selection = self.selection_of(&lists, points)?;
         let read = py
             .detach(|| self.inner.read_variable(&selection))
             .map_err(errors::array)?;
@@ -458,8 +446,113 @@ impl Array {
         store_empty: bool,
     ) -> PyResult<()> {
         let requests = to_requests(&requests)?;
+        let elements = self.variable_elements(&values)?;
+        py.detach(|| {
+            self.inner.write_variable_chunk_requests(
+                &requests,
+                &elements,
+                &value_shape,
+                &partial,
+                store_empty,
+            )
+        })
+        .map_err(errors::array)
+    }
+
+    /// Write `data` (the raw elements of a value of `value_shape`, C order; axes of length 1
+    /// and `[]` broadcast) into a selection given as by `read_variable`: orthogonal index lists
+    /// or, with `points`, flattened point coordinates. A region with step 1 is faster through
+    /// `write_region`.
+    #[pyo3(signature = (lists, data, value_shape, points = false))]
+    fn write_selection(
+        &self,
+        py: Python<'_>,
+        lists: Vec<PyReadonlyArray1<'_, u64>>,
+        data: PyReadonlyArray1<'_, u8>,
+        value_shape: Vec<u64>,
+        points: bool,
+    ) -> PyResult<()> {
+        let selection = self.selection_of(&lists, points)?;
+        let data = contiguous(&data, "data")?;
+        py.detach(|| {
+            self.inner.write(
+                &selection,
+                WriteValue {
+                    bytes: data,
+                    shape: &value_shape,
+                },
+            )
+        })
+        .map_err(errors::array)
+    }
+
+    /// Write `values` (as in `write_variable_chunk_requests`) into a selection of a
+    /// variable-size array given as by `read_variable`.
+    #[pyo3(signature = (lists, values, value_shape, points = false))]
+    fn write_variable(
+        &self,
+        py: Python<'_>,
+        lists: Vec<PyReadonlyArray1<'_, u64>>,
+        values: Vec<Bound<'_, PyAny>>,
+        value_shape: Vec<u64>,
+        points: bool,
+    ) -> PyResult<()> {
+        let selection = self.selection_of(&lists, points)?;
+        let elements = self.variable_elements(&values)?;
+        py.detach(|| {
+            self.inner
+                .write_variable(&selection, &elements, &value_shape)
+        })
+        .map_err(errors::array)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<zuring._native.Array {} shape={:?} {}>",
+            self.inner.path().display(),
+            self.inner.shape(),
+            self.inner.data_type_name()
+        )
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner
+            .shape()
+            .first()
+            .map_or(0, |&n| usize::try_from(n).unwrap_or(usize::MAX))
+    }
+}
+
+impl Array {
+    /// Output `i` of a variable-size read as a Python list (`str` or `bytes`).
+    /// Orthogonal index lists, or with `points` the points whose coordinates are `lists`
+    /// flattened (N x ndim).
+    fn selection_of(
+        &self,
+        lists: &[PyReadonlyArray1<'_, u64>],
+        points: bool,
+    ) -> PyResult<Selection> {
+        let lists: Vec<Vec<u64>> = lists.iter().map(|a| a.as_array().to_vec()).collect();
+        if !points {
+            return Ok(Selection::Orthogonal(lists));
+        }
+        let ndim = self.inner.shape().len().max(1);
+        let flat = lists.concat();
+        if flat.len() % ndim != 0 {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "coords must hold ndim values per point",
+            ));
+        }
+        Ok(Selection::Points(
+            flat.chunks(ndim).map(<[u64]>::to_vec).collect(),
+        ))
+    }
+
+    /// The bytes of each element of a variable-size write: `str` (UTF-8) for a string array,
+    /// `bytes` for a vlen-bytes array; anything else is a TypeError.
+    fn variable_elements<'a>(&self, values: &'a [Bound<'_, PyAny>]) -> PyResult<Vec<&'a [u8]>> {
         let strings = self.inner.data_type_name() == "string";
-        let elements = values
+        values
             .iter()
             .map(|v| {
                 if strings {
@@ -482,52 +575,9 @@ impl Array {
                     })
                 }
             })
-            .collect::<PyResult<Vec<&[u8]>>>()?;
-        py.detach(|| {
-            self.inner.write_variable_chunk_requests(
-                &requests,
-                &elements,
-                &value_shape,
-                &partial,
-                store_empty,
-            )
-        })
-        .map_err(errors::array)
+            .collect()
     }
 
-    /// Write strings into a region of a string array.
-    fn write_strings(
-        &self,
-        py: Python<'_>,
-        starts: Vec<u64>,
-        stops: Vec<u64>,
-        values: Vec<String>,
-    ) -> PyResult<()> {
-        let ranges: Vec<std::ops::Range<u64>> =
-            starts.iter().zip(&stops).map(|(&a, &b)| a..b).collect();
-        py.detach(|| self.inner.write_strings(&ranges, &values))
-            .map_err(errors::array)
-    }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "<zuring._native.Array {} shape={:?} {}>",
-            self.inner.path().display(),
-            self.inner.shape(),
-            self.inner.data_type_name()
-        )
-    }
-
-    fn __len__(&self) -> usize {
-        self.inner
-            .shape()
-            .first()
-            .map_or(0, |&n| usize::try_from(n).unwrap_or(usize::MAX))
-    }
-}
-
-impl Array {
-    /// Output `i` of a variable-size read as a Python list (`str` or `bytes`).
     fn variable_list<'py>(
         &self,
         py: Python<'py>,
