@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY313="$(bash scripts/build-python313.sh)"
-REQS="zarr==3.4.2 pytest hypothesis numcodecs"
+REQS="zarr==3.4.2 pytest hypothesis numcodecs xarray==2026.9.0 dask==2026.8.0"
 if [ ! -f .venv313/.zuring-setup ] || [ "$(cat .venv313/.zuring-setup)" != "$REQS" ]; then
   "$PY313" -m venv .venv313
   # shellcheck disable=SC2086
