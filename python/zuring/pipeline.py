@@ -9,11 +9,10 @@ engine reads every shard index and chunk byte range the batch needs in batched i
 submissions, decodes in parallel and writes straight into zarr's output buffer. Other stores
 (MemoryStore, FsspecStore, ObjectStore, ...) take the same path with their bytes fetched (and
 written) through the store's own async API, concurrently, in the same two batches (shard indexes,
-then chunk ranges). Writes of any selection are encoded in Rust too. Strings and vlen bytes on a
-LocalStore are planned, read, decoded and encoded in Rust as well (their elements cross into
+then chunk ranges). Writes of any selection are encoded in Rust too. Strings and vlen bytes are
+planned, read, decoded and encoded in Rust as well, in any store (their elements cross into
 Python as ``str`` / ``bytes`` objects). Whatever zuring cannot do (codecs zarrs lacks such as
-``numcodecs.*``, fixed-length byte strings, structured types, strings in other stores, non-numpy
-buffers) goes to zarr-python's ``BatchedCodecPipeline``, with a one-time warning; with
+``numcodecs.*``, fixed-length byte strings, structured types, non-numpy buffers) goes to zarr-python's ``BatchedCodecPipeline``, with a one-time warning; with
 ``codec_pipeline.strict: true`` zuring raises :class:`zuring.UnsupportedError` instead.
 """
 
@@ -376,8 +375,6 @@ class ZuringCodecPipeline(CodecPipeline):
             except (_native.ZuringError, ValueError) as err:
                 # zarr-python accepted this metadata; whatever zarrs cannot take is zarr's to do.
                 raise _Unsupported(str(err)) from err
-            if array.element_size == 0 and not local:
-                raise _Unsupported(f"variable-size data type {array.data_type} in a store other than LocalStore")
             self._arrays[key] = array
             self._coalescers[key] = _Coalescer(array, None if local else store)
         self._entries[(id(store), prefix)] = (store, getattr(store, "root", None), array, key)
@@ -400,14 +397,27 @@ class ZuringCodecPipeline(CodecPipeline):
                 requests.append(_request(coords, chunk_spec.shape, chunk_sel, out_sel, drop_axes, out_nd.shape))
             coalescer = self._coalescers[entry]
             if array.element_size == 0:
-                # Strings, vlen bytes: Rust plans, reads and decodes; the elements come back as
-                # Python objects (C order) and numpy converts them to the output's dtype.
-                lists = await asyncio.to_thread(array.read_variable_chunk_requests, [(r[0], 0, *r[1:]) for r in requests], [list(out_nd.shape)])
+                # Strings, vlen bytes: Rust plans, reads (whole stored chunks, one batch) and
+                # decodes; the elements come back as Python objects (C order) and numpy
+                # converts them to the output's dtype.
+                requests = [(r[0], 0, *r[1:]) for r in requests]
+                shapes = [list(out_nd.shape)]
+                missing: set[str] = set()
+                if coalescer.store is None:
+                    lists = await asyncio.to_thread(array.read_variable_chunk_requests, requests, shapes)
+                else:
+                    loop, prototype = asyncio.get_running_loop(), batch[0][1].prototype
+
+                    def fetch(asks: list[tuple]) -> list[Any]:
+                        return asyncio.run_coroutine_threadsafe(_fetch_all(coalescer.store, asks, missing, prototype), loop).result()
+
+                    lists = await asyncio.to_thread(array.read_variable_chunk_requests_fetched, requests, shapes, fetch)
+                    STATS["store_fetch_calls"] += 1
                 values = np.empty(len(lists[0]), dtype=object)
                 values[:] = lists[0]
                 out_nd[...] = values.reshape(out_nd.shape)
                 STATS["native_reads"] += 1
-                return self._statuses(batch, coalescer, set())
+                return self._statuses(batch, coalescer, missing)
             if out_nd.dtype.hasobject:
                 raise _Unsupported(f"object dtype {out_nd.dtype}")
             # Rust fills C-contiguous native-endian memory; anything else (Fortran order, a
@@ -474,10 +484,15 @@ class ZuringCodecPipeline(CodecPipeline):
             store = self._coalescers[entry].store
             if array.element_size == 0:
                 # Strings, vlen bytes: the elements go to Rust as str / bytes objects.
-                _check_writable(batch[0][0].store)
                 values = data.reshape(-1).tolist()
-                await asyncio.to_thread(array.write_variable_chunk_requests, requests, values, shape, partial, store_empty)
-                STATS["native_writes"] += 1
+                if store is None:
+                    _check_writable(batch[0][0].store)
+                    await asyncio.to_thread(array.write_variable_chunk_requests, requests, values, shape, partial, store_empty)
+                    STATS["native_writes"] += 1
+                else:
+                    encode = lambda existing: array.encode_variable_chunk_requests(requests, values, shape, existing, store_empty)  # noqa: E731
+                    await _write_through_store(encode, setters, batch[0][1].prototype, partial)
+                    STATS["store_writes"] += 1
                 return
             if data.dtype.hasobject:
                 raise _Unsupported(f"object dtype {data.dtype}")
@@ -488,7 +503,8 @@ class ZuringCodecPipeline(CodecPipeline):
                 await asyncio.to_thread(array.write_chunk_requests, requests, raw, shape, partial, store_empty)
                 STATS["native_writes"] += 1
             else:
-                await _write_through_store(array, setters, batch[0][1].prototype, requests, raw, shape, partial, store_empty)
+                encode = lambda existing: array.encode_chunk_requests(requests, raw, shape, existing, store_empty)  # noqa: E731
+                await _write_through_store(encode, setters, batch[0][1].prototype, partial)
                 STATS["store_writes"] += 1
         except _Unsupported as why:
             self._fallback(str(why))
@@ -514,17 +530,18 @@ def _check_writable(store: Any) -> None:
         raise ValueError("store was opened in read-only mode and does not support writing")
 
 
-async def _write_through_store(array: Any, setters: dict, prototype: Any, requests: list[tuple], raw: np.ndarray, shape: list[int], partial: list[list[int]], store_empty: bool) -> None:
+async def _write_through_store(encode: Any, setters: dict, prototype: Any, partial: list[list[int]]) -> None:
     """Read-modify-write through a store's async API (``setters``: each stored chunk's byte
     setter by coordinates): fetch the stored chunks the write covers in part, merge and encode in
-    Rust, then set (or delete, when all fill) every touched chunk."""
+    Rust (``encode(existing)``, on a worker thread), then set (or delete, when all fill) every
+    touched chunk."""
 
     async def old(coords: list[int]) -> tuple:
         buf = await setters[tuple(coords)].get(prototype)
         return coords, None if buf is None else buf.as_numpy_array()
 
     existing = list(await asyncio.gather(*(old(c) for c in partial)))
-    encoded = await asyncio.to_thread(array.encode_chunk_requests, requests, raw, shape, existing, store_empty)
+    encoded = await asyncio.to_thread(encode, existing)
 
     async def put(coords: list[int], data: bytes | None) -> None:
         setter = setters[tuple(coords)]

@@ -409,12 +409,25 @@ impl ZarrArray {
         plan: ChunkPlan,
         view: &[OutView<'_>],
     ) -> Result<()> {
+        self.execute(source, plan, view, None)
+    }
+
+    /// Carry out `plan` with bytes from `source` into `view` (for variable-size data, decoded
+    /// chunks go to `variable` and the outputs get handles).
+    pub(crate) fn execute(
+        &self,
+        source: &dyn ByteSource,
+        plan: ChunkPlan,
+        view: &[OutView<'_>],
+        variable: Option<&crate::variable::VariableChunks>,
+    ) -> Result<()> {
         let file_path = |coords: &[u64]| self.layout.file_path(&self.array, coords);
         ReadContext {
             ctx: &self.ctx,
             layout: &self.layout,
             file_path: &file_path,
             source,
+            variable,
         }
         .execute_view(plan, view)
     }

@@ -17,19 +17,22 @@ use crate::error::{ArrayError, Result};
 use crate::layout::{ArrayLayout, IndexLayout, IndexLocation, ReadMode};
 use crate::plan::{c_strides, ChunkPlan, CopyOp};
 use crate::shard_index::ShardIndex;
+use crate::variable::{VariableChunks, HANDLE};
 
 /// One chunk to fetch: where its bytes are and what to do with them.
-struct ChunkTask {
-    coords: Vec<u64>,
-    ops: Vec<(usize, CopyOp)>,
+pub(crate) struct ChunkTask {
+    /// Its place in the plan (C order of chunk coordinates).
+    pub id: usize,
+    pub coords: Vec<u64>,
+    pub ops: Vec<(usize, CopyOp)>,
 }
 
 /// The first error of a parallel run.
 #[derive(Default)]
-struct FirstError(Mutex<Option<ArrayError>>);
+pub(crate) struct FirstError(Mutex<Option<ArrayError>>);
 
 impl FirstError {
-    fn set(&self, err: ArrayError) {
+    pub(crate) fn set(&self, err: ArrayError) {
         if let Ok(mut slot) = self.0.lock() {
             slot.get_or_insert(err);
         }
@@ -49,10 +52,12 @@ pub(crate) struct ReadContext<'a> {
     pub layout: &'a ArrayLayout,
     pub file_path: &'a (dyn Fn(&[u64]) -> PathBuf + Sync),
     pub source: &'a dyn ByteSource,
+    /// For variable-size data: where decoded chunks go (the outputs then hold handles).
+    pub variable: Option<&'a VariableChunks>,
 }
 
 impl ReadContext<'_> {
-    fn codec_options(&self) -> CodecOptions {
+    pub(crate) fn codec_options(&self) -> CodecOptions {
         CodecOptions::default()
             .with_validate_checksums(self.ctx.options.validate_checksums)
             .with_concurrent_target(1)
@@ -75,7 +80,7 @@ impl ReadContext<'_> {
         errors.into_result()
     }
 
-    fn apply_all(
+    pub(crate) fn apply_all(
         &self,
         task: &ChunkTask,
         source: Source<'_>,
@@ -83,9 +88,14 @@ impl ReadContext<'_> {
         view: &[OutView<'_>],
         errors: &FirstError,
     ) {
+        // Variable-size data moves 8-byte handles.
+        let esize = match self.variable {
+            Some(_) => HANDLE,
+            None => self.layout.element_size,
+        };
         for op in &task.ops {
             // SAFETY: the planner gives every output element to exactly one (chunk, op).
-            if unsafe_apply(op, source, strides, self.layout.element_size, view).is_err() {
+            if unsafe_apply(op, source, strides, esize, view).is_err() {
                 errors.set(ArrayError::selection(
                     "internal planning error: write outside the output",
                 ));
@@ -103,6 +113,9 @@ impl ReadContext<'_> {
         view: &[OutView<'_>],
         errors: &FirstError,
     ) {
+        if let Some(chunks) = self.variable {
+            return chunks.decode_apply(self, path, task, bytes, strides, view, errors);
+        }
         let l = self.layout;
         let applied = with_decoded(l, l.decoder, bytes, &self.codec_options(), |decoded| {
             self.apply_all(task, Source::Chunk(decoded), strides, view, errors);
@@ -116,6 +129,24 @@ impl ReadContext<'_> {
         }
     }
 
+    /// Apply the copies of a chunk that is not stored: the fill value everywhere.
+    fn fill_apply(
+        &self,
+        task: &ChunkTask,
+        fill: &[u8],
+        strides: &[usize],
+        view: &[OutView<'_>],
+        errors: &FirstError,
+    ) {
+        match self.variable {
+            Some(chunks) => {
+                let handle = chunks.fill(task.id);
+                self.apply_all(task, Source::Fill(&handle), strides, view, errors);
+            }
+            None => self.apply_all(task, Source::Fill(fill), strides, view, errors),
+        }
+    }
+
     fn run_unsharded(
         &self,
         plan: ChunkPlan,
@@ -126,7 +157,11 @@ impl ReadContext<'_> {
     ) {
         let tasks: Vec<(PathBuf, ChunkTask)> = plan
             .into_iter()
-            .map(|(coords, ops)| ((self.file_path)(&coords), ChunkTask { coords, ops }))
+            .enumerate()
+            .map(|(id, (coords, ops))| {
+                let path = (self.file_path)(&coords);
+                (path, ChunkTask { id, coords, ops })
+            })
             .collect();
         let requests = tasks
             .iter()
@@ -143,9 +178,7 @@ impl ReadContext<'_> {
                     }),
                     Err(e) if e.is_not_found() => {
                         let fill = &fill;
-                        s.spawn(move |_| {
-                            self.apply_all(task, Source::Fill(fill), strides, view, errors)
-                        });
+                        s.spawn(move |_| self.fill_apply(task, fill, strides, view, errors));
                     }
                     Err(e) => errors.set(e.into()),
                 }
@@ -236,7 +269,7 @@ impl ReadContext<'_> {
         let cps = &index.chunks_per_shard;
         // Group chunks by shard file.
         let mut by_file: BTreeMap<Vec<u64>, Vec<(usize, ChunkTask)>> = BTreeMap::new();
-        for (coords, ops) in plan {
+        for (id, (coords, ops)) in plan.into_iter().enumerate() {
             let shard: Vec<u64> = coords.iter().zip(cps).map(|(c, n)| c / n).collect();
             let mut inner = 0u64;
             for (c, n) in coords.iter().zip(cps) {
@@ -246,7 +279,7 @@ impl ReadContext<'_> {
             by_file
                 .entry(shard)
                 .or_default()
-                .push((inner, ChunkTask { coords, ops }));
+                .push((inner, ChunkTask { id, coords, ops }));
         }
         let files: Vec<(PathBuf, Presence)> = by_file
             .keys()
@@ -279,7 +312,7 @@ impl ReadContext<'_> {
         pool.in_place_scope(|s| {
             let fill = &fill;
             for task in missing {
-                s.spawn(move |_| self.apply_all(task, Source::Fill(fill), strides, view, errors));
+                s.spawn(move |_| self.fill_apply(task, fill, strides, view, errors));
             }
             for completion in stream {
                 let (path, task) = targets[completion.tag];

@@ -5,27 +5,28 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use std::num::NonZeroU64;
 
 use zarrs::array::{
-    ArrayBytes, ArrayBytesOffsets, ArrayBytesVariableLength, ArraySubset, ArrayToBytesCodecTraits,
-    CodecOptions,
+    ArrayBytes, ArrayBytesOffsets, ArrayBytesVariableLength, ArrayToBytesCodecTraits, CodecOptions,
 };
 
-use crate::array::{zarrs_error, ZarrArray};
+use crate::array::{zarrs_error, StoredChunk, ZarrArray};
 use crate::assemble::{as_bytes_mut, OutView, Source};
-use crate::engine::unsafe_apply;
+use crate::engine::{ChunkTask, FirstError, ReadContext};
 use crate::error::{ArrayError, Result};
 use crate::plan::{
-    c_strides, num_elements, plan_chunk_requests, try_for_each_coord, ChunkPlan, ChunkRequest,
-    Selection,
+    c_strides, num_elements, plan_chunk_requests, ChunkPlan, ChunkRequest, Selection,
 };
-use crate::write::{group_by_chunk, Scatter, WriteValue};
+use crate::source::{ByteSource, LocalSource};
+use crate::write::{group_by_chunk, ChunkSink, Scatter, WriteValue};
 
 /// A handle's bytes: handles are planned and copied as 8-byte elements.
-const HANDLE: usize = std::mem::size_of::<u64>();
+pub(crate) const HANDLE: usize = std::mem::size_of::<u64>();
 /// A handle no element has (set where nothing was written).
 const NONE: u64 = u64::MAX;
 /// Tags a write handle that points at the stored chunk's old element (else: a value's).
@@ -86,6 +87,91 @@ fn handle_bytes(handles: &[u64]) -> &[u8] {
     }
 }
 
+/// The decoded chunks of a variable-size read, by the engine's task id (each filled once, in
+/// parallel, as its bytes arrive).
+pub(crate) struct VariableChunks {
+    slots: Vec<Mutex<Option<ArrayBytesVariableLength<'static>>>>,
+    /// Elements per (whole) stored chunk.
+    elements: usize,
+    /// The fill value's bytes.
+    fill: Vec<u8>,
+}
+
+impl VariableChunks {
+    fn put(&self, id: usize, elements: ArrayBytesVariableLength<'static>) {
+        if let Some(Ok(mut slot)) = self.slots.get(id).map(Mutex::lock) {
+            *slot = Some(elements);
+        }
+    }
+
+    /// Chunk `id` is not stored: it becomes one fill element; returns the handle (as the bytes
+    /// the copy machinery repeats) every element of it gets.
+    pub(crate) fn fill(&self, id: usize) -> [u8; HANDLE] {
+        if let Ok(fill) = ArrayBytesOffsets::new(vec![0, self.fill.len()])
+            .map_err(|e| e.to_string())
+            .and_then(|offsets| {
+                ArrayBytes::new_vlen(self.fill.clone(), offsets).map_err(|e| e.to_string())
+            })
+            .and_then(|b| b.into_variable().map_err(|e| e.to_string()))
+        {
+            self.put(id, fill);
+        }
+        ((id as u64) << 32).to_ne_bytes()
+    }
+
+    /// Decode stored chunk `task` (its file's `bytes`) with the array's codec chain and give
+    /// its elements' handles to the outputs.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn decode_apply(
+        &self,
+        cx: &ReadContext<'_>,
+        path: &Path,
+        task: &ChunkTask,
+        bytes: &[u8],
+        strides: &[usize],
+        view: &[OutView<'_>],
+        errors: &FirstError,
+    ) {
+        let l = cx.layout;
+        let corrupt = |message: String| ArrayError::CorruptChunk {
+            path: path.to_path_buf(),
+            chunk: task.coords.clone(),
+            message,
+        };
+        let decoded = l
+            .chunk_codecs
+            .decode(
+                Cow::Borrowed(bytes),
+                &l.chunk_shape_nonzero(),
+                &l.data_type,
+                &l.fill_value,
+                &cx.codec_options(),
+            )
+            .map_err(|e| e.to_string())
+            .and_then(|b| b.into_owned().into_variable().map_err(|e| e.to_string()));
+        match decoded {
+            Ok(elements) if elements.offsets().len() == self.elements + 1 => {
+                let id = (task.id as u64) << 32;
+                let handles: Vec<u64> = (0..self.elements as u64).map(|i| id | i).collect();
+                cx.apply_all(
+                    task,
+                    Source::Chunk(handle_bytes(&handles)),
+                    strides,
+                    view,
+                    errors,
+                );
+                self.put(task.id, elements);
+            }
+            Ok(elements) => errors.set(corrupt(format!(
+                "decoded {} elements, expected {}",
+                elements.offsets().len().saturating_sub(1),
+                self.elements
+            ))),
+            Err(message) => errors.set(corrupt(message)),
+        }
+    }
+}
+
 impl ZarrArray {
     /// Read what a batch of zarr-python chunk requests asks of a variable-size array (strings,
     /// vlen bytes): the same requests and outputs (by shape) as
@@ -100,6 +186,22 @@ impl ZarrArray {
         requests: &[ChunkRequest],
         out_shapes: &[Vec<u64>],
     ) -> Result<VariableRead> {
+        let local = LocalSource(&self.context().reader);
+        self.read_variable_chunk_requests_from(&local, requests, out_shapes)
+    }
+
+    /// As [`ZarrArray::read_variable_chunk_requests`], with the bytes coming from `source`
+    /// (whole stored chunks, in one batch; see [`ZarrArray::read_chunk_requests_from`]).
+    ///
+    /// # Errors
+    /// As [`ZarrArray::read_variable_chunk_requests`]; a failed fetch is an IO error naming the
+    /// key.
+    pub fn read_variable_chunk_requests_from(
+        &self,
+        source: &dyn ByteSource,
+        requests: &[ChunkRequest],
+        out_shapes: &[Vec<u64>],
+    ) -> Result<VariableRead> {
         self.require_variable_size("read_variable_chunk_requests")?;
         let l = self.layout();
         let mut plan = ChunkPlan::new();
@@ -111,7 +213,7 @@ impl ZarrArray {
             out_shapes,
             requests,
         )?;
-        self.run_variable(plan, out_shapes)
+        self.run_variable(source, plan, out_shapes)
     }
 
     /// Read `selection` (a region with any steps, orthogonal index lists or points) of a
@@ -122,12 +224,19 @@ impl ZarrArray {
     pub fn read_variable(&self, selection: &Selection) -> Result<VariableRead> {
         self.require_variable_size("read_variable")?;
         let plan = self.plan_selection(selection)?;
-        self.run_variable(plan, &[selection.output_shape()])
+        let local = LocalSource(&self.context().reader);
+        self.run_variable(&local, plan, &[selection.output_shape()])
     }
 
-    /// Carry out `plan` for a variable-size array: every planned chunk read and decoded by zarrs
-    /// (in parallel), its elements' handles copied into the outputs.
-    fn run_variable(&self, plan: ChunkPlan, out_shapes: &[Vec<u64>]) -> Result<VariableRead> {
+    /// Carry out `plan` for a variable-size array through the engine (every stored chunk it
+    /// needs fetched from `source` in one batch, decoded by zarrs' codec chain in parallel as its
+    /// bytes arrive); the outputs hold handles to the decoded chunks' elements.
+    fn run_variable(
+        &self,
+        source: &dyn ByteSource,
+        plan: ChunkPlan,
+        out_shapes: &[Vec<u64>],
+    ) -> Result<VariableRead> {
         let l = self.layout();
         let chunk_elements = num_elements(&l.chunk_shape)?;
         if chunk_elements > u32::MAX as usize || plan.len() > u32::MAX as usize {
@@ -141,119 +250,34 @@ impl ZarrArray {
             .iter()
             .map(|s| num_elements(s).map(|n| vec![NONE; n]))
             .collect::<Result<Vec<_>>>()?;
-        let chunk_strides = c_strides(&l.chunk_shape)?;
-        let tasks: Vec<_> = plan.into_iter().collect();
-        let chunks: Vec<Result<ArrayBytesVariableLength<'static>>> = {
+        let chunks = VariableChunks {
+            slots: (0..plan.len()).map(|_| Mutex::new(None)).collect(),
+            elements: chunk_elements,
+            fill: l.fill.clone(),
+        };
+        {
             let views: Vec<OutView<'_>> = outputs
                 .iter_mut()
                 .map(|o| OutView::new(as_bytes_mut(o)))
                 .collect();
-            let read_one = |k: usize, coords: &[u64], ops| -> Result<_> {
-                // The chunk's part inside the array, and its elements' handles placed in the
-                // whole chunk (elements past the array's edge are never selected).
-                let start: Vec<u64> = coords
-                    .iter()
-                    .zip(&l.chunk_shape)
-                    .map(|(c, n)| c * n)
-                    .collect();
-                let extent: Vec<u64> = start
-                    .iter()
-                    .zip(&l.chunk_shape)
-                    .zip(&l.shape)
-                    .map(|((&s, &n), &len)| len.saturating_sub(s).min(n))
-                    .collect();
-                // Errors name the chunk's file (the shard, when sharded) and its coordinates.
-                let stored: Vec<u64> = coords
-                    .iter()
-                    .zip(&l.chunk_shape)
-                    .zip(&l.file_shape)
-                    .map(|((&c, &n), &f)| c * n / f.max(1))
-                    .collect();
-                let subset = ArraySubset::new_with_start_shape(start, extent.clone())
-                    .map_err(|e| zarrs_error(self.path(), e))?;
-                let elements = self
-                    .zarrs_array()
-                    .retrieve_array_subset::<ArrayBytes<'static>>(&subset)
-                    .map_err(|e| self.chunk_error(&stored, coords, e))?
-                    .into_variable()
-                    .map_err(|e| zarrs_error(self.path(), e))?;
-                let mut handles = vec![NONE; chunk_elements];
-                let mut n = 0u64;
-                try_for_each_coord(&vec![0; extent.len()], &extent, |at| {
-                    let pos: usize = at
-                        .iter()
-                        .zip(&chunk_strides)
-                        .map(|(&i, &s)| index(i) * s)
-                        .sum();
-                    handles[pos] = (k as u64) << 32 | n;
-                    n += 1;
-                    Ok::<(), ArrayError>(())
-                })?;
-                if elements.offsets().len() != index(n) + 1 {
-                    return Err(ArrayError::CorruptChunk {
-                        path: self.file_path(&stored),
-                        chunk: coords.to_vec(),
-                        message: format!(
-                            "decoded {} elements, expected {n}",
-                            elements.offsets().len().saturating_sub(1)
-                        ),
-                    });
-                }
-                for op in ops {
-                    if unsafe_apply(
-                        op,
-                        Source::Chunk(handle_bytes(&handles)),
-                        &chunk_strides,
-                        HANDLE,
-                        &views,
-                    )
-                    .is_err()
-                    {
-                        return Err(ArrayError::selection(
-                            "internal planning error: write outside the output",
-                        ));
-                    }
-                }
-                Ok(elements)
-            };
-            self.context().pool.get().install(|| {
-                use rayon::prelude::*;
-                tasks
-                    .par_iter()
-                    .enumerate()
-                    .map(|(k, (coords, ops))| read_one(k, coords, ops))
-                    .collect()
+            self.execute(source, plan, &views, Some(&chunks))?;
+        }
+        let chunks = chunks
+            .slots
+            .into_iter()
+            .map(|slot| {
+                slot.into_inner()
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| ArrayError::selection("internal planning error: chunk not read"))
             })
-        };
-        let chunks = chunks.into_iter().collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>()?;
         if outputs.iter().flatten().any(|&h| h == NONE) {
             return Err(ArrayError::selection(
                 "internal planning error: output element not covered",
             ));
         }
         Ok(VariableRead { chunks, outputs })
-    }
-
-    /// A zarrs error reading chunk `coords` (inside stored chunk `stored`): storage failures
-    /// stay zarrs errors, anything else is corrupt data in that chunk's file.
-    fn chunk_error(
-        &self,
-        stored: &[u64],
-        coords: &[u64],
-        err: zarrs::array::ArrayError,
-    ) -> ArrayError {
-        let path = self.file_path(stored);
-        match err {
-            zarrs::array::ArrayError::StorageError(e) => ArrayError::Zarrs {
-                path,
-                message: e.to_string(),
-            },
-            other => ArrayError::CorruptChunk {
-                path,
-                chunk: coords.to_vec(),
-                message: other.to_string(),
-            },
-        }
     }
 
     /// Write `values` (the elements of a value of `shape`, C order; raw bytes, UTF-8 for
@@ -273,6 +297,64 @@ impl ZarrArray {
         shape: &[u64],
         partial: &[Vec<u64>],
         store_empty: bool,
+    ) -> Result<()> {
+        let existing = || -> Result<HashMap<Vec<u64>, Bytes>> {
+            Ok(self
+                .read_stored(partial)?
+                .into_iter()
+                .filter_map(|(c, b)| b.map(|b| (c, b)))
+                .collect())
+        };
+        let sink = self.local_sink();
+        self.encode_variable_each(requests, values, shape, existing, store_empty, &sink)
+    }
+
+    /// As [`ZarrArray::write_variable_chunk_requests`] for a store zuring does not write itself
+    /// (see [`ZarrArray::encode_chunk_requests`]): `existing` holds the current bytes of the
+    /// stored chunks the write covers in part; returns every touched stored chunk's coordinates
+    /// and new bytes (None: all fill, delete it), sorted.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::write_variable_chunk_requests`], without IO.
+    pub fn encode_variable_chunk_requests(
+        &self,
+        requests: &[ChunkRequest],
+        values: &[&[u8]],
+        shape: &[u64],
+        existing: Vec<StoredChunk>,
+        store_empty: bool,
+    ) -> Result<Vec<StoredChunk>> {
+        let out = Mutex::new(Vec::new());
+        let existing = move || -> Result<HashMap<Vec<u64>, Bytes>> {
+            Ok(existing
+                .into_iter()
+                .filter_map(|(c, b)| b.map(|b| (c, Bytes::from(b))))
+                .collect())
+        };
+        self.encode_variable_each(requests, values, shape, existing, store_empty, &|c, b| {
+            out.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((c.to_vec(), b));
+            Ok(())
+        })?;
+        let mut out = out
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Check the requests, then (after `existing` gives the old bytes of the partly covered
+    /// stored chunks) decode, scatter into and encode every touched stored chunk in parallel,
+    /// handing each to `sink`.
+    fn encode_variable_each(
+        &self,
+        requests: &[ChunkRequest],
+        values: &[&[u8]],
+        shape: &[u64],
+        existing: impl FnOnce() -> Result<HashMap<Vec<u64>, Bytes>>,
+        store_empty: bool,
+        sink: &ChunkSink<'_>,
     ) -> Result<()> {
         self.require_variable_size("write_variable_chunk_requests")?;
         let l = self.layout();
@@ -302,11 +384,7 @@ impl ZarrArray {
             scatter.apply(None, request)?;
         }
         // The stored chunks covered in part, read in one batch before anything is written.
-        let existing: HashMap<Vec<u64>, Bytes> = self
-            .read_stored(partial)?
-            .into_iter()
-            .filter_map(|(c, b)| b.map(|b| (c, b)))
-            .collect();
+        let existing = existing()?;
         let file_shape: Vec<NonZeroU64> = l
             .file_shape
             .iter()
@@ -314,7 +392,6 @@ impl ZarrArray {
             .collect();
         let options = CodecOptions::default()
             .with_validate_checksums(self.context().options.validate_checksums);
-        let sink = self.local_sink();
         let encode_one = |(coords, reqs): (&Vec<u64>, &Vec<&ChunkRequest>)| -> Result<()> {
             let old = match existing.get(coords.as_slice()) {
                 Some(bytes) => Some(

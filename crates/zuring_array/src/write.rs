@@ -186,7 +186,7 @@ impl Scatter<'_> {
 }
 
 /// Where each encoded stored chunk goes: its coordinates and bytes (None: all fill, delete it).
-type ChunkSink<'a> = dyn Fn(&[u64], Option<Vec<u8>>) -> Result<()> + Sync + 'a;
+pub(crate) type ChunkSink<'a> = dyn Fn(&[u64], Option<Vec<u8>>) -> Result<()> + Sync + 'a;
 
 /// One stored chunk to encode: its coordinates, the requests writing into it, its old bytes.
 type ChunkTask<'a> = (Vec<u64>, Vec<&'a ChunkRequest>, Option<Bytes>);

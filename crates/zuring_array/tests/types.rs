@@ -6,7 +6,7 @@ use std::sync::Arc;
 use zarrs::array::{Array, ArraySubset};
 use zarrs::storage::{StoreKey, WritableStorageTraits};
 use zarrs_filesystem::FilesystemStore;
-use zuring_array::{ArrayError, DimSlice, Selection, ZarrArray};
+use zuring_array::{ArrayError, ArrayOptions, Context, DimSlice, Selection, ZarrArray};
 
 fn v3(dtype: &str, fill: &str, codecs: &str) -> String {
     format!(
@@ -302,6 +302,44 @@ fn strings_through_chunk_requests() {
     assert_eq!(got, want);
     let points: Vec<&[u8]> = read.output(1).collect();
     assert_eq!(points, [value(4, 5).as_bytes(), value(0, 0).as_bytes()]);
+
+    // The same requests with the bytes from elsewhere (a store zuring does not read itself):
+    // whole stored chunks, asked for in one batch by key, missing ones answered as missing.
+    let foreign = ZarrArray::from_metadata(
+        "pre/fix",
+        meta,
+        Context::new(ArrayOptions::default()).unwrap(),
+    )
+    .unwrap();
+    let batches = std::sync::Mutex::new(0);
+    let source = zuring_array::FetchedSource::new(
+        |asks: &[(std::path::PathBuf, zuring_io::ByteRange)]| {
+            *batches.lock().unwrap() += 1;
+            asks.iter()
+                .map(|(key, range)| {
+                    assert_eq!(*range, zuring_io::ByteRange::Whole);
+                    let rel = key.strip_prefix("pre/fix").unwrap();
+                    match std::fs::read(dir.path().join(rel)) {
+                        Ok(b) => zuring_array::Fetched::Bytes(b.into()),
+                        Err(_) => zuring_array::Fetched::Missing,
+                    }
+                })
+                .collect()
+        },
+    );
+    let fetched = foreign
+        .read_variable_chunk_requests_from(&source, &requests, &[vec![3, 3], vec![2]])
+        .unwrap();
+    assert_eq!(
+        *batches.lock().unwrap(),
+        1,
+        "one batch of whole stored chunks"
+    );
+    assert_eq!(
+        fetched.output(0).collect::<Vec<_>>(),
+        read.output(0).collect::<Vec<_>>()
+    );
+    assert_eq!(fetched.output(1).collect::<Vec<_>>(), points);
 
     // The same through selections: a strided region, orthogonal lists, points.
     let strings = |read: zuring_array::VariableRead| -> Vec<String> {

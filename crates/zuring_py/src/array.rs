@@ -8,8 +8,8 @@ use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 use zuring_array::{
-    ChunkRequest, Context, DimSlice, Fetched, FetchedSource, Selection, VariableRead, WriteValue,
-    ZarrArray,
+    ByteSource, ChunkRequest, Context, DimSlice, Fetched, FetchedSource, Selection, StoredChunk,
+    VariableRead, WriteValue, ZarrArray,
 };
 use zuring_io::ByteRange;
 
@@ -292,28 +292,29 @@ impl Array {
     ) -> PyResult<()> {
         let requests = to_requests(&requests)?;
         let mut outputs = outputs(out_shapes, &mut outs)?;
-        // The first Python exception raised by `fetch` is raised again as it was.
-        let raised: std::sync::Mutex<Option<PyErr>> = std::sync::Mutex::new(None);
-        let source = FetchedSource::new(|asks: &[(PathBuf, ByteRange)]| {
-            Python::attach(|py| match call_fetch(py, &fetch, asks) {
-                Ok(fetched) => fetched,
-                Err(err) => {
-                    let message = err.to_string();
-                    if let Ok(mut slot) = raised.lock() {
-                        slot.get_or_insert(err);
-                    }
-                    vec![Fetched::Failed(message); asks.len()]
-                }
-            })
-        });
-        let result = py.detach(|| {
+        with_fetched(py, &fetch, |source| {
             self.inner
-                .read_chunk_requests_from(&source, &requests, &mut outputs)
-        });
-        if let Some(err) = raised.lock().ok().and_then(|mut slot| slot.take()) {
-            return Err(err);
-        }
-        result.map_err(errors::array)
+                .read_chunk_requests_from(source, &requests, &mut outputs)
+        })
+    }
+
+    /// As `read_variable_chunk_requests`, with the bytes of whole stored chunks fetched by
+    /// `fetch` (as in `read_chunk_requests_fetched`).
+    fn read_variable_chunk_requests_fetched<'py>(
+        &self,
+        py: Python<'py>,
+        requests: Vec<PyChunkRequest<'_>>,
+        out_shapes: Vec<Vec<u64>>,
+        fetch: Py<PyAny>,
+    ) -> PyResult<Vec<Bound<'py, PyList>>> {
+        let requests = to_requests(&requests)?;
+        let read = with_fetched(py, &fetch, |source| {
+            self.inner
+                .read_variable_chunk_requests_from(source, &requests, &out_shapes)
+        })?;
+        (0..read.len())
+            .map(|i| self.variable_list(py, &read, i))
+            .collect()
     }
 
     /// Write `data` (uint8, C order, native endian) into the region `starts..stops`.
@@ -370,15 +371,7 @@ impl Array {
     ) -> PyResult<Vec<PyStoredChunk<'py>>> {
         let requests = to_requests(&requests)?;
         let bytes = contiguous(&value, "value")?;
-        let existing = existing
-            .into_iter()
-            .map(|(coords, old)| {
-                let old = old
-                    .map(|b| PyBuffer::<u8>::get(&b).and_then(|buf| buf.to_vec(py)))
-                    .transpose()?;
-                Ok((coords, old))
-            })
-            .collect::<PyResult<Vec<_>>>()?;
+        let existing = stored_chunks(py, existing)?;
         let value = WriteValue {
             bytes,
             shape: &value_shape,
@@ -389,10 +382,35 @@ impl Array {
                     .encode_chunk_requests(&requests, value, existing, store_empty)
             })
             .map_err(errors::array)?;
-        Ok(encoded
-            .into_iter()
-            .map(|(coords, b)| (coords, b.map(|b| pyo3::types::PyBytes::new(py, &b))))
-            .collect())
+        Ok(py_stored_chunks(py, encoded))
+    }
+
+    /// As `encode_chunk_requests` for a variable-size array, the values given as in
+    /// `write_variable_chunk_requests`.
+    fn encode_variable_chunk_requests<'py>(
+        &self,
+        py: Python<'py>,
+        requests: Vec<PyChunkRequest<'_>>,
+        values: Vec<Bound<'py, PyAny>>,
+        value_shape: Vec<u64>,
+        existing: Vec<(Vec<u64>, Option<Bound<'py, PyAny>>)>,
+        store_empty: bool,
+    ) -> PyResult<Vec<PyStoredChunk<'py>>> {
+        let requests = to_requests(&requests)?;
+        let elements = self.variable_elements(&values)?;
+        let existing = stored_chunks(py, existing)?;
+        let encoded = py
+            .detach(|| {
+                self.inner.encode_variable_chunk_requests(
+                    &requests,
+                    &elements,
+                    &value_shape,
+                    existing,
+                    store_empty,
+                )
+            })
+            .map_err(errors::array)?;
+        Ok(py_stored_chunks(py, encoded))
     }
 
     /// Read a batch of zarr-python chunk requests of a variable-size array (as
@@ -635,6 +653,57 @@ fn contiguous<'a>(array: &'a PyReadonlyArray1<'_, u8>, what: &str) -> PyResult<&
 }
 
 /// Call a Python `fetch` with one batch of `(key, start, end, suffix)` and copy what it returns.
+/// Run `f` with a byte source whose batches `fetch` (a Python callable, see `call_fetch`)
+/// answers; the first exception `fetch` raises is raised again as it was.
+fn with_fetched<R: Send>(
+    py: Python<'_>,
+    fetch: &Py<PyAny>,
+    f: impl FnOnce(&dyn ByteSource) -> zuring_array::Result<R> + Send,
+) -> PyResult<R> {
+    let raised: std::sync::Mutex<Option<PyErr>> = std::sync::Mutex::new(None);
+    let source = FetchedSource::new(|asks: &[(PathBuf, ByteRange)]| {
+        Python::attach(|py| match call_fetch(py, fetch, asks) {
+            Ok(fetched) => fetched,
+            Err(err) => {
+                let message = err.to_string();
+                if let Ok(mut slot) = raised.lock() {
+                    slot.get_or_insert(err);
+                }
+                vec![Fetched::Failed(message); asks.len()]
+            }
+        })
+    });
+    let result = py.detach(|| f(&source));
+    if let Some(err) = raised.lock().ok().and_then(|mut slot| slot.take()) {
+        return Err(err);
+    }
+    result.map_err(errors::array)
+}
+
+/// Stored chunks given by Python: coordinates and bytes (any buffer) or None.
+fn stored_chunks(
+    py: Python<'_>,
+    chunks: Vec<(Vec<u64>, Option<Bound<'_, PyAny>>)>,
+) -> PyResult<Vec<StoredChunk>> {
+    chunks
+        .into_iter()
+        .map(|(coords, old)| {
+            let old = old
+                .map(|b| PyBuffer::<u8>::get(&b).and_then(|buf| buf.to_vec(py)))
+                .transpose()?;
+            Ok((coords, old))
+        })
+        .collect()
+}
+
+/// Encoded stored chunks for Python: coordinates and `bytes`, or None (delete).
+fn py_stored_chunks(py: Python<'_>, chunks: Vec<StoredChunk>) -> Vec<PyStoredChunk<'_>> {
+    chunks
+        .into_iter()
+        .map(|(coords, b)| (coords, b.map(|b| pyo3::types::PyBytes::new(py, &b))))
+        .collect()
+}
+
 fn call_fetch(
     py: Python<'_>,
     fetch: &Py<PyAny>,
