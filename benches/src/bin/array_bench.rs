@@ -373,13 +373,25 @@ fn time_step_writes(
             best[m] = best[m].min(t.elapsed().as_secs_f64());
         }
     }
-    // What zuring wrote reads back as the data.
+    // What zuring wrote reads back as the data; its peak memory over the 4 writes (shards are
+    // rewritten without being held in memory: only touched inner chunks are).
     restore();
     let a = ZarrArray::open_with(target, fresh_ctx()).unwrap();
+    let before = current_rss();
+    let measured = reset_peak();
     for &s in &steps {
         let at = s as usize * step_bytes;
         a.write_region(&subset(s), &data[at..at + step_bytes])
             .unwrap();
+    }
+    if measured {
+        let peak = peak_rss().saturating_sub(before);
+        let shard = std::fs::metadata(src.join("c/0/0/0")).map_or(0, |m| m.len());
+        println!(
+            "{}",
+            serde_json::json!({"bench": "time-step write peak memory (zuring)", "peak_extra_bytes": peak,
+                "step_bytes": step_bytes, "shard_file_bytes": shard})
+        );
     }
     let back = a.read_bytes(&Selection::all(&shape)).unwrap();
     assert!(back == data, "time-step writes read back as written");

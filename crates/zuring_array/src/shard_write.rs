@@ -18,6 +18,7 @@ use crate::layout::{IndexLayout, IndexLocation};
 use crate::plan::{c_strides, try_for_each_coord, ChunkRequest};
 use crate::shard_index::{ShardIndex, MISSING};
 use crate::write::Scatter;
+use zuring_io::Piece;
 
 /// Whether an element (native-endian bytes) is the fill value.
 pub(crate) type IsFill<'a> = dyn Fn(&[u8]) -> bool + Sync + 'a;
@@ -144,6 +145,12 @@ pub(crate) struct Rewrite<'a> {
     pub options: &'a CodecOptions,
 }
 
+/// The new bytes of the touched inner chunks of a shard (None: all fill, left out), by index.
+type Touched = BTreeMap<usize, Option<Vec<u8>>>;
+
+/// How a rewrite reads an old inner chunk: its index in the shard, offset and length.
+type ReadOld<'a> = dyn Fn(usize, u64, u64) -> Result<Cow<'a, [u8]>> + Sync + 'a;
+
 impl ZarrArray {
     /// Apply `requests` to the stored shard `old` (at `coords`, with index layout `index`)
     /// touching only the inner chunks they write; returns the new shard, or None when no inner
@@ -161,9 +168,137 @@ impl ZarrArray {
         old: &Bytes,
         how: &Rewrite<'_>,
     ) -> Result<Option<Vec<u8>>> {
-        let layout = self.layout();
         let path = self.file_path(coords);
         let old_index = read_index(&path, old, index, how.options)?;
+        let stored = |offset: u64, nbytes: u64| -> &[u8] {
+            // The index was validated against the shard's size.
+            let at = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+            old.get(at(offset)..at(offset + nbytes)).unwrap_or_default()
+        };
+        let read_old = |_, offset, nbytes| Ok(Cow::Borrowed(stored(offset, nbytes)));
+        let new = self.reencode_touched(index, coords, requests, &old_index, &read_old, how)?;
+        let chunks: Vec<Option<&[u8]>> = (0..old_index.len())
+            .map(|at| match new.get(&at) {
+                Some(fresh) => fresh.as_deref(),
+                None => old_index.chunk(at).map(|(o, n)| stored(o, n)),
+            })
+            .collect();
+        assemble_shard(&path, &chunks, index, how.store_empty, how.options)
+    }
+
+    /// As [`ZarrArray::rewrite_shard`] for a shard file in the array's directory, read and
+    /// written in place of holding it in memory: its index and the touched inner chunks written
+    /// in part are read (from one open descriptor, so all of one version), and the new shard is
+    /// the old file's untouched runs copied by the kernel plus the new inner chunks and index,
+    /// replacing the file atomically (or removing it when nothing is left). Returns false,
+    /// doing nothing, when there is no shard file.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::rewrite_shard`]; IO errors naming the file.
+    pub(crate) fn rewrite_local_shard(
+        &self,
+        index: &IndexLayout,
+        coords: &[u64],
+        requests: &[&ChunkRequest],
+        how: &Rewrite<'_>,
+    ) -> Result<bool> {
+        use std::os::unix::fs::FileExt;
+        let path = self.file_path(coords);
+        let io = |range: (u64, u64), e: std::io::Error| {
+            ArrayError::Io(zuring_io::IoError::Read {
+                path: path.clone(),
+                range,
+                source: std::sync::Arc::new(e),
+            })
+        };
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io((0, 0), e)),
+        };
+        let size = file.metadata().map_err(|e| io((0, 0), e))?.len();
+        let isz = index.encoded_size;
+        if size < isz {
+            return Err(ArrayError::UnreadableShardIndex {
+                path,
+                message: format!("the shard has {size} bytes, fewer than its index ({isz} bytes)"),
+            });
+        }
+        let start = match index.location {
+            IndexLocation::Start => 0,
+            IndexLocation::End => size - isz,
+        };
+        let mut encoded = vec![0u8; usize::try_from(isz).unwrap_or(usize::MAX)];
+        file.read_exact_at(&mut encoded, start)
+            .map_err(|e| io((start, start + isz), e))?;
+        let old_index = ShardIndex::decode(&path, &encoded, index, size, how.options)?;
+        let read_old = |_, offset: u64, nbytes: u64| -> Result<Cow<'_, [u8]>> {
+            let mut buf = vec![0u8; usize::try_from(nbytes).unwrap_or(usize::MAX)];
+            file.read_exact_at(&mut buf, offset)
+                .map_err(|e| io((offset, offset + nbytes), e))?;
+            Ok(Cow::Owned(buf))
+        };
+        let new = self.reencode_touched(index, coords, requests, &old_index, &read_old, how)?;
+        // The new file: untouched runs of the old one (merged where contiguous), new chunks.
+        let mut pieces: Vec<Piece<'_>> = Vec::new();
+        let mut entries = vec![MISSING; 2 * old_index.len()];
+        let mut at_byte = match index.location {
+            IndexLocation::Start => isz,
+            IndexLocation::End => 0,
+        };
+        for at in 0..old_index.len() {
+            let piece = match new.get(&at) {
+                Some(Some(bytes)) => Piece::Bytes(bytes),
+                Some(None) => continue,
+                None => match old_index.chunk(at) {
+                    Some((offset, len)) => Piece::Copy { offset, len },
+                    None => continue,
+                },
+            };
+            let len = match piece {
+                Piece::Bytes(b) => b.len() as u64,
+                Piece::Copy { len, .. } => len,
+            };
+            entries[2 * at] = at_byte;
+            entries[2 * at + 1] = len;
+            at_byte += len;
+            match (pieces.last_mut(), piece) {
+                (Some(Piece::Copy { offset: o, len: l }), Piece::Copy { offset, len })
+                    if *o + *l == offset =>
+                {
+                    *l += len;
+                }
+                _ => pieces.push(piece),
+            }
+        }
+        let reader = &self.context().reader;
+        let result = if pieces.is_empty() && !how.store_empty {
+            reader.remove(&path)
+        } else {
+            let encoded = ShardIndex::encode(&path, &entries, index, how.options)?;
+            match index.location {
+                IndexLocation::Start => pieces.insert(0, Piece::Bytes(&encoded)),
+                IndexLocation::End => pieces.push(Piece::Bytes(&encoded)),
+            }
+            reader.write_atomic_pieces(&path, &file, &pieces, false)
+        };
+        self.context().indexes.invalidate(&path);
+        result.map(|()| true).map_err(ArrayError::from)
+    }
+
+    /// Decode (when written in part), scatter into and encode the inner chunks of a shard that
+    /// `requests` touch, in parallel; `read_old` gives a stored inner chunk's bytes.
+    fn reencode_touched(
+        &self,
+        index: &IndexLayout,
+        coords: &[u64],
+        requests: &[&ChunkRequest],
+        old_index: &ShardIndex,
+        read_old: &ReadOld<'_>,
+        how: &Rewrite<'_>,
+    ) -> Result<Touched> {
+        let layout = self.layout();
+        let path = self.file_path(coords);
         let inner = &layout.chunk_shape;
         let touched = touched_inner_chunks(requests, inner, &index.chunks_per_shard)?;
         let esize = layout.element_size;
@@ -187,11 +322,6 @@ impl ZarrArray {
                 })
                 .collect()
         };
-        let stored = |at: usize| -> Option<&[u8]> {
-            let (offset, nbytes) = old_index.chunk(at)?;
-            // The index was validated against the shard's size.
-            old.get(usize::try_from(offset).ok()?..usize::try_from(offset + nbytes).ok()?)
-        };
         // The old contents of the inner chunks the write covers only in part, decoded in
         // parallel (fill value where absent).
         let touched: Vec<(usize, bool)> = touched.into_iter().collect();
@@ -201,16 +331,23 @@ impl ZarrArray {
                 if full {
                     return Ok(None);
                 }
-                let Some(encoded) = stored(at) else {
+                let Some((offset, nbytes)) = old_index.chunk(at) else {
                     return Ok(Some(layout.fill.repeat(inner_bytes / esize.max(1))));
                 };
-                with_decoded(layout, layout.decoder, encoded, how.options, <[u8]>::to_vec)
-                    .map(Some)
-                    .map_err(|message| ArrayError::CorruptChunk {
-                        path: path.clone(),
-                        chunk: inner_coords(at),
-                        message,
-                    })
+                let encoded = read_old(at, offset, nbytes)?;
+                with_decoded(
+                    layout,
+                    layout.decoder,
+                    &encoded,
+                    how.options,
+                    <[u8]>::to_vec,
+                )
+                .map(Some)
+                .map_err(|message| ArrayError::CorruptChunk {
+                    path: path.clone(),
+                    chunk: inner_coords(at),
+                    message,
+                })
             })
             .collect::<Result<_>>()?;
         // Scatter the values into a whole-shard buffer: pages of inner chunks the write does not
@@ -257,16 +394,7 @@ impl ZarrArray {
                 Ok(Some(bytes.into_owned()))
             })
             .collect::<Result<_>>()?;
-        let new: BTreeMap<usize, Option<Vec<u8>>> =
-            touched.iter().map(|&(at, _)| at).zip(encoded).collect();
-        let n = old_index.len();
-        let chunks: Vec<Option<&[u8]>> = (0..n)
-            .map(|at| match new.get(&at) {
-                Some(fresh) => fresh.as_deref(),
-                None => stored(at),
-            })
-            .collect();
-        assemble_shard(&path, &chunks, index, how.store_empty, how.options)
+        Ok(touched.iter().map(|&(at, _)| at).zip(encoded).collect())
     }
 }
 

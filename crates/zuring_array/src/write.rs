@@ -6,7 +6,7 @@
 //! (`shard_write`).
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroU64;
 
 use bytes::Bytes;
@@ -237,12 +237,19 @@ impl ZarrArray {
             .into_iter()
             .map(|(coords, bytes)| (coords, bytes.map(Bytes::from)))
             .collect();
-        self.encode_each(requests, value, existing, store_empty, &|coords, bytes| {
-            out.lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push((coords.to_vec(), bytes));
-            Ok(())
-        })?;
+        self.encode_each(
+            requests,
+            value,
+            existing,
+            store_empty,
+            None,
+            &|coords, bytes| {
+                out.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push((coords.to_vec(), bytes));
+                Ok(())
+            },
+        )?;
         let mut out = out
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -265,8 +272,28 @@ impl ZarrArray {
         partial: &[Vec<u64>],
         store_empty: bool,
     ) -> Result<()> {
+        if matches!(self.layout().mode, ReadMode::Sharded(_)) {
+            // Shards covered in part are rewritten in place of being read whole (see
+            // `rewrite_local_shard`).
+            let in_place: HashSet<Vec<u64>> = partial.iter().cloned().collect();
+            return self.encode_each(
+                requests,
+                value,
+                Vec::new(),
+                store_empty,
+                Some(&in_place),
+                &self.local_sink(),
+            );
+        }
         let existing = self.read_stored(partial)?;
-        self.encode_each(requests, value, existing, store_empty, &self.local_sink())
+        self.encode_each(
+            requests,
+            value,
+            existing,
+            store_empty,
+            None,
+            &self.local_sink(),
+        )
     }
 
     /// The current bytes of the stored chunks `coords` (None: absent), read in one batch.
@@ -311,13 +338,15 @@ impl ZarrArray {
     /// Decode, scatter into and encode every stored chunk the requests touch, in parallel on the
     /// decode pool, handing each result to `sink` as it is ready. Every request is checked
     /// before anything reaches `sink`; after that, a failing chunk does not stop the others
-    /// (the first error is returned).
+    /// (the first error is returned). Shards in `in_place` (local, covered in part) are
+    /// rewritten in the array's directory without going through `existing` or `sink`.
     fn encode_each(
         &self,
         requests: &[ChunkRequest],
         value: WriteValue<'_>,
         existing: Vec<(Vec<u64>, Option<Bytes>)>,
         store_empty: bool,
+        in_place: Option<&HashSet<Vec<u64>>>,
         sink: &ChunkSink<'_>,
     ) -> Result<()> {
         self.require_fixed_size()?;
@@ -377,11 +406,18 @@ impl ZarrArray {
         };
         let pool = self.context().pool.get();
         let encode_one = |(coords, reqs, old): &ChunkTask<'_>| -> Result<()> {
-            if let (ReadMode::Sharded(index), Some(old)) = (&layout.mode, old) {
+            if let ReadMode::Sharded(index) = &layout.mode {
                 // An existing shard the write covers in part: only its touched inner chunks
                 // are decoded and encoded again.
-                let shard = self.rewrite_shard(index, coords, reqs, old, &rewrite)?;
-                return sink(coords, shard);
+                if in_place.is_some_and(|p| p.contains(coords))
+                    && self.rewrite_local_shard(index, coords, reqs, &rewrite)?
+                {
+                    return Ok(());
+                }
+                if let Some(old) = old {
+                    let shard = self.rewrite_shard(index, coords, reqs, old, &rewrite)?;
+                    return sink(coords, shard);
+                }
             }
             let key = || self.file_path(coords).display().to_string();
             let mut buf: Vec<u8> = match old {

@@ -46,4 +46,4 @@ pub use error::{IoError, Result};
 pub use job::MAX_READ_BYTES;
 pub use reader::{BackendKind, ReadStream, Reader, ReaderOptions};
 pub use request::{ByteRange, Completion, ReadRequest};
-pub use write::{remove, write_atomic, write_many};
+pub use write::{remove, write_atomic, write_atomic_pieces, write_many, Piece};

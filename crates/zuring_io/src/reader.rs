@@ -398,6 +398,23 @@ impl Reader {
         result
     }
 
+    /// Replace `path` atomically with `pieces` (see [`crate::write_atomic_pieces`]) and forget
+    /// any cached descriptor for it.
+    ///
+    /// # Errors
+    /// [`IoError::Write`] naming the path.
+    pub fn write_atomic_pieces(
+        &self,
+        path: &Path,
+        source: &std::fs::File,
+        pieces: &[crate::write::Piece<'_>],
+        fsync: bool,
+    ) -> Result<()> {
+        let result = crate::write::write_atomic_pieces(path, source, pieces, fsync);
+        self.invalidate(path);
+        result
+    }
+
     /// Write many files atomically in parallel (see [`crate::write_many`]).
     pub fn write_many(
         &self,

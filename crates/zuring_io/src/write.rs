@@ -24,6 +24,66 @@ fn temp_path(path: &Path) -> PathBuf {
 /// # Errors
 /// [`IoError::Write`] naming the path; the old file is untouched and no temp file is left.
 pub fn write_atomic(path: &Path, data: &[u8], fsync: bool) -> Result<()> {
+    replace_with(path, fsync, |file| file.write_all(data))
+}
+
+/// A part of a file being written: bytes, or a byte range of a source file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// These bytes.
+    Bytes(&'a [u8]),
+    /// `len` bytes of the source file from `offset`.
+    Copy {
+        /// Where in the source file.
+        offset: u64,
+        /// How many bytes.
+        len: u64,
+    },
+}
+
+/// Replace `path` atomically (as [`write_atomic`]) with the concatenation of `pieces`, whose
+/// [`Piece::Copy`] ranges come from `source`: typically the old version of `path`, opened before
+/// its contents were looked at, so the copy is of that version whatever has happened to `path`
+/// since. Copies run in the kernel (`copy_file_range`, through `std::io::copy`) where the
+/// filesystem allows, without passing through this process's memory.
+///
+/// # Errors
+/// [`IoError::Write`] naming the path (a source shorter than a copy range included); the old
+/// file is untouched and no temp file is left.
+pub fn write_atomic_pieces(
+    path: &Path,
+    source: &std::fs::File,
+    pieces: &[Piece<'_>],
+    fsync: bool,
+) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    replace_with(path, fsync, |file| {
+        for piece in pieces {
+            match *piece {
+                Piece::Bytes(bytes) => file.write_all(bytes)?,
+                Piece::Copy { offset, len } => {
+                    let mut from = source;
+                    from.seek(SeekFrom::Start(offset))?;
+                    let copied = std::io::copy(&mut from.take(len), file)?;
+                    if copied != len {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            format!("source ends {} bytes into {offset}+{len}", copied),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Write a temp file beside `path` with `fill`, then rename it over `path`.
+fn replace_with(
+    path: &Path,
+    fsync: bool,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<()> {
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
     if let Some(parent) = parent {
         std::fs::create_dir_all(parent).map_err(|e| IoError::write(parent, e))?;
@@ -31,7 +91,7 @@ pub fn write_atomic(path: &Path, data: &[u8], fsync: bool) -> Result<()> {
     let tmp = temp_path(path);
     let written = (|| {
         let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(data)?;
+        fill(&mut file)?;
         if fsync {
             file.sync_all()?;
         }
@@ -108,6 +168,44 @@ pub fn remove(path: &Path) -> Result<()> {
 #[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pieces_copy_ranges_of_the_source_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shard");
+        let old: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+        std::fs::write(&path, &old).unwrap();
+        let source = std::fs::File::open(&path).unwrap();
+        // Someone replaces the file after it was opened: the copy is still of the old version.
+        write_atomic(&path, b"replaced", false).unwrap();
+        let pieces = [
+            Piece::Copy {
+                offset: 70_000,
+                len: 30_000,
+            },
+            Piece::Bytes(b"new"),
+            Piece::Copy { offset: 5, len: 10 },
+        ];
+        write_atomic_pieces(&path, &source, &pieces, false).unwrap();
+        let mut want = old[70_000..].to_vec();
+        want.extend_from_slice(b"new");
+        want.extend_from_slice(&old[5..15]);
+        assert_eq!(std::fs::read(&path).unwrap(), want);
+        // A range past the source's end fails and leaves the file as it was, with no temp file.
+        let err = write_atomic_pieces(
+            &path,
+            &source,
+            &[Piece::Copy {
+                offset: 99_990,
+                len: 20,
+            }],
+            false,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("shard"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), want);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp() {
