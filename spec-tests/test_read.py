@@ -68,6 +68,12 @@ def test_group_attributes_and_names():
     assert a.dimension_names == ("y", None)
     root = zarr.open_group(str(FIXTURES / "group-member" / "array"), mode="r")
     assert "sub" in root
+    # zuring's own group API lists and opens the same hierarchy.
+    ours = zuring.open_group(FIXTURES / "group-member" / "array")
+    assert ours.attrs == dict(root.attrs)
+    assert sorted(ours) == sorted(name for name, _ in root.members())
+    for name, node in root.members():
+        assert isinstance(ours[name], zuring.Group if isinstance(node, zarr.Group) else zuring.Array)
 
 
 test_group_attributes_and_names.rows = ["M2", "M3", "M4"]

@@ -8,16 +8,22 @@ use zuring_io::IoError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ArrayError {
-    /// No array (or group) at the path.
+    /// No array at the path.
     #[error("{}: no Zarr array here (zarr.json or .zarray not found)", path.display())]
     NotFound {
         /// The array's directory.
         path: PathBuf,
     },
-    /// The metadata is malformed or names something invalid.
-    #[error("{}: invalid array metadata: {message}", path.display())]
+    /// No group at the path.
+    #[error("{}: no Zarr group here (zarr.json or .zgroup not found)", path.display())]
+    GroupNotFound {
+        /// The group's directory.
+        path: PathBuf,
+    },
+    /// The metadata (of an array or a group) is malformed or names something invalid.
+    #[error("{}: invalid metadata: {message}", path.display())]
     Metadata {
-        /// The array's directory.
+        /// The array's (or group's) directory.
         path: PathBuf,
         /// What is wrong (names the field where zarrs says which).
         message: String,

@@ -9,6 +9,8 @@
 //! chain; variable-size data types are read through zarrs; chunk grids other than regular are
 //! refused with [`ArrayError::Unsupported`].
 //!
+//! Groups ([`ZarrGroup`]) list and open their members.
+//!
 //! Bytes can also come from the caller ([`FetchedSource`]): a zarr-python store's async API, say.
 
 mod array;
@@ -16,6 +18,7 @@ mod assemble;
 mod decode;
 mod engine;
 mod error;
+mod group;
 mod layout;
 mod metadata;
 mod plan;
@@ -30,6 +33,7 @@ pub use array::{ArrayOptions, Context, StoredChunk, ZarrArray};
 pub use assemble::bytemuck_free::Plain;
 pub use decode::{with_decoded, ChunkDecoder};
 pub use error::{ArrayError, Result};
+pub use group::{NodeKind, ZarrGroup};
 pub use layout::{ArrayLayout, IndexLayout, IndexLocation, ReadMode};
 pub use plan::{ChunkRequest, DimSlice, Selection};
 pub use shard_index::{FileVersion, ShardIndex, ShardIndexCache};

@@ -25,6 +25,13 @@ pub struct Array {
     inner: ZarrArray,
 }
 
+impl Array {
+    /// Wrap an open array.
+    pub(crate) fn new(inner: ZarrArray) -> Self {
+        Self { inner }
+    }
+}
+
 #[pyfunction]
 pub fn open_array(py: Python<'_>, path: PathBuf) -> PyResult<Array> {
     let inner = py

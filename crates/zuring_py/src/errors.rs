@@ -47,7 +47,9 @@ pub fn io(err: IoError) -> PyErr {
 pub fn array(err: ArrayError) -> PyErr {
     let text = err.to_string();
     match err {
-        ArrayError::NotFound { .. } => PyFileNotFoundError::new_err(text),
+        ArrayError::NotFound { .. } | ArrayError::GroupNotFound { .. } => {
+            PyFileNotFoundError::new_err(text)
+        }
         ArrayError::Selection { .. } => {
             if text.contains("out of bounds") || text.contains("spans") {
                 PyIndexError::new_err(text)

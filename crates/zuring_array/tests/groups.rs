@@ -1,0 +1,137 @@
+//! Groups: zuring lists and opens what zarrs wrote (v3 and v2), and zarrs opens groups zuring
+//! created; bad paths and metadata give errors naming them.
+
+use std::sync::Arc;
+
+use zarrs::array::{ArrayBuilder, ArraySubset};
+use zarrs::group::GroupBuilder;
+use zarrs_filesystem::FilesystemStore;
+use zuring_array::{ArrayError, NodeKind, Selection, ZarrGroup};
+
+#[test]
+fn groups_written_by_zarrs_list_and_open() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let store = Arc::new(FilesystemStore::new(dir.path()).unwrap());
+    let mut root = GroupBuilder::new().build(store.clone(), "/").unwrap();
+    root.attributes_mut()
+        .insert("title".into(), serde_json::json!("zuring test"));
+    root.store_metadata().unwrap();
+    GroupBuilder::new()
+        .build(store.clone(), "/sub")
+        .unwrap()
+        .store_metadata()
+        .unwrap();
+    for (path, n) in [("/t2m", 6i32), ("/sub/deep", 4)] {
+        let len = u64::from(n.unsigned_abs());
+        let array = ArrayBuilder::new(
+            vec![len],
+            vec![4],
+            zarrs::array::data_type::int32(),
+            zarrs::array::FillValue::from(0i32),
+        )
+        .build(store.clone(), path)
+        .unwrap();
+        array.store_metadata().unwrap();
+        let values: Vec<i32> = (0..n).collect();
+        array
+            .store_array_subset(&ArraySubset::new_with_shape(vec![len]), values)
+            .unwrap();
+    }
+    // A v2 group with attributes and a v2 array, side by side.
+    let old = dir.path().join("old");
+    std::fs::create_dir_all(old.join("x")).unwrap();
+    std::fs::write(old.join(".zgroup"), r#"{"zarr_format":2}"#).unwrap();
+    std::fs::write(old.join(".zattrs"), r#"{"source":"v2"}"#).unwrap();
+    std::fs::write(
+        old.join("x/.zarray"),
+        r#"{"zarr_format":2,"shape":[3],"chunks":[3],"dtype":"|u1","compressor":null,
+            "fill_value":7,"order":"C","filters":null}"#,
+    )
+    .unwrap();
+
+    let group = ZarrGroup::open(dir.path()).unwrap();
+    assert_eq!(group.zarr_format(), 3);
+    assert_eq!(group.attributes()["title"], "zuring test");
+    assert_eq!(
+        group.members().unwrap(),
+        [
+            ("old".to_owned(), NodeKind::Group),
+            ("sub".to_owned(), NodeKind::Group),
+            ("t2m".to_owned(), NodeKind::Array),
+        ]
+    );
+    let t2m = group.open_array("t2m").unwrap();
+    assert_eq!(
+        t2m.read::<i32>(&Selection::all(&[6]))
+            .unwrap()
+            .into_raw_vec_and_offset()
+            .0,
+        [0, 1, 2, 3, 4, 5]
+    );
+    let deep = group.open_array("sub/deep").unwrap();
+    assert_eq!(
+        deep.read::<i32>(&Selection::all(&[4]))
+            .unwrap()
+            .into_raw_vec_and_offset()
+            .0,
+        [0, 1, 2, 3]
+    );
+    let sub = group.open_group("sub").unwrap();
+    assert_eq!(
+        sub.members().unwrap(),
+        [("deep".to_owned(), NodeKind::Array)]
+    );
+    let v2 = group.open_group("old").unwrap();
+    assert_eq!(v2.zarr_format(), 2);
+    assert_eq!(v2.attributes()["source"], "v2");
+    assert_eq!(v2.members().unwrap(), [("x".to_owned(), NodeKind::Array)]);
+    assert_eq!(
+        v2.open_array("x")
+            .unwrap()
+            .read::<u8>(&Selection::all(&[3]))
+            .unwrap()
+            .into_raw_vec_and_offset()
+            .0,
+        [7, 7, 7]
+    );
+
+    // Errors: an array opened as a group, a missing member, a name leaving the group.
+    let err = group.open_group("t2m").unwrap_err();
+    assert!(
+        matches!(&err, ArrayError::Metadata { .. }) && err.to_string().contains("not \"group\""),
+        "{err}"
+    );
+    assert!(matches!(
+        group.open_group("nothing"),
+        Err(ArrayError::GroupNotFound { .. })
+    ));
+    assert!(matches!(
+        group.open_array("nothing"),
+        Err(ArrayError::NotFound { .. })
+    ));
+    for bad in ["../t2m", "/etc", "", "sub/../../x"] {
+        assert!(
+            matches!(group.open_array(bad), Err(ArrayError::Selection { .. })),
+            "{bad}"
+        );
+    }
+    std::fs::write(dir.path().join("sub/zarr.json"), b"{not json").unwrap();
+    let err = group.open_group("sub").unwrap_err();
+    assert!(
+        err.to_string().contains("zarr.json is not valid JSON"),
+        "{err}"
+    );
+}
+
+#[test]
+fn created_groups_open_in_zarrs() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut attributes = serde_json::Map::new();
+    attributes.insert("n".into(), serde_json::json!([1, 2]));
+    let group = ZarrGroup::create(dir.path().join("made"), attributes).unwrap();
+    assert_eq!(group.attributes()["n"], serde_json::json!([1, 2]));
+    assert!(group.members().unwrap().is_empty());
+    let store = Arc::new(FilesystemStore::new(dir.path()).unwrap());
+    let theirs = zarrs::group::Group::open(store, "/made").unwrap();
+    assert_eq!(theirs.attributes()["n"], serde_json::json!([1, 2]));
+}

@@ -1,0 +1,106 @@
+"""Zarr groups: ``open_group`` / ``create_group`` and :class:`Group`, a read-only mapping from
+member names to :class:`~zuring.Array` and :class:`Group` objects."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from zuring import _native
+from zuring.array import Array
+
+
+class Group(Mapping):
+    """A Zarr group (v3 ``zarr.json`` or v2 ``.zgroup``). ``g[name]`` opens a member (nested:
+    ``g["a/b"]``) as an :class:`~zuring.Array` or a :class:`Group`; iterating gives the direct
+    members' names, sorted."""
+
+    def __init__(self, native: _native.Group):
+        self._native = native
+
+    @property
+    def path(self) -> str:
+        return os.fspath(self._native.path)
+
+    @property
+    def zarr_format(self) -> int:
+        return self._native.zarr_format
+
+    @property
+    def attrs(self) -> dict:
+        return json.loads(self._native.attributes_json())
+
+    def members(self) -> dict[str, str]:
+        """The direct members: name -> ``"array"`` or ``"group"``, sorted by name."""
+        return dict(self._native.members())
+
+    def arrays(self) -> Iterator[tuple[str, Array]]:
+        """The direct member arrays, opened, sorted by name."""
+        for name, kind in self._native.members():
+            if kind == "array":
+                yield name, Array(self._native.open_array(name))
+
+    def groups(self) -> Iterator[tuple[str, "Group"]]:
+        """The direct member groups, opened, sorted by name."""
+        for name, kind in self._native.members():
+            if kind == "group":
+                yield name, Group(self._native.open_group(name))
+
+    def __getitem__(self, name: str) -> Array | Group:
+        parts = name.split("/") if isinstance(name, str) else [""]
+        if any(p in ("", ".", "..") for p in parts):
+            raise KeyError(f"{name!r}: not a member name (relative, '/'-separated, no '..')")
+        target = os.path.join(self.path, *parts)
+        try:
+            if os.path.isfile(os.path.join(target, ".zgroup")) or _node_type(target) == "group":
+                return Group(self._native.open_group(name))
+            return Array(self._native.open_array(name))
+        except FileNotFoundError as err:
+            raise KeyError(f"{name!r}: {err}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(name for name, _ in self._native.members())
+
+    def __len__(self) -> int:
+        return len(self._native.members())
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        try:
+            self[name]
+        except KeyError:
+            return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"<zuring.Group {self.path!r} members={list(self)}>"
+
+
+def _node_type(path: str) -> str | None:
+    try:
+        with builtins.open(os.path.join(path, "zarr.json"), "rb") as f:
+            return json.load(f).get("node_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def open_group(path: str | os.PathLike) -> Group:
+    """Open the Zarr group in directory ``path`` (v3 or v2)."""
+    return Group(_native.open_group(os.fspath(path)))
+
+
+def create_group(path: str | os.PathLike, attributes: dict | None = None) -> Group:
+    """Create a Zarr v3 group in directory ``path`` (made if missing) and open it."""
+    return Group(_native.create_group(os.fspath(path), json.dumps(attributes or {})))
+
+
+def open(path: str | os.PathLike) -> Array | Group:  # noqa: A001 - zarr.open's name
+    """Open whatever Zarr node is in directory ``path``: an array or a group."""
+    path = os.fspath(path)
+    if os.path.isfile(os.path.join(path, ".zgroup")) or _node_type(path) == "group":
+        return open_group(path)
+    return Array(_native.open_array(path))
