@@ -13,7 +13,7 @@ use crate::coalesce::{coalesce, CoalesceOptions, Span};
 use crate::error::{IoError, Result};
 use crate::files::{default_cache_capacity, FileCache, OpenFile};
 use crate::job::{Delivery, Job, Part};
-use crate::request::{Completion, ReadRequest};
+use crate::request::{ByteRange, Completion, ReadRequest};
 use crate::uring::RingConfig;
 use crate::workers::Workers;
 use crate::{pread, uring};
@@ -268,35 +268,44 @@ impl Reader {
         let (tx, rx) = crossbeam_channel::unbounded::<Delivery>();
         let mut tags = Vec::new();
         let engine = self.engine();
-        // Files in first-seen order, with their resolved spans.
+        // Distinct files in first-seen order, opened (or their cached descriptors checked)
+        // before anything is planned; then each request's range resolved against its file.
         let mut file_index: HashMap<Arc<Path>, usize> = HashMap::new();
-        let mut files: Vec<(Arc<OpenFile>, Vec<Span>)> = Vec::new();
-        for (index, request) in requests.into_iter().enumerate() {
+        let mut paths: Vec<Arc<Path>> = Vec::new();
+        let mut planned: Vec<(ByteRange, Arc<Path>, usize)> = Vec::new();
+        for request in requests {
             tags.push(Some(request.tag));
-            let engine = match &engine {
-                Ok(engine) => engine,
-                Err(err) => {
-                    let _ = tx.send((index, Err(err.clone())));
-                    continue;
+            let slot = *file_index
+                .entry(Arc::clone(&request.path))
+                .or_insert_with(|| {
+                    paths.push(Arc::clone(&request.path));
+                    paths.len() - 1
+                });
+            planned.push((request.range, request.path, slot));
+        }
+        let opened: Vec<Result<Arc<OpenFile>>> = match &engine {
+            Ok(engine) => open_all(&engine.files, &paths, self.options.direct_io),
+            Err(_) => Vec::new(),
+        };
+        let mut files: Vec<(Arc<OpenFile>, Vec<Span>)> = Vec::new();
+        let mut file_of_slot: Vec<Option<usize>> = vec![None; paths.len()];
+        for (index, (range, path, slot)) in planned.into_iter().enumerate() {
+            if let Err(err) = &engine {
+                let _ = tx.send((index, Err(err.clone())));
+                continue;
+            }
+            let file = match (&opened[slot], file_of_slot[slot]) {
+                (_, Some(f)) => Ok(f),
+                (Ok(file), None) => {
+                    files.push((Arc::clone(file), Vec::new()));
+                    file_of_slot[slot] = Some(files.len() - 1);
+                    Ok(files.len() - 1)
                 }
+                (Err(err), None) => Err(err.clone()),
             };
-            let slot = match file_index.get(&request.path) {
-                Some(&slot) => Ok(slot),
-                None => match engine.files.open(&request.path, self.options.direct_io) {
-                    Ok(file) => {
-                        files.push((file, Vec::new()));
-                        file_index.insert(Arc::clone(&request.path), files.len() - 1);
-                        Ok(files.len() - 1)
-                    }
-                    Err(err) => Err(err),
-                },
-            };
-            let resolved = slot.and_then(|slot| {
+            let resolved = file.and_then(|slot| {
                 let (file, _) = &files[slot];
-                request
-                    .range
-                    .resolve(&request.path, file.size)
-                    .map(|r| (slot, r))
+                range.resolve(&path, file.size).map(|r| (slot, r))
             });
             match resolved {
                 Ok((_, (start, end))) if start == end => {
@@ -437,6 +446,50 @@ impl Reader {
         self.invalidate(path);
         result
     }
+}
+
+/// Open (or check the cached descriptors of) `paths`, one result each, in order. On a cold
+/// cache each open is a disk round trip (directory and inode blocks), so when the first few are
+/// slow the rest run on parallel threads, keeping the disk busy instead of waiting on each in
+/// turn; when they are fast (cached), one thread does all of them.
+fn open_all(files: &FileCache, paths: &[Arc<Path>], direct: bool) -> Vec<Result<Arc<OpenFile>>> {
+    /// Opens timed before deciding.
+    const PROBE: usize = 8;
+    /// An average open this slow means the disk is being read.
+    const SLOW: Duration = Duration::from_micros(20);
+    /// Opens in flight when going parallel.
+    const THREADS: usize = 32;
+    let started = std::time::Instant::now();
+    let mut out: Vec<Result<Arc<OpenFile>>> = paths
+        .iter()
+        .take(PROBE)
+        .map(|p| files.open(p, direct))
+        .collect();
+    let rest = &paths[out.len()..];
+    let slow = started.elapsed() >= SLOW * u32::try_from(out.len()).unwrap_or(u32::MAX);
+    if !slow || rest.len() < 2 * PROBE {
+        out.extend(rest.iter().map(|p| files.open(p, direct)));
+        return out;
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<OnceLock<Result<Arc<OpenFile>>>> =
+        rest.iter().map(|_| OnceLock::new()).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..THREADS.min(rest.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let (Some(path), Some(slot)) = (rest.get(i), results.get(i)) else {
+                    break;
+                };
+                let _ = slot.set(files.open(path, direct));
+            });
+        }
+    });
+    out.extend(rest.iter().zip(results).map(|(path, slot)| {
+        slot.into_inner()
+            .unwrap_or_else(|| files.open(path, direct))
+    }));
+    out
 }
 
 /// The results of a batch, delivered as each read completes.
