@@ -453,10 +453,18 @@ impl Reader {
 /// slow the rest run on parallel threads, keeping the disk busy instead of waiting on each in
 /// turn; when they are fast (cached), one thread does all of them.
 fn open_all(files: &FileCache, paths: &[Arc<Path>], direct: bool) -> Vec<Result<Arc<OpenFile>>> {
+    // An average open this slow means the disk is being read.
+    open_all_with(files, paths, direct, Duration::from_micros(20))
+}
+
+fn open_all_with(
+    files: &FileCache,
+    paths: &[Arc<Path>],
+    direct: bool,
+    slow_open: Duration,
+) -> Vec<Result<Arc<OpenFile>>> {
     /// Opens timed before deciding.
     const PROBE: usize = 8;
-    /// An average open this slow means the disk is being read.
-    const SLOW: Duration = Duration::from_micros(20);
     /// Opens in flight when going parallel.
     const THREADS: usize = 32;
     let started = std::time::Instant::now();
@@ -466,7 +474,7 @@ fn open_all(files: &FileCache, paths: &[Arc<Path>], direct: bool) -> Vec<Result<
         .map(|p| files.open(p, direct))
         .collect();
     let rest = &paths[out.len()..];
-    let slow = started.elapsed() >= SLOW * u32::try_from(out.len()).unwrap_or(u32::MAX);
+    let slow = started.elapsed() >= slow_open * u32::try_from(out.len()).unwrap_or(u32::MAX);
     if !slow || rest.len() < 2 * PROBE {
         out.extend(rest.iter().map(|p| files.open(p, direct)));
         return out;
@@ -584,5 +592,36 @@ impl<T> Iterator for ReadStream<T> {
 
     fn next(&mut self) -> Option<Completion<T>> {
         self.next_indexed().map(|(_, c)| c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_opens_keep_order_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<Arc<Path>> = (0..100)
+            .map(|i| {
+                let p = dir.path().join(format!("f{i}"));
+                if i != 57 {
+                    std::fs::write(&p, vec![0u8; i]).unwrap();
+                }
+                Arc::from(p.as_path())
+            })
+            .collect();
+        let files = FileCache::new(256, true);
+        // Every open counts as slow: the parallel path; and as fast: the serial one.
+        for slow in [Duration::ZERO, Duration::from_secs(60)] {
+            let opened = open_all_with(&files, &paths, false, slow);
+            assert_eq!(opened.len(), 100);
+            for (i, result) in opened.iter().enumerate() {
+                match result {
+                    Ok(file) => assert_eq!(file.size, i as u64, "{i}"),
+                    Err(err) => assert!(i == 57 && err.is_not_found(), "{i}: {err}"),
+                }
+            }
+        }
     }
 }
