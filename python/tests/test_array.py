@@ -38,20 +38,25 @@ def zarr_array(path, values, chunks, shards, compressors, fill_value=0, write=Tr
     return a
 
 
-def numpy_oindex(values, key):
-    """Orthogonal indexing done by numpy: the reference."""
-    lists, drop = [], []
-    for d, (k, n) in enumerate(zip(key, values.shape)):
+def numpy_lists(values, key):
+    """The per-dimension index lists of an orthogonal key (the reference for writes)."""
+    lists = []
+    for k, n in zip(key, values.shape):
         if isinstance(k, (int, np.integer)):
             lists.append([k % n])
-            drop.append(d)
         elif isinstance(k, slice):
             lists.append(np.arange(*k.indices(n)))
         elif np.asarray(k).dtype == bool:
             lists.append(np.flatnonzero(k))
         else:
             lists.append(np.asarray(k) % n)
-    out = values[np.ix_(*lists)]
+    return lists
+
+
+def numpy_oindex(values, key):
+    """Orthogonal indexing done by numpy: the reference."""
+    drop = [d for d, k in enumerate(key) if isinstance(k, (int, np.integer))]
+    out = values[np.ix_(*numpy_lists(values, key))]
     return out.reshape([m for d, m in enumerate(out.shape) if d not in drop])
 
 
@@ -135,21 +140,6 @@ def test_zuring_writes_read_by_zarr(tmp_path_factory, layout, data):
     values[region] = patch
     np.testing.assert_array_equal(zarr.open_array(str(path), mode="r")[...], values)
     np.testing.assert_array_equal(ours[...], values)
-
-
-def numpy_lists(values, key):
-    """The per-dimension index lists of an orthogonal key (the reference for writes)."""
-    lists = []
-    for k, n in zip(key, values.shape):
-        if isinstance(k, (int, np.integer)):
-            lists.append([k % n])
-        elif isinstance(k, slice):
-            lists.append(np.arange(*k.indices(n)))
-        elif np.asarray(k).dtype == bool:
-            lists.append(np.flatnonzero(k))
-        else:
-            lists.append(np.asarray(k) % n)
-    return lists
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -484,27 +484,21 @@ class ZuringCodecPipeline(CodecPipeline):
             store = self._coalescers[entry].store
             if array.element_size == 0:
                 # Strings, vlen bytes: the elements go to Rust as str / bytes objects.
-                values = data.reshape(-1).tolist()
-                if store is None:
-                    _check_writable(batch[0][0].store)
-                    await asyncio.to_thread(array.write_variable_chunk_requests, requests, values, shape, partial, store_empty)
-                    STATS["native_writes"] += 1
-                else:
-                    encode = lambda existing: array.encode_variable_chunk_requests(requests, values, shape, existing, store_empty)  # noqa: E731
-                    await _write_through_store(encode, setters, batch[0][1].prototype, partial)
-                    STATS["store_writes"] += 1
-                return
-            if data.dtype.hasobject:
-                raise _Unsupported(f"object dtype {data.dtype}")
-            data = np.ascontiguousarray(data, dtype=_native_dtype(batch[0][1], data.dtype))
-            raw = data.reshape(-1).view(np.uint8)
+                payload = data.reshape(-1).tolist()
+                write_local, encode = array.write_variable_chunk_requests, array.encode_variable_chunk_requests
+            else:
+                if data.dtype.hasobject:
+                    raise _Unsupported(f"object dtype {data.dtype}")
+                data = np.ascontiguousarray(data, dtype=_native_dtype(batch[0][1], data.dtype))
+                payload = data.reshape(-1).view(np.uint8)
+                write_local, encode = array.write_chunk_requests, array.encode_chunk_requests
             if store is None:
                 _check_writable(batch[0][0].store)
-                await asyncio.to_thread(array.write_chunk_requests, requests, raw, shape, partial, store_empty)
+                await asyncio.to_thread(write_local, requests, payload, shape, partial, store_empty)
                 STATS["native_writes"] += 1
             else:
-                encode = lambda existing: array.encode_chunk_requests(requests, raw, shape, existing, store_empty)  # noqa: E731
-                await _write_through_store(encode, setters, batch[0][1].prototype, partial)
+                merged = lambda existing: encode(requests, payload, shape, existing, store_empty)  # noqa: E731
+                await _write_through_store(merged, setters, batch[0][1].prototype, partial)
                 STATS["store_writes"] += 1
         except _Unsupported as why:
             self._fallback(str(why))

@@ -23,7 +23,7 @@ use crate::plan::{
     c_strides, num_elements, plan_chunk_requests, ChunkPlan, ChunkRequest, Selection,
 };
 use crate::source::{ByteSource, LocalSource};
-use crate::write::{group_by_chunk, ChunkSink, Scatter, WriteValue};
+use crate::write::{collect_chunks, group_by_chunk, ChunkSink, Scatter, WriteValue};
 
 /// A handle's bytes: handles are planned and copied as 8-byte elements.
 pub(crate) const HANDLE: usize = std::mem::size_of::<u64>();
@@ -324,24 +324,15 @@ impl ZarrArray {
         existing: Vec<StoredChunk>,
         store_empty: bool,
     ) -> Result<Vec<StoredChunk>> {
-        let out = Mutex::new(Vec::new());
         let existing = move || -> Result<HashMap<Vec<u64>, Bytes>> {
             Ok(existing
                 .into_iter()
                 .filter_map(|(c, b)| b.map(|b| (c, Bytes::from(b))))
                 .collect())
         };
-        self.encode_variable_each(requests, values, shape, existing, store_empty, &|c, b| {
-            out.lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push((c.to_vec(), b));
-            Ok(())
-        })?;
-        let mut out = out
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+        collect_chunks(|sink| {
+            self.encode_variable_each(requests, values, shape, existing, store_empty, sink)
+        })
     }
 
     /// Check the requests, then (after `existing` gives the old bytes of the partly covered

@@ -185,6 +185,24 @@ impl Scatter<'_> {
     }
 }
 
+/// The stored chunks `encode` hands to its sink, sorted by coordinates.
+pub(crate) fn collect_chunks(
+    encode: impl FnOnce(&ChunkSink<'_>) -> Result<()>,
+) -> Result<Vec<StoredChunk>> {
+    let out = std::sync::Mutex::new(Vec::new());
+    encode(&|coords, bytes| {
+        out.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((coords.to_vec(), bytes));
+        Ok(())
+    })?;
+    let mut out = out
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
 /// Where each encoded stored chunk goes: its coordinates and bytes (None: all fill, delete it).
 pub(crate) type ChunkSink<'a> = dyn Fn(&[u64], Option<Vec<u8>>) -> Result<()> + Sync + 'a;
 
@@ -232,29 +250,11 @@ impl ZarrArray {
         existing: Vec<StoredChunk>,
         store_empty: bool,
     ) -> Result<Vec<StoredChunk>> {
-        let out = std::sync::Mutex::new(Vec::new());
         let existing = existing
             .into_iter()
             .map(|(coords, bytes)| (coords, bytes.map(Bytes::from)))
             .collect();
-        self.encode_each(
-            requests,
-            value,
-            existing,
-            store_empty,
-            None,
-            &|coords, bytes| {
-                out.lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push((coords.to_vec(), bytes));
-                Ok(())
-            },
-        )?;
-        let mut out = out
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+        collect_chunks(|sink| self.encode_each(requests, value, existing, store_empty, None, sink))
     }
 
     /// Write `value` given as chunk requests into the array's directory: stored chunks in
@@ -272,26 +272,20 @@ impl ZarrArray {
         partial: &[Vec<u64>],
         store_empty: bool,
     ) -> Result<()> {
-        if matches!(self.layout().mode, ReadMode::Sharded(_)) {
-            // Shards covered in part are rewritten in place of being read whole (see
-            // `rewrite_local_shard`).
-            let in_place: HashSet<Vec<u64>> = partial.iter().cloned().collect();
-            return self.encode_each(
-                requests,
-                value,
-                Vec::new(),
-                store_empty,
-                Some(&in_place),
-                &self.local_sink(),
-            );
-        }
-        let existing = self.read_stored(partial)?;
+        // Shards covered in part are rewritten in place of being read whole (see
+        // `rewrite_local_shard`); other stored chunks covered in part are read first.
+        let (existing, in_place) = if matches!(self.layout().mode, ReadMode::Sharded(_)) {
+            let shards: HashSet<Vec<u64>> = partial.iter().cloned().collect();
+            (Vec::new(), Some(shards))
+        } else {
+            (self.read_stored(partial)?, None)
+        };
         self.encode_each(
             requests,
             value,
             existing,
             store_empty,
-            None,
+            in_place.as_ref(),
             &self.local_sink(),
         )
     }

@@ -119,6 +119,20 @@ fn write_with_zarrs(dir: &Path, meta: &str) -> Vec<u32> {
     expected
 }
 
+/// Set the orthogonal selection `lists` of `expected` (of `SHAPE`) to `values`, C order (a
+/// repeated index takes the later value).
+fn set_orthogonal(expected: &mut [u32], lists: &[Vec<u64>], values: &[u32]) {
+    let mut k = 0;
+    for &i in &lists[0] {
+        for &j in &lists[1] {
+            for &l in &lists[2] {
+                expected[((i * SHAPE[1] + j) * SHAPE[2] + l) as usize] = values[k];
+                k += 1;
+            }
+        }
+    }
+}
+
 fn at(expected: &[u32], c: &[u64]) -> u32 {
     expected[((c[0] * SHAPE[1] + c[1]) * SHAPE[2] + c[2]) as usize]
 }
@@ -901,15 +915,7 @@ fn writes_of_any_selection() {
             .unwrap()
             .read::<u32>(&Selection::all(&SHAPE))
             .unwrap();
-        let mut k = 0;
-        for &i in &lists[0] {
-            for &j in &lists[1] {
-                for &l in &lists[2] {
-                    expected[idx(&[i, j, l])] = values[k];
-                    k += 1;
-                }
-            }
-        }
+        set_orthogonal(&mut expected, &lists, &values);
         let got = local.read::<u32>(&Selection::all(&SHAPE)).unwrap();
         assert_eq!(got.iter().copied().collect::<Vec<_>>(), expected, "{name}");
         assert_eq!(from_copy, got, "{name}: encoded for a foreign store");
@@ -1045,15 +1051,7 @@ fn selection_writes_equal_direct_indexing() {
                     },
                 )
                 .unwrap();
-            let mut k = 0;
-            for &i in &lists[0] {
-                for &j in &lists[1] {
-                    for &l in &lists[2] {
-                        expected[idx(&[i, j, l])] = values[k];
-                        k += 1;
-                    }
-                }
-            }
+            set_orthogonal(&mut expected, &lists, &values);
         }
         // Points with a repeat; then a value broadcast along axes of length 1.
         let points = vec![vec![0, 0, 0], vec![6, 29, 20], vec![0, 0, 0]];
