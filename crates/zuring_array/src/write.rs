@@ -592,3 +592,159 @@ fn is_nan_fill(data_type: &str, fill: &[u8]) -> Option<fn(&[u8]) -> bool> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::plan::DimSlice;
+
+    /// Every (array coordinate, value position) pair a selection writes, in the order the
+    /// requests write them, and the stored chunks each request addresses.
+    fn writes(requests: &[ChunkRequest], file: &[u64], ndim: usize) -> Vec<(Vec<u64>, Vec<u64>)> {
+        let mut out = Vec::new();
+        for request in requests {
+            match request {
+                ChunkRequest::Orthogonal {
+                    chunk,
+                    indices,
+                    positions,
+                    ..
+                } => {
+                    let lens: Vec<u64> = indices.iter().map(|i| i.len() as u64).collect();
+                    try_for_each_coord(&vec![0; ndim], &lens, |at| {
+                        let coord = (0..ndim)
+                            .map(|d| chunk[d] * file[d] + indices[d][at[d] as usize])
+                            .collect();
+                        let pos = (0..ndim)
+                            .map(|d| positions[d].as_ref().unwrap()[at[d] as usize])
+                            .collect();
+                        out.push((coord, pos));
+                        Ok::<(), ArrayError>(())
+                    })
+                    .unwrap();
+                }
+                ChunkRequest::Points {
+                    chunk,
+                    coords,
+                    positions,
+                    ..
+                } => {
+                    for (c, &p) in coords.iter().zip(positions) {
+                        let coord = (0..ndim).map(|d| chunk[d] * file[d] + c[d]).collect();
+                        out.push((coord, vec![p]));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether every in-bounds element of stored chunk `chunk` is in `written`.
+    fn covered(chunk: &[u64], shape: &[u64], file: &[u64], written: &[Vec<u64>]) -> bool {
+        let lo: Vec<u64> = chunk.iter().zip(file).map(|(c, f)| c * f).collect();
+        let hi: Vec<u64> = lo
+            .iter()
+            .zip(file)
+            .zip(shape)
+            .map(|((l, f), s)| (l + f).min(*s))
+            .collect();
+        let mut all = true;
+        try_for_each_coord(&lo, &hi, |c| {
+            all &= written.iter().any(|w| w == c);
+            Ok::<(), ArrayError>(())
+        })
+        .unwrap();
+        all
+    }
+
+    fn arb_layout() -> impl Strategy<Value = (Vec<u64>, Vec<u64>)> {
+        prop::collection::vec((1u64..10, 1u64..5), 1..4).prop_map(|v| v.into_iter().unzip())
+    }
+
+    proptest! {
+        /// Orthogonal writes (any order, repeats) and strided regions: each selected element is
+        /// written from its value position, in the selection's C order (so a repeated index
+        /// keeps the later value), each request inside its stored chunk, and exactly the stored
+        /// chunks not covered whole are reported as partial.
+        #[test]
+        fn selection_requests_write_every_element(
+            (shape, file) in arb_layout(),
+            seeds in prop::collection::vec(any::<u64>(), 3),
+            region in any::<bool>(),
+        ) {
+            let ndim = shape.len();
+            let selection = if region {
+                Selection::Region((0..ndim).map(|d| {
+                    let start = (seeds[0] >> (d * 5)) % shape[d];
+                    let stop = start + 1 + (seeds[1] >> (d * 5)) % (shape[d] - start);
+                    DimSlice { start, stop, step: 1 + (seeds[2] >> (d * 5)) % 3 }
+                }).collect())
+            } else {
+                Selection::Orthogonal((0..ndim).map(|d| {
+                    let n = 1 + (seeds[0] >> (d * 7)) % 6;
+                    (0..n).map(|k| (seeds[1].rotate_left((d * 11 + k as usize) as u32)) % shape[d]).collect()
+                }).collect())
+            };
+            let lists: Vec<Vec<u64>> = match &selection {
+                Selection::Region(s) => s.iter().map(|s| (s.start..s.stop).step_by(s.step as usize).collect()).collect(),
+                Selection::Orthogonal(l) => l.clone(),
+                Selection::Points(_) => unreachable!(),
+            };
+            let (requests, partial) = selection_requests(&shape, &file, &selection);
+            // What numpy does: every combination of the lists, in C order of positions.
+            let lens: Vec<u64> = lists.iter().map(|l| l.len() as u64).collect();
+            let mut expected: Vec<(Vec<u64>, Vec<u64>)> = Vec::new();
+            try_for_each_coord(&vec![0; ndim], &lens, |at| {
+                let coord = (0..ndim).map(|d| lists[d][at[d] as usize]).collect();
+                expected.push((coord, at.to_vec()));
+                Ok::<(), ArrayError>(())
+            }).unwrap();
+            let got = writes(&requests, &file, ndim);
+            let mut sorted_got = got.clone();
+            sorted_got.sort();
+            let mut sorted_expected = expected.clone();
+            sorted_expected.sort();
+            prop_assert_eq!(sorted_got, sorted_expected);
+            // The last write of each element comes from the last position numpy gives it.
+            for (coord, _) in &expected {
+                let last_expected = expected.iter().rev().find(|(c, _)| c == coord).map(|(_, p)| p);
+                let last_got = got.iter().rev().find(|(c, _)| c == coord).map(|(_, p)| p);
+                prop_assert_eq!(last_got, last_expected);
+            }
+            let written: Vec<Vec<u64>> = expected.iter().map(|(c, _)| c.clone()).collect();
+            for request in &requests {
+                let ChunkRequest::Orthogonal { chunk, indices, .. } = request else { unreachable!() };
+                prop_assert!(indices.iter().zip(&file).all(|(i, f)| i.iter().all(|x| x < f)));
+                prop_assert_eq!(partial.contains(chunk), !covered(chunk, &shape, &file, &written));
+            }
+        }
+
+        /// Points: each point written once per occurrence from its own position, inside its
+        /// stored chunk; a chunk is partial unless the points cover it whole.
+        #[test]
+        fn point_requests_write_every_point(
+            (shape, file) in arb_layout(),
+            seed in any::<u64>(),
+            n in 1usize..20,
+        ) {
+            let ndim = shape.len();
+            let points: Vec<Vec<u64>> = (0..n)
+                .map(|k| (0..ndim).map(|d| seed.rotate_left((k * 7 + d * 3) as u32) % shape[d]).collect())
+                .collect();
+            let (requests, partial) = selection_requests(&shape, &file, &Selection::Points(points.clone()));
+            let mut got = writes(&requests, &file, ndim);
+            got.sort();
+            let mut expected: Vec<(Vec<u64>, Vec<u64>)> =
+                points.iter().enumerate().map(|(p, c)| (c.clone(), vec![p as u64])).collect();
+            expected.sort();
+            prop_assert_eq!(got, expected);
+            for request in &requests {
+                let ChunkRequest::Points { chunk, .. } = request else { unreachable!() };
+                prop_assert_eq!(partial.contains(chunk), !covered(chunk, &shape, &file, &points));
+            }
+        }
+    }
+}
