@@ -186,6 +186,17 @@ def test_native_write_errors(tmp_store):
     np.testing.assert_array_equal(a[...], values)
 
 
+def test_numpy_array_protocol(tmp_store):
+    values = np.arange(60, dtype="int32").reshape(6, 10)
+    zarr_array(tmp_store, values, (2, 4), (4, 8), compressors("zstd"))
+    a = zuring.open_array(tmp_store)
+    np.testing.assert_array_equal(np.asarray(a), values)
+    assert np.asarray(a, dtype="float64").dtype == np.float64
+    assert a.nbytes == values.nbytes and float(np.sum(a)) == float(values.sum())
+    with pytest.raises(ValueError, match="copy=False"):
+        np.asarray(a, copy=False)
+
+
 def test_metadata_properties(tmp_store):
     values = np.arange(60, dtype="int32").reshape(6, 10)
     zarr_array(tmp_store, values, (2, 5), (4, 10), compressors("zstd"), fill_value=-1)

@@ -90,8 +90,21 @@ class Array:
     def metadata(self) -> dict:
         return dict(self._metadata)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the whole array decoded (element size x size; object arrays: pointers)."""
+        return self.size * self.dtype.itemsize
+
     def __len__(self) -> int:
         return self.shape[0] if self.shape else 0
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """numpy's array protocol: ``np.asarray(a)`` reads the whole array (always a new array,
+        so ``copy=False`` cannot be honoured and raises, as numpy asks)."""
+        if copy is False:
+            raise ValueError("reading a zuring.Array always makes a new array (copy=False)")
+        out = np.asarray(self[...])
+        return out if dtype is None else out.astype(dtype, copy=False)
 
     def __reduce__(self):
         # Pickles by path (dask workers, spawned DataLoader workers reopen the array).
