@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use zarrs::array::{Array, ArrayMetadata, ArraySubset};
+use zarrs::array::{Array, ArrayMetadata, ArraySubset, CodecOptions};
 use zuring_io::{Reader, ReaderOptions};
 use zuring_zarrs::UringStore;
 
@@ -13,7 +13,7 @@ use crate::error::{ArrayError, Result};
 use crate::layout::{ArrayLayout, ReadMode};
 use crate::plan::{
     c_strides, num_elements, plan_box, plan_chunk_requests, plan_orthogonal, plan_points,
-    slices_to_lists, ChunkPlan, ChunkRequest, DimSlice, Selection,
+    slices_to_lists, ChunkPlan, ChunkRequest, Selection,
 };
 use crate::pool::DecodePool;
 use crate::shard_index::ShardIndexCache;
@@ -96,6 +96,11 @@ pub struct Context {
 }
 
 impl Context {
+    /// Codec options for this context's arrays (checksums validated unless switched off).
+    pub(crate) fn codec_options(&self) -> CodecOptions {
+        CodecOptions::default().with_validate_checksums(self.options.validate_checksums)
+    }
+
     /// A context with `options`.
     ///
     /// # Errors
@@ -698,11 +703,7 @@ impl ZarrArray {
 
     /// The subset for `ranges` of a variable-size array, checked before any IO.
     fn variable_region(&self, ranges: &[std::ops::Range<u64>], what: &str) -> Result<ArraySubset> {
-        let slices: Vec<DimSlice> = ranges
-            .iter()
-            .map(|r| DimSlice::range(r.start, r.end))
-            .collect();
-        Selection::Region(slices).validate(&self.layout.shape)?;
+        Selection::from_ranges(ranges).validate(&self.layout.shape)?;
         self.require_variable_size(what)?;
         Ok(ArraySubset::new_with_ranges(ranges))
     }
@@ -755,11 +756,8 @@ impl ZarrArray {
                 what: format!("{}: write_strings on data type {name}", self.path.display()),
             });
         }
-        let slices: Vec<DimSlice> = ranges
-            .iter()
-            .map(|r| DimSlice::range(r.start, r.end))
-            .collect();
-        let shape: Vec<u64> = slices.iter().map(DimSlice::len).collect();
+        let region = Selection::from_ranges(ranges);
+        let shape = region.output_shape();
         if num_elements(&shape)? != values.len() {
             return Err(ArrayError::selection(format!(
                 "{} strings for a region of shape {shape:?}",
@@ -767,7 +765,7 @@ impl ZarrArray {
             )));
         }
         let bytes: Vec<&[u8]> = values.iter().map(String::as_bytes).collect();
-        self.write_variable(&Selection::Region(slices), &bytes, &shape)
+        self.write_variable(&region, &bytes, &shape)
     }
 
     /// Write `value` into `selection` (a region with any steps, orthogonal index lists, or
@@ -839,14 +837,11 @@ impl ZarrArray {
     /// As [`ZarrArray::write`], and [`ArrayError::OutputSize`] when `data` has the wrong size.
     pub fn write_region(&self, ranges: &[std::ops::Range<u64>], data: &[u8]) -> Result<()> {
         self.require_fixed_size()?;
-        let slices: Vec<DimSlice> = ranges
-            .iter()
-            .map(|r| DimSlice::range(r.start, r.end))
-            .collect();
-        let shape: Vec<u64> = slices.iter().map(DimSlice::len).collect();
+        let region = Selection::from_ranges(ranges);
+        let shape = region.output_shape();
         self.check_out(&shape, data)?;
         self.write(
-            &Selection::Region(slices),
+            &region,
             crate::write::WriteValue {
                 bytes: data,
                 shape: &shape,

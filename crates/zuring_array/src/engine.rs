@@ -58,9 +58,7 @@ pub(crate) struct ReadContext<'a> {
 
 impl ReadContext<'_> {
     pub(crate) fn codec_options(&self) -> CodecOptions {
-        CodecOptions::default()
-            .with_validate_checksums(self.ctx.options.validate_checksums)
-            .with_concurrent_target(1)
+        self.ctx.codec_options().with_concurrent_target(1)
     }
 
     /// Carry out `plan`, writing through `view`; on success every byte of the selection was written.

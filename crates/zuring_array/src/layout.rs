@@ -264,6 +264,12 @@ impl ArrayLayout {
         nonzero(&self.chunk_shape)
     }
 
+    /// The stored chunk (shard, when sharded) shape as zarrs wants it.
+    #[must_use]
+    pub fn file_shape_nonzero(&self) -> Vec<NonZeroU64> {
+        nonzero(&self.file_shape)
+    }
+
     /// Elements in one read-granularity chunk.
     #[must_use]
     pub fn chunk_elements(&self) -> u64 {

@@ -58,6 +58,17 @@ pub enum Selection {
 }
 
 impl Selection {
+    /// The region `ranges` (one per dimension, step 1).
+    #[must_use]
+    pub fn from_ranges(ranges: &[std::ops::Range<u64>]) -> Self {
+        Self::Region(
+            ranges
+                .iter()
+                .map(|r| DimSlice::range(r.start, r.end))
+                .collect(),
+        )
+    }
+
     /// The whole of an array of `shape`.
     #[must_use]
     pub fn all(shape: &[u64]) -> Self {

@@ -177,13 +177,25 @@ impl ZarrArray {
         };
         let read_old = |_, offset, nbytes| Ok(Cow::Borrowed(stored(offset, nbytes)));
         let new = self.reencode_touched(index, coords, requests, &old_index, &read_old, how)?;
-        let chunks: Vec<Option<&[u8]>> = (0..old_index.len())
-            .map(|at| match new.get(&at) {
-                Some(fresh) => fresh.as_deref(),
-                None => old_index.chunk(at).map(|(o, n)| stored(o, n)),
-            })
-            .collect();
-        assemble_shard(&path, &chunks, index, how.store_empty, how.options)
+        let (pieces, entries) = shard_pieces(&old_index, &new, index);
+        if pieces.is_empty() && !how.store_empty {
+            return Ok(None);
+        }
+        let encoded = ShardIndex::encode(&path, &entries, index, how.options)?;
+        let mut out = Vec::new();
+        if index.location == IndexLocation::Start {
+            out.extend_from_slice(&encoded);
+        }
+        for piece in pieces {
+            match piece {
+                Piece::Bytes(bytes) => out.extend_from_slice(bytes),
+                Piece::Copy { offset, len } => out.extend_from_slice(stored(offset, len)),
+            }
+        }
+        if index.location == IndexLocation::End {
+            out.extend_from_slice(&encoded);
+        }
+        Ok(Some(out))
     }
 
     /// As [`ZarrArray::rewrite_shard`] for a shard file in the array's directory, read and
@@ -218,16 +230,7 @@ impl ZarrArray {
         };
         let size = file.metadata().map_err(|e| io((0, 0), e))?.len();
         let isz = index.encoded_size;
-        if size < isz {
-            return Err(ArrayError::UnreadableShardIndex {
-                path,
-                message: format!("the shard has {size} bytes, fewer than its index ({isz} bytes)"),
-            });
-        }
-        let start = match index.location {
-            IndexLocation::Start => 0,
-            IndexLocation::End => size - isz,
-        };
+        let start = index_start(&path, size, index)?;
         let mut encoded = vec![0u8; usize::try_from(isz).unwrap_or(usize::MAX)];
         file.read_exact_at(&mut encoded, start)
             .map_err(|e| io((start, start + isz), e))?;
@@ -240,37 +243,7 @@ impl ZarrArray {
         };
         let new = self.reencode_touched(index, coords, requests, &old_index, &read_old, how)?;
         // The new file: untouched runs of the old one (merged where contiguous), new chunks.
-        let mut pieces: Vec<Piece<'_>> = Vec::new();
-        let mut entries = vec![MISSING; 2 * old_index.len()];
-        let mut at_byte = match index.location {
-            IndexLocation::Start => isz,
-            IndexLocation::End => 0,
-        };
-        for at in 0..old_index.len() {
-            let piece = match new.get(&at) {
-                Some(Some(bytes)) => Piece::Bytes(bytes),
-                Some(None) => continue,
-                None => match old_index.chunk(at) {
-                    Some((offset, len)) => Piece::Copy { offset, len },
-                    None => continue,
-                },
-            };
-            let len = match piece {
-                Piece::Bytes(b) => b.len() as u64,
-                Piece::Copy { len, .. } => len,
-            };
-            entries[2 * at] = at_byte;
-            entries[2 * at + 1] = len;
-            at_byte += len;
-            match (pieces.last_mut(), piece) {
-                (Some(Piece::Copy { offset: o, len: l }), Piece::Copy { offset, len })
-                    if *o + *l == offset =>
-                {
-                    *l += len;
-                }
-                _ => pieces.push(piece),
-            }
-        }
+        let (mut pieces, entries) = shard_pieces(&old_index, &new, index);
         let reader = &self.context().reader;
         let result = if pieces.is_empty() && !how.store_empty {
             reader.remove(&path)
@@ -398,6 +371,24 @@ impl ZarrArray {
     }
 }
 
+/// Where the index of a shard of `size` bytes starts.
+///
+/// # Errors
+/// [`ArrayError::UnreadableShardIndex`] naming `path` when the shard is shorter than its index.
+fn index_start(path: &Path, size: u64, index: &IndexLayout) -> Result<u64> {
+    let isz = index.encoded_size;
+    if size < isz {
+        return Err(ArrayError::UnreadableShardIndex {
+            path: path.to_path_buf(),
+            message: format!("the shard has {size} bytes, fewer than its index ({isz} bytes)"),
+        });
+    }
+    Ok(match index.location {
+        IndexLocation::Start => 0,
+        IndexLocation::End => size - isz,
+    })
+}
+
 /// Decode and validate the index of the stored shard `shard`.
 fn read_index(
     path: &Path,
@@ -405,51 +396,51 @@ fn read_index(
     index: &IndexLayout,
     options: &CodecOptions,
 ) -> Result<ShardIndex> {
-    let size = shard.len();
-    let isz = usize::try_from(index.encoded_size).unwrap_or(usize::MAX);
-    if size < isz {
-        return Err(ArrayError::UnreadableShardIndex {
-            path: path.to_path_buf(),
-            message: format!("the shard has {size} bytes, fewer than its index ({isz} bytes)"),
-        });
-    }
-    let encoded = match index.location {
-        IndexLocation::Start => &shard[..isz],
-        IndexLocation::End => &shard[size - isz..],
-    };
-    ShardIndex::decode(path, encoded, index, size as u64, options)
+    let size = shard.len() as u64;
+    let start = index_start(path, size, index)?;
+    let at = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    let encoded = &shard[at(start)..at(start + index.encoded_size)];
+    ShardIndex::decode(path, encoded, index, size, options)
 }
 
-/// A shard made of `chunks` (per inner chunk, C order; None: absent) and their index, or None
-/// when every inner chunk is absent and empty shards are not kept.
-fn assemble_shard(
-    path: &Path,
-    chunks: &[Option<&[u8]>],
+/// The data of a rewritten shard, in inner-chunk order: the new bytes of touched inner chunks
+/// (`new`), the stored ranges of untouched ones (merged where contiguous in the old shard), no
+/// piece for absent ones; and the index entries for it (offsets past an index at the start).
+fn shard_pieces<'a>(
+    old_index: &ShardIndex,
+    new: &'a Touched,
     index: &IndexLayout,
-    store_empty: bool,
-    options: &CodecOptions,
-) -> Result<Option<Vec<u8>>> {
-    if !store_empty && chunks.iter().all(Option::is_none) {
-        return Ok(None);
-    }
-    let isz = usize::try_from(index.encoded_size).unwrap_or(usize::MAX);
-    let data: usize = chunks.iter().flatten().map(|c| c.len()).sum();
-    let mut out = Vec::with_capacity(data + isz);
-    if index.location == IndexLocation::Start {
-        out.resize(isz, 0);
-    }
-    let mut entries = vec![MISSING; 2 * chunks.len()];
-    for (at, chunk) in chunks.iter().enumerate() {
-        if let Some(chunk) = chunk {
-            entries[2 * at] = out.len() as u64;
-            entries[2 * at + 1] = chunk.len() as u64;
-            out.extend_from_slice(chunk);
+) -> (Vec<Piece<'a>>, Vec<u64>) {
+    let mut pieces: Vec<Piece<'a>> = Vec::new();
+    let mut entries = vec![MISSING; 2 * old_index.len()];
+    let mut at_byte = match index.location {
+        IndexLocation::Start => index.encoded_size,
+        IndexLocation::End => 0,
+    };
+    for at in 0..old_index.len() {
+        let piece = match new.get(&at) {
+            Some(Some(bytes)) => Piece::Bytes(bytes),
+            Some(None) => continue,
+            None => match old_index.chunk(at) {
+                Some((offset, len)) => Piece::Copy { offset, len },
+                None => continue,
+            },
+        };
+        let len = match piece {
+            Piece::Bytes(b) => b.len() as u64,
+            Piece::Copy { len, .. } => len,
+        };
+        entries[2 * at] = at_byte;
+        entries[2 * at + 1] = len;
+        at_byte += len;
+        match (pieces.last_mut(), piece) {
+            (Some(Piece::Copy { offset: o, len: l }), Piece::Copy { offset, len })
+                if *o + *l == offset =>
+            {
+                *l += len;
+            }
+            _ => pieces.push(piece),
         }
     }
-    let encoded = ShardIndex::encode(path, &entries, index, options)?;
-    match index.location {
-        IndexLocation::Start => out[..isz].copy_from_slice(&encoded),
-        IndexLocation::End => out.extend_from_slice(&encoded),
-    }
-    Ok(Some(out))
+    (pieces, entries)
 }

@@ -9,10 +9,9 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use std::num::NonZeroU64;
 
 use zarrs::array::{
-    ArrayBytes, ArrayBytesOffsets, ArrayBytesVariableLength, ArrayToBytesCodecTraits, CodecOptions,
+    ArrayBytes, ArrayBytesOffsets, ArrayBytesVariableLength, ArrayToBytesCodecTraits,
 };
 
 use crate::array::{zarrs_error, StoredChunk, ZarrArray};
@@ -376,13 +375,8 @@ impl ZarrArray {
         }
         // The stored chunks covered in part, read in one batch before anything is written.
         let existing = existing()?;
-        let file_shape: Vec<NonZeroU64> = l
-            .file_shape
-            .iter()
-            .map(|&d| NonZeroU64::new(d).unwrap_or(NonZeroU64::MIN))
-            .collect();
-        let options = CodecOptions::default()
-            .with_validate_checksums(self.context().options.validate_checksums);
+        let file_shape = l.file_shape_nonzero();
+        let options = self.context().codec_options();
         let encode_one = |(coords, reqs): (&Vec<u64>, &Vec<&ChunkRequest>)| -> Result<()> {
             let old = match existing.get(coords.as_slice()) {
                 Some(bytes) => Some(

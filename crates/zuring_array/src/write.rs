@@ -7,11 +7,10 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::num::NonZeroU64;
 
 use bytes::Bytes;
 
-use zarrs::array::{ArrayBytes, ArrayToBytesCodecTraits, CodecOptions};
+use zarrs::array::{ArrayBytes, ArrayToBytesCodecTraits};
 
 use crate::array::{StoredChunk, ZarrArray};
 use crate::error::{ArrayError, Result};
@@ -376,13 +375,9 @@ impl ZarrArray {
         for request in requests {
             scatter.apply(None, request)?;
         }
-        let shape: Vec<NonZeroU64> = file_shape
-            .iter()
-            .map(|&d| NonZeroU64::new(d).unwrap_or(NonZeroU64::MIN))
-            .collect();
+        let shape = layout.file_shape_nonzero();
         let codecs = self.zarrs_array().codecs();
-        let options = CodecOptions::default()
-            .with_validate_checksums(self.context().options.validate_checksums);
+        let options = self.context().codec_options();
         let nan_fill = is_nan_fill(&self.data_type_name(), &layout.fill);
         let tasks: Vec<ChunkTask<'_>> = by_chunk
             .into_iter()
