@@ -431,7 +431,16 @@ fn main() {
             }
             "--generate-only" => generate_only = true,
             "--step-writes-only" => step_writes_only = true,
-            other => panic!("unknown argument {other}"),
+            "--help" | "-h" => {
+                println!(
+                    "array_bench [--dir DIR] [--quick] [--generate-only] [--step-writes-only]"
+                );
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("array_bench: unknown argument {other} (see --help)");
+                std::process::exit(2);
+            }
         }
     }
     std::fs::create_dir_all(&dir).unwrap();

@@ -649,7 +649,7 @@ impl ZarrArray {
     fn plan_crops(&self, starts: &[u64], crop_shape: &[u64]) -> Result<(ChunkPlan, Vec<u64>)> {
         self.require_fixed_size()?;
         let ndim = self.layout.ndim();
-        if crop_shape.len() != ndim || (ndim > 0 && starts.len() % ndim != 0) {
+        if crop_shape.len() != ndim || (ndim > 0 && !starts.len().is_multiple_of(ndim)) {
             return Err(ArrayError::selection(format!(
                 "crops need {ndim} start coordinates each and a {ndim}-d crop shape, got {} coordinates and shape {crop_shape:?}",
                 starts.len()

@@ -267,93 +267,103 @@ impl Reader {
     pub fn submit<T>(&self, requests: impl IntoIterator<Item = ReadRequest<T>>) -> ReadStream<T> {
         let (tx, rx) = crossbeam_channel::unbounded::<Delivery>();
         let mut tags = Vec::new();
-        let engine = self.engine();
-        // Distinct files in first-seen order, opened (or their cached descriptors checked)
-        // before anything is planned; then each request's range resolved against its file.
+        // The batch's distinct files in first-seen order, each with its requests.
         let mut file_index: HashMap<Arc<Path>, usize> = HashMap::new();
         let mut paths: Vec<Arc<Path>> = Vec::new();
-        let mut planned: Vec<(ByteRange, Arc<Path>, usize)> = Vec::new();
-        for request in requests {
+        let mut by_file: Vec<Vec<(usize, ByteRange)>> = Vec::new();
+        for (index, request) in requests.into_iter().enumerate() {
             tags.push(Some(request.tag));
-            let slot = *file_index
-                .entry(Arc::clone(&request.path))
-                .or_insert_with(|| {
-                    paths.push(Arc::clone(&request.path));
-                    paths.len() - 1
-                });
-            planned.push((request.range, request.path, slot));
-        }
-        let opened: Vec<Result<Arc<OpenFile>>> = match &engine {
-            Ok(engine) => open_all(&engine.files, &paths, self.options.direct_io),
-            Err(_) => Vec::new(),
-        };
-        let mut files: Vec<(Arc<OpenFile>, Vec<Span>)> = Vec::new();
-        let mut file_of_slot: Vec<Option<usize>> = vec![None; paths.len()];
-        for (index, (range, path, slot)) in planned.into_iter().enumerate() {
-            if let Err(err) = &engine {
-                let _ = tx.send((index, Err(err.clone())));
-                continue;
-            }
-            let file = match (&opened[slot], file_of_slot[slot]) {
-                (_, Some(f)) => Ok(f),
-                (Ok(file), None) => {
-                    files.push((Arc::clone(file), Vec::new()));
-                    file_of_slot[slot] = Some(files.len() - 1);
-                    Ok(files.len() - 1)
-                }
-                (Err(err), None) => Err(err.clone()),
-            };
-            let resolved = file.and_then(|slot| {
-                let (file, _) = &files[slot];
-                range.resolve(&path, file.size).map(|r| (slot, r))
+            let slot = *file_index.entry(request.path).or_insert_with_key(|path| {
+                paths.push(Arc::clone(path));
+                by_file.push(Vec::new());
+                paths.len() - 1
             });
-            match resolved {
-                Ok((_, (start, end))) if start == end => {
-                    let _ = tx.send((index, Ok(Bytes::new())));
-                }
-                Ok((slot, (start, end))) => files[slot].1.push(Span { index, start, end }),
-                Err(err) => {
-                    let _ = tx.send((index, Err(err)));
-                }
-            }
+            by_file[slot].push((index, request.range));
         }
-        if let Ok(engine) = &engine {
-            for (file, spans) in files {
-                if spans.is_empty() {
-                    continue;
-                }
-                for read in coalesce(spans, self.options.coalesce, file.direct_align) {
-                    let len = usize::try_from(read.len()).unwrap_or(usize::MAX);
-                    let job = Job {
-                        file: Arc::clone(&file),
-                        offset: read.start,
-                        len,
-                        buf: engine.buffers.take(len),
-                        filled: 0,
-                        parts: read
-                            .spans
-                            .iter()
-                            .map(|s| Part {
-                                index: s.index,
-                                start: s.start,
-                                end: s.end,
-                            })
-                            .collect(),
-                        sink: tx.clone(),
-                    };
-                    if let Err(job) = engine.workers.send(job) {
-                        let backend = engine.workers.name();
-                        for part in &job.parts {
-                            let _ = tx.send((part.index, Err(IoError::BackendStopped { backend })));
-                        }
-                    }
+        match self.engine() {
+            Err(err) => {
+                for index in 0..tags.len() {
+                    let _ = tx.send((index, Err(err.clone())));
                 }
             }
+            // Each file's reads go to the backend as soon as it is open (or its cached
+            // descriptor checked): the backend reads the first files while later ones open.
+            Ok(engine) => open_each(
+                &engine.files,
+                &paths,
+                self.options.direct_io,
+                |slot, file| {
+                    self.dispatch(&engine, &paths[slot], file, &by_file[slot], &tx);
+                },
+            ),
         }
         ReadStream {
             remaining: tags.len(),
             tags,
             rx,
+        }
+    }
+
+    /// Resolve the requests of one file against its size, merge nearby ranges and hand the
+    /// physical reads to the backend; requests that fail here (open errors, ranges past the end)
+    /// or need no read are answered at once.
+    fn dispatch(
+        &self,
+        engine: &Engine,
+        path: &Arc<Path>,
+        file: Result<Arc<OpenFile>>,
+        requests: &[(usize, ByteRange)],
+        tx: &crossbeam_channel::Sender<Delivery>,
+    ) {
+        let file = match file {
+            Ok(file) => file,
+            Err(err) => {
+                for &(index, _) in requests {
+                    let _ = tx.send((index, Err(err.clone())));
+                }
+                return;
+            }
+        };
+        let mut spans = Vec::with_capacity(requests.len());
+        for &(index, range) in requests {
+            match range.resolve(path, file.size) {
+                Ok((start, end)) if start == end => {
+                    let _ = tx.send((index, Ok(Bytes::new())));
+                }
+                Ok((start, end)) => spans.push(Span { index, start, end }),
+                Err(err) => {
+                    let _ = tx.send((index, Err(err)));
+                }
+            }
+        }
+        if spans.is_empty() {
+            return;
+        }
+        for read in coalesce(spans, self.options.coalesce, file.direct_align) {
+            let len = usize::try_from(read.len()).unwrap_or(usize::MAX);
+            let job = Job {
+                file: Arc::clone(&file),
+                offset: read.start,
+                len,
+                buf: engine.buffers.take(len),
+                filled: 0,
+                parts: read
+                    .spans
+                    .iter()
+                    .map(|s| Part {
+                        index: s.index,
+                        start: s.start,
+                        end: s.end,
+                    })
+                    .collect(),
+                sink: tx.clone(),
+            };
+            if let Err(job) = engine.workers.send(job) {
+                let backend = engine.workers.name();
+                for part in &job.parts {
+                    let _ = tx.send((part.index, Err(IoError::BackendStopped { backend })));
+                }
+            }
         }
     }
 
@@ -448,56 +458,94 @@ impl Reader {
     }
 }
 
-/// Open (or check the cached descriptors of) `paths`, one result each, in order. On a cold
-/// cache each open is a disk round trip (directory and inode blocks), so when the first few are
-/// slow the rest run on parallel threads, keeping the disk busy instead of waiting on each in
-/// turn; when they are fast (cached), one thread does all of them.
-fn open_all(files: &FileCache, paths: &[Arc<Path>], direct: bool) -> Vec<Result<Arc<OpenFile>>> {
+/// Open (or check the cached descriptors of) `paths`, handing each result to `each` with its
+/// position, in order. On a cold cache each open is a disk round trip (directory and inode
+/// blocks), so when the first few are slow the rest run on parallel threads, keeping the disk
+/// busy instead of waiting on each in turn; when they are fast (cached), this thread does all of
+/// them.
+fn open_each(
+    files: &FileCache,
+    paths: &[Arc<Path>],
+    direct: bool,
+    each: impl FnMut(usize, Result<Arc<OpenFile>>),
+) {
     // An average open this slow means the disk is being read.
-    open_all_with(files, paths, direct, Duration::from_micros(20))
+    open_each_with(files, paths, direct, Duration::from_micros(20), each);
 }
 
-fn open_all_with(
+fn open_each_with(
     files: &FileCache,
     paths: &[Arc<Path>],
     direct: bool,
     slow_open: Duration,
-) -> Vec<Result<Arc<OpenFile>>> {
+    mut each: impl FnMut(usize, Result<Arc<OpenFile>>),
+) {
     /// Opens timed before deciding.
     const PROBE: usize = 8;
     /// Opens in flight when going parallel.
     const THREADS: usize = 32;
-    let started = std::time::Instant::now();
-    let mut out: Vec<Result<Arc<OpenFile>>> = paths
-        .iter()
-        .take(PROBE)
-        .map(|p| files.open(p, direct))
-        .collect();
-    let rest = &paths[out.len()..];
-    let slow = started.elapsed() >= slow_open * u32::try_from(out.len()).unwrap_or(u32::MAX);
+    let mut opening = Duration::ZERO;
+    let probed = paths.len().min(PROBE);
+    for (i, path) in paths.iter().enumerate().take(probed) {
+        let started = std::time::Instant::now();
+        let file = files.open(path, direct);
+        opening += started.elapsed();
+        each(i, file);
+    }
+    let rest = &paths[probed..];
+    let slow = opening >= slow_open * u32::try_from(probed).unwrap_or(u32::MAX);
     if !slow || rest.len() < 2 * PROBE {
-        out.extend(rest.iter().map(|p| files.open(p, direct)));
-        return out;
+        for (i, path) in rest.iter().enumerate() {
+            each(probed + i, files.open(path, direct));
+        }
+        return;
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<OnceLock<Result<Arc<OpenFile>>>> =
-        rest.iter().map(|_| OnceLock::new()).collect();
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<(usize, Result<Arc<OpenFile>>)>();
     std::thread::scope(|scope| {
         for _ in 0..THREADS.min(rest.len()) {
-            scope.spawn(|| loop {
+            let done_tx = done_tx.clone();
+            let next = &next;
+            scope.spawn(move || loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let (Some(path), Some(slot)) = (rest.get(i), results.get(i)) else {
+                let Some(path) = rest.get(i) else {
                     break;
                 };
-                let _ = slot.set(files.open(path, direct));
+                // Every position gets a result, even if an open panics: this thread waits on them.
+                let file = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    files.open(path, direct)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(IoError::open(path, std::io::Error::other("open panicked")))
+                });
+                if done_tx.send((i, file)).is_err() {
+                    break;
+                }
             });
         }
+        drop(done_tx);
+        // Hand each file on as soon as it and those before it are open, while later ones still
+        // open.
+        let mut arrived: Vec<Option<Result<Arc<OpenFile>>>> = rest.iter().map(|_| None).collect();
+        let mut handed = 0;
+        for (i, file) in &done_rx {
+            arrived[i] = Some(file);
+            while let Some(file) = arrived.get_mut(handed).and_then(Option::take) {
+                each(probed + handed, file);
+                handed += 1;
+            }
+        }
+        // Only if an opening thread died: its files fail rather than go unanswered.
+        for (i, path) in rest.iter().enumerate().skip(handed) {
+            let file = arrived[i].take().unwrap_or_else(|| {
+                Err(IoError::open(
+                    path,
+                    std::io::Error::other("open thread died"),
+                ))
+            });
+            each(probed + i, file);
+        }
     });
-    out.extend(rest.iter().zip(results).map(|(path, slot)| {
-        slot.into_inner()
-            .unwrap_or_else(|| files.open(path, direct))
-    }));
-    out
 }
 
 /// The results of a batch, delivered as each read completes.
@@ -614,14 +662,15 @@ mod tests {
         let files = FileCache::new(256, true);
         // Every open counts as slow: the parallel path; and as fast: the serial one.
         for slow in [Duration::ZERO, Duration::from_secs(60)] {
-            let opened = open_all_with(&files, &paths, false, slow);
-            assert_eq!(opened.len(), 100);
-            for (i, result) in opened.iter().enumerate() {
-                match result {
+            let mut seen = Vec::new();
+            open_each_with(&files, &paths, false, slow, |i, result| {
+                match &result {
                     Ok(file) => assert_eq!(file.size, i as u64, "{i}"),
                     Err(err) => assert!(i == 57 && err.is_not_found(), "{i}: {err}"),
                 }
-            }
+                seen.push(i);
+            });
+            assert_eq!(seen, (0..100).collect::<Vec<_>>());
         }
     }
 }
