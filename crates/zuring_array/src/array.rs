@@ -405,7 +405,7 @@ impl ZarrArray {
     }
 
     fn run_view(&self, plan: ChunkPlan, view: &[OutView<'_>]) -> Result<()> {
-        self.run_view_from(&LocalSource(&self.ctx.reader), plan, view)
+        self.run_view_from(&LocalSource::new(&self.ctx.reader), plan, view)
     }
 
     fn run_view_from(
@@ -533,7 +533,7 @@ impl ZarrArray {
         requests: &[ChunkRequest],
         outputs: &mut [(Vec<u64>, &mut [u8])],
     ) -> Result<()> {
-        self.read_chunk_requests_from(&LocalSource(&self.ctx.reader), requests, outputs)
+        self.read_chunk_requests_from(&LocalSource::new(&self.ctx.reader), requests, outputs)
     }
 
     /// As [`ZarrArray::read_chunk_requests`], with the bytes coming from `source` instead of the

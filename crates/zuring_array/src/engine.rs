@@ -279,13 +279,12 @@ impl ReadContext<'_> {
                 .or_default()
                 .push((inner, ChunkTask { id, coords, ops }));
         }
-        let files: Vec<(PathBuf, Presence)> = by_file
+        let paths: Vec<PathBuf> = by_file
             .keys()
-            .map(|shard| {
-                let path = (self.file_path)(shard);
-                self.source.probe(&path).map(|p| (path, p))
-            })
-            .collect::<Result<_>>()?;
+            .map(|shard| (self.file_path)(shard))
+            .collect();
+        let presence = self.source.probe(&paths)?;
+        let files: Vec<(PathBuf, Presence)> = paths.into_iter().zip(presence).collect();
         let indexes = self.load_indexes(&files, index)?;
         let fill = self.layout.fill.clone();
         let mut missing: Vec<&ChunkTask> = Vec::new();

@@ -176,38 +176,9 @@ fn index_shape(layout: &IndexLayout) -> Vec<NonZeroU64> {
         .collect()
 }
 
-/// What identifies one version of a file: a rewritten shard gets a new index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FileVersion {
-    /// Size in bytes.
-    pub size: u64,
-    /// Inode.
-    pub ino: u64,
-    /// Modification time, nanoseconds.
-    pub mtime_ns: i128,
-}
-
-impl FileVersion {
-    /// The version of the file at `path`, or `None` when it does not exist.
-    ///
-    /// # Errors
-    /// An IO error other than not-found, naming the path.
-    pub fn of(path: &Path) -> Result<Option<Self>> {
-        use std::os::unix::fs::MetadataExt;
-        match std::fs::metadata(path) {
-            Ok(m) => Ok(Some(Self {
-                size: m.len(),
-                ino: m.ino(),
-                mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-            })),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(ArrayError::Io(zuring_io::IoError::Open {
-                path: path.to_path_buf(),
-                source: Arc::new(e),
-            })),
-        }
-    }
-}
+/// What identifies one version of a file (a rewritten shard gets a new index): zuring_io's,
+/// whose reads can be pinned to that version.
+pub use zuring_io::FileVersion;
 
 /// Decoded shard indexes, shared across calls and threads, bounded in bytes (LRU).
 #[derive(Debug)]
@@ -323,8 +294,9 @@ mod tests {
         });
         let cache = ShardIndexCache::new(one.bytes() * 2);
         let v = |size| FileVersion {
-            size,
+            dev: 1,
             ino: 1,
+            size,
             mtime_ns: 0,
         };
         cache.insert("a".into(), v(1), Arc::clone(&one));

@@ -1,11 +1,12 @@
 //! Where a read's bytes come from: zuring's reader over local files, or bytes the caller fetches
 //! itself (a zarr-python store's async API, an object store), batch by batch.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use zuring_io::{ByteRange, Completion, IoError, ReadRequest, Reader};
+use zuring_io::{ByteRange, Completion, IoError, PinnedFile, ReadRequest, Reader};
 
 use crate::error::Result;
 use crate::shard_index::FileVersion;
@@ -25,11 +26,11 @@ pub enum Presence {
 /// A batch of byte-range reads, by key: the engine asks for every shard index of a read in one
 /// batch and for every chunk range in a second one.
 pub trait ByteSource: Sync {
-    /// What is known of `path` before reading it.
+    /// What is known of each of `paths` before reading them, in order.
     ///
     /// # Errors
-    /// When looking failed for a reason other than the file being missing.
-    fn probe(&self, path: &Path) -> Result<Presence>;
+    /// When looking failed for a reason other than a file being missing.
+    fn probe(&self, paths: &[PathBuf]) -> Result<Vec<Presence>>;
 
     /// Start a batch; completions may arrive in any order, each with its request's tag. A missing
     /// file is [`IoError::NotFound`]; a range past its end is [`IoError::OutOfBounds`].
@@ -39,19 +40,63 @@ pub trait ByteSource: Sync {
     ) -> Box<dyn Iterator<Item = Completion<usize>> + '_>;
 }
 
-/// Local files through zuring's io_uring (or pread) reader.
-pub(crate) struct LocalSource<'a>(pub &'a Reader);
+/// Local files through zuring's io_uring (or pread) reader. Files probed are opened (or their
+/// cached descriptors checked) once, in parallel on a cold cache, and every later read of the
+/// same path in this source is pinned to that open file: a shard index and the chunk ranges it
+/// points to come from one version of the shard, even if a writer replaces it in between.
+pub(crate) struct LocalSource<'a> {
+    reader: &'a Reader,
+    pinned: Mutex<HashMap<Arc<Path>, PinnedFile>>,
+}
+
+impl<'a> LocalSource<'a> {
+    pub(crate) fn new(reader: &'a Reader) -> Self {
+        Self {
+            reader,
+            pinned: Mutex::new(HashMap::new()),
+        }
+    }
+}
 
 impl ByteSource for LocalSource<'_> {
-    fn probe(&self, path: &Path) -> Result<Presence> {
-        Ok(FileVersion::of(path)?.map_or(Presence::Missing, Presence::Version))
+    fn probe(&self, paths: &[PathBuf]) -> Result<Vec<Presence>> {
+        let paths: Vec<Arc<Path>> = paths.iter().map(|p| Arc::from(p.as_path())).collect();
+        let opened = self.reader.open_files(&paths);
+        let mut pinned = self
+            .pinned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        opened
+            .into_iter()
+            .map(|file| match file {
+                Ok(file) => {
+                    let version = file.version();
+                    pinned.insert(Arc::clone(file.path()), file);
+                    Ok(Presence::Version(version))
+                }
+                Err(e) if e.is_not_found() => Ok(Presence::Missing),
+                Err(e) => Err(e.into()),
+            })
+            .collect()
     }
 
     fn fetch(
         &self,
         requests: Vec<ReadRequest<usize>>,
     ) -> Box<dyn Iterator<Item = Completion<usize>> + '_> {
-        Box::new(self.0.submit(requests))
+        let pinned = self
+            .pinned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let requests: Vec<ReadRequest<usize>> = requests
+            .into_iter()
+            .map(|r| match pinned.get(&r.path) {
+                Some(file) if r.file.is_none() => ReadRequest::pinned(file, r.range, r.tag),
+                _ => r,
+            })
+            .collect();
+        drop(pinned);
+        Box::new(self.reader.submit(requests))
     }
 }
 
@@ -119,8 +164,8 @@ impl<F> ByteSource for FetchedSource<F>
 where
     F: Fn(&[(PathBuf, ByteRange)]) -> Vec<Fetched> + Sync,
 {
-    fn probe(&self, _path: &Path) -> Result<Presence> {
-        Ok(Presence::Unknown)
+    fn probe(&self, paths: &[PathBuf]) -> Result<Vec<Presence>> {
+        Ok(vec![Presence::Unknown; paths.len()])
     }
 
     fn fetch(
@@ -167,6 +212,41 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_reads_after_a_probe_come_from_the_probed_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = dir.path().join("0");
+        std::fs::write(&shard, b"old chunk|old index").unwrap();
+        let reader = Reader::new(zuring_io::ReaderOptions::default()).unwrap();
+        let source = LocalSource::new(&reader);
+        let presence = source
+            .probe(&[shard.clone(), dir.path().join("1")])
+            .unwrap();
+        let Presence::Version(version) = presence[0] else {
+            panic!("{presence:?}")
+        };
+        assert_eq!(version.size, 19);
+        assert_eq!(presence[1], Presence::Missing);
+        // A writer replaces the shard between the index read and the chunk reads.
+        zuring_io::write_atomic(&shard, b"NEW CHUNK, longer|NEW INDEX", false).unwrap();
+        let got: Vec<Bytes> = source
+            .fetch(vec![
+                ReadRequest::new(shard.as_path(), ByteRange::new(0, 9), 0),
+                ReadRequest::new(shard.as_path(), ByteRange::Suffix(9), 1),
+            ])
+            .map(|c| c.result.unwrap())
+            .collect();
+        let mut got: Vec<&[u8]> = got.iter().map(|b| &b[..]).collect();
+        got.sort_unstable();
+        assert_eq!(got, [&b"old chunk"[..], &b"old index"[..]]);
+        // A new source (a new read) sees the new version.
+        let fresh = LocalSource::new(&reader);
+        assert_ne!(
+            fresh.probe(&[shard]).unwrap()[0],
+            Presence::Version(version)
+        );
+    }
 
     #[test]
     fn short_and_long_answers() {

@@ -185,7 +185,7 @@ impl ZarrArray {
         requests: &[ChunkRequest],
         out_shapes: &[Vec<u64>],
     ) -> Result<VariableRead> {
-        let local = LocalSource(&self.context().reader);
+        let local = LocalSource::new(&self.context().reader);
         self.read_variable_chunk_requests_from(&local, requests, out_shapes)
     }
 
@@ -223,7 +223,7 @@ impl ZarrArray {
     pub fn read_variable(&self, selection: &Selection) -> Result<VariableRead> {
         self.require_variable_size("read_variable")?;
         let plan = self.plan_selection(selection)?;
-        let local = LocalSource(&self.context().reader);
+        let local = LocalSource::new(&self.context().reader);
         self.run_variable(&local, plan, &[selection.output_shape()])
     }
 

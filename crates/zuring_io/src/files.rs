@@ -22,20 +22,29 @@ pub struct OpenFile {
     pub size: u64,
     /// Required alignment of offsets, lengths and buffers when opened with `O_DIRECT`; 1 otherwise.
     pub direct_align: u64,
-    identity: FileIdentity,
+    /// Which version of the file it is.
+    pub version: FileVersion,
 }
 
-/// What must match for a cached descriptor to still be the file at its path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileIdentity {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
+/// What identifies one version of a file: a file replaced at its path (a new inode) or rewritten
+/// (a new size or modification time) is another version. A cached descriptor is reused only
+/// while its path still gives the same version; a shard index is cached by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileVersion {
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
 }
 
-impl FileIdentity {
-    fn of(meta: &std::fs::Metadata) -> Self {
+impl FileVersion {
+    /// The version described by `meta`.
+    #[must_use]
+    pub fn of(meta: &std::fs::Metadata) -> Self {
         Self {
             dev: meta.dev(),
             ino: meta.ino(),
@@ -118,7 +127,7 @@ impl FileCache {
                 return Ok(entry);
             }
             match std::fs::metadata(path) {
-                Ok(meta) if FileIdentity::of(&meta) == entry.identity => return Ok(entry),
+                Ok(meta) if FileVersion::of(&meta) == entry.version => return Ok(entry),
                 Ok(_) => {}
                 Err(err) => {
                     self.invalidate(path);
@@ -161,7 +170,7 @@ impl FileCache {
             file,
             size: meta.size(),
             direct_align,
-            identity: FileIdentity::of(&meta),
+            version: FileVersion::of(&meta),
         })
     }
 

@@ -13,7 +13,7 @@ use crate::coalesce::{coalesce, CoalesceOptions, Span};
 use crate::error::{IoError, Result};
 use crate::files::{default_cache_capacity, FileCache, OpenFile};
 use crate::job::{Delivery, Job, Part};
-use crate::request::{ByteRange, Completion, ReadRequest};
+use crate::request::{ByteRange, Completion, PinnedFile, ReadRequest};
 use crate::uring::RingConfig;
 use crate::workers::Workers;
 use crate::{pread, uring};
@@ -267,18 +267,23 @@ impl Reader {
     pub fn submit<T>(&self, requests: impl IntoIterator<Item = ReadRequest<T>>) -> ReadStream<T> {
         let (tx, rx) = crossbeam_channel::unbounded::<Delivery>();
         let mut tags = Vec::new();
-        // The batch's distinct files in first-seen order, each with its requests.
-        let mut file_index: HashMap<Arc<Path>, usize> = HashMap::new();
-        let mut paths: Vec<Arc<Path>> = Vec::new();
-        let mut by_file: Vec<Vec<(usize, ByteRange)>> = Vec::new();
+        // The batch's distinct files in first-seen order (a path, or a pinned open file), each
+        // with its requests.
+        let mut group_of: HashMap<(Arc<Path>, usize), usize> = HashMap::new();
+        let mut groups: Vec<(Arc<Path>, Option<PinnedFile>, Vec<FileRequest>)> = Vec::new();
         for (index, request) in requests.into_iter().enumerate() {
             tags.push(Some(request.tag));
-            let slot = *file_index.entry(request.path).or_insert_with_key(|path| {
-                paths.push(Arc::clone(path));
-                by_file.push(Vec::new());
-                paths.len() - 1
-            });
-            by_file[slot].push((index, request.range));
+            let pin = request
+                .file
+                .as_ref()
+                .map_or(0, |f| Arc::as_ptr(&f.0) as usize);
+            let group = *group_of
+                .entry((Arc::clone(&request.path), pin))
+                .or_insert_with(|| {
+                    groups.push((request.path, request.file, Vec::new()));
+                    groups.len() - 1
+                });
+            groups[group].2.push((index, request.range));
         }
         match self.engine() {
             Err(err) => {
@@ -286,22 +291,45 @@ impl Reader {
                     let _ = tx.send((index, Err(err.clone())));
                 }
             }
-            // Each file's reads go to the backend as soon as it is open (or its cached
-            // descriptor checked): the backend reads the first files while later ones open.
-            Ok(engine) => open_each(
-                &engine.files,
-                &paths,
-                self.options.direct_io,
-                |slot, file| {
-                    self.dispatch(&engine, &paths[slot], file, &by_file[slot], &tx);
-                },
-            ),
+            Ok(engine) => {
+                // Pinned files need no open: their reads go first.
+                let mut to_open: Vec<(Arc<Path>, &[FileRequest])> = Vec::new();
+                for (path, pinned, requests) in &groups {
+                    match pinned {
+                        Some(file) => {
+                            self.dispatch(&engine, path, Ok(Arc::clone(&file.0)), requests, &tx);
+                        }
+                        None => to_open.push((Arc::clone(path), requests)),
+                    }
+                }
+                // Each file's reads go to the backend as soon as it is open (or its cached
+                // descriptor checked): the backend reads the first files while later ones open.
+                let paths: Vec<Arc<Path>> = to_open.iter().map(|(p, _)| Arc::clone(p)).collect();
+                open_each(&engine.files, &paths, self.options.direct_io, |k, file| {
+                    self.dispatch(&engine, &paths[k], file, to_open[k].1, &tx);
+                });
+            }
         }
         ReadStream {
             remaining: tags.len(),
             tags,
             rx,
         }
+    }
+
+    /// Open `paths` (or check their cached descriptors), in parallel when the cache is cold, for
+    /// reads pinned to these versions of the files ([`ReadRequest::pinned`]). One result per
+    /// path, in order; a missing file is [`IoError::NotFound`].
+    pub fn open_files(&self, paths: &[Arc<Path>]) -> Vec<Result<PinnedFile>> {
+        let engine = match self.engine() {
+            Ok(engine) => engine,
+            Err(err) => return paths.iter().map(|_| Err(err.clone())).collect(),
+        };
+        let mut out = Vec::with_capacity(paths.len());
+        open_each(&engine.files, paths, self.options.direct_io, |_, file| {
+            out.push(file.map(PinnedFile));
+        });
+        out
     }
 
     /// Resolve the requests of one file against its size, merge nearby ranges and hand the
@@ -312,7 +340,7 @@ impl Reader {
         engine: &Engine,
         path: &Arc<Path>,
         file: Result<Arc<OpenFile>>,
-        requests: &[(usize, ByteRange)],
+        requests: &[FileRequest],
         tx: &crossbeam_channel::Sender<Delivery>,
     ) {
         let file = match file {
@@ -457,6 +485,9 @@ impl Reader {
         result
     }
 }
+
+/// A request of a batch for one file: its position in the batch and its range.
+type FileRequest = (usize, ByteRange);
 
 /// Open (or check the cached descriptors of) `paths`, handing each result to `each` with its
 /// position, in order. On a cold cache each open is a disk round trip (directory and inode
@@ -672,5 +703,36 @@ mod tests {
             });
             assert_eq!(seen, (0..100).collect::<Vec<_>>());
         }
+    }
+
+    #[test]
+    fn pinned_reads_keep_the_version_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path: Arc<Path> = Arc::from(dir.path().join("shard").as_path());
+        std::fs::write(&path, b"version one: index at the end").unwrap();
+        let reader = Reader::new(ReaderOptions::default()).unwrap();
+        let missing: Arc<Path> = Arc::from(dir.path().join("absent").as_path());
+        let opened = reader.open_files(&[Arc::clone(&path), missing]);
+        assert!(opened[1].as_ref().is_err_and(IoError::is_not_found));
+        let pinned = opened[0].as_ref().unwrap().clone();
+        assert_eq!(pinned.version().size, 29);
+        // A writer replaces the file (a new inode at the same path).
+        crate::write_atomic(&path, b"VERSION TWO, longer: index moved to the end", false).unwrap();
+        let out = reader.read_ordered([
+            ReadRequest::pinned(&pinned, ByteRange::new(0, 11), 0),
+            ReadRequest::new(Arc::clone(&path), ByteRange::new(0, 11), 1),
+            ReadRequest::pinned(&pinned, ByteRange::Suffix(3), 2),
+            ReadRequest::pinned(&pinned, ByteRange::new(20, 20), 3),
+        ]);
+        assert_eq!(&out[0].result.as_ref().unwrap()[..], b"version one");
+        assert_eq!(&out[1].result.as_ref().unwrap()[..], b"VERSION TWO");
+        assert_eq!(&out[2].result.as_ref().unwrap()[..], b"end");
+        // Ranges are checked against the pinned version's size, not the new file's.
+        assert!(matches!(
+            out[3].result,
+            Err(IoError::OutOfBounds { file_size: 29, .. })
+        ));
+        let now = reader.open_files(&[Arc::clone(&path)]);
+        assert_ne!(now[0].as_ref().unwrap().version(), pinned.version());
     }
 }

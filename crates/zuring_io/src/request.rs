@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::{IoError, Result};
+use crate::files::{FileVersion, OpenFile};
 
 /// The part of a file to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,6 +73,27 @@ impl ByteRange {
     }
 }
 
+/// A file opened by [`Reader::open_files`](crate::Reader::open_files): reads pinned to it
+/// ([`ReadRequest::pinned`]) read this version of the file, whatever has happened at its path
+/// since (a shard replaced after its index was read, say), and need no open or check of their
+/// own.
+#[derive(Debug, Clone)]
+pub struct PinnedFile(pub(crate) Arc<OpenFile>);
+
+impl PinnedFile {
+    /// The path it was opened from.
+    #[must_use]
+    pub fn path(&self) -> &Arc<Path> {
+        &self.0.path
+    }
+
+    /// Which version of the file this is (its size included).
+    #[must_use]
+    pub fn version(&self) -> FileVersion {
+        self.0.version
+    }
+}
+
 /// One read: a file, a range in it, and a tag the caller uses to recognise the result.
 #[derive(Debug, Clone)]
 pub struct ReadRequest<T> {
@@ -81,6 +103,9 @@ pub struct ReadRequest<T> {
     pub range: ByteRange,
     /// Handed back with the result.
     pub tag: T,
+    /// The open file to read from, when the request is pinned to one; else `path` is opened
+    /// (or its cached descriptor checked).
+    pub file: Option<PinnedFile>,
 }
 
 impl<T> ReadRequest<T> {
@@ -90,6 +115,17 @@ impl<T> ReadRequest<T> {
             path: path.into(),
             range,
             tag,
+            file: None,
+        }
+    }
+
+    /// A request for `range` of the version of a file that `file` holds open.
+    pub fn pinned(file: &PinnedFile, range: ByteRange, tag: T) -> Self {
+        Self {
+            path: Arc::clone(file.path()),
+            range,
+            tag,
+            file: Some(file.clone()),
         }
     }
 }
