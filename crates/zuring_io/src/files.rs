@@ -6,6 +6,7 @@ use std::num::NonZeroUsize;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use lru::LruCache;
 
@@ -204,6 +205,96 @@ pub fn default_cache_capacity() -> usize {
     usize::try_from((soft / 4).clamp(16, 4096)).unwrap_or(256)
 }
 
+/// Open (or check the cached descriptors of) `paths`, handing each result to `each` with its
+/// position, in order. On a cold cache each open is a disk round trip (directory and inode
+/// blocks), so when the first few are slow the rest run on parallel threads, keeping the disk
+/// busy instead of waiting on each in turn; when they are fast (cached), this thread does all of
+/// them.
+pub(crate) fn open_each(
+    files: &FileCache,
+    paths: &[Arc<Path>],
+    direct: bool,
+    each: impl FnMut(usize, Result<Arc<OpenFile>>),
+) {
+    // An average open this slow means the disk is being read.
+    open_each_with(files, paths, direct, Duration::from_micros(20), each);
+}
+
+fn open_each_with(
+    files: &FileCache,
+    paths: &[Arc<Path>],
+    direct: bool,
+    slow_open: Duration,
+    mut each: impl FnMut(usize, Result<Arc<OpenFile>>),
+) {
+    /// Opens timed before deciding.
+    const PROBE: usize = 8;
+    /// Opens in flight when going parallel.
+    const THREADS: usize = 32;
+    let mut opening = Duration::ZERO;
+    let probed = paths.len().min(PROBE);
+    for (i, path) in paths.iter().enumerate().take(probed) {
+        let started = std::time::Instant::now();
+        let file = files.open(path, direct);
+        opening += started.elapsed();
+        each(i, file);
+    }
+    let rest = &paths[probed..];
+    let slow = opening >= slow_open * u32::try_from(probed).unwrap_or(u32::MAX);
+    if !slow || rest.len() < 2 * PROBE {
+        for (i, path) in rest.iter().enumerate() {
+            each(probed + i, files.open(path, direct));
+        }
+        return;
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<(usize, Result<Arc<OpenFile>>)>();
+    std::thread::scope(|scope| {
+        for _ in 0..THREADS.min(rest.len()) {
+            let done_tx = done_tx.clone();
+            let next = &next;
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(path) = rest.get(i) else {
+                    break;
+                };
+                // Every position gets a result, even if an open panics: this thread waits on them.
+                let file = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    files.open(path, direct)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(IoError::open(path, std::io::Error::other("open panicked")))
+                });
+                if done_tx.send((i, file)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(done_tx);
+        // Hand each file on as soon as it and those before it are open, while later ones still
+        // open.
+        let mut arrived: Vec<Option<Result<Arc<OpenFile>>>> = rest.iter().map(|_| None).collect();
+        let mut handed = 0;
+        for (i, file) in &done_rx {
+            arrived[i] = Some(file);
+            while let Some(file) = arrived.get_mut(handed).and_then(Option::take) {
+                each(probed + handed, file);
+                handed += 1;
+            }
+        }
+        // Only if an opening thread died: its files fail rather than go unanswered.
+        for (i, path) in rest.iter().enumerate().skip(handed) {
+            let file = arrived[i].take().unwrap_or_else(|| {
+                Err(IoError::open(
+                    path,
+                    std::io::Error::other("open thread died"),
+                ))
+            });
+            each(probed + i, file);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -240,5 +331,32 @@ mod tests {
     fn capacity_is_below_the_limit() {
         let n = default_cache_capacity();
         assert!((16..=4096).contains(&n));
+    }
+
+    #[test]
+    fn parallel_opens_keep_order_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<Arc<Path>> = (0..100)
+            .map(|i| {
+                let p = dir.path().join(format!("f{i}"));
+                if i != 57 {
+                    std::fs::write(&p, vec![0u8; i]).unwrap();
+                }
+                Arc::from(p.as_path())
+            })
+            .collect();
+        let files = FileCache::new(256, true);
+        // Every open counts as slow: the parallel path; and as fast: the serial one.
+        for slow in [Duration::ZERO, Duration::from_secs(60)] {
+            let mut seen = Vec::new();
+            open_each_with(&files, &paths, false, slow, |i, result| {
+                match &result {
+                    Ok(file) => assert_eq!(file.size, i as u64, "{i}"),
+                    Err(err) => assert!(i == 57 && err.is_not_found(), "{i}: {err}"),
+                }
+                seen.push(i);
+            });
+            assert_eq!(seen, (0..100).collect::<Vec<_>>());
+        }
     }
 }

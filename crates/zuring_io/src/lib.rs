@@ -45,6 +45,6 @@ pub use coalesce::{align_outwards, coalesce, CoalesceOptions, CoalescedRead, Spa
 pub use error::{IoError, Result};
 pub use files::FileVersion;
 pub use job::MAX_READ_BYTES;
-pub use reader::{BackendKind, ReadStream, Reader, ReaderOptions};
-pub use request::{ByteRange, Completion, PinnedFile, ReadRequest};
+pub use reader::{BackendKind, Reader, ReaderOptions};
+pub use request::{ByteRange, Completion, PinnedFile, ReadRequest, ReadStream};
 pub use write::{remove, write_atomic, write_atomic_pieces, write_many, Piece};

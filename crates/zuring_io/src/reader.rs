@@ -3,17 +3,15 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
 use crate::buffer::BufferPool;
 use crate::coalesce::{coalesce, CoalesceOptions, Span};
 use crate::error::{IoError, Result};
-use crate::files::{default_cache_capacity, FileCache, OpenFile};
+use crate::files::{default_cache_capacity, open_each, FileCache, OpenFile};
 use crate::job::{Delivery, Job, Part};
-use crate::request::{ByteRange, Completion, PinnedFile, ReadRequest};
+use crate::request::{ByteRange, Completion, PinnedFile, ReadRequest, ReadStream};
 use crate::uring::RingConfig;
 use crate::workers::Workers;
 use crate::{pread, uring};
@@ -310,11 +308,7 @@ impl Reader {
                 });
             }
         }
-        ReadStream {
-            remaining: tags.len(),
-            tags,
-            rx,
-        }
+        ReadStream::new(tags, rx)
     }
 
     /// Open `paths` (or check their cached descriptors), in parallel when the cache is cold, for
@@ -489,221 +483,9 @@ impl Reader {
 /// A request of a batch for one file: its position in the batch and its range.
 type FileRequest = (usize, ByteRange);
 
-/// Open (or check the cached descriptors of) `paths`, handing each result to `each` with its
-/// position, in order. On a cold cache each open is a disk round trip (directory and inode
-/// blocks), so when the first few are slow the rest run on parallel threads, keeping the disk
-/// busy instead of waiting on each in turn; when they are fast (cached), this thread does all of
-/// them.
-fn open_each(
-    files: &FileCache,
-    paths: &[Arc<Path>],
-    direct: bool,
-    each: impl FnMut(usize, Result<Arc<OpenFile>>),
-) {
-    // An average open this slow means the disk is being read.
-    open_each_with(files, paths, direct, Duration::from_micros(20), each);
-}
-
-fn open_each_with(
-    files: &FileCache,
-    paths: &[Arc<Path>],
-    direct: bool,
-    slow_open: Duration,
-    mut each: impl FnMut(usize, Result<Arc<OpenFile>>),
-) {
-    /// Opens timed before deciding.
-    const PROBE: usize = 8;
-    /// Opens in flight when going parallel.
-    const THREADS: usize = 32;
-    let mut opening = Duration::ZERO;
-    let probed = paths.len().min(PROBE);
-    for (i, path) in paths.iter().enumerate().take(probed) {
-        let started = std::time::Instant::now();
-        let file = files.open(path, direct);
-        opening += started.elapsed();
-        each(i, file);
-    }
-    let rest = &paths[probed..];
-    let slow = opening >= slow_open * u32::try_from(probed).unwrap_or(u32::MAX);
-    if !slow || rest.len() < 2 * PROBE {
-        for (i, path) in rest.iter().enumerate() {
-            each(probed + i, files.open(path, direct));
-        }
-        return;
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let (done_tx, done_rx) = crossbeam_channel::unbounded::<(usize, Result<Arc<OpenFile>>)>();
-    std::thread::scope(|scope| {
-        for _ in 0..THREADS.min(rest.len()) {
-            let done_tx = done_tx.clone();
-            let next = &next;
-            scope.spawn(move || loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(path) = rest.get(i) else {
-                    break;
-                };
-                // Every position gets a result, even if an open panics: this thread waits on them.
-                let file = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    files.open(path, direct)
-                }))
-                .unwrap_or_else(|_| {
-                    Err(IoError::open(path, std::io::Error::other("open panicked")))
-                });
-                if done_tx.send((i, file)).is_err() {
-                    break;
-                }
-            });
-        }
-        drop(done_tx);
-        // Hand each file on as soon as it and those before it are open, while later ones still
-        // open.
-        let mut arrived: Vec<Option<Result<Arc<OpenFile>>>> = rest.iter().map(|_| None).collect();
-        let mut handed = 0;
-        for (i, file) in &done_rx {
-            arrived[i] = Some(file);
-            while let Some(file) = arrived.get_mut(handed).and_then(Option::take) {
-                each(probed + handed, file);
-                handed += 1;
-            }
-        }
-        // Only if an opening thread died: its files fail rather than go unanswered.
-        for (i, path) in rest.iter().enumerate().skip(handed) {
-            let file = arrived[i].take().unwrap_or_else(|| {
-                Err(IoError::open(
-                    path,
-                    std::io::Error::other("open thread died"),
-                ))
-            });
-            each(probed + i, file);
-        }
-    });
-}
-
-/// The results of a batch, delivered as each read completes.
-#[derive(Debug)]
-pub struct ReadStream<T> {
-    tags: Vec<Option<T>>,
-    remaining: usize,
-    rx: Receiver<Delivery>,
-}
-
-impl<T> ReadStream<T> {
-    /// Number of requests in the batch.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.tags.len()
-    }
-
-    /// Whether the batch was empty.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.tags.is_empty()
-    }
-
-    /// Results not yet handed out.
-    #[must_use]
-    pub fn remaining(&self) -> usize {
-        self.remaining
-    }
-
-    fn deliver(&mut self, (index, result): Delivery) -> Option<(usize, Completion<T>)> {
-        let tag = self.tags.get_mut(index)?.take()?;
-        self.remaining -= 1;
-        Some((index, Completion { tag, result }))
-    }
-
-    /// When the backend vanished, the requests still waiting fail.
-    fn fail_next(&mut self) -> Option<(usize, Completion<T>)> {
-        let index = self.tags.iter().position(Option::is_some)?;
-        self.deliver((index, Err(IoError::BackendStopped { backend: "reader" })))
-    }
-
-    /// The next completion and its request's index, blocking until one arrives.
-    pub fn next_indexed(&mut self) -> Option<(usize, Completion<T>)> {
-        while self.remaining > 0 {
-            match self.rx.recv() {
-                Ok(delivery) => {
-                    if let Some(out) = self.deliver(delivery) {
-                        return Some(out);
-                    }
-                }
-                Err(_) => return self.fail_next(),
-            }
-        }
-        None
-    }
-
-    /// The next completion if one is ready, without blocking.
-    pub fn try_next(&mut self) -> Option<(usize, Completion<T>)> {
-        while self.remaining > 0 {
-            match self.rx.try_recv() {
-                Ok(delivery) => {
-                    if let Some(out) = self.deliver(delivery) {
-                        return Some(out);
-                    }
-                }
-                Err(TryRecvError::Empty) => return None,
-                Err(TryRecvError::Disconnected) => return self.fail_next(),
-            }
-        }
-        None
-    }
-
-    /// The next completion, waiting at most `timeout`.
-    pub fn next_timeout(&mut self, timeout: Duration) -> Option<(usize, Completion<T>)> {
-        while self.remaining > 0 {
-            match self.rx.recv_timeout(timeout) {
-                Ok(delivery) => {
-                    if let Some(out) = self.deliver(delivery) {
-                        return Some(out);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => return None,
-                Err(RecvTimeoutError::Disconnected) => return self.fail_next(),
-            }
-        }
-        None
-    }
-}
-
-impl<T> Iterator for ReadStream<T> {
-    type Item = Completion<T>;
-
-    fn next(&mut self) -> Option<Completion<T>> {
-        self.next_indexed().map(|(_, c)| c)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parallel_opens_keep_order_and_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let paths: Vec<Arc<Path>> = (0..100)
-            .map(|i| {
-                let p = dir.path().join(format!("f{i}"));
-                if i != 57 {
-                    std::fs::write(&p, vec![0u8; i]).unwrap();
-                }
-                Arc::from(p.as_path())
-            })
-            .collect();
-        let files = FileCache::new(256, true);
-        // Every open counts as slow: the parallel path; and as fast: the serial one.
-        for slow in [Duration::ZERO, Duration::from_secs(60)] {
-            let mut seen = Vec::new();
-            open_each_with(&files, &paths, false, slow, |i, result| {
-                match &result {
-                    Ok(file) => assert_eq!(file.size, i as u64, "{i}"),
-                    Err(err) => assert!(i == 57 && err.is_not_found(), "{i}: {err}"),
-                }
-                seen.push(i);
-            });
-            assert_eq!(seen, (0..100).collect::<Vec<_>>());
-        }
-    }
 
     #[test]
     fn pinned_reads_keep_the_version_opened() {

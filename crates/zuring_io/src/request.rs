@@ -3,10 +3,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use bytes::Bytes;
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
 use crate::error::{IoError, Result};
 use crate::files::{FileVersion, OpenFile};
+use crate::job::Delivery;
 
 /// The part of a file to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -138,6 +142,110 @@ pub struct Completion<T> {
     /// The bytes read: a zero-copy view of a pooled buffer, returned to the pool when the last
     /// view is dropped.
     pub result: Result<Bytes>,
+}
+
+/// The results of a batch, delivered as each read completes.
+#[derive(Debug)]
+pub struct ReadStream<T> {
+    tags: Vec<Option<T>>,
+    remaining: usize,
+    rx: Receiver<Delivery>,
+}
+
+impl<T> ReadStream<T> {
+    /// The stream of a batch of `tags.len()` requests whose results arrive on `rx`.
+    pub(crate) fn new(tags: Vec<Option<T>>, rx: Receiver<Delivery>) -> Self {
+        Self {
+            remaining: tags.len(),
+            tags,
+            rx,
+        }
+    }
+
+    /// Number of requests in the batch.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.tags.len()
+    }
+
+    /// Whether the batch was empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.tags.is_empty()
+    }
+
+    /// Results not yet handed out.
+    #[must_use]
+    pub fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    fn deliver(&mut self, (index, result): Delivery) -> Option<(usize, Completion<T>)> {
+        let tag = self.tags.get_mut(index)?.take()?;
+        self.remaining -= 1;
+        Some((index, Completion { tag, result }))
+    }
+
+    /// When the backend vanished, the requests still waiting fail.
+    fn fail_next(&mut self) -> Option<(usize, Completion<T>)> {
+        let index = self.tags.iter().position(Option::is_some)?;
+        self.deliver((index, Err(IoError::BackendStopped { backend: "reader" })))
+    }
+
+    /// The next completion and its request's index, blocking until one arrives.
+    pub fn next_indexed(&mut self) -> Option<(usize, Completion<T>)> {
+        while self.remaining > 0 {
+            match self.rx.recv() {
+                Ok(delivery) => {
+                    if let Some(out) = self.deliver(delivery) {
+                        return Some(out);
+                    }
+                }
+                Err(_) => return self.fail_next(),
+            }
+        }
+        None
+    }
+
+    /// The next completion if one is ready, without blocking.
+    pub fn try_next(&mut self) -> Option<(usize, Completion<T>)> {
+        while self.remaining > 0 {
+            match self.rx.try_recv() {
+                Ok(delivery) => {
+                    if let Some(out) = self.deliver(delivery) {
+                        return Some(out);
+                    }
+                }
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Disconnected) => return self.fail_next(),
+            }
+        }
+        None
+    }
+
+    /// The next completion, waiting at most `timeout`.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<(usize, Completion<T>)> {
+        while self.remaining > 0 {
+            match self.rx.recv_timeout(timeout) {
+                Ok(delivery) => {
+                    if let Some(out) = self.deliver(delivery) {
+                        return Some(out);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => return None,
+                Err(RecvTimeoutError::Disconnected) => return self.fail_next(),
+            }
+        }
+        None
+    }
+}
+
+impl<T> Iterator for ReadStream<T> {
+    type Item = Completion<T>;
+
+    fn next(&mut self) -> Option<Completion<T>> {
+        self.next_indexed().map(|(_, c)| c)
+    }
 }
 
 #[cfg(test)]
