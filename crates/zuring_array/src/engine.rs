@@ -10,8 +10,8 @@ use zuring_io::{ByteRange, IoError, ReadRequest};
 
 use crate::source::{ByteSource, Presence};
 
-use crate::array::Context;
 use crate::assemble::{apply_to, OutView, Source};
+use crate::context::Context;
 use crate::decode::with_decoded;
 use crate::error::{ArrayError, Result};
 use crate::layout::{ArrayLayout, IndexLayout, IndexLocation, ReadMode};

@@ -10,7 +10,8 @@ use zarrs::group::Group;
 use zarrs::node::NodeMetadata;
 use zuring_zarrs::UringStore;
 
-use crate::array::{zarrs_error, Context, ZarrArray};
+use crate::array::{zarrs_error, ZarrArray};
+use crate::context::Context;
 use crate::error::{ArrayError, Result};
 
 /// What a member of a group is.

@@ -6,8 +6,9 @@
 //! Metadata, data types and codecs come from [`zarrs`]; bytes come through [`zuring_io`].
 //! Arrays whose layout the batched path does not cover (array-to-array codecs before sharding,
 //! bytes-to-bytes codecs after it) are read a whole file at a time and decoded by zarrs' codec
-//! chain; variable-size data types are read through zarrs; chunk grids other than regular are
-//! refused with [`ArrayError::Unsupported`].
+//! chain; variable-size data types (strings, vlen bytes) take the same planned path, their chunks
+//! decoded by zarrs' codec chain; chunk grids other than regular are refused with
+//! [`ArrayError::Unsupported`].
 //!
 //! Groups ([`ZarrGroup`]) list and open their members.
 //!
@@ -15,6 +16,7 @@
 
 mod array;
 mod assemble;
+mod context;
 mod decode;
 mod engine;
 mod error;
@@ -29,8 +31,9 @@ mod source;
 mod variable;
 mod write;
 
-pub use array::{ArrayOptions, Context, StoredChunk, ZarrArray};
+pub use array::{StoredChunk, ZarrArray};
 pub use assemble::bytemuck_free::Plain;
+pub use context::{ArrayOptions, Context};
 pub use decode::{with_decoded, ChunkDecoder};
 pub use error::{ArrayError, Result};
 pub use group::{NodeKind, ZarrGroup};

@@ -1,0 +1,142 @@
+//! [`Context`]: what the arrays opened with it share (the IO reader, the decode pool, the shard
+//! index cache), and its [`ArrayOptions`].
+
+use std::sync::{Arc, OnceLock};
+
+use zarrs::array::CodecOptions;
+use zuring_io::{Reader, ReaderOptions};
+
+use crate::error::{ArrayError, Result};
+use crate::pool::DecodePool;
+use crate::shard_index::ShardIndexCache;
+
+/// Options shared by the arrays opened with one [`Context`]. `Default` gives the documented
+/// defaults.
+#[derive(Debug, Clone)]
+pub struct ArrayOptions {
+    /// Decode threads; 0 means one per core. Default: 0.
+    pub threads: usize,
+    /// Check crc32c (and other) checksums while decoding. Default: true.
+    pub validate_checksums: bool,
+    /// Bytes of decoded shard indexes kept (LRU). Default: 64 MiB.
+    pub index_cache_bytes: usize,
+    /// The IO reader's options. Default: [`ReaderOptions::default`].
+    pub reader: ReaderOptions,
+}
+
+impl Default for ArrayOptions {
+    fn default() -> Self {
+        Self {
+            threads: 0,
+            validate_checksums: true,
+            index_cache_bytes: 64 << 20,
+            reader: ReaderOptions::default(),
+        }
+    }
+}
+
+fn env_number(name: &'static str) -> Result<Option<u64>> {
+    match std::env::var(name) {
+        Ok(v) => v.trim().parse::<u64>().map(Some).map_err(|_| {
+            ArrayError::Io(zuring_io::IoError::InvalidConfig {
+                name,
+                value: v,
+                expected: "a non-negative integer",
+            })
+        }),
+        Err(_) => Ok(None),
+    }
+}
+
+impl ArrayOptions {
+    /// The defaults with the environment applied: `ZURING_THREADS` (decode threads),
+    /// `ZURING_VALIDATE_CHECKSUMS` (`0` turns checksum validation off),
+    /// `ZURING_INDEX_CACHE_BYTES`, and the reader's variables ([`ReaderOptions::from_env`]).
+    ///
+    /// # Errors
+    /// [`ArrayError::Io`] with `InvalidConfig` naming a variable with a bad value.
+    pub fn from_env() -> Result<Self> {
+        let mut o = Self {
+            reader: ReaderOptions::from_env()?,
+            ..Self::default()
+        };
+        if let Some(n) = env_number("ZURING_THREADS")? {
+            o.threads = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Ok(v) = std::env::var("ZURING_VALIDATE_CHECKSUMS") {
+            o.validate_checksums = !matches!(v.trim(), "0" | "false" | "no" | "off");
+        }
+        if let Some(n) = env_number("ZURING_INDEX_CACHE_BYTES")? {
+            o.index_cache_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        Ok(o)
+    }
+}
+
+/// What arrays share: the IO reader, the decode pool, the shard-index cache.
+#[derive(Debug)]
+pub struct Context {
+    pub(crate) options: ArrayOptions,
+    pub(crate) reader: Arc<Reader>,
+    pub(crate) pool: DecodePool,
+    pub(crate) indexes: ShardIndexCache,
+}
+
+impl Context {
+    /// Codec options for this context's arrays (checksums validated unless switched off).
+    pub(crate) fn codec_options(&self) -> CodecOptions {
+        CodecOptions::default().with_validate_checksums(self.options.validate_checksums)
+    }
+
+    /// A context with `options`.
+    ///
+    /// # Errors
+    /// When the IO backend cannot start.
+    pub fn new(options: ArrayOptions) -> Result<Arc<Self>> {
+        let reader = Arc::new(Reader::new(options.reader.clone())?);
+        Ok(Self::with_reader(options, reader))
+    }
+
+    fn with_reader(options: ArrayOptions, reader: Arc<Reader>) -> Arc<Self> {
+        Arc::new(Self {
+            pool: DecodePool::new(options.threads),
+            indexes: ShardIndexCache::new(options.index_cache_bytes),
+            reader,
+            options,
+        })
+    }
+
+    /// The process-wide context, configured from the environment
+    /// ([`ArrayOptions::from_env`]).
+    ///
+    /// # Errors
+    /// When a variable is invalid or the IO backend cannot start.
+    pub fn shared() -> Result<Arc<Self>> {
+        static SHARED: OnceLock<Arc<Context>> = OnceLock::new();
+        if let Some(ctx) = SHARED.get() {
+            return Ok(Arc::clone(ctx));
+        }
+        // The process-wide reader (also behind `UringStore::new`): one set of rings, one fd
+        // cache, whichever API a program uses.
+        let ctx = Self::with_reader(ArrayOptions::from_env()?, Reader::shared()?);
+        Ok(Arc::clone(SHARED.get_or_init(|| ctx)))
+    }
+
+    /// The options.
+    #[must_use]
+    pub fn options(&self) -> &ArrayOptions {
+        &self.options
+    }
+
+    /// The IO reader.
+    #[must_use]
+    pub fn reader(&self) -> &Arc<Reader> {
+        &self.reader
+    }
+
+    /// Decode threads.
+    #[must_use]
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+}
