@@ -62,7 +62,7 @@ impl ShardIndex {
         Ok(index)
     }
 
-    /// Encode `entries` (`(offset, nbytes)` per inner chunk, C order; `MISSING` (`u64::MAX`) twice for an
+    /// Encode `entries` (`(offset, nbytes)` per inner chunk, C order; `u64::MAX` twice for an
     /// absent one) with the layout's index codecs, checking the result has the index's size.
     ///
     /// # Errors
