@@ -194,50 +194,56 @@ impl<T> ReadStream<T> {
 
     /// The next completion and its request's index, blocking until one arrives.
     pub fn next_indexed(&mut self) -> Option<(usize, Completion<T>)> {
-        while self.remaining > 0 {
-            match self.rx.recv() {
-                Ok(delivery) => {
-                    if let Some(out) = self.deliver(delivery) {
-                        return Some(out);
-                    }
-                }
-                Err(_) => return self.fail_next(),
-            }
-        }
-        None
+        self.next_with(|rx| rx.recv().map_err(|_| Wait::Closed))
     }
 
     /// The next completion if one is ready, without blocking.
     pub fn try_next(&mut self) -> Option<(usize, Completion<T>)> {
-        while self.remaining > 0 {
-            match self.rx.try_recv() {
-                Ok(delivery) => {
-                    if let Some(out) = self.deliver(delivery) {
-                        return Some(out);
-                    }
-                }
-                Err(TryRecvError::Empty) => return None,
-                Err(TryRecvError::Disconnected) => return self.fail_next(),
-            }
-        }
-        None
+        self.next_with(|rx| {
+            rx.try_recv().map_err(|e| match e {
+                TryRecvError::Empty => Wait::Nothing,
+                TryRecvError::Disconnected => Wait::Closed,
+            })
+        })
     }
 
     /// The next completion, waiting at most `timeout`.
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<(usize, Completion<T>)> {
+        self.next_with(|rx| {
+            rx.recv_timeout(timeout).map_err(|e| match e {
+                RecvTimeoutError::Timeout => Wait::Nothing,
+                RecvTimeoutError::Disconnected => Wait::Closed,
+            })
+        })
+    }
+
+    /// The next completion as `receive` waits for deliveries: none when it gives up, the
+    /// requests still waiting failed one by one when the backend is gone.
+    fn next_with(
+        &mut self,
+        mut receive: impl FnMut(&Receiver<Delivery>) -> std::result::Result<Delivery, Wait>,
+    ) -> Option<(usize, Completion<T>)> {
         while self.remaining > 0 {
-            match self.rx.recv_timeout(timeout) {
+            match receive(&self.rx) {
                 Ok(delivery) => {
                     if let Some(out) = self.deliver(delivery) {
                         return Some(out);
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => return None,
-                Err(RecvTimeoutError::Disconnected) => return self.fail_next(),
+                Err(Wait::Nothing) => return None,
+                Err(Wait::Closed) => return self.fail_next(),
             }
         }
         None
     }
+}
+
+/// Why no delivery came.
+enum Wait {
+    /// None yet (nothing ready, or the timeout passed).
+    Nothing,
+    /// The backend is gone.
+    Closed,
 }
 
 impl<T> Iterator for ReadStream<T> {
