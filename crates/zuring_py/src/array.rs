@@ -2,18 +2,18 @@
 
 use std::path::PathBuf;
 
-use numpy::PyReadonlyArray2;
 use numpy::{PyReadonlyArray1, PyReadwriteArray1};
-use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
-use zuring_array::{
-    ByteSource, ChunkRequest, Context, DimSlice, Fetched, FetchedSource, Selection, StoredChunk,
-    VariableRead, WriteValue, ZarrArray,
-};
-use zuring_io::ByteRange;
+use zuring_array::{Context, DimSlice, Selection, VariableRead, WriteValue, ZarrArray};
 
 use crate::errors;
+
+mod requests;
+
+use requests::{
+    contiguous, outputs, py_stored_chunks, stored_chunks, to_requests, with_fetched, PyChunkRequest,
+};
 
 /// A stored chunk's coordinates and bytes (None: delete it).
 type PyStoredChunk<'py> = (Vec<u64>, Option<Bound<'py, pyo3::types::PyBytes>>);
@@ -53,89 +53,6 @@ pub fn open_array_with_metadata(
     Ok(Array { inner })
 }
 
-/// One dimension of a pipeline request: a slice `(start, stop, step)` or an index array.
-#[derive(FromPyObject)]
-pub enum PyDimSel<'py> {
-    /// `(start, stop, step)`, step >= 1.
-    Slice((u64, u64, u64)),
-    /// Explicit indices.
-    Array(PyReadonlyArray1<'py, u64>),
-}
-
-impl PyDimSel<'_> {
-    fn to_vec(&self) -> PyResult<Vec<u64>> {
-        match self {
-            Self::Slice((start, stop, step)) => {
-                if *step == 0 {
-                    return Err(pyo3::exceptions::PyValueError::new_err("slice step 0"));
-                }
-                Ok((*start..*stop)
-                    .step_by(usize::try_from(*step).unwrap_or(usize::MAX))
-                    .collect())
-            }
-            Self::Array(a) => Ok(a.as_array().to_vec()),
-        }
-    }
-}
-
-/// One request of zarr-python's pipeline, as built by `zuring.pipeline`.
-#[derive(FromPyObject)]
-pub enum PyChunkRequest<'py> {
-    /// ("o", output index, chunk coords, per-dim indices, per-dim positions or None)
-    Orthogonal(
-        String,
-        usize,
-        Vec<u64>,
-        Vec<PyDimSel<'py>>,
-        Vec<Option<PyDimSel<'py>>>,
-    ),
-    /// ("p", output index, chunk coords, (N, ndim) coords, N positions)
-    Points(
-        String,
-        usize,
-        Vec<u64>,
-        PyReadonlyArray2<'py, u64>,
-        PyReadonlyArray1<'py, u64>,
-    ),
-}
-
-impl PyChunkRequest<'_> {
-    fn to_request(&self) -> PyResult<ChunkRequest> {
-        match self {
-            Self::Orthogonal(kind, target, chunk, indices, positions) if kind == "o" => {
-                Ok(ChunkRequest::Orthogonal {
-                    target: *target,
-                    chunk: chunk.clone(),
-                    indices: indices
-                        .iter()
-                        .map(PyDimSel::to_vec)
-                        .collect::<PyResult<_>>()?,
-                    positions: positions
-                        .iter()
-                        .map(|p| p.as_ref().map(PyDimSel::to_vec).transpose())
-                        .collect::<PyResult<_>>()?,
-                })
-            }
-            Self::Points(kind, target, chunk, coords, positions) if kind == "p" => {
-                Ok(ChunkRequest::Points {
-                    target: *target,
-                    chunk: chunk.clone(),
-                    coords: coords
-                        .as_array()
-                        .rows()
-                        .into_iter()
-                        .map(|r| r.to_vec())
-                        .collect(),
-                    positions: positions.as_array().to_vec(),
-                })
-            }
-            _ => Err(pyo3::exceptions::PyValueError::new_err(
-                "chunk requests are (\"o\", ...) or (\"p\", ...) tuples",
-            )),
-        }
-    }
-}
-
 #[pyfunction]
 pub fn create_array(py: Python<'_>, path: PathBuf, metadata_json: &str) -> PyResult<Array> {
     let inner = py
@@ -144,7 +61,7 @@ pub fn create_array(py: Python<'_>, path: PathBuf, metadata_json: &str) -> PyRes
     Ok(Array { inner })
 }
 
-fn out_slice<'a>(out: &'a mut PyReadwriteArray1<'_, u8>) -> PyResult<&'a mut [u8]> {
+pub(super) fn out_slice<'a>(out: &'a mut PyReadwriteArray1<'_, u8>) -> PyResult<&'a mut [u8]> {
     out.as_slice_mut().map_err(|_| {
         pyo3::exceptions::PyValueError::new_err("out must be a C-contiguous writable buffer")
     })
@@ -628,126 +545,4 @@ impl Array {
             .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, items)
     }
-}
-
-/// The engine's form of a batch of pipeline requests.
-fn to_requests(requests: &[PyChunkRequest<'_>]) -> PyResult<Vec<ChunkRequest>> {
-    requests.iter().map(PyChunkRequest::to_request).collect()
-}
-
-/// Each output's shape with its bytes (uint8 views of C-contiguous arrays).
-fn outputs<'a>(
-    shapes: Vec<Vec<u64>>,
-    outs: &'a mut [PyReadwriteArray1<'_, u8>],
-) -> PyResult<Vec<(Vec<u64>, &'a mut [u8])>> {
-    if shapes.len() != outs.len() {
-        return Err(pyo3::exceptions::PyValueError::new_err(
-            "one shape per output",
-        ));
-    }
-    shapes
-        .into_iter()
-        .zip(outs.iter_mut())
-        .map(|(shape, out)| Ok((shape, out_slice(out)?)))
-        .collect()
-}
-
-/// The bytes of a contiguous uint8 array.
-fn contiguous<'a>(array: &'a PyReadonlyArray1<'_, u8>, what: &str) -> PyResult<&'a [u8]> {
-    array
-        .as_slice()
-        .map_err(|_| pyo3::exceptions::PyValueError::new_err(format!("{what} must be contiguous")))
-}
-
-/// Call a Python `fetch` with one batch of `(key, start, end, suffix)` and copy what it returns.
-/// Run `f` with a byte source whose batches `fetch` (a Python callable, see `call_fetch`)
-/// answers; the first exception `fetch` raises is raised again as it was.
-fn with_fetched<R: Send>(
-    py: Python<'_>,
-    fetch: &Py<PyAny>,
-    f: impl FnOnce(&dyn ByteSource) -> zuring_array::Result<R> + Send,
-) -> PyResult<R> {
-    let raised: std::sync::Mutex<Option<PyErr>> = std::sync::Mutex::new(None);
-    let source = FetchedSource::new(|asks: &[(PathBuf, ByteRange)]| {
-        Python::attach(|py| match call_fetch(py, fetch, asks) {
-            Ok(fetched) => fetched,
-            Err(err) => {
-                let message = err.to_string();
-                if let Ok(mut slot) = raised.lock() {
-                    slot.get_or_insert(err);
-                }
-                vec![Fetched::Failed(message); asks.len()]
-            }
-        })
-    });
-    let result = py.detach(|| f(&source));
-    if let Some(err) = raised.lock().ok().and_then(|mut slot| slot.take()) {
-        return Err(err);
-    }
-    result.map_err(errors::array)
-}
-
-/// Stored chunks given by Python: coordinates and bytes (any buffer) or None.
-fn stored_chunks(
-    py: Python<'_>,
-    chunks: Vec<(Vec<u64>, Option<Bound<'_, PyAny>>)>,
-) -> PyResult<Vec<StoredChunk>> {
-    chunks
-        .into_iter()
-        .map(|(coords, old)| {
-            let old = old
-                .map(|b| PyBuffer::<u8>::get(&b).and_then(|buf| buf.to_vec(py)))
-                .transpose()?;
-            Ok((coords, old))
-        })
-        .collect()
-}
-
-/// Encoded stored chunks for Python: coordinates and `bytes`, or None (delete).
-fn py_stored_chunks(py: Python<'_>, chunks: Vec<StoredChunk>) -> Vec<PyStoredChunk<'_>> {
-    chunks
-        .into_iter()
-        .map(|(coords, b)| (coords, b.map(|b| pyo3::types::PyBytes::new(py, &b))))
-        .collect()
-}
-
-fn call_fetch(
-    py: Python<'_>,
-    fetch: &Py<PyAny>,
-    asks: &[(PathBuf, ByteRange)],
-) -> PyResult<Vec<Fetched>> {
-    let items = asks
-        .iter()
-        .map(|(key, range)| {
-            let key = key.to_string_lossy().into_owned();
-            let (start, end, suffix) = match *range {
-                ByteRange::Range { offset, len } => {
-                    (Some(offset), Some(offset.saturating_add(len)), None)
-                }
-                ByteRange::From(offset) => (Some(offset), None, None),
-                ByteRange::Suffix(len) => (None, None, Some(len)),
-                ByteRange::Whole => (None, None, None),
-            };
-            (key, start, end, suffix)
-        })
-        .collect::<Vec<_>>();
-    let answers = fetch.bind(py).call1((items,))?;
-    let mut out = Vec::with_capacity(asks.len());
-    for answer in answers.try_iter()? {
-        let answer = answer?;
-        if answer.is_none() {
-            out.push(Fetched::Missing);
-        } else {
-            let buffer = PyBuffer::<u8>::get(&answer)?;
-            out.push(Fetched::Bytes(buffer.to_vec(py)?.into()));
-        }
-    }
-    if out.len() != asks.len() {
-        return Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "fetch returned {} results for {} requests",
-            out.len(),
-            asks.len()
-        )));
-    }
-    Ok(out)
 }
