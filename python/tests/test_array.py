@@ -308,3 +308,49 @@ def test_fork_after_reading(tmp_store):
         assert p.exitcode == 0
     assert results == [int(values.sum())] * 2
     assert int(a[...].sum()) == int(values.sum()), "the parent keeps working"
+
+
+_FD_LIMIT_SCRIPT = r"""
+import resource
+import sys
+
+import numpy as np
+import zarr
+import zuring
+
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+for name in ("unsharded", "sharded"):
+    path = sys.argv[1] + "/" + name
+    want = np.load(path + ".npy")
+    got = zuring.open_array(path)[...]
+    assert np.array_equal(got, want), name
+    with zarr.config.set({"codec_pipeline.path": "zuring.ZuringCodecPipeline", "codec_pipeline.strict": True}):
+        z = zarr.open_array(path, mode="r+")
+        assert np.array_equal(z[...], want), name
+        z[...] = want + 1
+    assert np.array_equal(zuring.open_array(path)[...], want + 1), name
+print("ok")
+"""
+
+
+def test_reads_and_writes_over_more_files_than_the_descriptor_limit(tmp_path):
+    """An unsharded array of 600 chunk files and a sharded one of 300 shards, read and written
+    whole (native API and zarr's pipeline) by a process allowed 128 descriptors: the reader
+    opens later files as earlier reads finish, and pins at most half its cache's worth of shards
+    per batch (it failed with "Too many open files" before)."""
+    import os
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    for name, shards, expected in (("unsharded", None, 600), ("sharded", (2, 8), 300)):
+        data = rng.integers(0, 1000, size=(600, 8), dtype=np.int32)
+        path = tmp_path / name
+        z = zarr.create_array(path, shape=data.shape, chunks=(1, 8) if shards is None else (1, 2), shards=shards, dtype=data.dtype)
+        z[...] = data
+        np.save(str(path) + ".npy", data)
+        files = sum(len(f) for _, _, f in os.walk(path / "c"))
+        assert files == expected
+    out = subprocess.run([sys.executable, "-c", _FD_LIMIT_SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]

@@ -27,6 +27,9 @@ pub(crate) struct ChunkTask {
     pub ops: Vec<(usize, CopyOp)>,
 }
 
+/// A shard's coordinates and the chunks to read from it, each with its position in the shard.
+type ShardChunks = (Vec<u64>, Vec<(usize, ChunkTask)>);
+
 /// The first error of a parallel run.
 #[derive(Default)]
 pub(crate) struct FirstError(Mutex<Option<ArrayError>>);
@@ -279,9 +282,29 @@ impl ReadContext<'_> {
                 .or_default()
                 .push((inner, ChunkTask { id, coords, ops }));
         }
-        let paths: Vec<PathBuf> = by_file
-            .keys()
-            .map(|shard| (self.file_path)(shard))
+        // At most as many shards at a time as the source keeps open (a local read pins each
+        // shard it reads to one open version of it).
+        let shards: Vec<ShardChunks> = by_file.into_iter().collect();
+        for group in shards.chunks(self.source.max_files_per_batch().max(1)) {
+            self.run_shard_group(group, index, strides, view, errors, pool)?;
+        }
+        Ok(())
+    }
+
+    /// Read the chunks of `shards` (by shard coordinates): their indexes in one batch, their
+    /// chunk ranges in a second one, each decoded and written into `view` as its bytes arrive.
+    fn run_shard_group(
+        &self,
+        shards: &[ShardChunks],
+        index: &IndexLayout,
+        strides: &[usize],
+        view: &[OutView<'_>],
+        errors: &FirstError,
+        pool: &rayon::ThreadPool,
+    ) -> Result<()> {
+        let paths: Vec<PathBuf> = shards
+            .iter()
+            .map(|(shard, _)| (self.file_path)(shard))
             .collect();
         let presence = self.source.probe(&paths)?;
         let files: Vec<(PathBuf, Presence)> = paths.into_iter().zip(presence).collect();
@@ -290,7 +313,7 @@ impl ReadContext<'_> {
         let mut missing: Vec<&ChunkTask> = Vec::new();
         let mut requests = Vec::new();
         let mut targets: Vec<(&Path, &ChunkTask)> = Vec::new();
-        for ((chunks, (path, _)), shard_index) in by_file.values().zip(&files).zip(&indexes) {
+        for (((_, chunks), (path, _)), shard_index) in shards.iter().zip(&files).zip(&indexes) {
             for (inner, task) in chunks {
                 match shard_index.as_ref().and_then(|ix| ix.chunk(*inner)) {
                     Some((offset, nbytes)) => {

@@ -32,6 +32,12 @@ pub trait ByteSource: Sync {
     /// When looking failed for a reason other than a file being missing.
     fn probe(&self, paths: &[PathBuf]) -> Result<Vec<Presence>>;
 
+    /// The most files one probe and its fetches should cover (the engine splits larger reads of
+    /// sharded arrays into groups of this many shards). Default: no limit.
+    fn max_files_per_batch(&self) -> usize {
+        usize::MAX
+    }
+
     /// Start a batch; completions may arrive in any order, each with its request's tag. A missing
     /// file is [`IoError::NotFound`]; a range past its end is [`IoError::OutOfBounds`].
     fn fetch(
@@ -43,7 +49,10 @@ pub trait ByteSource: Sync {
 /// Local files through zuring's io_uring (or pread) reader. Files probed are opened (or their
 /// cached descriptors checked) once, in parallel on a cold cache, and every later read of the
 /// same path in this source is pinned to that open file: a shard index and the chunk ranges it
-/// points to come from one version of the shard, even if a writer replaces it in between.
+/// points to come from one version of the shard, even if a writer replaces it in between. Each
+/// probe replaces the files pinned by the one before, and covers at most half as many files as
+/// the reader's descriptor cache holds, so a read of many shards stays within the process's
+/// descriptor limit.
 pub(crate) struct LocalSource<'a> {
     reader: &'a Reader,
     pinned: Mutex<HashMap<Arc<Path>, PinnedFile>>,
@@ -61,11 +70,13 @@ impl<'a> LocalSource<'a> {
 impl ByteSource for LocalSource<'_> {
     fn probe(&self, paths: &[PathBuf]) -> Result<Vec<Presence>> {
         let paths: Vec<Arc<Path>> = paths.iter().map(|p| Arc::from(p.as_path())).collect();
-        let opened = self.reader.open_files(&paths);
         let mut pinned = self
             .pinned
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The earlier probe's files: their reads hold their own handles.
+        pinned.clear();
+        let opened = self.reader.open_files(&paths);
         opened
             .into_iter()
             .map(|file| match file {
@@ -78,6 +89,10 @@ impl ByteSource for LocalSource<'_> {
                 Err(e) => Err(e.into()),
             })
             .collect()
+    }
+
+    fn max_files_per_batch(&self) -> usize {
+        (self.reader.options().fd_cache_capacity / 2).max(1)
     }
 
     fn fetch(

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::num::NonZeroUsize;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use lru::LruCache;
@@ -205,27 +205,100 @@ pub fn default_cache_capacity() -> usize {
     usize::try_from((soft / 4).clamp(16, 4096)).unwrap_or(256)
 }
 
+/// How many descriptors the reads of a reader may hold open at once beyond its cache: a batch over
+/// more files than the process may open (`RLIMIT_NOFILE`) opens the later files as the reads of
+/// earlier ones finish, instead of failing with "too many open files".
+#[derive(Debug)]
+pub(crate) struct FileBudget {
+    held: Mutex<usize>,
+    freed: Condvar,
+    max: usize,
+}
+
+impl FileBudget {
+    /// A budget of `max` descriptors (at least 1).
+    pub(crate) fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            held: Mutex::new(0),
+            freed: Condvar::new(),
+            max: max.max(1),
+        })
+    }
+
+    /// One descriptor's worth, waiting while the budget is spent.
+    pub(crate) fn acquire(self: &Arc<Self>) -> FilePermit {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *held >= self.max {
+            held = self
+                .freed
+                .wait(held)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *held += 1;
+        FilePermit(Arc::clone(self))
+    }
+
+    /// Descriptors held now.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        *self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A descriptor's share of a [`FileBudget`], given back when dropped (when the last read of its
+/// file is done).
+#[derive(Debug)]
+pub(crate) struct FilePermit(Arc<FileBudget>);
+
+impl Drop for FilePermit {
+    fn drop(&mut self) {
+        let mut held = self
+            .0
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *held = held.saturating_sub(1);
+        self.0.freed.notify_one();
+    }
+}
+
 /// Open (or check the cached descriptors of) `paths`, handing each result to `each` with its
-/// position, in order. On a cold cache each open is a disk round trip (directory and inode
-/// blocks), so when the first few are slow the rest run on parallel threads, keeping the disk
-/// busy instead of waiting on each in turn; when they are fast (cached), this thread does all of
-/// them.
+/// position, in order, with a permit of `budget` taken before the open (the caller keeps it while
+/// the file's reads are queued or running). On a cold cache each open is a disk round trip
+/// (directory and inode blocks), so when the first few are slow the rest run on parallel threads,
+/// keeping the disk busy instead of waiting on each in turn; when they are fast (cached), this
+/// thread does all of them.
 pub(crate) fn open_each(
     files: &FileCache,
+    budget: &Arc<FileBudget>,
     paths: &[Arc<Path>],
     direct: bool,
-    each: impl FnMut(usize, Result<Arc<OpenFile>>),
+    each: impl FnMut(usize, Result<Arc<OpenFile>>, FilePermit),
 ) {
     // An average open this slow means the disk is being read.
-    open_each_with(files, paths, direct, Duration::from_micros(20), each);
+    open_each_with(
+        files,
+        budget,
+        paths,
+        direct,
+        Duration::from_micros(20),
+        each,
+    );
 }
 
 fn open_each_with(
     files: &FileCache,
+    budget: &Arc<FileBudget>,
     paths: &[Arc<Path>],
     direct: bool,
     slow_open: Duration,
-    mut each: impl FnMut(usize, Result<Arc<OpenFile>>),
+    mut each: impl FnMut(usize, Result<Arc<OpenFile>>, FilePermit),
 ) {
     /// Opens timed before deciding.
     const PROBE: usize = 8;
@@ -234,26 +307,33 @@ fn open_each_with(
     let mut opening = Duration::ZERO;
     let probed = paths.len().min(PROBE);
     for (i, path) in paths.iter().enumerate().take(probed) {
+        let permit = budget.acquire();
         let started = std::time::Instant::now();
         let file = files.open(path, direct);
         opening += started.elapsed();
-        each(i, file);
+        each(i, file, permit);
     }
     let rest = &paths[probed..];
     let slow = opening >= slow_open * u32::try_from(probed).unwrap_or(u32::MAX);
     if !slow || rest.len() < 2 * PROBE {
         for (i, path) in rest.iter().enumerate() {
-            each(probed + i, files.open(path, direct));
+            let permit = budget.acquire();
+            each(probed + i, files.open(path, direct), permit);
         }
         return;
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let (done_tx, done_rx) = crossbeam_channel::unbounded::<(usize, Result<Arc<OpenFile>>)>();
+    type Opened = (usize, Result<Arc<OpenFile>>, FilePermit);
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Opened>();
     std::thread::scope(|scope| {
         for _ in 0..THREADS.min(rest.len()) {
             let done_tx = done_tx.clone();
             let next = &next;
             scope.spawn(move || loop {
+                // The permit before the position: the lowest position not yet handed on is
+                // always held by a thread with a permit, so the budget cannot be spent on later
+                // files while this thread waits for an earlier one.
+                let permit = budget.acquire();
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(path) = rest.get(i) else {
                     break;
@@ -265,7 +345,7 @@ fn open_each_with(
                 .unwrap_or_else(|_| {
                     Err(IoError::open(path, std::io::Error::other("open panicked")))
                 });
-                if done_tx.send((i, file)).is_err() {
+                if done_tx.send((i, file, permit)).is_err() {
                     break;
                 }
             });
@@ -273,24 +353,23 @@ fn open_each_with(
         drop(done_tx);
         // Hand each file on as soon as it and those before it are open, while later ones still
         // open.
-        let mut arrived: Vec<Option<Result<Arc<OpenFile>>>> = rest.iter().map(|_| None).collect();
+        let mut arrived: Vec<Option<(Result<Arc<OpenFile>>, FilePermit)>> =
+            rest.iter().map(|_| None).collect();
         let mut handed = 0;
-        for (i, file) in &done_rx {
-            arrived[i] = Some(file);
-            while let Some(file) = arrived.get_mut(handed).and_then(Option::take) {
-                each(probed + handed, file);
+        for (i, file, permit) in &done_rx {
+            arrived[i] = Some((file, permit));
+            while let Some((file, permit)) = arrived.get_mut(handed).and_then(Option::take) {
+                each(probed + handed, file, permit);
                 handed += 1;
             }
         }
         // Only if an opening thread died: its files fail rather than go unanswered.
         for (i, path) in rest.iter().enumerate().skip(handed) {
-            let file = arrived[i].take().unwrap_or_else(|| {
-                Err(IoError::open(
-                    path,
-                    std::io::Error::other("open thread died"),
-                ))
+            let (file, permit) = arrived[i].take().unwrap_or_else(|| {
+                let err = IoError::open(path, std::io::Error::other("open thread died"));
+                (Err(err), budget.acquire())
             });
-            each(probed + i, file);
+            each(probed + i, file, permit);
         }
     });
 }
@@ -346,10 +425,15 @@ mod tests {
             })
             .collect();
         let files = FileCache::new(256, true);
+        // A budget of 3 permits for 100 files and 32 threads: each permit is dropped as soon as
+        // its file is handed on, so every file gets through (no deadlock).
+        let budget = FileBudget::new(3);
         // Every open counts as slow: the parallel path; and as fast: the serial one.
         for slow in [Duration::ZERO, Duration::from_secs(60)] {
             let mut seen = Vec::new();
-            open_each_with(&files, &paths, false, slow, |i, result| {
+            open_each_with(&files, &budget, &paths, false, slow, |i, result, permit| {
+                assert!(budget.held() <= 3);
+                drop(permit);
                 match &result {
                     Ok(file) => assert_eq!(file.size, i as u64, "{i}"),
                     Err(err) => assert!(i == 57 && err.is_not_found(), "{i}: {err}"),

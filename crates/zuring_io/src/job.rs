@@ -7,7 +7,7 @@ use crossbeam_channel::Sender;
 
 use crate::buffer::PooledBuf;
 use crate::error::IoError;
-use crate::files::OpenFile;
+use crate::files::{FilePermit, OpenFile};
 
 /// The most bytes Linux transfers in one `read`/`pread` (`MAX_RW_COUNT`); larger reads are split.
 pub const MAX_READ_BYTES: usize = 0x7fff_f000;
@@ -36,6 +36,8 @@ pub(crate) struct Job {
     pub filled: usize,
     pub parts: Vec<Part>,
     pub sink: Sender<Delivery>,
+    /// The file's share of the reader's descriptor budget, given back with its last read.
+    pub _permit: Option<Arc<FilePermit>>,
 }
 
 impl Job {

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use crate::buffer::BufferPool;
 use crate::coalesce::{coalesce, CoalesceOptions, Span};
 use crate::error::{IoError, Result};
-use crate::files::{default_cache_capacity, open_each, FileCache, OpenFile};
+use crate::files::{
+    default_cache_capacity, open_each, FileBudget, FileCache, FilePermit, OpenFile,
+};
 use crate::job::{Delivery, Job, Part};
 use crate::request::{ByteRange, Completion, PinnedFile, ReadRequest, ReadStream};
 use crate::uring::RingConfig;
@@ -141,6 +143,8 @@ struct Engine {
     pid: u32,
     workers: Workers,
     files: FileCache,
+    /// Descriptors held by queued and running reads (as many as the cache keeps).
+    budget: Arc<FileBudget>,
     buffers: Arc<BufferPool>,
 }
 
@@ -173,6 +177,7 @@ impl Engine {
             pid: std::process::id(),
             workers,
             files: FileCache::new(options.fd_cache_capacity, options.revalidate_fds),
+            budget: FileBudget::new(options.fd_cache_capacity),
             buffers: BufferPool::shared(options.buffer_pool_bytes),
         })
     }
@@ -295,7 +300,9 @@ impl Reader {
                 for (path, pinned, requests) in &groups {
                     match pinned {
                         Some(file) => {
-                            self.dispatch(&engine, path, Ok(Arc::clone(&file.0)), requests, &tx);
+                            // Its descriptor is the caller's: no permit.
+                            let file = Ok(Arc::clone(&file.0));
+                            self.dispatch(&engine, path, file, None, requests, &tx);
                         }
                         None => to_open.push((Arc::clone(path), requests)),
                     }
@@ -303,9 +310,17 @@ impl Reader {
                 // Each file's reads go to the backend as soon as it is open (or its cached
                 // descriptor checked): the backend reads the first files while later ones open.
                 let paths: Vec<Arc<Path>> = to_open.iter().map(|(p, _)| Arc::clone(p)).collect();
-                open_each(&engine.files, &paths, self.options.direct_io, |k, file| {
-                    self.dispatch(&engine, &paths[k], file, to_open[k].1, &tx);
-                });
+                // Each file holds a permit of the descriptor budget until its reads are done.
+                let direct = self.options.direct_io;
+                open_each(
+                    &engine.files,
+                    &engine.budget,
+                    &paths,
+                    direct,
+                    |k, file, permit| {
+                        self.dispatch(&engine, &paths[k], file, Some(permit), to_open[k].1, &tx);
+                    },
+                );
             }
         }
         ReadStream::new(tags, rx)
@@ -320,9 +335,17 @@ impl Reader {
             Err(err) => return paths.iter().map(|_| Err(err.clone())).collect(),
         };
         let mut out = Vec::with_capacity(paths.len());
-        open_each(&engine.files, paths, self.options.direct_io, |_, file| {
-            out.push(file.map(PinnedFile));
-        });
+        // The handles are the caller's to bound: the permits only pace the opens.
+        let direct = self.options.direct_io;
+        open_each(
+            &engine.files,
+            &engine.budget,
+            paths,
+            direct,
+            |_, file, _| {
+                out.push(file.map(PinnedFile));
+            },
+        );
         out
     }
 
@@ -334,9 +357,12 @@ impl Reader {
         engine: &Engine,
         path: &Arc<Path>,
         file: Result<Arc<OpenFile>>,
+        permit: Option<FilePermit>,
         requests: &[FileRequest],
         tx: &crossbeam_channel::Sender<Delivery>,
     ) {
+        // Shared by the file's reads: the permit goes back when the last one is done.
+        let permit = permit.map(Arc::new);
         let file = match file {
             Ok(file) => file,
             Err(err) => {
@@ -379,6 +405,7 @@ impl Reader {
                     })
                     .collect(),
                 sink: tx.clone(),
+                _permit: permit.clone(),
             };
             if let Err(job) = engine.workers.send(job) {
                 let backend = engine.workers.name();
