@@ -74,7 +74,9 @@ pub struct ReaderOptions {
     pub direct_io: bool,
     /// How nearby reads are merged. Default: [`CoalesceOptions::default`].
     pub coalesce: CoalesceOptions,
-    /// The most file descriptors kept open. Default: a quarter of `RLIMIT_NOFILE`, at most 4096.
+    /// The most file descriptors the cache keeps open; reads queued or running hold at most as
+    /// many more (a batch over more files opens later ones as earlier reads finish). Default: a
+    /// quarter of `RLIMIT_NOFILE` at the reader's creation, at most 4096.
     pub fd_cache_capacity: usize,
     /// Check (one `stat`) that a cached descriptor still matches its path before reuse.
     /// Default: on. Turn off for data nobody rewrites.
