@@ -283,22 +283,20 @@ impl ReadContext<'_> {
                 .push((inner, ChunkTask { id, coords, ops }));
         }
         // At most as many shards at a time as the source keeps open (a local read pins each
-        // shard it reads to one open version of it).
+        // shard it reads to one open version of it): per group, the indexes in one batch, the
+        // chunk ranges in a second one, each chunk decoded and written into `view` as its bytes
+        // arrive.
         let shards: Vec<ShardChunks> = by_file.into_iter().collect();
         for group in shards.chunks(self.source.max_files_per_batch().max(1)) {
-            self.run_shard_group(group, index, strides, view, errors, pool)?;
+            self.run_shard_group(group, (index, strides, view), errors, pool)?;
         }
         Ok(())
     }
 
-    /// Read the chunks of `shards` (by shard coordinates): their indexes in one batch, their
-    /// chunk ranges in a second one, each decoded and written into `view` as its bytes arrive.
     fn run_shard_group(
         &self,
         shards: &[ShardChunks],
-        index: &IndexLayout,
-        strides: &[usize],
-        view: &[OutView<'_>],
+        (index, strides, view): (&IndexLayout, &[usize], &[OutView<'_>]),
         errors: &FirstError,
         pool: &rayon::ThreadPool,
     ) -> Result<()> {
