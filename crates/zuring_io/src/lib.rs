@@ -3,9 +3,12 @@
 //!
 //! A batch of [`ReadRequest`]s (path, [`ByteRange`], caller tag) is planned at once: files open
 //! through a bounded descriptor cache, nearby ranges of one file merge into one read
-//! ([`CoalesceOptions`]), and every read goes to the backend together. Results stream back as
-//! they complete, each a zero-copy [`bytes::Bytes`] view of a pooled, aligned buffer that returns
-//! to the pool when dropped.
+//! ([`CoalesceOptions`]), and each file's reads go to the backend as soon as it is open. Results
+//! stream back as they complete, each a zero-copy [`bytes::Bytes`] view of a pooled, aligned
+//! buffer that returns to the pool when dropped. Reads in progress hold a bounded number of
+//! descriptors, so a batch may span more files than the process may open at once. Reads can be
+//! pinned to a version of a file opened earlier ([`Reader::open_files`], [`ReadRequest::pinned`]):
+//! a file's index and the ranges it points to then come from the same version.
 //!
 //! ```
 //! use zuring_io::{ByteRange, ReadRequest, Reader, ReaderOptions};
