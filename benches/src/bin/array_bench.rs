@@ -263,6 +263,26 @@ fn decode_bound(array: &ZarrArray, n: usize, threads: usize) -> (f64, f64, f64) 
     (zarrs, ours, together)
 }
 
+/// Best seconds of each of `N` methods over `repeats` rounds in which they take turns, in an
+/// order rotating from round to round (`run(m)` times method `m`), so a slow spell of the shared
+/// machine hits every method rather than one. An untimed round comes first: the first use of
+/// fresh memory in a process costs several times what later uses do on this virtual machine
+/// (whichever method ran first paid for it: zuring's first whole read of sat took 1-2 s, later
+/// ones 0.5 s).
+fn take_turns<const N: usize>(repeats: usize, mut run: impl FnMut(usize) -> f64) -> [f64; N] {
+    for m in 0..N {
+        run(m);
+    }
+    let mut best = [f64::INFINITY; N];
+    for round in 0..repeats {
+        for k in 0..N {
+            let m = (k + round) % N;
+            best[m] = best[m].min(run(m));
+        }
+    }
+    best
+}
+
 /// Peak resident memory (VmHWM) in bytes, after resetting it.
 fn reset_peak() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
@@ -354,36 +374,32 @@ fn time_step_writes(
         "zarrs store_array_subset",
         "zarrs store_array_subset (experimental partial encoding)",
     ];
-    let mut best = [f64::INFINITY; 3];
-    for round in 0..repeats {
-        for k in 0..methods.len() {
-            let m = (k + round) % methods.len();
-            restore();
-            let t = Instant::now();
-            if m == 0 {
-                let a = ZarrArray::open_with(target, fresh_ctx()).unwrap();
-                for &s in &steps {
-                    let at = s as usize * step_bytes;
-                    a.write_region(&subset(s), &data[at..at + step_bytes])
-                        .unwrap();
-                }
-            } else {
-                let store = Arc::new(FilesystemStore::new(target).unwrap());
-                let a = Array::open(store, "/").unwrap();
-                let options = CodecOptions::default().with_experimental_partial_encoding(m == 2);
-                for &s in &steps {
-                    let at = s as usize * step_bytes;
-                    a.store_array_subset_opt(
-                        &ArraySubset::new_with_ranges(&subset(s)),
-                        zarrs::array::ArrayBytes::new_flen(&data[at..at + step_bytes]),
-                        &options,
-                    )
+    let best: [f64; 3] = take_turns(repeats, |m| {
+        restore();
+        let t = Instant::now();
+        if m == 0 {
+            let a = ZarrArray::open_with(target, fresh_ctx()).unwrap();
+            for &s in &steps {
+                let at = s as usize * step_bytes;
+                a.write_region(&subset(s), &data[at..at + step_bytes])
                     .unwrap();
-                }
             }
-            best[m] = best[m].min(t.elapsed().as_secs_f64());
+        } else {
+            let store = Arc::new(FilesystemStore::new(target).unwrap());
+            let a = Array::open(store, "/").unwrap();
+            let options = CodecOptions::default().with_experimental_partial_encoding(m == 2);
+            for &s in &steps {
+                let at = s as usize * step_bytes;
+                a.store_array_subset_opt(
+                    &ArraySubset::new_with_ranges(&subset(s)),
+                    zarrs::array::ArrayBytes::new_flen(&data[at..at + step_bytes]),
+                    &options,
+                )
+                .unwrap();
+            }
         }
-    }
+        t.elapsed().as_secs_f64()
+    });
     // What zuring wrote reads back as the data; its peak memory over the 4 writes (shards are
     // rewritten without being held in memory: only touched inner chunks are).
     restore();
@@ -557,55 +573,49 @@ fn main() {
                 (batches * BATCH) as u64 * CROP.iter().product::<u64>() * ds.element_size as u64;
             let mut out =
                 vec![0u8; BATCH * CROP.iter().product::<u64>() as usize * ds.element_size];
-            // The methods take turns round after round (best of the rounds each), so a slow
-            // spell of the shared machine hits both rather than one.
             let methods: [&str; 2] = ["zuring read_crops", "zarrs (rayon + shard cache)"];
-            let mut best = [f64::INFINITY; 2];
-            for round in 0..repeats {
-                for k in 0..methods.len() {
-                    let m = (k + round) % methods.len();
-                    // Cold: empty caches. Warm: the context of earlier runs (index cache warm).
-                    let ours_run = if cache == "cold" {
-                        ZarrArray::open_with(&ds.path, fresh_ctx()).unwrap()
+            let best: [f64; 2] = take_turns(repeats, |m| {
+                // Cold: empty caches. Warm: the context of earlier runs (index cache warm).
+                let ours_run = if cache == "cold" {
+                    ZarrArray::open_with(&ds.path, fresh_ctx()).unwrap()
+                } else {
+                    ZarrArray::open_with(&ds.path, Arc::clone(&warm_ctx)).unwrap()
+                };
+                let zcache = ArrayShardedReadableExtCache::new(&zarrs_array);
+                let run = |starts: &Vec<u64>, out: &mut [u8]| {
+                    if m == 0 {
+                        ours_run.read_crops_into(starts, &CROP, out).unwrap();
                     } else {
-                        ZarrArray::open_with(&ds.path, Arc::clone(&warm_ctx)).unwrap()
-                    };
-                    let zcache = ArrayShardedReadableExtCache::new(&zarrs_array);
-                    let run = |starts: &Vec<u64>, out: &mut [u8]| {
-                        if m == 0 {
-                            ours_run.read_crops_into(starts, &CROP, out).unwrap();
-                        } else {
-                            let crops: Vec<Vec<u8>> = starts
-                                .par_chunks(3)
-                                .map(|s| {
-                                    let subset = ArraySubset::new_with_ranges(&[
-                                        s[0]..s[0] + CROP[0],
-                                        s[1]..s[1] + CROP[1],
-                                        s[2]..s[2] + CROP[2],
-                                    ]);
-                                    let b: zarrs::array::ArrayBytes<'static> = zarrs_array
-                                        .retrieve_array_subset_sharded_opt(&zcache, &subset, &opts)
-                                        .unwrap();
-                                    b.into_fixed().unwrap().into_owned()
-                                })
-                                .collect();
-                            std::hint::black_box(crops);
-                        }
-                    };
-                    if cache == "cold" {
-                        drop_caches();
-                    } else {
-                        for s in &batches_starts {
-                            run(s, &mut out);
-                        }
+                        let crops: Vec<Vec<u8>> = starts
+                            .par_chunks(3)
+                            .map(|s| {
+                                let subset = ArraySubset::new_with_ranges(&[
+                                    s[0]..s[0] + CROP[0],
+                                    s[1]..s[1] + CROP[1],
+                                    s[2]..s[2] + CROP[2],
+                                ]);
+                                let b: zarrs::array::ArrayBytes<'static> = zarrs_array
+                                    .retrieve_array_subset_sharded_opt(&zcache, &subset, &opts)
+                                    .unwrap();
+                                b.into_fixed().unwrap().into_owned()
+                            })
+                            .collect();
+                        std::hint::black_box(crops);
                     }
-                    let t = Instant::now();
+                };
+                if cache == "cold" {
+                    drop_caches();
+                } else {
                     for s in &batches_starts {
                         run(s, &mut out);
                     }
-                    best[m] = best[m].min(t.elapsed().as_secs_f64());
                 }
-            }
+                let t = Instant::now();
+                for s in &batches_starts {
+                    run(s, &mut out);
+                }
+                t.elapsed().as_secs_f64()
+            });
             for (method, best) in methods.iter().zip(best) {
                 record(
                     Measurement {
@@ -621,28 +631,24 @@ fn main() {
             }
             // Whole-array read, the methods taking turns likewise.
             let methods = ["zuring read", "zarrs retrieve_array_subset"];
-            let mut best = [f64::INFINITY; 2];
-            for round in 0..repeats {
-                for k in 0..methods.len() {
-                    let m = (k + round) % methods.len();
-                    let ours_run = ZarrArray::open_with(&ds.path, fresh_ctx()).unwrap();
-                    if cache == "cold" {
-                        drop_caches();
-                    } else {
-                        zuring_benches::warm(&ds.path);
-                    }
-                    let t = Instant::now();
-                    if m == 0 {
-                        std::hint::black_box(ours_run.read_bytes(&Selection::all(&shape)).unwrap());
-                    } else {
-                        let b: zarrs::array::ArrayBytes<'static> = zarrs_array
-                            .retrieve_array_subset(&zarrs_array.subset_all())
-                            .unwrap();
-                        std::hint::black_box(b);
-                    }
-                    best[m] = best[m].min(t.elapsed().as_secs_f64());
+            let best: [f64; 2] = take_turns(repeats, |m| {
+                let ours_run = ZarrArray::open_with(&ds.path, fresh_ctx()).unwrap();
+                if cache == "cold" {
+                    drop_caches();
+                } else {
+                    zuring_benches::warm(&ds.path);
                 }
-            }
+                let t = Instant::now();
+                if m == 0 {
+                    std::hint::black_box(ours_run.read_bytes(&Selection::all(&shape)).unwrap());
+                } else {
+                    let b: zarrs::array::ArrayBytes<'static> = zarrs_array
+                        .retrieve_array_subset(&zarrs_array.subset_all())
+                        .unwrap();
+                    std::hint::black_box(b);
+                }
+                t.elapsed().as_secs_f64()
+            });
             for (method, best) in methods.iter().zip(best) {
                 record(
                     Measurement {
@@ -664,38 +670,34 @@ fn main() {
         let data = ours.read_bytes(&Selection::all(&shape)).unwrap();
         let meta = std::fs::read_to_string(ds.path.join("zarr.json")).unwrap();
         let methods = ["zuring write_region", "zarrs store_array_subset"];
-        let mut best = [f64::INFINITY; 2];
-        for round in 0..repeats {
-            for k in 0..methods.len() {
-                let m = (k + round) % methods.len();
-                let method = methods[m];
-                let target = dir.join("write-target");
-                let _ = std::fs::remove_dir_all(&target);
-                let _ = std::process::Command::new("sync").status();
-                let t = Instant::now();
-                if method.starts_with("zuring") {
-                    let a = ZarrArray::create_with(&target, &meta, fresh_ctx()).unwrap();
-                    let ranges: Vec<_> = shape.iter().map(|&n| 0..n).collect();
-                    a.write_region(&ranges, &data).unwrap();
-                } else {
-                    std::fs::create_dir_all(&target).unwrap();
-                    let store = Arc::new(FilesystemStore::new(&target).unwrap());
-                    store
-                        .set(
-                            &StoreKey::new("zarr.json").unwrap(),
-                            meta.as_bytes().to_vec().into(),
-                        )
-                        .unwrap();
-                    let a = Array::open(store, "/").unwrap();
-                    a.store_array_subset(
-                        &a.subset_all(),
-                        zarrs::array::ArrayBytes::new_flen(&data[..]),
+        let best: [f64; 2] = take_turns(repeats, |m| {
+            let method = methods[m];
+            let target = dir.join("write-target");
+            let _ = std::fs::remove_dir_all(&target);
+            let _ = std::process::Command::new("sync").status();
+            let t = Instant::now();
+            if method.starts_with("zuring") {
+                let a = ZarrArray::create_with(&target, &meta, fresh_ctx()).unwrap();
+                let ranges: Vec<_> = shape.iter().map(|&n| 0..n).collect();
+                a.write_region(&ranges, &data).unwrap();
+            } else {
+                std::fs::create_dir_all(&target).unwrap();
+                let store = Arc::new(FilesystemStore::new(&target).unwrap());
+                store
+                    .set(
+                        &StoreKey::new("zarr.json").unwrap(),
+                        meta.as_bytes().to_vec().into(),
                     )
                     .unwrap();
-                }
-                best[m] = best[m].min(t.elapsed().as_secs_f64());
+                let a = Array::open(store, "/").unwrap();
+                a.store_array_subset(
+                    &a.subset_all(),
+                    zarrs::array::ArrayBytes::new_flen(&data[..]),
+                )
+                .unwrap();
             }
-        }
+            t.elapsed().as_secs_f64()
+        });
         for (method, seconds) in methods.iter().zip(best) {
             record(
                 Measurement {
