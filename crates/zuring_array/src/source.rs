@@ -16,8 +16,8 @@ use crate::shard_index::FileVersion;
 pub enum Presence {
     /// It does not exist.
     Missing,
-    /// It exists with this version (size, inode, modification time): cached shard indexes keyed
-    /// by it stay valid while it does not change.
+    /// It exists with this version (device, inode, size, modification time): cached shard
+    /// indexes keyed by it stay valid while it does not change.
     Version(FileVersion),
     /// Nothing is known until its bytes are asked for (nothing is cached).
     Unknown,

@@ -298,7 +298,8 @@ impl Reader {
             }
             Ok(engine) => {
                 // Pinned files need no open: their reads go first.
-                let mut to_open: Vec<(Arc<Path>, &[FileRequest])> = Vec::new();
+                let mut paths: Vec<Arc<Path>> = Vec::new();
+                let mut unpinned: Vec<&[FileRequest]> = Vec::new();
                 for (path, pinned, requests) in &groups {
                     match pinned {
                         Some(file) => {
@@ -306,12 +307,14 @@ impl Reader {
                             let file = Ok(Arc::clone(&file.0));
                             self.dispatch(&engine, path, file, None, requests, &tx);
                         }
-                        None => to_open.push((Arc::clone(path), requests)),
+                        None => {
+                            paths.push(Arc::clone(path));
+                            unpinned.push(requests);
+                        }
                     }
                 }
                 // Each file's reads go to the backend as soon as it is open (or its cached
                 // descriptor checked): the backend reads the first files while later ones open.
-                let paths: Vec<Arc<Path>> = to_open.iter().map(|(p, _)| Arc::clone(p)).collect();
                 // Each file holds a permit of the descriptor budget until its reads are done.
                 let direct = self.options.direct_io;
                 open_each(
@@ -320,7 +323,7 @@ impl Reader {
                     &paths,
                     direct,
                     |k, file, permit| {
-                        self.dispatch(&engine, &paths[k], file, Some(permit), to_open[k].1, &tx);
+                        self.dispatch(&engine, &paths[k], file, Some(permit), unpinned[k], &tx);
                     },
                 );
             }
