@@ -7,7 +7,7 @@
 //! - `nwp.zarr`: float32, 32 x 1024 x 1024 (128 MiB), unsharded chunks 1x256x256, blosc lz4
 //!   with shuffle.
 //!
-//! Usage: `array_bench [--dir DIR] [--quick] [--generate-only] [--step-writes-only]`
+//! Usage: `array_bench [--dir DIR] [--quick] [--generate-only] [--writes-only]`
 #![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
 
 use std::borrow::Cow;
@@ -342,6 +342,58 @@ fn copy_tree(from: &Path, to: &Path) {
 /// its experimental partial encoding it appends the new inner chunks to the shard in place (not
 /// crash-safe). The touched shards are restored from `src` (untimed) before every timed run.
 /// None when the array is not sharded along time.
+/// Whole-array writes of `data` (the array at `src`, read whole) into a fresh directory at
+/// `target` each time (page cache, no fsync): zuring vs zarrs, taking turns; the previous target
+/// is removed and the page cache written back (`sync`) before each timed write, so no method
+/// pays for another's deletes or dirty pages.
+fn whole_writes(
+    name: &str,
+    src: &Path,
+    target: &Path,
+    data: &[u8],
+    repeats: usize,
+) -> Vec<Measurement> {
+    let meta = std::fs::read_to_string(src.join("zarr.json")).unwrap();
+    let shape = ZarrArray::open(src).unwrap().shape().to_vec();
+    let methods = ["zuring write_region", "zarrs store_array_subset"];
+    let best: [f64; 2] = take_turns(repeats, |m| {
+        let _ = std::fs::remove_dir_all(target);
+        let _ = std::process::Command::new("sync").status();
+        let t = Instant::now();
+        if m == 0 {
+            let a = ZarrArray::create_with(target, &meta, fresh_ctx()).unwrap();
+            let ranges: Vec<_> = shape.iter().map(|&n| 0..n).collect();
+            a.write_region(&ranges, data).unwrap();
+        } else {
+            std::fs::create_dir_all(target).unwrap();
+            let store = Arc::new(FilesystemStore::new(target).unwrap());
+            store
+                .set(
+                    &StoreKey::new("zarr.json").unwrap(),
+                    meta.as_bytes().to_vec().into(),
+                )
+                .unwrap();
+            let a = Array::open(store, "/").unwrap();
+            a.store_array_subset(&a.subset_all(), zarrs::array::ArrayBytes::new_flen(data))
+                .unwrap();
+        }
+        t.elapsed().as_secs_f64()
+    });
+    let _ = std::fs::remove_dir_all(target);
+    methods
+        .iter()
+        .zip(best)
+        .map(|(method, seconds)| Measurement {
+            bench: format!("{name} whole write"),
+            method: (*method).into(),
+            cache: "-",
+            seconds,
+            bytes: data.len() as u64,
+            ops: 1,
+        })
+        .collect()
+}
+
 fn time_step_writes(
     src: &Path,
     target: &Path,
@@ -447,7 +499,7 @@ fn main() {
     let mut batches = 12usize;
     let mut repeats = 3usize;
     let mut generate_only = false;
-    let mut step_writes_only = false;
+    let mut writes_only = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -457,11 +509,9 @@ fn main() {
                 repeats = 1;
             }
             "--generate-only" => generate_only = true,
-            "--step-writes-only" => step_writes_only = true,
+            "--writes-only" => writes_only = true,
             "--help" | "-h" => {
-                println!(
-                    "array_bench [--dir DIR] [--quick] [--generate-only] [--step-writes-only]"
-                );
+                println!("array_bench [--dir DIR] [--quick] [--generate-only] [--writes-only]");
                 std::process::exit(0);
             }
             other => {
@@ -488,13 +538,17 @@ fn main() {
     if generate_only {
         return;
     }
-    if step_writes_only {
+    if writes_only {
         let mut results = Vec::new();
         for ds in &datasets {
             let array = ZarrArray::open(&ds.path).unwrap();
             let data = array
                 .read_bytes(&Selection::all(&array.layout().shape))
                 .unwrap();
+            for m in whole_writes(ds.name, &ds.path, &dir.join("write-target"), &data, repeats) {
+                m.print_json(&serde_json::json!({}));
+                results.push(m);
+            }
             for m in time_step_writes(&ds.path, &dir.join("step-target"), &data, repeats)
                 .unwrap_or_default()
             {
@@ -663,55 +717,10 @@ fn main() {
                 );
             }
         }
-        // Whole-array write (into a fresh directory each time; page cache, no fsync). The
-        // methods take turns; the previous target is removed and the page cache written back
-        // (`sync`) before each timed write, so no method pays for another's deletes or dirty
-        // pages.
         let data = ours.read_bytes(&Selection::all(&shape)).unwrap();
-        let meta = std::fs::read_to_string(ds.path.join("zarr.json")).unwrap();
-        let methods = ["zuring write_region", "zarrs store_array_subset"];
-        let best: [f64; 2] = take_turns(repeats, |m| {
-            let method = methods[m];
-            let target = dir.join("write-target");
-            let _ = std::fs::remove_dir_all(&target);
-            let _ = std::process::Command::new("sync").status();
-            let t = Instant::now();
-            if method.starts_with("zuring") {
-                let a = ZarrArray::create_with(&target, &meta, fresh_ctx()).unwrap();
-                let ranges: Vec<_> = shape.iter().map(|&n| 0..n).collect();
-                a.write_region(&ranges, &data).unwrap();
-            } else {
-                std::fs::create_dir_all(&target).unwrap();
-                let store = Arc::new(FilesystemStore::new(&target).unwrap());
-                store
-                    .set(
-                        &StoreKey::new("zarr.json").unwrap(),
-                        meta.as_bytes().to_vec().into(),
-                    )
-                    .unwrap();
-                let a = Array::open(store, "/").unwrap();
-                a.store_array_subset(
-                    &a.subset_all(),
-                    zarrs::array::ArrayBytes::new_flen(&data[..]),
-                )
-                .unwrap();
-            }
-            t.elapsed().as_secs_f64()
-        });
-        for (method, seconds) in methods.iter().zip(best) {
-            record(
-                Measurement {
-                    bench: format!("{} whole write", ds.name),
-                    method: (*method).into(),
-                    cache: "-",
-                    seconds,
-                    bytes: total,
-                    ops: 1,
-                },
-                serde_json::json!({}),
-            );
+        for m in whole_writes(ds.name, &ds.path, &dir.join("write-target"), &data, repeats) {
+            record(m, serde_json::json!({}));
         }
-        let _ = std::fs::remove_dir_all(dir.join("write-target"));
         if let Some(ms) = time_step_writes(&ds.path, &dir.join("step-target"), &data, repeats) {
             for m in ms {
                 record(m, serde_json::json!({}));

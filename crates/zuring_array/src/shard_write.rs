@@ -9,10 +9,10 @@ use std::path::Path;
 
 use bytes::Bytes;
 use rayon::prelude::*;
-use zarrs::array::{ArrayBytes, ArrayToBytesCodecTraits, CodecOptions};
+use zarrs::array::CodecOptions;
 
 use crate::array::ZarrArray;
-use crate::decode::with_decoded;
+use crate::decode::{encode_chunk, with_decoded, with_scratch};
 use crate::error::{ArrayError, Result};
 use crate::layout::{IndexLayout, IndexLocation};
 use crate::plan::{c_strides, try_for_each_coord, ChunkRequest};
@@ -152,9 +152,9 @@ type Touched = BTreeMap<usize, Option<Vec<u8>>>;
 type ReadOld<'a> = dyn Fn(usize, u64, u64) -> Result<Cow<'a, [u8]>> + Sync + 'a;
 
 impl ZarrArray {
-    /// Apply `requests` to the stored shard `old` (at `coords`, with index layout `index`)
-    /// touching only the inner chunks they write; returns the new shard, or None when no inner
-    /// chunk is left and empty shards are not kept.
+    /// Apply `requests` to the stored shard `old` (at `coords`, with index layout `index`; None:
+    /// there is none, every inner chunk is missing) touching only the inner chunks they write;
+    /// returns the new shard, or None when no inner chunk is left and empty shards are not kept.
     ///
     /// # Errors
     /// A shard index that cannot be decoded or points outside the shard names the file; a
@@ -165,15 +165,26 @@ impl ZarrArray {
         index: &IndexLayout,
         coords: &[u64],
         requests: &[&ChunkRequest],
-        old: &Bytes,
+        old: Option<&Bytes>,
         how: &Rewrite<'_>,
     ) -> Result<Option<Vec<u8>>> {
         let path = self.file_path(coords);
-        let old_index = read_index(&path, old, index, how.options)?;
+        let old_index = match old {
+            Some(old) => read_index(&path, old, index, how.options)?,
+            None => {
+                let n = index
+                    .chunks_per_shard
+                    .iter()
+                    .try_fold(2usize, |n, &c| n.checked_mul(usize::try_from(c).ok()?))
+                    .ok_or_else(|| ArrayError::selection("too many inner chunks per shard"))?;
+                ShardIndex::from_entries(&path, vec![MISSING; n], 0)?
+            }
+        };
         let stored = |offset: u64, nbytes: u64| -> &[u8] {
             // The index was validated against the shard's size.
             let at = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
-            old.get(at(offset)..at(offset + nbytes)).unwrap_or_default()
+            old.and_then(|old| old.get(at(offset)..at(offset + nbytes)))
+                .unwrap_or_default()
         };
         let read_old = |_, offset, nbytes| Ok(Cow::Borrowed(stored(offset, nbytes)));
         let new = self.reencode_touched(index, coords, requests, &old_index, &read_old, how)?;
@@ -182,7 +193,11 @@ impl ZarrArray {
             return Ok(None);
         }
         let encoded = ShardIndex::encode(&path, &entries, index, how.options)?;
-        let mut out = Vec::new();
+        let len = pieces.iter().fold(encoded.len(), |n, piece| match piece {
+            Piece::Bytes(bytes) => n + bytes.len(),
+            Piece::Copy { len, .. } => n + usize::try_from(*len).unwrap_or(0),
+        });
+        let mut out = Vec::with_capacity(len);
         if index.location == IndexLocation::Start {
             out.extend_from_slice(&encoded);
         }
@@ -324,8 +339,12 @@ impl ZarrArray {
             })
             .collect::<Result<_>>()?;
         // Scatter the values into a whole-shard buffer: pages of inner chunks the write does not
-        // touch are never written (so never backed by memory).
+        // touch are never written (so never backed by memory). A write to every inner chunk
+        // backs it all anyway: then in huge pages (fewer page faults).
         let mut shard = vec![0u8; how.scatter.chunk_bytes];
+        if touched.len() == old_index.len() {
+            zuring_io::advise_huge_pages(shard.as_mut_ptr(), shard.len());
+        }
         for (&(at, _), chunk) in touched.iter().zip(decoded) {
             if let Some(chunk) = chunk {
                 for_each_row(at, &geometry, |s, c| {
@@ -342,29 +361,23 @@ impl ZarrArray {
         let encoded: Vec<Option<Vec<u8>>> = touched
             .par_iter()
             .map(|&(at, _)| -> Result<Option<Vec<u8>>> {
-                let mut chunk = vec![0u8; inner_bytes];
-                for_each_row(at, &geometry, |s, c| {
-                    let src = shard.get(s).ok_or_else(outside)?;
-                    chunk.get_mut(c).ok_or_else(outside)?.copy_from_slice(src);
-                    Ok(())
-                })?;
-                if chunk.chunks_exact(esize.max(1)).all(how.is_fill) {
-                    return Ok(None);
-                }
-                let bytes = layout
-                    .chunk_codecs
-                    .encode(
-                        ArrayBytes::new_flen(Cow::Owned(chunk)),
-                        &layout.chunk_shape_nonzero(),
-                        &layout.data_type,
-                        &layout.fill_value,
-                        how.options,
-                    )
-                    .map_err(|e| ArrayError::Zarrs {
-                        path: path.clone(),
-                        message: e.to_string(),
+                with_scratch(|chunk| {
+                    chunk.resize(inner_bytes, 0);
+                    for_each_row(at, &geometry, |s, c| {
+                        let src = shard.get(s).ok_or_else(outside)?;
+                        chunk.get_mut(c).ok_or_else(outside)?.copy_from_slice(src);
+                        Ok(())
                     })?;
-                Ok(Some(bytes.into_owned()))
+                    if chunk.chunks_exact(esize.max(1)).all(how.is_fill) {
+                        return Ok(None);
+                    }
+                    encode_chunk(layout, layout.decoder, chunk, how.options)
+                        .map(Some)
+                        .map_err(|message| ArrayError::Zarrs {
+                            path: path.clone(),
+                            message,
+                        })
+                })
             })
             .collect::<Result<_>>()?;
         Ok(touched.iter().map(|&(at, _)| at).zip(encoded).collect())

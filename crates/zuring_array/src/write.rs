@@ -403,10 +403,10 @@ impl ZarrArray {
                 {
                     return Ok(());
                 }
-                if let Some(old) = old {
-                    let shard = self.rewrite_shard(index, coords, reqs, old, &rewrite)?;
-                    return sink(coords, shard);
-                }
+                // Otherwise the shard is assembled here from its touched inner chunks (the
+                // rest stay as stored, or missing in a new shard).
+                let shard = self.rewrite_shard(index, coords, reqs, old.as_ref(), &rewrite)?;
+                return sink(coords, shard);
             }
             let key = || self.file_path(coords).display().to_string();
             let mut buf: Vec<u8> = match old {
