@@ -360,7 +360,7 @@ mod tests {
             );
             // Smooth values with noise, so the encoder has matches and literals to find.
             let chunk: Vec<u8> = (0..16 * 16 * size)
-                .map(|i| ((i / 7) as u8).wrapping_add((i * 31 % 5) as u8))
+                .map(|i: usize| (i / 7 + i * 31 % 5).to_le_bytes()[0])
                 .collect();
             // Twice: the second call reuses the thread's compressor.
             for _ in 0..2 {
