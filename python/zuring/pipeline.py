@@ -143,6 +143,11 @@ def _slices(sel: Any, shape: Any) -> list | None:
     return out
 
 
+def _basic(sel: Any, ndim: int) -> bool:
+    """Whether ``sel`` is a tuple of one slice per dimension (most reads: Rust resolves them)."""
+    return sel.__class__ is tuple and len(sel) == ndim and all(s.__class__ is slice for s in sel)
+
+
 def _request(coords, chunk_shape, chunk_sel, out_sel, drop_axes, out_shape) -> tuple:
     if not drop_axes:
         indices = _slices(chunk_sel, chunk_shape)
@@ -392,9 +397,15 @@ class ZuringCodecPipeline(CodecPipeline):
                 raise _Unsupported(f"output is a {type(out_nd).__name__}, not a numpy array")
             entry, array = None, None
             requests = []
+            ndim = len(out_nd.shape)
             for byte_getter, chunk_spec, chunk_sel, out_sel, *_ in batch:
                 array, coords, entry = self._native_entry(byte_getter)
-                requests.append(_request(coords, chunk_spec.shape, chunk_sel, out_sel, drop_axes, out_nd.shape))
+                if not drop_axes and len(coords) == ndim and _basic(chunk_sel, ndim) and _basic(out_sel, ndim):
+                    # Slices go to Rust as they are (resolved there against the chunk's and
+                    # the output's shapes).
+                    requests.append(("o", coords, chunk_sel, out_sel))
+                else:
+                    requests.append(_request(coords, chunk_spec.shape, chunk_sel, out_sel, drop_axes, out_nd.shape))
             coalescer = self._coalescers[entry]
             if array.element_size == 0:
                 # Strings, vlen bytes: Rust plans, reads (whole stored chunks, one batch) and

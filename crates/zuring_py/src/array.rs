@@ -195,7 +195,7 @@ impl Array {
         out_shapes: Vec<Vec<u64>>,
         mut outs: Vec<PyReadwriteArray1<'_, u8>>,
     ) -> PyResult<()> {
-        let requests = to_requests(&requests)?;
+        let requests = to_requests(&requests, &self.inner.layout().file_shape, &out_shapes)?;
         let mut outputs = outputs(out_shapes, &mut outs)?;
         py.detach(|| self.inner.read_chunk_requests(&requests, &mut outputs))
             .map_err(errors::array)
@@ -214,7 +214,7 @@ impl Array {
         mut outs: Vec<PyReadwriteArray1<'_, u8>>,
         fetch: Py<PyAny>,
     ) -> PyResult<()> {
-        let requests = to_requests(&requests)?;
+        let requests = to_requests(&requests, &self.inner.layout().file_shape, &out_shapes)?;
         let mut outputs = outputs(out_shapes, &mut outs)?;
         with_fetched(py, &fetch, |source| {
             self.inner
@@ -231,7 +231,7 @@ impl Array {
         out_shapes: Vec<Vec<u64>>,
         fetch: Py<PyAny>,
     ) -> PyResult<Vec<Bound<'py, PyList>>> {
-        let requests = to_requests(&requests)?;
+        let requests = to_requests(&requests, &self.inner.layout().file_shape, &out_shapes)?;
         let read = with_fetched(py, &fetch, |source| {
             self.inner
                 .read_variable_chunk_requests_from(source, &requests, &out_shapes)
@@ -268,7 +268,11 @@ impl Array {
         partial: Vec<Vec<u64>>,
         store_empty: bool,
     ) -> PyResult<()> {
-        let requests = to_requests(&requests)?;
+        let requests = to_requests(
+            &requests,
+            &self.inner.layout().file_shape,
+            std::slice::from_ref(&value_shape),
+        )?;
         let bytes = contiguous(&value, "value")?;
         let value = WriteValue {
             bytes,
@@ -293,7 +297,11 @@ impl Array {
         existing: Vec<(Vec<u64>, Option<Bound<'py, PyAny>>)>,
         store_empty: bool,
     ) -> PyResult<Vec<PyStoredChunk<'py>>> {
-        let requests = to_requests(&requests)?;
+        let requests = to_requests(
+            &requests,
+            &self.inner.layout().file_shape,
+            std::slice::from_ref(&value_shape),
+        )?;
         let bytes = contiguous(&value, "value")?;
         let existing = stored_chunks(py, existing)?;
         let value = WriteValue {
@@ -320,7 +328,11 @@ impl Array {
         existing: Vec<(Vec<u64>, Option<Bound<'py, PyAny>>)>,
         store_empty: bool,
     ) -> PyResult<Vec<PyStoredChunk<'py>>> {
-        let requests = to_requests(&requests)?;
+        let requests = to_requests(
+            &requests,
+            &self.inner.layout().file_shape,
+            std::slice::from_ref(&value_shape),
+        )?;
         let elements = self.variable_elements(&values)?;
         let existing = stored_chunks(py, existing)?;
         let encoded = py
@@ -346,7 +358,7 @@ impl Array {
         requests: Vec<PyChunkRequest<'_>>,
         out_shapes: Vec<Vec<u64>>,
     ) -> PyResult<Vec<Bound<'py, PyList>>> {
-        let requests = to_requests(&requests)?;
+        let requests = to_requests(&requests, &self.inner.layout().file_shape, &out_shapes)?;
         let read = py
             .detach(|| {
                 self.inner
@@ -387,7 +399,11 @@ impl Array {
         partial: Vec<Vec<u64>>,
         store_empty: bool,
     ) -> PyResult<()> {
-        let requests = to_requests(&requests)?;
+        let requests = to_requests(
+            &requests,
+            &self.inner.layout().file_shape,
+            std::slice::from_ref(&value_shape),
+        )?;
         let elements = self.variable_elements(&values)?;
         py.detach(|| {
             self.inner.write_variable_chunk_requests(

@@ -6,23 +6,29 @@ use std::path::PathBuf;
 use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
+use pyo3::types::PySlice;
 use zuring_array::{ByteSource, ChunkRequest, Fetched, FetchedSource, StoredChunk};
 use zuring_io::ByteRange;
 
 use super::{out_slice, PyStoredChunk};
 use crate::errors;
 
-/// One dimension of a pipeline request: a slice `(start, stop, step)` or an index array.
+/// One dimension of a pipeline request: a slice `(start, stop, step)`, a Python `slice` (as
+/// zarr-python gives it: resolved against the dimension's length here, any step), or an index
+/// array.
 #[derive(FromPyObject)]
 pub enum PyDimSel<'py> {
     /// `(start, stop, step)`, step >= 1.
     Slice((u64, u64, u64)),
+    /// A Python slice over a dimension of the length the request's context gives.
+    PySlice(Bound<'py, PySlice>),
     /// Explicit indices.
     Array(PyReadonlyArray1<'py, u64>),
 }
 
 impl PyDimSel<'_> {
-    fn to_vec(&self) -> PyResult<Vec<u64>> {
+    /// The indices selected along a dimension of `len` (used by Python slices).
+    fn to_vec(&self, len: u64) -> PyResult<Vec<u64>> {
         match self {
             Self::Slice((start, stop, step)) => {
                 if *step == 0 {
@@ -30,6 +36,16 @@ impl PyDimSel<'_> {
                 }
                 Ok((*start..*stop)
                     .step_by(usize::try_from(*step).unwrap_or(usize::MAX))
+                    .collect())
+            }
+            Self::PySlice(slice) => {
+                let len = isize::try_from(len).map_err(|_| {
+                    pyo3::exceptions::PyValueError::new_err("dimension too long for a slice")
+                })?;
+                let ind = slice.indices(len)?;
+                // `indices` clamps start and stop to the dimension, so every index lies in it.
+                Ok((0..ind.slicelength)
+                    .map(|k| (ind.start + k.cast_signed() * ind.step).cast_unsigned() as u64)
                     .collect())
             }
             Self::Array(a) => Ok(a.as_array().to_vec()),
@@ -59,19 +75,32 @@ pub enum PyChunkRequest<'py> {
 }
 
 impl PyChunkRequest<'_> {
-    fn to_request(&self) -> PyResult<ChunkRequest> {
+    /// The engine's request; Python slices are resolved against `chunk_shape` (indices) and the
+    /// shape of the output the request names (positions, output axes in order).
+    fn to_request(&self, chunk_shape: &[u64], out_shapes: &[Vec<u64>]) -> PyResult<ChunkRequest> {
         match self {
             Self::Orthogonal(kind, target, chunk, indices, positions) if kind == "o" => {
+                let out_shape = out_shapes.get(*target).map_or(&[][..], Vec::as_slice);
+                let mut axis = 0usize;
                 Ok(ChunkRequest::Orthogonal {
                     target: *target,
                     chunk: chunk.clone(),
                     indices: indices
                         .iter()
-                        .map(PyDimSel::to_vec)
+                        .enumerate()
+                        .map(|(d, sel)| sel.to_vec(chunk_shape.get(d).copied().unwrap_or(0)))
                         .collect::<PyResult<_>>()?,
                     positions: positions
                         .iter()
-                        .map(|p| p.as_ref().map(PyDimSel::to_vec).transpose())
+                        .map(|p| {
+                            p.as_ref()
+                                .map(|sel| {
+                                    let len = out_shape.get(axis).copied().unwrap_or(0);
+                                    axis += 1;
+                                    sel.to_vec(len)
+                                })
+                                .transpose()
+                        })
                         .collect::<PyResult<_>>()?,
                 })
             }
@@ -95,9 +124,16 @@ impl PyChunkRequest<'_> {
     }
 }
 
-/// The engine's form of a batch of pipeline requests.
-pub(super) fn to_requests(requests: &[PyChunkRequest<'_>]) -> PyResult<Vec<ChunkRequest>> {
-    requests.iter().map(PyChunkRequest::to_request).collect()
+/// The engine's form of a batch of pipeline requests (see [`PyChunkRequest::to_request`]).
+pub(super) fn to_requests(
+    requests: &[PyChunkRequest<'_>],
+    chunk_shape: &[u64],
+    out_shapes: &[Vec<u64>],
+) -> PyResult<Vec<ChunkRequest>> {
+    requests
+        .iter()
+        .map(|r| r.to_request(chunk_shape, out_shapes))
+        .collect()
 }
 
 /// Each output's shape with its bytes (uint8 views of C-contiguous arrays).
