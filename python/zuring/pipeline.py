@@ -476,9 +476,20 @@ class ZuringCodecPipeline(CodecPipeline):
                 raise _Unsupported("value is not a numpy array")
             requests, partial, store_empty, entry, array = [], [], False, None, None
             setters = {}
+            ndim = len(self._metadata.shape) if self._metadata is not None else -1
+            # A value of the selection's full shape (nothing to broadcast): basic selections
+            # go to Rust as slices, as in `read`.
+            plain = not drop_axes and data.ndim == ndim and 1 not in data.shape
             for byte_setter, chunk_spec, chunk_sel, out_sel, *rest in batch:
                 array, coords, entry = self._native_entry(byte_setter)
                 setters[coords] = byte_setter
+                # zarr says which chunks the write covers whole (the fifth item): no old bytes.
+                if not (rest and rest[0]):
+                    partial.append(list(coords))
+                store_empty = bool(chunk_spec.config.write_empty_chunks)
+                if plain and _basic(chunk_sel, ndim) and _basic(out_sel, ndim):
+                    requests.append(("o", 0, coords, chunk_sel, out_sel))
+                    continue
                 # numpy broadcasting: missing leading axes, and axes of length 1, repeat (Rust
                 # ignores the positions along a length-1 axis; they only need the right count).
                 out_ndim = len(out_sel) if isinstance(out_sel, tuple) else 1
@@ -487,10 +498,6 @@ class ZuringCodecPipeline(CodecPipeline):
                 nominal = tuple(1 << 62 if n == 1 else n for n in data.shape)
                 request = _request(coords, chunk_spec.shape, chunk_sel, out_sel, drop_axes, nominal)
                 requests.append((request[0], 0, *request[1:]))
-                # zarr says which chunks the write covers whole (the fifth item): no old bytes.
-                if not (rest and rest[0]):
-                    partial.append(list(coords))
-                store_empty = bool(chunk_spec.config.write_empty_chunks)
             shape = list(data.shape)
             store = self._coalescers[entry].store
             if array.element_size == 0:
