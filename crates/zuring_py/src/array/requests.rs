@@ -18,10 +18,11 @@ use crate::errors;
 /// array.
 #[derive(FromPyObject)]
 pub enum PyDimSel<'py> {
+    /// A Python slice over a dimension of the length the request's context gives (first: the
+    /// common case, tried before the others).
+    PySlice(Bound<'py, PySlice>),
     /// `(start, stop, step)`, step >= 1.
     Slice((u64, u64, u64)),
-    /// A Python slice over a dimension of the length the request's context gives.
-    PySlice(Bound<'py, PySlice>),
     /// Explicit indices.
     Array(PyReadonlyArray1<'py, u64>),
 }
