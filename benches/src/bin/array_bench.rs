@@ -70,15 +70,7 @@ fn generate(dir: &Path, name: &str, meta: &str, f32_values: bool) -> PathBuf {
         return path;
     }
     let _ = std::fs::remove_dir_all(&path);
-    std::fs::create_dir_all(&path).unwrap();
-    let store = Arc::new(FilesystemStore::new(&path).unwrap());
-    store
-        .set(
-            &StoreKey::new("zarr.json").unwrap(),
-            meta.as_bytes().to_vec().into(),
-        )
-        .unwrap();
-    let array = Array::open(store, "/").unwrap();
+    let array = zarrs_create(&path, meta);
     let shape = array.shape().to_vec();
     // Write slabs of 16 time steps (one shard row for the sharded array).
     let slab = 16u64.min(shape[0]);
@@ -342,6 +334,19 @@ fn copy_tree(from: &Path, to: &Path) {
 /// its experimental partial encoding it appends the new inner chunks to the shard in place (not
 /// crash-safe). The touched shards are restored from `src` (untimed) before every timed run.
 /// None when the array is not sharded along time.
+/// A new zarrs array at `path` (created with its parents) with metadata `meta` (zarr.json text).
+fn zarrs_create(path: &Path, meta: &str) -> Array<FilesystemStore> {
+    std::fs::create_dir_all(path).unwrap();
+    let store = Arc::new(FilesystemStore::new(path).unwrap());
+    store
+        .set(
+            &StoreKey::new("zarr.json").unwrap(),
+            meta.as_bytes().to_vec().into(),
+        )
+        .unwrap();
+    Array::open(store, "/").unwrap()
+}
+
 /// Whole-array writes of `data` (the array at `src`, read whole) into a fresh directory at
 /// `target` each time (page cache, no fsync): zuring vs zarrs, taking turns; the previous target
 /// is removed and the page cache written back (`sync`) before each timed write, so no method
@@ -365,15 +370,7 @@ fn whole_writes(
             let ranges: Vec<_> = shape.iter().map(|&n| 0..n).collect();
             a.write_region(&ranges, data).unwrap();
         } else {
-            std::fs::create_dir_all(target).unwrap();
-            let store = Arc::new(FilesystemStore::new(target).unwrap());
-            store
-                .set(
-                    &StoreKey::new("zarr.json").unwrap(),
-                    meta.as_bytes().to_vec().into(),
-                )
-                .unwrap();
-            let a = Array::open(store, "/").unwrap();
+            let a = zarrs_create(target, &meta);
             a.store_array_subset(&a.subset_all(), zarrs::array::ArrayBytes::new_flen(data))
                 .unwrap();
         }
