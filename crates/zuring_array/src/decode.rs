@@ -12,7 +12,7 @@ use zarrs::metadata::v3::MetadataV3;
 
 use crate::layout::ArrayLayout;
 
-/// How a chunk's bytes become elements.
+/// How a chunk's bytes become elements (and elements bytes again: [`encode_chunk`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChunkDecoder {
     /// zarrs' codec chain.
