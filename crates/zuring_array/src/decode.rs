@@ -77,6 +77,17 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Scratch capacity a thread keeps between chunks; a larger buffer (a chunk of unusual size) is
+/// given back after use rather than held for the thread's life.
+const SCRATCH_KEEP_BYTES: usize = 16 << 20;
+
+/// Give back `buf`'s memory when it grew past [`SCRATCH_KEEP_BYTES`].
+fn trim(buf: &mut Vec<u8>) {
+    if buf.capacity() > SCRATCH_KEEP_BYTES {
+        *buf = Vec::new();
+    }
+}
+
 /// The reused buffers of the zstd encoder: compressed output (at the compress bound) and
 /// byte-swapped input.
 #[derive(Default)]
@@ -91,7 +102,9 @@ pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut scratch) => {
             scratch.clear();
-            f(&mut scratch)
+            let result = f(&mut scratch);
+            trim(&mut scratch);
+            result
         }
         Err(_) => f(&mut Vec::new()),
     })
@@ -135,7 +148,9 @@ pub fn encode_chunk(
                     .compress_to_buffer(input, out)
                     .map_err(|e| format!("zstd: {e}"))?;
                 // An exact-size copy: the scratch keeps the compress bound's capacity.
-                Ok(out[..n].to_vec())
+                let encoded = out[..n].to_vec();
+                trim(out);
+                Ok(encoded)
             };
             if swap {
                 let swapped = &mut scratch.swapped;
@@ -144,7 +159,9 @@ pub fn encode_chunk(
                 for element in swapped.chunks_exact_mut(layout.element_size) {
                     element.reverse();
                 }
-                compress(swapped, &mut scratch.out)
+                let encoded = compress(swapped, &mut scratch.out);
+                trim(swapped);
+                encoded
             } else {
                 compress(decoded, &mut scratch.out)
             }
@@ -214,7 +231,9 @@ pub fn with_decoded<R>(
                     element.reverse();
                 }
             }
-            Ok(f(scratch))
+            let result = f(scratch);
+            trim(scratch);
+            Ok(result)
         }),
         ChunkDecoder::Zarrs => {
             let decoded = layout
@@ -337,6 +356,21 @@ mod tests {
             ),
             ChunkDecoder::Zarrs
         );
+    }
+
+    #[test]
+    fn scratch_is_reused_and_large_ones_given_back() {
+        with_scratch(|v| v.resize(1000, 7));
+        // Reused: emptied, capacity kept.
+        with_scratch(|v| assert!(v.is_empty() && v.capacity() >= 1000));
+        // Re-entered: a separate buffer, the outer one untouched.
+        with_scratch(|outer| {
+            outer.push(1);
+            with_scratch(|inner| assert!(inner.is_empty() && inner.capacity() == 0));
+            assert_eq!(outer.as_slice(), &[1]);
+        });
+        with_scratch(|v| v.resize(SCRATCH_KEEP_BYTES + 1, 0));
+        with_scratch(|v| assert_eq!(v.capacity(), 0));
     }
 
     #[test]
