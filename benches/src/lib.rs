@@ -2,7 +2,6 @@
 //! table.
 
 use std::path::Path;
-use std::time::Instant;
 
 /// Whether the page cache can be dropped (root on Linux).
 #[must_use]
@@ -98,21 +97,24 @@ impl Measurement {
     }
 }
 
-/// Time `f`, `repeats` times (running `before` untimed before each), and keep the fastest.
-pub fn best_of<T>(repeats: usize, mut before: impl FnMut(), mut f: impl FnMut() -> T) -> (f64, T) {
-    let mut best = f64::INFINITY;
-    let mut out = None;
-    for _ in 0..repeats.max(1) {
-        before();
-        let t = Instant::now();
-        let r = f();
-        let s = t.elapsed().as_secs_f64();
-        if s < best {
-            best = s;
-        }
-        out = Some(r);
+/// Best seconds of each of `n` methods over `repeats` rounds in which they take turns, in an
+/// order rotating from round to round (`run(m)` times method `m`), so a slow spell of the shared
+/// machine (or of its virtual disk) hits every method rather than one. An untimed round comes
+/// first: the first use of fresh memory in a process costs several times what later uses do on
+/// this virtual machine (whichever method ran first paid for it: zuring's first whole read of sat
+/// took 1-2 s, later ones 0.5 s).
+pub fn take_turns(n: usize, repeats: usize, mut run: impl FnMut(usize) -> f64) -> Vec<f64> {
+    for m in 0..n {
+        run(m);
     }
-    (best, out.expect("at least one repeat"))
+    let mut best = vec![f64::INFINITY; n];
+    for round in 0..repeats.max(1) {
+        for k in 0..n {
+            let m = (k + round) % n;
+            best[m] = best[m].min(run(m));
+        }
+    }
+    best
 }
 
 /// Print a table of measurements, with each method's ratio to `baseline` in the same

@@ -27,7 +27,7 @@ use zarrs_filesystem::FilesystemStore;
 use zuring_array::{
     with_decoded, ArrayOptions, Context, ReadMode, Selection, ShardIndex, ZarrArray,
 };
-use zuring_benches::{can_drop_caches, cores, drop_caches, print_table, Measurement};
+use zuring_benches::{can_drop_caches, cores, drop_caches, print_table, take_turns, Measurement};
 
 const CROP: [u64; 3] = [4, 256, 256];
 const BATCH: usize = 32;
@@ -255,26 +255,6 @@ fn decode_bound(array: &ZarrArray, n: usize, threads: usize) -> (f64, f64, f64) 
     (zarrs, ours, together)
 }
 
-/// Best seconds of each of `N` methods over `repeats` rounds in which they take turns, in an
-/// order rotating from round to round (`run(m)` times method `m`), so a slow spell of the shared
-/// machine hits every method rather than one. An untimed round comes first: the first use of
-/// fresh memory in a process costs several times what later uses do on this virtual machine
-/// (whichever method ran first paid for it: zuring's first whole read of sat took 1-2 s, later
-/// ones 0.5 s).
-fn take_turns<const N: usize>(repeats: usize, mut run: impl FnMut(usize) -> f64) -> [f64; N] {
-    for m in 0..N {
-        run(m);
-    }
-    let mut best = [f64::INFINITY; N];
-    for round in 0..repeats {
-        for k in 0..N {
-            let m = (k + round) % N;
-            best[m] = best[m].min(run(m));
-        }
-    }
-    best
-}
-
 /// Peak resident memory (VmHWM) in bytes, after resetting it.
 fn reset_peak() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
@@ -361,7 +341,7 @@ fn whole_writes(
     let meta = std::fs::read_to_string(src.join("zarr.json")).unwrap();
     let shape = ZarrArray::open(src).unwrap().shape().to_vec();
     let methods = ["zuring write_region", "zarrs store_array_subset"];
-    let best: [f64; 2] = take_turns(repeats, |m| {
+    let best = take_turns(methods.len(), repeats, |m| {
         let _ = std::fs::remove_dir_all(target);
         let _ = std::process::Command::new("sync").status();
         let t = Instant::now();
@@ -423,7 +403,7 @@ fn time_step_writes(
         "zarrs store_array_subset",
         "zarrs store_array_subset (experimental partial encoding)",
     ];
-    let best: [f64; 3] = take_turns(repeats, |m| {
+    let best = take_turns(methods.len(), repeats, |m| {
         restore();
         let t = Instant::now();
         if m == 0 {
@@ -625,7 +605,7 @@ fn main() {
             let mut out =
                 vec![0u8; BATCH * CROP.iter().product::<u64>() as usize * ds.element_size];
             let methods: [&str; 2] = ["zuring read_crops", "zarrs (rayon + shard cache)"];
-            let best: [f64; 2] = take_turns(repeats, |m| {
+            let best = take_turns(methods.len(), repeats, |m| {
                 // Cold: empty caches. Warm: the context of earlier runs (index cache warm).
                 let ours_run = if cache == "cold" {
                     ZarrArray::open_with(&ds.path, fresh_ctx()).unwrap()
@@ -682,7 +662,7 @@ fn main() {
             }
             // Whole-array read, the methods taking turns likewise.
             let methods = ["zuring read", "zarrs retrieve_array_subset"];
-            let best: [f64; 2] = take_turns(repeats, |m| {
+            let best = take_turns(methods.len(), repeats, |m| {
                 let ours_run = ZarrArray::open_with(&ds.path, fresh_ctx()).unwrap();
                 if cache == "cold" {
                     drop_caches();

@@ -8,12 +8,13 @@
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use zarrs::storage::{byte_range::ByteRange as ZRange, ReadableStorageTraits, StoreKey};
 use zuring_benches::{
-    best_of, can_drop_caches, cores, drop_caches, print_table, warm, Measurement,
+    can_drop_caches, cores, drop_caches, print_table, take_turns, warm, Measurement,
 };
 use zuring_io::{BackendKind, ByteRange, ReadRequest, Reader, ReaderOptions};
 
@@ -269,70 +270,81 @@ fn main() {
             if a.cache.as_deref().is_some_and(|c| c != cache) {
                 continue;
             }
+            // Every method reads its own random pattern of `a.reads` blocks per run (bytes are
+            // counted from what it returns); fio reports its own rate.
+            type Method<'m> = Box<dyn Fn(&[Read]) -> u64 + 'm>;
+            let mut methods: Vec<(&str, Method<'_>)> = vec![
+                ("std pread pool", Box::new(|r: &[Read]| std_pool(&paths, r))),
+                (
+                    "zuring uring",
+                    Box::new(|r: &[Read]| zuring(&uring, &paths, r)),
+                ),
+                (
+                    "zuring uring direct",
+                    Box::new(|r: &[Read]| zuring(&uring_direct, &paths, r)),
+                ),
+                (
+                    "zuring pread",
+                    Box::new(|r: &[Read]| zuring(&pread, &paths, r)),
+                ),
+                (
+                    "zuring uring, fds not revalidated",
+                    Box::new(|r: &[Read]| zuring(&trusting, &paths, r)),
+                ),
+                (
+                    "zarrs FilesystemStore",
+                    Box::new(|r: &[Read]| zarrs_store(&fs_buffered, &keys, r)),
+                ),
+                (
+                    "zarrs FilesystemStore direct",
+                    Box::new(|r: &[Read]| zarrs_store(&fs_direct, &keys, r)),
+                ),
+            ];
+            methods.retain(|(m, _)| a.only.as_deref().is_none_or(|o| o == *m));
+            let fio_dir = a.dir.join(format!("fio-links-{name}"));
+            let with_fio = cache == "cold" && a.only.is_none();
+            let bytes = a.reads as u64 * READ;
             let mut seed = 0;
-            let mut run = |method: &str, f: &dyn Fn(&[Read]) -> u64| {
-                if a.only.as_deref().is_some_and(|o| o != method) {
-                    return;
+            // The methods (and fio, last) take turns, so a slow spell of the virtual disk hits
+            // all of them rather than whichever ran then (it stalled for one method's three
+            // runs in some earlier runs).
+            let n = methods.len() + usize::from(with_fio);
+            let best = take_turns(n, a.repeats, |m| {
+                if cache == "cold" {
+                    drop_caches();
+                } else {
+                    files.iter().for_each(|f| warm(f));
                 }
-                let (secs, bytes) = best_of(
-                    a.repeats,
-                    || {
-                        if cache == "cold" {
-                            drop_caches();
-                        } else {
-                            files.iter().for_each(|f| warm(f));
-                        }
-                    },
-                    || {
-                        seed += 1;
-                        f(&pattern(files.len(), *size, a.reads, seed))
-                    },
-                );
+                let Some((_, f)) = methods.get(m) else {
+                    return fio(&fio_dir, files, *size, a.reads)
+                        .map_or(f64::INFINITY, |mib| bytes as f64 / (1 << 20) as f64 / mib);
+                };
+                seed += 1;
+                let read = pattern(files.len(), *size, a.reads, seed);
+                let t = Instant::now();
+                let got = f(&read);
+                let secs = t.elapsed().as_secs_f64();
+                assert_eq!(got, bytes, "every read returns its {READ} bytes");
+                secs
+            });
+            let names = methods
+                .iter()
+                .map(|(m, _)| *m)
+                .chain(with_fio.then_some("fio io_uring QD64 direct"));
+            for (method, seconds) in names.zip(best) {
+                if !seconds.is_finite() {
+                    continue; // fio is not installed or failed
+                }
                 let m = Measurement {
                     bench: (*name).to_owned(),
                     method: method.to_owned(),
                     cache,
-                    seconds: secs,
+                    seconds,
                     bytes,
                     ops: a.reads as u64,
                 };
                 m.print_json(&serde_json::json!({"read_kib": READ >> 10, "threads": cores()}));
                 results.push(m);
-            };
-            run("std pread pool", &|r| std_pool(&paths, r));
-            run("zuring uring", &|r| zuring(&uring, &paths, r));
-            run("zuring uring direct", &|r| zuring(&uring_direct, &paths, r));
-            run("zuring pread", &|r| zuring(&pread, &paths, r));
-            run("zuring uring, fds not revalidated", &|r| {
-                zuring(&trusting, &paths, r)
-            });
-            run("zarrs FilesystemStore", &|r| {
-                zarrs_store(&fs_buffered, &keys, r)
-            });
-            run("zarrs FilesystemStore direct", &|r| {
-                zarrs_store(&fs_direct, &keys, r)
-            });
-            if cache == "cold" && a.only.is_none() {
-                let fio_dir = a.dir.join(format!("fio-links-{name}"));
-                // Best of the same number of runs as the other methods, each from a cold cache.
-                let best = (0..a.repeats)
-                    .filter_map(|_| {
-                        drop_caches();
-                        fio(&fio_dir, files, *size, a.reads)
-                    })
-                    .reduce(f64::max);
-                if let Some(mib) = best {
-                    let m = Measurement {
-                        bench: (*name).to_owned(),
-                        method: "fio io_uring QD64 direct".to_owned(),
-                        cache,
-                        seconds: (a.reads as u64 * READ) as f64 / (1 << 20) as f64 / mib,
-                        bytes: a.reads as u64 * READ,
-                        ops: a.reads as u64,
-                    };
-                    m.print_json(&serde_json::json!({"read_kib": 32}));
-                    results.push(m);
-                }
             }
         }
     }
