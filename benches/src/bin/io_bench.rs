@@ -273,33 +273,26 @@ fn main() {
             // Every method reads its own random pattern of `a.reads` blocks per run (bytes are
             // counted from what it returns); fio reports its own rate.
             type Method<'m> = Box<dyn Fn(&[Read]) -> u64 + 'm>;
-            let mut methods: Vec<(&str, Method<'_>)> = vec![
-                ("std pread pool", Box::new(|r: &[Read]| std_pool(&paths, r))),
-                (
-                    "zuring uring",
-                    Box::new(|r: &[Read]| zuring(&uring, &paths, r)),
-                ),
-                (
-                    "zuring uring direct",
-                    Box::new(|r: &[Read]| zuring(&uring_direct, &paths, r)),
-                ),
-                (
-                    "zuring pread",
-                    Box::new(|r: &[Read]| zuring(&pread, &paths, r)),
-                ),
-                (
-                    "zuring uring, fds not revalidated",
-                    Box::new(|r: &[Read]| zuring(&trusting, &paths, r)),
-                ),
-                (
-                    "zarrs FilesystemStore",
-                    Box::new(|r: &[Read]| zarrs_store(&fs_buffered, &keys, r)),
-                ),
-                (
-                    "zarrs FilesystemStore direct",
-                    Box::new(|r: &[Read]| zarrs_store(&fs_direct, &keys, r)),
-                ),
-            ];
+            let (paths, keys) = (&paths, &keys);
+            let mut methods: Vec<(&str, Method<'_>)> =
+                vec![("std pread pool", Box::new(|r: &[Read]| std_pool(paths, r)))];
+            for (label, reader) in [
+                ("zuring uring", &uring),
+                ("zuring uring direct", &uring_direct),
+                ("zuring pread", &pread),
+                ("zuring uring, fds not revalidated", &trusting),
+            ] {
+                methods.push((label, Box::new(move |r: &[Read]| zuring(reader, paths, r))));
+            }
+            for (label, store) in [
+                ("zarrs FilesystemStore", &fs_buffered),
+                ("zarrs FilesystemStore direct", &fs_direct),
+            ] {
+                methods.push((
+                    label,
+                    Box::new(move |r: &[Read]| zarrs_store(store, keys, r)),
+                ));
+            }
             methods.retain(|(m, _)| a.only.as_deref().is_none_or(|o| o == *m));
             let fio_dir = a.dir.join(format!("fio-links-{name}"));
             let with_fio = cache == "cold" && a.only.is_none();
