@@ -87,53 +87,117 @@ pub(crate) fn touched_inner_chunks(
     Ok(touched)
 }
 
-/// Visit the rows (runs along the last dimension) of inner chunk `at` (C-order index in the
-/// shard): for each, its byte range in a whole-shard buffer (C order) and in the contiguous
-/// inner chunk.
-fn for_each_row(
-    at: usize,
-    geometry: &Geometry<'_>,
-    mut f: impl FnMut(std::ops::Range<usize>, std::ops::Range<usize>) -> Result<()>,
-) -> Result<()> {
-    let ndim = geometry.inner.len();
-    let esize = geometry.esize;
-    let Some(last) = ndim.checked_sub(1) else {
-        return f(0..esize, 0..esize);
-    };
-    // The inner chunk's first element in the shard.
-    let mut origin = 0usize;
-    let mut rest = at;
-    for d in 0..ndim {
-        let k = rest / geometry.grid_strides[d];
-        rest %= geometry.grid_strides[d];
-        origin +=
-            k * usize::try_from(geometry.inner[d]).unwrap_or(usize::MAX) * geometry.strides[d];
-    }
-    let row = usize::try_from(geometry.inner[last]).unwrap_or(usize::MAX) * esize;
-    let mut next = 0usize;
-    try_for_each_coord(&vec![0; last], &geometry.inner[..last], |c| {
-        let mut start = origin;
-        for (d, &i) in c.iter().enumerate() {
-            start += usize::try_from(i).unwrap_or(usize::MAX) * geometry.strides[d];
+/// Indices within one inner chunk along one dimension, with their value positions (None: the
+/// dimension is dropped from the value).
+type Part = (Vec<u64>, Option<Vec<u64>>);
+
+/// A write request split along the inner chunk grid of its shard, so that each inner chunk gets
+/// the part of it that falls inside (indices relative to the inner chunk), applied straight to
+/// that chunk's buffer: no whole-shard buffer, one copy of each value.
+enum Split {
+    /// Per dimension: inner chunk coordinate -> indices within it and their value positions.
+    Orthogonal {
+        target: usize,
+        per_dim: Vec<BTreeMap<u64, Part>>,
+    },
+    /// Inner chunk (C-order index in the shard) -> its points (coordinates within it) and their
+    /// value positions.
+    Points {
+        target: usize,
+        by_chunk: BTreeMap<usize, (Vec<Vec<u64>>, Vec<u64>)>,
+    },
+}
+
+impl Split {
+    fn new(request: &ChunkRequest, inner: &[u64], grid_strides: &[usize]) -> Self {
+        match request {
+            ChunkRequest::Orthogonal {
+                target,
+                indices,
+                positions,
+                ..
+            } => {
+                let per_dim = indices
+                    .iter()
+                    .zip(positions)
+                    .zip(inner)
+                    .map(|((list, pos), &n)| {
+                        let mut parts: BTreeMap<u64, Part> = BTreeMap::new();
+                        for (k, &i) in list.iter().enumerate() {
+                            let part = parts
+                                .entry(i / n)
+                                .or_insert_with(|| (Vec::new(), pos.as_ref().map(|_| Vec::new())));
+                            part.0.push(i % n);
+                            if let (Some(out), Some(pos)) = (part.1.as_mut(), pos) {
+                                // Lengths were checked with the request (`Scatter::apply`).
+                                out.push(pos.get(k).copied().unwrap_or(u64::MAX));
+                            }
+                        }
+                        parts
+                    })
+                    .collect();
+                Split::Orthogonal {
+                    target: *target,
+                    per_dim,
+                }
+            }
+            ChunkRequest::Points {
+                target,
+                coords,
+                positions,
+                ..
+            } => {
+                let mut by_chunk: BTreeMap<usize, (Vec<Vec<u64>>, Vec<u64>)> = BTreeMap::new();
+                for (point, &p) in coords.iter().zip(positions) {
+                    let at = point
+                        .iter()
+                        .zip(inner)
+                        .zip(grid_strides)
+                        .map(|((&i, &n), &s)| usize::try_from(i / n).unwrap_or(usize::MAX) * s)
+                        .sum();
+                    let part = by_chunk.entry(at).or_default();
+                    part.0
+                        .push(point.iter().zip(inner).map(|(&i, &n)| i % n).collect());
+                    part.1.push(p);
+                }
+                Split::Points {
+                    target: *target,
+                    by_chunk,
+                }
+            }
         }
-        f(start * esize..start * esize + row, next..next + row)?;
-        next += row;
-        Ok(())
-    })
-}
+    }
 
-fn outside() -> ArrayError {
-    ArrayError::selection("inner chunk outside the shard")
-}
-
-/// Shapes and strides of a shard and its inner chunks.
-struct Geometry<'a> {
-    inner: &'a [u64],
-    /// Shard strides, in elements.
-    strides: Vec<usize>,
-    /// Strides of the inner chunk grid, in inner chunks.
-    grid_strides: Vec<usize>,
-    esize: usize,
+    /// The part of the request inside inner chunk `at` (at grid coordinates `grid` in the
+    /// shard), or None when it writes nothing there.
+    fn part(&self, at: usize, grid: &[u64]) -> Option<ChunkRequest> {
+        match self {
+            Split::Orthogonal { target, per_dim } => {
+                let mut indices = Vec::with_capacity(per_dim.len());
+                let mut positions = Vec::with_capacity(per_dim.len());
+                for (parts, c) in per_dim.iter().zip(grid) {
+                    let (i, p) = parts.get(c)?;
+                    indices.push(i.clone());
+                    positions.push(p.clone());
+                }
+                Some(ChunkRequest::Orthogonal {
+                    target: *target,
+                    chunk: grid.to_vec(),
+                    indices,
+                    positions,
+                })
+            }
+            Split::Points { target, by_chunk } => {
+                let (coords, positions) = by_chunk.get(&at)?;
+                Some(ChunkRequest::Points {
+                    target: *target,
+                    chunk: grid.to_vec(),
+                    coords: coords.clone(),
+                    positions: positions.clone(),
+                })
+            }
+        }
+    }
 }
 
 /// What a shard rewrite needs besides the shard: the write's values, what counts as fill,
@@ -294,80 +358,72 @@ impl ZarrArray {
             .ok()
             .and_then(|n| n.checked_mul(esize))
             .ok_or_else(|| ArrayError::selection("inner chunk too large"))?;
-        let geometry = Geometry {
-            inner,
-            strides: c_strides(&layout.file_shape)?,
-            grid_strides: c_strides(&index.chunks_per_shard)?,
-            esize,
+        let grid_strides = c_strides(&index.chunks_per_shard)?;
+        let inner_strides = c_strides(inner)?;
+        // The write's values go straight into each inner chunk's buffer: the requests (checked
+        // against the shard by the caller) split along the inner chunk grid.
+        let splits: Vec<Split> = requests
+            .iter()
+            .map(|r| Split::new(r, inner, &grid_strides))
+            .collect();
+        let scatter = Scatter {
+            chunk_strides: &inner_strides,
+            file_shape: inner,
+            chunk_bytes: inner_bytes,
+            ..*how.scatter
         };
-        let inner_coords = |at: usize| -> Vec<u64> {
-            let mut rest = at;
-            (0..inner.len())
-                .map(|d| {
-                    let k = rest / geometry.grid_strides[d];
-                    rest %= geometry.grid_strides[d];
-                    coords[d] * index.chunks_per_shard[d] + k as u64
-                })
-                .collect()
-        };
-        // The old contents of the inner chunks the write covers only in part, decoded in
-        // parallel (fill value where absent).
         let touched: Vec<(usize, bool)> = touched.into_iter().collect();
-        let decoded: Vec<Option<Vec<u8>>> = touched
-            .par_iter()
-            .map(|&(at, full)| -> Result<Option<Vec<u8>>> {
-                if full {
-                    return Ok(None);
-                }
-                let Some((offset, nbytes)) = old_index.chunk(at) else {
-                    return Ok(Some(layout.fill.repeat(inner_bytes / esize.max(1))));
-                };
-                let encoded = read_old(at, offset, nbytes)?;
-                with_decoded(
-                    layout,
-                    layout.decoder,
-                    &encoded,
-                    how.options,
-                    <[u8]>::to_vec,
-                )
-                .map(Some)
-                .map_err(|message| ArrayError::CorruptChunk {
-                    path: path.clone(),
-                    chunk: inner_coords(at),
-                    message,
-                })
-            })
-            .collect::<Result<_>>()?;
-        // Scatter the values into a whole-shard buffer: pages of inner chunks the write does not
-        // touch are never written (so never backed by memory). A write to every inner chunk
-        // backs it all anyway: then in huge pages (fewer page faults).
-        let mut shard = vec![0u8; how.scatter.chunk_bytes];
-        if touched.len() == old_index.len() {
-            zuring_io::advise_huge_pages(shard.as_mut_ptr(), shard.len());
-        }
-        for (&(at, _), chunk) in touched.iter().zip(decoded) {
-            if let Some(chunk) = chunk {
-                for_each_row(at, &geometry, |s, c| {
-                    let src = chunk.get(c).ok_or_else(outside)?;
-                    shard.get_mut(s).ok_or_else(outside)?.copy_from_slice(src);
-                    Ok(())
-                })?;
-            }
-        }
-        for request in requests {
-            how.scatter.apply(Some(&mut shard), request)?;
-        }
-        // Encode the touched inner chunks in parallel; all-fill ones are left out.
+        // Each touched inner chunk in parallel: its old contents when the write covers it in
+        // part (fill value where absent), the write's values, then encoded (all-fill ones are
+        // left out).
         let encoded: Vec<Option<Vec<u8>>> = touched
             .par_iter()
-            .map(|&(at, _)| -> Result<Option<Vec<u8>>> {
+            .map(|&(at, full)| -> Result<Option<Vec<u8>>> {
+                let grid: Vec<u64> = grid_strides
+                    .iter()
+                    .zip(&index.chunks_per_shard)
+                    .map(|(&s, &n)| (at / s) as u64 % n)
+                    .collect();
+                let chunk_coords = || -> Vec<u64> {
+                    grid.iter()
+                        .zip(coords)
+                        .zip(&index.chunks_per_shard)
+                        .map(|((&k, &c), &n)| c * n + k)
+                        .collect()
+                };
                 with_scratch(|chunk| {
-                    chunk.resize(inner_bytes, 0);
-                    for_each_row(at, &geometry, |s, c| {
-                        let src = shard.get(s).ok_or_else(outside)?;
-                        chunk.get_mut(c).ok_or_else(outside)?.copy_from_slice(src);
-                        Ok(())
-                    })?;
+                    match old_index.chunk(at) {
+                        _ if full => chunk.resize(inner_bytes, 0),
+                        None if layout.fill.iter().all(|&b| b == 0) => {
+                            chunk.resize(inner_bytes, 0);
+                        }
+                        None => {
+                            for _ in 0..inner_bytes / esize.max(1) {
+                                chunk.extend_from_slice(&layout.fill);
+                            }
+                        }
+                        Some((offset, nbytes)) => {
+                            let encoded = read_old(at, offset, nbytes)?;
+                            with_decoded(layout, layout.decoder, &encoded, how.options, |d| {
+                                chunk.extend_from_slice(d);
+                            })
+                            .map_err(|message| {
+                                ArrayError::CorruptChunk {
+                                    path: path.clone(),
+                                    chunk: chunk_coords(),
+                                    message,
+                                }
+                            })?;
+                        }
+                    }
+                    if chunk.len() != inner_bytes {
+                        return Err(ArrayError::selection("inner chunk of an unexpected size"));
+                    }
+                    for split in &splits {
+                        if let Some(part) = split.part(at, &grid) {
+                            scatter.apply(Some(chunk), &part)?;
+                        }
+                    }
                     if chunk.chunks_exact(esize.max(1)).all(how.is_fill) {
                         return Ok(None);
                     }
@@ -456,4 +512,125 @@ fn shard_pieces<'a>(
         }
     }
     (pieces, entries)
+}
+
+#[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::write::WriteValue;
+
+    /// A random request inside a shard of `shard` elements: orthogonal (per dimension 1-5
+    /// indices, unsorted, repeats allowed) or points (1-12); the value's shape with it.
+    fn request(shard: &[u64], seed: u64, points: bool) -> (ChunkRequest, Vec<u64>) {
+        let mut rng = seed;
+        let mut next = |n: u64| {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (rng >> 33) % n
+        };
+        if points {
+            let n = 1 + next(12);
+            let coords = (0..n)
+                .map(|_| shard.iter().map(|&s| next(s)).collect())
+                .collect();
+            let request = ChunkRequest::Points {
+                target: 0,
+                chunk: vec![0; shard.len()],
+                coords,
+                positions: (0..n).collect(),
+            };
+            return (request, vec![n]);
+        }
+        let indices: Vec<Vec<u64>> = shard
+            .iter()
+            .map(|&s| (0..1 + next(5)).map(|_| next(s)).collect())
+            .collect();
+        let shape: Vec<u64> = indices.iter().map(|i| i.len() as u64).collect();
+        let request = ChunkRequest::Orthogonal {
+            target: 0,
+            chunk: vec![0; shard.len()],
+            positions: indices
+                .iter()
+                .map(|i| Some((0..i.len() as u64).collect()))
+                .collect(),
+            indices,
+        };
+        (request, shape)
+    }
+
+    proptest! {
+        /// Writing a request's parts into each inner chunk's own buffer gives every inner chunk
+        /// what writing the whole request into a whole-shard buffer gives it (repeated indices
+        /// keep the later value in both), and an orthogonal request reports an inner chunk as
+        /// written whole exactly when no element of it is left unwritten.
+        #[test]
+        fn split_requests_write_what_the_whole_request_writes(
+            dims in prop::collection::vec((1u64..4, 1u64..4), 1..4),
+            seed in any::<u64>(),
+            points in any::<bool>(),
+        ) {
+            let inner: Vec<u64> = dims.iter().map(|d| d.0).collect();
+            let per_shard: Vec<u64> = dims.iter().map(|d| d.1).collect();
+            let shard: Vec<u64> = inner.iter().zip(&per_shard).map(|(i, n)| i * n).collect();
+            let (request, value_shape) = request(&shard, seed, points);
+            let count: u64 = value_shape.iter().product();
+            // Distinct values, none equal to the 0xffff the buffers start with.
+            let bytes: Vec<u8> = (1..=count as u16).flat_map(u16::to_ne_bytes).collect();
+            let value = WriteValue { bytes: &bytes, shape: &value_shape };
+            let value_strides = c_strides(&value_shape).unwrap();
+            let elements = |s: &[u64]| s.iter().product::<u64>() as usize;
+            let shard_strides = c_strides(&shard).unwrap();
+            let whole_scatter = Scatter {
+                chunk_strides: &shard_strides,
+                file_shape: &shard,
+                value_strides: &value_strides,
+                value,
+                esize: 2,
+                chunk_bytes: 2 * elements(&shard),
+            };
+            let mut whole = vec![0xffu8; 2 * elements(&shard)];
+            whole_scatter.apply(Some(&mut whole), &request).unwrap();
+
+            let inner_strides = c_strides(&inner).unwrap();
+            let grid_strides = c_strides(&per_shard).unwrap();
+            let scatter = Scatter {
+                chunk_strides: &inner_strides,
+                file_shape: &inner,
+                chunk_bytes: 2 * elements(&inner),
+                ..whole_scatter
+            };
+            let split = Split::new(&request, &inner, &grid_strides);
+            let touched = touched_inner_chunks(&[&request], &inner, &per_shard).unwrap();
+            for at in 0..elements(&per_shard) {
+                let grid: Vec<u64> =
+                    grid_strides.iter().zip(&per_shard).map(|(&s, &n)| (at / s) as u64 % n).collect();
+                let mut buf = vec![0xffu8; 2 * elements(&inner)];
+                let part = split.part(at, &grid);
+                if let Some(part) = &part {
+                    scatter.apply(Some(&mut buf), part).unwrap();
+                }
+                // The same inner chunk cut out of the whole-shard buffer.
+                let lo: Vec<u64> = grid.iter().zip(&inner).map(|(g, i)| g * i).collect();
+                let hi: Vec<u64> = lo.iter().zip(&inner).map(|(l, i)| l + i).collect();
+                let mut expected = Vec::new();
+                try_for_each_coord(&lo, &hi, |c| {
+                    let e: usize = c.iter().zip(&shard_strides).map(|(&c, &s)| c as usize * s).sum();
+                    expected.extend_from_slice(&whole[2 * e..2 * e + 2]);
+                    Ok::<(), ArrayError>(())
+                })
+                .unwrap();
+                prop_assert_eq!(&buf, &expected, "inner chunk {}", at);
+                prop_assert_eq!(part.is_some(), touched.contains_key(&at));
+                // Points never claim a whole inner chunk (its old contents are read).
+                let unwritten = buf.chunks_exact(2).any(|e| e == [0xff, 0xff]);
+                let full = touched.get(&at).copied().unwrap_or(false);
+                let agrees = if points { !full || !unwritten } else { full != unwritten };
+                prop_assert!(agrees, "inner chunk {} full {} unwritten {}", at, full, unwritten);
+            }
+        }
+    }
 }
