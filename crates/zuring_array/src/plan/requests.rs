@@ -1,0 +1,285 @@
+//! Requests from a caller that already split its selection by stored chunk (zarr-python's
+//! pipeline): planned against the read grid (inner chunks when sharded).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{c_strides, for_each_coord, num_elements, plan_box_to, ChunkPlan, CopyOp};
+use crate::error::{ArrayError, Result};
+
+/// What a caller (zarr-python's pipeline) wants from one stored chunk (shard, when sharded):
+/// indices within that chunk and where they go in the output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkRequest {
+    /// Orthogonal: per array dimension, indices within the stored chunk, and their output
+    /// positions along that dimension's output axis (`None`: the dimension is dropped).
+    Orthogonal {
+        /// Which output of the batch this request fills.
+        target: usize,
+        /// The stored chunk's coordinates in the array's chunk grid.
+        chunk: Vec<u64>,
+        /// Per dimension, indices within the chunk.
+        indices: Vec<Vec<u64>>,
+        /// Per dimension, output positions (same length as `indices[d]`), or `None` when the
+        /// dimension does not appear in the output.
+        positions: Vec<Option<Vec<u64>>>,
+    },
+    /// Points: coordinates within the stored chunk, and each point's flat output index.
+    Points {
+        /// Which output of the batch this request fills.
+        target: usize,
+        /// The stored chunk's coordinates.
+        chunk: Vec<u64>,
+        /// Per point, its coordinates within the chunk.
+        coords: Vec<Vec<u64>>,
+        /// Per point, its index in the (flat) output.
+        positions: Vec<u64>,
+    },
+}
+
+/// Plan chunk requests against a read grid of `chunk_shape` inside stored chunks of
+/// `file_shape`, each into its target output, of shape `out_shapes[target]` (C order).
+///
+/// A request addresses a stored chunk, which always holds `file_shape` elements: indices are
+/// checked against it, not against the array's `shape` (only its rank is used), so requests from
+/// a caller that resized the array since this handle was made (zarr-python resizes in place)
+/// still read what is stored.
+///
+/// # Errors
+/// [`ArrayError::Selection`] when a request's lengths disagree or an index leaves its chunk or the
+/// output; [`ArrayError::TooLarge`] on overflow.
+pub fn plan_chunk_requests(
+    plan: &mut ChunkPlan,
+    shape: &[u64],
+    file_shape: &[u64],
+    chunk_shape: &[u64],
+    out_shapes: &[Vec<u64>],
+    requests: &[ChunkRequest],
+) -> Result<()> {
+    let ndim = shape.len();
+    let bad = |m: String| ArrayError::selection(m);
+    for request in requests {
+        let target = match request {
+            ChunkRequest::Orthogonal { target, .. } | ChunkRequest::Points { target, .. } => target,
+        };
+        let out_shape = out_shapes.get(*target).ok_or_else(|| {
+            bad(format!(
+                "request for output {target}, but there are {}",
+                out_shapes.len()
+            ))
+        })?;
+        let out_strides = c_strides(out_shape)?;
+        let out_len = num_elements(out_shape)? as u64;
+        match request {
+            ChunkRequest::Orthogonal {
+                chunk,
+                indices,
+                positions,
+                ..
+            } => {
+                if chunk.len() != ndim || indices.len() != ndim || positions.len() != ndim {
+                    return Err(bad(format!(
+                        "chunk request for {chunk:?} does not have {ndim} dimensions"
+                    )));
+                }
+                if plan_contiguous(
+                    plan,
+                    *target,
+                    shape,
+                    file_shape,
+                    chunk_shape,
+                    out_shape,
+                    &out_strides,
+                    chunk,
+                    indices,
+                    positions,
+                ) {
+                    continue;
+                }
+                // Output axis of each array dimension.
+                let mut axis = 0usize;
+                let mut strides = vec![0usize; ndim];
+                let mut per_dim: Vec<BTreeMap<u64, Vec<(u64, u64)>>> = Vec::with_capacity(ndim);
+                for d in 0..ndim {
+                    let pos = positions[d].as_ref();
+                    if let Some(p) = pos {
+                        if p.len() != indices[d].len() {
+                            return Err(bad(format!(
+                                "dimension {d}: {} indices but {} output positions",
+                                indices[d].len(),
+                                p.len()
+                            )));
+                        }
+                        let n = *out_shape
+                            .get(axis)
+                            .ok_or_else(|| bad("more output axes than the output has".into()))?;
+                        if p.iter().any(|&x| x >= n) {
+                            return Err(bad(format!(
+                                "output position out of range for output axis {axis} of size {n}"
+                            )));
+                        }
+                        strides[d] = out_strides[axis];
+                        axis += 1;
+                    }
+                    let mut m: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+                    for (k, &within) in indices[d].iter().enumerate() {
+                        let global = chunk[d]
+                            .checked_mul(file_shape[d])
+                            .and_then(|g| g.checked_add(within))
+                            .filter(|_| within < file_shape[d])
+                            .ok_or_else(|| {
+                                bad(format!(
+                                    "index {within} leaves chunk {chunk:?} in dimension {d}"
+                                ))
+                            })?;
+                        let out_pos = pos.map_or(0, |p| p[k]);
+                        m.entry(global / chunk_shape[d])
+                            .or_default()
+                            .push((global % chunk_shape[d], out_pos));
+                    }
+                    per_dim.push(m);
+                }
+                let strides: Arc<[usize]> = strides.into();
+                let keys: Vec<Vec<u64>> = per_dim
+                    .iter()
+                    .map(|m| m.keys().copied().collect())
+                    .collect();
+                let lo = vec![0u64; ndim];
+                let hi: Vec<u64> = keys.iter().map(|k| k.len() as u64).collect();
+                for_each_coord(&lo, &hi, |sel| {
+                    let inner: Vec<u64> = sel
+                        .iter()
+                        .enumerate()
+                        .map(|(d, &k)| keys[d][usize::try_from(k).unwrap_or(0)])
+                        .collect();
+                    let dims = inner
+                        .iter()
+                        .enumerate()
+                        .map(|(d, k)| per_dim[d][k].clone())
+                        .collect();
+                    plan.entry(inner).or_default().push((
+                        *target,
+                        CopyOp::Gather {
+                            out_strides: Arc::clone(&strides),
+                            dims,
+                        },
+                    ));
+                });
+            }
+            ChunkRequest::Points {
+                chunk,
+                coords,
+                positions,
+                ..
+            } => {
+                if coords.len() != positions.len() {
+                    return Err(bad(format!(
+                        "{} points but {} output positions",
+                        coords.len(),
+                        positions.len()
+                    )));
+                }
+                let mut by_chunk: BTreeMap<Vec<u64>, Vec<(u64, usize)>> = BTreeMap::new();
+                for (c, &out) in coords.iter().zip(positions) {
+                    if c.len() != ndim || out >= out_len {
+                        return Err(bad(format!(
+                            "point {c:?} -> {out} does not fit the array or output"
+                        )));
+                    }
+                    let mut inner = Vec::with_capacity(ndim);
+                    let mut within = 0u64;
+                    for d in 0..ndim {
+                        let global = chunk[d]
+                            .checked_mul(file_shape[d])
+                            .and_then(|g| g.checked_add(c[d]))
+                            .filter(|_| c[d] < file_shape[d])
+                            .ok_or_else(|| bad(format!("point {c:?} leaves chunk {chunk:?}")))?;
+                        inner.push(global / chunk_shape[d]);
+                        within = within * chunk_shape[d] + global % chunk_shape[d];
+                    }
+                    by_chunk
+                        .entry(inner)
+                        .or_default()
+                        .push((within, usize::try_from(out).unwrap_or(usize::MAX)));
+                }
+                for (inner, pairs) in by_chunk {
+                    plan.entry(inner)
+                        .or_default()
+                        .push((*target, CopyOp::Points(pairs)));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_run(v: &[u64]) -> bool {
+    v.windows(2).all(|w| w[1] == w[0] + 1)
+}
+
+/// A request whose indices and positions are contiguous runs in every dimension (basic
+/// indexing with step 1) is a box: planned as box copies, row by row, not element by element.
+/// Returns false (planning nothing) when the request is not of that form or does not fit.
+#[allow(clippy::too_many_arguments)]
+fn plan_contiguous(
+    plan: &mut ChunkPlan,
+    target: usize,
+    shape: &[u64],
+    file_shape: &[u64],
+    chunk_shape: &[u64],
+    out_shape: &[u64],
+    out_strides: &[usize],
+    chunk: &[u64],
+    indices: &[Vec<u64>],
+    positions: &[Option<Vec<u64>>],
+) -> bool {
+    let ndim = shape.len();
+    let mut start = Vec::with_capacity(ndim);
+    let mut extent = Vec::with_capacity(ndim);
+    let mut strides = Vec::with_capacity(ndim);
+    let mut offset = 0usize;
+    let mut axis = 0usize;
+    for d in 0..ndim {
+        let idx = &indices[d];
+        let (Some(&first), true) = (idx.first(), is_run(idx)) else {
+            return false;
+        };
+        let Some(global) = chunk[d]
+            .checked_mul(file_shape[d])
+            .and_then(|g| g.checked_add(first))
+        else {
+            return false;
+        };
+        if first + idx.len() as u64 > file_shape[d] {
+            return false;
+        }
+        match &positions[d] {
+            None => {
+                if idx.len() != 1 {
+                    return false;
+                }
+                strides.push(0);
+            }
+            Some(p) => {
+                let (Some(&p0), true) = (p.first(), is_run(p) && p.len() == idx.len()) else {
+                    return false;
+                };
+                let Some(&n) = out_shape.get(axis) else {
+                    return false;
+                };
+                if p0 + p.len() as u64 > n {
+                    return false;
+                }
+                let stride = out_strides[axis];
+                offset += usize::try_from(p0).unwrap_or(usize::MAX / 2) * stride;
+                strides.push(stride);
+                axis += 1;
+            }
+        }
+        start.push(global);
+        extent.push(idx.len() as u64);
+    }
+    let strides: Arc<[usize]> = strides.into();
+    plan_box_to(plan, target, chunk_shape, &start, &extent, offset, &strides);
+    true
+}
