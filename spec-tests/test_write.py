@@ -96,3 +96,31 @@ def test_partial_write_into_existing_shard(tmp_path):
 
 
 test_partial_write_into_existing_shard.rows = ["E11", "E13"]
+
+
+def test_partial_write_over_a_corrupt_inner_chunk(tmp_path):
+    """A write covering a corrupt inner chunk in part needs its old values: it fails naming the
+    shard and the inner chunk, and the shard file is left as it was; a write covering that inner
+    chunk whole needs nothing old and replaces it."""
+    path = tmp_path / "p"
+    zstd = {"name": "zstd", "configuration": {"level": 1, "checksum": False}}
+    a = zuring.create_array(path, meta("int32", shard([LE, zstd]), shape=(4, 6), chunks=(4, 6)))
+    expected = np.arange(24, dtype="int32").reshape(4, 6)
+    a[...] = expected
+    shard_file = path / "c" / "0" / "0"
+    data = bytearray(shard_file.read_bytes())
+    data[0] ^= 0xFF  # inner chunk (0, 0) is first in the shard: its zstd frame's magic
+    shard_file.write_bytes(bytes(data))
+    with pytest.raises(zuring.CorruptDataError, match=r"c/0/0.*\[0, 0\]"):
+        zuring.open_array(path)[0:1, 0:1] = -1
+    assert shard_file.read_bytes() == bytes(data)
+    # Inner chunk (0, 0) is rows 0-1, columns 0-2: written whole, its corrupt bytes are not read.
+    b = zuring.open_array(path)
+    b[0:2, 0:3] = -2
+    expected[0:2, 0:3] = -2
+    np.testing.assert_array_equal(zuring.open_array(path)[...], expected)
+    with zarr.config.set(DEFAULT):
+        np.testing.assert_array_equal(zarr.open_array(str(path), mode="r")[...], expected)
+
+
+test_partial_write_over_a_corrupt_inner_chunk.rows = ["E11", "C7", "C6"]
