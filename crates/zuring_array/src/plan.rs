@@ -328,17 +328,32 @@ pub fn plan_orthogonal(
     }
     let strides: Arc<[usize]> = c_strides(&out_shape)?.into();
     // Per dimension: chunk index -> (index within chunk, output position).
-    let per_dim: Vec<BTreeMap<u64, Vec<(u64, u64)>>> = lists
+    let per_dim: Vec<DimGather> = lists
         .iter()
         .zip(chunk_shape)
         .map(|(list, &c)| {
-            let mut m: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+            let mut m = DimGather::new();
             for (pos, &i) in (0u64..).zip(list) {
                 m.entry(i / c).or_default().push((i % c, pos));
             }
             m
         })
         .collect();
+    push_gathers(plan, 0, &per_dim, &strides);
+    Ok(())
+}
+
+/// Per dimension of a gather: chunk coordinate -> (index within that chunk, output position).
+type DimGather = BTreeMap<u64, Vec<(u64, u64)>>;
+
+/// Add to `plan` one gather into output `target` (of element strides `out_strides` per array
+/// dimension) for every chunk that combines an entry of each dimension of `per_dim`.
+fn push_gathers(
+    plan: &mut ChunkPlan,
+    target: usize,
+    per_dim: &[DimGather],
+    out_strides: &Arc<[usize]>,
+) {
     let keys: Vec<Vec<u64>> = per_dim
         .iter()
         .map(|m| m.keys().copied().collect())
@@ -357,14 +372,13 @@ pub fn plan_orthogonal(
             .map(|(d, k)| per_dim[d][k].clone())
             .collect();
         plan.entry(chunk).or_default().push((
-            0,
+            target,
             CopyOp::Gather {
-                out_strides: Arc::clone(&strides),
+                out_strides: Arc::clone(out_strides),
                 dims,
             },
         ));
     });
-    Ok(())
 }
 
 /// Plan a point read: output element `i` is the element at `points[i]`.

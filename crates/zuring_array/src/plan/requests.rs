@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{c_strides, for_each_coord, num_elements, plan_box_to, ChunkPlan, CopyOp};
+use super::{c_strides, num_elements, plan_box_to, push_gathers, ChunkPlan, CopyOp, DimGather};
 use crate::error::{ArrayError, Result};
 
 /// What a caller (zarr-python's pipeline) wants from one stored chunk (shard, when sharded):
@@ -99,7 +99,7 @@ pub fn plan_chunk_requests(
                 // Output axis of each array dimension.
                 let mut axis = 0usize;
                 let mut strides = vec![0usize; ndim];
-                let mut per_dim: Vec<BTreeMap<u64, Vec<(u64, u64)>>> = Vec::with_capacity(ndim);
+                let mut per_dim: Vec<DimGather> = Vec::with_capacity(ndim);
                 for d in 0..ndim {
                     let pos = positions[d].as_ref();
                     if let Some(p) = pos {
@@ -121,7 +121,7 @@ pub fn plan_chunk_requests(
                         strides[d] = out_strides[axis];
                         axis += 1;
                     }
-                    let mut m: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+                    let mut m = DimGather::new();
                     for (k, &within) in indices[d].iter().enumerate() {
                         let global = chunk[d]
                             .checked_mul(file_shape[d])
@@ -139,32 +139,7 @@ pub fn plan_chunk_requests(
                     }
                     per_dim.push(m);
                 }
-                let strides: Arc<[usize]> = strides.into();
-                let keys: Vec<Vec<u64>> = per_dim
-                    .iter()
-                    .map(|m| m.keys().copied().collect())
-                    .collect();
-                let lo = vec![0u64; ndim];
-                let hi: Vec<u64> = keys.iter().map(|k| k.len() as u64).collect();
-                for_each_coord(&lo, &hi, |sel| {
-                    let inner: Vec<u64> = sel
-                        .iter()
-                        .enumerate()
-                        .map(|(d, &k)| keys[d][usize::try_from(k).unwrap_or(0)])
-                        .collect();
-                    let dims = inner
-                        .iter()
-                        .enumerate()
-                        .map(|(d, k)| per_dim[d][k].clone())
-                        .collect();
-                    plan.entry(inner).or_default().push((
-                        *target,
-                        CopyOp::Gather {
-                            out_strides: Arc::clone(&strides),
-                            dims,
-                        },
-                    ));
-                });
+                push_gathers(plan, *target, &per_dim, &strides.into());
             }
             ChunkRequest::Points {
                 chunk,
