@@ -335,6 +335,8 @@ impl ZarrArray {
             reader.write_atomic_pieces(&path, &file, &pieces, false)
         };
         self.context().indexes.invalidate(&path);
+        // The old file, now unlinked, is freed when its last descriptor closes: off this path.
+        zuring_io::close_in_background(file);
         result.map(|()| true).map_err(ArrayError::from)
     }
 

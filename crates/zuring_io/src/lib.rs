@@ -50,4 +50,6 @@ pub use files::FileVersion;
 pub use job::MAX_READ_BYTES;
 pub use reader::{BackendKind, Reader, ReaderOptions};
 pub use request::{ByteRange, Completion, PinnedFile, ReadRequest, ReadStream};
-pub use write::{remove, write_atomic, write_atomic_pieces, write_many, Piece};
+pub use write::{
+    close_in_background, remove, write_atomic, write_atomic_pieces, write_many, Piece, CLOSE_QUEUE,
+};

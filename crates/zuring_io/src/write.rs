@@ -164,10 +164,63 @@ pub fn remove(path: &Path) -> Result<()> {
     }
 }
 
+/// Close `file` on a background thread. Closing the last descriptor of a large file that was
+/// replaced (renamed over) frees its page cache and disk blocks, which on ext4 takes 10-30 ms for
+/// a 20 MB shard: a rewrite that kept the old file open to copy from it hands the descriptor here
+/// instead of waiting for that. At most [`CLOSE_QUEUE`] files wait; past that, and in a forked
+/// child (the thread belongs to the parent), `file` is closed at once.
+pub fn close_in_background(file: std::fs::File) {
+    use std::sync::OnceLock;
+    static CLOSER: OnceLock<(u32, Option<crossbeam_channel::Sender<std::fs::File>>)> =
+        OnceLock::new();
+    let (pid, sender) = CLOSER.get_or_init(|| {
+        let (tx, rx) = crossbeam_channel::bounded::<std::fs::File>(CLOSE_QUEUE);
+        let spawned = std::thread::Builder::new()
+            .name("zuring-close".into())
+            .spawn(move || rx.into_iter().for_each(drop));
+        (std::process::id(), spawned.ok().map(|_| tx))
+    });
+    match sender {
+        Some(tx) if *pid == std::process::id() => {
+            // Full or gone: closed here (dropping the returned file).
+            let _ = tx.try_send(file);
+        }
+        _ => drop(file),
+    }
+}
+
+/// How many files may wait for the background closer ([`close_in_background`]).
+pub const CLOSE_QUEUE: usize = 16;
+
 #[cfg(test)]
 #[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_closed_in_background_are_closed() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old");
+        std::fs::write(&path, vec![7u8; 1 << 20]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let link = format!("/proc/self/fd/{}", file.as_raw_fd());
+        // Replaced while open, as a rewritten shard is: the descriptor holds the old version.
+        write_atomic(&path, b"new", false).unwrap();
+        assert!(std::fs::read_link(&link)
+            .unwrap()
+            .to_string_lossy()
+            .contains("(deleted)"));
+        close_in_background(file);
+        // Closed by the background thread soon after (the number may be reused, for another
+        // file: then the link no longer names the deleted one).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read_link(&link).is_ok_and(|l| l.to_string_lossy().contains("(deleted)")) {
+            assert!(std::time::Instant::now() < deadline, "{link} still open");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+    }
 
     #[test]
     fn pieces_copy_ranges_of_the_source_version() {
