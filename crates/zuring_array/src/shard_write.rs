@@ -23,65 +23,54 @@ use zuring_io::Piece;
 /// Whether an element (native-endian bytes) is the fill value.
 pub(crate) type IsFill<'a> = dyn Fn(&[u8]) -> bool + Sync + 'a;
 
-/// The inner chunks `requests` write into (C-order index within the shard), each with whether
-/// one request writes every element of it (then its old contents are not needed).
-/// `inner` is the inner chunk shape, `per_shard` the inner chunks per shard; the requests'
+/// The inner chunks the requests (split along the inner chunk grid, see [`Split`]) write into
+/// (C-order index within the shard), each with whether one request writes every element of it
+/// (then its old contents are not needed; points never claim that). `inner` is the inner chunk
+/// shape, `grid_strides` the C-order strides of the shard's inner chunk grid; the requests'
 /// indices must already be checked to lie inside the shard.
-pub(crate) fn touched_inner_chunks(
-    requests: &[&ChunkRequest],
+fn touched_inner_chunks(
+    splits: &[Split],
     inner: &[u64],
-    per_shard: &[u64],
+    grid_strides: &[usize],
 ) -> Result<BTreeMap<usize, bool>> {
-    let strides = c_strides(per_shard)?;
     let mut touched: BTreeMap<usize, bool> = BTreeMap::new();
     let mut mark = |at: usize, full: bool| {
         let entry = touched.entry(at).or_insert(false);
         *entry |= full;
     };
-    for request in requests {
-        match request {
-            ChunkRequest::Orthogonal { indices, .. } => {
+    for split in splits {
+        match split {
+            Split::Orthogonal { per_dim, .. } => {
                 // Per dimension: the inner chunk positions written, each with whether every
                 // index of it is written.
-                let mut dims: Vec<Vec<(u64, bool)>> = Vec::with_capacity(indices.len());
-                for (d, list) in indices.iter().enumerate() {
-                    let mut sorted = list.clone();
-                    sorted.sort_unstable();
-                    sorted.dedup();
-                    let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
-                    for i in sorted {
-                        *counts.entry(i / inner[d]).or_default() += 1;
-                    }
-                    dims.push(
-                        counts
-                            .into_iter()
-                            .map(|(c, n)| (c, n == inner[d]))
-                            .collect(),
-                    );
-                }
+                let dims: Vec<Vec<(u64, bool)>> = per_dim
+                    .iter()
+                    .zip(inner)
+                    .map(|(parts, &n)| {
+                        parts
+                            .iter()
+                            .map(|(&c, (indices, _))| {
+                                let mut distinct = indices.clone();
+                                distinct.sort_unstable();
+                                distinct.dedup();
+                                (c, distinct.len() as u64 == n)
+                            })
+                            .collect()
+                    })
+                    .collect();
                 let lens: Vec<u64> = dims.iter().map(|d| d.len() as u64).collect();
                 try_for_each_coord(&vec![0; dims.len()], &lens, |k| {
                     let (mut at, mut full) = (0usize, true);
                     for (d, &k) in k.iter().enumerate() {
                         let (c, whole) = dims[d][usize::try_from(k).unwrap_or(usize::MAX)];
-                        at += usize::try_from(c).unwrap_or(usize::MAX) * strides[d];
+                        at += usize::try_from(c).unwrap_or(usize::MAX) * grid_strides[d];
                         full &= whole;
                     }
                     mark(at, full);
                     Ok::<(), ArrayError>(())
                 })?;
             }
-            ChunkRequest::Points { coords, .. } => {
-                for point in coords {
-                    let at = point
-                        .iter()
-                        .zip(inner)
-                        .zip(&strides)
-                        .map(|((&i, &n), &s)| usize::try_from(i / n).unwrap_or(usize::MAX) * s)
-                        .sum();
-                    mark(at, false);
-                }
-            }
+            Split::Points { by_chunk, .. } => by_chunk.keys().for_each(|&at| mark(at, false)),
         }
     }
     Ok(touched)
@@ -354,7 +343,6 @@ impl ZarrArray {
         let layout = self.layout();
         let path = self.file_path(coords);
         let inner = &layout.chunk_shape;
-        let touched = touched_inner_chunks(requests, inner, &index.chunks_per_shard)?;
         let esize = layout.element_size;
         let inner_bytes = usize::try_from(layout.chunk_elements())
             .ok()
@@ -368,6 +356,7 @@ impl ZarrArray {
             .iter()
             .map(|r| Split::new(r, inner, &grid_strides))
             .collect();
+        let touched = touched_inner_chunks(&splits, inner, &grid_strides)?;
         let scatter = Scatter {
             chunk_strides: &inner_strides,
             file_shape: inner,
@@ -606,7 +595,7 @@ mod tests {
                 ..whole_scatter
             };
             let split = Split::new(&request, &inner, &grid_strides);
-            let touched = touched_inner_chunks(&[&request], &inner, &per_shard).unwrap();
+            let touched = touched_inner_chunks(std::slice::from_ref(&split), &inner, &grid_strides).unwrap();
             for at in 0..elements(&per_shard) {
                 let grid: Vec<u64> =
                     grid_strides.iter().zip(&per_shard).map(|(&s, &n)| (at / s) as u64 % n).collect();
