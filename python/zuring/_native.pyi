@@ -1,5 +1,5 @@
 from os import PathLike
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -56,7 +56,7 @@ class Array:
         requests: list[tuple[Any, ...]],
         out_shapes: list[list[int]],
         outs: list[npt.NDArray[np.uint8]],
-        fetch: Callable[[list[tuple[str, int | None, int | None, int | None]]], Sequence[Any]],
+        fetch: Callable[[list[tuple[str, int | None, int | None, int | None]], str], Sequence[Any]],
     ) -> None: ...
     def write_region(self, starts: list[int], stops: list[int], data: npt.NDArray[np.uint8]) -> None: ...
     def write_chunk_requests(
@@ -74,10 +74,32 @@ class Array:
     def write_variable_chunk_requests(
         self, requests: list[tuple[Any, ...]], values: list[str] | list[bytes], value_shape: list[int], partial: list[list[int]], store_empty: bool
     ) -> None: ...
+    def read_variable_chunk_requests_fetched(
+        self,
+        requests: list[tuple[Any, ...]],
+        out_shapes: list[list[int]],
+        fetch: Callable[[list[tuple[str, int | None, int | None, int | None]], str], Sequence[Any]],
+    ) -> list[list[str] | list[bytes]]: ...
+    def encode_variable_chunk_requests(
+        self,
+        requests: list[tuple[Any, ...]],
+        values: list[str] | list[bytes],
+        value_shape: list[int],
+        existing: list[tuple[list[int], Any]],
+        store_empty: bool,
+    ) -> list[tuple[list[int], bytes | None]]: ...
     def read_variable(self, lists: list[npt.NDArray[np.uint64]], points: bool = False) -> list[str] | list[bytes]: ...
+    def write_selection(
+        self, lists: list[npt.NDArray[np.uint64]], data: npt.NDArray[np.uint8], value_shape: list[int], points: bool = False
+    ) -> None: ...
+    def write_variable(
+        self, lists: list[npt.NDArray[np.uint64]], values: list[str] | list[bytes], value_shape: list[int], points: bool = False
+    ) -> None: ...
     def write_strings(self, starts: list[int], stops: list[int], values: list[str]) -> None: ...
     def __len__(self) -> int: ...
 
 def open_array(path: str | PathLike[str]) -> Array: ...
 def create_array(path: str | PathLike[str], metadata_json: str) -> Array: ...
-def open_array_with_metadata(path: str | PathLike[str], metadata_json: str) -> Array: ...
+def open_array_with_metadata(
+    path: str | PathLike[str], metadata_json: str, inner_chunk_order: Literal["lexicographic", "colexicographic", "morton"] = "lexicographic"
+) -> Array: ...

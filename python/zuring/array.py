@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from zuring import _native
+from zuring._convert import as_dtype
 from zuring._selection import Orthogonal, Region, parse, parse_points
 
 _SIMPLE = {
@@ -104,7 +105,7 @@ class Array:
         if copy is False:
             raise ValueError("reading a zuring.Array always makes a new array (copy=False)")
         out = np.asarray(self[...])
-        return out if dtype is None else out.astype(dtype, copy=False)
+        return out if dtype is None else as_dtype(out, np.dtype(dtype))
 
     def __reduce__(self):
         # Pickles by path (dask workers, spawned DataLoader workers reopen the array).
@@ -182,7 +183,7 @@ class Array:
         if self.dtype == object:
             values = np.broadcast_to(np.asarray(value, dtype=object), shape).ravel().tolist()
         else:
-            data = np.ascontiguousarray(np.broadcast_to(np.asarray(value, dtype=self.dtype), shape))
+            data = np.ascontiguousarray(np.broadcast_to(as_dtype(value, self.dtype), shape))
             if isinstance(selection, Region) and all(s == 1 for s in selection.steps):
                 self._native.write_region(selection.starts, selection.stops, data.reshape(-1).view(np.uint8))
                 return

@@ -26,11 +26,13 @@ from typing import Any
 
 import numpy as np
 from zarr.abc.codec import Codec, CodecPipeline
+from zarr.codecs import ShardingCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.codec_pipeline import BatchedCodecPipeline
 from zarr.storage import LocalStore
 
 from zuring import _native
+from zuring._convert import as_dtype, assign
 
 _warned: set[str] = set()
 
@@ -69,6 +71,17 @@ def _codecs_of(metadata: Any) -> list[Codec]:
     from zarr.codecs._v2 import V2Codec
 
     return [V2Codec(filters=metadata.filters, compressor=metadata.compressor)]
+
+
+def _inner_chunk_order(metadata: Any) -> str:
+    """How zarr-python lays out the inner chunks of the shards it writes: its sharding codec's
+    ``subchunk_write_order`` (zarr >= 3.4; "unordered" promises nothing), Morton order before
+    that."""
+    for codec in metadata.codecs if metadata.zarr_format == 3 else ():
+        if isinstance(codec, ShardingCodec):
+            order = getattr(codec, "subchunk_write_order", "morton")
+            return "lexicographic" if order == "unordered" else order
+    return "lexicographic"
 
 
 def _metadata_json(metadata: Any) -> str:
@@ -148,6 +161,19 @@ def _basic(sel: Any, ndim: int) -> bool:
     return sel.__class__ is tuple and len(sel) == ndim and all(s.__class__ is slice for s in sel)
 
 
+def _covers(sel: Any, shape: Any) -> bool:
+    """Whether a basic selection within a chunk of ``shape`` takes every element of it."""
+    if sel.__class__ is not tuple or len(sel) != len(shape):
+        return False
+    for s, n in zip(sel, shape):
+        if isinstance(s, slice):
+            if s.indices(n) != (0, n, 1):
+                return False
+        elif not (isinstance(s, (int, np.integer)) and n == 1):
+            return False
+    return True
+
+
 def _request(coords, chunk_shape, chunk_sel, out_sel, drop_axes, out_shape) -> tuple:
     if not drop_axes:
         indices = _slices(chunk_sel, chunk_shape)
@@ -193,24 +219,69 @@ def _byte_request(start: int | None, end: int | None, suffix: int | None) -> Any
     return RangeByteRequest(start, end)
 
 
-async def _fetch_all(store: Any, asks: list[tuple], missing: set[str], prototype: Any) -> list[Any]:
+async def _fetch_all(store: Any, asks: list[tuple], missing: set[str], spec: Any, kind: str = "chunks") -> list[Any]:
     """Get one batch of ``(key, start, end, suffix)`` from ``store``, concurrently (at most
-    zarr's ``async.concurrency`` at a time); None for a missing key (recorded in ``missing``)."""
+    zarr's ``async.concurrency`` calls at a time); None for a missing key (recorded in
+    ``missing``). ``kind`` is what the batch holds (``"indexes"``: shard indexes, one per key;
+    ``"chunks"``): the chunk ranges of each shard go to the store's ``get_ranges`` where it has
+    one (zarr >= 3.4), one call per shard that coalesces them as the store sees fit, with the
+    array's ``sharding_coalesce_*`` limits, as zarr's own sharding codec reads them; everything
+    else goes to ``get``."""
     limit = _config("async.concurrency", None)
     semaphore = asyncio.Semaphore(limit) if limit else None
+    prototype = getattr(spec, "prototype", None) or default_buffer_prototype()
+    out: list[Any] = [None] * len(asks)
 
-    async def one(key: str, start: int | None, end: int | None, suffix: int | None) -> Any:
+    async def limited(call: Any) -> None:
         if semaphore is None:
-            buf = await store.get(key, prototype, byte_range=_byte_request(start, end, suffix))
+            await call
         else:
             async with semaphore:
-                buf = await store.get(key, prototype, byte_range=_byte_request(start, end, suffix))
+                await call
+
+    async def one(i: int, key: str, start: int | None, end: int | None, suffix: int | None) -> None:
+        buf = await store.get(key, prototype, byte_range=_byte_request(start, end, suffix))
         if buf is None:
             missing.add(key)
-            return None
-        return buf.as_numpy_array()
+        else:
+            out[i] = buf.as_numpy_array()
 
-    return list(await asyncio.gather(*(one(*ask) for ask in asks)))
+    async def ranges(key: str, items: list[tuple[int, int, int]]) -> None:
+        from zarr.abc.store import RangeByteRequest
+
+        config = getattr(spec, "config", None)
+        limits = {
+            "max_gap_bytes": getattr(config, "sharding_coalesce_max_gap_bytes", 1 << 20),
+            "max_coalesced_bytes": getattr(config, "sharding_coalesce_max_bytes", 16 << 20),
+        }
+        requests = [RangeByteRequest(start, end) for _, start, end in items]
+        try:
+            async for group in store.get_ranges(key, requests, prototype=prototype, **limits):
+                for j, buf in group:
+                    if buf is None:
+                        missing.add(key)
+                    else:
+                        out[items[j][0]] = buf.as_numpy_array()
+        except BaseExceptionGroup as group:
+            # The store's way of saying the key is gone: the shard reads as missing.
+            _, rest = group.split(FileNotFoundError)
+            if rest is not None:
+                raise rest from None
+            missing.add(key)
+            for i, _, _ in items:
+                out[i] = None
+
+    calls = []
+    by_key: dict[str, list[tuple[int, int, int]]] = {}
+    use_ranges = kind == "chunks" and hasattr(store, "get_ranges")
+    for i, (key, start, end, suffix) in enumerate(asks):
+        if use_ranges and start is not None and end is not None:
+            by_key.setdefault(key, []).append((i, start, end))
+        else:
+            calls.append(one(i, key, start, end, suffix))
+    calls.extend(ranges(key, items) for key, items in by_key.items())
+    await asyncio.gather(*(limited(call) for call in calls))
+    return out
 
 
 class _Coalescer:
@@ -224,14 +295,15 @@ class _Coalescer:
         self.pending: list[tuple] = []
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    def submit(self, requests: list[tuple], shape: list[int], raw: np.ndarray, prototype: Any = None) -> asyncio.Future:
+    def submit(self, requests: list[tuple], shape: list[int], raw: np.ndarray, spec: Any = None) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         if self.loop is not loop:
             self.loop, self.pending = loop, []
         future = loop.create_future()
         if not self.pending:
             loop.call_soon(self._flush)
-        self.pending.append((requests, shape, raw, future, prototype or default_buffer_prototype()))
+        # `spec` (the chunks' ArraySpec): the buffer prototype and config for a store's reads.
+        self.pending.append((requests, shape, raw, future, spec))
         return future
 
     def _flush(self) -> None:
@@ -241,7 +313,7 @@ class _Coalescer:
 
     def _call(self, items: list[tuple], loop: asyncio.AbstractEventLoop, missing: set[str]) -> None:
         STATS["native_calls"] += 1
-        prototype = items[0][4]
+        spec = items[0][4]
         requests = [(r[0], i, *r[1:]) for i, item in enumerate(items) for r in item[0]]
         shapes, raws = [item[1] for item in items], [item[2] for item in items]
         if self.store is None:
@@ -249,9 +321,9 @@ class _Coalescer:
             return
         STATS["store_fetch_calls"] += 1
 
-        def fetch(asks: list[tuple]) -> list[Any]:
+        def fetch(asks: list[tuple], kind: str) -> list[Any]:
             # Called from this worker thread while the event loop is free: run the gets there.
-            return asyncio.run_coroutine_threadsafe(_fetch_all(self.store, asks, missing, prototype), loop).result()
+            return asyncio.run_coroutine_threadsafe(_fetch_all(self.store, asks, missing, spec, kind), loop).result()
 
         self.array.read_chunk_requests_fetched(requests, shapes, raws, fetch)
 
@@ -367,7 +439,9 @@ class ZuringCodecPipeline(CodecPipeline):
         hit = self._entries.get((id(store), prefix))
         if hit is not None and hit[0] is store and hit[1] is getattr(store, "root", None):
             return hit[2], coords, hit[3]
-        local = isinstance(store, LocalStore)
+        # (A LocalStore stand-in without a directory, such as a test double made with
+        # `spec=LocalStore`, is read through its API like any other store.)
+        local = isinstance(store, LocalStore) and isinstance(getattr(store, "root", None), (str, os.PathLike))
         # A LocalStore's arrays are read by zuring from their directory (keyed by it: the store
         # can move); any other store's by key (the array's prefix in the store), with bytes
         # fetched through that store object.
@@ -376,7 +450,7 @@ class ZuringCodecPipeline(CodecPipeline):
         if array is None:
             location = key if local else prefix
             try:
-                array = _native.open_array_with_metadata(location, _metadata_json(self._metadata))
+                array = _native.open_array_with_metadata(location, _metadata_json(self._metadata), _inner_chunk_order(self._metadata))
             except (_native.ZuringError, ValueError) as err:
                 # zarr-python accepted this metadata; whatever zarrs cannot take is zarr's to do.
                 raise _Unsupported(str(err)) from err
@@ -417,10 +491,10 @@ class ZuringCodecPipeline(CodecPipeline):
                 if coalescer.store is None:
                     lists = await asyncio.to_thread(array.read_variable_chunk_requests, requests, shapes)
                 else:
-                    loop, prototype = asyncio.get_running_loop(), batch[0][1].prototype
+                    loop, spec = asyncio.get_running_loop(), batch[0][1]
 
-                    def fetch(asks: list[tuple]) -> list[Any]:
-                        return asyncio.run_coroutine_threadsafe(_fetch_all(coalescer.store, asks, missing, prototype), loop).result()
+                    def fetch(asks: list[tuple], kind: str) -> list[Any]:
+                        return asyncio.run_coroutine_threadsafe(_fetch_all(coalescer.store, asks, missing, spec, kind), loop).result()
 
                     lists = await asyncio.to_thread(array.read_variable_chunk_requests_fetched, requests, shapes, fetch)
                     STATS["store_fetch_calls"] += 1
@@ -438,9 +512,9 @@ class ZuringCodecPipeline(CodecPipeline):
             direct = out_nd.dtype == want and out_nd.flags.c_contiguous
             target = out_nd if direct else np.empty(out_nd.shape, dtype=want)
             raw = target.reshape(-1).view(np.uint8)
-            missing = await coalescer.submit(requests, list(target.shape), raw, batch[0][1].prototype)
+            missing = await coalescer.submit(requests, list(target.shape), raw, batch[0][1])
             if not direct:
-                out_nd[...] = target
+                assign(out_nd, target)
             STATS["native_reads"] += 1
             return self._statuses(batch, coalescer, missing)
         except _Unsupported as why:
@@ -484,7 +558,9 @@ class ZuringCodecPipeline(CodecPipeline):
                 array, coords, entry = self._native_entry(byte_setter)
                 setters[coords] = byte_setter
                 # zarr says which chunks the write covers whole (the fifth item): no old bytes.
-                if not (rest and rest[0]):
+                # A shard counts as covered only when all of it is (zarr counts the in-bounds
+                # part): what an edge shard holds past the array's edge is kept, as zarr does.
+                if not (rest and rest[0]) or (array.shards is not None and not _covers(chunk_sel, chunk_spec.shape)):
                     partial.append(list(coords))
                 store_empty = bool(chunk_spec.config.write_empty_chunks)
                 if plain and _basic(chunk_sel, ndim) and _basic(out_sel, ndim):
@@ -507,7 +583,7 @@ class ZuringCodecPipeline(CodecPipeline):
             else:
                 if data.dtype.hasobject:
                     raise _Unsupported(f"object dtype {data.dtype}")
-                data = np.ascontiguousarray(data, dtype=_native_dtype(batch[0][1], data.dtype))
+                data = as_dtype(data, _native_dtype(batch[0][1], data.dtype))
                 payload = data.reshape(-1).view(np.uint8)
                 write_local, encode = array.write_chunk_requests, array.encode_chunk_requests
             if store is None:

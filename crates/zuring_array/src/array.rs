@@ -9,6 +9,7 @@ use zuring_zarrs::UringStore;
 use crate::error::{ArrayError, Result};
 use crate::layout::{ArrayLayout, ReadMode};
 use crate::plan::{num_elements, Selection};
+use crate::shard_write::InnerChunkOrder;
 
 use crate::context::Context;
 
@@ -44,6 +45,9 @@ pub struct ZarrArray {
     array: Array<UringStore>,
     layout: ArrayLayout,
     ctx: Arc<Context>,
+    /// The order shards written by this handle lay out their inner chunks in (C-order
+    /// indexes); None: C order.
+    inner_order: Option<Arc<[usize]>>,
 }
 
 pub(crate) fn zarrs_error(path: &Path, err: impl std::fmt::Display) -> ArrayError {
@@ -107,6 +111,7 @@ impl ZarrArray {
             array,
             layout,
             ctx,
+            inner_order: None,
         })
     }
 
@@ -138,6 +143,7 @@ impl ZarrArray {
             array,
             layout,
             ctx,
+            inner_order: None,
         })
     }
 
@@ -243,6 +249,23 @@ impl ZarrArray {
         &self.layout
     }
 
+    /// Lay out the inner chunks of the shards this handle writes in `order` (default: C
+    /// order, as zarrs writes them; zarr-python writes Morton order). No effect when unsharded.
+    pub fn set_inner_chunk_order(&mut self, order: InnerChunkOrder) {
+        self.inner_order = match (&self.layout.mode, order) {
+            (
+                ReadMode::Sharded(index),
+                InnerChunkOrder::Colexicographic | InnerChunkOrder::Morton,
+            ) => Some(order.permutation(&index.chunks_per_shard).into()),
+            _ => None,
+        };
+    }
+
+    /// See [`ZarrArray::set_inner_chunk_order`].
+    pub(crate) fn inner_order(&self) -> Option<&[usize]> {
+        self.inner_order.as_deref()
+    }
+
     /// The file holding file-grid cell `coords` (a shard, or a chunk when unsharded).
     #[must_use]
     pub fn file_path(&self, coords: &[u64]) -> PathBuf {
@@ -341,11 +364,20 @@ impl ZarrArray {
                 "a value of shape {value_shape:?} does not fit a selection of shape {want:?}"
             )));
         }
-        Ok(crate::write::selection_requests(
+        let (requests, mut partial) = crate::write::selection_requests(
             &self.layout.shape,
             &self.layout.file_shape,
             selection,
-        ))
+        );
+        if matches!(self.layout.mode, ReadMode::Sharded(_)) {
+            crate::write::add_edge_shards(
+                &mut partial,
+                &requests,
+                &self.layout.shape,
+                &self.layout.file_shape,
+            );
+        }
+        Ok((requests, partial))
     }
 
     /// Write `data` (C order, native endian) into the region `ranges` (see

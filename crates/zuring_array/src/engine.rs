@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use zarrs::array::CodecOptions;
 use zuring_io::{ByteRange, IoError, ReadRequest};
 
-use crate::source::{ByteSource, Presence};
+use crate::source::{ByteSource, FetchKind, Presence};
 
 use crate::assemble::{apply_to, OutView, Source};
 use crate::context::Context;
@@ -168,7 +168,7 @@ impl ReadContext<'_> {
             .iter()
             .enumerate()
             .map(|(i, (path, _))| ReadRequest::new(path.as_path(), ByteRange::Whole, i));
-        let stream = self.source.fetch(requests.collect());
+        let stream = self.source.fetch(requests.collect(), FetchKind::Chunks);
         let fill = self.layout.fill.clone();
         pool.in_place_scope(|s| {
             for completion in stream {
@@ -218,7 +218,7 @@ impl ReadContext<'_> {
         let options = self.codec_options();
         let decoded: Vec<(usize, Result<Option<Arc<ShardIndex>>>)> = self
             .source
-            .fetch(requests.collect())
+            .fetch(requests.collect(), FetchKind::Indexes)
             .map(|c| {
                 let (path, presence) = &files[c.tag];
                 let file_size = match presence {
@@ -326,7 +326,7 @@ impl ReadContext<'_> {
                 }
             }
         }
-        let stream = self.source.fetch(requests);
+        let stream = self.source.fetch(requests, FetchKind::Chunks);
         pool.in_place_scope(|s| {
             let fill = &fill;
             for task in missing {
@@ -338,6 +338,12 @@ impl ReadContext<'_> {
                     Ok(bytes) => s.spawn(move |_| {
                         self.decode_apply(path, task, &bytes, strides, view, errors)
                     }),
+                    // The shard went away after its index was read (only a store read by key
+                    // can say so: local files are pinned by the probe): it reads as missing,
+                    // as it would have a moment later (zarr-python does the same).
+                    Err(e) if e.is_not_found() => {
+                        s.spawn(move |_| self.fill_apply(task, fill, strides, view, errors));
+                    }
                     Err(IoError::OutOfBounds {
                         file_size, range, ..
                     }) => errors.set(ArrayError::CorruptChunk {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use zarrs::array::{Array, ArrayMetadata, ArrayShardedExt, CodecChain, DataType, FillValue};
 use zarrs::array::{ArrayToBytesCodecTraits, CodecMetadataOptions};
 use zarrs::metadata::ConfigurationSerialize;
+use zarrs::metadata_ext::chunk_grid::regular::RegularChunkGridConfiguration;
 use zarrs::metadata_ext::codec::sharding::{ShardingCodecConfiguration, ShardingIndexLocation};
 
 use crate::decode::ChunkDecoder;
@@ -118,21 +119,32 @@ impl ArrayLayout {
                 ),
             });
         }
-        let zeros = vec![0u64; shape.len()];
-        let file_shape: Vec<u64> = if shape.contains(&0) {
-            // No chunk exists; any positive shape will do for planning (nothing is read).
-            vec![1; shape.len()]
-        } else {
-            array
-                .chunk_shape(&zeros)
+        // The grid's chunk shape, read from the metadata (zarrs' per-chunk answer needs a chunk
+        // inside the array, which an array with a zero-length dimension does not have; requests
+        // from a caller that has since grown it still address chunks of this shape).
+        let file_shape: Vec<u64> = match array.metadata() {
+            ArrayMetadata::V3(m) => m
+                .chunk_grid
+                .to_configuration::<RegularChunkGridConfiguration>()
                 .map_err(|e| ArrayError::Metadata {
                     path: root.to_path_buf(),
-                    message: e.to_string(),
+                    message: format!("chunk_grid: {e}"),
                 })?
+                .chunk_shape
                 .iter()
                 .map(|d| d.get())
-                .collect()
+                .collect(),
+            ArrayMetadata::V2(m) => m.chunks.iter().map(|d| d.get()).collect(),
         };
+        if file_shape.len() != shape.len() {
+            return Err(ArrayError::Metadata {
+                path: root.to_path_buf(),
+                message: format!(
+                    "chunk_grid: chunk shape {file_shape:?} does not have the array's {} dimensions",
+                    shape.len()
+                ),
+            });
+        }
         let codecs = array.codecs();
         let mut chunk_shape = file_shape.clone();
         let mut chunk_codecs = Arc::clone(&codecs);

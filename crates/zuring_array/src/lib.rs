@@ -40,6 +40,7 @@ pub use group::{NodeKind, ZarrGroup};
 pub use layout::{ArrayLayout, IndexLayout, IndexLocation, ReadMode};
 pub use plan::{ChunkRequest, DimSlice, Selection};
 pub use shard_index::{FileVersion, ShardIndex, ShardIndexCache};
-pub use source::{ByteSource, Fetched, FetchedSource, Presence};
+pub use shard_write::InnerChunkOrder;
+pub use source::{ByteSource, FetchKind, Fetched, FetchedSource, Presence};
 pub use variable::VariableRead;
 pub use write::WriteValue;

@@ -241,7 +241,7 @@ impl ZarrArray {
         };
         let read_old = |_, offset, nbytes| Ok(Cow::Borrowed(stored(offset, nbytes)));
         let new = self.reencode_touched(index, coords, requests, &old_index, &read_old, how)?;
-        let (pieces, entries) = shard_pieces(&old_index, &new, index);
+        let (pieces, entries) = shard_pieces(&old_index, &new, index, self.inner_order());
         if pieces.is_empty() && !how.store_empty {
             return Ok(None);
         }
@@ -311,7 +311,7 @@ impl ZarrArray {
         };
         let new = self.reencode_touched(index, coords, requests, &old_index, &read_old, how)?;
         // The new file: untouched runs of the old one (merged where contiguous), new chunks.
-        let (mut pieces, entries) = shard_pieces(&old_index, &new, index);
+        let (mut pieces, entries) = shard_pieces(&old_index, &new, index, self.inner_order());
         let reader = &self.context().reader;
         let result = if pieces.is_empty() && !how.store_empty {
             reader.remove(&path)
@@ -463,13 +463,81 @@ fn read_index(
     ShardIndex::decode(path, encoded, index, size, options)
 }
 
-/// The data of a rewritten shard, in inner-chunk order: the new bytes of touched inner chunks
-/// (`new`), the stored ranges of untouched ones (merged where contiguous in the old shard), no
-/// piece for absent ones; and the index entries for it (offsets past an index at the start).
+/// The order in which zuring lays out a shard's inner chunks when it writes one (reads take
+/// any order: each inner chunk is found through the index).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InnerChunkOrder {
+    /// C order: the last dimension varies fastest (zarrs and tensorstore write this).
+    #[default]
+    Lexicographic,
+    /// Fortran order: the first dimension varies fastest.
+    Colexicographic,
+    /// Z order (compressed Morton code, as zarr-python writes by default): chunks near each
+    /// other in every dimension are near each other in the file.
+    Morton,
+}
+
+impl InnerChunkOrder {
+    /// The C-order indexes of the cells of a grid of `shape`, in this order.
+    #[must_use]
+    pub fn permutation(self, shape: &[u64]) -> Vec<usize> {
+        let n = shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?))
+            .unwrap_or(0);
+        let mut cells: Vec<usize> = (0..n).collect();
+        let coords = |mut i: usize| -> Vec<u64> {
+            let mut c = vec![0u64; shape.len()];
+            for d in (0..shape.len()).rev() {
+                let len = usize::try_from(shape[d]).unwrap_or(usize::MAX);
+                c[d] = (i % len) as u64;
+                i /= len;
+            }
+            c
+        };
+        match self {
+            Self::Lexicographic => {}
+            Self::Colexicographic => cells.sort_by_cached_key(|&i| {
+                let mut c = coords(i);
+                c.reverse();
+                c
+            }),
+            Self::Morton => {
+                // Bits per dimension to index its cells; level by level, each dimension that
+                // still has bits gives the next bit of the code (zarr-python's definition).
+                let bits: Vec<u32> = shape
+                    .iter()
+                    .map(|&d| u64::BITS - d.saturating_sub(1).leading_zeros())
+                    .collect();
+                let levels = bits.iter().copied().max().unwrap_or(0);
+                cells.sort_by_cached_key(|&i| {
+                    let c = coords(i);
+                    let (mut code, mut out) = (0u128, 0u32);
+                    for level in 0..levels {
+                        for (d, &b) in bits.iter().enumerate() {
+                            if level < b {
+                                code |= u128::from((c[d] >> level) & 1) << out.min(127);
+                                out += 1;
+                            }
+                        }
+                    }
+                    code
+                });
+            }
+        }
+        cells
+    }
+}
+
+/// The data of a rewritten shard, its inner chunks in `order` (C-order indexes; None: C
+/// order): the new bytes of touched inner chunks (`new`), the stored ranges of untouched ones
+/// (merged where contiguous in the old shard), no piece for absent ones; and the index entries
+/// for it (offsets past an index at the start).
 fn shard_pieces<'a>(
     old_index: &ShardIndex,
     new: &'a Touched,
     index: &IndexLayout,
+    order: Option<&[usize]>,
 ) -> (Vec<Piece<'a>>, Vec<u64>) {
     let mut pieces: Vec<Piece<'a>> = Vec::new();
     let mut entries = vec![MISSING; 2 * old_index.len()];
@@ -477,7 +545,11 @@ fn shard_pieces<'a>(
         IndexLocation::Start => index.encoded_size,
         IndexLocation::End => 0,
     };
-    for at in 0..old_index.len() {
+    let cells: Box<dyn Iterator<Item = usize>> = match order {
+        Some(order) => Box::new(order.iter().copied()),
+        None => Box::new(0..old_index.len()),
+    };
+    for at in cells {
         let piece = match new.get(&at) {
             Some(Some(bytes)) => Piece::Bytes(bytes),
             Some(None) => continue,
@@ -512,6 +584,36 @@ mod tests {
 
     use super::*;
     use crate::write::WriteValue;
+
+    #[test]
+    fn inner_chunk_orders_are_zarr_pythons() {
+        // Expected: zarr-python 3.4's morton_order_coords / colexicographic_order_coords, as
+        // C-order indexes.
+        let cases: [(&[u64], &[usize], &[usize]); 3] = [
+            (&[3, 2], &[0, 2, 1, 3, 4, 5], &[0, 2, 4, 1, 3, 5]),
+            (
+                &[2, 3, 2],
+                &[0, 6, 2, 8, 1, 7, 3, 9, 4, 10, 5, 11],
+                &[0, 6, 2, 8, 4, 10, 1, 7, 3, 9, 5, 11],
+            ),
+            (&[5], &[0, 1, 2, 3, 4], &[0, 1, 2, 3, 4]),
+        ];
+        for (shape, morton, colex) in cases {
+            assert_eq!(
+                InnerChunkOrder::Morton.permutation(shape),
+                morton,
+                "{shape:?}"
+            );
+            assert_eq!(InnerChunkOrder::Colexicographic.permutation(shape), colex);
+            let lex: Vec<usize> = (0..morton.len()).collect();
+            assert_eq!(InnerChunkOrder::Lexicographic.permutation(shape), lex);
+        }
+        // Square power-of-two grids: the classic Z curve.
+        assert_eq!(
+            InnerChunkOrder::Morton.permutation(&[4, 4]),
+            [0, 4, 1, 5, 8, 12, 9, 13, 2, 6, 3, 7, 10, 14, 11, 15]
+        );
+    }
 
     /// A random request inside a shard of `shard` elements: orthogonal (per dimension 1-5
     /// indices, unsorted, repeats allowed) or points (1-12); the value's shape with it.

@@ -23,6 +23,17 @@ pub enum Presence {
     Unknown,
 }
 
+/// What a batch of reads fetches: a source that reads through another API may ask for each
+/// kind its own way (zarr-python's stores read shard indexes with `get`, and the chunk ranges
+/// of a shard with `get_ranges`, which coalesces them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchKind {
+    /// Shard indexes, one range per shard.
+    Indexes,
+    /// Stored chunks (whole files) or inner chunks (ranges of shards).
+    Chunks,
+}
+
 /// A batch of byte-range reads, by key: the engine asks for every shard index of a read in one
 /// batch and for every chunk range in a second one.
 pub trait ByteSource: Sync {
@@ -43,6 +54,7 @@ pub trait ByteSource: Sync {
     fn fetch(
         &self,
         requests: Vec<ReadRequest<usize>>,
+        kind: FetchKind,
     ) -> Box<dyn Iterator<Item = Completion<usize>> + '_>;
 }
 
@@ -98,6 +110,7 @@ impl ByteSource for LocalSource<'_> {
     fn fetch(
         &self,
         requests: Vec<ReadRequest<usize>>,
+        _kind: FetchKind,
     ) -> Box<dyn Iterator<Item = Completion<usize>> + '_> {
         let pinned = self
             .pinned
@@ -142,9 +155,9 @@ impl<F> std::fmt::Debug for FetchedSource<F> {
 
 impl<F> FetchedSource<F>
 where
-    F: Fn(&[(PathBuf, ByteRange)]) -> Vec<Fetched> + Sync,
+    F: Fn(&[(PathBuf, ByteRange)], FetchKind) -> Vec<Fetched> + Sync,
 {
-    /// A source that calls `fetch` once per batch.
+    /// A source that calls `fetch` once per batch, with what the batch is for.
     pub fn new(fetch: F) -> Self {
         Self { fetch }
     }
@@ -177,7 +190,7 @@ fn checked(path: &Path, range: ByteRange, bytes: Bytes) -> zuring_io::Result<Byt
 
 impl<F> ByteSource for FetchedSource<F>
 where
-    F: Fn(&[(PathBuf, ByteRange)]) -> Vec<Fetched> + Sync,
+    F: Fn(&[(PathBuf, ByteRange)], FetchKind) -> Vec<Fetched> + Sync,
 {
     fn probe(&self, paths: &[PathBuf]) -> Result<Vec<Presence>> {
         Ok(vec![Presence::Unknown; paths.len()])
@@ -186,12 +199,13 @@ where
     fn fetch(
         &self,
         requests: Vec<ReadRequest<usize>>,
+        kind: FetchKind,
     ) -> Box<dyn Iterator<Item = Completion<usize>> + '_> {
         let asks: Vec<(PathBuf, ByteRange)> = requests
             .iter()
             .map(|r| (r.path.to_path_buf(), r.range))
             .collect();
-        let mut answers = (self.fetch)(&asks).into_iter();
+        let mut answers = (self.fetch)(&asks, kind).into_iter();
         let completions: Vec<Completion<usize>> = requests
             .into_iter()
             .map(|request| {
@@ -246,10 +260,13 @@ mod tests {
         // A writer replaces the shard between the index read and the chunk reads.
         zuring_io::write_atomic(&shard, b"NEW CHUNK, longer|NEW INDEX", false).unwrap();
         let got: Vec<Bytes> = source
-            .fetch(vec![
-                ReadRequest::new(shard.as_path(), ByteRange::new(0, 9), 0),
-                ReadRequest::new(shard.as_path(), ByteRange::Suffix(9), 1),
-            ])
+            .fetch(
+                vec![
+                    ReadRequest::new(shard.as_path(), ByteRange::new(0, 9), 0),
+                    ReadRequest::new(shard.as_path(), ByteRange::Suffix(9), 1),
+                ],
+                FetchKind::Chunks,
+            )
             .map(|c| c.result.unwrap())
             .collect();
         let mut got: Vec<&[u8]> = got.iter().map(|b| &b[..]).collect();

@@ -411,6 +411,30 @@ pub(crate) fn selection_requests(
     (requests, partial)
 }
 
+/// Add to `partial` the shards `requests` write into that reach past the array's edge: as in
+/// zarr-python, what a shard holds beyond the edge (the cells of an array since shrunk, which
+/// come back if it grows again) is kept, so such a shard is rewritten in part even when the
+/// write covers all of its in-bounds elements.
+pub(crate) fn add_edge_shards(
+    partial: &mut Vec<Vec<u64>>,
+    requests: &[ChunkRequest],
+    shape: &[u64],
+    shard_shape: &[u64],
+) {
+    let mut listed: HashSet<Vec<u64>> = partial.iter().cloned().collect();
+    for request in requests {
+        let (ChunkRequest::Orthogonal { chunk, .. } | ChunkRequest::Points { chunk, .. }) = request;
+        let past_edge = chunk
+            .iter()
+            .zip(shard_shape)
+            .zip(shape)
+            .any(|((&c, &f), &n)| c.saturating_add(1).saturating_mul(f) > n);
+        if past_edge && listed.insert(chunk.clone()) {
+            partial.push(chunk.clone());
+        }
+    }
+}
+
 /// For float types with a NaN fill value: a test that an element is NaN (any payload), since
 /// zarr-python counts a chunk of NaNs as all fill.
 fn is_nan_fill(data_type: &str, fill: &[u8]) -> Option<fn(&[u8]) -> bool> {

@@ -616,12 +616,25 @@ fn files_by_key(root: &Path) -> std::collections::HashMap<String, Vec<u8>> {
 fn memory_fetch<'a>(
     files: &'a std::collections::HashMap<String, Vec<u8>>,
     batches: &'a std::sync::atomic::AtomicUsize,
-) -> impl Fn(&[(std::path::PathBuf, zuring_io::ByteRange)]) -> Vec<zuring_array::Fetched> + Sync + 'a
-{
-    use zuring_array::Fetched;
+) -> impl Fn(
+    &[(std::path::PathBuf, zuring_io::ByteRange)],
+    zuring_array::FetchKind,
+) -> Vec<zuring_array::Fetched>
+       + Sync
+       + 'a {
+    use zuring_array::{FetchKind, Fetched};
     use zuring_io::ByteRange;
-    move |asks| {
+    move |asks, kind| {
         batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if kind == FetchKind::Indexes {
+            // One index per shard, at one end of it.
+            let keys: std::collections::HashSet<_> = asks.iter().map(|(k, _)| k).collect();
+            assert_eq!(keys.len(), asks.len());
+            assert!(asks.iter().all(|(_, r)| matches!(
+                r,
+                ByteRange::Suffix(_) | ByteRange::Range { offset: 0, .. }
+            )));
+        }
         asks.iter()
             .map(|(key, range)| {
                 let key = key.strip_prefix("pre/fix").unwrap().to_str().unwrap();
@@ -774,7 +787,7 @@ fn fetched_bytes_errors_name_the_key() {
 
     // A fetch that fails names the key and says why.
     let failing = zuring_array::FetchedSource::new(
-        |asks: &[(std::path::PathBuf, zuring_io::ByteRange)]| {
+        |asks: &[(std::path::PathBuf, zuring_io::ByteRange)], _| {
             asks.iter()
                 .map(|_| zuring_array::Fetched::Failed("connection reset".into()))
                 .collect()

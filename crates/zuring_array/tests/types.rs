@@ -313,7 +313,9 @@ fn strings_through_chunk_requests() {
     .unwrap();
     let batches = std::sync::Mutex::new(0);
     let source = zuring_array::FetchedSource::new(
-        |asks: &[(std::path::PathBuf, zuring_io::ByteRange)]| {
+        |asks: &[(std::path::PathBuf, zuring_io::ByteRange)], kind| {
+            // Unsharded: whole stored chunks only.
+            assert_eq!(kind, zuring_array::FetchKind::Chunks);
             *batches.lock().unwrap() += 1;
             asks.iter()
                 .map(|(key, range)| {

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use numpy::{PyReadonlyArray1, PyReadwriteArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
-use zuring_array::{Context, DimSlice, Selection, VariableRead, WriteValue, ZarrArray};
+use zuring_array::{
+    Context, DimSlice, InnerChunkOrder, Selection, VariableRead, WriteValue, ZarrArray,
+};
 
 use crate::errors;
 
@@ -41,15 +43,30 @@ pub fn open_array(py: Python<'_>, path: PathBuf) -> PyResult<Array> {
 }
 
 /// Open the array in directory `path` from metadata the caller already holds (no read of it).
+/// `inner_chunk_order`: how shards it writes lay out their inner chunks, `"lexicographic"`
+/// (default), `"colexicographic"` or `"morton"` (zarr-python's default).
 #[pyfunction]
+#[pyo3(signature = (path, metadata_json, inner_chunk_order = "lexicographic"))]
 pub fn open_array_with_metadata(
     py: Python<'_>,
     path: PathBuf,
     metadata_json: &str,
+    inner_chunk_order: &str,
 ) -> PyResult<Array> {
-    let inner = py
+    let order = match inner_chunk_order {
+        "lexicographic" => InnerChunkOrder::Lexicographic,
+        "colexicographic" => InnerChunkOrder::Colexicographic,
+        "morton" => InnerChunkOrder::Morton,
+        other => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "inner_chunk_order {other:?}: expected \"lexicographic\", \"colexicographic\" or \"morton\""
+            )))
+        }
+    };
+    let mut inner = py
         .detach(|| ZarrArray::from_metadata(&path, metadata_json, Context::shared()?))
         .map_err(errors::array)?;
+    inner.set_inner_chunk_order(order);
     Ok(Array { inner })
 }
 
@@ -204,8 +221,9 @@ impl Array {
     /// As `read_chunk_requests`, with the bytes fetched by `fetch` instead of read from disk:
     /// `fetch` gets a list of `(key, start, end, suffix)` (a range `start..end`, bytes from
     /// `start` when `end` is None, the last `suffix` bytes, or the whole object when all are
-    /// None) and returns one buffer (or None: no such key) per item. It is called with the GIL
-    /// held, from the calling thread, once per batch: shard indexes, then chunk ranges.
+    /// None), and what the batch is for (`"indexes"` or `"chunks"`), and returns one buffer
+    /// (or None: no such key) per item. It is called with the GIL held, from the calling
+    /// thread, once per batch: shard indexes, then chunk ranges.
     fn read_chunk_requests_fetched(
         &self,
         py: Python<'_>,

@@ -7,7 +7,7 @@ use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::PySlice;
-use zuring_array::{ByteSource, ChunkRequest, Fetched, FetchedSource, StoredChunk};
+use zuring_array::{ByteSource, ChunkRequest, FetchKind, Fetched, FetchedSource, StoredChunk};
 use zuring_io::ByteRange;
 
 use super::{out_slice, PyStoredChunk};
@@ -164,7 +164,6 @@ pub(super) fn contiguous<'a>(
         .map_err(|_| pyo3::exceptions::PyValueError::new_err(format!("{what} must be contiguous")))
 }
 
-/// Call a Python `fetch` with one batch of `(key, start, end, suffix)` and copy what it returns.
 /// Run `f` with a byte source whose batches `fetch` (a Python callable, see `call_fetch`)
 /// answers; the first exception `fetch` raises is raised again as it was.
 pub(super) fn with_fetched<R: Send>(
@@ -173,8 +172,8 @@ pub(super) fn with_fetched<R: Send>(
     f: impl FnOnce(&dyn ByteSource) -> zuring_array::Result<R> + Send,
 ) -> PyResult<R> {
     let raised: std::sync::Mutex<Option<PyErr>> = std::sync::Mutex::new(None);
-    let source = FetchedSource::new(|asks: &[(PathBuf, ByteRange)]| {
-        Python::attach(|py| match call_fetch(py, fetch, asks) {
+    let source = FetchedSource::new(|asks: &[(PathBuf, ByteRange)], kind| {
+        Python::attach(|py| match call_fetch(py, fetch, asks, kind) {
             Ok(fetched) => fetched,
             Err(err) => {
                 let message = err.to_string();
@@ -216,10 +215,13 @@ pub(super) fn py_stored_chunks(py: Python<'_>, chunks: Vec<StoredChunk>) -> Vec<
         .collect()
 }
 
+/// Call a Python `fetch` with one batch of `(key, start, end, suffix)` and what it is for
+/// (`"indexes"`: shard indexes, `"chunks"`: stored or inner chunks), and copy what it returns.
 fn call_fetch(
     py: Python<'_>,
     fetch: &Py<PyAny>,
     asks: &[(PathBuf, ByteRange)],
+    kind: FetchKind,
 ) -> PyResult<Vec<Fetched>> {
     let items = asks
         .iter()
@@ -236,7 +238,11 @@ fn call_fetch(
             (key, start, end, suffix)
         })
         .collect::<Vec<_>>();
-    let answers = fetch.bind(py).call1((items,))?;
+    let kind = match kind {
+        FetchKind::Indexes => "indexes",
+        FetchKind::Chunks => "chunks",
+    };
+    let answers = fetch.bind(py).call1((items, kind))?;
     let mut out = Vec::with_capacity(asks.len());
     for answer in answers.try_iter()? {
         let answer = answer?;

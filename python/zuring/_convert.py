@@ -1,0 +1,36 @@
+"""Conversions between numpy arrays of one element type in either byte order.
+
+numpy casts between byte orders of generic-unit datetime64 / timedelta64 (``'>M8'`` to ``'<M8'``)
+without swapping the bytes, so every value comes out wrong; a byte swap is exact for every
+fixed-size type, so a change of byte order alone is done as one here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def _swapped(a: np.ndarray) -> np.ndarray:
+    """``a``'s values in the other byte order (a new array)."""
+    return a.byteswap().view(a.dtype.newbyteorder())
+
+
+def _order_only(have: np.dtype, want: np.dtype) -> bool:
+    return have != want and have.newbyteorder("=") == want.newbyteorder("=")
+
+
+def as_dtype(value: Any, dtype: np.dtype) -> np.ndarray:
+    """``value`` as a C-contiguous array of ``dtype`` (0-d stays 0-d)."""
+    a = np.asarray(value)
+    if _order_only(a.dtype, dtype):
+        a = _swapped(a)
+    return np.asarray(a, dtype=dtype, order="C")
+
+
+def assign(out: np.ndarray, src: np.ndarray) -> None:
+    """``out[...] = src``, exact when only the byte order differs."""
+    if _order_only(src.dtype, out.dtype):
+        src = _swapped(src)
+    out[...] = src
