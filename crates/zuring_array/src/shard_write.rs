@@ -529,10 +529,11 @@ impl InnerChunkOrder {
     }
 }
 
-/// The data of a rewritten shard, its inner chunks in `order` (C-order indexes; None: C
-/// order): the new bytes of touched inner chunks (`new`), the stored ranges of untouched ones
-/// (merged where contiguous in the old shard), no piece for absent ones; and the index entries
-/// for it (offsets past an index at the start).
+/// The data of a rewritten shard: the new bytes of touched inner chunks (`new`), the stored
+/// ranges of untouched ones (merged where contiguous in the old shard), no piece for absent
+/// ones; and the index entries for it (offsets past an index at the start). Inner chunks the old
+/// shard holds keep its order (whatever wrote it), so untouched runs stay whole copies; the
+/// others follow in `order` (C-order indexes; None: C order).
 fn shard_pieces<'a>(
     old_index: &ShardIndex,
     new: &'a Touched,
@@ -545,10 +546,11 @@ fn shard_pieces<'a>(
         IndexLocation::Start => index.encoded_size,
         IndexLocation::End => 0,
     };
-    let cells: Box<dyn Iterator<Item = usize>> = match order {
-        Some(order) => Box::new(order.iter().copied()),
-        None => Box::new(0..old_index.len()),
+    let mut cells: Vec<usize> = match order {
+        Some(order) if order.len() == old_index.len() => order.to_vec(),
+        _ => (0..old_index.len()).collect(),
     };
+    cells.sort_by_key(|&at| old_index.chunk(at).map_or(u64::MAX, |(offset, _)| offset));
     for at in cells {
         let piece = match new.get(&at) {
             Some(Some(bytes)) => Piece::Bytes(bytes),
