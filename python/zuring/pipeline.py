@@ -427,8 +427,11 @@ class ZuringCodecPipeline(CodecPipeline):
     def _fallback(self, reason: str) -> None:
         if _config("codec_pipeline.strict", False):
             raise _native.UnsupportedError(f"zuring cannot handle this request: {reason}")
-        if reason not in _warned:
-            _warned.add(reason)
+        # Once per kind of reason, whichever array gives it (the text after the last ": "
+        # says what; before it, where).
+        kind = reason.rsplit(": ", 1)[-1]
+        if kind not in _warned:
+            _warned.add(kind)
             warnings.warn(f"zuring: falling back to zarr's BatchedCodecPipeline: {reason}", RuntimeWarning, stacklevel=3)
 
     def _native_entry(self, store_path: Any) -> tuple[Any, tuple[int, ...], str]:
