@@ -704,3 +704,34 @@ def test_store_reads_ranges_of_a_shard_in_one_call():
         assert sorted(store.ranges) == [("c/0/0", 3), ("c/0/1", 3)]
         store.gone = True
         assert (a[0, 22:42] == -1).all()
+
+
+def test_store_without_get_ranges_gets_nearby_ranges_together():
+    """A store without `get_ranges` (zarr < 3.4): the inner chunks of a shard that lie close
+    together (within zarr's sharding_coalesce limits) are fetched with one `get`."""
+
+    class Counting(zarr.storage.MemoryStore):
+        get_ranges = None  # as a zarr 3.1 store
+        gets: list = []  # every instance (a read-only reopening makes another)
+
+        async def get(self, key, prototype=None, byte_range=None):
+            self.gets.append((key, byte_range))
+            return await super().get(key, prototype, byte_range)
+
+    store = Counting()
+    data = np.arange(16 * 64, dtype="float32").reshape(16, 64)
+    with zarr.config.set({**ZURING, "codec_pipeline.strict": True}):
+        a = zarr.create_array(store, shape=data.shape, chunks=(2, 4), shards=(8, 32), dtype="float32", fill_value=-1)
+        a[:] = data
+        store.gets.clear()
+        np.testing.assert_array_equal(a[0, 22:42], data[0, 22:42])
+        # Per shard: its index, then its three inner chunks in one range.
+        assert sorted(k for k, _ in store.gets) == ["c/0/0", "c/0/0", "c/0/1", "c/0/1"]
+        np.testing.assert_array_equal(a[:, 3:61:7], data[:, 3:61:7])
+        # Ranges further apart than the gap limit are fetched apart: every other inner chunk,
+        # 4 per shard.
+        with zarr.config.set({"array.sharding_coalesce_max_gap_bytes": 0}):
+            b = zarr.open_array(store, mode="r")
+            store.gets.clear()
+            np.testing.assert_array_equal(b[0, ::8], data[0, ::8])
+        assert len(store.gets) == 2 + 8

@@ -225,8 +225,9 @@ async def _fetch_all(store: Any, asks: list[tuple], missing: set[str], spec: Any
     ``missing``). ``kind`` is what the batch holds (``"indexes"``: shard indexes, one per key;
     ``"chunks"``): the chunk ranges of each shard go to the store's ``get_ranges`` where it has
     one (zarr >= 3.4), one call per shard that coalesces them as the store sees fit, with the
-    array's ``sharding_coalesce_*`` limits, as zarr's own sharding codec reads them; everything
-    else goes to ``get``."""
+    array's ``sharding_coalesce_*`` limits, as zarr's own sharding codec reads them; without
+    one, ranges within those limits of each other become one ``get``. Everything else goes to
+    ``get``."""
     limit = _config("async.concurrency", None)
     semaphore = asyncio.Semaphore(limit) if limit else None
     prototype = getattr(spec, "prototype", None) or default_buffer_prototype()
@@ -246,14 +247,28 @@ async def _fetch_all(store: Any, asks: list[tuple], missing: set[str], spec: Any
         else:
             out[i] = buf.as_numpy_array()
 
+    # The array's limits (zarr >= 3.4), else zarr's config keys of the same names, else zarr
+    # 3.4's defaults.
+    config = getattr(spec, "config", None)
+    limits = {}
+    for arg, name, default in (("max_gap_bytes", "sharding_coalesce_max_gap_bytes", 1 << 20), ("max_coalesced_bytes", "sharding_coalesce_max_bytes", 16 << 20)):
+        value = getattr(config, name, None)
+        limits[arg] = _config(f"array.{name}", default) if value is None else value
+
+    async def merged(key: str, items: list[tuple[int, int, int]]) -> None:
+        # A store without get_ranges (zarr < 3.4): nearby ranges of one key become one get.
+        for start, end, members in _merge_ranges(items, limits["max_gap_bytes"], limits["max_coalesced_bytes"]):
+            buf = await store.get(key, prototype, byte_range=_byte_request(start, end, None))
+            if buf is None:
+                missing.add(key)
+                continue
+            data = buf.as_numpy_array()
+            for i, a, b in members:
+                out[i] = data[a - start : b - start]
+
     async def ranges(key: str, items: list[tuple[int, int, int]]) -> None:
         from zarr.abc.store import RangeByteRequest
 
-        config = getattr(spec, "config", None)
-        limits = {
-            "max_gap_bytes": getattr(config, "sharding_coalesce_max_gap_bytes", 1 << 20),
-            "max_coalesced_bytes": getattr(config, "sharding_coalesce_max_bytes", 16 << 20),
-        }
         requests = [RangeByteRequest(start, end) for _, start, end in items]
         try:
             async for group in store.get_ranges(key, requests, prototype=prototype, **limits):
@@ -273,15 +288,32 @@ async def _fetch_all(store: Any, asks: list[tuple], missing: set[str], spec: Any
 
     calls = []
     by_key: dict[str, list[tuple[int, int, int]]] = {}
-    use_ranges = kind == "chunks" and hasattr(store, "get_ranges")
     for i, (key, start, end, suffix) in enumerate(asks):
-        if use_ranges and start is not None and end is not None:
+        if kind == "chunks" and start is not None and end is not None:
             by_key.setdefault(key, []).append((i, start, end))
         else:
             calls.append(one(i, key, start, end, suffix))
-    calls.extend(ranges(key, items) for key, items in by_key.items())
+    per_key = ranges if callable(getattr(store, "get_ranges", None)) else merged
+    calls.extend(per_key(key, items) for key, items in by_key.items())
     await asyncio.gather(*(limited(call) for call in calls))
     return out
+
+
+def _merge_ranges(items: list[tuple[int, int, int]], max_gap: int, max_bytes: int) -> list[tuple[int, int, list[tuple[int, int, int]]]]:
+    """``(tag, start, end)`` ranges of one object, merged where the gap between neighbours is at
+    most ``max_gap`` and the merged range stays within ``max_bytes`` (a range larger than that
+    stays alone): ``(start, end, members)`` per merged range."""
+    groups: list[list[Any]] = []
+    for item in sorted(items, key=lambda t: (t[1], t[2])):
+        _, start, end = item
+        if groups:
+            group = groups[-1]
+            if start - group[1] <= max_gap and max(end, group[1]) - group[0] <= max_bytes:
+                group[1] = max(end, group[1])
+                group[2].append(item)
+                continue
+        groups.append([start, end, [item]])
+    return [(start, end, members) for start, end, members in groups]
 
 
 class _Coalescer:
