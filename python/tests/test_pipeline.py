@@ -665,6 +665,15 @@ def test_shards_are_laid_out_as_zarr_python_lays_them_out(tmp_path):
         assert before != list(range(12)) or order == "lexicographic"
 
 
+def _sharded_16x64(store):
+    """A (16, 64) float32 array in (8, 32) shards of (2, 4) inner chunks, fill -1, created in
+    `store` and written whole; the array and its values."""
+    data = np.arange(16 * 64, dtype="float32").reshape(16, 64)
+    a = zarr.create_array(store, shape=data.shape, chunks=(2, 4), shards=(8, 32), dtype="float32", fill_value=-1)
+    a[:] = data
+    return a, data
+
+
 def test_store_reads_ranges_of_a_shard_in_one_call():
     """zarr >= 3.4 stores have `get_ranges`: zuring reads each shard's index with `get` and its
     inner chunks with one `get_ranges` call, as zarr's sharding codec does; a shard that is gone
@@ -692,10 +701,8 @@ def test_store_reads_ranges_of_a_shard_in_one_call():
                 yield group
 
     store = Counting()
-    data = np.arange(16 * 64, dtype="float32").reshape(16, 64)
     with zarr.config.set({**ZURING, "codec_pipeline.strict": True}):
-        a = zarr.create_array(store, shape=data.shape, chunks=(2, 4), shards=(8, 32), dtype="float32", fill_value=-1)
-        a[:] = data
+        a, data = _sharded_16x64(store)
         store.gets.clear()
         np.testing.assert_array_equal(a[0, 22:42], data[0, 22:42])
         indexes = [k for k, r in store.gets if isinstance(r, SuffixByteRequest)]
@@ -719,10 +726,8 @@ def test_store_without_get_ranges_gets_nearby_ranges_together():
             return await super().get(key, prototype, byte_range)
 
     store = Counting()
-    data = np.arange(16 * 64, dtype="float32").reshape(16, 64)
     with zarr.config.set({**ZURING, "codec_pipeline.strict": True}):
-        a = zarr.create_array(store, shape=data.shape, chunks=(2, 4), shards=(8, 32), dtype="float32", fill_value=-1)
-        a[:] = data
+        a, data = _sharded_16x64(store)
         store.gets.clear()
         np.testing.assert_array_equal(a[0, 22:42], data[0, 22:42])
         # Per shard: its index, then its three inner chunks in one range.
