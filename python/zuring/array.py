@@ -24,6 +24,9 @@ def _dtype(name: str, metadata: dict, element_size: int) -> np.dtype:
     """The numpy dtype (native byte order) of a Zarr data type."""
     if element_size == 0:
         return np.dtype(object)
+    if metadata.get("zarr_format") == 2 and np.dtype(metadata["dtype"]).kind in "Mm":
+        # v2 datetime64 / timedelta64: read by zarrs as int64 (`name`), the same bytes.
+        return np.dtype(metadata["dtype"]).newbyteorder("=")
     if name in _SIMPLE:
         return np.dtype(_SIMPLE[name])
     dt = metadata.get("data_type") if metadata.get("zarr_format") == 3 else None

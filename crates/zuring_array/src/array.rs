@@ -48,6 +48,9 @@ pub struct ZarrArray {
     /// The order shards written by this handle lay out their inner chunks in (C-order
     /// indexes); None: C order.
     inner_order: Option<Arc<[usize]>>,
+    /// The metadata as stored, when zarrs was given another form of it (v2 datetime64 /
+    /// timedelta64 arrays, read as int64: see [`crate::metadata::v2_times_as_int64`]).
+    source_metadata: Option<String>,
 }
 
 pub(crate) fn zarrs_error(path: &Path, err: impl std::fmt::Display) -> ArrayError {
@@ -100,6 +103,14 @@ impl ZarrArray {
             message: format!("{file}: {e}"),
         })?;
         crate::metadata::check_array_metadata(&path, file, &text)?;
+        if file == ".zarray" {
+            let original = String::from_utf8_lossy(&text);
+            if let Some(as_int64) = crate::metadata::v2_times_as_int64(&original) {
+                let mut array = Self::from_metadata(&path, &as_int64, ctx)?;
+                array.source_metadata = Some(original.into_owned());
+                return Ok(array);
+            }
+        }
         let store = Arc::new(
             UringStore::with_reader(&path, Arc::clone(&ctx.reader))
                 .map_err(|e| zarrs_error(&path, e))?,
@@ -112,6 +123,7 @@ impl ZarrArray {
             layout,
             ctx,
             inner_order: None,
+            source_metadata: None,
         })
     }
 
@@ -126,6 +138,11 @@ impl ZarrArray {
         ctx: Arc<Context>,
     ) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        let as_int64 = crate::metadata::v2_times_as_int64(metadata_json);
+        let (metadata_json, source_metadata) = match &as_int64 {
+            Some(patched) => (patched.as_str(), Some(metadata_json.to_owned())),
+            None => (metadata_json, None),
+        };
         let metadata: ArrayMetadata =
             serde_json::from_str(metadata_json).map_err(|e| ArrayError::Metadata {
                 path: path.clone(),
@@ -144,6 +161,7 @@ impl ZarrArray {
             layout,
             ctx,
             inner_order: None,
+            source_metadata,
         })
     }
 
@@ -240,7 +258,10 @@ impl ZarrArray {
     /// The metadata as JSON text.
     #[must_use]
     pub fn metadata_json(&self) -> String {
-        self.array.metadata().to_string_pretty()
+        match &self.source_metadata {
+            Some(text) => text.clone(),
+            None => self.array.metadata().to_string_pretty(),
+        }
     }
 
     /// Shapes, codecs and keys (for tools and benchmarks).

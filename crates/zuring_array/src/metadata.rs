@@ -114,6 +114,37 @@ pub fn check_array_metadata(path: &Path, file: &str, text: &[u8]) -> Result<()> 
     Ok(())
 }
 
+/// Zarr v2 `datetime64` / `timedelta64` arrays (`"dtype": "<M8[ns]"`, ...), which zarrs does not
+/// read: the same `.zarray` with the 64-bit integer type of the same byte order, which is what
+/// their elements and fill value are (numpy stores both as int64 counts of the unit; a `"NaT"`
+/// fill is the smallest int64). None for any other metadata.
+#[must_use]
+pub fn v2_times_as_int64(text: &str) -> Option<String> {
+    let mut value: Value = serde_json::from_str(text).ok()?;
+    let object = value.as_object_mut()?;
+    if object.get("zarr_format").and_then(Value::as_u64) != Some(2) {
+        return None;
+    }
+    let dtype = object.get("dtype")?.as_str()?;
+    let (order, rest) = match dtype.as_bytes().first()? {
+        b'<' | b'>' | b'|' | b'=' => dtype.split_at(1),
+        _ => ("", dtype),
+    };
+    let unit_ok = |u: &str| u.is_empty() || (u.starts_with('[') && u.ends_with(']'));
+    let time = ["M8", "m8"]
+        .iter()
+        .any(|k| rest.strip_prefix(k).is_some_and(unit_ok));
+    if !time {
+        return None;
+    }
+    let int = if order == ">" { ">i8" } else { "<i8" };
+    object.insert("dtype".into(), Value::from(int));
+    if object.get("fill_value").and_then(Value::as_str) == Some("NaT") {
+        object.insert("fill_value".into(), Value::from(i64::MIN));
+    }
+    serde_json::to_string(&value).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +186,34 @@ mod tests {
             err(&GOOD.replace(r#""zarr_format":3"#, r#""zarr_format":4"#)).contains("zarr_format")
         );
         assert!(err("[1]").contains("JSON object"));
+    }
+
+    #[test]
+    fn v2_times_read_as_int64() {
+        let zarray = |dtype: &str, fill: &str| {
+            format!(
+                r#"{{"zarr_format":2,"shape":[4],"chunks":[2],"dtype":"{dtype}","compressor":null,"fill_value":{fill},"order":"C","filters":null}}"#
+            )
+        };
+        let patched = |dtype: &str, fill: &str| -> Option<(String, Value)> {
+            let v: Value = serde_json::from_str(&v2_times_as_int64(&zarray(dtype, fill))?).unwrap();
+            Some((
+                v["dtype"].as_str().unwrap().to_owned(),
+                v["fill_value"].clone(),
+            ))
+        };
+        assert_eq!(
+            patched("<M8[ns]", "-9223372036854775808"),
+            Some(("<i8".into(), Value::from(i64::MIN)))
+        );
+        assert_eq!(
+            patched(">m8[10s]", r#""NaT""#),
+            Some((">i8".into(), Value::from(i64::MIN)))
+        );
+        assert_eq!(patched("<M8", "0"), Some(("<i8".into(), Value::from(0))));
+        for other in ["<i8", "<f8", "|S4", "<M4", "<M8x"] {
+            assert_eq!(patched(other, "0"), None, "{other}");
+        }
+        assert_eq!(v2_times_as_int64(GOOD), None);
     }
 }
