@@ -773,3 +773,10 @@ def test_v2_datetime_arrays_run_in_rust(tmp_path, dtype):
     with zarr.config.set(DEFAULT), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert counts_of(zarr.open_array(str(path), mode="r")[...]) == [100] + counts[1:].tolist() + counts[:2].tolist()
+        # No fill value (null in .zarray): zarr reads missing chunks as NaT, and so does zuring.
+        zarr.create_array(str(tmp_path / "null.zarr"), shape=(4,), dtype=dtype, chunks=(2,), zarr_format=2, fill_value=None)[:2] = data[:2]
+    with zarr.config.set({**ZURING, "codec_pipeline.strict": True}), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = zarr.open_array(str(tmp_path / "null.zarr"), mode="r")[...]
+    assert counts_of(got) == counts[:2].tolist() + [np.iinfo(np.int64).min] * 2
+    assert counts_of(zuring.open_array(tmp_path / "null.zarr")[...]) == counts_of(got)

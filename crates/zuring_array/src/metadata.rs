@@ -117,7 +117,8 @@ pub fn check_array_metadata(path: &Path, file: &str, text: &[u8]) -> Result<()> 
 /// Zarr v2 `datetime64` / `timedelta64` arrays (`"dtype": "<M8[ns]"`, ...), which zarrs does not
 /// read: the same `.zarray` with the 64-bit integer type of the same byte order, which is what
 /// their elements and fill value are (numpy stores both as int64 counts of the unit; a `"NaT"`
-/// fill is the smallest int64). None for any other metadata.
+/// or null fill is NaT, the smallest int64, as zarr-python reads it). None for any other
+/// metadata.
 #[must_use]
 pub fn v2_times_as_int64(text: &str) -> Option<String> {
     let mut value: Value = serde_json::from_str(text).ok()?;
@@ -139,7 +140,9 @@ pub fn v2_times_as_int64(text: &str) -> Option<String> {
     }
     let int = if order == ">" { ">i8" } else { "<i8" };
     object.insert("dtype".into(), Value::from(int));
-    if object.get("fill_value").and_then(Value::as_str) == Some("NaT") {
+    // No fill value (null) reads as NaT in zarr-python, as "NaT" does; zarrs would read 0.
+    let fill = object.get("fill_value");
+    if fill.is_none_or(|f| f.is_null() || f.as_str() == Some("NaT")) {
         object.insert("fill_value".into(), Value::from(i64::MIN));
     }
     serde_json::to_string(&value).ok()
@@ -211,6 +214,10 @@ mod tests {
             Some((">i8".into(), Value::from(i64::MIN)))
         );
         assert_eq!(patched("<M8", "0"), Some(("<i8".into(), Value::from(0))));
+        assert_eq!(
+            patched("<M8[s]", "null"),
+            Some(("<i8".into(), Value::from(i64::MIN)))
+        );
         for other in ["<i8", "<f8", "|S4", "<M4", "<M8x"] {
             assert_eq!(patched(other, "0"), None, "{other}");
         }
