@@ -780,3 +780,61 @@ def test_v2_datetime_arrays_run_in_rust(tmp_path, dtype):
         got = zarr.open_array(str(tmp_path / "null.zarr"), mode="r")[...]
     assert counts_of(got) == counts[:2].tolist() + [np.iinfo(np.int64).min] * 2
     assert counts_of(zuring.open_array(tmp_path / "null.zarr")[...]) == counts_of(got)
+
+
+@st.composite
+def resize_cases(draw):
+    """An array (v2 or v3, sharded or not, any of several types and fill values) and a sequence
+    of writes of regions and resizes (growing and shrinking)."""
+    fmt = draw(st.sampled_from([2, 3]))
+    dtype = draw(st.sampled_from(["<i2", ">i4", "<u8", ">f8", "<c8", "bool", "<M8[s]", ">m8[ms]"]))
+    ndim = draw(st.integers(1, 3))
+    shape = tuple(draw(st.integers(1, 8)) for _ in range(ndim))
+    chunks = tuple(draw(st.integers(1, n)) for n in shape)
+    shards = None
+    if fmt == 3 and draw(st.booleans()):
+        shards = tuple(c * draw(st.integers(1, 3)) for c in chunks)
+    fill = draw(st.sampled_from([None, 0, 1] if fmt == 2 else [0, 1]))
+    everything = tuple((0, 9) for _ in range(ndim))
+    ops = []
+    if draw(st.booleans()):
+        # Written whole, shrunk, written whole again, grown back: what edge chunks and shards
+        # keep past the edge shows.
+        smaller = tuple(draw(st.integers(1, n)) for n in shape)
+        ops = [("write", everything), ("resize", smaller), ("write", everything), ("resize", shape)]
+    for _ in range(draw(st.integers(0 if ops else 1, 4))):
+        if draw(st.booleans()):
+            ops.append(("resize", tuple(draw(st.integers(1, 9)) for _ in range(ndim))))
+        else:
+            ops.append(("write", tuple((draw(st.integers(0, 8)), draw(st.integers(1, 9))) for _ in range(ndim))))
+    return fmt, dtype, shape, chunks, shards, fill, ops, draw(st.sampled_from(["memory", "local"]))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=resize_cases())
+def test_writes_and_resizes_leave_what_zarr_leaves(tmp_path_factory, case):
+    """A sequence of region writes and resizes through zuring's pipeline leaves the array (its
+    values, fill included, and what comes back after growing) that zarr's own pipeline leaves."""
+    fmt, dtype, shape, chunks, shards, fill, ops, where = case
+    root = tmp_path_factory.mktemp("resize")
+    native = np.dtype(dtype).newbyteorder("=")
+    results = {}
+    for name, config in (("default", DEFAULT), ("zuring", ZURING)):
+        store = zarr.storage.LocalStore(str(root / name)) if where == "local" else zarr.storage.MemoryStore()
+        with zarr.config.set(config), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # v2 datetimes, fill values zarr warns about
+            kwargs = dict(shards=shards) if shards else {}
+            a = zarr.create_array(store, shape=shape, dtype=dtype, chunks=chunks, zarr_format=fmt, fill_value=fill, **kwargs)
+            current = shape
+            for n, (op, arg) in enumerate(ops):
+                if op == "resize":
+                    a.resize(arg)
+                    current = arg
+                    continue
+                region = tuple(slice(min(lo, size), min(lo + width, size)) for (lo, width), size in zip(arg, current))
+                size = [s.stop - s.start for s in region]
+                counts = (np.arange(int(np.prod(size)), dtype="<i8") * 7 + n).reshape(size)
+                a[region] = counts.view(native) if native.kind in "Mm" else counts.astype(native)
+            out = a[...]
+        results[name] = (out.dtype, out.shape, out.astype(out.dtype.newbyteorder("=")).view(np.uint8).tobytes() if out.dtype.kind not in "Mm" else out.view(out.dtype.str[0] + "i8").astype("<i8").tobytes())
+    assert results["zuring"] == results["default"]
