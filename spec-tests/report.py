@@ -43,6 +43,15 @@ DECISIONS = """## Decisions where the spec is silent
 8. A shard-index entry with exactly one of offset/nbytes at 2^64-1 is corrupt
    (CorruptDataError naming the shard file and entry); one pointing past the end of the file or
    overflowing offset + nbytes likewise.
+9. Values a stored chunk holds past the array's edge are ignored when read (rule 10) but kept by a
+   write into a shard that reaches past the edge (the shard is rewritten in part, never replaced),
+   as zarr-python does: after a shrinking resize, growing the array again shows them. A chunk
+   (unsharded) covered up to the edge is replaced, as zarr-python does.
+10. Zarr v2 datetime64 / timedelta64 arrays are int64 counts of their unit; a null or "NaT" fill
+    value is NaT (zarr-python's reading).
+11. zuring lays out the inner chunks of shards it creates in C order (native API) or in
+    zarr-python's order (its pipeline: Morton, or the sharding codec's `subchunk_write_order`);
+    a shard rewritten in part keeps its existing order. Readers accept any order.
 """
 
 
