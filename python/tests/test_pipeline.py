@@ -758,6 +758,7 @@ def test_v2_datetime_arrays_run_in_rust(tmp_path, dtype):
         warnings.simplefilter("ignore")
         a = zarr.create_array(str(path), shape=(8,), dtype=dtype, chunks=(3,), zarr_format=2)
         a[:6] = data
+        a.attrs["calendar"] = "proleptic_gregorian"
         expected = a[...]
     assert np.isnat(expected[3]) and np.isnat(expected[7])  # a NaT, and a missing chunk's fill
     with zarr.config.set({**ZURING, "codec_pipeline.strict": True}), warnings.catch_warnings():
@@ -768,6 +769,8 @@ def test_v2_datetime_arrays_run_in_rust(tmp_path, dtype):
         b[6:] = data[:2]
     n = zuring.open_array(path)
     assert n.dtype == np.dtype(dtype).newbyteorder("=")
+    # The metadata as stored (not the int64 zarrs is given), attributes included.
+    assert n.metadata["dtype"] == dtype and n.attrs == {"calendar": "proleptic_gregorian"}
     assert counts_of(n[...]) == counts.tolist() + counts[:2].tolist()
     n[0] = data[4]
     with zarr.config.set(DEFAULT), warnings.catch_warnings():

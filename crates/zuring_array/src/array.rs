@@ -48,9 +48,10 @@ pub struct ZarrArray {
     /// The order shards written by this handle lay out their inner chunks in (C-order
     /// indexes); None: C order.
     inner_order: Option<Arc<[usize]>>,
-    /// The metadata as stored, when zarrs was given another form of it (v2 datetime64 /
-    /// timedelta64 arrays, read as int64: see [`crate::metadata::v2_times_as_int64`]).
-    source_metadata: Option<String>,
+    /// The members zarrs was given in another form, as stored (`dtype` and `fill_value` of v2
+    /// datetime64 / timedelta64 arrays, read as int64: see
+    /// [`crate::metadata::v2_times_as_int64`]); [`ZarrArray::metadata_json`] reports these.
+    stored_members: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 pub(crate) fn zarrs_error(path: &Path, err: impl std::fmt::Display) -> ArrayError {
@@ -104,11 +105,24 @@ impl ZarrArray {
         })?;
         crate::metadata::check_array_metadata(&path, file, &text)?;
         if file == ".zarray" {
-            let original = String::from_utf8_lossy(&text);
-            if let Some(as_int64) = crate::metadata::v2_times_as_int64(&original) {
-                let mut array = Self::from_metadata(&path, &as_int64, ctx)?;
-                array.source_metadata = Some(original.into_owned());
-                return Ok(array);
+            let zarray = String::from_utf8_lossy(&text);
+            if crate::metadata::v2_times_as_int64(&zarray).is_some() {
+                // Given to zarrs as metadata (it would refuse the files), so with the
+                // attributes it would have read from `.zattrs` itself.
+                let mut value: serde_json::Value =
+                    serde_json::from_str(&zarray).map_err(|e| ArrayError::Metadata {
+                        path: path.clone(),
+                        message: format!(".zarray: {e}"),
+                    })?;
+                if let Ok(attrs) = std::fs::read(path.join(".zattrs")) {
+                    let attrs: serde_json::Value =
+                        serde_json::from_slice(&attrs).map_err(|e| ArrayError::Metadata {
+                            path: path.clone(),
+                            message: format!(".zattrs: {e}"),
+                        })?;
+                    value["attributes"] = attrs;
+                }
+                return Self::from_metadata(&path, &value.to_string(), ctx);
             }
         }
         let store = Arc::new(
@@ -123,7 +137,7 @@ impl ZarrArray {
             layout,
             ctx,
             inner_order: None,
-            source_metadata: None,
+            stored_members: None,
         })
     }
 
@@ -139,10 +153,15 @@ impl ZarrArray {
     ) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let as_int64 = crate::metadata::v2_times_as_int64(metadata_json);
-        let (metadata_json, source_metadata) = match &as_int64 {
-            Some(patched) => (patched.as_str(), Some(metadata_json.to_owned())),
-            None => (metadata_json, None),
-        };
+        let stored_members = as_int64.as_ref().and_then(|_| {
+            let stored: serde_json::Value = serde_json::from_str(metadata_json).ok()?;
+            let members = ["dtype", "fill_value"]
+                .into_iter()
+                .filter_map(|k| Some((k.to_owned(), stored.get(k)?.clone())))
+                .collect();
+            Some(members)
+        });
+        let metadata_json = as_int64.as_deref().unwrap_or(metadata_json);
         let metadata: ArrayMetadata =
             serde_json::from_str(metadata_json).map_err(|e| ArrayError::Metadata {
                 path: path.clone(),
@@ -161,7 +180,7 @@ impl ZarrArray {
             layout,
             ctx,
             inner_order: None,
-            source_metadata,
+            stored_members,
         })
     }
 
@@ -258,10 +277,15 @@ impl ZarrArray {
     /// The metadata as JSON text.
     #[must_use]
     pub fn metadata_json(&self) -> String {
-        match &self.source_metadata {
-            Some(text) => text.clone(),
-            None => self.array.metadata().to_string_pretty(),
-        }
+        let text = self.array.metadata().to_string_pretty();
+        let Some(members) = &self.stored_members else {
+            return text;
+        };
+        let Ok(serde_json::Value::Object(mut object)) = serde_json::from_str(&text) else {
+            return text;
+        };
+        object.extend(members.clone());
+        serde_json::to_string_pretty(&object).unwrap_or(text)
     }
 
     /// Shapes, codecs and keys (for tools and benchmarks).
