@@ -4,12 +4,14 @@
 # except the differences listed, with reasons, in python/tests_zarr_suite/differences-<version>.txt.
 # A spy plugin proves reads and writes ran in Rust, on LocalStore and through other stores.
 #
-#   scripts/test-zarr-suite.sh          zarr 3.1.6 on Python 3.11 (.venv), then again with
-#                                       codec_pipeline.strict on for the tests that read and
-#                                       write stored data (array, indexing, codec, v2 and API
-#                                       tests), less the tests of data types and codecs zuring
-#                                       leaves to zarr-python (strict-unsupported.txt)
+#   scripts/test-zarr-suite.sh          zarr 3.1.6 on Python 3.11 (.venv)
 #   scripts/test-zarr-suite.sh 3.4.2    zarr 3.4.2 (the newest) on CPython 3.13 (.venv313)
+#
+# Each version's suite then runs again with codec_pipeline.strict on for the tests that read
+# and write stored data (array, indexing, codec, v2 and API tests; on 3.4.2 also resize and the
+# pipeline parity tests), less the tests of data types, codecs and grids zuring leaves to
+# zarr-python (strict-unsupported-<version>.txt): there, anything zuring would hand to zarr's
+# own pipeline fails instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -46,12 +48,13 @@ fi
 export PYTHONHASHSEED=0 PYTHONPATH="$ROOT/python/tests_zarr_suite" ZURING_SPY_DIR="$SPY"
 export ZARR_CODEC_PIPELINE__PATH=zuring.ZuringCodecPipeline
 (cd "$SDIST" && "$PY" -m pytest tests "${COMMON[@]}" "${DESELECT[@]}")
-if [ "$VERSION" = 3.1.6 ]; then
-  mapfile -t STRICT < <(deselect python/tests_zarr_suite/strict-unsupported.txt)
-  (cd "$SDIST" && ZARR_CODEC_PIPELINE__STRICT=True "$PY" -m pytest \
-    tests/test_array.py tests/test_indexing.py tests/test_codecs tests/test_v2.py tests/test_api.py \
-    "${COMMON[@]}" "${DESELECT[@]}" "${STRICT[@]}")
+STRICT_TESTS=(tests/test_array.py tests/test_indexing.py tests/test_codecs tests/test_v2.py tests/test_api.py)
+if [ "$VERSION" = 3.4.2 ]; then
+  STRICT_TESTS+=(tests/test_resize.py tests/test_fastpath_equivalence.py tests/test_pipeline_parity.py)
 fi
+mapfile -t STRICT < <(deselect "python/tests_zarr_suite/strict-unsupported-$VERSION.txt")
+(cd "$SDIST" && ZARR_CODEC_PIPELINE__STRICT=True "$PY" -m pytest "${STRICT_TESTS[@]}" \
+  "${COMMON[@]}" "${DESELECT[@]}" "${STRICT[@]}")
 "$PY" - "$SPY" <<'PY'
 import json, pathlib, sys
 total = {}
