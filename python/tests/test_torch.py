@@ -44,6 +44,24 @@ def test_dataloader_workers_split_the_epoch(arr, workers, context):
     assert set(again) == ALL and again != got
 
 
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_set_epoch_reaches_persistent_workers(arr, context):
+    """Persistent workers keep their copy of the dataset across epochs: each epoch must still
+    bring that epoch's windows (the ones a loader without workers gives), not epoch 0's again."""
+    ds = CropDataset(arr, (4, 10, 10), batch_size=4, mode="random", samples_per_epoch=16, seed=5)
+    loader = DataLoader(ds, batch_size=None, num_workers=2, persistent_workers=True, multiprocessing_context=mp.get_context(context))
+    epochs = []
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        got = windows_of(loader)
+        expected = windows_of(DataLoader(ds, batch_size=None, num_workers=0))
+        assert len(expected) == 16
+        assert sorted(got) == sorted(expected), f"epoch {epoch}"
+        epochs.append(sorted(got))
+    assert epochs[0] != epochs[1] != epochs[2]
+    assert ds.epoch == 2
+
+
 def test_ddp_ranks_are_disjoint(arr):
     seen = []
     for rank in range(2):

@@ -3,7 +3,9 @@
 Yields whole batches (use ``DataLoader(dataset, batch_size=None)``). Work is split across
 DataLoader workers and DDP ranks without duplicates: worker ``w`` of ``W`` on rank ``r`` of ``R``
 takes share ``r * W + w`` of ``R * W``. The sampler is created inside each worker, so fork and
-spawn both work.
+spawn both work. The epoch lives in shared memory, so ``set_epoch`` in the main process reaches
+workers that outlive an epoch (``persistent_workers=True``), which keep their own copy of the
+dataset.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ class CropDataset(IterableDataset):
         self._args = (arrays, crop, batch_size)
         self._kwargs = kwargs
         self._as_tensors = as_tensors
-        self.epoch = 0
+        # Shared with the workers (inherited on fork, passed as shared memory on spawn): a
+        # persistent worker's copy of the dataset sees the epoch the main process sets.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         # Build one sampler here to check the arguments early, and keep its length (the dataset
         # itself stays picklable for spawned workers).
         rank, world = self._share(None)
@@ -56,8 +60,13 @@ class CropDataset(IterableDataset):
             return rank, world
         return rank * info.num_workers + info.id, world * info.num_workers
 
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        """Windows of ``epoch`` from the next iteration on (in every worker, persistent or not)."""
+        self._epoch.fill_(int(epoch))
 
     def __len__(self) -> int:
         if self._len is None:
