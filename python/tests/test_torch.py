@@ -71,6 +71,29 @@ def test_ddp_ranks_are_disjoint(arr):
     assert set(seen[0]) | set(seen[1]) == ALL
 
 
+def _ddp_rank(rank, world, path, init, out, context):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        # No rank / world_size given: they default from torch.distributed.
+        ds = CropDataset(path, (4, 10, 10), batch_size=4, mode="grid", seed=2)
+        loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=mp.get_context(context))
+        np.save(out / f"{rank}.npy", np.array(windows_of(loader)))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_ddp_default_ranks_reach_workers(arr, tmp_path, context):
+    """Under DDP, ranks split the epoch by default, also in spawned DataLoader workers (where
+    torch.distributed is not initialised)."""
+    torch.multiprocessing.spawn(_ddp_rank, args=(2, str(arr.path), f"file://{tmp_path}/init", tmp_path, context), nprocs=2)
+    seen = [{tuple(w) for w in np.load(tmp_path / f"{rank}.npy")} for rank in range(2)]
+    assert seen[0] and seen[1] and not seen[0] & seen[1]
+    assert seen[0] | seen[1] == ALL
+
+
 def test_pin_memory_and_dicts(arr, tmp_path):
     other = coord_array(tmp_path / "b", (8, 40, 40), (8, 20, 20), dtype="float32")
     ds = CropDataset({"a": arr, "b": other}, {"time": 4, "y": 10, "x": 10}, batch_size=2, samples_per_epoch=8)

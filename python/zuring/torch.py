@@ -64,6 +64,14 @@ class CropDataset(IterableDataset):
     def epoch(self) -> int:
         return int(self._epoch)
 
+    def __getstate__(self) -> dict:
+        # Pickled in the main process for spawned workers, where torch.distributed is not
+        # initialised: the rank and world size default from the process that pickles.
+        state = self.__dict__.copy()
+        rank, world = self._share(None)
+        state["_kwargs"] = {**self._kwargs, "rank": rank, "world_size": world}
+        return state
+
     def set_epoch(self, epoch: int) -> None:
         """Windows of ``epoch`` from the next iteration on (in every worker, persistent or not)."""
         self._epoch.fill_(int(epoch))
