@@ -39,8 +39,28 @@ def test_errors_name_the_file(tmp_path, reader):
     f.write_bytes(b"0123456789")
     with pytest.raises(FileNotFoundError, match="missing"):
         reader.read_ranges([(tmp_path / "missing", 0, 1)])
-    with pytest.raises(ValueError, match="past the end"):
-        reader.read_ranges([(f, 5, 10)])
+    with pytest.raises(ValueError, match="past the end") as err:
+        reader.read_ranges([(f, 0, 2), (f, 5, 10)])
+    assert (err.value.batch, err.value.index) == (None, 1)
+
+
+def test_a_failed_read_says_which_it_was(tmp_path, reader):
+    """With many reads in flight, a failure raised from wait_get / try_get carries the read's
+    batch id and index; the other reads of its batch still arrive."""
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"0123456789")
+    first = reader.submit([(f, 0, 2)])
+    batch = reader.submit([(f, 0, 3), (tmp_path / "missing", 0, 1), (f, 8, 5), (f, 7, None)])
+    got, failed = {}, {}
+    while reader.pending():
+        try:
+            item = reader.wait_get(timeout=10)
+        except (FileNotFoundError, ValueError) as e:  # a missing file; a range past the end
+            failed[(e.batch, e.index)] = type(e)
+            continue
+        got[item[:2]] = bytes(item[2])
+    assert failed == {(batch, 1): FileNotFoundError, (batch, 2): ValueError}
+    assert got == {(first, 0): b"01", (batch, 0): b"012", (batch, 3): b"789"}
 
 
 def test_submit_and_poll(tmp_path, reader):

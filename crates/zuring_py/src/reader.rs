@@ -46,7 +46,26 @@ fn requests(ranges: Vec<(PathBuf, u64, Option<u64>)>) -> Vec<ReadRequest<usize>>
         .collect()
 }
 
-type Completed = (u64, usize, PyResult<Buffer>);
+type Completed = (u64, usize, Result<Buffer, zuring_io::IoError>);
+
+/// A read's result for Python: a failed read raises its error with the read's `batch` id (None
+/// from `read_ranges`) and `index` in the batch as attributes, so that a caller with many reads
+/// in flight knows which one failed.
+fn deliver(
+    py: Python<'_>,
+    batch: Option<u64>,
+    index: usize,
+    result: Result<Buffer, zuring_io::IoError>,
+) -> PyResult<Buffer> {
+    result.map_err(|e| {
+        let err = errors::io(e);
+        let value = err.value(py);
+        // Setting an attribute on a fresh exception instance cannot fail.
+        let _ = value.setattr("batch", batch);
+        let _ = value.setattr("index", index);
+        err
+    })
+}
 
 #[pymethods]
 impl Reader {
@@ -74,7 +93,7 @@ impl Reader {
     }
 
     /// Read `(path, offset, length)` ranges (length None: to the end of the file) and return
-    /// their buffers in order. The first failed range raises.
+    /// their buffers in order. The first failed range raises (its `index` attribute says which).
     fn read_ranges(
         &self,
         py: Python<'_>,
@@ -84,7 +103,8 @@ impl Reader {
         let inner = Arc::clone(&self.inner);
         let done = py.detach(move || inner.read_ordered(reqs));
         done.into_iter()
-            .map(|c| c.result.map(Buffer::new).map_err(errors::io))
+            .enumerate()
+            .map(|(i, c)| deliver(py, None, i, c.result.map(Buffer::new)))
             .collect()
     }
 
@@ -104,15 +124,16 @@ impl Reader {
     }
 
     /// A completed read, if any: `(batch id, index in batch, buffer)`; None when nothing is ready.
-    /// A failed read raises (naming the file and range).
-    fn try_get(&self) -> PyResult<Option<(u64, usize, Buffer)>> {
+    /// A failed read raises (naming the file and range; the exception's `batch` and `index`
+    /// say which read it was).
+    fn try_get(&self, py: Python<'_>) -> PyResult<Option<(u64, usize, Buffer)>> {
         self.next(None)?
-            .map(|(id, i, r)| r.map(|b| (id, i, b)))
+            .map(|(id, i, r)| deliver(py, Some(id), i, r).map(|b| (id, i, b)))
             .transpose()
     }
 
     /// Wait for a completed read (at most `timeout` seconds); None when no batch is pending or
-    /// the wait timed out.
+    /// the wait timed out. A failed read raises as in `try_get`.
     #[pyo3(signature = (timeout = None))]
     fn wait_get(
         &self,
@@ -123,7 +144,7 @@ impl Reader {
             timeout.map(|t| std::time::Instant::now() + Duration::from_secs_f64(t.max(0.0)));
         loop {
             if let Some((id, i, r)) = self.next(None)? {
-                return r.map(|b| Some((id, i, b)));
+                return deliver(py, Some(id), i, r).map(|b| Some((id, i, b)));
             }
             if self.pending()? == 0 {
                 return Ok(None);
@@ -134,7 +155,7 @@ impl Reader {
             // Block briefly without the GIL, then poll every batch again.
             let waited = py.detach(|| self.next(Some(Duration::from_millis(5))));
             if let Some((id, i, r)) = waited? {
-                return r.map(|b| Some((id, i, b)));
+                return deliver(py, Some(id), i, r).map(|b| Some((id, i, b)));
             }
         }
     }
@@ -181,11 +202,7 @@ impl Reader {
                 _ => stream.try_next(),
             };
             if let Some((index, completion)) = got {
-                found = Some((
-                    *id,
-                    index,
-                    completion.result.map(Buffer::new).map_err(errors::io),
-                ));
+                found = Some((*id, index, completion.result.map(Buffer::new)));
                 break;
             }
         }
