@@ -44,6 +44,26 @@ def test_dataloader_workers_split_the_epoch(arr, workers, context):
     assert set(again) == ALL and again != got
 
 
+def batches_of(loader):
+    return [starts_of(b.numpy()) for b in loader]
+
+
+@pytest.mark.parametrize("workers,context", [(2, "fork"), (3, "spawn")])
+@pytest.mark.parametrize("mode,drop_last", [("grid", False), ("grid", True), ("random", True)])
+def test_workers_deliver_the_batches_without_workers(arr, workers, context, mode, drop_last):
+    """Workers read alternate batches of the rank's epoch and the DataLoader hands them out in
+    turn: the same batches in the same order as without workers, as many as len() says (32 grid
+    windows in batches of 5: 6 full batches and a short one, uneven across the workers)."""
+    kwargs = dict(batch_size=5, mode=mode, seed=3, drop_last=drop_last)
+    if mode == "random":
+        kwargs["samples_per_epoch"] = 23
+    ds = CropDataset(arr, (4, 10, 10), **kwargs)
+    expected = batches_of(DataLoader(ds, batch_size=None, num_workers=0))
+    got = batches_of(DataLoader(ds, batch_size=None, num_workers=workers, multiprocessing_context=mp.get_context(context)))
+    assert got == expected
+    assert len(got) == len(ds) == {("grid", False): 7, ("grid", True): 6, ("random", True): 4}[(mode, drop_last)]
+
+
 @pytest.mark.parametrize("context", ["fork", "spawn"])
 def test_set_epoch_reaches_persistent_workers(arr, context):
     """Persistent workers keep their copy of the dataset across epochs: each epoch must still

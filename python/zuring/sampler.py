@@ -135,6 +135,9 @@ class CropSampler:
         self._dtypes = [a.dtype for a in self._arrays.values()]
         self.epoch = 0
         self._served = 0
+        # (w, W): read only batches w, w + W, ... of this rank's epoch (DataLoader worker w of W;
+        # zuring.torch sets it).
+        self._batch_share = (0, 1)
         self.last_windows: list[list[int]] = []
 
     @property
@@ -164,7 +167,8 @@ class CropSampler:
         self.epoch, self._served = int(state["epoch"]), int(state["batches_served"])
 
     def __iter__(self) -> Iterator[Any]:
-        self._native.start(self.epoch, self._served)
+        offset, step = self._batch_share
+        self._native.start(self.epoch, offset + self._served * step, step)
         try:
             while True:
                 try:

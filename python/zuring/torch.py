@@ -1,9 +1,10 @@
 """``zuring.torch.CropDataset``: :class:`zuring.CropSampler` as a PyTorch ``IterableDataset``.
 
 Yields whole batches (use ``DataLoader(dataset, batch_size=None)``). Work is split across
-DataLoader workers and DDP ranks without duplicates: worker ``w`` of ``W`` on rank ``r`` of ``R``
-takes share ``r * W + w`` of ``R * W``. The sampler is created inside each worker, so fork and
-spawn both work. The epoch lives in shared memory, so ``set_epoch`` in the main process reaches
+DataLoader workers and DDP ranks without duplicates: ranks take disjoint windows, and worker
+``w`` of ``W`` reads batches ``w, w + W, ...`` of its rank's epoch, which the DataLoader hands
+out in turn: a rank sees the batches, in the order, that ``num_workers=0`` gives, and ``len()``
+is exact. The sampler is created inside each worker, so fork and spawn both work. The epoch lives in shared memory, so ``set_epoch`` in the main process reaches
 workers that outlive an epoch (``persistent_workers=True``), which keep their own copy of the
 dataset.
 """
@@ -32,7 +33,7 @@ class CropDataset(IterableDataset):
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         # Build one sampler here to check the arguments early, and keep its length (the dataset
         # itself stays picklable for spawned workers).
-        rank, world = self._share(None)
+        rank, world = self._rank_world()
         probe = CropSampler(*self._paths(), **{**kwargs, "rank": rank, "world_size": world})
         try:
             self._len: int | None = len(probe)
@@ -49,16 +50,15 @@ class CropDataset(IterableDataset):
         arrays = {k: plain(v) for k, v in arrays.items()} if isinstance(arrays, dict) else plain(arrays)
         return arrays, crop, batch_size
 
-    def _share(self, info) -> tuple[int, int]:
+    def _rank_world(self) -> tuple[int, int]:
+        """This process's rank and world size: as given, else from torch.distributed."""
         rank = self._kwargs.get("rank")
         world = self._kwargs.get("world_size")
         if rank is None or world is None:
             r, w = _distributed_defaults()
             rank = r if rank is None else rank
             world = w if world is None else world
-        if info is None:
-            return rank, world
-        return rank * info.num_workers + info.id, world * info.num_workers
+        return rank, world
 
     @property
     def epoch(self) -> int:
@@ -68,7 +68,7 @@ class CropDataset(IterableDataset):
         # Pickled in the main process for spawned workers, where torch.distributed is not
         # initialised: the rank and world size default from the process that pickles.
         state = self.__dict__.copy()
-        rank, world = self._share(None)
+        rank, world = self._rank_world()
         state["_kwargs"] = {**self._kwargs, "rank": rank, "world_size": world}
         return state
 
@@ -82,9 +82,11 @@ class CropDataset(IterableDataset):
         return self._len
 
     def __iter__(self):
-        rank, world = self._share(get_worker_info())
-        kwargs = {**self._kwargs, "rank": rank, "world_size": world}
-        sampler = CropSampler(*self._paths(), **kwargs)
+        rank, world = self._rank_world()
+        sampler = CropSampler(*self._paths(), **{**self._kwargs, "rank": rank, "world_size": world})
+        info = get_worker_info()
+        if info is not None:
+            sampler._batch_share = (info.id, info.num_workers)
         sampler.set_epoch(self.epoch)
         for batch in sampler:
             if not self._as_tensors:

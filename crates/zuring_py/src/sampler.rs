@@ -194,8 +194,10 @@ impl Sampler {
             .collect()
     }
 
-    /// (Re)start prefetching `epoch` from batch `first_batch`.
-    fn start(&self, py: Python<'_>, epoch: u64, first_batch: u64) -> PyResult<()> {
+    /// (Re)start prefetching `epoch` from batch `first_batch`, then every `batch_step`-th
+    /// batch (a DataLoader worker's share of the rank's batches).
+    #[pyo3(signature = (epoch, first_batch, batch_step = 1))]
+    fn start(&self, py: Python<'_>, epoch: u64, first_batch: u64, batch_step: u64) -> PyResult<()> {
         let schedule = Schedule::new(
             self.geometry.clone(),
             self.mode.clone(),
@@ -209,6 +211,7 @@ impl Sampler {
             schedule,
             self.batch_size,
             first_batch,
+            batch_step,
             self.prefetch,
             self.drop_last,
         );

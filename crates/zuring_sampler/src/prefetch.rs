@@ -77,13 +77,16 @@ pub struct Prefetcher {
 }
 
 impl Prefetcher {
-    /// Start reading `schedule`'s batches of `batch_size` windows from batch `first_batch` on.
-    /// With `drop_last`, a final short batch is skipped.
+    /// Start reading `schedule`'s batches of `batch_size` windows from batch `first_batch` on,
+    /// then every `batch_step`-th batch (1: all of them; `w` and `W`: worker `w` of `W` sharing
+    /// one schedule, whose batches interleaved again are the schedule's). With `drop_last`, a
+    /// final short batch is skipped.
     #[must_use]
     pub fn start(
         schedule: Schedule,
         batch_size: usize,
         first_batch: u64,
+        batch_step: u64,
         depth: usize,
         drop_last: bool,
     ) -> Self {
@@ -121,7 +124,7 @@ impl Prefetcher {
                     if tx.send(batch).is_err() {
                         break;
                     }
-                    b += 1;
+                    b += batch_step.max(1);
                 }
                 // Before `tx` drops: a receiver that sees the channel close knows it was the end.
                 thread_ended.store(true, Ordering::SeqCst);

@@ -85,7 +85,7 @@ fn joint_crops_cover_the_same_window() {
         1,
     )
     .unwrap();
-    let p = Prefetcher::start(s, 8, 0, 2, true);
+    let p = Prefetcher::start(s, 8, 0, 1, 2, true);
     let mut batches = 0;
     while let Some(batch) = p.next() {
         let batch = batch.unwrap();
@@ -146,18 +146,33 @@ fn deterministic_disjoint_and_resumable() {
     // Resuming at batch 3 gives exactly batches 3.. of an uninterrupted run.
     let s = Schedule::new(g.clone(), grid.clone(), 1, 0, 0, 1).unwrap();
     let full: Vec<_> = {
-        let p = Prefetcher::start(s.clone(), 16, 0, 2, false);
+        let p = Prefetcher::start(s.clone(), 16, 0, 1, 2, false);
         std::iter::from_fn(|| p.next())
             .map(|b| b.unwrap().windows)
             .collect()
     };
     let resumed: Vec<_> = {
-        let p = Prefetcher::start(s, 16, 3, 2, false);
+        let p = Prefetcher::start(s.clone(), 16, 3, 1, 2, false);
         std::iter::from_fn(|| p.next())
             .map(|b| b.unwrap().windows)
             .collect()
     };
     assert_eq!(resumed, full[3..]);
+    // Three workers sharing the schedule (batches w, w + 3, ...): their batches, interleaved
+    // again, are the uninterrupted run's, the short last batch included.
+    let shares: Vec<Vec<_>> = (0..3)
+        .map(|w| {
+            let p = Prefetcher::start(s.clone(), 16, w, 3, 2, false);
+            std::iter::from_fn(|| p.next())
+                .map(|b| b.unwrap().windows)
+                .collect()
+        })
+        .collect();
+    let interleaved: Vec<_> = (0..full.len())
+        .map(|b| shares[b % 3][b / 3].clone())
+        .collect();
+    assert_eq!(shares.iter().map(Vec::len).sum::<usize>(), full.len());
+    assert_eq!(interleaved, full);
     assert_eq!(
         full.len(),
         180usize.div_ceil(16),
@@ -257,7 +272,7 @@ fn a_corrupt_chunk_fails_one_batch_and_the_sampler_goes_on() {
         1,
     )
     .unwrap();
-    let p = Prefetcher::start(s, 1, 0, 2, false);
+    let p = Prefetcher::start(s, 1, 0, 1, 2, false);
     let first = p.next().unwrap().unwrap_err();
     assert!(matches!(first, SamplerError::Read { .. }), "{first}");
     let text = first.to_string();
