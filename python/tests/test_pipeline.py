@@ -17,6 +17,7 @@ from zuring import pipeline as zp
 
 ZURING = {"codec_pipeline.path": "zuring.ZuringCodecPipeline"}
 DEFAULT = {"codec_pipeline.path": "zarr.core.codec_pipeline.BatchedCodecPipeline"}
+ZARR_3_1 = tuple(int(x) for x in zarr.__version__.split(".")[:2]) < (3, 2)
 
 LAYOUTS = [
     # shape, chunks, shards, dtype, compressors, fill
@@ -188,28 +189,83 @@ def test_other_stores_read_and_write_through_rust(layout):
 
 
 def test_unsupported_fall_back_or_raise_when_strict():
-    # Fixed-length byte strings (null_terminated_bytes: zarrs lacks them) are zarr-python's to handle.
+    # numcodecs filters of v2 arrays (Delta: zarrs lacks it) are zarr-python's to handle.
+    from numcodecs import Delta
+
     zp._warned.clear()
     store = zarr.storage.MemoryStore()
-    with zarr.config.set(ZURING), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # null_terminated_bytes has no v3 spec yet
-        a = zarr.create_array(store=store, shape=(4,), dtype="S4", chunks=(3,))
-        other = zarr.create_array(store={}, name="in/a/group", shape=(2,), dtype="S4", chunks=(2,))
+    with zarr.config.set(ZURING):
+        a = zarr.create_array(store=store, shape=(4,), dtype="<i4", chunks=(3,), zarr_format=2, filters=[Delta(dtype="<i4")])
+        other = zarr.create_array(store={}, name="in/a/group", shape=(2,), dtype="<i4", chunks=(2,), zarr_format=2, filters=[Delta(dtype="<i4")])
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            a[...] = [b"a", b"bb", b"", b"dddd"]
-            assert list(a[...]) == [b"a", b"bb", b"", b"dddd"]
-            other[...] = [b"e", b"ff"]
-            assert list(other[...]) == [b"e", b"ff"]
+            a[...] = [5, 7, 4, 100]
+            assert a[...].tolist() == [5, 7, 4, 100]
+            other[...] = [-1, 1]
+            assert other[...].tolist() == [-1, 1]
         # One warning for the kind of reason, not one per array.
         assert sum("falling back" in str(w.message) for w in caught) == 1, [str(w.message) for w in caught]
-    with zarr.config.set({**ZURING, "codec_pipeline.strict": True}), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        assert "delta" in str(next(w.message for w in caught if "falling back" in str(w.message)))
+    with zarr.config.set({**ZURING, "codec_pipeline.strict": True}):
         b = zarr.open_array(store=store, mode="r+")
-        with pytest.raises(zuring.UnsupportedError):
+        with pytest.raises(zuring.UnsupportedError, match="delta"):
             b[...]
-        with pytest.raises(zuring.UnsupportedError):
-            b[0] = b"x"
+        with pytest.raises(zuring.UnsupportedError, match="delta"):
+            b[0] = 1
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+@pytest.mark.parametrize("sharded", [False, True])
+@pytest.mark.parametrize(
+    "dtype",
+    [[("a", "<i2"), ("b", ">f4"), ("c", "S3")], [("a", ">i8"), ("b", "<u2")], "S5", "V3"],
+    ids=["record-mixed", "record-big", "bytes", "raw"],
+)
+def test_records_of_either_byte_order(tmp_path, fmt, sharded, dtype):
+    """Records (fields of either byte order), fixed-length and raw bytes go through Rust as raw
+    bits laid out as zarr's own codecs store them: a region write, a point write, a fill-valued
+    read of a missing chunk and a resize leave the chunks zarr leaves (byte for byte), which both
+    pipelines read alike (and as numpy has them, except where zarr 3.1 itself drops a v3
+    record's byte order)."""
+    dtype = np.dtype(dtype)
+    if fmt == 2 and sharded:
+        pytest.skip("v2 arrays have no shards")
+    if sharded and dtype.kind == "V" and ZARR_3_1:
+        pytest.skip("zarr 3.1 cannot hash a raw-bytes or record fill value in its sharding codec")
+    rng = np.random.default_rng(5)
+    values = rng.integers(0, 256, (6, 5 * dtype.itemsize), dtype=np.uint8).view(dtype).reshape(6, 5)
+    fill = np.frombuffer(bytes([7]) * dtype.itemsize, dtype=dtype)[0]
+    point = values[0, 0]
+    strict = {**ZURING, "codec_pipeline.strict": True}
+    kwargs = {"shards": (4, 4)} if sharded else {}
+    for name, config in (("default", DEFAULT), ("zuring", strict)):
+        with zarr.config.set(config), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # these data types have no v3 spec yet
+            a = zarr.create_array(str(tmp_path / name), shape=(8, 7), dtype=dtype, chunks=(2, 2), zarr_format=fmt, fill_value=fill, **kwargs)
+            a[1:7, 2:7] = values
+            a[7, 0] = point
+            a.resize((8, 6))
+    files = {}
+    for name in ("default", "zuring"):
+        files[name] = {p.relative_to(tmp_path / name): p.read_bytes() for p in sorted((tmp_path / name).rglob("*")) if p.is_file() and "zarr.json" not in p.name and not p.name.startswith(".z")}
+    assert files["zuring"].keys() == files["default"].keys()
+    if not sharded:
+        # (A shard rewritten in part keeps its chunks where they were, new ones after them:
+        # the same chunks as zarr's, maybe in another place in the file.)
+        assert files["zuring"] == files["default"]
+    want = np.full((8, 6), fill, dtype=dtype)
+    want[1:7, 2:6] = values[:, :4]
+    want[7, 0] = point
+    reads = set()
+    for config in (DEFAULT, strict):
+        for name in ("default", "zuring"):
+            with zarr.config.set(config), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                got = zarr.open_array(str(tmp_path / name), mode="r")[...]
+            reads.add(got.tobytes())
+            if not (fmt == 3 and dtype.fields and ZARR_3_1):
+                assert got.astype(dtype).tobytes() == want.tobytes()
+    assert len(reads) == 1
 
 
 def test_writes_of_every_selection_kind(tmp_path):
@@ -417,7 +473,10 @@ def test_concurrent_reads_coalesce_and_errors_stay_apart(tmp_path):
             np.testing.assert_array_equal(r, values[s])
 
 
-PARITY_DTYPES = ["bool", "int8", "uint16", "int64", "float16", "float32", ">f8", "complex64", "str"]
+# Fixed-length bytes, raw bytes and records (zarrs has no types for them) go through Rust as raw
+# bits of their size. (Records with big-endian fields: test_records_of_either_byte_order.)
+RECORD = [("a", "<i2"), ("b", "<f4"), ("c", "S3")]
+PARITY_DTYPES = ["bool", "int8", "uint16", "int64", "float16", "float32", ">f8", "complex64", "str", "S3", "V2", "record"]
 
 
 @st.composite
@@ -459,7 +518,15 @@ def _parity_values(shape, dtype, seed):
     if dtype == "str":
         words = np.array(["", "a", "zarr", "é日本", "x" * 40], dtype=object)
         return words[rng.integers(0, len(words), shape)]
+    if dtype == "record":
+        out = np.zeros(shape, dtype=RECORD)
+        out["a"] = rng.integers(-100, 100, shape)
+        out["b"] = rng.standard_normal(shape) * 50
+        out["c"] = np.array([b"", b"x", b"ab\x00", b"zzz"])[rng.integers(0, 4, shape)]
+        return out
     dt = np.dtype(dtype)
+    if dt.kind in "SV":
+        return rng.integers(0, 256, (*shape, dt.itemsize), dtype=np.uint8).view(dt).reshape(shape)
     if dt.kind == "b":
         return rng.integers(0, 2, shape).astype(bool)
     if dt.kind in "fc":
@@ -499,13 +566,29 @@ def test_pipeline_parity_with_zarr(tmp_path_factory, case):
         codec = "zstd"  # a string array's codecs: vlen-utf8 then a compressor
     compressors = {"zstd": [ZstdCodec(level=1)], "blosc": [BloscCodec(cname="lz4")], "gzip": [GzipCodec(level=1)], "none": None}[codec]
     values = _parity_values(shape, dtype, seed)
-    fill = "" if dtype == "str" else 0
+    fill = {"str": "", "S3": None, "V2": None, "record": None}.get(dtype, 0)
     root = tmp_path_factory.mktemp("parity")
     strict = {**ZURING, "codec_pipeline.strict": True}
+    if shards is not None and values.dtype.kind == "V" and ZARR_3_1:
+        # zarr 3.1's sharding codec cannot hash a raw-bytes or record fill value: its own pipeline
+        # can neither write nor read such a sharded array (zarr 3.4 can). zuring's result is
+        # checked against numpy alone then.
+        with zarr.config.set(DEFAULT), pytest.raises(TypeError, match="unhashable"):
+            zarr.create_array(store=str(root / "default"), shape=shape, dtype=values.dtype, chunks=chunks, shards=shards, compressors=compressors, fill_value=fill)[...] = values
+        with zarr.config.set(strict):
+            a = zarr.create_array(store=str(root / "zuring"), shape=shape, dtype=values.dtype, chunks=chunks, shards=shards, compressors=compressors, fill_value=fill)
+            a[...] = values
+            got = _select(zarr.open_array(str(root / "zuring"), mode="r"), kind, key)
+            expected = values[np.ix_(*key)] if kind == "oindex" else values[key]
+            assert got.tobytes() == np.ascontiguousarray(expected).tobytes()
+            patch = _parity_values(np.shape(expected), dtype, seed + 1)
+            _assign(zarr.open_array(str(root / "zuring"), mode="r+"), kind, key, patch)
+            assert zarr.open_array(str(root / "zuring"), mode="r")[...].tobytes() == _numpy_assign(values, kind, key, patch).tobytes()
+        return
     arrays = {}
     for name, config in (("default", DEFAULT), ("zuring", strict)):
         with zarr.config.set(config):
-            a = zarr.create_array(store=str(root / name), shape=shape, dtype=str if dtype == "str" else dtype, chunks=chunks, shards=shards, compressors=compressors, fill_value=fill)
+            a = zarr.create_array(store=str(root / name), shape=shape, dtype=str if dtype == "str" else values.dtype, chunks=chunks, shards=shards, compressors=compressors, fill_value=fill)
             a[...] = values
             arrays[name] = a
     # Reads: the same stored data through both pipelines.
@@ -790,7 +873,7 @@ def resize_cases(draw):
     """An array (v2 or v3, sharded or not, any of several types and fill values) and a sequence
     of writes of regions and resizes (growing and shrinking)."""
     fmt = draw(st.sampled_from([2, 3]))
-    dtype = draw(st.sampled_from(["<i2", ">i4", "<u8", ">f8", "<c8", "bool", "<M8[s]", ">m8[ms]"]))
+    dtype = draw(st.sampled_from(["<i2", ">i4", "<u8", ">f8", "<c8", "bool", "<M8[s]", ">m8[ms]", "|S3"]))
     ndim = draw(st.integers(1, 3))
     shape = tuple(draw(st.integers(1, 8)) for _ in range(ndim))
     chunks = tuple(draw(st.integers(1, n)) for n in shape)

@@ -11,14 +11,18 @@ submissions, decodes in parallel and writes straight into zarr's output buffer. 
 written) through the store's own async API, concurrently, in the same two batches (shard indexes,
 then chunk ranges). Writes of any selection are encoded in Rust too. Strings and vlen bytes are
 planned, read, decoded and encoded in Rust as well, in any store (their elements cross into
-Python as ``str`` / ``bytes`` objects). Whatever zuring cannot do (codecs zarrs lacks such as
-``numcodecs.*``, fixed-length byte strings, structured types, non-numpy buffers) goes to zarr-python's ``BatchedCodecPipeline``, with a one-time warning; with
-``codec_pipeline.strict: true`` zuring raises :class:`zuring.UnsupportedError` instead.
+Python as ``str`` / ``bytes`` objects); fixed-length and raw bytes and structured records, which
+zarrs has no types for, as raw bits of their size, laid out as zarr's own codecs store them.
+Whatever zuring cannot do (codecs zarrs lacks such as ``numcodecs.*``, non-numpy buffers) goes to
+zarr-python's ``BatchedCodecPipeline``, with a one-time warning; with ``codec_pipeline.strict:
+true`` zuring raises :class:`zuring.UnsupportedError` instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import warnings
 from collections.abc import Iterable, Iterator
@@ -26,7 +30,7 @@ from typing import Any
 
 import numpy as np
 from zarr.abc.codec import Codec, CodecPipeline
-from zarr.codecs import ShardingCodec
+from zarr.codecs import BytesCodec, ShardingCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.codec_pipeline import BatchedCodecPipeline
 from zarr.storage import LocalStore
@@ -88,6 +92,69 @@ def _metadata_json(metadata: Any) -> str:
     buffers = metadata.to_buffer_dict(default_buffer_prototype())
     key = "zarr.json" if metadata.zarr_format == 3 else ".zarray"
     return buffers[key].to_bytes().decode()
+
+
+def _bytes_codec_endian(metadata: Any) -> str | None:
+    """The byte order zarr's (evolved) ``bytes`` codec stores elements in, inside a sharding
+    codec or not: ``"little"``, ``"big"`` or None (stored as the in-memory dtype's bytes)."""
+    codecs = list(metadata.codecs)
+    while codecs:
+        codec = codecs.pop(0)
+        if isinstance(codec, ShardingCodec):
+            codecs = list(codec.codecs)
+        elif isinstance(codec, BytesCodec):
+            endian = codec.endian
+            return None if endian is None else str(getattr(endian, "value", endian))
+    return None
+
+
+def _raw_layout(metadata: Any) -> np.dtype | None:
+    """For the fixed-size types zarrs has no type for (fixed-length byte strings, raw bytes,
+    structured records), the numpy layout of one stored element; Rust handles them as raw bits
+    of that size. None for every other type.
+
+    The layout is what zarr's own codecs store: a v2 dtype spells out every field's byte order;
+    a v3 ``bytes`` codec with an ``endian`` (zarr >= 3.4's ``struct``) stores every field in that
+    order; without one (zarr 3.1's ``structured``) the elements are stored as the array's dtype
+    lays them out in memory."""
+    try:
+        dtype = np.dtype(metadata.dtype.to_native_dtype())
+    except (AttributeError, TypeError):  # pragma: no cover - a data type without a numpy dtype
+        return None
+    if dtype.kind not in "SV" or dtype.hasobject or dtype.itemsize == 0:
+        return None
+    if metadata.zarr_format == 3 and dtype.fields is not None:
+        endian = _bytes_codec_endian(metadata)
+        if endian is not None:
+            return dtype.newbyteorder("<" if endian == "little" else ">")
+    return dtype
+
+
+def _raw_metadata_json(metadata: Any, stored: np.dtype) -> str:
+    """The array's metadata for Rust with its data type as raw bits of ``stored``'s size (v3
+    ``r<bits>``, v2 ``|V<bytes>``), the fill value as its stored bytes (no fill value: zeros, as
+    zarr reads it) and ``bytes`` codecs without an ``endian`` (the layout is ``stored``'s)."""
+    doc = json.loads(_metadata_json(metadata))
+    fill = metadata.fill_value
+    dtype = np.dtype(metadata.dtype.to_native_dtype())
+    value = np.zeros((), dtype=stored) if fill is None else np.asarray(fill, dtype=dtype).astype(stored)
+    raw = value.tobytes()
+    if metadata.zarr_format == 2:
+        doc["dtype"] = f"|V{stored.itemsize}"
+        doc["fill_value"] = base64.standard_b64encode(raw).decode()
+        return json.dumps(doc)
+    doc["data_type"] = f"r{8 * stored.itemsize}"
+    doc["fill_value"] = list(raw)
+
+    def plain_bytes(codecs: list) -> None:
+        for i, codec in enumerate(codecs):
+            if codec.get("name") == "bytes":
+                codecs[i] = {"name": "bytes"}
+            elif codec.get("name") == "sharding_indexed":
+                plain_bytes(codec["configuration"]["codecs"])
+
+    plain_bytes(doc["codecs"])
+    return json.dumps(doc)
 
 
 def _parse_key(path: str, metadata: Any) -> tuple[str, tuple[int, ...]]:
@@ -397,6 +464,8 @@ class ZuringCodecPipeline(CodecPipeline):
         self._inner = inner
         self._metadata = metadata
         self._store = store
+        # Fixed-length bytes, raw bytes, records: the stored element layout Rust reads as raw bits.
+        self._raw = None if metadata is None else _raw_layout(metadata)
         self._arrays: dict[str, Any] = {}
         self._coalescers: dict[str, _Coalescer] = {}
         # (id(store), prefix) -> (store, its root, array, key): the per-chunk lookup of a batch
@@ -485,7 +554,8 @@ class ZuringCodecPipeline(CodecPipeline):
         if array is None:
             location = key if local else prefix
             try:
-                array = _native.open_array_with_metadata(location, _metadata_json(self._metadata), _inner_chunk_order(self._metadata))
+                text = _metadata_json(self._metadata) if self._raw is None else _raw_metadata_json(self._metadata, self._raw)
+                array = _native.open_array_with_metadata(location, text, _inner_chunk_order(self._metadata))
             except (_native.ZuringError, ValueError) as err:
                 # zarr-python accepted this metadata; whatever zarrs cannot take is zarr's to do.
                 raise _Unsupported(str(err)) from err
@@ -543,7 +613,7 @@ class ZuringCodecPipeline(CodecPipeline):
             # Rust fills C-contiguous native-endian memory; anything else (Fortran order, a
             # strided `out=`, big-endian) is filled through a temporary and copied.
             # So is an `out=` of another dtype (zarr casts into it).
-            want = _native_dtype(batch[0][1], out_nd.dtype)
+            want = self._element_dtype(batch[0][1], out_nd.dtype)
             direct = out_nd.dtype == want and out_nd.flags.c_contiguous
             target = out_nd if direct else np.empty(out_nd.shape, dtype=want)
             raw = target.reshape(-1).view(np.uint8)
@@ -556,6 +626,11 @@ class ZuringCodecPipeline(CodecPipeline):
             self._fallback(str(why))
             STATS["fallback_reads"] += 1
             return await self._inner.read(batch, out, drop_axes)
+
+    def _element_dtype(self, chunk_spec: Any, fallback: np.dtype) -> np.dtype:
+        """The element type Rust reads and writes: a raw type's stored layout, else the array's
+        type in native byte order."""
+        return self._raw if self._raw is not None else _native_dtype(chunk_spec, fallback)
 
     @staticmethod
     def _statuses(batch: list[tuple], coalescer: _Coalescer, missing: set[str]) -> Any:
@@ -618,7 +693,7 @@ class ZuringCodecPipeline(CodecPipeline):
             else:
                 if data.dtype.hasobject:
                     raise _Unsupported(f"object dtype {data.dtype}")
-                data = as_dtype(data, _native_dtype(batch[0][1], data.dtype))
+                data = as_dtype(data, self._element_dtype(batch[0][1], data.dtype))
                 payload = data.reshape(-1).view(np.uint8)
                 write_local, encode = array.write_chunk_requests, array.encode_chunk_requests
             if store is None:
