@@ -93,6 +93,14 @@ def test_ordered_mode_walks_time_in_order(tmp_path):
     s = zuring.CropSampler(a, (3, 20, 20), batch_size=2, mode="ordered", ordered_dim="time", stride=(1, 20, 20), drop_last=False)
     times = [w[0] for _ in s for w in s.last_windows]
     assert times == list(range(10))
+    # Three ranks: 10 windows leave one out (3 each), or, padded, every rank walks 4: ranks 1
+    # and 2 end with the series' first two windows again.
+    kw = dict(batch_size=2, mode="ordered", ordered_dim="time", stride=(1, 20, 20), drop_last=False)
+    dropped = [[w[0] for _ in t for w in t.last_windows] for t in (zuring.CropSampler(a, (3, 20, 20), rank=k, world_size=3, **kw) for k in range(3))]
+    assert dropped == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
+    padded = [zuring.CropSampler(a, (3, 20, 20), rank=k, world_size=3, pad_ranks=True, **kw) for k in range(3)]
+    assert [len(t) for t in padded] == [2, 2, 2]
+    assert [[w[0] for _ in t for w in t.last_windows] for t in padded] == [[0, 3, 6, 9], [1, 4, 7, 0], [2, 5, 8, 1]]
 
 
 def test_construction_errors(tmp_path):

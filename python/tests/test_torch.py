@@ -89,6 +89,12 @@ def test_ddp_ranks_are_disjoint(arr):
         seen.append(windows_of(DataLoader(ds, batch_size=None, num_workers=2)))
     assert not set(seen[0]) & set(seen[1])
     assert set(seen[0]) | set(seen[1]) == ALL
+    # 32 tiles over 3 ranks: 10 each and 2 left out, or (pad_ranks) 11 each, all 32 seen, and
+    # 2 seen twice.
+    for pad, each, union in ((False, 10, 30), (True, 11, 32)):
+        shares = [windows_of(DataLoader(CropDataset(arr, (4, 10, 10), batch_size=4, mode="grid", seed=2, rank=r, world_size=3, pad_ranks=pad, drop_last=False), batch_size=None, num_workers=2)) for r in range(3)]
+        assert [len(w) for w in shares] == [each] * 3, pad
+        assert len(set().union(*shares)) == union, pad
 
 
 def _ddp_rank(rank, world, path, init, out, context):

@@ -133,6 +133,7 @@ class Sampler:
         world_size: int,
         prefetch: int,
         drop_last: bool,
+        pad_ranks: bool = False,
     ) -> None: ...
     @property
     def dims(self) -> list[str]: ...

@@ -65,6 +65,13 @@ class CropSampler:
         Per array name, dimension names when the metadata has none.
     rank, world_size
         This process's share (default: from ``torch.distributed`` when initialised, else 0 / 1).
+    pad_ranks
+        When an epoch's windows do not divide evenly between ranks, give every rank
+        ``ceil(windows / world_size)`` by visiting the epoch's first windows again (as torch's
+        ``DistributedSampler`` does by default), so that every window is seen, e.g. in a
+        validation pass. Default: every rank gets ``windows // world_size`` and the remainder is
+        left out (a shuffled grid leaves out different windows each epoch). Either way every
+        rank runs the same number of steps.
     prefetch
         Batches read ahead (memory: about ``(prefetch + 2) x`` batch bytes).
     drop_last
@@ -90,6 +97,7 @@ class CropSampler:
         world_size: int | None = None,
         prefetch: int = 2,
         drop_last: bool = True,
+        pad_ranks: bool = False,
     ) -> None:
         self._single = not isinstance(arrays, Mapping)
         named = {"data": arrays} if self._single else dict(arrays)
@@ -129,7 +137,7 @@ class CropSampler:
             specs, {k: int(v) for k, v in crop.items()}, batch_size, seed, mode,
             None if stride is None else {k: int(v) for k, v in stride.items()}, ordered_dim,
             samples_per_epoch, {k: (int(a), int(b)) for k, (a, b) in (region or {}).items()},
-            rank, world_size, prefetch, drop_last,
+            rank, world_size, prefetch, drop_last, pad_ranks,
         )
         self._names = list(self._arrays)
         self._dtypes = [a.dtype for a in self._arrays.values()]

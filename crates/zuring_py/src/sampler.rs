@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use zuring_array::ZarrArray;
-use zuring_sampler::{ArraySpec, Geometry, Mode, Prefetcher, SamplerError, Schedule};
+use zuring_sampler::{ArraySpec, Geometry, Mode, Prefetcher, RankSplit, SamplerError, Schedule};
 
 use crate::buffer::Buffer;
 use crate::errors;
@@ -35,6 +35,7 @@ pub struct Sampler {
     seed: u64,
     rank: u64,
     world_size: u64,
+    split: RankSplit,
     prefetch: usize,
     drop_last: bool,
     running: Mutex<Option<Prefetcher>>,
@@ -58,10 +59,26 @@ type ArrayArg = (
     Vec<String>,
 );
 
+impl Sampler {
+    /// This rank's schedule of `epoch`.
+    fn schedule(&self, epoch: u64) -> PyResult<Schedule> {
+        Schedule::with_split(
+            self.geometry.clone(),
+            self.mode.clone(),
+            self.seed,
+            epoch,
+            self.rank,
+            self.world_size,
+            self.split,
+        )
+        .map_err(sampler_error)
+    }
+}
+
 #[pymethods]
 impl Sampler {
     #[new]
-    #[pyo3(signature = (arrays, crop, batch_size, seed, mode, grid_stride, ordered_dim, samples_per_epoch, region, rank, world_size, prefetch, drop_last))]
+    #[pyo3(signature = (arrays, crop, batch_size, seed, mode, grid_stride, ordered_dim, samples_per_epoch, region, rank, world_size, prefetch, drop_last, pad_ranks = false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -78,6 +95,7 @@ impl Sampler {
         world_size: u64,
         prefetch: usize,
         drop_last: bool,
+        pad_ranks: bool,
     ) -> PyResult<Self> {
         if batch_size == 0 {
             return Err(PyValueError::new_err("batch_size must be positive"));
@@ -144,34 +162,30 @@ impl Sampler {
                 )))
             }
         };
-        // Check the schedule once (rank, strides) so that errors surface at construction.
-        Schedule::new(geometry.clone(), mode.clone(), seed, 0, rank, world_size)
-            .map_err(sampler_error)?;
-        Ok(Self {
+        let sampler = Self {
             geometry,
             mode,
             batch_size,
             seed,
             rank,
             world_size,
+            split: if pad_ranks {
+                RankSplit::Pad
+            } else {
+                RankSplit::Drop
+            },
             prefetch: prefetch.max(1),
             drop_last,
             running: Mutex::new(None),
-        })
+        };
+        // Check the schedule once (rank, strides) so that errors surface at construction.
+        sampler.schedule(0)?;
+        Ok(sampler)
     }
 
     /// Number of batches per epoch for this rank, or None when the epoch is endless.
     fn batches(&self) -> PyResult<Option<u64>> {
-        let schedule = Schedule::new(
-            self.geometry.clone(),
-            self.mode.clone(),
-            self.seed,
-            0,
-            self.rank,
-            self.world_size,
-        )
-        .map_err(sampler_error)?;
-        Ok(schedule.len().map(|n| {
+        Ok(self.schedule(0)?.len().map(|n| {
             let b = self.batch_size as u64;
             if self.drop_last {
                 n / b
@@ -198,15 +212,7 @@ impl Sampler {
     /// batch (a DataLoader worker's share of the rank's batches).
     #[pyo3(signature = (epoch, first_batch, batch_step = 1))]
     fn start(&self, py: Python<'_>, epoch: u64, first_batch: u64, batch_step: u64) -> PyResult<()> {
-        let schedule = Schedule::new(
-            self.geometry.clone(),
-            self.mode.clone(),
-            self.seed,
-            epoch,
-            self.rank,
-            self.world_size,
-        )
-        .map_err(sampler_error)?;
+        let schedule = self.schedule(epoch)?;
         let prefetcher = Prefetcher::start(
             schedule,
             self.batch_size,

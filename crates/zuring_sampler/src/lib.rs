@@ -14,4 +14,4 @@ mod schedule;
 pub use error::{Result, SamplerError};
 pub use geometry::{ArraySpec, Geometry};
 pub use prefetch::{Batch, BufferPool, Prefetcher};
-pub use schedule::{Mode, Schedule};
+pub use schedule::{Mode, RankSplit, Schedule};

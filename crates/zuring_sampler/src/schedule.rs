@@ -28,6 +28,19 @@ pub enum Mode {
     },
 }
 
+/// How an epoch's windows are split between ranks when their number does not divide evenly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RankSplit {
+    /// Every rank gets `windows / world_size` windows; the remainder is left out (a shuffled
+    /// grid leaves out different windows each epoch).
+    #[default]
+    Drop,
+    /// Every rank gets `ceil(windows / world_size)` windows: the epoch is extended by repeating
+    /// its first windows (as torch's `DistributedSampler` does by default), so every window is
+    /// visited and a few twice.
+    Pad,
+}
+
 /// SplitMix64: a counter-based generator; any sample's randomness is computed directly from
 /// its index, which makes positions resumable and rank-splittable without replaying.
 fn mix(mut z: u64) -> u64 {
@@ -51,6 +64,7 @@ pub struct Schedule {
     epoch: u64,
     rank: u64,
     world_size: u64,
+    split: RankSplit,
     /// Grid modes: the (shuffled or ordered) list of grid cell indices for this rank.
     cells: Vec<u64>,
     grid: Vec<u64>,
@@ -58,7 +72,8 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// The schedule of `epoch` for `rank` of `world_size`.
+    /// The schedule of `epoch` for `rank` of `world_size`, the remainder that does not divide
+    /// evenly between ranks left out ([`RankSplit::Drop`]).
     ///
     /// # Errors
     /// [`crate::SamplerError::Config`] for a bad rank, or a grid stride that is not a positive
@@ -71,6 +86,31 @@ impl Schedule {
         rank: u64,
         world_size: u64,
     ) -> Result<Self> {
+        Self::with_split(
+            geometry,
+            mode,
+            seed,
+            epoch,
+            rank,
+            world_size,
+            RankSplit::Drop,
+        )
+    }
+
+    /// The schedule of `epoch` for `rank` of `world_size`, with the remainder that does not
+    /// divide evenly between ranks handled by `split`.
+    ///
+    /// # Errors
+    /// As [`Schedule::new`].
+    pub fn with_split(
+        geometry: Geometry,
+        mode: Mode,
+        seed: u64,
+        epoch: u64,
+        rank: u64,
+        world_size: u64,
+        split: RankSplit,
+    ) -> Result<Self> {
         if world_size == 0 || rank >= world_size {
             return Err(config(format!("rank {rank} is not in 0..{world_size}")));
         }
@@ -81,6 +121,7 @@ impl Schedule {
             epoch,
             rank,
             world_size,
+            split,
             cells: Vec::new(),
             grid: Vec::new(),
             stride: Vec::new(),
@@ -111,7 +152,7 @@ impl Schedule {
                 .collect();
             schedule.stride = stride;
             let total: u64 = schedule.grid.iter().product();
-            let mut cells: Vec<u64> = match &schedule.mode {
+            let cells: Vec<u64> = match &schedule.mode {
                 Mode::Ordered { dim, .. } => {
                     // Order cells with `dim` outermost, then the others in their order.
                     let n = schedule.grid.len();
@@ -145,16 +186,16 @@ impl Schedule {
                     cells
                 }
             };
-            // Ranks take every world_size-th cell: disjoint, and equal in number (the tail that
-            // does not divide evenly is dropped so every rank runs the same number of steps).
-            let per_rank = total / world_size;
-            cells = cells
-                .into_iter()
-                .skip(usize::try_from(rank).unwrap_or(0))
-                .step_by(usize::try_from(world_size).unwrap_or(1))
-                .take(usize::try_from(per_rank).unwrap_or(0))
+            // Ranks take every world_size-th cell: disjoint, and equal in number so every rank
+            // runs the same number of steps (the tail that does not divide evenly is dropped, or
+            // the list padded with its own first cells, cyclically).
+            let per_rank = schedule.per_rank(total);
+            schedule.cells = (0..per_rank)
+                .filter_map(|i| {
+                    let at = (i * world_size + rank) % total.max(1);
+                    cells.get(usize::try_from(at).ok()?).copied()
+                })
                 .collect();
-            schedule.cells = cells;
         }
         Ok(schedule)
     }
@@ -165,11 +206,19 @@ impl Schedule {
         &self.geometry
     }
 
+    /// Each rank's share of `total` windows.
+    fn per_rank(&self, total: u64) -> u64 {
+        match self.split {
+            RankSplit::Drop => total / self.world_size,
+            RankSplit::Pad => total.div_ceil(self.world_size),
+        }
+    }
+
     /// Windows this rank sees in the epoch; `None` when endless.
     #[must_use]
     pub fn len(&self) -> Option<u64> {
         match &self.mode {
-            Mode::Random { samples_per_epoch } => samples_per_epoch.map(|n| n / self.world_size),
+            Mode::Random { samples_per_epoch } => samples_per_epoch.map(|n| self.per_rank(n)),
             _ => Some(self.cells.len() as u64),
         }
     }
@@ -189,8 +238,12 @@ impl Schedule {
         }
         let g = &self.geometry;
         match &self.mode {
-            Mode::Random { .. } => {
-                let global = i * self.world_size + self.rank;
+            Mode::Random { samples_per_epoch } => {
+                let mut global = i * self.world_size + self.rank;
+                if let Some(n) = samples_per_epoch.filter(|&n| n > 0) {
+                    // (Padded: the epoch's first windows again.)
+                    global %= n;
+                }
                 Some(
                     (0..g.dims.len())
                         .map(|d| {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use zuring_array::ZarrArray;
-use zuring_sampler::{ArraySpec, Geometry, Mode, Prefetcher, SamplerError, Schedule};
+use zuring_sampler::{ArraySpec, Geometry, Mode, Prefetcher, RankSplit, SamplerError, Schedule};
 
 /// A (time, y, x) uint32 array whose values encode their coordinates: t*10000 + y*100 + x.
 fn array(dir: &std::path::Path, name: &str, shape: [u64; 3], chunk: [u64; 3]) -> Arc<ZarrArray> {
@@ -116,6 +116,73 @@ fn joint_crops_cover_the_same_window() {
         }
     }
     assert_eq!(batches, 5);
+}
+
+#[test]
+fn ranks_drop_or_pad_the_remainder() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = array(dir.path(), "a", [10, 30, 30], [5, 10, 10]);
+    let g = Geometry::new(vec![spec("a", a, &[])], &crop(2, 5, 5), &BTreeMap::new()).unwrap();
+    let shares = |mode: &Mode, world: u64, split| -> Vec<Vec<Vec<u64>>> {
+        (0..world)
+            .map(|rank| {
+                let s = Schedule::with_split(g.clone(), mode.clone(), 4, 1, rank, world, split)
+                    .unwrap();
+                (0..s.len().unwrap())
+                    .map(|i| s.window(i).unwrap())
+                    .collect()
+            })
+            .collect()
+    };
+    for mode in [
+        Mode::Grid {
+            stride: vec![2, 5, 5],
+        },
+        Mode::Ordered {
+            stride: vec![2, 5, 5],
+            dim: 0,
+        },
+    ] {
+        // 180 cells over 7 ranks: 25 each and 5 left out, or 26 each with the epoch's first 2
+        // cells visited twice.
+        let epoch: Vec<Vec<u64>> = shares(&mode, 1, RankSplit::Drop).remove(0);
+        assert_eq!(epoch.len(), 180);
+        let dropped = shares(&mode, 7, RankSplit::Drop);
+        assert!(dropped.iter().all(|r| r.len() == 25));
+        let seen: HashSet<_> = dropped.iter().flatten().collect();
+        assert_eq!(seen.len(), 175, "disjoint");
+        let padded = shares(&mode, 7, RankSplit::Pad);
+        assert!(padded.iter().all(|r| r.len() == 26));
+        let seen: HashSet<_> = padded.iter().flatten().collect();
+        assert_eq!(seen.len(), 180, "every window visited");
+        // Rank r's i-th window is the epoch's (i * 7 + r)-th, wrapping to its start.
+        for (r, share) in padded.iter().enumerate() {
+            for (i, w) in share.iter().enumerate() {
+                assert_eq!(*w, epoch[(i * 7 + r) % 180], "rank {r} window {i}");
+            }
+        }
+        assert_eq!(padded[5][25], epoch[0]);
+        assert_eq!(padded[6][25], epoch[1]);
+        // An even split is the same either way.
+        assert_eq!(
+            shares(&mode, 6, RankSplit::Pad),
+            shares(&mode, 6, RankSplit::Drop)
+        );
+    }
+    // Random with 10 windows per epoch over 3 ranks: 3 each, or 4 each, ranks 1 and 2 ending
+    // with the epoch's first two windows again (global windows 10 and 11 wrap to 0 and 1).
+    let random = Mode::Random {
+        samples_per_epoch: Some(10),
+    };
+    let epoch = shares(&random, 1, RankSplit::Drop).remove(0);
+    let dropped = shares(&random, 3, RankSplit::Drop);
+    assert!(dropped.iter().all(|r| r.len() == 3));
+    let padded = shares(&random, 3, RankSplit::Pad);
+    assert!(padded.iter().all(|r| r.len() == 4));
+    assert_eq!(padded[0][3], epoch[9]);
+    assert_eq!(padded[1][3], epoch[0]);
+    assert_eq!(padded[2][3], epoch[1]);
+    assert_eq!(padded[1][..3], dropped[1][..]);
 }
 
 #[test]
