@@ -9,7 +9,7 @@
 #
 # Each version's suite then runs again with codec_pipeline.strict on for the tests that read
 # and write stored data (array, indexing, codec, v2 and API tests; on 3.4.2 also resize and the
-# pipeline parity tests), less the tests of data types, codecs and grids zuring leaves to
+# pipeline parity tests), less the tests of codecs and chunk grids zuring leaves to
 # zarr-python (strict-unsupported-<version>.txt): there, anything zuring would hand to zarr's
 # own pipeline fails instead.
 set -euo pipefail
