@@ -23,6 +23,10 @@ def _order_only(have: np.dtype, want: np.dtype) -> bool:
 
 def as_dtype(value: Any, dtype: np.dtype) -> np.ndarray:
     """``value`` as a C-contiguous array of ``dtype`` (0-d stays 0-d)."""
+    if dtype.fields is not None and not isinstance(value, (np.ndarray, np.generic)):
+        # A record given as a tuple (or a list of them): numpy reads it field by field only
+        # when it knows the record type.
+        return np.asarray(value, dtype=dtype, order="C")
     a = np.asarray(value)
     if _order_only(a.dtype, dtype):
         a = _swapped(a)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
 from typing import Any
 
 import numpy as np
 
-from zuring import _native
+from zuring import _native, _rawtypes
 from zuring._convert import as_dtype
 from zuring._selection import Orthogonal, Region, parse, parse_points
 
@@ -43,10 +44,11 @@ def _dtype(name: str, metadata: dict, element_size: int) -> np.dtype:
 class Array:
     """A Zarr array (v3 or v2) in a local directory, read and written by zuring's engine."""
 
-    def __init__(self, native: _native.Array):
+    def __init__(self, native: _native.Array, dtype: np.dtype | None = None, metadata: dict | None = None):
+        # (dtype and metadata: given for the types Rust reads as raw bits, see `_open_raw`.)
         self._native = native
-        self._metadata = json.loads(native.metadata_json)
-        self.dtype = _dtype(native.data_type, self._metadata, native.element_size)
+        self._metadata = json.loads(native.metadata_json) if metadata is None else metadata
+        self.dtype = _dtype(native.data_type, self._metadata, native.element_size) if dtype is None else dtype
 
     # -- description ---------------------------------------------------------------------------
     @property
@@ -243,9 +245,52 @@ class _VIndex:
         self._array._write(coords, value, out_shape)
 
 
+def _open_raw(path: str) -> Array | None:
+    """The array in ``path`` if its element type is one zarrs has no type for and Rust reads as
+    raw bits (fixed-length or raw bytes, records): its ``dtype`` is the stored element layout.
+    None for any other array."""
+    doc = None
+    for name in ("zarr.json", ".zarray"):
+        try:
+            with open(os.path.join(path, name), "rb") as f:
+                doc = json.load(f)
+            break
+        except (OSError, ValueError):
+            continue
+    stored = None if not isinstance(doc, dict) else _rawtypes.stored_layout(doc)
+    if stored is None:
+        return None
+    try:
+        fill = _rawtypes.fill_bytes(doc, stored)
+    except (KeyError, IndexError, TypeError, ValueError, struct.error) as err:
+        raise ValueError(f"{path}: invalid metadata: fill_value {doc.get('fill_value')!r} is not a {stored} value ({err!r})") from None
+    text = _rawtypes.rust_metadata(doc, stored, fill)
+    if doc.get("zarr_format") == 2:
+        doc = {**doc, "node_type": "array"}
+        try:
+            with open(os.path.join(path, ".zattrs"), "rb") as f:
+                doc["attributes"] = json.load(f)
+        except (OSError, ValueError):
+            doc["attributes"] = {}
+    return Array(_native.open_array_with_metadata(path, text), stored, doc)
+
+
+def _opened(open_native: Any, path: str) -> Array:
+    """``Array(open_native())``, or for the element types Rust reads as raw bits (which zarrs
+    refuses), the array opened as those."""
+    try:
+        return Array(open_native())
+    except (_native.ZuringError, ValueError):
+        raw = _open_raw(path)
+        if raw is None:
+            raise
+        return raw
+
+
 def open_array(path: str | os.PathLike) -> Array:
     """Open the Zarr array in directory ``path``."""
-    return Array(_native.open_array(os.fspath(path)))
+    path = os.fspath(path)
+    return _opened(lambda: _native.open_array(path), path)
 
 
 def create_array(path: str | os.PathLike, metadata: dict | str) -> Array:

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from zuring import _native
-from zuring.array import Array
+from zuring.array import Array, _opened, open_array
 
 
 class Group(Mapping):
@@ -41,7 +41,7 @@ class Group(Mapping):
         """The direct member arrays, opened, sorted by name."""
         for name, kind in self._native.members():
             if kind == "array":
-                yield name, Array(self._native.open_array(name))
+                yield name, _opened(lambda: self._native.open_array(name), os.path.join(self.path, name))
 
     def groups(self) -> Iterator[tuple[str, "Group"]]:
         """The direct member groups, opened, sorted by name."""
@@ -57,7 +57,7 @@ class Group(Mapping):
         try:
             if os.path.isfile(os.path.join(target, ".zgroup")) or _node_type(target) == "group":
                 return Group(self._native.open_group(name))
-            return Array(self._native.open_array(name))
+            return _opened(lambda: self._native.open_array(name), target)
         except FileNotFoundError as err:
             raise KeyError(f"{name!r}: {err}") from None
 
@@ -103,4 +103,4 @@ def open(path: str | os.PathLike) -> Array | Group:  # noqa: A001 - zarr.open's 
     path = os.fspath(path)
     if os.path.isfile(os.path.join(path, ".zgroup")) or _node_type(path) == "group":
         return open_group(path)
-    return Array(_native.open_array(path))
+    return open_array(path)

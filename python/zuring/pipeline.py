@@ -21,7 +21,6 @@ true`` zuring raises :class:`zuring.UnsupportedError` instead.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import warnings
@@ -37,6 +36,7 @@ from zarr.storage import LocalStore
 
 from zuring import _native
 from zuring._convert import as_dtype, assign
+from zuring._rawtypes import rust_metadata
 
 _warned: set[str] = set()
 
@@ -131,30 +131,12 @@ def _raw_layout(metadata: Any) -> np.dtype | None:
 
 
 def _raw_metadata_json(metadata: Any, stored: np.dtype) -> str:
-    """The array's metadata for Rust with its data type as raw bits of ``stored``'s size (v3
-    ``r<bits>``, v2 ``|V<bytes>``), the fill value as its stored bytes (no fill value: zeros, as
-    zarr reads it) and ``bytes`` codecs without an ``endian`` (the layout is ``stored``'s)."""
-    doc = json.loads(_metadata_json(metadata))
+    """The array's metadata for Rust with its data type as raw bits of ``stored``'s size and
+    its fill value (zarr's; zeros when it has none, as zarr reads it) as stored bytes."""
     fill = metadata.fill_value
     dtype = np.dtype(metadata.dtype.to_native_dtype())
     value = np.zeros((), dtype=stored) if fill is None else np.asarray(fill, dtype=dtype).astype(stored)
-    raw = value.tobytes()
-    if metadata.zarr_format == 2:
-        doc["dtype"] = f"|V{stored.itemsize}"
-        doc["fill_value"] = base64.standard_b64encode(raw).decode()
-        return json.dumps(doc)
-    doc["data_type"] = f"r{8 * stored.itemsize}"
-    doc["fill_value"] = list(raw)
-
-    def plain_bytes(codecs: list) -> None:
-        for i, codec in enumerate(codecs):
-            if codec.get("name") == "bytes":
-                codecs[i] = {"name": "bytes"}
-            elif codec.get("name") == "sharding_indexed":
-                plain_bytes(codec["configuration"]["codecs"])
-
-    plain_bytes(doc["codecs"])
-    return json.dumps(doc)
+    return rust_metadata(json.loads(_metadata_json(metadata)), stored, value.tobytes())
 
 
 def _parse_key(path: str, metadata: Any) -> tuple[str, tuple[int, ...]]:
