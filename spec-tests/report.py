@@ -17,9 +17,9 @@ MATRIX = [p for p in (HERE.parent / "shared" / "CONFORMANCE.md", HERE.parents[1]
 # expected outcome).
 NOTES = {
     "D7": "raw-bits types read as numpy void elements",
-    "D8": "strings: read and written in Rust with every selection (native API; pipeline on LocalStore; zarrs' vlen codecs); pipeline on other stores falls back to zarr",
+    "D8": "strings: read and written in Rust with every selection (native API; pipeline on every store; zarrs' vlen codecs)",
     "D9": "vlen-bytes: as strings (D8)",
-    "D11": "float8 / int4 read as raw elements; unknown data types: UnsupportedError naming them",
+    "D11": "struct (and zarr 3.1's structured), fixed-length bytes, raw bytes and fixed_length_utf32 (either byte order): raw bits in their stored layout (native API and pipeline); float8 / int4 read as raw elements; unknown data types: UnsupportedError naming them",
     "G4": "not supported: UnsupportedError when opening (the planner needs a regular grid)",
     "C10": "numcodecs.* that zarrs lacks (e.g. delta): UnsupportedError naming the codec; zarr's pipeline falls back",
     "C11": "packbits supported; bitround, zfp, pcodec: UnsupportedError (zarrs features not built)",

@@ -84,6 +84,38 @@ def test_extension_types_zarrs_knows_read_as_raw_elements(tmp_path, dtype):
     assert a[...].tobytes() == bytes(6 * a.dtype.itemsize)
 
 
+def test_struct_and_fixed_length_types(tmp_path):
+    """zarr 3.4's `struct` (fields stored in the bytes codec's order, a JSON fill value per field,
+    NaN included), zarr's fixed_length_utf32 and fixed-length bytes: read (and written) by the
+    native API as their stored element layout."""
+    fields = {"name": "struct", "configuration": {"fields": [{"name": "a", "data_type": "int16"}, {"name": "b", "data_type": "float32"}]}}
+    for endian, order in (("little", "<"), ("big", ">")):
+        path = tmp_path / f"struct-{endian}"
+        codecs = [{"name": "bytes", "configuration": {"endian": endian}}]
+        write_meta(path, meta(data_type=fields, fill_value={"a": -1, "b": "NaN"}, codecs=codecs))
+        dtype = np.dtype([("a", f"{order}i2"), ("b", f"{order}f4")])
+        chunk = np.array([(1, 0.5), (2, 1.5), (3, 2.5), (4, -0.0)], dtype=dtype)
+        (path / "c").mkdir()
+        (path / "c" / "0").write_bytes(chunk.tobytes())
+        a = zuring.open_array(path)
+        got = a[...]
+        assert got.dtype.names == ("a", "b") and got.dtype.itemsize == 6
+        assert got["a"].tolist() == [1, 2, 3, 4, -1, -1]
+        assert got["b"][:4].tolist() == [0.5, 1.5, 2.5, -0.0] and np.isnan(got["b"][4:]).all()
+        a[5] = (9, 4.0)
+        # (The edge chunk is stored whole: fill past the array's end.)
+        assert (path / "c" / "1").read_bytes() == np.array([(-1, np.nan), (9, 4.0), (-1, np.nan), (-1, np.nan)], dtype=dtype).tobytes()
+    values = np.array(["", "a", "ünï", "日本語x", "wxyz", "q"], dtype="<U4")
+    with zarr.config.set(DEFAULT):
+        zarr.create_array(str(tmp_path / "u"), shape=(6,), dtype="<U4", chunks=(4,))[...] = values
+        zarr.create_array(str(tmp_path / "s"), shape=(6,), dtype="S3", chunks=(4,))[...] = [b"", b"a", b"\x00b", b"xyz", b"q", b"ab"]
+    assert zuring.open_array(tmp_path / "u")[...].tolist() == values.tolist()
+    assert zuring.open_array(tmp_path / "s")[...].tolist() == [b"", b"a", b"\x00b", b"xyz", b"q", b"ab"]
+
+
+test_struct_and_fixed_length_types.rows = ["D11"]
+
+
 def test_unknown_data_types_give_a_clear_error(tmp_path):
     write_meta(tmp_path / "x", meta(data_type="struct_unknown"))
     with pytest.raises((zuring.UnsupportedError, ValueError), match="struct_unknown"):

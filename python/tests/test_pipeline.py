@@ -214,6 +214,36 @@ def test_unsupported_fall_back_or_raise_when_strict():
             b[0] = 1
 
 
+@pytest.mark.parametrize("sharded", [False, True])
+@pytest.mark.parametrize("endian", ["little", "big"])
+def test_utf32_stored_in_either_byte_order(tmp_path, sharded, endian):
+    """Fixed-length UTF-32 with the bytes codec in either order (zarrs reverses whole elements
+    when stored big-endian, so zuring reads them as raw bits with their code points' order):
+    both pipelines read the same strings from either's files, and the native API too."""
+    from zarr.codecs import BytesCodec
+
+    values = np.array([["ab", "héé", ""], ["wxyz", "q", "日本"]], dtype="<U4")
+    kwargs = {"shards": (2, 2)} if sharded else {}
+    strict = {**ZURING, "codec_pipeline.strict": True}
+    for name, config in (("default", DEFAULT), ("zuring", strict)):
+        with zarr.config.set(config), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = zarr.create_array(str(tmp_path / name), shape=(3, 3), dtype="<U4", chunks=(1, 2), serializer=BytesCodec(endian=endian), fill_value="fi", **kwargs)
+            a[:2] = values
+            a[2, 1] = "zz"
+    want = np.array([["ab", "héé", ""], ["wxyz", "q", "日本"], ["fi", "zz", "fi"]])
+    for name in ("default", "zuring"):
+        for config in (DEFAULT, strict):
+            with zarr.config.set(config), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                assert zarr.open_array(str(tmp_path / name), mode="r")[...].tolist() == want.tolist(), (name, config)
+        native = zuring.open_array(tmp_path / name)
+        assert native[...].tolist() == want.tolist() and native.fill_value == "fi"
+    native[0, 0] = "new"
+    with zarr.config.set(DEFAULT):
+        assert zarr.open_array(str(tmp_path / "zuring"), mode="r")[0, 0] == "new"
+
+
 @pytest.mark.parametrize("fmt", [2, 3])
 @pytest.mark.parametrize("sharded", [False, True])
 @pytest.mark.parametrize(
@@ -476,7 +506,7 @@ def test_concurrent_reads_coalesce_and_errors_stay_apart(tmp_path):
 # Fixed-length bytes, raw bytes and records (zarrs has no types for them) go through Rust as raw
 # bits of their size. (Records with big-endian fields: test_records_of_either_byte_order.)
 RECORD = [("a", "<i2"), ("b", "<f4"), ("c", "S3")]
-PARITY_DTYPES = ["bool", "int8", "uint16", "int64", "float16", "float32", ">f8", "complex64", "str", "S3", "V2", "record"]
+PARITY_DTYPES = ["bool", "int8", "uint16", "int64", "float16", "float32", ">f8", "complex64", "str", "S3", "V2", "record", ">U3"]
 
 
 @st.composite
@@ -525,6 +555,9 @@ def _parity_values(shape, dtype, seed):
         out["c"] = np.array([b"", b"x", b"ab\x00", b"zzz"])[rng.integers(0, 4, shape)]
         return out
     dt = np.dtype(dtype)
+    if dt.kind == "U":
+        words = np.array(["", "a", "é日", "xyz"], dtype=dt)
+        return words[rng.integers(0, len(words), shape)]
     if dt.kind in "SV":
         return rng.integers(0, 256, (*shape, dt.itemsize), dtype=np.uint8).view(dt).reshape(shape)
     if dt.kind == "b":
@@ -566,7 +599,7 @@ def test_pipeline_parity_with_zarr(tmp_path_factory, case):
         codec = "zstd"  # a string array's codecs: vlen-utf8 then a compressor
     compressors = {"zstd": [ZstdCodec(level=1)], "blosc": [BloscCodec(cname="lz4")], "gzip": [GzipCodec(level=1)], "none": None}[codec]
     values = _parity_values(shape, dtype, seed)
-    fill = {"str": "", "S3": None, "V2": None, "record": None}.get(dtype, 0)
+    fill = {"str": "", "S3": None, "V2": None, "record": None, ">U3": ""}.get(dtype, 0)
     root = tmp_path_factory.mktemp("parity")
     strict = {**ZURING, "codec_pipeline.strict": True}
     if shards is not None and values.dtype.kind == "V" and ZARR_3_1:

@@ -277,14 +277,17 @@ def _open_raw(path: str) -> Array | None:
 
 def _opened(open_native: Any, path: str) -> Array:
     """``Array(open_native())``, or for the element types Rust reads as raw bits (which zarrs
-    refuses), the array opened as those."""
+    refuses, or, for UTF-32, misreads when stored big-endian), the array opened as those."""
     try:
-        return Array(open_native())
+        native = open_native()
     except (_native.ZuringError, ValueError):
         raw = _open_raw(path)
         if raw is None:
             raise
         return raw
+    if native.data_type == "fixed_length_utf32":
+        return _open_raw(path) or Array(native)
+    return Array(native)
 
 
 def open_array(path: str | os.PathLike) -> Array:

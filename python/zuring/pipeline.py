@@ -110,20 +110,21 @@ def _bytes_codec_endian(metadata: Any) -> str | None:
 
 def _raw_layout(metadata: Any) -> np.dtype | None:
     """For the fixed-size types zarrs has no type for (fixed-length byte strings, raw bytes,
-    structured records), the numpy layout of one stored element; Rust handles them as raw bits
-    of that size. None for every other type.
+    structured records) or misreads (fixed-length UTF-32 stored big-endian: zarrs reverses whole
+    elements), the numpy layout of one stored element; Rust handles them as raw bits of that
+    size. None for every other type.
 
-    The layout is what zarr's own codecs store: a v2 dtype spells out every field's byte order;
-    a v3 ``bytes`` codec with an ``endian`` (zarr >= 3.4's ``struct``) stores every field in that
-    order; without one (zarr 3.1's ``structured``) the elements are stored as the array's dtype
-    lays them out in memory."""
+    The layout is what zarr's own codecs store: a v2 dtype spells out its byte order (every
+    field's); a v3 ``bytes`` codec with an ``endian`` stores UTF-32 code points and (zarr >=
+    3.4's ``struct``) every field in that order; without one (zarr 3.1's ``structured``) the
+    elements are stored as the array's dtype lays them out in memory."""
     try:
         dtype = np.dtype(metadata.dtype.to_native_dtype())
     except (AttributeError, TypeError):  # pragma: no cover - a data type without a numpy dtype
         return None
-    if dtype.kind not in "SV" or dtype.hasobject or dtype.itemsize == 0:
+    if dtype.kind not in "SVU" or dtype.hasobject or dtype.itemsize == 0:
         return None
-    if metadata.zarr_format == 3 and dtype.fields is not None:
+    if metadata.zarr_format == 3 and (dtype.fields is not None or dtype.kind == "U"):
         endian = _bytes_codec_endian(metadata)
         if endian is not None:
             return dtype.newbyteorder("<" if endian == "little" else ">")
