@@ -67,24 +67,30 @@ def _bytes_endian(codecs: list) -> str | None:
     return None
 
 
-def stored_layout(doc: dict) -> np.dtype | None:
+def raw_layout(dtype: np.dtype, doc: dict) -> np.dtype | None:
     """The numpy layout of a stored element of the array described by ``doc`` (``zarr.json`` or
-    ``.zarray`` content) when its type is one Rust reads as raw bits; None for any other type.
-    A v2 dtype spells out its byte order (every field's); v3 code points and fields are stored
-    in the ``bytes`` codec's order, little-endian without one (zarr writes records
-    little-endian)."""
-    try:
-        if doc.get("zarr_format") == 2:
-            dtype = _v2_dtype(doc["dtype"])
-        else:
-            dtype = _v3_dtype(doc["data_type"])
-    except (KeyError, IndexError, TypeError, ValueError):
-        return None
+    ``.zarray`` content, the ``bytes`` codec's ``endian`` as zarr evolved it) whose elements
+    are ``dtype`` in memory, when its type is one Rust reads as raw bits; None for any other
+    type. A v2 dtype spells out its byte order (every field's); a v3 ``bytes`` codec with an
+    ``endian`` stores code points and (zarr >= 3.4's ``struct``) every field in that order;
+    without one (zarr 3.1's ``structured``) elements are stored as they lie in memory."""
     if dtype.kind not in "SVU" or dtype.hasobject or dtype.itemsize == 0:
         return None
-    if doc.get("zarr_format") != 2 and (dtype.fields is not None or dtype.kind == "U") and _bytes_endian(doc.get("codecs", [])) == "big":
-        dtype = dtype.newbyteorder(">")
+    if doc.get("zarr_format") != 2 and (dtype.fields is not None or dtype.kind == "U"):
+        endian = _bytes_endian(doc.get("codecs", []))
+        if endian is not None:
+            return dtype.newbyteorder("<" if endian == "little" else ">")
     return dtype
+
+
+def stored_layout(doc: dict) -> np.dtype | None:
+    """:func:`raw_layout` of the array described by ``doc`` alone (as read from its directory:
+    v3 types are taken little-endian, zarr's layout in memory)."""
+    try:
+        dtype = _v2_dtype(doc["dtype"]) if doc.get("zarr_format") == 2 else _v3_dtype(doc["data_type"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return raw_layout(dtype, doc)
 
 
 def _json_scalar(value: Any, dtype: np.dtype) -> Any:

@@ -29,14 +29,14 @@ from typing import Any
 
 import numpy as np
 from zarr.abc.codec import Codec, CodecPipeline
-from zarr.codecs import BytesCodec, ShardingCodec
+from zarr.codecs import ShardingCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.codec_pipeline import BatchedCodecPipeline
 from zarr.storage import LocalStore
 
 from zuring import _native
 from zuring._convert import as_dtype, assign
-from zuring._rawtypes import rust_metadata
+from zuring._rawtypes import raw_layout, rust_metadata
 
 _warned: set[str] = set()
 
@@ -94,41 +94,19 @@ def _metadata_json(metadata: Any) -> str:
     return buffers[key].to_bytes().decode()
 
 
-def _bytes_codec_endian(metadata: Any) -> str | None:
-    """The byte order zarr's (evolved) ``bytes`` codec stores elements in, inside a sharding
-    codec or not: ``"little"``, ``"big"`` or None (stored as the in-memory dtype's bytes)."""
-    codecs = list(metadata.codecs)
-    while codecs:
-        codec = codecs.pop(0)
-        if isinstance(codec, ShardingCodec):
-            codecs = list(codec.codecs)
-        elif isinstance(codec, BytesCodec):
-            endian = codec.endian
-            return None if endian is None else str(getattr(endian, "value", endian))
-    return None
-
-
 def _raw_layout(metadata: Any) -> np.dtype | None:
     """For the fixed-size types zarrs has no type for (fixed-length byte strings, raw bytes,
     structured records) or misreads (fixed-length UTF-32 stored big-endian: zarrs reverses whole
-    elements), the numpy layout of one stored element; Rust handles them as raw bits of that
-    size. None for every other type.
-
-    The layout is what zarr's own codecs store: a v2 dtype spells out its byte order (every
-    field's); a v3 ``bytes`` codec with an ``endian`` stores UTF-32 code points and (zarr >=
-    3.4's ``struct``) every field in that order; without one (zarr 3.1's ``structured``) the
-    elements are stored as the array's dtype lays them out in memory."""
+    elements), the numpy layout of one stored element as zarr's own codecs store it
+    (:func:`zuring._rawtypes.raw_layout`); Rust handles them as raw bits of that size. None for
+    every other type."""
     try:
         dtype = np.dtype(metadata.dtype.to_native_dtype())
     except (AttributeError, TypeError):  # pragma: no cover - a data type without a numpy dtype
         return None
-    if dtype.kind not in "SVU" or dtype.hasobject or dtype.itemsize == 0:
+    if dtype.kind not in "SVU":
         return None
-    if metadata.zarr_format == 3 and (dtype.fields is not None or dtype.kind == "U"):
-        endian = _bytes_codec_endian(metadata)
-        if endian is not None:
-            return dtype.newbyteorder("<" if endian == "little" else ">")
-    return dtype
+    return raw_layout(dtype, json.loads(_metadata_json(metadata)))
 
 
 def _raw_metadata_json(metadata: Any, stored: np.dtype) -> str:
