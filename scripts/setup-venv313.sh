@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY313="$(bash scripts/build-python313.sh)"
 # pytest-asyncio, pytest-xdist and pytest-benchmark: what zarr 3.4.2's own suite needs to run.
-REQS="zarr==3.4.2 pytest hypothesis numcodecs xarray==2026.9.0 dask==2026.8.0 pytest-asyncio pytest-xdist pytest-benchmark"
+REQS="zarr==3.4.2 pytest hypothesis numcodecs xarray==2026.9.0 dask==2026.8.0 pytest-asyncio pytest-xdist pytest-benchmark pcodec==1.1.0"
 if [ ! -f .venv313/.zuring-setup ] || [ "$(cat .venv313/.zuring-setup)" != "$REQS" ]; then
   "$PY313" -m venv .venv313
   # shellcheck disable=SC2086

@@ -185,7 +185,7 @@ test_short_hand_names.rows = ["M8"]
 @pytest.mark.parametrize("codec", [
     {"name": "numcodecs.delta", "configuration": {"dtype": "<i4"}},
     {"name": "zfp", "configuration": {"mode": "reversible"}},
-    {"name": "pcodec", "configuration": {"level": 8}},
+    {"name": "numcodecs.fixedscaleoffset", "configuration": {"offset": 1, "scale": 10, "dtype": "<i4", "astype": "<i2"}},
 ])
 def test_unsupported_codecs_give_a_clear_error(tmp_path, codec):
     codecs = [codec, LE] if codec["name"].startswith("numcodecs") else [codec]
@@ -195,6 +195,36 @@ def test_unsupported_codecs_give_a_clear_error(tmp_path, codec):
 
 
 test_unsupported_codecs_give_a_clear_error.rows = ["C10", "C11"]
+
+
+@pytest.mark.parametrize("name", ["numcodecs.bz2", "numcodecs.adler32", "numcodecs.fletcher32", "numcodecs.zlib", "numcodecs.shuffle", "numcodecs.bitround", "numcodecs.pcodec"])
+def test_numcodecs_written_by_zarr(tmp_path, name):
+    """numcodecs codecs under their v3 names, in arrays zarr-python wrote: read by zuring's
+    native API as zarr reads them."""
+    import warnings
+
+    if name == "numcodecs.pcodec":
+        pytest.importorskip("pcodec")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import zarr.codecs.numcodecs as nc
+
+        codec = {
+            "numcodecs.bz2": nc.BZ2(level=1), "numcodecs.adler32": nc.Adler32(), "numcodecs.fletcher32": nc.Fletcher32(),
+            "numcodecs.zlib": nc.Zlib(level=1), "numcodecs.shuffle": nc.Shuffle(elementsize=4), "numcodecs.bitround": nc.BitRound(keepbits=6),
+            "numcodecs.pcodec": nc.PCodec(level=4),
+        }[name]
+        kind = "filters" if isinstance(codec, nc.BitRound) else "serializer" if isinstance(codec, nc.PCodec) else "compressors"
+        values = (np.arange(30, dtype="<f4") * 0.731 - 5).reshape(5, 6)
+        with zarr.config.set(DEFAULT):
+            z = zarr.create_array(str(tmp_path / "n"), shape=(5, 6), dtype="<f4", chunks=(2, 4), **{kind: codec if kind == "serializer" else [codec]})
+            z[...] = values
+            expected = z[...]
+    assert json.loads((tmp_path / "n" / "zarr.json").read_text())["codecs"] and name in (tmp_path / "n" / "zarr.json").read_text()
+    assert zuring.open_array(tmp_path / "n")[...].tobytes() == expected.tobytes()
+
+
+test_numcodecs_written_by_zarr.rows = ["C10", "C11"]
 
 
 def test_packbits(tmp_path):

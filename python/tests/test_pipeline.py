@@ -214,6 +214,75 @@ def test_unsupported_fall_back_or_raise_when_strict():
             b[0] = 1
 
 
+def _numcodecs(name):
+    """zarr's wrapper of a numcodecs codec for v3 arrays (``zarr.codecs.numcodecs`` on zarr >= 3.1.3)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import zarr.codecs.numcodecs as nc
+
+        return {
+            "bz2": lambda: nc.BZ2(level=1), "adler32": nc.Adler32, "fletcher32": nc.Fletcher32, "zlib": lambda: nc.Zlib(level=1),
+            "shuffle": lambda: nc.Shuffle(elementsize=4), "bitround": lambda: nc.BitRound(keepbits=7),
+            "fixedscaleoffset": lambda: nc.FixedScaleOffset(offset=1, scale=10, dtype="<f4", astype="<i2"),
+            "pcodec": lambda: nc.PCodec(level=8),
+        }[name]()
+
+
+@pytest.mark.parametrize("name", ["bz2", "adler32", "fletcher32", "zlib", "shuffle", "bitround", "pcodec"])
+def test_numcodecs_codecs_zarrs_has(tmp_path, name):
+    """numcodecs codecs written by zarr-python under their v3 names that zarrs implements: read
+    and written in Rust (strict); each pipeline reads the other's files, which are byte for byte
+    zarr's (zlib: the same data, another deflate implementation's bytes)."""
+    if name == "pcodec":
+        pytest.importorskip("pcodec")
+    codec = _numcodecs(name)
+    where = {"bitround": "filters", "pcodec": "serializer"}.get(name, "compressors")
+    values = (np.arange(60, dtype="<f4") * 1.37 - 20).reshape(10, 6)
+    for who, config in (("default", DEFAULT), ("zuring", {**ZURING, "codec_pipeline.strict": True})):
+        with zarr.config.set(config), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = zarr.create_array(str(tmp_path / who), shape=(10, 6), dtype="<f4", chunks=(4, 4), fill_value=0, **{where: [codec] if where != "serializer" else codec})
+            a[...] = values
+            a[2:5, 1] = -1
+            assert a[...].tobytes() == zarr.open_array(str(tmp_path / who), mode="r")[...].tobytes()
+    expected = values.copy()
+    with zarr.config.set(DEFAULT):
+        expected[...] = zarr.open_array(str(tmp_path / "default"), mode="r")[...]
+    for config in (DEFAULT, {**ZURING, "codec_pipeline.strict": True}):
+        with zarr.config.set(config), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for who in ("default", "zuring"):
+                assert zarr.open_array(str(tmp_path / who), mode="r")[...].tobytes() == expected.tobytes()
+    chunks = lambda root: {p.name + p.parent.name: p.read_bytes() for p in root.rglob("c/*/*")}  # noqa: E731
+    if name != "zlib":
+        assert chunks(tmp_path / "zuring") == chunks(tmp_path / "default") != {}
+
+
+def test_fixedscaleoffset_is_left_to_zarr(tmp_path):
+    """zarrs' fixedscaleoffset decodes in the element type and rounds halves away from zero,
+    numcodecs' in float64 and to even: zuring leaves such arrays to zarr (strict: an error naming
+    the codec), so reads and files match zarr's, ties and last bits included."""
+    values = np.array([0.15, -0.05, 0.25, 6.85, 34.25, 1.0], dtype="<f4")
+    reads = {}
+    for who, config in (("default", DEFAULT), ("zuring", ZURING)):
+        with zarr.config.set(config), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = zarr.create_array(str(tmp_path / who), shape=(6,), dtype="<f4", chunks=(4,), filters=[_numcodecs("fixedscaleoffset")])
+            a[...] = values
+            reads[who] = a[...].tobytes()
+    assert reads["zuring"] == reads["default"]
+    assert (tmp_path / "zuring" / "c" / "0").read_bytes() == (tmp_path / "default" / "c" / "0").read_bytes()
+    with zarr.config.set({**ZURING, "codec_pipeline.strict": True}), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = zarr.open_array(str(tmp_path / "zuring"), mode="r+")
+        with pytest.raises(zuring.UnsupportedError, match="fixedscaleoffset"):
+            a[...]
+        with pytest.raises(zuring.UnsupportedError, match="fixedscaleoffset"):
+            a[0] = 5
+    with pytest.raises(zuring.UnsupportedError, match="numcodecs.fixedscaleoffset: zarrs' implementation"):
+        zuring.open_array(tmp_path / "zuring")
+
+
 @pytest.mark.parametrize("sharded", [False, True])
 @pytest.mark.parametrize("endian", ["little", "big"])
 def test_utf32_stored_in_either_byte_order(tmp_path, sharded, endian):

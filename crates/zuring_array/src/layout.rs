@@ -93,6 +93,30 @@ fn nonzero(shape: &[u64]) -> Vec<NonZeroU64> {
         .collect()
 }
 
+/// A codec of the array (at any depth: inside sharding too) whose zarrs implementation gives
+/// other values than the numcodecs codec of the same name that wrote the data: refused rather
+/// than read (and written) slightly differently.
+fn refused_codec(metadata: &ArrayMetadata) -> Option<&'static str> {
+    const REFUSED: [&str; 2] = ["numcodecs.fixedscaleoffset", "fixedscaleoffset"];
+    fn find(value: &serde_json::Value) -> Option<&'static str> {
+        match value {
+            serde_json::Value::Object(map) => {
+                let name = map.get("name").or_else(|| map.get("id"));
+                let hit = name
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|n| REFUSED.into_iter().find(|r| *r == n));
+                hit.or_else(|| map.values().find_map(find))
+            }
+            serde_json::Value::Array(items) => items.iter().find_map(find),
+            _ => None,
+        }
+    }
+    let value = serde_json::to_value(metadata).ok()?;
+    ["codecs", "filters", "compressor"]
+        .into_iter()
+        .find_map(|member| find(value.get(member)?))
+}
+
 impl ArrayLayout {
     /// Derive the layout of `array`, opened at `root`.
     ///
@@ -115,6 +139,16 @@ impl ArrayLayout {
             return Err(ArrayError::Unsupported {
                 what: format!(
                     "{}: chunk grids other than \"regular\" (e.g. rectilinear)",
+                    root.display()
+                ),
+            });
+        }
+        if let Some(codec) = refused_codec(array.metadata()) {
+            return Err(ArrayError::Unsupported {
+                what: format!(
+                    "{}: codec {codec}: zarrs' implementation decodes in the element type and \
+                     rounds halves away from zero, so values would differ from numcodecs' (which \
+                     wrote them) in the last bit or at ties",
                     root.display()
                 ),
             });
