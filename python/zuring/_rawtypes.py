@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-# Zarr v3 names of the fixed-size types a record's fields may have (their little-endian forms).
+# Zarr v3 names of the simple fixed-size types (their little-endian forms).
 _V3_SIMPLE = {
     "bool": "?", "int8": "i1", "int16": "<i2", "int32": "<i4", "int64": "<i8",
     "uint8": "u1", "uint16": "<u2", "uint32": "<u4", "uint64": "<u8",
@@ -24,7 +24,7 @@ _V3_SIMPLE = {
 }
 
 
-def _v3_dtype(t: Any) -> np.dtype:
+def v3_dtype(t: Any) -> np.dtype:
     """A Zarr v3 data type as numpy lays it out little-endian; KeyError for one it cannot."""
     if isinstance(t, str):
         if t in _V3_SIMPLE:
@@ -44,9 +44,9 @@ def _v3_dtype(t: Any) -> np.dtype:
         unit = f"{scale}{config['unit']}" if scale != 1 else config["unit"]
         return np.dtype(f"<{'M8' if name.endswith('datetime64') else 'm8'}[{unit}]")
     if name == "structured":  # zarr 3.1: [[name, type], ...]
-        return np.dtype([(f, _v3_dtype(ft)) for f, ft in config["fields"]])
+        return np.dtype([(f, v3_dtype(ft)) for f, ft in config["fields"]])
     if name == "struct":  # zarr 3.4: [{"name": ..., "data_type": ...}, ...]
-        return np.dtype([(f["name"], _v3_dtype(f["data_type"])) for f in config["fields"]])
+        return np.dtype([(f["name"], v3_dtype(f["data_type"])) for f in config["fields"]])
     raise KeyError(name)
 
 
@@ -87,7 +87,7 @@ def stored_layout(doc: dict) -> np.dtype | None:
     """:func:`raw_layout` of the array described by ``doc`` alone (as read from its directory:
     v3 types are taken little-endian, zarr's layout in memory)."""
     try:
-        dtype = _v2_dtype(doc["dtype"]) if doc.get("zarr_format") == 2 else _v3_dtype(doc["data_type"])
+        dtype = _v2_dtype(doc["dtype"]) if doc.get("zarr_format") == 2 else v3_dtype(doc["data_type"])
     except (KeyError, IndexError, TypeError, ValueError):
         return None
     return raw_layout(dtype, doc)

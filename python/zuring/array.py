@@ -14,13 +14,6 @@ from zuring import _native, _rawtypes
 from zuring._convert import as_dtype
 from zuring._selection import Orthogonal, Region, parse, parse_points
 
-_SIMPLE = {
-    "bool": "?", "int8": "i1", "int16": "i2", "int32": "i4", "int64": "i8",
-    "uint8": "u1", "uint16": "u2", "uint32": "u4", "uint64": "u8",
-    "float16": "f2", "float32": "f4", "float64": "f8", "complex64": "c8", "complex128": "c16",
-}
-
-
 def _dtype(name: str, metadata: dict, element_size: int) -> np.dtype:
     """The numpy dtype (native byte order) of a Zarr data type."""
     if element_size == 0:
@@ -28,14 +21,12 @@ def _dtype(name: str, metadata: dict, element_size: int) -> np.dtype:
     if metadata.get("zarr_format") == 2 and np.dtype(metadata["dtype"]).kind in "Mm":
         # v2 datetime64 / timedelta64: read by zarrs as int64 (`name`), the same bytes.
         return np.dtype(metadata["dtype"]).newbyteorder("=")
-    if name in _SIMPLE:
-        return np.dtype(_SIMPLE[name])
-    dt = metadata.get("data_type") if metadata.get("zarr_format") == 3 else None
-    if isinstance(dt, dict) and dt.get("name") in ("numpy.datetime64", "numpy.timedelta64"):
-        cfg = dt.get("configuration", {})
-        scale = int(cfg.get("scale_factor", 1))
-        unit = f"{scale}{cfg['unit']}" if scale != 1 else cfg["unit"]
-        return np.dtype(f"{'M8' if dt['name'].endswith('datetime64') else 'm8'}[{unit}]")
+    # zarrs' name of the type (ints, floats, r<bits>), else the v3 metadata's (datetimes).
+    for t in (name, metadata.get("data_type")):
+        try:
+            return _rawtypes.v3_dtype(t).newbyteorder("=")
+        except (KeyError, TypeError, ValueError):
+            continue
     if metadata.get("zarr_format") == 2:
         return np.dtype(metadata["dtype"]).newbyteorder("=")
     return np.dtype(f"V{element_size}")
