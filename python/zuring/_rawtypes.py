@@ -1,9 +1,8 @@
 """Fixed-size element types zarrs has no type for: fixed-length bytes (``|S``,
 ``null_terminated_bytes``), raw bytes (``|V``, ``raw_bytes``) and structured records (v2 field
-lists, zarr 3.1's ``structured``, zarr 3.4's ``struct``); and fixed-length UTF-32 (``<U``,
-``fixed_length_utf32``), which zarrs reverses as whole elements when stored big-endian. Rust
-reads and writes them as raw bits of their size (v3 ``r<bits>``, v2 ``|V<bytes>``), so Python
-only needs their numpy layout as stored and their fill value's stored bytes.
+lists, zarr 3.1's ``structured``, zarr 3.4's ``struct``). Rust reads and writes them as raw bits
+of their size (v3 ``r<bits>``, v2 ``|V<bytes>``), so Python only needs their numpy layout as
+stored and their fill value's stored bytes.
 """
 
 from __future__ import annotations
@@ -72,11 +71,11 @@ def raw_layout(dtype: np.dtype, doc: dict) -> np.dtype | None:
     ``.zarray`` content, the ``bytes`` codec's ``endian`` as zarr evolved it) whose elements
     are ``dtype`` in memory, when its type is one Rust reads as raw bits; None for any other
     type. A v2 dtype spells out its byte order (every field's); a v3 ``bytes`` codec with an
-    ``endian`` stores code points and (zarr >= 3.4's ``struct``) every field in that order;
+    ``endian`` stores (zarr >= 3.4's ``struct``) every field in that order;
     without one (zarr 3.1's ``structured``) elements are stored as they lie in memory."""
-    if dtype.kind not in "SVU" or dtype.hasobject or dtype.itemsize == 0:
+    if dtype.kind not in "SV" or dtype.hasobject or dtype.itemsize == 0:
         return None
-    if doc.get("zarr_format") != 2 and (dtype.fields is not None or dtype.kind == "U"):
+    if doc.get("zarr_format") != 2 and dtype.fields is not None:
         endian = _bytes_endian(doc.get("codecs", []))
         if endian is not None:
             return dtype.newbyteorder("<" if endian == "little" else ">")
@@ -117,13 +116,11 @@ def _json_scalar(value: Any, dtype: np.dtype) -> Any:
 
 def fill_bytes(doc: dict, stored: np.dtype) -> bytes:
     """The fill value of the array described by ``doc`` as stored bytes (zeros when it has
-    none, as zarr reads it): text for UTF-32, base64 text (short byte strings padded with zeros)
-    or, for a zarr 3.4 record, one JSON value per field."""
+    none, as zarr reads it): base64 text (short byte strings padded with zeros) or, for a
+    zarr 3.4 record, one JSON value per field."""
     fill = doc.get("fill_value")
     if fill is None:
         return bytes(stored.itemsize)
-    if stored.kind == "U":
-        return np.asarray(fill, dtype=stored).tobytes()
     if isinstance(fill, str):
         raw = base64.standard_b64decode(fill)
         return raw.ljust(stored.itemsize, b"\0")[: stored.itemsize]

@@ -268,7 +268,7 @@ def _open_raw(path: str) -> Array | None:
 
 def _opened(open_native: Any, path: str) -> Array:
     """``Array(open_native())``, or for the element types Rust reads as raw bits (which zarrs
-    refuses, or, for UTF-32, misreads when stored big-endian), the array opened as those."""
+    refuses), the array opened as those."""
     try:
         native = open_native()
     except (_native.ZuringError, ValueError):
@@ -276,8 +276,6 @@ def _opened(open_native: Any, path: str) -> Array:
         if raw is None:
             raise
         return raw
-    if native.data_type == "fixed_length_utf32":
-        return _open_raw(path) or Array(native)
     return Array(native)
 
 

@@ -96,15 +96,14 @@ def _metadata_json(metadata: Any) -> str:
 
 def _raw_layout(metadata: Any) -> np.dtype | None:
     """For the fixed-size types zarrs has no type for (fixed-length byte strings, raw bytes,
-    structured records) or misreads (fixed-length UTF-32 stored big-endian: zarrs reverses whole
-    elements), the numpy layout of one stored element as zarr's own codecs store it
+    structured records), the numpy layout of one stored element as zarr's own codecs store it
     (:func:`zuring._rawtypes.raw_layout`); Rust handles them as raw bits of that size. None for
     every other type."""
     try:
         dtype = np.dtype(metadata.dtype.to_native_dtype())
     except (AttributeError, TypeError):  # pragma: no cover - a data type without a numpy dtype
         return None
-    if dtype.kind not in "SVU":
+    if dtype.kind not in "SV":
         return None
     return raw_layout(dtype, json.loads(_metadata_json(metadata)))
 

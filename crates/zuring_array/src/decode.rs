@@ -7,7 +7,9 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 
-use zarrs::array::{ArrayBytes, ArrayToBytesCodecTraits, CodecOptions};
+use zarrs::array::{
+    ArrayBytes, ArrayToBytesCodecTraits, CodecChain, CodecOptions, DataType, FillValue,
+};
 use zarrs::metadata::v3::MetadataV3;
 
 use crate::layout::ArrayLayout;
@@ -20,8 +22,10 @@ pub enum ChunkDecoder {
     /// `bytes` then `zstd`: decompress into a per-thread scratch buffer, then swap bytes when
     /// the stored endianness is not native (and the reverse to encode).
     Zstd {
-        /// Swap each element's bytes after decompression (before compression).
-        swap: bool,
+        /// The run of bytes whose order is reversed after decompression (before compression):
+        /// an element's components (a complex number's two parts, a UTF-32 string's code
+        /// units) when stored in the other byte order, 1 (nothing to do) when native.
+        swap_unit: usize,
         /// The compression level written in the metadata.
         level: i32,
         /// Whether frames carry zstd's content checksum.
@@ -30,9 +34,10 @@ pub enum ChunkDecoder {
 }
 
 impl ChunkDecoder {
-    /// Pick the decoder for a chunk codec chain given as metadata.
+    /// Pick the decoder for a chunk codec chain given as metadata, for elements of
+    /// `data_type`.
     #[must_use]
-    pub fn for_codecs(codecs: &[MetadataV3], element_size: usize) -> Self {
+    pub fn for_codecs(codecs: &[MetadataV3], data_type: &DataType, fill: &FillValue) -> Self {
         match codecs {
             [bytes, zstd] if bytes.name() == "bytes" && zstd.name() == "zstd" => {
                 let config = zstd.configuration();
@@ -43,29 +48,52 @@ impl ChunkDecoder {
                 let checksum = config
                     .and_then(|c| c.get("checksum"))
                     .map_or(Some(false), serde_json::Value::as_bool);
-                let (Some(level), Some(checksum)) = (level, checksum) else {
-                    // zarrs reports what is wrong with the configuration.
-                    return Self::Zarrs;
-                };
-                let endian = bytes
-                    .configuration()
-                    .and_then(|c| c.get("endian"))
-                    .and_then(|e| e.as_str())
-                    .unwrap_or("little");
-                let native = if cfg!(target_endian = "little") {
-                    "little"
-                } else {
-                    "big"
-                };
-                Self::Zstd {
-                    swap: element_size > 1 && endian != native,
-                    level,
-                    checksum,
+                // zarrs reports what is wrong with a configuration it would refuse, and decodes
+                // element types whose stored order is not a reversal of equal runs.
+                match (level, checksum, swap_unit(bytes, data_type, fill)) {
+                    (Some(level), Some(checksum), Some(swap_unit)) => Self::Zstd {
+                        swap_unit,
+                        level,
+                        checksum,
+                    },
+                    _ => Self::Zarrs,
                 }
             }
             _ => Self::Zarrs,
         }
     }
+}
+
+/// How the `bytes` codec `bytes` stores an element of `data_type`, as the length of the runs
+/// whose byte order it reverses (1: stored as in memory), found by asking zarrs to encode one
+/// element of distinct bytes, so the hand-rolled path agrees with zarrs for every type it
+/// knows (a complex number's parts and a UTF-32 string's code units are swapped one by one,
+/// not as one element). None for a variable-size type, an error (zarrs will report it), or an
+/// order that is no such reversal.
+fn swap_unit(bytes: &MetadataV3, data_type: &DataType, fill: &FillValue) -> Option<usize> {
+    let size = data_type.fixed_size()?;
+    let chain = CodecChain::from_metadata(std::slice::from_ref(bytes)).ok()?;
+    // Distinct byte values in every 251 bytes (the pattern repeats in longer elements).
+    let element: Vec<u8> = (1..=251u8).cycle().take(size).collect();
+    let one = [std::num::NonZeroU64::MIN];
+    let stored = chain
+        .encode(
+            ArrayBytes::new_flen(Cow::Borrowed(element.as_slice())),
+            &one,
+            data_type,
+            fill,
+            &CodecOptions::default(),
+        )
+        .ok()?;
+    // A shorter run could only pass for a longer one if it were a multiple of the pattern's
+    // period (251): such runs are not tried (beyond the whole element).
+    (1..=size)
+        .filter(|&unit| size % unit == 0 && (unit < 251 || unit == size))
+        .find(|&unit| {
+            let mut reversed = element.clone();
+            reversed.chunks_exact_mut(unit).for_each(<[u8]>::reverse);
+            reversed == *stored
+        })
 }
 
 thread_local! {
@@ -122,7 +150,7 @@ pub fn encode_chunk(
 ) -> Result<Vec<u8>, String> {
     match decoder {
         ChunkDecoder::Zstd {
-            swap,
+            swap_unit,
             level,
             checksum,
         } => ZSTD_ENCODE.with(|cell| {
@@ -152,13 +180,13 @@ pub fn encode_chunk(
                 trim(out);
                 Ok(encoded)
             };
-            if swap {
+            if swap_unit > 1 {
                 let swapped = &mut scratch.swapped;
                 swapped.clear();
                 swapped.extend_from_slice(decoded);
-                for element in swapped.chunks_exact_mut(layout.element_size) {
-                    element.reverse();
-                }
+                swapped
+                    .chunks_exact_mut(swap_unit)
+                    .for_each(<[u8]>::reverse);
                 let encoded = compress(swapped, &mut scratch.out);
                 trim(swapped);
                 encoded
@@ -205,7 +233,7 @@ pub fn with_decoded<R>(
         .and_then(|n| n.checked_mul(layout.element_size))
         .ok_or_else(|| "chunk too large".to_owned())?;
     match decoder {
-        ChunkDecoder::Zstd { swap, .. } => ZSTD.with(|cell| {
+        ChunkDecoder::Zstd { swap_unit, .. } => ZSTD.with(|cell| {
             let mut slot = cell.borrow_mut();
             if slot.is_none() {
                 let d = zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?;
@@ -226,10 +254,10 @@ pub fn with_decoded<R>(
             if n != expected {
                 return Err(format!("zstd decoded {n} bytes, expected {expected}"));
             }
-            if swap {
-                for element in scratch.chunks_exact_mut(layout.element_size) {
-                    element.reverse();
-                }
+            if swap_unit > 1 {
+                scratch
+                    .chunks_exact_mut(swap_unit)
+                    .for_each(<[u8]>::reverse);
             }
             let result = f(scratch);
             trim(scratch);
@@ -265,32 +293,55 @@ mod tests {
     use super::*;
     use crate::array::ZarrArray;
 
-    fn meta(endian: &str, dtype: &str) -> String {
+    /// Metadata of a 40 x 30 array in 16 x 16 chunks, `[bytes, zstd]`; `dtype` and `fill` are
+    /// JSON.
+    fn meta(endian: &str, dtype: &str, fill: &str) -> String {
         format!(
-            r#"{{"zarr_format":3,"node_type":"array","shape":[40,30],"data_type":"{dtype}",
+            r#"{{"zarr_format":3,"node_type":"array","shape":[40,30],"data_type":{dtype},
             "chunk_grid":{{"name":"regular","configuration":{{"chunk_shape":[16,16]}}}},
-            "chunk_key_encoding":{{"name":"default"}},"fill_value":0,
+            "chunk_key_encoding":{{"name":"default"}},"fill_value":{fill},
             "codecs":[{{"name":"bytes","configuration":{{"endian":"{endian}"}}}},{{"name":"zstd","configuration":{{"level":5,"checksum":true}}}}]}}"#
         )
     }
 
+    /// (endian, data type, fill value, element size, the swap unit stored big-endian).
+    const TYPES: [(&str, &str, &str, usize, usize); 7] = [
+        ("little", r#""uint16""#, "0", 2, 2),
+        ("big", r#""int32""#, "0", 4, 4),
+        ("big", r#""float64""#, "0", 8, 8),
+        ("little", r#""uint8""#, "0", 1, 1),
+        // Complex numbers store each part in the byte order, not the whole element.
+        ("big", r#""complex64""#, "[0,0]", 8, 4),
+        ("big", r#""complex128""#, "[0,0]", 16, 8),
+        // So do UTF-32 strings' code units.
+        (
+            "big",
+            r#"{"name":"fixed_length_utf32","configuration":{"length_bytes":12}}"#,
+            r#""""#,
+            12,
+            4,
+        ),
+    ];
+
     #[test]
     fn zstd_fast_path_agrees_with_zarrs() {
-        for (endian, dtype, size) in [
-            ("little", "uint16", 2),
-            ("big", "int32", 4),
-            ("big", "float64", 8),
-            ("little", "uint8", 1),
-        ] {
+        for (endian, dtype, fill, size, unit) in TYPES {
             let dir = tempfile::tempdir().unwrap();
-            let array = ZarrArray::create(dir.path(), &meta(endian, dtype)).unwrap();
-            let data: Vec<u8> = (0..40 * 30 * size).map(|i| (i * 7 % 251) as u8).collect();
+            let array = ZarrArray::create(dir.path(), &meta(endian, dtype, fill)).unwrap();
+            // Code points for UTF-32 too (every fourth byte 0, the one before it below 0x11).
+            let data: Vec<u8> = (0..40 * 30 * size)
+                .map(|i| match i % 4 {
+                    3 => 0,
+                    2 => (i % 17).to_le_bytes()[0],
+                    _ => (i * 7 % 251).to_le_bytes()[0],
+                })
+                .collect();
             array.write_region(&[0..40, 0..30], &data).unwrap();
             let layout = array.layout();
             assert_eq!(
                 layout.decoder,
                 ChunkDecoder::Zstd {
-                    swap: endian == "big" && size > 1,
+                    swap_unit: if endian == "big" { unit } else { 1 },
                     level: 5,
                     checksum: true,
                 },
@@ -318,44 +369,82 @@ mod tests {
 
     #[test]
     fn other_chains_use_zarrs() {
-        let parse = |s: &str| -> Vec<MetadataV3> { serde_json::from_str(s).unwrap() };
+        let pick = |codecs: &str, data_type: DataType| {
+            let codecs: Vec<MetadataV3> = serde_json::from_str(codecs).unwrap();
+            let fill = FillValue::new(vec![0; data_type.fixed_size().unwrap_or(1)]);
+            ChunkDecoder::for_codecs(&codecs, &data_type, &fill)
+        };
+        let u16 = zarrs::array::data_type::uint16;
         assert_eq!(
-            ChunkDecoder::for_codecs(
-                &parse(r#"[{"name":"bytes"},{"name":"gzip","configuration":{"level":1}}]"#),
-                2
+            pick(
+                r#"[{"name":"bytes"},{"name":"gzip","configuration":{"level":1}}]"#,
+                u16()
             ),
             ChunkDecoder::Zarrs
         );
         assert_eq!(
-            ChunkDecoder::for_codecs(
-                &parse(
-                    r#"[{"name":"bytes"},{"name":"zstd","configuration":{"level":1,"checksum":false}},{"name":"crc32c"}]"#
-                ),
-                2
+            pick(
+                r#"[{"name":"bytes"},{"name":"zstd","configuration":{"level":1,"checksum":false}},{"name":"crc32c"}]"#,
+                u16()
             ),
             ChunkDecoder::Zarrs
         );
         assert_eq!(
-            ChunkDecoder::for_codecs(
-                &parse(
-                    r#"[{"name":"bytes"},{"name":"zstd","configuration":{"level":1,"checksum":false}}]"#
-                ),
-                1
+            pick(
+                r#"[{"name":"bytes"},{"name":"zstd","configuration":{"level":1,"checksum":false}}]"#,
+                zarrs::array::data_type::uint8()
             ),
             ChunkDecoder::Zstd {
-                swap: false,
+                swap_unit: 1,
                 level: 1,
                 checksum: false
             }
         );
-        // A configuration zarrs would refuse is left to zarrs (which names what is wrong).
+        // Configurations zarrs would refuse are left to zarrs (which names what is wrong): a
+        // level that is not a number, a multi-byte type without an endian.
         assert_eq!(
-            ChunkDecoder::for_codecs(
-                &parse(r#"[{"name":"bytes"},{"name":"zstd","configuration":{"level":"high"}}]"#),
-                2
+            pick(
+                r#"[{"name":"bytes"},{"name":"zstd","configuration":{"level":"high"}}]"#,
+                u16()
             ),
             ChunkDecoder::Zarrs
         );
+        assert_eq!(
+            pick(
+                r#"[{"name":"bytes"},{"name":"zstd","configuration":{"level":1}}]"#,
+                u16()
+            ),
+            ChunkDecoder::Zarrs
+        );
+    }
+
+    #[test]
+    fn swap_unit_follows_zarrs_per_type() {
+        use zarrs::array::data_type as dt;
+        let big: MetadataV3 =
+            serde_json::from_str(r#"{"name":"bytes","configuration":{"endian":"big"}}"#).unwrap();
+        let little: MetadataV3 =
+            serde_json::from_str(r#"{"name":"bytes","configuration":{"endian":"little"}}"#)
+                .unwrap();
+        let utf32 = |n: u64| dt::fixed_length_utf32(std::num::NonZeroU64::new(n).unwrap()).unwrap();
+        for (data_type, unit) in [
+            (dt::bool(), 1),
+            (dt::int8(), 1),
+            (dt::uint16(), 2),
+            (dt::float32(), 4),
+            (dt::int64(), 8),
+            (dt::complex64(), 4),
+            (dt::complex128(), 8),
+            (utf32(4), 4),
+            (utf32(1024), 4),
+            (dt::raw_bits(6), 1),
+        ] {
+            let size = data_type.fixed_size().unwrap();
+            let fill = FillValue::new(vec![0; size]);
+            let name = format!("{data_type:?}");
+            assert_eq!(swap_unit(&big, &data_type, &fill), Some(unit), "{name}");
+            assert_eq!(swap_unit(&little, &data_type, &fill), Some(1), "{name}");
+        }
     }
 
     #[test]
@@ -376,14 +465,23 @@ mod tests {
     #[test]
     fn zstd_encoder_agrees_with_zarrs() {
         let options = CodecOptions::default();
-        for (endian, dtype, size, level, checksum) in [
-            ("little", "uint16", 2, 3, false),
-            ("little", "uint16", 2, 5, true),
-            ("big", "int32", 4, 1, false),
-            ("big", "float64", 8, -1, true),
-            ("little", "uint8", 1, 19, false),
+        for (endian, dtype, fill, size, level, checksum) in [
+            ("little", r#""uint16""#, "0", 2, 3, false),
+            ("little", r#""uint16""#, "0", 2, 5, true),
+            ("big", r#""int32""#, "0", 4, 1, false),
+            ("big", r#""float64""#, "0", 8, -1, true),
+            ("little", r#""uint8""#, "0", 1, 19, false),
+            ("big", r#""complex64""#, "[0,0]", 8, 2, false),
+            (
+                "big",
+                r#"{"name":"fixed_length_utf32","configuration":{"length_bytes":8}}"#,
+                r#""""#,
+                8,
+                2,
+                true,
+            ),
         ] {
-            let meta = meta(endian, dtype)
+            let meta = meta(endian, dtype, fill)
                 .replace(r#""level":5"#, &format!(r#""level":{level}"#))
                 .replace(r#""checksum":true"#, &format!(r#""checksum":{checksum}"#));
             let dir = tempfile::tempdir().unwrap();

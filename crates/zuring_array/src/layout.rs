@@ -183,7 +183,7 @@ impl ArrayLayout {
         let mut chunk_shape = file_shape.clone();
         let mut chunk_codecs = Arc::clone(&codecs);
         let mut decoder = match array.metadata() {
-            ArrayMetadata::V3(m) => ChunkDecoder::for_codecs(&m.codecs, element_size),
+            ArrayMetadata::V3(m) => ChunkDecoder::for_codecs(&m.codecs, &data_type, &fill_value),
             ArrayMetadata::V2(_) => ChunkDecoder::Zarrs,
         };
         let mode = if element_size == 0 {
@@ -219,7 +219,7 @@ impl ArrayLayout {
                         ),
                     });
                 }
-                decoder = ChunkDecoder::for_codecs(&config.codecs, element_size);
+                decoder = ChunkDecoder::for_codecs(&config.codecs, &data_type, &fill_value);
                 chunk_codecs =
                     Arc::new(CodecChain::from_metadata(&config.codecs).map_err(|e| {
                         ArrayError::Metadata {

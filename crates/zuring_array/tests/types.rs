@@ -73,6 +73,9 @@ fn check_fixed(meta: &str, key: &str, row_bytes: impl Fn(usize) -> Vec<u8>, fill
 }
 
 const BYTES_LE: &str = r#"[{"name":"bytes","configuration":{"endian":"little"}},{"name":"zstd","configuration":{"level":1,"checksum":false}}]"#;
+/// Big-endian `[bytes, zstd]`: zuring's hand-rolled chain, which must swap a complex number's
+/// parts and a UTF-32 string's code units one by one, as zarrs does.
+const BYTES_BE_ZSTD: &str = r#"[{"name":"bytes","configuration":{"endian":"big"}},{"name":"zstd","configuration":{"level":3,"checksum":false}}]"#;
 const BYTES_BE_GZIP: &str = r#"[{"name":"bytes","configuration":{"endian":"big"}},{"name":"gzip","configuration":{"level":6}}]"#;
 
 #[test]
@@ -133,6 +136,57 @@ fn fixed_size_types_and_fill_values() {
         |i| [(i as f32).to_ne_bytes(), (-(i as f32)).to_ne_bytes()].concat(),
         &[1.0f32.to_ne_bytes(), (-2.0f32).to_ne_bytes()].concat(),
     );
+    check_fixed(
+        &v3("complex64", "[1.0, -2.0]", BYTES_BE_ZSTD),
+        "zarr.json",
+        |i| [(i as f32).to_ne_bytes(), (-(i as f32)).to_ne_bytes()].concat(),
+        &[1.0f32.to_ne_bytes(), (-2.0f32).to_ne_bytes()].concat(),
+    );
+    check_fixed(
+        &v3("complex128", "[0.5, 3.0]", BYTES_BE_ZSTD),
+        "zarr.json",
+        |i| {
+            [
+                (i as f64 + 0.25).to_ne_bytes(),
+                (i as f64 * 1e9).to_ne_bytes(),
+            ]
+            .concat()
+        },
+        &[0.5f64.to_ne_bytes(), 3.0f64.to_ne_bytes()].concat(),
+    );
+    // Three code points per element; fill "ab" (padded with U+0000).
+    let utf32 = r#"{"name":"fixed_length_utf32","configuration":{"length_bytes":12}}"#;
+    let text = |s: &str| -> Vec<u8> {
+        let mut units: Vec<u8> = s.chars().flat_map(|c| u32::from(c).to_ne_bytes()).collect();
+        units.resize(12, 0);
+        units
+    };
+    let words = ["é", "zarr", "abc", "ß€", "", "xyz"];
+    for codecs in [BYTES_BE_ZSTD, BYTES_BE_GZIP, BYTES_LE] {
+        check_fixed(
+            &v3("UTF32", r#""ab""#, codecs).replace(r#""UTF32""#, utf32),
+            "zarr.json",
+            |i| text(&words[i % words.len()].chars().take(3).collect::<String>()),
+            &text("ab"),
+        );
+    }
+    // Stored big-endian: each code unit's bytes reversed, in the string's order.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let meta = v3(
+        "UTF32",
+        r#""""#,
+        r#"[{"name":"bytes","configuration":{"endian":"big"}}]"#,
+    )
+    .replace(r#""UTF32""#, utf32);
+    std::fs::write(dir.path().join("zarr.json"), meta).unwrap();
+    let ours = ZarrArray::open(dir.path()).unwrap();
+    let mut row = Vec::new();
+    for _ in 0..2 * 4 {
+        row.extend(text("zé"));
+    }
+    ours.write_region(&[0..2, 0..4], &row).unwrap();
+    let stored = std::fs::read(dir.path().join("c.0.0")).unwrap();
+    assert_eq!(&stored[..12], &[0, 0, 0, b'z', 0, 0, 0, 0xe9, 0, 0, 0, 0]);
 }
 
 #[test]
