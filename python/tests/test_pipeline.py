@@ -1,6 +1,7 @@
 """zarr-python with zuring's CodecPipeline gives what its default pipeline gives, and the Rust
 path really runs."""
 
+import json
 import multiprocessing as mp
 import pickle
 import warnings
@@ -225,14 +226,26 @@ def _numcodecs(name):
             "shuffle": lambda: nc.Shuffle(elementsize=4), "bitround": lambda: nc.BitRound(keepbits=7),
             "fixedscaleoffset": lambda: nc.FixedScaleOffset(offset=1, scale=10, dtype="<f4", astype="<i2"),
             "pcodec": lambda: nc.PCodec(level=8),
+            "zlib-default": nc.Zlib, "bz2-default": nc.BZ2,
+            "zstd": nc.Zstd, "zstd-checksum": lambda: nc.Zstd(level=5, checksum=True), "gzip": nc.GZip,
+            "blosc": nc.Blosc, "blosc-bit": lambda: nc.Blosc(cname="zstd", clevel=3, shuffle=2, blocksize=1024),
+            "blosc-auto": lambda: nc.Blosc(cname="blosclz", shuffle=-1), "blosc-typesize": lambda: nc.Blosc(shuffle=-1, typesize=4),
         }[name]()
 
 
-@pytest.mark.parametrize("name", ["bz2", "adler32", "fletcher32", "zlib", "shuffle", "bitround", "pcodec"])
+# (zlib and bz2 configured by zarr with no level: numcodecs' default level filled in.)
+NUMCODECS_ZARRS_HAS = ["bz2", "adler32", "fletcher32", "zlib", "shuffle", "bitround", "pcodec", "zlib-default", "bz2-default"]
+# zarr-python's numcodecs compressors that write the same streams as a Zarr v3 codec zarrs has:
+# zuring reads their metadata as that codec's (numcodecs' defaults filled in).
+NUMCODECS_TWINS = ["zstd", "zstd-checksum", "gzip", "blosc", "blosc-bit", "blosc-auto", "blosc-typesize"]
+
+
+@pytest.mark.parametrize("name", NUMCODECS_ZARRS_HAS + NUMCODECS_TWINS)
 def test_numcodecs_codecs_zarrs_has(tmp_path, name):
-    """numcodecs codecs written by zarr-python under their v3 names that zarrs implements: read
-    and written in Rust (strict); each pipeline reads the other's files, which are byte for byte
-    zarr's (zlib: the same data, another deflate implementation's bytes)."""
+    """numcodecs codecs written by zarr-python under their v3 names that zarrs implements (or
+    a twin of: zstd, gzip, blosc): read and written in Rust (strict); each pipeline reads the
+    other's files, which are byte for byte zarr's (zlib, gzip: the same data, another deflate
+    implementation's bytes), and the metadata keeps zarr's codec names."""
     if name == "pcodec":
         pytest.importorskip("pcodec")
     codec = _numcodecs(name)
@@ -254,8 +267,39 @@ def test_numcodecs_codecs_zarrs_has(tmp_path, name):
             for who in ("default", "zuring"):
                 assert zarr.open_array(str(tmp_path / who), mode="r")[...].tobytes() == expected.tobytes()
     chunks = lambda root: {p.name + p.parent.name: p.read_bytes() for p in root.rglob("c/*/*")}  # noqa: E731
-    if name != "zlib":
+    if name not in ("zlib", "zlib-default", "gzip"):
         assert chunks(tmp_path / "zuring") == chunks(tmp_path / "default") != {}
+    stored = json.loads((tmp_path / "zuring" / "zarr.json").read_text())
+    assert stored["codecs"] == json.loads((tmp_path / "default" / "zarr.json").read_text())["codecs"]
+    native = zuring.open_array(tmp_path / "zuring")
+    assert native[...].tobytes() == expected.tobytes()
+    assert [c["name"] for c in native.metadata["codecs"]] == [c["name"] for c in stored["codecs"]]
+    native[0, 0] = 99.0
+    with zarr.config.set(DEFAULT):
+        assert zarr.open_array(str(tmp_path / "zuring"), mode="r")[0, 0] == 99.0
+    assert json.loads((tmp_path / "zuring" / "zarr.json").read_text()) == stored
+
+
+@pytest.mark.parametrize("name", ["zstd", "blosc-typesize"])
+def test_numcodecs_twins_inside_shards(tmp_path, name):
+    """A numcodecs compressor as the chunk codec of shards: read and written in Rust (strict),
+    byte for byte zarr's shards."""
+    values = (np.arange(96, dtype="<i4") * 7 - 100).reshape(12, 8)
+    for who, config in (("default", DEFAULT), ("zuring", {**ZURING, "codec_pipeline.strict": True})):
+        with zarr.config.set(config), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = zarr.create_array(str(tmp_path / who), shape=(12, 8), dtype="<i4", chunks=(2, 4), shards=(6, 8), compressors=[_numcodecs(name)])
+            a[...] = values
+            a[5, 1:3] = -7
+    expected = values.copy()
+    expected[5, 1:3] = -7
+    for who in ("default", "zuring"):
+        with zarr.config.set({**ZURING, "codec_pipeline.strict": True}), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            np.testing.assert_array_equal(zarr.open_array(str(tmp_path / who), mode="r")[...], expected)
+        np.testing.assert_array_equal(zuring.open_array(tmp_path / who)[...], expected)
+    for shard in ("c/0/0", "c/1/0"):
+        assert (tmp_path / "zuring" / shard).read_bytes() == (tmp_path / "default" / shard).read_bytes(), shard
 
 
 @pytest.mark.parametrize("name", ["bz2", "adler32", "fletcher32", "zlib", "shuffle"])

@@ -49,8 +49,8 @@ pub struct ZarrArray {
     /// indexes); None: C order.
     inner_order: Option<Arc<[usize]>>,
     /// The members zarrs was given in another form, as stored (`dtype` and `fill_value` of v2
-    /// datetime64 / timedelta64 arrays, read as int64: see
-    /// [`crate::metadata::v2_times_as_int64`]); [`ZarrArray::metadata_json`] reports these.
+    /// datetime64 / timedelta64 arrays, read as int64; `codecs` naming numcodecs' zstd, gzip or
+    /// blosc: see [`crate::metadata::for_zarrs`]); [`ZarrArray::metadata_json`] reports these.
     stored_members: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -104,16 +104,16 @@ impl ZarrArray {
             message: format!("{file}: {e}"),
         })?;
         crate::metadata::check_array_metadata(&path, file, &text)?;
-        if file == ".zarray" {
-            let zarray = String::from_utf8_lossy(&text);
-            if crate::metadata::v2_times_as_int64(&zarray).is_some() {
-                // Given to zarrs as metadata (it would refuse the files), so with the
-                // attributes it would have read from `.zattrs` itself.
-                let mut value: serde_json::Value =
-                    serde_json::from_str(&zarray).map_err(|e| ArrayError::Metadata {
-                        path: path.clone(),
-                        message: format!(".zarray: {e}"),
-                    })?;
+        let text = String::from_utf8_lossy(&text);
+        if crate::metadata::for_zarrs(&text).is_some() {
+            // Given to zarrs as metadata (it would refuse the files), so for v2 with the
+            // attributes it would have read from `.zattrs` itself.
+            let mut value: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| ArrayError::Metadata {
+                    path: path.clone(),
+                    message: format!("{file}: {e}"),
+                })?;
+            if file == ".zarray" {
                 if let Ok(attrs) = std::fs::read(path.join(".zattrs")) {
                     let attrs: serde_json::Value =
                         serde_json::from_slice(&attrs).map_err(|e| ArrayError::Metadata {
@@ -122,8 +122,8 @@ impl ZarrArray {
                         })?;
                     value["attributes"] = attrs;
                 }
-                return Self::from_metadata(&path, &value.to_string(), ctx);
             }
+            return Self::from_metadata(&path, &value.to_string(), ctx);
         }
         let store = Arc::new(
             UringStore::with_reader(&path, Arc::clone(&ctx.reader))
@@ -152,16 +152,20 @@ impl ZarrArray {
         ctx: Arc<Context>,
     ) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let as_int64 = crate::metadata::v2_times_as_int64(metadata_json);
-        let stored_members = as_int64.as_ref().and_then(|_| {
+        let rewritten = crate::metadata::for_zarrs(metadata_json);
+        // The members given to zarrs in another form, as they were.
+        let stored_members = rewritten.as_ref().and_then(|new| {
             let stored: serde_json::Value = serde_json::from_str(metadata_json).ok()?;
-            let members = ["dtype", "fill_value"]
-                .into_iter()
-                .filter_map(|k| Some((k.to_owned(), stored.get(k)?.clone())))
+            let new: serde_json::Value = serde_json::from_str(new).ok()?;
+            let members = stored
+                .as_object()?
+                .iter()
+                .filter(|(k, v)| new.get(k.as_str()) != Some(*v))
+                .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             Some(members)
         });
-        let metadata_json = as_int64.as_deref().unwrap_or(metadata_json);
+        let metadata_json = rewritten.as_deref().unwrap_or(metadata_json);
         let metadata: ArrayMetadata =
             serde_json::from_str(metadata_json).map_err(|e| ArrayError::Metadata {
                 path: path.clone(),

@@ -114,6 +114,13 @@ pub fn check_array_metadata(path: &Path, file: &str, text: &[u8]) -> Result<()> 
     Ok(())
 }
 
+/// Array metadata (`zarr.json` or `.zarray` text) in the form zarrs reads when zuring gives it
+/// in another ([`v2_times_as_int64`], [`numcodecs_as_v3`]); None when zarrs reads it as it is.
+#[must_use]
+pub fn for_zarrs(text: &str) -> Option<String> {
+    v2_times_as_int64(text).or_else(|| numcodecs_as_v3(text))
+}
+
 /// Zarr v2 `datetime64` / `timedelta64` arrays (`"dtype": "<M8[ns]"`, ...), which zarrs does not
 /// read: the same `.zarray` with the 64-bit integer type of the same byte order, which is what
 /// their elements and fill value are (numpy stores both as int64 counts of the unit; a `"NaT"`
@@ -146,6 +153,105 @@ pub fn v2_times_as_int64(text: &str) -> Option<String> {
         object.insert("fill_value".into(), Value::from(i64::MIN));
     }
     serde_json::to_string(&value).ok()
+}
+
+/// Zarr v3 metadata naming numcodecs' zstd, gzip or blosc codec as zarr-python writes them
+/// (`zarr.codecs.numcodecs.Zstd` ..., named `"numcodecs.zstd"`, `"numcodecs.gzip"`,
+/// `"numcodecs.blosc"`, at any depth of sharding): the same metadata with each as the v3
+/// codec that writes the same stream, with numcodecs' defaults for what its configuration
+/// leaves out (and numcodecs' zlib and bz2, which zarrs knows by those names, with their
+/// default level when zarr left it out), so zarrs reads and writes them. zarr-python hands such a codec the chunk's bytes,
+/// so blosc sees 1-byte items unless the configuration gives a `typesize` (numcodecs' automatic
+/// shuffle is bit shuffle for 1-byte items, byte shuffle otherwise). None for any other metadata, and for a configuration with a member numcodecs' codec
+/// does not have (zarrs then refuses the codec by its name).
+#[must_use]
+pub fn numcodecs_as_v3(text: &str) -> Option<String> {
+    let mut value: Value = serde_json::from_str(text).ok()?;
+    if value.get("zarr_format").and_then(Value::as_u64) != Some(3) {
+        return None;
+    }
+    let changed = rename_numcodecs(value.get_mut("codecs")?);
+    changed
+        .then(|| serde_json::to_string(&value).ok())
+        .flatten()
+}
+
+/// Rewrite the numcodecs codecs in the codec list `codecs` (and the lists of sharding codecs in
+/// it); whether any was.
+fn rename_numcodecs(codecs: &mut Value) -> bool {
+    let mut changed = false;
+    for codec in codecs.as_array_mut().into_iter().flatten() {
+        if let Some(config) = codec.get_mut("configuration") {
+            for list in ["codecs", "index_codecs"] {
+                if let Some(inner) = config.get_mut(list) {
+                    changed |= rename_numcodecs(inner);
+                }
+            }
+        }
+        if let Some(v3) = numcodecs_codec_as_v3(codec) {
+            *codec = v3;
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// One numcodecs codec (`{"name": "numcodecs.zstd", "configuration": {...}}`) as its v3 twin.
+fn numcodecs_codec_as_v3(codec: &Value) -> Option<Value> {
+    let name = codec.get("name")?.as_str()?;
+    let empty = serde_json::Map::new();
+    let config = match codec.get("configuration") {
+        None | Some(Value::Null) => &empty,
+        Some(c) => c.as_object()?,
+    };
+    let only = |members: &[&str]| config.keys().all(|k| members.contains(&k.as_str()));
+    let get = |member: &str, default: Value| config.get(member).cloned().unwrap_or(default);
+    let (v3, configuration) = match name {
+        "numcodecs.zstd" if only(&["level", "checksum"]) => (
+            "zstd",
+            serde_json::json!({
+                "level": get("level", Value::from(0)),
+                "checksum": get("checksum", Value::from(false)),
+            }),
+        ),
+        "numcodecs.gzip" if only(&["level"]) => (
+            "gzip",
+            serde_json::json!({ "level": get("level", Value::from(1)) }),
+        ),
+        // Names zarrs knows, whose level zarrs requires and numcodecs defaults to 1.
+        "numcodecs.zlib" | "numcodecs.bz2" if only(&["level"]) && !config.contains_key("level") => {
+            (name, serde_json::json!({ "level": 1 }))
+        }
+        "numcodecs.blosc" if only(&["cname", "clevel", "shuffle", "blocksize", "typesize"]) => {
+            // The item size blosc is told: numcodecs' `typesize`, else the bytes' 1.
+            let typesize = match config.get("typesize") {
+                None | Some(Value::Null) => 1,
+                Some(t) => t.as_u64().filter(|&t| t >= 1)?,
+            };
+            // numcodecs: NOSHUFFLE 0, SHUFFLE 1, BITSHUFFLE 2, AUTOSHUFFLE -1 (bit shuffle for
+            // 1-byte items, else byte shuffle).
+            let shuffle = match get("shuffle", Value::from(1)).as_i64()? {
+                0 => "noshuffle",
+                1 => "shuffle",
+                2 => "bitshuffle",
+                -1 if typesize == 1 => "bitshuffle",
+                -1 => "shuffle",
+                _ => return None,
+            };
+            (
+                "blosc",
+                serde_json::json!({
+                    "cname": get("cname", Value::from("lz4")),
+                    "clevel": get("clevel", Value::from(5)),
+                    "shuffle": shuffle,
+                    "typesize": typesize,
+                    "blocksize": get("blocksize", Value::from(0)),
+                }),
+            )
+        }
+        _ => return None,
+    };
+    Some(serde_json::json!({ "name": v3, "configuration": configuration }))
 }
 
 #[cfg(test)]
@@ -222,5 +328,109 @@ mod tests {
             assert_eq!(patched(other, "0"), None, "{other}");
         }
         assert_eq!(v2_times_as_int64(GOOD), None);
+    }
+
+    #[test]
+    fn numcodecs_compressors_become_their_v3_twins() {
+        let with = |codecs: &str| GOOD.replace(r#""codecs":[{"name":"bytes"}]"#, codecs);
+        let codecs = |text: &str| -> Option<Value> {
+            let v: Value = serde_json::from_str(&numcodecs_as_v3(text)?).unwrap();
+            Some(v["codecs"].clone())
+        };
+        let json = |s: &str| -> Value { serde_json::from_str(s).unwrap() };
+        // Defaults filled in as numcodecs has them.
+        assert_eq!(
+            codecs(&with(
+                r#""codecs":[{"name":"bytes"},{"name":"numcodecs.zstd","configuration":{}}]"#
+            )),
+            Some(json(
+                r#"[{"name":"bytes"},{"name":"zstd","configuration":{"level":0,"checksum":false}}]"#
+            ))
+        );
+        assert_eq!(
+            codecs(&with(
+                r#""codecs":[{"name":"bytes"},{"name":"numcodecs.gzip"}]"#
+            )),
+            Some(json(
+                r#"[{"name":"bytes"},{"name":"gzip","configuration":{"level":1}}]"#
+            ))
+        );
+        assert_eq!(
+            codecs(&with(
+                r#""codecs":[{"name":"bytes"},{"name":"numcodecs.zlib","configuration":{}},{"name":"numcodecs.bz2"}]"#
+            )),
+            Some(json(
+                r#"[{"name":"bytes"},{"name":"numcodecs.zlib","configuration":{"level":1}},{"name":"numcodecs.bz2","configuration":{"level":1}}]"#
+            ))
+        );
+        // Inside sharding (chunk and index codecs), given values kept.
+        let sharded = with(
+            r#""codecs":[{"name":"sharding_indexed","configuration":{"chunk_shape":[1],
+            "codecs":[{"name":"bytes"},{"name":"numcodecs.zstd","configuration":{"level":7,"checksum":true}}],
+            "index_codecs":[{"name":"bytes"},{"name":"numcodecs.gzip","configuration":{"level":9}}]}}]"#,
+        );
+        let got = codecs(&sharded).unwrap();
+        let config = &got[0]["configuration"];
+        assert_eq!(
+            config["codecs"][1],
+            json(r#"{"name":"zstd","configuration":{"level":7,"checksum":true}}"#)
+        );
+        assert_eq!(
+            config["index_codecs"][1],
+            json(r#"{"name":"gzip","configuration":{"level":9}}"#)
+        );
+        // Blosc: numcodecs' integer shuffle, 1-byte items unless a typesize is given.
+        let blosc = |config: &str| {
+            codecs(&with(&format!(
+                r#""codecs":[{{"name":"bytes"}},{{"name":"numcodecs.blosc","configuration":{config}}}]"#
+            )))
+            .map(|c| c[1]["configuration"].clone())
+        };
+        assert_eq!(
+            blosc("{}"),
+            Some(json(
+                r#"{"cname":"lz4","clevel":5,"shuffle":"shuffle","typesize":1,"blocksize":0}"#
+            ))
+        );
+        for (shuffle, typesize, want) in [
+            ("0", "null", "noshuffle"),
+            ("2", "null", "bitshuffle"),
+            ("-1", "null", "bitshuffle"),
+            ("-1", "4", "shuffle"),
+        ] {
+            let got = blosc(&format!(
+                r#"{{"cname":"zstd","clevel":3,"shuffle":{shuffle},"blocksize":256,"typesize":{typesize}}}"#
+            ))
+            .unwrap();
+            assert_eq!(got["shuffle"], Value::from(want), "{shuffle} {typesize}");
+            assert_eq!(got["cname"], Value::from("zstd"));
+            assert_eq!(got["blocksize"], Value::from(256));
+            let size = if typesize == "null" { 1 } else { 4 };
+            assert_eq!(got["typesize"], Value::from(size));
+        }
+        // Left to zarrs (which refuses the name): members numcodecs' codec does not have, a
+        // shuffle it does not know; other metadata is not rewritten.
+        assert_eq!(
+            numcodecs_as_v3(&with(
+                r#""codecs":[{"name":"bytes"},{"name":"numcodecs.zstd","configuration":{"level":1,"window":9}}]"#
+            )),
+            None
+        );
+        assert_eq!(blosc(r#"{"shuffle":5}"#), None);
+        assert_eq!(blosc(r#"{"typesize":0}"#), None);
+        assert_eq!(numcodecs_as_v3(GOOD), None);
+        assert_eq!(
+            numcodecs_as_v3(&with(
+                r#""codecs":[{"name":"bytes"},{"name":"numcodecs.zlib","configuration":{"level":5}}]"#
+            )),
+            None
+        );
+        assert_eq!(
+            numcodecs_as_v3(&with(
+                r#""codecs":[{"name":"bytes"},{"name":"numcodecs.lz4"}]"#
+            )),
+            None
+        );
+        assert_eq!(for_zarrs(GOOD), None);
     }
 }
