@@ -71,8 +71,8 @@ def raw_layout(dtype: np.dtype, doc: dict) -> np.dtype | None:
     ``.zarray`` content, the ``bytes`` codec's ``endian`` as zarr evolved it) whose elements
     are ``dtype`` in memory, when its type is one Rust reads as raw bits; None for any other
     type. A v2 dtype spells out its byte order (every field's); a v3 ``bytes`` codec with an
-    ``endian`` stores (zarr >= 3.4's ``struct``) every field in that order;
-    without one (zarr 3.1's ``structured``) elements are stored as they lie in memory."""
+    ``endian`` stores every field of a record in that order (zarr >= 3.4's ``struct``);
+    without one (zarr 3.1's ``structured``) records are stored as they lie in memory."""
     if dtype.kind not in "SV" or dtype.hasobject or dtype.itemsize == 0:
         return None
     if doc.get("zarr_format") != 2 and dtype.fields is not None:
