@@ -419,6 +419,17 @@ def test_fixed_length_bytes_raw_bytes_and_records(tmp_path, fmt, sharded, dtype,
     assert back.tobytes() == want.tobytes()
     # Through a group too.
     assert zuring.open_group(tmp_path)["a"][...].tobytes() == a[...].tobytes()
+    if fmt == 3:
+        # Created by zuring from the metadata zarr wrote (stored as given) and written whole by
+        # zuring: zarr reads it.
+        meta = json.loads((tmp_path / "a" / "zarr.json").read_text())
+        b = zuring.create_array(tmp_path / "b", meta)
+        assert json.loads((tmp_path / "b" / "zarr.json").read_text()) == meta
+        assert b.dtype == a.dtype and np.asarray(b.fill_value).tobytes() == np.asarray(a.fill_value).tobytes()
+        b[...] = a[...]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert zarr.open_array(str(tmp_path / "b"), mode="r")[...].tobytes() == want.tobytes()
 
 
 def test_record_metadata_errors_name_the_field(tmp_path):
@@ -431,6 +442,10 @@ def test_record_metadata_errors_name_the_field(tmp_path):
         (tmp_path / "a" / "zarr.json").write_text(json.dumps(meta))
         with pytest.raises(ValueError, match=r"/a: invalid metadata: fill_value .* is not a"):
             zuring.open_array(tmp_path / "a")
+        # Creating one fails the same way, before anything is written.
+        with pytest.raises(ValueError, match=r"/new: invalid metadata: fill_value .* is not a"):
+            zuring.create_array(tmp_path / "new", meta)
+        assert not (tmp_path / "new").exists()
     # A data type nobody reads: the engine's error, naming it.
     meta["data_type"] = {"name": "no_such_type"}
     (tmp_path / "a" / "zarr.json").write_text(json.dumps(meta))

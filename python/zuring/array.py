@@ -248,6 +248,13 @@ def _open_raw(path: str) -> Array | None:
             break
         except (OSError, ValueError):
             continue
+    return _raw_array(path, doc)
+
+
+def _raw_array(path: str, doc: Any) -> Array | None:
+    """The array in ``path`` described by ``doc`` (its ``zarr.json`` or ``.zarray`` content),
+    opened as raw bits when its element type is one of those (:func:`_open_raw`); None for any
+    other type. Reads nothing but a v2 array's ``.zattrs``, writes nothing."""
     stored = None if not isinstance(doc, dict) else _rawtypes.stored_layout(doc)
     if stored is None:
         return None
@@ -286,6 +293,37 @@ def open_array(path: str | os.PathLike) -> Array:
 
 
 def create_array(path: str | os.PathLike, metadata: dict | str) -> Array:
-    """Create an array from its ``zarr.json`` content (a dict or JSON text) and open it."""
+    """Create an array from its ``zarr.json`` content (a dict or JSON text) and open it.
+    Fixed-length and raw bytes and records (which Rust handles as raw bits) are checked in Rust
+    as those before the metadata is written as given."""
+    path = os.fspath(path)
     text = metadata if isinstance(metadata, str) else json.dumps(metadata)
-    return Array(_native.create_array(os.fspath(path), text))
+    try:
+        return Array(_native.create_array(path, text))
+    except (_native.ZuringError, ValueError) as err:
+        refused = err
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or doc.get("zarr_format") != 3 or _rawtypes.stored_layout(doc) is None:
+        raise refused
+    array = _raw_array(path, doc)
+    os.makedirs(path, exist_ok=True)
+    _write_atomic(os.path.join(path, "zarr.json"), json.dumps(doc, indent=2).encode())
+    return array
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, synced, renamed over it."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
