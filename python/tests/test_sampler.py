@@ -82,6 +82,19 @@ def test_deterministic_resumable_and_rank_disjoint(tmp_path):
     s3 = zuring.CropSampler(a, (4, 10, 10), **kw)
     s3.load_state_dict(state)
     assert got + windows(s3) == first
+    # One rank's batches split between three processes: batches w, w + 3, ... each.
+    def batch_windows(sampler):
+        return [[tuple(w) for w in sampler.last_windows] for _ in sampler]
+
+    whole = batch_windows(zuring.CropSampler(a, (4, 10, 10), **kw))
+    assert sum(whole, []) == first
+    for w in range(3):
+        part = zuring.CropSampler(a, (4, 10, 10), **kw)
+        part.split_batches(w, 3)
+        assert len(part) == 13 and batch_windows(part) == whole[w::3]
+    for bad in ((3, 3), (-1, 2), (0, 0)):
+        with pytest.raises(ValueError, match="split_batches"):
+            zuring.CropSampler(a, (4, 10, 10), **kw).split_batches(*bad)
     # Two ranks: disjoint halves.
     r = [windows(zuring.CropSampler(a, (4, 10, 10), rank=k, world_size=2, **kw)) for k in (0, 1)]
     assert not set(r[0]) & set(r[1]) and len(r[0]) == len(r[1]) == 32

@@ -143,8 +143,7 @@ class CropSampler:
         self._dtypes = [a.dtype for a in self._arrays.values()]
         self.epoch = 0
         self._served = 0
-        # (w, W): read only batches w, w + W, ... of this rank's epoch (DataLoader worker w of W;
-        # zuring.torch sets it).
+        # (w, W): read only batches w, w + W, ... of this rank's epoch (split_batches).
         self._batch_share = (0, 1)
         self.last_windows: list[list[int]] = []
 
@@ -161,6 +160,17 @@ class CropSampler:
         if n is None:
             raise TypeError("the epoch is endless (mode='random' without samples_per_epoch)")
         return n
+
+    def split_batches(self, worker: int, workers: int) -> None:
+        """From the next iteration on, read only batches ``worker``, ``worker + workers``, ... of
+        this rank's epoch, for one of ``workers`` processes sharing the rank (a loader's worker
+        processes: ``zuring.torch.CropDataset`` does this in each DataLoader worker); together
+        they read the rank's batches once each. ``len()`` stays the rank's whole count;
+        ``split_batches(0, 1)`` reads them all again."""
+        worker, workers = int(worker), int(workers)
+        if workers < 1 or not 0 <= worker < workers:
+            raise ValueError(f"split_batches: worker {worker} of {workers}: needs 0 <= worker < workers")
+        self._batch_share = (worker, workers)
 
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` at its first batch on the next iteration."""

@@ -86,7 +86,7 @@ class CropDataset(IterableDataset):
         sampler = CropSampler(*self._paths(), **{**self._kwargs, "rank": rank, "world_size": world})
         info = get_worker_info()
         if info is not None:
-            sampler._batch_share = (info.id, info.num_workers)
+            sampler.split_batches(info.id, info.num_workers)
         sampler.set_epoch(self.epoch)
         for batch in sampler:
             if not self._as_tensors:
