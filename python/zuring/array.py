@@ -251,10 +251,10 @@ def _open_raw(path: str) -> Array | None:
     return _raw_array(path, doc)
 
 
-def _raw_array(path: str, doc: Any) -> Array | None:
+def _raw_array(path: str, doc: Any, create: bool = False) -> Array | None:
     """The array in ``path`` described by ``doc`` (its ``zarr.json`` or ``.zarray`` content),
-    opened as raw bits when its element type is one of those (:func:`_open_raw`); None for any
-    other type. Reads nothing but a v2 array's ``.zattrs``, writes nothing."""
+    opened as raw bits when its element type is one of those (:func:`_open_raw`), or with
+    ``create``, created (``doc`` stored as ``zarr.json``); None for any other type."""
     stored = None if not isinstance(doc, dict) else _rawtypes.stored_layout(doc)
     if stored is None:
         return None
@@ -263,6 +263,8 @@ def _raw_array(path: str, doc: Any) -> Array | None:
     except (KeyError, IndexError, TypeError, ValueError, struct.error) as err:
         raise ValueError(f"{path}: invalid metadata: fill_value {doc.get('fill_value')!r} is not a {stored} value ({err!r})") from None
     text = _rawtypes.rust_metadata(doc, stored, fill)
+    if create:
+        return Array(_native.create_array(path, text, json.dumps(doc)), stored, doc)
     if doc.get("zarr_format") == 2:
         doc = {**doc, "node_type": "array"}
         try:
@@ -306,24 +308,7 @@ def create_array(path: str | os.PathLike, metadata: dict | str) -> Array:
         doc = json.loads(text)
     except ValueError:
         doc = None
-    if not isinstance(doc, dict) or doc.get("zarr_format") != 3 or _rawtypes.stored_layout(doc) is None:
+    array = _raw_array(path, doc, create=True) if isinstance(doc, dict) and doc.get("zarr_format") == 3 else None
+    if array is None:
         raise refused
-    array = _raw_array(path, doc)
-    os.makedirs(path, exist_ok=True)
-    _write_atomic(os.path.join(path, "zarr.json"), json.dumps(doc, indent=2).encode())
     return array
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    """Write ``path`` whole or not at all: a temporary file beside it, synced, renamed over it."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise

@@ -205,14 +205,31 @@ impl ZarrArray {
         metadata_json: &str,
         ctx: Arc<Context>,
     ) -> Result<Self> {
+        Self::create_storing(path, metadata_json, metadata_json, ctx)
+    }
+
+    /// Create an array opened as `metadata_json` (v3) whose stored `zarr.json` is
+    /// `stored_json`: for element types zarrs has no type for, handled as raw bits of their size
+    /// (the Python package's fixed-length bytes and records). Nothing is written unless both
+    /// pass the checks and zarrs opens `metadata_json`.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::create`].
+    pub fn create_storing(
+        path: impl AsRef<Path>,
+        metadata_json: &str,
+        stored_json: &str,
+        ctx: Arc<Context>,
+    ) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         crate::metadata::check_array_metadata(&path, "zarr.json", metadata_json.as_bytes())?;
+        crate::metadata::check_array_metadata(&path, "zarr.json", stored_json.as_bytes())?;
         let array = Self::from_metadata(&path, metadata_json, Arc::clone(&ctx))?;
         // Store the metadata as given (pretty-printed), not zarrs' re-serialisation: zarrs writes
         // Zarr 3.1 short-hand names (`"chunk_key_encoding": "default"`) that zarr-python 3.1
         // and other 3.0 readers reject. zuring writes the 3.0 object form it was given.
         let value: serde_json::Value =
-            serde_json::from_str(metadata_json).map_err(|e| ArrayError::Metadata {
+            serde_json::from_str(stored_json).map_err(|e| ArrayError::Metadata {
                 path: path.clone(),
                 message: e.to_string(),
             })?;

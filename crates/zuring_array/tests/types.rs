@@ -515,3 +515,32 @@ fn strings_through_chunk_requests() {
         Err(ArrayError::Unsupported { .. })
     ));
 }
+
+#[test]
+fn create_storing_opens_one_form_and_stores_the_other() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let codecs = r#"[{"name":"bytes"}]"#;
+    // zarrs opens raw bits; the file says raw_bytes (which zarrs has no type for).
+    let opened = v3("r16", "[1, 2]", codecs);
+    let stored = v3("RAW", r#""AQI=""#, codecs).replace(
+        r#""RAW""#,
+        r#"{"name":"raw_bytes","configuration":{"length_bytes":2}}"#,
+    );
+    let ctx = Context::shared().unwrap();
+    let a = ZarrArray::create_storing(dir.path().join("a"), &opened, &stored, Arc::clone(&ctx))
+        .unwrap();
+    assert_eq!(a.fill_value_bytes(), &[1, 2]);
+    let on_disk: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("a/zarr.json")).unwrap()).unwrap();
+    assert_eq!(
+        on_disk,
+        serde_json::from_str::<serde_json::Value>(&stored).unwrap()
+    );
+    a.write_region(&[0..1, 0..1], &[7, 8]).unwrap();
+    let got = a.read_bytes(&Selection::all(&[5, 6])).unwrap();
+    assert_eq!(&got[..4], &[7, 8, 1, 2]);
+    // Refused: nothing written.
+    let bad = opened.replace(r#"[{"name":"bytes"}]"#, r#"[{"name":"no_such_codec"}]"#);
+    assert!(ZarrArray::create_storing(dir.path().join("b"), &bad, &stored, ctx).is_err());
+    assert!(!dir.path().join("b").exists());
+}

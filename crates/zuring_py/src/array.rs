@@ -70,10 +70,21 @@ pub fn open_array_with_metadata(
     Ok(Array { inner })
 }
 
+/// Create an array from `metadata_json`; with `stored_json`, opened as `metadata_json` but
+/// stored as `stored_json` ([`ZarrArray::create_storing`]).
 #[pyfunction]
-pub fn create_array(py: Python<'_>, path: PathBuf, metadata_json: &str) -> PyResult<Array> {
+#[pyo3(signature = (path, metadata_json, stored_json = None))]
+pub fn create_array(
+    py: Python<'_>,
+    path: PathBuf,
+    metadata_json: &str,
+    stored_json: Option<&str>,
+) -> PyResult<Array> {
     let inner = py
-        .detach(|| ZarrArray::create(&path, metadata_json))
+        .detach(|| {
+            let stored = stored_json.unwrap_or(metadata_json);
+            ZarrArray::create_storing(&path, metadata_json, stored, Context::shared()?)
+        })
         .map_err(errors::array)?;
     Ok(Array { inner })
 }
