@@ -86,8 +86,8 @@ def test_extension_types_zarrs_knows_read_as_raw_elements(tmp_path, dtype):
 
 def test_struct_and_fixed_length_types(tmp_path):
     """zarr 3.4's `struct` (fields stored in the bytes codec's order, a JSON fill value per field,
-    NaN included), zarr's fixed_length_utf32 and fixed-length bytes: read (and written) by the
-    native API as their stored element layout."""
+    NaN included) and fixed-length bytes, read (and written) by the native API as their stored
+    element layout, and zarr's fixed_length_utf32 as strings."""
     fields = {"name": "struct", "configuration": {"fields": [{"name": "a", "data_type": "int16"}, {"name": "b", "data_type": "float32"}]}}
     for endian, order in (("little", "<"), ("big", ">")):
         path = tmp_path / f"struct-{endian}"
