@@ -230,6 +230,7 @@ def _numcodecs(name):
             "zstd": nc.Zstd, "zstd-checksum": lambda: nc.Zstd(level=5, checksum=True), "gzip": nc.GZip,
             "blosc": nc.Blosc, "blosc-bit": lambda: nc.Blosc(cname="zstd", clevel=3, shuffle=2, blocksize=1024),
             "blosc-auto": lambda: nc.Blosc(cname="blosclz", shuffle=-1), "blosc-typesize": lambda: nc.Blosc(shuffle=-1, typesize=4),
+            "crc32c": nc.CRC32C, "crc32c-end": lambda: nc.CRC32C(location="end"), "crc32c-start": lambda: nc.CRC32C(location="start"),
         }[name]()
 
 
@@ -237,13 +238,13 @@ def _numcodecs(name):
 NUMCODECS_ZARRS_HAS = ["bz2", "adler32", "fletcher32", "zlib", "shuffle", "bitround", "pcodec", "zlib-default", "bz2-default"]
 # zarr-python's numcodecs compressors that write the same streams as a Zarr v3 codec zarrs has:
 # zuring reads their metadata as that codec's (numcodecs' defaults filled in).
-NUMCODECS_TWINS = ["zstd", "zstd-checksum", "gzip", "blosc", "blosc-bit", "blosc-auto", "blosc-typesize"]
+NUMCODECS_TWINS = ["zstd", "zstd-checksum", "gzip", "blosc", "blosc-bit", "blosc-auto", "blosc-typesize", "crc32c", "crc32c-end"]
 
 
 @pytest.mark.parametrize("name", NUMCODECS_ZARRS_HAS + NUMCODECS_TWINS)
 def test_numcodecs_codecs_zarrs_has(tmp_path, name):
     """numcodecs codecs written by zarr-python under their v3 names that zarrs implements (or
-    a twin of: zstd, gzip, blosc): read and written in Rust (strict); each pipeline reads the
+    a twin of: zstd, gzip, blosc, crc32c): read and written in Rust (strict); each pipeline reads the
     other's files, which are byte for byte zarr's (zlib, gzip: the same data, another deflate
     implementation's bytes), and the metadata keeps zarr's codec names."""
     if name == "pcodec":
@@ -302,13 +303,15 @@ def test_numcodecs_twins_inside_shards(tmp_path, name):
         assert (tmp_path / "zuring" / shard).read_bytes() == (tmp_path / "default" / shard).read_bytes(), shard
 
 
-@pytest.mark.parametrize("name", ["bz2", "adler32", "fletcher32", "zlib", "shuffle"])
+@pytest.mark.parametrize("name", ["bz2", "adler32", "fletcher32", "zlib", "shuffle", "crc32c", "crc32c-start"])
 def test_numcodecs_compressors_of_v2_arrays(tmp_path, name):
     """v2 arrays compressed with the numcodecs codecs zarrs implements: each pipeline (zuring's
-    strict) and the native API read the other's files as zarr does."""
+    strict) and the native API read the other's files as zarr does (crc32c: numcodecs' default
+    place of the checksum, which its configuration leaves out, filled in)."""
     import numcodecs
 
-    codec = {"bz2": numcodecs.BZ2(level=1), "adler32": numcodecs.Adler32(), "fletcher32": numcodecs.Fletcher32(), "zlib": numcodecs.Zlib(level=1), "shuffle": numcodecs.Shuffle(elementsize=4)}[name]
+    codec = {"bz2": numcodecs.BZ2(level=1), "adler32": numcodecs.Adler32(), "fletcher32": numcodecs.Fletcher32(), "zlib": numcodecs.Zlib(level=1), "shuffle": numcodecs.Shuffle(elementsize=4),
+             "crc32c": numcodecs.CRC32C(), "crc32c-start": numcodecs.CRC32C(location="start")}[name]
     values = (np.arange(40, dtype="<f4") * 1.37).reshape(8, 5)
     strict = {**ZURING, "codec_pipeline.strict": True}
     for who, config in (("default", DEFAULT), ("zuring", strict)):
@@ -319,6 +322,33 @@ def test_numcodecs_compressors_of_v2_arrays(tmp_path, name):
             with zarr.config.set(config):
                 assert zarr.open_array(str(tmp_path / who), mode="r")[...].tobytes() == values.tobytes()
         assert zuring.open_array(tmp_path / who)[...].tobytes() == values.tobytes()
+
+
+def test_numcodecs_crc32c_at_the_start_is_left_to_zarr(tmp_path):
+    """zarr's v3 numcodecs.crc32c with the checksum before the data (zarrs' crc32c puts it
+    after): zuring's pipeline leaves it to zarr (files and reads zarr's), strict mode and the
+    native API refuse it naming the codec; the checksum is checked either way."""
+    values = np.arange(12, dtype="<i4") * 3 - 7
+    for who, config in (("default", DEFAULT), ("zuring", ZURING)):
+        with zarr.config.set(config), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = zarr.create_array(str(tmp_path / who), shape=(12,), dtype="<i4", chunks=(5,), compressors=[_numcodecs("crc32c-start")])
+            a[...] = values
+            assert a[...].tolist() == values.tolist()
+    for key in ("0", "1", "2"):
+        assert (tmp_path / "zuring" / "c" / key).read_bytes() == (tmp_path / "default" / "c" / key).read_bytes(), key
+    with zarr.config.set({**ZURING, "codec_pipeline.strict": True}), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(zuring.UnsupportedError, match="crc32c"):
+            zarr.open_array(str(tmp_path / "zuring"), mode="r")[...]
+    with pytest.raises(zuring.UnsupportedError, match="crc32c"):
+        zuring.open_array(tmp_path / "zuring")
+    chunk = tmp_path / "zuring" / "c" / "1"
+    chunk.write_bytes(chunk.read_bytes()[:-1] + bytes([chunk.read_bytes()[-1] ^ 1]))
+    with zarr.config.set(ZURING), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(Exception, match="(?i)checksum"):
+            zarr.open_array(str(tmp_path / "zuring"), mode="r")[...]
 
 
 def test_fixedscaleoffset_is_left_to_zarr(tmp_path):

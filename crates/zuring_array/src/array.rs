@@ -49,8 +49,9 @@ pub struct ZarrArray {
     /// indexes); None: C order.
     inner_order: Option<Arc<[usize]>>,
     /// The members zarrs was given in another form, as stored (`dtype` and `fill_value` of v2
-    /// datetime64 / timedelta64 arrays, read as int64; `codecs` naming numcodecs' zstd, gzip or
-    /// blosc: see [`crate::metadata::for_zarrs`]); [`ZarrArray::metadata_json`] reports these.
+    /// datetime64 / timedelta64 arrays, read as int64; their `compressor` or `filters` when a
+    /// crc32c leaves its place out; `codecs` naming numcodecs' zstd, gzip, blosc or crc32c: see
+    /// [`crate::metadata::for_zarrs`]); [`ZarrArray::metadata_json`] reports these.
     stored_members: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -59,6 +60,22 @@ pub(crate) fn zarrs_error(path: &Path, err: impl std::fmt::Display) -> ArrayErro
         path: path.to_path_buf(),
         message: err.to_string(),
     }
+}
+
+/// Make zarrs read the codecs it implements but does not look up by their Zarr v2 `id`
+/// (zarrs 0.23 registers its `crc32c` codec for v3 names only, so v2 arrays with numcodecs'
+/// `crc32c` compressor or filter were refused): each is registered once, as zarrs' own codec
+/// created from the v2 configuration (which keeps numcodecs' `location` of the checksum).
+fn register_v2_codecs() {
+    use zarrs::array::codec::api::{register_codec_v2, CodecRuntimePluginV2, CodecTraitsV2};
+    use zarrs::array::codec::Crc32cCodec;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        register_codec_v2(CodecRuntimePluginV2::new(
+            |id| id == "crc32c",
+            <Crc32cCodec as CodecTraitsV2>::create,
+        ));
+    });
 }
 
 fn open_error(path: &Path, err: &zarrs::array::ArrayCreateError) -> ArrayError {
@@ -91,6 +108,7 @@ impl ZarrArray {
     /// # Errors
     /// As [`ZarrArray::open`].
     pub fn open_with(path: impl AsRef<Path>, ctx: Arc<Context>) -> Result<Self> {
+        register_v2_codecs();
         let path = path.as_ref().to_path_buf();
         let file = if path.join("zarr.json").is_file() {
             "zarr.json"
@@ -151,6 +169,7 @@ impl ZarrArray {
         metadata_json: &str,
         ctx: Arc<Context>,
     ) -> Result<Self> {
+        register_v2_codecs();
         let path = path.as_ref().to_path_buf();
         let rewritten = crate::metadata::for_zarrs(metadata_json);
         // The members given to zarrs in another form, as they were.
