@@ -21,7 +21,7 @@ NOTES = {
     "D9": "vlen-bytes: as strings (D8)",
     "D11": "fixed_length_utf32 in either byte order (code units swapped one by one, as zarrs does); struct (and zarr 3.1's structured), fixed-length bytes, raw bytes: raw bits in their stored layout (native API and pipeline); float8 / int4 read as raw elements; unknown data types: UnsupportedError naming them",
     "G4": "not supported: UnsupportedError when opening (the planner needs a regular grid)",
-    "C10": "numcodecs.bz2, adler32, fletcher32, zlib, shuffle, bitround, pcodec read and written in Rust; numcodecs.zstd, gzip, blosc, crc32c (checksum at the end) as the v3 codecs that write the same streams (numcodecs' defaults filled in); numcodecs.* that zarrs lacks (lz4, crc32, delta, quantize...) or does otherwise (fixedscaleoffset: decoded in the element type, halves rounded away from zero): UnsupportedError naming the codec; zarr's pipeline falls back",
+    "C10": "numcodecs.bz2, adler32, fletcher32, zlib, shuffle, bitround, pcodec read and written in Rust; numcodecs.zstd, gzip, blosc, crc32c (checksum at the end) as the v3 codecs that write the same streams (numcodecs' defaults filled in); v2 crc32c (either end) and bitround too; numcodecs.* that zarrs lacks (lz4, crc32, delta, quantize...) or does otherwise (fixedscaleoffset: decoded in the element type, halves rounded away from zero; bitround of integers, which numcodecs refuses): UnsupportedError naming the codec; zarr's pipeline falls back",
     "C11": "packbits, bitround, pcodec supported; zfp: UnsupportedError (zarrs' zfp feature needs cmake, not built)",
     "E7": "1M-entry index decoded once and cached; not yet benchmarked for memory",
 }

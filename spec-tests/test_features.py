@@ -186,6 +186,8 @@ test_short_hand_names.rows = ["M8"]
     {"name": "numcodecs.delta", "configuration": {"dtype": "<i4"}},
     {"name": "zfp", "configuration": {"mode": "reversible"}},
     {"name": "numcodecs.fixedscaleoffset", "configuration": {"offset": 1, "scale": 10, "dtype": "<i4", "astype": "<i2"}},
+    # numcodecs' bitround of integers (int32 here), which numcodecs refuses and zarrs would do.
+    {"name": "numcodecs.bitround", "configuration": {"keepbits": 3}},
 ])
 def test_unsupported_codecs_give_a_clear_error(tmp_path, codec):
     codecs = [codec, LE] if codec["name"].startswith("numcodecs") else [codec]

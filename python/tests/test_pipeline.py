@@ -303,25 +303,55 @@ def test_numcodecs_twins_inside_shards(tmp_path, name):
         assert (tmp_path / "zuring" / shard).read_bytes() == (tmp_path / "default" / shard).read_bytes(), shard
 
 
-@pytest.mark.parametrize("name", ["bz2", "adler32", "fletcher32", "zlib", "shuffle", "crc32c", "crc32c-start"])
+@pytest.mark.parametrize("name", ["bz2", "adler32", "fletcher32", "zlib", "shuffle", "crc32c", "crc32c-start", "bitround"])
 def test_numcodecs_compressors_of_v2_arrays(tmp_path, name):
-    """v2 arrays compressed with the numcodecs codecs zarrs implements: each pipeline (zuring's
-    strict) and the native API read the other's files as zarr does (crc32c: numcodecs' default
-    place of the checksum, which its configuration leaves out, filled in)."""
+    """v2 arrays compressed (or filtered: bitround) with the numcodecs codecs zarrs implements:
+    each pipeline (zuring's strict) and the native API read the other's files as zarr does,
+    and write the same chunks (crc32c: numcodecs' default place of the checksum, which its
+    configuration leaves out, filled in)."""
     import numcodecs
 
     codec = {"bz2": numcodecs.BZ2(level=1), "adler32": numcodecs.Adler32(), "fletcher32": numcodecs.Fletcher32(), "zlib": numcodecs.Zlib(level=1), "shuffle": numcodecs.Shuffle(elementsize=4),
-             "crc32c": numcodecs.CRC32C(), "crc32c-start": numcodecs.CRC32C(location="start")}[name]
+             "crc32c": numcodecs.CRC32C(), "crc32c-start": numcodecs.CRC32C(location="start"), "bitround": numcodecs.BitRound(keepbits=4)}[name]
+    kind = "filters" if name == "bitround" else "compressors"
     values = (np.arange(40, dtype="<f4") * 1.37).reshape(8, 5)
     strict = {**ZURING, "codec_pipeline.strict": True}
     for who, config in (("default", DEFAULT), ("zuring", strict)):
         with zarr.config.set(config):
-            zarr.create_array(str(tmp_path / who), shape=(8, 5), dtype="<f4", chunks=(3, 2), zarr_format=2, compressors=codec)[...] = values
+            zarr.create_array(str(tmp_path / who), shape=(8, 5), dtype="<f4", chunks=(3, 2), zarr_format=2, **{kind: codec})[...] = values
+    expected = codec.decode(codec.encode(values)).tobytes() if name == "bitround" else values.tobytes()
+    assert (name == "bitround") == (expected != values.tobytes())
     for who in ("default", "zuring"):
         for config in (DEFAULT, strict):
             with zarr.config.set(config):
-                assert zarr.open_array(str(tmp_path / who), mode="r")[...].tobytes() == values.tobytes()
-        assert zuring.open_array(tmp_path / who)[...].tobytes() == values.tobytes()
+                assert zarr.open_array(str(tmp_path / who), mode="r")[...].tobytes() == expected
+        assert zuring.open_array(tmp_path / who)[...].tobytes() == expected
+    if name != "zlib":
+        for chunk in ("0.0", "1.1", "2.2"):
+            assert (tmp_path / "zuring" / chunk).read_bytes() == (tmp_path / "default" / chunk).read_bytes(), chunk
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_numcodecs_bitround_of_integers_is_left_to_zarr(tmp_path, zarr_format):
+    """numcodecs' bitround rounds floating-point elements only (zarr refuses to write integers
+    through it); zarrs' would round integers: zuring leaves such arrays to zarr (the same
+    TypeError, nothing written), strict mode and the native API refuse them naming the codec."""
+    import numcodecs
+
+    codec = numcodecs.BitRound(keepbits=3) if zarr_format == 2 else _numcodecs("bitround")
+    for who, config in (("default", DEFAULT), ("zuring", ZURING)):
+        with zarr.config.set(config), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = zarr.create_array(str(tmp_path / who), shape=(6,), dtype="<i4", chunks=(3,), zarr_format=zarr_format, filters=[codec])
+            with pytest.raises(TypeError, match="float"):
+                a[...] = np.arange(6, dtype="<i4") * 37
+            assert a[...].tolist() == [0] * 6
+    with zarr.config.set({**ZURING, "codec_pipeline.strict": True}), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(zuring.UnsupportedError, match="bitround"):
+            zarr.open_array(str(tmp_path / "zuring"), mode="r")[...]
+    with pytest.raises(zuring.UnsupportedError, match="bitround"):
+        zuring.open_array(tmp_path / "zuring")
 
 
 def test_numcodecs_crc32c_at_the_start_is_left_to_zarr(tmp_path):

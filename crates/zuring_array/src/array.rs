@@ -62,18 +62,29 @@ pub(crate) fn zarrs_error(path: &Path, err: impl std::fmt::Display) -> ArrayErro
     }
 }
 
-/// Make zarrs read the codecs it implements but does not look up by their Zarr v2 `id`
-/// (zarrs 0.23 registers its `crc32c` codec for v3 names only, so v2 arrays with numcodecs'
-/// `crc32c` compressor or filter were refused): each is registered once, as zarrs' own codec
-/// created from the v2 configuration (which keeps numcodecs' `location` of the checksum).
+/// Make zarrs read the numcodecs codecs it implements but does not look up by their Zarr v2
+/// `id` (zarrs 0.23 registers its `crc32c` codec for v3 names only, and its `bitround` has no
+/// v2 name, so v2 arrays with numcodecs' `crc32c` or `bitround` were refused): each is
+/// registered once, as zarrs' own codec made from the v2 configuration (`crc32c` keeps
+/// numcodecs' `location` of the checksum; `bitround` takes `keepbits`, and is refused for
+/// other than floating-point elements at open, as numcodecs rounds only those).
 fn register_v2_codecs() {
-    use zarrs::array::codec::api::{register_codec_v2, CodecRuntimePluginV2, CodecTraitsV2};
-    use zarrs::array::codec::Crc32cCodec;
+    use zarrs::array::codec::api::{register_codec_v2, Codec, CodecRuntimePluginV2, CodecTraitsV2};
+    use zarrs::array::codec::{BitroundCodec, BitroundCodecConfiguration, Crc32cCodec};
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         register_codec_v2(CodecRuntimePluginV2::new(
             |id| id == "crc32c",
             <Crc32cCodec as CodecTraitsV2>::create,
+        ));
+        register_codec_v2(CodecRuntimePluginV2::new(
+            |id| id == "bitround",
+            |metadata| {
+                let configuration: BitroundCodecConfiguration =
+                    metadata.to_typed_configuration()?;
+                let codec = BitroundCodec::new_with_configuration(&configuration)?;
+                Ok(Codec::ArrayToArray(Arc::new(codec)))
+            },
         ));
     });
 }

@@ -94,27 +94,62 @@ fn nonzero(shape: &[u64]) -> Vec<NonZeroU64> {
 }
 
 /// A codec of the array (at any depth: inside sharding too) whose zarrs implementation gives
-/// other values than the numcodecs codec of the same name that wrote the data: refused rather
-/// than read (and written) slightly differently.
-fn refused_codec(metadata: &ArrayMetadata) -> Option<&'static str> {
-    const REFUSED: [&str; 2] = ["numcodecs.fixedscaleoffset", "fixedscaleoffset"];
-    fn find(value: &serde_json::Value) -> Option<&'static str> {
+/// other values than the numcodecs codec of the same name that wrote the data, for this array:
+/// refused rather than read (and written) differently. Its name and why.
+fn refused_codec(metadata: &ArrayMetadata) -> Option<(String, &'static str)> {
+    const FIXEDSCALEOFFSET: &str = "zarrs' implementation decodes in the element type and \
+        rounds halves away from zero, so values would differ from numcodecs' (which wrote them) \
+        in the last bit or at ties";
+    const BITROUND: &str = "numcodecs' bitround rounds floating-point elements only (zarrs' \
+        would round these; zarr-python refuses to write them)";
+    fn find(value: &serde_json::Value, refused: &[&str]) -> Option<String> {
         match value {
             serde_json::Value::Object(map) => {
                 let name = map.get("name").or_else(|| map.get("id"));
                 let hit = name
                     .and_then(serde_json::Value::as_str)
-                    .and_then(|n| REFUSED.into_iter().find(|r| *r == n));
-                hit.or_else(|| map.values().find_map(find))
+                    .filter(|n| refused.contains(n));
+                hit.map(str::to_owned)
+                    .or_else(|| map.values().find_map(|v| find(v, refused)))
             }
-            serde_json::Value::Array(items) => items.iter().find_map(find),
+            serde_json::Value::Array(items) => items.iter().find_map(|v| find(v, refused)),
             _ => None,
         }
     }
     let value = serde_json::to_value(metadata).ok()?;
-    ["codecs", "filters", "compressor"]
-        .into_iter()
-        .find_map(|member| find(value.get(member)?))
+    // numcodecs' bitround: `numcodecs.bitround` in v3 (zarrs' own `bitround` rounds integers
+    // too, by design), `bitround` in v2.
+    let (bitround, float) = match metadata {
+        ArrayMetadata::V3(_) => (
+            "numcodecs.bitround",
+            value
+                .get("data_type")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|t| ["float16", "float32", "float64"].contains(&t)),
+        ),
+        ArrayMetadata::V2(_) => (
+            "bitround",
+            value
+                .get("dtype")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|t| {
+                    ["f2", "f4", "f8"].contains(&t.trim_start_matches(['<', '>', '|', '=']))
+                }),
+        ),
+    };
+    let codecs = ["codecs", "filters", "compressor"];
+    let all = |refused: &[&str]| {
+        codecs
+            .into_iter()
+            .find_map(|member| find(value.get(member)?, refused))
+    };
+    if let Some(name) = all(&["numcodecs.fixedscaleoffset", "fixedscaleoffset"]) {
+        return Some((name, FIXEDSCALEOFFSET));
+    }
+    if float {
+        return None;
+    }
+    all(&[bitround]).map(|name| (name, BITROUND))
 }
 
 impl ArrayLayout {
@@ -143,14 +178,9 @@ impl ArrayLayout {
                 ),
             });
         }
-        if let Some(codec) = refused_codec(array.metadata()) {
+        if let Some((codec, why)) = refused_codec(array.metadata()) {
             return Err(ArrayError::Unsupported {
-                what: format!(
-                    "{}: codec {codec}: zarrs' implementation decodes in the element type and \
-                     rounds halves away from zero, so values would differ from numcodecs' (which \
-                     wrote them) in the last bit or at ties",
-                    root.display()
-                ),
+                what: format!("{}: codec {codec}: {why}", root.display()),
             });
         }
         // The grid's chunk shape, read from the metadata (zarrs' per-chunk answer needs a chunk

@@ -280,6 +280,68 @@ fn zarr_v2_crc32c_either_end() {
     assert!(err.to_string().contains("1.1"), "{err}");
 }
 
+/// numcodecs' `bitround` filter in v2 arrays (zarrs has no v2 name for it): floats rounded as
+/// the v3 `numcodecs.bitround` codec rounds them; other element types refused, naming the codec
+/// (numcodecs rounds floating-point elements only; zarrs would round integers too).
+#[test]
+fn zarr_v2_bitround_floats_only() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let values: Vec<u8> = (0..5 * 6)
+        .flat_map(|i| (i as f32 * 1.37 - 11.1).to_ne_bytes())
+        .collect();
+    let v2 = |dtype: &str| {
+        format!(
+            r#"{{"zarr_format":2,"shape":[5,6],"chunks":[2,4],"dtype":"{dtype}","compressor":null,
+            "fill_value":0,"order":"C","filters":[{{"id":"bitround","keepbits":3}}],"dimension_separator":"."}}"#
+        )
+    };
+    let at = |name: &str, file: &str, meta: &str| {
+        let path = dir.path().join(name);
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join(file), meta).unwrap();
+        ZarrArray::open(&path)
+    };
+    let rounded = |array: ZarrArray| {
+        array.write_region(&[0..5, 0..6], &values).unwrap();
+        array.read_bytes(&Selection::all(&[5, 6])).unwrap()
+    };
+    let v3_meta = v3(
+        "float32",
+        "0",
+        r#"[{"name":"numcodecs.bitround","configuration":{"keepbits":3}},{"name":"bytes","configuration":{"endian":"little"}}]"#,
+    );
+    let want = rounded(at("v3", "zarr.json", &v3_meta).unwrap());
+    assert_ne!(want, values, "rounded");
+    let got = rounded(at("v2", ".zarray", &v2("<f4")).unwrap());
+    assert_eq!(got, want);
+    for (name, meta, file) in [
+        ("v2-int", v2("<i4"), ".zarray"),
+        (
+            "v3-int",
+            v3(
+                "int32",
+                "0",
+                r#"[{"name":"numcodecs.bitround","configuration":{"keepbits":3}},{"name":"bytes","configuration":{"endian":"little"}}]"#,
+            ),
+            "zarr.json",
+        ),
+    ] {
+        let err = at(name, file, &meta).unwrap_err();
+        assert!(
+            matches!(err, ArrayError::Unsupported { .. }),
+            "{name}: {err}"
+        );
+        assert!(err.to_string().contains("bitround"), "{name}: {err}");
+    }
+    // zarrs' own `bitround` (not numcodecs') rounds integers by design: opened.
+    let own = v3(
+        "int32",
+        "0",
+        r#"[{"name":"bitround","configuration":{"keepbits":3}},{"name":"bytes","configuration":{"endian":"little"}}]"#,
+    );
+    assert!(at("v3-own", "zarr.json", &own).is_ok());
+}
+
 #[test]
 fn strings_through_zarrs() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
