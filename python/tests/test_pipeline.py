@@ -190,14 +190,15 @@ def test_other_stores_read_and_write_through_rust(layout):
 
 
 def test_unsupported_fall_back_or_raise_when_strict():
-    # numcodecs filters of v2 arrays (Delta: zarrs lacks it) are zarr-python's to handle.
+    # numcodecs filters of v2 arrays that zuring leaves to zarr-python (Delta storing another
+    # type than it reads: the chain's data type changes) are zarr-python's to handle.
     from numcodecs import Delta
 
     zp._warned.clear()
     store = zarr.storage.MemoryStore()
     with zarr.config.set(ZURING):
-        a = zarr.create_array(store=store, shape=(4,), dtype="<i4", chunks=(3,), zarr_format=2, filters=[Delta(dtype="<i4")])
-        other = zarr.create_array(store={}, name="in/a/group", shape=(2,), dtype="<i4", chunks=(2,), zarr_format=2, filters=[Delta(dtype="<i4")])
+        a = zarr.create_array(store=store, shape=(4,), dtype="<i4", chunks=(3,), zarr_format=2, filters=[Delta(dtype="<i4", astype="<i2")])
+        other = zarr.create_array(store={}, name="in/a/group", shape=(2,), dtype="<i4", chunks=(2,), zarr_format=2, filters=[Delta(dtype="<i4", astype="<i2")])
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             a[...] = [5, 7, 4, 100]
@@ -351,6 +352,104 @@ def test_numcodecs_bitround_of_integers_is_left_to_zarr(tmp_path, zarr_format):
         with pytest.raises(zuring.UnsupportedError, match="bitround"):
             zarr.open_array(str(tmp_path / "zuring"), mode="r")[...]
     with pytest.raises(zuring.UnsupportedError, match="bitround"):
+        zuring.open_array(tmp_path / "zuring")
+
+
+DELTA_CASES = {
+    # case: (zarr format, array dtype, delta dtype, shards)
+    "v2-i4": (2, "<i4", "<i4", None), "v2-be-i4": (2, ">i4", ">i4", None), "v2-u1": (2, "|u1", "|u1", None),
+    "v2-f8": (2, "<f8", "<f8", None), "v2-u2-F": (2, "<u2", "<u2", "F"), "v3-i4": (3, "<i4", "<i4", None),
+    "v3-f4": (3, "<f4", "float32", None), "v3-i8-sharded": (3, "<i8", "i8", (4, 6)), "v3-u1": (3, "|u1", "u1", None),
+}
+
+
+@pytest.mark.parametrize("case", list(DELTA_CASES))
+def test_numcodecs_delta(tmp_path, case):
+    """numcodecs' delta filter (v2 `delta`, v3 `numcodecs.delta`) storing the type it reads:
+    read and written in Rust (strict), chunks byte for byte zarr's (integers wrapping, floats
+    rounded as numpy's differences and running sums round them, which is why zarr reads floats
+    back a little off what was written; v2 big-endian and F order; v3 sharded), each pipeline
+    reads the other's files as zarr reads them, and so does the native API."""
+    import numcodecs
+
+    zarr_format, dtype, delta_dtype, shards = DELTA_CASES[case]
+    rng = np.random.default_rng(7)
+    kind = np.dtype(dtype).kind
+    if kind == "f":
+        values = rng.normal(0, 1e3, (8, 6)).astype(dtype)
+    else:
+        info = np.iinfo(dtype)
+        values = rng.integers(info.min, info.max, (8, 6), dtype=np.dtype(dtype).newbyteorder("="), endpoint=True).astype(dtype)
+    codec = numcodecs.Delta(dtype=delta_dtype) if zarr_format == 2 else _numcodecs_delta(delta_dtype)
+    options = {"order": "F"} if shards == "F" else {"shards": shards} if shards else {}
+    strict = {**ZURING, "codec_pipeline.strict": True}
+    for who, config in (("default", DEFAULT), ("zuring", strict)):
+        with zarr.config.set(config), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = zarr.create_array(str(tmp_path / who), shape=(8, 6), dtype=dtype, chunks=(2, 3), zarr_format=zarr_format, filters=[codec], compressors=None, **options)
+            a[...] = values
+            a[3, 1:4] = values[0, :3]
+    written = values.copy()
+    written[3, 1:4] = values[0, :3]
+    files = lambda root: {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.name.startswith((".z", "zarr"))}  # noqa: E731
+    assert files(tmp_path / "zuring") == files(tmp_path / "default") != {}
+    with zarr.config.set(DEFAULT), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = zarr.open_array(str(tmp_path / "default"), mode="r")[...]
+    # Integers come back exact; floats as zarr reads them, a little off what was written.
+    assert (expected.tobytes() == written.tobytes()) == (kind != "f")
+    for who in ("default", "zuring"):
+        for config in (DEFAULT, strict):
+            with zarr.config.set(config), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                assert zarr.open_array(str(tmp_path / who), mode="r")[...].tobytes() == expected.tobytes()
+        native = zuring.open_array(tmp_path / who)
+        assert native[...].tobytes() == expected.astype(native.dtype).tobytes()
+        assert native[2:5, 1].tolist() == expected[2:5, 1].tolist()
+
+
+def _numcodecs_delta(dtype, astype=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import zarr.codecs.numcodecs as nc
+
+        return nc.Delta(dtype=dtype) if astype is None else nc.Delta(dtype=dtype, astype=astype)
+
+
+@pytest.mark.parametrize("case", ["v2-order", "v2-astype", "v3-astype", "v3-order", "v3-stored-big"])
+def test_numcodecs_delta_reinterpreting_or_retyping_is_left_to_zarr(tmp_path, case):
+    """numcodecs' delta in a byte order other than the elements' in memory (it reinterprets
+    their bytes), storing another type than it reads, or in a v3 array stored big-endian
+    (zarr hands it the elements in the byte order the array was created with, so a later
+    session reads other values than the writing one): zuring's pipeline leaves the array to
+    zarr (files and values zarr's), strict mode and the native API refuse it naming the codec."""
+    import numcodecs
+
+    zarr_format = 2 if case.startswith("v2") else 3
+    dtype, codec = {
+        "v2-order": (">i4", numcodecs.Delta(dtype="<i4")), "v2-astype": (">i4", numcodecs.Delta(dtype=">i4", astype=">i8")),
+        "v3-astype": ("<i4", _numcodecs_delta("<i4", "<i8")), "v3-order": ("<i4", _numcodecs_delta(">i4")),
+        "v3-stored-big": (">i4", _numcodecs_delta(">i4")),
+    }[case]
+    values = np.arange(10, dtype=dtype) * 1000 - 3
+    reads = {}
+    for who, config in (("default", DEFAULT), ("zuring", ZURING)):
+        with zarr.config.set(config), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = zarr.create_array(str(tmp_path / who), shape=(10,), dtype=dtype, chunks=(4,), zarr_format=zarr_format, filters=[codec], compressors=None)
+            a[...] = values
+            reads[who] = a[...].tolist()
+    # zarr's own values (v3 with a big-endian delta or array: not even what was written).
+    assert reads["zuring"] == reads["default"]
+    assert (reads["default"] == values.tolist()) == (case not in ("v3-order", "v3-stored-big"))
+    for key in ("0", "1", "2"):
+        key = key if zarr_format == 2 else f"c/{key}"
+        assert (tmp_path / "zuring" / key).read_bytes() == (tmp_path / "default" / key).read_bytes(), key
+    with zarr.config.set({**ZURING, "codec_pipeline.strict": True}), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(zuring.UnsupportedError, match="delta"):
+            zarr.open_array(str(tmp_path / "zuring"), mode="r")[...]
+    with pytest.raises(zuring.UnsupportedError, match="delta"):
         zuring.open_array(tmp_path / "zuring")
 
 

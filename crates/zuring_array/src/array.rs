@@ -62,33 +62,6 @@ pub(crate) fn zarrs_error(path: &Path, err: impl std::fmt::Display) -> ArrayErro
     }
 }
 
-/// Make zarrs read the numcodecs codecs it implements but does not look up by their Zarr v2
-/// `id` (zarrs 0.23 registers its `crc32c` codec for v3 names only, and its `bitround` has no
-/// v2 name, so v2 arrays with numcodecs' `crc32c` or `bitround` were refused): each is
-/// registered once, as zarrs' own codec made from the v2 configuration (`crc32c` keeps
-/// numcodecs' `location` of the checksum; `bitround` takes `keepbits`, and is refused for
-/// other than floating-point elements at open, as numcodecs rounds only those).
-fn register_v2_codecs() {
-    use zarrs::array::codec::api::{register_codec_v2, Codec, CodecRuntimePluginV2, CodecTraitsV2};
-    use zarrs::array::codec::{BitroundCodec, BitroundCodecConfiguration, Crc32cCodec};
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        register_codec_v2(CodecRuntimePluginV2::new(
-            |id| id == "crc32c",
-            <Crc32cCodec as CodecTraitsV2>::create,
-        ));
-        register_codec_v2(CodecRuntimePluginV2::new(
-            |id| id == "bitround",
-            |metadata| {
-                let configuration: BitroundCodecConfiguration =
-                    metadata.to_typed_configuration()?;
-                let codec = BitroundCodec::new_with_configuration(&configuration)?;
-                Ok(Codec::ArrayToArray(Arc::new(codec)))
-            },
-        ));
-    });
-}
-
 fn open_error(path: &Path, err: &zarrs::array::ArrayCreateError) -> ArrayError {
     let message = err.to_string();
     let lower = message.to_ascii_lowercase();
@@ -119,7 +92,7 @@ impl ZarrArray {
     /// # Errors
     /// As [`ZarrArray::open`].
     pub fn open_with(path: impl AsRef<Path>, ctx: Arc<Context>) -> Result<Self> {
-        register_v2_codecs();
+        crate::numcodecs::register();
         let path = path.as_ref().to_path_buf();
         let file = if path.join("zarr.json").is_file() {
             "zarr.json"
@@ -180,7 +153,7 @@ impl ZarrArray {
         metadata_json: &str,
         ctx: Arc<Context>,
     ) -> Result<Self> {
-        register_v2_codecs();
+        crate::numcodecs::register();
         let path = path.as_ref().to_path_buf();
         let rewritten = crate::metadata::for_zarrs(metadata_json);
         // The members given to zarrs in another form, as they were.

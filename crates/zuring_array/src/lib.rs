@@ -12,6 +12,10 @@
 //!
 //! Groups ([`ZarrGroup`]) list and open their members.
 //!
+//! numcodecs codecs zarrs lacks, or knows only by other names (v2 `crc32c` and `bitround`,
+//! `delta`), are registered with zarrs when the first array is opened; a program that opens
+//! arrays with zarrs itself can do the same with [`numcodecs::register`].
+//!
 //! Bytes can also come from the caller ([`FetchedSource`]): a zarr-python store's async API, say.
 
 mod array;
@@ -23,6 +27,7 @@ mod error;
 mod group;
 mod layout;
 mod metadata;
+pub mod numcodecs;
 mod plan;
 mod pool;
 mod shard_index;

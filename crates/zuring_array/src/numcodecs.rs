@@ -1,0 +1,540 @@
+//! numcodecs' codecs that zarrs 0.23 lacks or does not look up by their Zarr v2 `id`, made
+//! available to zarrs through its runtime codec registry ([`register`], called before any array
+//! is opened): zarrs' own `crc32c` and `bitround` under their v2 ids, and numcodecs' `delta`
+//! filter (`delta` in v2, `numcodecs.delta` in v3) as [`DeltaCodec`].
+
+use std::borrow::Cow;
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use zarrs::array::codec::api::{
+    register_codec_v2, register_codec_v3, ArrayBytes, ArrayCodecTraits, ArrayToArrayCodecTraits,
+    Codec, CodecError, CodecMetadataOptions, CodecOptions, CodecRuntimePluginV2,
+    CodecRuntimePluginV3, CodecTraits, CodecTraitsV2, PartialDecoderCapability,
+    PartialEncoderCapability, RecommendedConcurrency,
+};
+use zarrs::array::codec::{BitroundCodec, BitroundCodecConfiguration, Crc32cCodec};
+use zarrs::array::{DataType, FillValue};
+use zarrs::metadata::Configuration;
+use zarrs::plugin::{PluginCreateError, ZarrVersion};
+
+/// Register the codecs of this module with zarrs, once per process:
+/// - `crc32c` (v2 id): zarrs 0.23 registers its codec for v3 names only; made from the v2
+///   configuration, which keeps numcodecs' `location` of the checksum;
+/// - `bitround` (v2 id): zarrs' codec has no v2 name; it takes `keepbits` (numcodecs' bitround
+///   of other than floating-point elements is refused at open: numcodecs rounds only those);
+/// - `delta` (v2 id) and `numcodecs.delta` (v3 name): [`DeltaCodec`].
+pub fn register() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        register_codec_v2(CodecRuntimePluginV2::new(
+            |id| id == "crc32c",
+            <Crc32cCodec as CodecTraitsV2>::create,
+        ));
+        register_codec_v2(CodecRuntimePluginV2::new(
+            |id| id == "bitround",
+            |metadata| {
+                let configuration: BitroundCodecConfiguration =
+                    metadata.to_typed_configuration()?;
+                let codec = BitroundCodec::new_with_configuration(&configuration)?;
+                Ok(Codec::ArrayToArray(Arc::new(codec)))
+            },
+        ));
+        register_codec_v2(CodecRuntimePluginV2::new(
+            |id| id == "delta",
+            |metadata| DeltaCodec::from_configuration(metadata.configuration()),
+        ));
+        register_codec_v3(CodecRuntimePluginV3::new(
+            |name| name == DeltaCodec::NAME,
+            |metadata| {
+                let empty = Configuration::default();
+                DeltaCodec::from_configuration(metadata.configuration().unwrap_or(&empty))
+            },
+        ));
+    });
+}
+
+/// An element type numcodecs' delta works in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Element {
+    I8,
+    I16,
+    I32,
+    I64,
+    U8,
+    U16,
+    U32,
+    U64,
+    F32,
+    F64,
+}
+
+impl Element {
+    /// From a numpy dtype as numcodecs' configurations give it (`"<i4"`, `"|u1"`, `"i8"`,
+    /// `"float32"`), with its byte order (`'<'`, `'>'`, or `'|'` for one-byte types; none or
+    /// `'='` is this machine's, little-endian).
+    fn parse(dtype: &str) -> Option<(Self, char)> {
+        let named = match dtype {
+            "int8" => Some("i1"),
+            "int16" => Some("i2"),
+            "int32" => Some("i4"),
+            "int64" => Some("i8"),
+            "uint8" => Some("u1"),
+            "uint16" => Some("u2"),
+            "uint32" => Some("u4"),
+            "uint64" => Some("u8"),
+            "float32" => Some("f4"),
+            "float64" => Some("f8"),
+            _ => None,
+        };
+        let (order, code) = match (named, dtype.chars().next()?) {
+            (Some(code), _) => ('=', code),
+            (None, order @ ('<' | '>' | '|' | '=')) => (order, &dtype[1..]),
+            (None, _) => ('=', dtype),
+        };
+        let element = match code {
+            "i1" => Self::I8,
+            "i2" => Self::I16,
+            "i4" => Self::I32,
+            "i8" => Self::I64,
+            "u1" => Self::U8,
+            "u2" => Self::U16,
+            "u4" => Self::U32,
+            "u8" => Self::U64,
+            "f4" => Self::F32,
+            "f8" => Self::F64,
+            _ => return None,
+        };
+        let order = match (element.size(), order) {
+            (1, _) => '|',
+            (_, '=' | '<') => '<',
+            (_, other) => other,
+        };
+        Some((element, order))
+    }
+
+    const fn size(self) -> usize {
+        match self {
+            Self::I8 | Self::U8 => 1,
+            Self::I16 | Self::U16 => 2,
+            Self::I32 | Self::U32 | Self::F32 => 4,
+            Self::I64 | Self::U64 | Self::F64 => 8,
+        }
+    }
+
+    /// The Zarr v3 data type of the same elements.
+    const fn v3_name(self) -> &'static str {
+        match self {
+            Self::I8 => "int8",
+            Self::I16 => "int16",
+            Self::I32 => "int32",
+            Self::I64 => "int64",
+            Self::U8 => "uint8",
+            Self::U16 => "uint16",
+            Self::U32 => "uint32",
+            Self::U64 => "uint64",
+            Self::F32 => "float32",
+            Self::F64 => "float64",
+        }
+    }
+}
+
+/// numcodecs' `Delta` filter: a chunk's elements, flattened in the order they are stored,
+/// become the first element and then the difference of each from the one before (wrapping for
+/// integers, in the element type for floats, as numpy computes them); decoding is the running
+/// sum. Only `astype` equal to `dtype` (the common case; another `astype` changes the chain's
+/// data type, which zarr-python handles) and an element type equal to the array's: anything
+/// else is refused when the codec is made or used, never read otherwise.
+#[derive(Debug, Clone)]
+pub struct DeltaCodec {
+    element: Element,
+    /// The configuration as given, less a v2 `id` (numcodecs writes `dtype` and `astype`).
+    configuration: serde_json::Map<String, serde_json::Value>,
+}
+
+zarrs::plugin::impl_extension_aliases!(DeltaCodec, v3: "numcodecs.delta", v2: "delta");
+
+impl DeltaCodec {
+    /// The codec's Zarr v3 name.
+    pub const NAME: &'static str = "numcodecs.delta";
+
+    /// The codec of a numcodecs configuration (`{"dtype": "<i4", "astype": "<i4"}`).
+    ///
+    /// # Errors
+    /// [`PluginCreateError`] naming the codec and what it cannot do: a `dtype` that is not an
+    /// integer or float32 / float64 type, an `astype` other than the `dtype`, another member.
+    pub fn from_configuration(configuration: &Configuration) -> Result<Codec, PluginCreateError> {
+        let refuse = |what: String| PluginCreateError::Other(format!("{}: {what}", Self::NAME));
+        if let Some(other) = configuration
+            .keys()
+            .find(|k| !["dtype", "astype", "id"].contains(&k.as_str()))
+        {
+            return Err(refuse(format!("unknown configuration member {other:?}")));
+        }
+        let dtype = configuration
+            .get("dtype")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| refuse("\"dtype\" must be a numpy dtype string".into()))?;
+        let parsed = Element::parse(dtype).ok_or_else(|| {
+            refuse(format!(
+                "dtype {dtype:?} is not supported (integer, float32 or float64 types)"
+            ))
+        })?;
+        match configuration.get("astype") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(astype) => {
+                let same = astype
+                    .as_str()
+                    .and_then(Element::parse)
+                    .is_some_and(|a| a == parsed);
+                if !same {
+                    return Err(refuse(format!(
+                        "astype {astype} other than dtype {dtype:?} is not supported"
+                    )));
+                }
+            }
+        }
+        let mut configuration: serde_json::Map<_, _> = (**configuration).clone();
+        configuration.remove("id");
+        let codec = Self {
+            element: parsed.0,
+            configuration,
+        };
+        Ok(Codec::ArrayToArray(Arc::new(codec)))
+    }
+
+    /// numcodecs' byte order of the `dtype` in `configuration` (`'<'`, `'>'`, or `'|'` for
+    /// one-byte types), and the Zarr v3 data type of its elements; None when numcodecs' delta
+    /// cannot be made from it.
+    #[must_use]
+    pub fn dtype_of(configuration: &serde_json::Value) -> Option<(char, &'static str)> {
+        let (element, order) = Element::parse(configuration.get("dtype")?.as_str()?)?;
+        Some((order, element.v3_name()))
+    }
+
+    fn check(&self, data_type: &DataType, len: usize) -> Result<(), CodecError> {
+        let name = data_type.name_v3();
+        if name.as_deref() != Some(self.element.v3_name()) {
+            return Err(CodecError::Other(format!(
+                "{}: dtype {} on elements of data type {} is not supported (numcodecs would \
+                 reinterpret their bytes)",
+                Self::NAME,
+                self.element.v3_name(),
+                name.as_deref().unwrap_or("(unnamed)")
+            )));
+        }
+        if !len.is_multiple_of(self.element.size()) {
+            return Err(CodecError::Other(format!(
+                "{}: {len} bytes are not a whole number of {}-byte elements",
+                Self::NAME,
+                self.element.size()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Apply `delta` (encode) or its inverse (decode) to native-endian elements of `element`.
+fn transform(element: Element, bytes: &mut [u8], encode: bool) {
+    macro_rules! run {
+        ($t:ty, $sub:expr, $add:expr) => {{
+            const N: usize = size_of::<$t>();
+            let mut previous: Option<$t> = None;
+            for chunk in bytes.chunks_exact_mut(N) {
+                let mut raw = [0u8; N];
+                raw.copy_from_slice(chunk);
+                let value = <$t>::from_ne_bytes(raw);
+                let out = match previous {
+                    None => value,
+                    Some(p) if encode => $sub(value, p),
+                    Some(p) => $add(value, p),
+                };
+                // Encoding differences the stored values; decoding sums the decoded ones.
+                previous = Some(if encode { value } else { out });
+                chunk.copy_from_slice(&out.to_ne_bytes());
+            }
+        }};
+    }
+    match element {
+        Element::I8 => run!(i8, i8::wrapping_sub, i8::wrapping_add),
+        Element::I16 => run!(i16, i16::wrapping_sub, i16::wrapping_add),
+        Element::I32 => run!(i32, i32::wrapping_sub, i32::wrapping_add),
+        Element::I64 => run!(i64, i64::wrapping_sub, i64::wrapping_add),
+        Element::U8 => run!(u8, u8::wrapping_sub, u8::wrapping_add),
+        Element::U16 => run!(u16, u16::wrapping_sub, u16::wrapping_add),
+        Element::U32 => run!(u32, u32::wrapping_sub, u32::wrapping_add),
+        Element::U64 => run!(u64, u64::wrapping_sub, u64::wrapping_add),
+        Element::F32 => run!(f32, |a: f32, b: f32| a - b, |a: f32, b: f32| a + b),
+        Element::F64 => run!(f64, |a: f64, b: f64| a - b, |a: f64, b: f64| a + b),
+    }
+}
+
+impl CodecTraits for DeltaCodec {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn configuration(
+        &self,
+        _version: ZarrVersion,
+        _options: &CodecMetadataOptions,
+    ) -> Option<Configuration> {
+        Some(Configuration::from(self.configuration.clone()))
+    }
+
+    fn partial_decoder_capability(&self) -> PartialDecoderCapability {
+        PartialDecoderCapability {
+            partial_read: false,
+            partial_decode: false,
+        }
+    }
+
+    fn partial_encoder_capability(&self) -> PartialEncoderCapability {
+        PartialEncoderCapability {
+            partial_encode: false,
+        }
+    }
+}
+
+impl ArrayCodecTraits for DeltaCodec {
+    fn recommended_concurrency(
+        &self,
+        _shape: &[NonZeroU64],
+        _data_type: &DataType,
+    ) -> Result<RecommendedConcurrency, CodecError> {
+        Ok(RecommendedConcurrency::new_maximum(1))
+    }
+}
+
+impl ArrayToArrayCodecTraits for DeltaCodec {
+    fn into_dyn(self: Arc<Self>) -> Arc<dyn ArrayToArrayCodecTraits> {
+        self as Arc<dyn ArrayToArrayCodecTraits>
+    }
+
+    fn encoded_data_type(&self, decoded_data_type: &DataType) -> Result<DataType, CodecError> {
+        self.check(decoded_data_type, 0)?;
+        Ok(decoded_data_type.clone())
+    }
+
+    fn encoded_fill_value(
+        &self,
+        _decoded_data_type: &DataType,
+        decoded_fill_value: &FillValue,
+    ) -> Result<FillValue, CodecError> {
+        Ok(decoded_fill_value.clone())
+    }
+
+    fn encode<'a>(
+        &self,
+        bytes: ArrayBytes<'a>,
+        _shape: &[NonZeroU64],
+        data_type: &DataType,
+        _fill_value: &FillValue,
+        _options: &CodecOptions,
+    ) -> Result<ArrayBytes<'a>, CodecError> {
+        let mut owned = bytes
+            .into_fixed()
+            .map_err(|e| CodecError::Other(e.to_string()))?
+            .into_owned();
+        self.check(data_type, owned.len())?;
+        transform(self.element, &mut owned, true);
+        Ok(ArrayBytes::new_flen(Cow::Owned(owned)))
+    }
+
+    fn decode<'a>(
+        &self,
+        bytes: ArrayBytes<'a>,
+        _shape: &[NonZeroU64],
+        data_type: &DataType,
+        _fill_value: &FillValue,
+        _options: &CodecOptions,
+    ) -> Result<ArrayBytes<'a>, CodecError> {
+        let mut owned = bytes
+            .into_fixed()
+            .map_err(|e| CodecError::Other(e.to_string()))?
+            .into_owned();
+        self.check(data_type, owned.len())?;
+        transform(self.element, &mut owned, false);
+        Ok(ArrayBytes::new_flen(Cow::Owned(owned)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ArrayError, Selection, ZarrArray};
+
+    fn bytes_of<T: Copy, const N: usize>(values: &[T], to: impl Fn(T) -> [u8; N]) -> Vec<u8> {
+        values.iter().flat_map(|&v| to(v)).collect()
+    }
+
+    #[test]
+    fn differences_and_running_sums() {
+        // numcodecs' own example (int16), unsigned wrapping, floats in their type.
+        let cases: [(Element, Vec<u8>, Vec<u8>); 4] = [
+            (
+                Element::I16,
+                bytes_of(&[100i16, 102, 104, 110, -32768], i16::to_ne_bytes),
+                bytes_of(&[100i16, 2, 2, 6, 32658], i16::to_ne_bytes),
+            ),
+            (Element::U8, vec![250, 5, 5, 0], vec![250, 11, 0, 251]),
+            (
+                Element::F32,
+                bytes_of(&[1.5f32, 0.25, -3.0, 4.5], f32::to_ne_bytes),
+                bytes_of(&[1.5f32, -1.25, -3.25, 7.5], f32::to_ne_bytes),
+            ),
+            (
+                Element::U64,
+                bytes_of(&[0u64, u64::MAX, 1], u64::to_ne_bytes),
+                bytes_of(&[0u64, u64::MAX, 2], u64::to_ne_bytes),
+            ),
+        ];
+        for (element, decoded, encoded) in cases {
+            let mut bytes = decoded.clone();
+            transform(element, &mut bytes, true);
+            assert_eq!(bytes, encoded, "{element:?} encode");
+            transform(element, &mut bytes, false);
+            assert_eq!(bytes, decoded, "{element:?} decode");
+        }
+    }
+
+    #[test]
+    fn configurations() {
+        let config = |json: &str| -> Configuration { serde_json::from_str(json).unwrap() };
+        let made = |json: &str| DeltaCodec::from_configuration(&config(json));
+        for ok in [
+            r#"{"dtype":"<i4","astype":"<i4"}"#,
+            r#"{"dtype":"i8"}"#,
+            r#"{"dtype":"float32","astype":"<f4"}"#,
+            r#"{"dtype":"|u1","astype":"u1"}"#,
+            r#"{"id":"delta","dtype":">f8","astype":">f8"}"#,
+        ] {
+            assert!(made(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            (r#"{"dtype":"<i4","astype":"<i2"}"#, "astype"),
+            (r#"{"dtype":"<i4","astype":">i4"}"#, "astype"),
+            (r#"{"dtype":"<f2"}"#, "<f2"),
+            (r#"{"dtype":"|b1"}"#, "|b1"),
+            (r#"{"astype":"<i4"}"#, "dtype"),
+            (r#"{"dtype":"<i4","order":"C"}"#, "order"),
+        ] {
+            let Err(err) = made(bad) else {
+                panic!("{bad} accepted")
+            };
+            let message = err.to_string();
+            assert!(
+                message.contains("numcodecs.delta") && message.contains(why),
+                "{message}"
+            );
+        }
+        assert_eq!(
+            DeltaCodec::dtype_of(&serde_json::json!({"dtype": "i2"})),
+            Some(('<', "int16"))
+        );
+        assert_eq!(
+            DeltaCodec::dtype_of(&serde_json::json!({"dtype": "<u1"})),
+            Some(('|', "uint8"))
+        );
+        assert_eq!(
+            DeltaCodec::dtype_of(&serde_json::json!({"dtype": ">f8"})),
+            Some(('>', "float64"))
+        );
+    }
+
+    /// v2 and v3 arrays (sharded too, either byte order) with numcodecs' delta: written and read
+    /// back, stored as differences; refused where numcodecs would reinterpret the bytes.
+    #[test]
+    fn arrays_with_delta() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str, file: &str, meta: &str| {
+            let path = dir.path().join(name);
+            std::fs::create_dir(&path).unwrap();
+            std::fs::write(path.join(file), meta).unwrap();
+            ZarrArray::open(&path).map(|array| (path, array))
+        };
+        let values: Vec<i32> = (0..24).map(|i| (i * i * 37) - 500).collect();
+        let bytes = bytes_of(&values, i32::to_ne_bytes);
+        let v2 = |dtype: &str, delta: &str| {
+            format!(
+                r#"{{"zarr_format":2,"shape":[4,6],"chunks":[2,3],"dtype":"{dtype}","compressor":null,
+                "fill_value":0,"order":"C","filters":[{{"id":"delta","dtype":"{delta}","astype":"{delta}"}}],"dimension_separator":"."}}"#
+            )
+        };
+        for (name, dtype, stored) in [
+            ("le", "<i4", i32::to_le_bytes as fn(i32) -> [u8; 4]),
+            ("be", ">i4", i32::to_be_bytes),
+        ] {
+            let (path, array) = at(name, ".zarray", &v2(dtype, dtype)).unwrap();
+            array.write_region(&[0..4, 0..6], &bytes).unwrap();
+            assert_eq!(array.read_bytes(&Selection::all(&[4, 6])).unwrap(), bytes);
+            // Chunk 1.1: rows 2..4, columns 3..6, differenced in C order.
+            let values = &values;
+            let chunk: Vec<i32> = [2, 3]
+                .iter()
+                .flat_map(|r| (3..6).map(move |c| values[r * 6 + c]))
+                .collect();
+            let differences: Vec<i32> = (0..chunk.len())
+                .map(|i| {
+                    if i == 0 {
+                        chunk[0]
+                    } else {
+                        chunk[i] - chunk[i - 1]
+                    }
+                })
+                .collect();
+            assert_eq!(
+                std::fs::read(path.join("1.1")).unwrap(),
+                bytes_of(&differences, stored),
+                "{name}"
+            );
+        }
+        // Another byte order than the array's: refused, naming the codec.
+        let Err(err) = at("order", ".zarray", &v2(">i4", "<i4")) else {
+            panic!("opened")
+        };
+        assert!(
+            matches!(err, ArrayError::Unsupported { .. }) && err.to_string().contains("delta"),
+            "{err}"
+        );
+        // v3, inside shards; refused stored big-endian (zarr-python's delta sees such
+        // elements in another byte order when writing than when reading).
+        let v3 = |data_type: &str, delta: &str, endian: &str| {
+            format!(
+                r#"{{"zarr_format":3,"node_type":"array","shape":[4,6],"data_type":"{data_type}",
+                "chunk_grid":{{"name":"regular","configuration":{{"chunk_shape":[4,6]}}}},
+                "chunk_key_encoding":{{"name":"default"}},"fill_value":0,
+                "codecs":[{{"name":"sharding_indexed","configuration":{{"chunk_shape":[2,3],
+                  "codecs":[{{"name":"numcodecs.delta","configuration":{{"dtype":"{delta}"}}}},{{"name":"bytes","configuration":{{"endian":"{endian}"}}}}],
+                  "index_codecs":[{{"name":"bytes","configuration":{{"endian":"little"}}}},{{"name":"crc32c"}}]}}}}]}}"#
+            )
+        };
+        let (path, array) = at("v3", "zarr.json", &v3("int32", "<i4", "little")).unwrap();
+        array.write_region(&[0..4, 0..6], &bytes).unwrap();
+        let reopened = ZarrArray::open(&path).unwrap();
+        assert_eq!(
+            reopened.read_bytes(&Selection::all(&[4, 6])).unwrap(),
+            bytes
+        );
+        let shard = std::fs::read(path.join("c/0/0")).unwrap();
+        // The first inner chunk opens the shard: values[0], then differences.
+        let first: Vec<u8> = [values[0], values[1] - values[0], values[2] - values[1]]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(&shard[..12], &first[..]);
+        for (name, data_type, delta, endian) in [
+            ("v3-order", "int32", ">i4", "little"),
+            ("v3-type", "float32", "<i4", "little"),
+            ("v3-stored-big", "int32", "<i4", "big"),
+        ] {
+            let Err(err) = at(name, "zarr.json", &v3(data_type, delta, endian)) else {
+                panic!("{name} opened")
+            };
+            assert!(
+                matches!(err, ArrayError::Unsupported { .. }) && err.to_string().contains("delta"),
+                "{name}: {err}"
+            );
+        }
+    }
+}
