@@ -232,22 +232,26 @@ def _numcodecs(name):
             "blosc": nc.Blosc, "blosc-bit": lambda: nc.Blosc(cname="zstd", clevel=3, shuffle=2, blocksize=1024),
             "blosc-auto": lambda: nc.Blosc(cname="blosclz", shuffle=-1), "blosc-typesize": lambda: nc.Blosc(shuffle=-1, typesize=4),
             "crc32c": nc.CRC32C, "crc32c-end": lambda: nc.CRC32C(location="end"), "crc32c-start": lambda: nc.CRC32C(location="start"),
+            "lz4": nc.LZ4, "lz4-fast": lambda: nc.LZ4(acceleration=9),
         }[name]()
 
 
 # (zlib and bz2 configured by zarr with no level: numcodecs' default level filled in.)
 NUMCODECS_ZARRS_HAS = ["bz2", "adler32", "fletcher32", "zlib", "shuffle", "bitround", "pcodec", "zlib-default", "bz2-default"]
+# numcodecs codecs zarrs lacks that zuring implements as zarrs codecs of its own (delta: below).
+NUMCODECS_ZURING_HAS = ["lz4", "lz4-fast"]
 # zarr-python's numcodecs compressors that write the same streams as a Zarr v3 codec zarrs has:
 # zuring reads their metadata as that codec's (numcodecs' defaults filled in).
 NUMCODECS_TWINS = ["zstd", "zstd-checksum", "gzip", "blosc", "blosc-bit", "blosc-auto", "blosc-typesize", "crc32c", "crc32c-end"]
 
 
-@pytest.mark.parametrize("name", NUMCODECS_ZARRS_HAS + NUMCODECS_TWINS)
+@pytest.mark.parametrize("name", NUMCODECS_ZARRS_HAS + NUMCODECS_TWINS + NUMCODECS_ZURING_HAS)
 def test_numcodecs_codecs_zarrs_has(tmp_path, name):
     """numcodecs codecs written by zarr-python under their v3 names that zarrs implements (or
-    a twin of: zstd, gzip, blosc, crc32c): read and written in Rust (strict); each pipeline reads the
-    other's files, which are byte for byte zarr's (zlib, gzip: the same data, another deflate
-    implementation's bytes), and the metadata keeps zarr's codec names."""
+    a twin of: zstd, gzip, blosc, crc32c; or zuring does: lz4): read and written in Rust
+    (strict); each pipeline reads the other's files, which are byte for byte zarr's (zlib,
+    gzip, lz4: the same data, another deflate or LZ4 implementation's bytes), and the metadata
+    keeps zarr's codec names."""
     if name == "pcodec":
         pytest.importorskip("pcodec")
     codec = _numcodecs(name)
@@ -269,7 +273,7 @@ def test_numcodecs_codecs_zarrs_has(tmp_path, name):
             for who in ("default", "zuring"):
                 assert zarr.open_array(str(tmp_path / who), mode="r")[...].tobytes() == expected.tobytes()
     chunks = lambda root: {p.name + p.parent.name: p.read_bytes() for p in root.rglob("c/*/*")}  # noqa: E731
-    if name not in ("zlib", "zlib-default", "gzip"):
+    if name not in ("zlib", "zlib-default", "gzip", "lz4", "lz4-fast"):
         assert chunks(tmp_path / "zuring") == chunks(tmp_path / "default") != {}
     stored = json.loads((tmp_path / "zuring" / "zarr.json").read_text())
     assert stored["codecs"] == json.loads((tmp_path / "default" / "zarr.json").read_text())["codecs"]
@@ -304,7 +308,7 @@ def test_numcodecs_twins_inside_shards(tmp_path, name):
         assert (tmp_path / "zuring" / shard).read_bytes() == (tmp_path / "default" / shard).read_bytes(), shard
 
 
-@pytest.mark.parametrize("name", ["bz2", "adler32", "fletcher32", "zlib", "shuffle", "crc32c", "crc32c-start", "bitround"])
+@pytest.mark.parametrize("name", ["bz2", "adler32", "fletcher32", "zlib", "shuffle", "crc32c", "crc32c-start", "bitround", "lz4"])
 def test_numcodecs_compressors_of_v2_arrays(tmp_path, name):
     """v2 arrays compressed (or filtered: bitround) with the numcodecs codecs zarrs implements:
     each pipeline (zuring's strict) and the native API read the other's files as zarr does,
@@ -313,7 +317,8 @@ def test_numcodecs_compressors_of_v2_arrays(tmp_path, name):
     import numcodecs
 
     codec = {"bz2": numcodecs.BZ2(level=1), "adler32": numcodecs.Adler32(), "fletcher32": numcodecs.Fletcher32(), "zlib": numcodecs.Zlib(level=1), "shuffle": numcodecs.Shuffle(elementsize=4),
-             "crc32c": numcodecs.CRC32C(), "crc32c-start": numcodecs.CRC32C(location="start"), "bitround": numcodecs.BitRound(keepbits=4)}[name]
+             "crc32c": numcodecs.CRC32C(), "crc32c-start": numcodecs.CRC32C(location="start"), "bitround": numcodecs.BitRound(keepbits=4),
+             "lz4": numcodecs.LZ4()}[name]
     kind = "filters" if name == "bitround" else "compressors"
     values = (np.arange(40, dtype="<f4") * 1.37).reshape(8, 5)
     strict = {**ZURING, "codec_pipeline.strict": True}
@@ -327,7 +332,7 @@ def test_numcodecs_compressors_of_v2_arrays(tmp_path, name):
             with zarr.config.set(config):
                 assert zarr.open_array(str(tmp_path / who), mode="r")[...].tobytes() == expected
         assert zuring.open_array(tmp_path / who)[...].tobytes() == expected
-    if name != "zlib":
+    if name not in ("zlib", "lz4"):
         for chunk in ("0.0", "1.1", "2.2"):
             assert (tmp_path / "zuring" / chunk).read_bytes() == (tmp_path / "default" / chunk).read_bytes(), chunk
 

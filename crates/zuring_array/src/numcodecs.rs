@@ -1,7 +1,8 @@
 //! numcodecs' codecs that zarrs 0.23 lacks or does not look up by their Zarr v2 `id`, made
 //! available to zarrs through its runtime codec registry ([`register`], called before any array
-//! is opened): zarrs' own `crc32c` and `bitround` under their v2 ids, and numcodecs' `delta`
-//! filter (`delta` in v2, `numcodecs.delta` in v3) as [`DeltaCodec`].
+//! is opened): zarrs' own `crc32c` and `bitround` under their v2 ids, numcodecs' `delta` filter
+//! (`delta` in v2, `numcodecs.delta` in v3) as [`DeltaCodec`] and its `lz4` compressor (`lz4`,
+//! `numcodecs.lz4`) as [`Lz4Codec`].
 
 use std::borrow::Cow;
 use std::num::NonZeroU64;
@@ -9,12 +10,12 @@ use std::sync::Arc;
 
 use zarrs::array::codec::api::{
     register_codec_v2, register_codec_v3, ArrayBytes, ArrayCodecTraits, ArrayToArrayCodecTraits,
-    Codec, CodecError, CodecMetadataOptions, CodecOptions, CodecRuntimePluginV2,
-    CodecRuntimePluginV3, CodecTraits, CodecTraitsV2, PartialDecoderCapability,
-    PartialEncoderCapability, RecommendedConcurrency,
+    BytesToBytesCodecTraits, Codec, CodecError, CodecMetadataOptions, CodecOptions,
+    CodecRuntimePluginV2, CodecRuntimePluginV3, CodecTraits, CodecTraitsV2,
+    PartialDecoderCapability, PartialEncoderCapability, RecommendedConcurrency,
 };
 use zarrs::array::codec::{BitroundCodec, BitroundCodecConfiguration, Crc32cCodec};
-use zarrs::array::{DataType, FillValue};
+use zarrs::array::{ArrayBytesRaw, BytesRepresentation, DataType, FillValue};
 use zarrs::metadata::Configuration;
 use zarrs::plugin::{PluginCreateError, ZarrVersion};
 
@@ -23,7 +24,8 @@ use zarrs::plugin::{PluginCreateError, ZarrVersion};
 ///   configuration, which keeps numcodecs' `location` of the checksum;
 /// - `bitround` (v2 id): zarrs' codec has no v2 name; it takes `keepbits` (numcodecs' bitround
 ///   of other than floating-point elements is refused at open: numcodecs rounds only those);
-/// - `delta` (v2 id) and `numcodecs.delta` (v3 name): [`DeltaCodec`].
+/// - `delta` (v2 id) and `numcodecs.delta` (v3 name): [`DeltaCodec`];
+/// - `lz4` (v2 id) and `numcodecs.lz4` (v3 name): [`Lz4Codec`].
 pub fn register() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -49,6 +51,17 @@ pub fn register() {
             |metadata| {
                 let empty = Configuration::default();
                 DeltaCodec::from_configuration(metadata.configuration().unwrap_or(&empty))
+            },
+        ));
+        register_codec_v2(CodecRuntimePluginV2::new(
+            |id| id == "lz4",
+            |metadata| Lz4Codec::from_configuration(metadata.configuration()),
+        ));
+        register_codec_v3(CodecRuntimePluginV3::new(
+            |name| name == Lz4Codec::NAME,
+            |metadata| {
+                let empty = Configuration::default();
+                Lz4Codec::from_configuration(metadata.configuration().unwrap_or(&empty))
             },
         ));
     });
@@ -359,6 +372,161 @@ impl ArrayToArrayCodecTraits for DeltaCodec {
     }
 }
 
+/// numcodecs' `LZ4` compressor: the decoded length as a little-endian `u32`, then one LZ4
+/// block (the format of `numcodecs.lz4` in v3 and `lz4` in v2). Encoded with lz4_flex, whose
+/// blocks every LZ4 decoder reads (numcodecs' `acceleration` trades its own compression speed
+/// for size and is kept in the metadata, not used here).
+#[derive(Debug, Clone)]
+pub struct Lz4Codec {
+    /// The configuration as given, less a v2 `id`.
+    configuration: serde_json::Map<String, serde_json::Value>,
+}
+
+zarrs::plugin::impl_extension_aliases!(Lz4Codec, v3: "numcodecs.lz4", v2: "lz4");
+
+/// The most an LZ4 block expands to: each input byte of a match run stands for at most 255.
+const LZ4_MAX_RATIO: usize = 255;
+
+impl Lz4Codec {
+    /// The codec's Zarr v3 name.
+    pub const NAME: &'static str = "numcodecs.lz4";
+
+    /// The codec of a numcodecs configuration (`{"acceleration": 1}`).
+    ///
+    /// # Errors
+    /// [`PluginCreateError`] naming the codec for a member numcodecs' LZ4 does not have or an
+    /// acceleration that is not an integer.
+    pub fn from_configuration(configuration: &Configuration) -> Result<Codec, PluginCreateError> {
+        let refuse = |what: String| PluginCreateError::Other(format!("{}: {what}", Self::NAME));
+        if let Some(other) = configuration
+            .keys()
+            .find(|k| !["acceleration", "id"].contains(&k.as_str()))
+        {
+            return Err(refuse(format!("unknown configuration member {other:?}")));
+        }
+        if let Some(acceleration) = configuration.get("acceleration") {
+            if !acceleration.is_i64() {
+                return Err(refuse(format!(
+                    "acceleration {acceleration} must be an integer"
+                )));
+            }
+        }
+        let mut configuration: serde_json::Map<_, _> = (**configuration).clone();
+        configuration.remove("id");
+        Ok(Codec::BytesToBytes(Arc::new(Self { configuration })))
+    }
+}
+
+impl CodecTraits for Lz4Codec {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn configuration(
+        &self,
+        _version: ZarrVersion,
+        _options: &CodecMetadataOptions,
+    ) -> Option<Configuration> {
+        Some(Configuration::from(self.configuration.clone()))
+    }
+
+    fn partial_decoder_capability(&self) -> PartialDecoderCapability {
+        PartialDecoderCapability {
+            partial_read: false,
+            partial_decode: false,
+        }
+    }
+
+    fn partial_encoder_capability(&self) -> PartialEncoderCapability {
+        PartialEncoderCapability {
+            partial_encode: false,
+        }
+    }
+}
+
+impl BytesToBytesCodecTraits for Lz4Codec {
+    fn into_dyn(self: Arc<Self>) -> Arc<dyn BytesToBytesCodecTraits> {
+        self as Arc<dyn BytesToBytesCodecTraits>
+    }
+
+    fn recommended_concurrency(
+        &self,
+        _decoded_representation: &BytesRepresentation,
+    ) -> Result<RecommendedConcurrency, CodecError> {
+        Ok(RecommendedConcurrency::new_maximum(1))
+    }
+
+    fn encoded_representation(
+        &self,
+        decoded_representation: &BytesRepresentation,
+    ) -> BytesRepresentation {
+        decoded_representation
+            .size()
+            .map_or(BytesRepresentation::UnboundedSize, |size| {
+                let size = usize::try_from(size).unwrap_or(usize::MAX);
+                let bound = lz4_flex::block::get_maximum_output_size(size).saturating_add(4);
+                BytesRepresentation::BoundedSize(u64::try_from(bound).unwrap_or(u64::MAX))
+            })
+    }
+
+    fn encode<'a>(
+        &self,
+        decoded_value: ArrayBytesRaw<'a>,
+        _options: &CodecOptions,
+    ) -> Result<ArrayBytesRaw<'a>, CodecError> {
+        if u32::try_from(decoded_value.len()).is_err() {
+            return Err(CodecError::Other(format!(
+                "{}: {} bytes do not fit numcodecs' 32-bit length header",
+                Self::NAME,
+                decoded_value.len()
+            )));
+        }
+        Ok(Cow::Owned(lz4_flex::block::compress_prepend_size(
+            &decoded_value,
+        )))
+    }
+
+    fn decode<'a>(
+        &self,
+        encoded_value: ArrayBytesRaw<'a>,
+        decoded_representation: &BytesRepresentation,
+        _options: &CodecOptions,
+    ) -> Result<ArrayBytesRaw<'a>, CodecError> {
+        let fail = |what: String| CodecError::Other(format!("{}: {what}", Self::NAME));
+        let Some((header, block)) = encoded_value.split_first_chunk::<4>() else {
+            return Err(fail(format!(
+                "{} bytes are too short for the length header",
+                encoded_value.len()
+            )));
+        };
+        let len = u32::from_le_bytes(*header) as usize;
+        // A corrupt header must not allocate: the length is checked against what the chunk
+        // holds, or can hold, first.
+        let most = block.len().saturating_mul(LZ4_MAX_RATIO).saturating_add(16) as u64;
+        let wrong = match *decoded_representation {
+            BytesRepresentation::FixedSize(size) => (size != len as u64).then_some(size),
+            BytesRepresentation::BoundedSize(size) => {
+                (len as u64 > size.min(most)).then_some(size.min(most))
+            }
+            BytesRepresentation::UnboundedSize => (len as u64 > most).then_some(most),
+        };
+        if let Some(size) = wrong {
+            return Err(fail(format!(
+                "the header says {len} decoded bytes; {} encoded bytes of this chunk decode to {size}{}",
+                block.len(),
+                if matches!(decoded_representation, BytesRepresentation::FixedSize(_)) { "" } else { " at most" }
+            )));
+        }
+        let mut out = vec![0u8; len];
+        let n =
+            lz4_flex::block::decompress_into(block, &mut out).map_err(|e| fail(e.to_string()))?;
+        if n != len {
+            return Err(fail(format!("decoded {n} bytes, the header says {len}")));
+        }
+        Ok(Cow::Owned(out))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,6 +608,62 @@ mod tests {
             DeltaCodec::dtype_of(&serde_json::json!({"dtype": ">f8"})),
             Some(('>', "float64"))
         );
+    }
+
+    /// numcodecs' LZ4 stream (made by numcodecs 0.16: `LZ4().encode` of 64 `<u2` values
+    /// `i % 7`) decodes; lz4_flex's encoding decodes back; bad headers and blocks are errors
+    /// naming the codec, never a panic or an allocation the chunk cannot fill.
+    #[test]
+    fn lz4_as_numcodecs_stores_it() {
+        let Ok(Codec::BytesToBytes(codec)) = Lz4Codec::from_configuration(
+            &serde_json::from_str(r#"{"id":"lz4","acceleration":1}"#).unwrap(),
+        ) else {
+            panic!("not made")
+        };
+        let decoded: Vec<u8> = (0u16..64).flat_map(|i| (i % 7).to_le_bytes()).collect();
+        let numcodecs = (0..28)
+            .map(|i| {
+                u8::from_str_radix(
+                    &"80000000ef00000100020003000400050006000e005a500006000000"[2 * i..2 * i + 2],
+                    16,
+                )
+                .unwrap()
+            })
+            .collect::<Vec<u8>>();
+        let fixed = BytesRepresentation::FixedSize(128);
+        let options = CodecOptions::default();
+        let got = codec
+            .decode(Cow::Borrowed(&numcodecs), &fixed, &options)
+            .unwrap();
+        assert_eq!(&got[..], &decoded[..]);
+        let ours = codec.encode(Cow::Borrowed(&decoded), &options).unwrap();
+        assert_eq!(&ours[..4], &128u32.to_le_bytes());
+        let back = codec
+            .decode(ours.clone(), &BytesRepresentation::UnboundedSize, &options)
+            .unwrap();
+        assert_eq!(&back[..], &decoded[..]);
+        let fails = |encoded: Vec<u8>, representation: BytesRepresentation| {
+            let err = codec
+                .decode(Cow::Owned(encoded), &representation, &options)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("numcodecs.lz4"), "{err}");
+            err
+        };
+        // Too short for the header; a header that disagrees with the chunk's size; one claiming
+        // 4 GiB from a few bytes; a cut block.
+        fails(vec![1, 0], fixed);
+        assert!(fails(numcodecs.clone(), BytesRepresentation::FixedSize(130)).contains("130"));
+        let mut huge = numcodecs.clone();
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        fails(huge, BytesRepresentation::UnboundedSize);
+        fails(numcodecs[..numcodecs.len() - 3].to_vec(), fixed);
+        for bad in [r#"{"acceleration":"fast"}"#, r#"{"level":1}"#] {
+            assert!(
+                Lz4Codec::from_configuration(&serde_json::from_str(bad).unwrap()).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     /// v2 and v3 arrays (sharded too, either byte order) with numcodecs' delta: written and read
