@@ -93,120 +93,6 @@ fn nonzero(shape: &[u64]) -> Vec<NonZeroU64> {
         .collect()
 }
 
-/// Every codec (`{"name": ...}` in v3, `{"id": ...}` in v2) at any depth of `value` (inside
-/// sharding too) named one of `names`.
-fn codecs_named<'a>(
-    value: &'a serde_json::Value,
-    names: &[&str],
-    found: &mut Vec<&'a serde_json::Value>,
-) {
-    match value {
-        serde_json::Value::Object(map) => {
-            let name = map.get("name").or_else(|| map.get("id"));
-            if name
-                .and_then(serde_json::Value::as_str)
-                .is_some_and(|n| names.contains(&n))
-            {
-                found.push(value);
-            }
-            map.values().for_each(|v| codecs_named(v, names, found));
-        }
-        serde_json::Value::Array(items) => items.iter().for_each(|v| codecs_named(v, names, found)),
-        _ => {}
-    }
-}
-
-/// A codec of the array whose zarrs implementation (or zuring's, for numcodecs' delta) would
-/// give other values than the numcodecs codec of the same name that wrote the data, for this
-/// array: refused rather than read (and written) differently. Its name and why.
-fn refused_codec(metadata: &ArrayMetadata) -> Option<(String, &'static str)> {
-    const FIXEDSCALEOFFSET: &str = "zarrs' implementation decodes in the element type and \
-        rounds halves away from zero, so values would differ from numcodecs' (which wrote them) \
-        in the last bit or at ties";
-    const BITROUND: &str = "numcodecs' bitround rounds floating-point elements only (zarrs' \
-        would round these; zarr-python refuses to write them)";
-    const DELTA: &str = "numcodecs' delta in another element type or byte order than the \
-        array's elements in memory would reinterpret their bytes";
-    const DELTA_BIG_ENDIAN: &str = "zarr-python hands numcodecs' delta the elements of a v3 \
-        array stored big-endian in the byte order the array was created with, which differs \
-        between the session that wrote it and one that reads it: left to zarr-python";
-    let value = serde_json::to_value(metadata).ok()?;
-    let named = |names: &[&str]| {
-        let mut found = Vec::new();
-        for member in ["codecs", "filters", "compressor"] {
-            if let Some(v) = value.get(member) {
-                codecs_named(v, names, &mut found);
-            }
-        }
-        found
-    };
-    let name_of = |codec: &serde_json::Value| {
-        let name = codec.get("name").or_else(|| codec.get("id"));
-        name.and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    if let Some(codec) = named(&["numcodecs.fixedscaleoffset", "fixedscaleoffset"]).first() {
-        return Some((name_of(codec), FIXEDSCALEOFFSET));
-    }
-    // numcodecs' codecs by their v3 names (zarrs' own `bitround` rounds integers too, by
-    // design) or v2 ids; the array's elements in memory (numcodecs' delta views them in its
-    // `dtype`), as the Zarr v3 type and byte order: v3 arrays hold them little-endian (the
-    // bytes codec orders them), v2 arrays in their `dtype`'s order.
-    let (bitround, delta, float, elements) = match metadata {
-        ArrayMetadata::V3(_) => {
-            let data_type = value.get("data_type").and_then(serde_json::Value::as_str);
-            let float = data_type.is_some_and(|t| ["float16", "float32", "float64"].contains(&t));
-            (
-                "numcodecs.bitround",
-                "numcodecs.delta",
-                float,
-                data_type.map(|t| ('<', t)),
-            )
-        }
-        ArrayMetadata::V2(_) => {
-            let dtype = value
-                .get("dtype")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or_default();
-            let code = dtype.trim_start_matches(['<', '>', '|', '=']);
-            let elements =
-                crate::numcodecs::DeltaCodec::dtype_of(&serde_json::json!({ "dtype": dtype }));
-            (
-                "bitround",
-                "delta",
-                ["f2", "f4", "f8"].contains(&code),
-                elements,
-            )
-        }
-    };
-    let reinterprets = |codec: &&serde_json::Value| {
-        let configuration = codec.get("configuration").unwrap_or(codec);
-        let same = crate::numcodecs::DeltaCodec::dtype_of(configuration)
-            .zip(elements)
-            .is_some_and(|((o, t), (order, array_type))| {
-                t == array_type && (o == '|' || o == order)
-            });
-        !same
-    };
-    let deltas = named(&[delta]);
-    if let Some(codec) = deltas.iter().copied().find(reinterprets) {
-        return Some((name_of(codec), DELTA));
-    }
-    let big_endian = named(&["bytes"]).iter().any(|c| {
-        c.get("configuration").and_then(|c| c.get("endian")) == Some(&serde_json::json!("big"))
-    });
-    if let (Some(codec), true) = (deltas.first(), big_endian) {
-        return Some((name_of(codec), DELTA_BIG_ENDIAN));
-    }
-    if float {
-        return None;
-    }
-    named(&[bitround])
-        .first()
-        .map(|codec| (name_of(codec), BITROUND))
-}
-
 impl ArrayLayout {
     /// Derive the layout of `array`, opened at `root`.
     ///
@@ -233,7 +119,7 @@ impl ArrayLayout {
                 ),
             });
         }
-        if let Some((codec, why)) = refused_codec(array.metadata()) {
+        if let Some((codec, why)) = crate::numcodecs::refused(array.metadata()) {
             return Err(ArrayError::Unsupported {
                 what: format!("{}: codec {codec}: {why}", root.display()),
             });
