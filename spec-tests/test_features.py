@@ -200,7 +200,7 @@ def test_unsupported_codecs_give_a_clear_error(tmp_path, codec):
 test_unsupported_codecs_give_a_clear_error.rows = ["C10", "C11"]
 
 
-@pytest.mark.parametrize("name", ["numcodecs.bz2", "numcodecs.adler32", "numcodecs.fletcher32", "numcodecs.zlib", "numcodecs.shuffle", "numcodecs.bitround", "numcodecs.pcodec", "numcodecs.zstd", "numcodecs.gzip", "numcodecs.blosc", "numcodecs.crc32c", "numcodecs.delta", "numcodecs.lz4"])
+@pytest.mark.parametrize("name", ["numcodecs.bz2", "numcodecs.adler32", "numcodecs.fletcher32", "numcodecs.zlib", "numcodecs.shuffle", "numcodecs.bitround", "numcodecs.pcodec", "numcodecs.zstd", "numcodecs.gzip", "numcodecs.blosc", "numcodecs.crc32c", "numcodecs.delta", "numcodecs.lz4", "numcodecs.crc32"])
 def test_numcodecs_written_by_zarr(tmp_path, name):
     """numcodecs codecs under their v3 names, in arrays zarr-python wrote: read by zuring's
     native API as zarr reads them (zstd, gzip, blosc, crc32c as the v3 codecs that write the
@@ -218,7 +218,7 @@ def test_numcodecs_written_by_zarr(tmp_path, name):
             "numcodecs.zlib": nc.Zlib(level=1), "numcodecs.shuffle": nc.Shuffle(elementsize=4), "numcodecs.bitround": nc.BitRound(keepbits=6),
             "numcodecs.pcodec": nc.PCodec(level=4), "numcodecs.zstd": nc.Zstd(), "numcodecs.gzip": nc.GZip(level=4),
             "numcodecs.blosc": nc.Blosc(cname="zstd", shuffle=-1), "numcodecs.crc32c": nc.CRC32C(),
-            "numcodecs.delta": nc.Delta(dtype="<f4"), "numcodecs.lz4": nc.LZ4(),
+            "numcodecs.delta": nc.Delta(dtype="<f4"), "numcodecs.lz4": nc.LZ4(), "numcodecs.crc32": nc.CRC32(),
         }[name]
         kind = "filters" if isinstance(codec, (nc.BitRound, nc.Delta)) else "serializer" if isinstance(codec, nc.PCodec) else "compressors"
         values = (np.arange(30, dtype="<f4") * 0.731 - 5).reshape(5, 6)

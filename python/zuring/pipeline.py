@@ -14,8 +14,8 @@ planned, read, decoded and encoded in Rust as well, in any store (their elements
 Python as ``str`` / ``bytes`` objects); fixed-length and raw bytes and structured records, which
 zarrs has no types for, as raw bits of their size, laid out as zarr's own codecs store them.
 zarr-python's ``numcodecs.*`` codecs run in Rust where zarrs has them or their v3 twin (zstd,
-gzip, blosc, crc32c, zlib, bz2, shuffle, ...), and ``numcodecs.delta`` and ``numcodecs.lz4``
-in codecs of zuring's own. Whatever zuring cannot do (codecs neither has such as
+gzip, blosc, zlib, bz2, shuffle, ...), and ``numcodecs.delta``, ``numcodecs.lz4``,
+``numcodecs.crc32`` and ``numcodecs.crc32c`` in codecs of zuring's own. Whatever zuring cannot do (codecs neither has such as
 ``numcodecs.lzma``, non-numpy buffers) goes to
 zarr-python's ``BatchedCodecPipeline``, with a one-time warning; with ``codec_pipeline.strict:
 true`` zuring raises :class:`zuring.UnsupportedError` instead.

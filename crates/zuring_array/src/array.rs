@@ -49,9 +49,8 @@ pub struct ZarrArray {
     /// indexes); None: C order.
     inner_order: Option<Arc<[usize]>>,
     /// The members zarrs was given in another form, as stored (`dtype` and `fill_value` of v2
-    /// datetime64 / timedelta64 arrays, read as int64; their `compressor` or `filters` when a
-    /// crc32c leaves its place out; `codecs` naming numcodecs' zstd, gzip, blosc or crc32c: see
-    /// [`crate::metadata::for_zarrs`]); [`ZarrArray::metadata_json`] reports these.
+    /// datetime64 / timedelta64 arrays, read as int64; `codecs` naming numcodecs' zstd, gzip or
+    /// blosc: see [`crate::metadata::for_zarrs`]); [`ZarrArray::metadata_json`] reports these.
     stored_members: Option<serde_json::Map<String, serde_json::Value>>,
 }
 

@@ -121,26 +121,20 @@ pub fn check_array_metadata(path: &Path, file: &str, text: &[u8]) -> Result<()> 
 ///   read, get the 64-bit integer type of the same byte order, which is what their elements
 ///   and fill value are (numpy stores both as int64 counts of the unit; a `"NaT"` or null fill
 ///   is NaT, the smallest int64, as zarr-python reads it);
-/// - v2 numcodecs `crc32c` compressors and filters that leave the checksum's place out get
-///   numcodecs' default (`"location": "end"`), which zarrs requires;
 /// - v3 codecs as zarr-python writes numcodecs' (`zarr.codecs.numcodecs.Zstd` ..., at any depth
 ///   of sharding) become the v3 codec that writes the same stream, with numcodecs' defaults for
 ///   what the configuration leaves out: `numcodecs.zstd`, `numcodecs.gzip`, `numcodecs.blosc`
 ///   (zarr-python hands such a codec the chunk's bytes, so blosc sees 1-byte items unless the
 ///   configuration gives a `typesize`; numcodecs' automatic shuffle is bit shuffle for 1-byte
-///   items, byte shuffle otherwise) and `numcodecs.crc32c` with its checksum at the end; and
-///   `numcodecs.zlib` / `numcodecs.bz2`, which zarrs knows by those names, get their default
+///   items, byte shuffle otherwise); and `numcodecs.zlib` / `numcodecs.bz2`, which zarrs knows by those names, get their default
 ///   level when zarr left it out. A configuration with a member numcodecs' codec does not have
-///   (or a checksum at the start) is left as it is: zarrs then refuses the codec by its name.
+///   is left as it is: zarrs then refuses the codec by its name.
 #[must_use]
 pub fn for_zarrs(text: &str) -> Option<String> {
     let mut value: Value = serde_json::from_str(text).ok()?;
     let object = value.as_object_mut()?;
     let changed = match object.get("zarr_format").and_then(Value::as_u64) {
-        Some(2) => {
-            let times = v2_times_as_int64(object);
-            v2_checksum_location(object) | times
-        }
+        Some(2) => v2_times_as_int64(object),
         Some(3) => object.get_mut("codecs").is_some_and(rename_numcodecs),
         _ => false,
     };
@@ -173,28 +167,6 @@ fn v2_times_as_int64(object: &mut serde_json::Map<String, Value>) -> bool {
         object.insert("fill_value".into(), Value::from(i64::MIN));
     }
     true
-}
-
-/// The v2 crc32c rewrite of [`for_zarrs`], in place; whether it applied.
-fn v2_checksum_location(object: &mut serde_json::Map<String, Value>) -> bool {
-    let mut changed = false;
-    let mut fill = |codec: &mut Value| {
-        if let Some(codec) = codec.as_object_mut() {
-            if codec.get("id").and_then(Value::as_str) == Some("crc32c")
-                && !codec.contains_key("location")
-            {
-                codec.insert("location".into(), Value::from("end"));
-                changed = true;
-            }
-        }
-    };
-    if let Some(compressor) = object.get_mut("compressor") {
-        fill(compressor);
-    }
-    if let Some(filters) = object.get_mut("filters").and_then(Value::as_array_mut) {
-        filters.iter_mut().for_each(&mut fill);
-    }
-    changed
 }
 
 /// Rewrite the numcodecs codecs in the codec list `codecs` (and the lists of sharding codecs in
@@ -235,11 +207,6 @@ fn numcodecs_codec_as_v3(codec: &Value) -> Option<Value> {
                 "checksum": get("checksum", Value::from(false)),
             }),
         ),
-        "numcodecs.crc32c"
-            if only(&["location"]) && get("location", Value::from("end")) == "end" =>
-        {
-            ("crc32c", serde_json::json!({}))
-        }
         "numcodecs.gzip" if only(&["level"]) => (
             "gzip",
             serde_json::json!({ "level": get("level", Value::from(1)) }),
@@ -458,62 +425,5 @@ mod tests {
             None
         );
         assert_eq!(for_zarrs(GOOD), None);
-    }
-
-    #[test]
-    fn numcodecs_crc32c_with_its_checksum_at_the_end() {
-        let with = |codec: &str| {
-            GOOD.replace(
-                r#""codecs":[{"name":"bytes"}]"#,
-                &format!(r#""codecs":[{{"name":"bytes"}},{codec}]"#),
-            )
-        };
-        let second = |text: &str| -> Option<Value> {
-            let v: Value = serde_json::from_str(&for_zarrs(text)?).unwrap();
-            Some(v["codecs"][1].clone())
-        };
-        let v3 = serde_json::json!({"name": "crc32c", "configuration": {}});
-        assert_eq!(
-            second(&with(r#"{"name":"numcodecs.crc32c"}"#)),
-            Some(v3.clone())
-        );
-        assert_eq!(
-            second(&with(
-                r#"{"name":"numcodecs.crc32c","configuration":{"location":"end"}}"#
-            )),
-            Some(v3)
-        );
-        // numcodecs' checksum before the data, or a member it does not have: left to zarrs.
-        for config in [r#"{"location":"start"}"#, r#"{"location":"end","seed":1}"#] {
-            let text = with(&format!(
-                r#"{{"name":"numcodecs.crc32c","configuration":{config}}}"#
-            ));
-            assert_eq!(for_zarrs(&text), None, "{config}");
-        }
-        // v2: numcodecs' default place filled in, as compressor or filter; a given one kept;
-        // with the datetime rewrite when both apply.
-        let zarray = |dtype: &str, compressor: &str, filters: &str| {
-            format!(
-                r#"{{"zarr_format":2,"shape":[4],"chunks":[2],"dtype":"{dtype}","compressor":{compressor},"fill_value":0,"order":"C","filters":{filters}}}"#
-            )
-        };
-        let got = |text: &str| -> Option<Value> { serde_json::from_str(&for_zarrs(text)?).ok() };
-        let v = got(&zarray("<f4", r#"{"id":"crc32c"}"#, "null")).unwrap();
-        assert_eq!(
-            v["compressor"],
-            serde_json::json!({"id": "crc32c", "location": "end"})
-        );
-        let v = got(&zarray("<M8[s]", "null", r#"[{"id":"crc32c"}]"#)).unwrap();
-        assert_eq!(
-            v["filters"][0],
-            serde_json::json!({"id": "crc32c", "location": "end"})
-        );
-        assert_eq!(v["dtype"], Value::from("<i8"));
-        for kept in [
-            r#"{"id":"crc32c","location":"start"}"#,
-            r#"{"id":"zlib","level":1}"#,
-        ] {
-            assert_eq!(got(&zarray("<f4", kept, "null")), None, "{kept}");
-        }
     }
 }

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use zarrs::array::codec::api::{
     register_codec_v2, register_codec_v3, ArrayBytes, ArrayCodecTraits, ArrayToArrayCodecTraits,
     BytesToBytesCodecTraits, Codec, CodecError, CodecMetadataOptions, CodecOptions,
-    CodecRuntimePluginV2, CodecRuntimePluginV3, CodecTraits, CodecTraitsV2,
-    PartialDecoderCapability, PartialEncoderCapability, RecommendedConcurrency,
+    CodecRuntimePluginV2, CodecRuntimePluginV3, CodecTraits, PartialDecoderCapability,
+    PartialEncoderCapability, RecommendedConcurrency,
 };
-use zarrs::array::codec::{BitroundCodec, BitroundCodecConfiguration, Crc32cCodec};
+use zarrs::array::codec::{BitroundCodec, BitroundCodecConfiguration};
 use zarrs::array::{ArrayBytesRaw, ArrayMetadata, BytesRepresentation, DataType, FillValue};
 use zarrs::metadata::Configuration;
 use zarrs::plugin::{PluginCreateError, ZarrVersion};
@@ -32,8 +32,16 @@ pub fn register() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         register_codec_v2(CodecRuntimePluginV2::new(
-            |id| id == "crc32c",
-            <Crc32cCodec as CodecTraitsV2>::create,
+            |id| ["crc32", "crc32c"].contains(&id),
+            |metadata| Checksum32Codec::from_configuration(metadata.id(), metadata.configuration()),
+        ));
+        register_codec_v3(CodecRuntimePluginV3::new(
+            |name| ["numcodecs.crc32", "numcodecs.crc32c"].contains(&name),
+            |metadata| {
+                let empty = Configuration::default();
+                let configuration = metadata.configuration().unwrap_or(&empty);
+                Checksum32Codec::from_configuration(metadata.name(), configuration)
+            },
         ));
         register_codec_v2(CodecRuntimePluginV2::new(
             |id| id == "bitround",
@@ -643,6 +651,197 @@ impl BytesToBytesCodecTraits for Lz4Codec {
     }
 }
 
+/// Which checksum a [`Checksum32Codec`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checksum {
+    /// zlib's CRC-32 (`numcodecs.CRC32`).
+    Crc32,
+    /// CRC-32C, Castagnoli (`numcodecs.CRC32C`).
+    Crc32c,
+}
+
+/// numcodecs' 32-bit checksum codecs `CRC32` and `CRC32C` (v2 `crc32`, `crc32c`; v3
+/// `numcodecs.crc32`, `numcodecs.crc32c`): the data with its checksum as a little-endian `u32`
+/// before it (`"location": "start"`, numcodecs' default for CRC32) or after it (`"end"`, its
+/// default for CRC32C, where the stream is the Zarr v3 `crc32c` codec's). The checksum is
+/// checked on decode unless checksum validation is off.
+#[derive(Debug, Clone)]
+pub struct Checksum32Codec {
+    checksum: Checksum,
+    at_start: bool,
+    /// The configuration as given, less a v2 `id`.
+    configuration: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Each instance by its own checksum's name, so a chain rebuilt from its metadata (the inner
+/// codecs of a shard) makes the same checksum again.
+impl zarrs::plugin::ExtensionName for Checksum32Codec {
+    fn name(&self, version: ZarrVersion) -> Option<Cow<'static, str>> {
+        let name = match (version, self.checksum) {
+            (ZarrVersion::V3, Checksum::Crc32) => "numcodecs.crc32",
+            (ZarrVersion::V3, Checksum::Crc32c) => "numcodecs.crc32c",
+            (ZarrVersion::V2, Checksum::Crc32) => "crc32",
+            (ZarrVersion::V2, Checksum::Crc32c) => "crc32c",
+        };
+        Some(Cow::Borrowed(name))
+    }
+}
+
+impl Checksum32Codec {
+    /// The codec of a numcodecs configuration (`{"location": "start"}`) for `name`: `crc32` or
+    /// `crc32c`, with or without the `numcodecs.` prefix.
+    ///
+    /// # Errors
+    /// [`PluginCreateError`] naming the codec for a member numcodecs' codec does not have or a
+    /// location other than `start` and `end`.
+    pub fn from_configuration(
+        name: &str,
+        configuration: &Configuration,
+    ) -> Result<Codec, PluginCreateError> {
+        let name = name.strip_prefix("numcodecs.").unwrap_or(name);
+        let refuse = |what: String| PluginCreateError::Other(format!("numcodecs.{name}: {what}"));
+        let (checksum, default_start) = match name {
+            "crc32" => (Checksum::Crc32, true),
+            "crc32c" => (Checksum::Crc32c, false),
+            _ => return Err(refuse("not a numcodecs 32-bit checksum".into())),
+        };
+        if let Some(other) = configuration
+            .keys()
+            .find(|k| !["location", "id"].contains(&k.as_str()))
+        {
+            return Err(refuse(format!("unknown configuration member {other:?}")));
+        }
+        let at_start = match configuration.get("location") {
+            None | Some(serde_json::Value::Null) => default_start,
+            Some(location) if location == "start" => true,
+            Some(location) if location == "end" => false,
+            Some(location) => {
+                return Err(refuse(format!(
+                    "location {location} must be \"start\" or \"end\""
+                )))
+            }
+        };
+        let mut configuration: serde_json::Map<_, _> = (**configuration).clone();
+        configuration.remove("id");
+        Ok(Codec::BytesToBytes(Arc::new(Self {
+            checksum,
+            at_start,
+            configuration,
+        })))
+    }
+
+    fn v3_name(&self) -> Cow<'static, str> {
+        zarrs::plugin::ExtensionName::name(self, ZarrVersion::V3).unwrap_or_default()
+    }
+
+    fn compute(&self, data: &[u8]) -> [u8; 4] {
+        match self.checksum {
+            Checksum::Crc32 => crc32fast::hash(data),
+            Checksum::Crc32c => crc32c::crc32c(data),
+        }
+        .to_le_bytes()
+    }
+}
+
+impl CodecTraits for Checksum32Codec {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn configuration(
+        &self,
+        _version: ZarrVersion,
+        _options: &CodecMetadataOptions,
+    ) -> Option<Configuration> {
+        Some(Configuration::from(self.configuration.clone()))
+    }
+
+    fn partial_decoder_capability(&self) -> PartialDecoderCapability {
+        PartialDecoderCapability {
+            partial_read: false,
+            partial_decode: false,
+        }
+    }
+
+    fn partial_encoder_capability(&self) -> PartialEncoderCapability {
+        PartialEncoderCapability {
+            partial_encode: false,
+        }
+    }
+}
+
+impl BytesToBytesCodecTraits for Checksum32Codec {
+    fn into_dyn(self: Arc<Self>) -> Arc<dyn BytesToBytesCodecTraits> {
+        self as Arc<dyn BytesToBytesCodecTraits>
+    }
+
+    fn recommended_concurrency(
+        &self,
+        _decoded_representation: &BytesRepresentation,
+    ) -> Result<RecommendedConcurrency, CodecError> {
+        Ok(RecommendedConcurrency::new_maximum(1))
+    }
+
+    fn encoded_representation(
+        &self,
+        decoded_representation: &BytesRepresentation,
+    ) -> BytesRepresentation {
+        match *decoded_representation {
+            BytesRepresentation::FixedSize(size) => BytesRepresentation::FixedSize(size + 4),
+            BytesRepresentation::BoundedSize(size) => BytesRepresentation::BoundedSize(size + 4),
+            BytesRepresentation::UnboundedSize => BytesRepresentation::UnboundedSize,
+        }
+    }
+
+    fn encode<'a>(
+        &self,
+        decoded_value: ArrayBytesRaw<'a>,
+        _options: &CodecOptions,
+    ) -> Result<ArrayBytesRaw<'a>, CodecError> {
+        let checksum = self.compute(&decoded_value);
+        let mut encoded = Vec::with_capacity(decoded_value.len() + 4);
+        if self.at_start {
+            encoded.extend_from_slice(&checksum);
+            encoded.extend_from_slice(&decoded_value);
+        } else {
+            encoded.extend_from_slice(&decoded_value);
+            encoded.extend_from_slice(&checksum);
+        }
+        Ok(Cow::Owned(encoded))
+    }
+
+    fn decode<'a>(
+        &self,
+        encoded_value: ArrayBytesRaw<'a>,
+        _decoded_representation: &BytesRepresentation,
+        options: &CodecOptions,
+    ) -> Result<ArrayBytesRaw<'a>, CodecError> {
+        let split = if self.at_start {
+            encoded_value
+                .split_first_chunk::<4>()
+                .map(|(checksum, data)| (data, *checksum))
+        } else {
+            encoded_value
+                .split_last_chunk::<4>()
+                .map(|(data, checksum)| (data, *checksum))
+        };
+        let Some((data, stored)) = split else {
+            return Err(CodecError::Other(format!(
+                "{}: {} bytes are too short for the checksum",
+                self.v3_name(),
+                encoded_value.len()
+            )));
+        };
+        if options.validate_checksums() && self.compute(data) != stored {
+            return Err(CodecError::Other(format!(
+                "{}: the checksum does not match the data",
+                self.v3_name()
+            )));
+        }
+        Ok(Cow::Owned(data.to_vec()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -778,6 +977,98 @@ mod tests {
             assert!(
                 Lz4Codec::from_configuration(&serde_json::from_str(bad).unwrap()).is_err(),
                 "{bad}"
+            );
+        }
+    }
+
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len() / 2)
+            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// numcodecs' CRC32 and CRC32C streams (made by numcodecs 0.16 from `b"zuring checksums"`)
+    /// with the checksum at either end: encoded byte for byte, decoded, and checked.
+    #[test]
+    fn checksums_as_numcodecs_stores_them() {
+        let data = b"zuring checksums";
+        let options = CodecOptions::default();
+        let fixed = BytesRepresentation::FixedSize(16);
+        for (name, config, stored) in [
+            ("crc32", "{}", "4470006a7a7572696e6720636865636b73756d73"),
+            (
+                "numcodecs.crc32",
+                r#"{"location":"end"}"#,
+                "7a7572696e6720636865636b73756d734470006a",
+            ),
+            (
+                "crc32c",
+                r#"{"id":"crc32c"}"#,
+                "7a7572696e6720636865636b73756d730904963c",
+            ),
+            (
+                "numcodecs.crc32c",
+                r#"{"location":"start"}"#,
+                "0904963c7a7572696e6720636865636b73756d73",
+            ),
+        ] {
+            let Ok(Codec::BytesToBytes(codec)) =
+                Checksum32Codec::from_configuration(name, &serde_json::from_str(config).unwrap())
+            else {
+                panic!("{name} {config} not made")
+            };
+            let stored = hex(stored);
+            assert_eq!(
+                &codec.encode(Cow::Borrowed(data), &options).unwrap()[..],
+                &stored[..],
+                "{name} {config}"
+            );
+            assert_eq!(
+                &codec
+                    .decode(Cow::Borrowed(&stored), &fixed, &options)
+                    .unwrap()[..],
+                data
+            );
+            // A changed byte fails the check (unless checks are off); too short names the codec.
+            let mut bad = stored.clone();
+            bad[6] ^= 1;
+            let err = codec
+                .decode(Cow::Borrowed(&bad), &fixed, &options)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("checksum") && err.contains(name.trim_start_matches("numcodecs.")),
+                "{err}"
+            );
+            let unchecked = CodecOptions::default().with_validate_checksums(false);
+            assert!(codec
+                .decode(Cow::Borrowed(&bad), &fixed, &unchecked)
+                .is_ok());
+            let err = codec
+                .decode(Cow::Borrowed(&stored[..3]), &fixed, &options)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("too short"), "{err}");
+            // Its own name, so a chain rebuilt from its metadata makes the same checksum.
+            let full = if name.starts_with("numcodecs.") {
+                name.to_owned()
+            } else {
+                format!("numcodecs.{name}")
+            };
+            assert_eq!(
+                zarrs::plugin::ExtensionName::name_v3(&*codec).as_deref(),
+                Some(full.as_str())
+            );
+        }
+        for (name, bad) in [
+            ("crc32", r#"{"location":"middle"}"#),
+            ("crc32c", r#"{"seed":1}"#),
+            ("adler32", "{}"),
+        ] {
+            assert!(
+                Checksum32Codec::from_configuration(name, &serde_json::from_str(bad).unwrap())
+                    .is_err(),
+                "{name} {bad}"
             );
         }
     }
