@@ -287,10 +287,10 @@ def test_numcodecs_codecs_zarrs_has(tmp_path, name):
     assert json.loads((tmp_path / "zuring" / "zarr.json").read_text()) == stored
 
 
-@pytest.mark.parametrize("name", ["zstd", "blosc-typesize"])
+@pytest.mark.parametrize("name", ["zstd", "blosc-typesize", "crc32", "crc32c-start"])
 def test_numcodecs_twins_inside_shards(tmp_path, name):
-    """A numcodecs compressor as the chunk codec of shards: read and written in Rust (strict),
-    byte for byte zarr's shards."""
+    """A numcodecs compressor (or checksum) as the chunk codec of shards: read and written in
+    Rust (strict), byte for byte zarr's shards."""
     values = (np.arange(96, dtype="<i4") * 7 - 100).reshape(12, 8)
     for who, config in (("default", DEFAULT), ("zuring", {**ZURING, "codec_pipeline.strict": True})):
         with zarr.config.set(config), warnings.catch_warnings():
