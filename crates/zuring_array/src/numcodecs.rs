@@ -38,9 +38,8 @@ pub fn register() {
         register_codec_v3(CodecRuntimePluginV3::new(
             |name| ["numcodecs.crc32", "numcodecs.crc32c"].contains(&name),
             |metadata| {
-                let empty = Configuration::default();
-                let configuration = metadata.configuration().unwrap_or(&empty);
-                Checksum32Codec::from_configuration(metadata.name(), configuration)
+                let configuration = metadata.configuration().cloned().unwrap_or_default();
+                Checksum32Codec::from_configuration(metadata.name(), &configuration)
             },
         ));
         register_codec_v2(CodecRuntimePluginV2::new(
@@ -59,8 +58,9 @@ pub fn register() {
         register_codec_v3(CodecRuntimePluginV3::new(
             |name| name == DeltaCodec::NAME,
             |metadata| {
-                let empty = Configuration::default();
-                DeltaCodec::from_configuration(metadata.configuration().unwrap_or(&empty))
+                DeltaCodec::from_configuration(
+                    &metadata.configuration().cloned().unwrap_or_default(),
+                )
             },
         ));
         register_codec_v2(CodecRuntimePluginV2::new(
@@ -70,8 +70,7 @@ pub fn register() {
         register_codec_v3(CodecRuntimePluginV3::new(
             |name| name == Lz4Codec::NAME,
             |metadata| {
-                let empty = Configuration::default();
-                Lz4Codec::from_configuration(metadata.configuration().unwrap_or(&empty))
+                Lz4Codec::from_configuration(&metadata.configuration().cloned().unwrap_or_default())
             },
         ));
     });
@@ -191,6 +190,57 @@ pub(crate) fn refused(metadata: &ArrayMetadata) -> Option<(String, &'static str)
         .map(|codec| (name_of(codec), BITROUND))
 }
 
+/// A numcodecs configuration as the codecs of this module keep it (and report it back): checked
+/// to have only `members` (and a v2 `id`, left out).
+fn kept_configuration(
+    name: &str,
+    configuration: &Configuration,
+    members: &[&str],
+) -> Result<serde_json::Map<String, serde_json::Value>, PluginCreateError> {
+    let known = |k: &&String| k.as_str() == "id" || members.contains(&k.as_str());
+    if let Some(other) = configuration.keys().find(|k| !known(k)) {
+        return Err(PluginCreateError::Other(format!(
+            "{name}: unknown configuration member {other:?}"
+        )));
+    }
+    let mut kept = (**configuration).clone();
+    kept.remove("id");
+    Ok(kept)
+}
+
+/// [`CodecTraits`] of a codec of this module: the configuration it was made from, whole chunks
+/// only (nothing decoded or encoded in part).
+macro_rules! numcodecs_codec_traits {
+    ($codec:ty) => {
+        impl CodecTraits for $codec {
+            fn as_any(&self) -> &dyn std::any::Any {
+                self
+            }
+
+            fn configuration(
+                &self,
+                _version: ZarrVersion,
+                _options: &CodecMetadataOptions,
+            ) -> Option<Configuration> {
+                Some(Configuration::from(self.configuration.clone()))
+            }
+
+            fn partial_decoder_capability(&self) -> PartialDecoderCapability {
+                PartialDecoderCapability {
+                    partial_read: false,
+                    partial_decode: false,
+                }
+            }
+
+            fn partial_encoder_capability(&self) -> PartialEncoderCapability {
+                PartialEncoderCapability {
+                    partial_encode: false,
+                }
+            }
+        }
+    };
+}
+
 /// An element type numcodecs' delta works in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Element {
@@ -302,12 +352,7 @@ impl DeltaCodec {
     /// integer or float32 / float64 type, an `astype` other than the `dtype`, another member.
     pub fn from_configuration(configuration: &Configuration) -> Result<Codec, PluginCreateError> {
         let refuse = |what: String| PluginCreateError::Other(format!("{}: {what}", Self::NAME));
-        if let Some(other) = configuration
-            .keys()
-            .find(|k| !["dtype", "astype", "id"].contains(&k.as_str()))
-        {
-            return Err(refuse(format!("unknown configuration member {other:?}")));
-        }
+        let kept = kept_configuration(Self::NAME, configuration, &["dtype", "astype"])?;
         let dtype = configuration
             .get("dtype")
             .and_then(serde_json::Value::as_str)
@@ -331,11 +376,9 @@ impl DeltaCodec {
                 }
             }
         }
-        let mut configuration: serde_json::Map<_, _> = (**configuration).clone();
-        configuration.remove("id");
         let codec = Self {
             element: parsed.0,
-            configuration,
+            configuration: kept,
         };
         Ok(Codec::ArrayToArray(Arc::new(codec)))
     }
@@ -406,32 +449,7 @@ fn transform(element: Element, bytes: &mut [u8], encode: bool) {
     }
 }
 
-impl CodecTraits for DeltaCodec {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn configuration(
-        &self,
-        _version: ZarrVersion,
-        _options: &CodecMetadataOptions,
-    ) -> Option<Configuration> {
-        Some(Configuration::from(self.configuration.clone()))
-    }
-
-    fn partial_decoder_capability(&self) -> PartialDecoderCapability {
-        PartialDecoderCapability {
-            partial_read: false,
-            partial_decode: false,
-        }
-    }
-
-    fn partial_encoder_capability(&self) -> PartialEncoderCapability {
-        PartialEncoderCapability {
-            partial_encode: false,
-        }
-    }
-}
+numcodecs_codec_traits!(DeltaCodec);
 
 impl ArrayCodecTraits for DeltaCodec {
     fn recommended_concurrency(
@@ -521,52 +539,20 @@ impl Lz4Codec {
     /// [`PluginCreateError`] naming the codec for a member numcodecs' LZ4 does not have or an
     /// acceleration that is not an integer.
     pub fn from_configuration(configuration: &Configuration) -> Result<Codec, PluginCreateError> {
-        let refuse = |what: String| PluginCreateError::Other(format!("{}: {what}", Self::NAME));
-        if let Some(other) = configuration
-            .keys()
-            .find(|k| !["acceleration", "id"].contains(&k.as_str()))
-        {
-            return Err(refuse(format!("unknown configuration member {other:?}")));
-        }
+        let configuration = kept_configuration(Self::NAME, configuration, &["acceleration"])?;
         if let Some(acceleration) = configuration.get("acceleration") {
             if !acceleration.is_i64() {
-                return Err(refuse(format!(
-                    "acceleration {acceleration} must be an integer"
+                return Err(PluginCreateError::Other(format!(
+                    "{}: acceleration {acceleration} must be an integer",
+                    Self::NAME
                 )));
             }
         }
-        let mut configuration: serde_json::Map<_, _> = (**configuration).clone();
-        configuration.remove("id");
         Ok(Codec::BytesToBytes(Arc::new(Self { configuration })))
     }
 }
 
-impl CodecTraits for Lz4Codec {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn configuration(
-        &self,
-        _version: ZarrVersion,
-        _options: &CodecMetadataOptions,
-    ) -> Option<Configuration> {
-        Some(Configuration::from(self.configuration.clone()))
-    }
-
-    fn partial_decoder_capability(&self) -> PartialDecoderCapability {
-        PartialDecoderCapability {
-            partial_read: false,
-            partial_decode: false,
-        }
-    }
-
-    fn partial_encoder_capability(&self) -> PartialEncoderCapability {
-        PartialEncoderCapability {
-            partial_encode: false,
-        }
-    }
-}
+numcodecs_codec_traits!(Lz4Codec);
 
 impl BytesToBytesCodecTraits for Lz4Codec {
     fn into_dyn(self: Arc<Self>) -> Arc<dyn BytesToBytesCodecTraits> {
@@ -705,12 +691,8 @@ impl Checksum32Codec {
             "crc32c" => (Checksum::Crc32c, false),
             _ => return Err(refuse("not a numcodecs 32-bit checksum".into())),
         };
-        if let Some(other) = configuration
-            .keys()
-            .find(|k| !["location", "id"].contains(&k.as_str()))
-        {
-            return Err(refuse(format!("unknown configuration member {other:?}")));
-        }
+        let configuration =
+            kept_configuration(&format!("numcodecs.{name}"), configuration, &["location"])?;
         let at_start = match configuration.get("location") {
             None | Some(serde_json::Value::Null) => default_start,
             Some(location) if location == "start" => true,
@@ -721,8 +703,6 @@ impl Checksum32Codec {
                 )))
             }
         };
-        let mut configuration: serde_json::Map<_, _> = (**configuration).clone();
-        configuration.remove("id");
         Ok(Codec::BytesToBytes(Arc::new(Self {
             checksum,
             at_start,
@@ -743,32 +723,7 @@ impl Checksum32Codec {
     }
 }
 
-impl CodecTraits for Checksum32Codec {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn configuration(
-        &self,
-        _version: ZarrVersion,
-        _options: &CodecMetadataOptions,
-    ) -> Option<Configuration> {
-        Some(Configuration::from(self.configuration.clone()))
-    }
-
-    fn partial_decoder_capability(&self) -> PartialDecoderCapability {
-        PartialDecoderCapability {
-            partial_read: false,
-            partial_decode: false,
-        }
-    }
-
-    fn partial_encoder_capability(&self) -> PartialEncoderCapability {
-        PartialEncoderCapability {
-            partial_encode: false,
-        }
-    }
-}
+numcodecs_codec_traits!(Checksum32Codec);
 
 impl BytesToBytesCodecTraits for Checksum32Codec {
     fn into_dyn(self: Arc<Self>) -> Arc<dyn BytesToBytesCodecTraits> {
