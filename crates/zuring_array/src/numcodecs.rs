@@ -260,41 +260,31 @@ enum Element {
 }
 
 impl Element {
+    /// Each element type with its numpy type code and its Zarr v3 data type.
+    const TABLE: [(Self, &'static str, &'static str); 10] = [
+        (Self::I8, "i1", "int8"),
+        (Self::I16, "i2", "int16"),
+        (Self::I32, "i4", "int32"),
+        (Self::I64, "i8", "int64"),
+        (Self::U8, "u1", "uint8"),
+        (Self::U16, "u2", "uint16"),
+        (Self::U32, "u4", "uint32"),
+        (Self::U64, "u8", "uint64"),
+        (Self::F32, "f4", "float32"),
+        (Self::F64, "f8", "float64"),
+    ];
+
     /// From a numpy dtype as numcodecs' configurations give it (`"<i4"`, `"|u1"`, `"i8"`,
     /// `"float32"`), with its byte order (`'<'`, `'>'`, or `'|'` for one-byte types; none or
     /// `'='` is this machine's, little-endian).
     fn parse(dtype: &str) -> Option<(Self, char)> {
-        let named = match dtype {
-            "int8" => Some("i1"),
-            "int16" => Some("i2"),
-            "int32" => Some("i4"),
-            "int64" => Some("i8"),
-            "uint8" => Some("u1"),
-            "uint16" => Some("u2"),
-            "uint32" => Some("u4"),
-            "uint64" => Some("u8"),
-            "float32" => Some("f4"),
-            "float64" => Some("f8"),
-            _ => None,
+        let (order, code) = match dtype.chars().next()? {
+            order @ ('<' | '>' | '|' | '=') => (order, &dtype[1..]),
+            _ => ('=', dtype),
         };
-        let (order, code) = match (named, dtype.chars().next()?) {
-            (Some(code), _) => ('=', code),
-            (None, order @ ('<' | '>' | '|' | '=')) => (order, &dtype[1..]),
-            (None, _) => ('=', dtype),
-        };
-        let element = match code {
-            "i1" => Self::I8,
-            "i2" => Self::I16,
-            "i4" => Self::I32,
-            "i8" => Self::I64,
-            "u1" => Self::U8,
-            "u2" => Self::U16,
-            "u4" => Self::U32,
-            "u8" => Self::U64,
-            "f4" => Self::F32,
-            "f8" => Self::F64,
-            _ => return None,
-        };
+        let (element, _, _) = Self::TABLE
+            .into_iter()
+            .find(|&(_, c, name)| c == code || (order == '=' && name == dtype))?;
         let order = match (element.size(), order) {
             (1, _) => '|',
             (_, '=' | '<') => '<',
@@ -313,19 +303,11 @@ impl Element {
     }
 
     /// The Zarr v3 data type of the same elements.
-    const fn v3_name(self) -> &'static str {
-        match self {
-            Self::I8 => "int8",
-            Self::I16 => "int16",
-            Self::I32 => "int32",
-            Self::I64 => "int64",
-            Self::U8 => "uint8",
-            Self::U16 => "uint16",
-            Self::U32 => "uint32",
-            Self::U64 => "uint64",
-            Self::F32 => "float32",
-            Self::F64 => "float64",
-        }
+    fn v3_name(self) -> &'static str {
+        Self::TABLE
+            .into_iter()
+            .find_map(|(e, _, name)| (e == self).then_some(name))
+            .unwrap_or_default()
     }
 }
 
@@ -393,6 +375,22 @@ impl DeltaCodec {
     pub fn dtype_of(configuration: &serde_json::Value) -> Option<(char, &'static str)> {
         let (element, order) = Element::parse(configuration.get("dtype")?.as_str()?)?;
         Some((order, element.v3_name()))
+    }
+
+    /// [`transform`] a chunk's elements of `data_type`, checked to be this codec's.
+    fn apply<'a>(
+        &self,
+        bytes: ArrayBytes<'a>,
+        data_type: &DataType,
+        encode: bool,
+    ) -> Result<ArrayBytes<'a>, CodecError> {
+        let mut owned = bytes
+            .into_fixed()
+            .map_err(|e| CodecError::Other(e.to_string()))?
+            .into_owned();
+        self.check(data_type, owned.len())?;
+        transform(self.element, &mut owned, encode);
+        Ok(ArrayBytes::new_flen(Cow::Owned(owned)))
     }
 
     fn check(&self, data_type: &DataType, len: usize) -> Result<(), CodecError> {
@@ -490,13 +488,7 @@ impl ArrayToArrayCodecTraits for DeltaCodec {
         _fill_value: &FillValue,
         _options: &CodecOptions,
     ) -> Result<ArrayBytes<'a>, CodecError> {
-        let mut owned = bytes
-            .into_fixed()
-            .map_err(|e| CodecError::Other(e.to_string()))?
-            .into_owned();
-        self.check(data_type, owned.len())?;
-        transform(self.element, &mut owned, true);
-        Ok(ArrayBytes::new_flen(Cow::Owned(owned)))
+        self.apply(bytes, data_type, true)
     }
 
     fn decode<'a>(
@@ -507,13 +499,7 @@ impl ArrayToArrayCodecTraits for DeltaCodec {
         _fill_value: &FillValue,
         _options: &CodecOptions,
     ) -> Result<ArrayBytes<'a>, CodecError> {
-        let mut owned = bytes
-            .into_fixed()
-            .map_err(|e| CodecError::Other(e.to_string()))?
-            .into_owned();
-        self.check(data_type, owned.len())?;
-        transform(self.element, &mut owned, false);
-        Ok(ArrayBytes::new_flen(Cow::Owned(owned)))
+        self.apply(bytes, data_type, false)
     }
 }
 
