@@ -186,6 +186,7 @@ test_short_hand_names.rows = ["M8"]
     # numcodecs' delta storing another type than it reads (the chain's data type changes).
     {"name": "numcodecs.delta", "configuration": {"dtype": "<i4", "astype": "<i2"}},
     {"name": "zfp", "configuration": {"mode": "reversible"}},
+    # numcodecs' fixedscaleoffset of integers (numpy's arithmetic depends on Python number types).
     {"name": "numcodecs.fixedscaleoffset", "configuration": {"offset": 1, "scale": 10, "dtype": "<i4", "astype": "<i2"}},
     # numcodecs' bitround of integers (int32 here), which numcodecs refuses and zarrs would do.
     {"name": "numcodecs.bitround", "configuration": {"keepbits": 3}},
@@ -200,7 +201,7 @@ def test_unsupported_codecs_give_a_clear_error(tmp_path, codec):
 test_unsupported_codecs_give_a_clear_error.rows = ["C10", "C11"]
 
 
-@pytest.mark.parametrize("name", ["numcodecs.bz2", "numcodecs.adler32", "numcodecs.fletcher32", "numcodecs.zlib", "numcodecs.shuffle", "numcodecs.bitround", "numcodecs.pcodec", "numcodecs.zstd", "numcodecs.gzip", "numcodecs.blosc", "numcodecs.crc32c", "numcodecs.delta", "numcodecs.lz4", "numcodecs.crc32"])
+@pytest.mark.parametrize("name", ["numcodecs.bz2", "numcodecs.adler32", "numcodecs.fletcher32", "numcodecs.zlib", "numcodecs.shuffle", "numcodecs.bitround", "numcodecs.pcodec", "numcodecs.zstd", "numcodecs.gzip", "numcodecs.blosc", "numcodecs.crc32c", "numcodecs.delta", "numcodecs.lz4", "numcodecs.crc32", "numcodecs.fixedscaleoffset", "numcodecs.quantize", "numcodecs.astype"])
 def test_numcodecs_written_by_zarr(tmp_path, name):
     """numcodecs codecs under their v3 names, in arrays zarr-python wrote: read by zuring's
     native API as zarr reads them (zstd, gzip, blosc, crc32c as the v3 codecs that write the
@@ -219,8 +220,11 @@ def test_numcodecs_written_by_zarr(tmp_path, name):
             "numcodecs.pcodec": nc.PCodec(level=4), "numcodecs.zstd": nc.Zstd(), "numcodecs.gzip": nc.GZip(level=4),
             "numcodecs.blosc": nc.Blosc(cname="zstd", shuffle=-1), "numcodecs.crc32c": nc.CRC32C(),
             "numcodecs.delta": nc.Delta(dtype="<f4"), "numcodecs.lz4": nc.LZ4(), "numcodecs.crc32": nc.CRC32(),
+            "numcodecs.fixedscaleoffset": nc.FixedScaleOffset(offset=-5, scale=100, dtype="<f4", astype="<i2"),
+            "numcodecs.quantize": nc.Quantize(digits=2, dtype="<f4"), "numcodecs.astype": nc.AsType(encode_dtype="<f8", decode_dtype="<f4"),
         }[name]
-        kind = "filters" if isinstance(codec, (nc.BitRound, nc.Delta)) else "serializer" if isinstance(codec, nc.PCodec) else "compressors"
+        filters = (nc.BitRound, nc.Delta, nc.FixedScaleOffset, nc.Quantize, nc.AsType)
+        kind = "filters" if isinstance(codec, filters) else "serializer" if isinstance(codec, nc.PCodec) else "compressors"
         values = (np.arange(30, dtype="<f4") * 0.731 - 5).reshape(5, 6)
         with zarr.config.set(DEFAULT):
             z = zarr.create_array(str(tmp_path / "n"), shape=(5, 6), dtype="<f4", chunks=(2, 4), **{kind: codec if kind == "serializer" else [codec]})

@@ -1,10 +1,13 @@
-//! numcodecs' codecs that zarrs 0.23 lacks or does not look up by their Zarr v2 `id`, made
-//! available to zarrs through its runtime codec registry ([`register`], called before any array
-//! is opened): zarrs' own `crc32c` and `bitround` under their v2 ids, numcodecs' `delta` filter
-//! (`delta` in v2, `numcodecs.delta` in v3) as [`DeltaCodec`] and its `lz4` compressor (`lz4`,
-//! `numcodecs.lz4`) as [`Lz4Codec`]. Also the rules, checked when an array is opened, for the
-//! numcodecs codecs that would run otherwise than numcodecs on that array (zuring refuses them
-//! with `ArrayError::Unsupported`, and zarr-python's pipeline falls back to its own).
+//! numcodecs' codecs that zarrs 0.23 lacks, does otherwise, or does not look up by their Zarr
+//! v2 `id`, made available to zarrs through its runtime codec registry ([`register`], called
+//! before any array is opened): zarrs' own `bitround` under its v2 id; numcodecs' checksums
+//! ([`Checksum32Codec`]), `lz4` ([`Lz4Codec`]) and filters `delta` ([`DeltaCodec`]),
+//! `fixedscaleoffset` ([`FixedScaleOffsetCodec`]), `quantize` ([`QuantizeCodec`]), `astype`
+//! ([`AsTypeCodec`]) and `packbits` ([`PackBitsCodec`]) under their v2 ids and v3 names
+//! (`numcodecs.` and the id), computing as numpy does so chunks are byte for byte
+//! numcodecs'. Also the rules, checked when an array is opened, for the numcodecs codecs that
+//! would run otherwise than numcodecs on that array (zuring refuses them with
+//! `ArrayError::Unsupported`, and zarr-python's pipeline falls back to its own).
 
 use std::borrow::Cow;
 use std::num::NonZeroU64;
@@ -21,13 +24,42 @@ use zarrs::array::{ArrayBytesRaw, ArrayMetadata, BytesRepresentation, DataType, 
 use zarrs::metadata::Configuration;
 use zarrs::plugin::{PluginCreateError, ZarrVersion};
 
-/// Register the codecs of this module with zarrs, once per process:
-/// - `crc32c` (v2 id): zarrs 0.23 registers its codec for v3 names only; made from the v2
-///   configuration, which keeps numcodecs' `location` of the checksum;
+/// How a codec of this module is made from its configuration (v3 when the flag is set).
+type Make = fn(&Configuration, bool) -> Result<Codec, PluginCreateError>;
+
+/// numcodecs' codecs this module makes, by v2 id and v3 name.
+const CODECS: [(&str, &str, Make); 6] = [
+    ("delta", DeltaCodec::NAME, |c, _| {
+        DeltaCodec::from_configuration(c)
+    }),
+    ("lz4", Lz4Codec::NAME, |c, _| {
+        Lz4Codec::from_configuration(c)
+    }),
+    ("fixedscaleoffset", FixedScaleOffsetCodec::NAME, |c, _| {
+        FixedScaleOffsetCodec::from_configuration(c)
+    }),
+    (
+        "quantize",
+        QuantizeCodec::NAME,
+        QuantizeCodec::from_configuration,
+    ),
+    ("astype", AsTypeCodec::NAME, |c, _| {
+        AsTypeCodec::from_configuration(c)
+    }),
+    ("packbits", PackBitsCodec::NAME, |c, _| {
+        PackBitsCodec::from_configuration(c)
+    }),
+];
+
+/// Register the codecs of this module with zarrs, once per process (zarrs looks in its runtime
+/// registry before its own codecs):
+/// - `crc32`, `crc32c` (v2 ids) and `numcodecs.crc32`, `numcodecs.crc32c` (v3 names):
+///   [`Checksum32Codec`];
 /// - `bitround` (v2 id): zarrs' codec has no v2 name; it takes `keepbits` (numcodecs' bitround
 ///   of other than floating-point elements is refused at open: numcodecs rounds only those);
-/// - `delta` (v2 id) and `numcodecs.delta` (v3 name): [`DeltaCodec`];
-/// - `lz4` (v2 id) and `numcodecs.lz4` (v3 name): [`Lz4Codec`].
+/// - by v2 id and v3 name (`numcodecs.` and the id): [`DeltaCodec`], [`Lz4Codec`],
+///   [`FixedScaleOffsetCodec`] (in place of zarrs' own, which computes in float32),
+///   [`QuantizeCodec`], [`AsTypeCodec`], [`PackBitsCodec`].
 pub fn register() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -51,28 +83,16 @@ pub fn register() {
                 Ok(Codec::ArrayToArray(Arc::new(codec)))
             },
         ));
-        register_codec_v2(CodecRuntimePluginV2::new(
-            |id| id == "delta",
-            |metadata| DeltaCodec::from_configuration(metadata.configuration()),
-        ));
-        register_codec_v3(CodecRuntimePluginV3::new(
-            |name| name == DeltaCodec::NAME,
-            |metadata| {
-                DeltaCodec::from_configuration(
-                    &metadata.configuration().cloned().unwrap_or_default(),
-                )
-            },
-        ));
-        register_codec_v2(CodecRuntimePluginV2::new(
-            |id| id == "lz4",
-            |metadata| Lz4Codec::from_configuration(metadata.configuration()),
-        ));
-        register_codec_v3(CodecRuntimePluginV3::new(
-            |name| name == Lz4Codec::NAME,
-            |metadata| {
-                Lz4Codec::from_configuration(&metadata.configuration().cloned().unwrap_or_default())
-            },
-        ));
+        for (id, name, make) in CODECS {
+            register_codec_v2(CodecRuntimePluginV2::new(
+                move |i| i == id,
+                move |metadata| make(metadata.configuration(), false),
+            ));
+            register_codec_v3(CodecRuntimePluginV3::new(
+                move |n| n == name,
+                move |metadata| make(&metadata.configuration().cloned().unwrap_or_default(), true),
+            ));
+        }
     });
 }
 
@@ -102,95 +122,158 @@ fn codecs_named<'a>(
     }
 }
 
+/// The elements a numcodecs filter named `id` (its v2 id) takes and gives, as numpy sees them
+/// (byte order, Zarr v3 type; `'|'` for one-byte types), from its configuration; `Some(None)`
+/// for a filter that takes any elements and gives the same (bitround checks its own), `None`
+/// for a codec that is not one of these filters.
+#[allow(clippy::type_complexity)]
+fn filter_types(
+    id: &str,
+    configuration: &serde_json::Value,
+) -> Option<Option<((char, &'static str), (char, &'static str))>> {
+    let dtype = |key: &str| {
+        let (element, order) = Element::parse(configuration.get(key)?.as_str()?)?;
+        Some((order, element.v3_name()))
+    };
+    let pair = |input: &str, output: &str| {
+        let input = dtype(input);
+        let output = match configuration.get(output) {
+            None | Some(serde_json::Value::Null) => input,
+            Some(_) => dtype(output),
+        };
+        // A type these codecs refuse when made: no rule of this function needed.
+        input.zip(output)
+    };
+    match id {
+        "delta" => Some(pair("dtype", "dtype")),
+        "fixedscaleoffset" | "quantize" => Some(pair("dtype", "astype")),
+        "astype" => Some(pair("decode_dtype", "encode_dtype")),
+        "packbits" => Some(Some((('|', "bool"), ('|', "uint8")))),
+        _ => None,
+    }
+}
+
 /// A numcodecs codec of the array (at any depth: inside sharding too) that zarrs' implementation
 /// (or this module's) would run otherwise than numcodecs, which wrote the data, for this
 /// array: refused when the array is opened rather than read (and written) differently. Its
 /// name and why.
 pub(crate) fn refused(metadata: &ArrayMetadata) -> Option<(String, &'static str)> {
-    const FIXEDSCALEOFFSET: &str = "zarrs' implementation decodes in the element type and \
-        rounds halves away from zero, so values would differ from numcodecs' (which wrote them) \
-        in the last bit or at ties";
-    const BITROUND: &str = "numcodecs' bitround rounds floating-point elements only (zarrs' \
-        would round these; zarr-python refuses to write them)";
-    const DELTA: &str = "numcodecs' delta in another element type or byte order than the \
-        array's elements in memory would reinterpret their bytes";
-    const DELTA_BIG_ENDIAN: &str = "zarr-python hands numcodecs' delta the elements of a v3 \
-        array stored big-endian in the byte order the array was created with, which differs \
-        between the session that wrote it and one that reads it: left to zarr-python";
     let value = serde_json::to_value(metadata).ok()?;
-    let named = |names: &[&str]| {
-        let mut found = Vec::new();
-        for member in ["codecs", "filters", "compressor"] {
-            if let Some(v) = value.get(member) {
-                codecs_named(v, names, &mut found);
-            }
-        }
-        found
-    };
-    let name_of = |codec: &serde_json::Value| {
-        let name = codec.get("name").or_else(|| codec.get("id"));
-        name.and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    if let Some(codec) = named(&["numcodecs.fixedscaleoffset", "fixedscaleoffset"]).first() {
-        return Some((name_of(codec), FIXEDSCALEOFFSET));
-    }
-    // numcodecs' codecs by their v3 names (zarrs' own `bitround` rounds integers too, by
-    // design) or v2 ids; the array's elements in memory (numcodecs' delta views them in its
-    // `dtype`), as the Zarr v3 type and byte order: v3 arrays hold them little-endian (the
-    // bytes codec orders them), v2 arrays in their `dtype`'s order.
-    let (bitround, delta, float, elements) = match metadata {
+    match metadata {
         ArrayMetadata::V3(_) => {
-            let data_type = value.get("data_type").and_then(serde_json::Value::as_str);
-            let float = data_type.is_some_and(|t| ["float16", "float32", "float64"].contains(&t));
-            (
-                "numcodecs.bitround",
-                "numcodecs.delta",
-                float,
-                data_type.map(|t| ('<', t)),
-            )
+            // Elements in memory are little-endian (the bytes codec orders them).
+            let data_type = value.get("data_type").and_then(serde_json::Value::as_str)?;
+            let codecs = value.get("codecs")?.as_array()?;
+            refused_in_chain(codecs, ('<', data_type), true).err()
         }
         ArrayMetadata::V2(_) => {
-            let dtype = value
-                .get("dtype")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or_default();
-            let code = dtype.trim_start_matches(['<', '>', '|', '=']);
-            let elements = DeltaCodec::dtype_of(&serde_json::json!({ "dtype": dtype }));
-            (
-                "bitround",
-                "delta",
-                ["f2", "f4", "f8"].contains(&code),
-                elements,
-            )
+            // Elements in memory in their dtype's order; the filters' last type is stored in
+            // the order zarrs stores the array's (this machine's for one-byte types).
+            let dtype = value.get("dtype")?.as_str()?;
+            let Some((element, order)) = Element::parse(dtype) else {
+                // Another type (bool, strings, ...): only packbits takes any of these.
+                let array_type = if dtype.trim_start_matches(['<', '>', '|']) == "b1" {
+                    "bool"
+                } else {
+                    "(other)"
+                };
+                let filters = value.get("filters").and_then(serde_json::Value::as_array);
+                let filters = filters.map_or(&[][..], Vec::as_slice);
+                let last = refused_in_chain(filters, ('|', array_type), false);
+                return v2_stored(last, '<');
+            };
+            let filters = value.get("filters").and_then(serde_json::Value::as_array);
+            let filters = filters.map_or(&[][..], Vec::as_slice);
+            let last = refused_in_chain(filters, (order, element.v3_name()), false);
+            v2_stored(last, if order == '|' { '<' } else { order })
         }
+    }
+}
+
+/// The filters' last elements of a v2 array (or why refused), checked to be stored in `order`.
+fn v2_stored(
+    last: Result<(char, &str), (String, &'static str)>,
+    order: char,
+) -> Option<(String, &'static str)> {
+    const ORDER: &str = "the filters give elements in another byte order than zarrs stores \
+        the array's in";
+    match last {
+        Err(refused) => Some(refused),
+        Ok((last, _)) if last != '|' && last != order => Some(("filters".into(), ORDER)),
+        Ok(_) => None,
+    }
+}
+
+/// Walk a codec chain from elements `input` (byte order, Zarr v3 type): the elements its
+/// numcodecs filters leave, or the first codec refused and why. Sharding's inner chain starts
+/// from the elements before it.
+fn refused_in_chain<'a>(
+    chain: &'a [serde_json::Value],
+    input: (char, &'a str),
+    v3: bool,
+) -> Result<(char, &'a str), (String, &'static str)> {
+    const REINTERPRETS: &str = "a numcodecs filter whose dtype is another element type or \
+        byte order than the elements it is given would reinterpret their bytes";
+    const BITROUND: &str = "numcodecs' bitround rounds floating-point elements only (zarrs' \
+        would round these; zarr-python refuses to write them)";
+    const BIG_ENDIAN: &str = "zarr-python hands numcodecs' filters the elements of a v3 array \
+        stored big-endian in the byte order the array was created with, which differs \
+        between the session that wrote it and one that reads it: left to zarr-python";
+    let mut current = input;
+    let big_endian = v3 && {
+        let mut found = Vec::new();
+        for codec in chain {
+            codecs_named(codec, &["bytes"], &mut found);
+        }
+        found.iter().any(|c| {
+            c.get("configuration").and_then(|c| c.get("endian")) == Some(&serde_json::json!("big"))
+        })
     };
-    let reinterprets = |codec: &&serde_json::Value| {
+    for codec in chain {
+        let name = codec
+            .get("name")
+            .or_else(|| codec.get("id"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
         let configuration = codec.get("configuration").unwrap_or(codec);
-        let same = DeltaCodec::dtype_of(configuration)
-            .zip(elements)
-            .is_some_and(|((o, t), (order, array_type))| {
-                t == array_type && (o == '|' || o == order)
-            });
-        !same
-    };
-    let deltas = named(&[delta]);
-    if let Some(codec) = deltas.iter().copied().find(reinterprets) {
-        return Some((name_of(codec), DELTA));
+        if v3 && name == "sharding_indexed" {
+            let inner = configuration
+                .get("codecs")
+                .and_then(serde_json::Value::as_array);
+            refused_in_chain(inner.map_or(&[][..], Vec::as_slice), current, true)?;
+            continue;
+        }
+        let id = if v3 {
+            match name.strip_prefix("numcodecs.") {
+                Some(id) => id,
+                None => continue,
+            }
+        } else {
+            name
+        };
+        let refuse = |why| Err((name.to_owned(), why));
+        if id == "bitround" {
+            if !["float16", "float32", "float64"].contains(&current.1) {
+                return refuse(BITROUND);
+            }
+            continue;
+        }
+        let Some(types) = filter_types(id, configuration) else {
+            continue;
+        };
+        let Some((takes, gives)) = types else {
+            continue;
+        };
+        let same_order = takes.0 == '|' || current.0 == '|' || takes.0 == current.0;
+        if takes.1 != current.1 || !same_order {
+            return refuse(REINTERPRETS);
+        }
+        if big_endian && id != "packbits" {
+            return refuse(BIG_ENDIAN);
+        }
+        current = gives;
     }
-    let big_endian = named(&["bytes"]).iter().any(|c| {
-        c.get("configuration").and_then(|c| c.get("endian")) == Some(&serde_json::json!("big"))
-    });
-    if let (Some(codec), true) = (deltas.first(), big_endian) {
-        return Some((name_of(codec), DELTA_BIG_ENDIAN));
-    }
-    if float {
-        return None;
-    }
-    named(&[bitround])
-        .first()
-        .map(|codec| (name_of(codec), BITROUND))
+    Ok(current)
 }
 
 /// A numcodecs configuration as the codecs of this module keep it (and report it back): checked
@@ -302,6 +385,16 @@ impl Element {
         }
     }
 
+    const fn is_float(self) -> bool {
+        matches!(self, Self::F32 | Self::F64)
+    }
+
+    /// zarrs' data type of the same elements.
+    fn data_type(self) -> DataType {
+        DataType::from_metadata(&zarrs::metadata::v3::MetadataV3::new(self.v3_name()))
+            .unwrap_or_else(|_| zarrs::array::data_type::uint8())
+    }
+
     /// The Zarr v3 data type of the same elements.
     fn v3_name(self) -> &'static str {
         Self::TABLE
@@ -368,15 +461,6 @@ impl DeltaCodec {
         Ok(Codec::ArrayToArray(Arc::new(codec)))
     }
 
-    /// numcodecs' byte order of the `dtype` in `configuration` (`'<'`, `'>'`, or `'|'` for
-    /// one-byte types), and the Zarr v3 data type of its elements; None when numcodecs' delta
-    /// cannot be made from it.
-    #[must_use]
-    pub fn dtype_of(configuration: &serde_json::Value) -> Option<(char, &'static str)> {
-        let (element, order) = Element::parse(configuration.get("dtype")?.as_str()?)?;
-        Some((order, element.v3_name()))
-    }
-
     /// [`transform`] a chunk's elements of `data_type`, checked to be this codec's.
     fn apply<'a>(
         &self,
@@ -384,34 +468,10 @@ impl DeltaCodec {
         data_type: &DataType,
         encode: bool,
     ) -> Result<ArrayBytes<'a>, CodecError> {
-        let mut owned = bytes
-            .into_fixed()
-            .map_err(|e| CodecError::Other(e.to_string()))?
-            .into_owned();
-        self.check(data_type, owned.len())?;
+        check_type(Self::NAME, data_type, self.element)?;
+        let mut owned = whole_elements(Self::NAME, bytes, self.element)?.into_owned();
         transform(self.element, &mut owned, encode);
         Ok(ArrayBytes::new_flen(Cow::Owned(owned)))
-    }
-
-    fn check(&self, data_type: &DataType, len: usize) -> Result<(), CodecError> {
-        let name = data_type.name_v3();
-        if name.as_deref() != Some(self.element.v3_name()) {
-            return Err(CodecError::Other(format!(
-                "{}: dtype {} on elements of data type {} is not supported (numcodecs would \
-                 reinterpret their bytes)",
-                Self::NAME,
-                self.element.v3_name(),
-                name.as_deref().unwrap_or("(unnamed)")
-            )));
-        }
-        if !len.is_multiple_of(self.element.size()) {
-            return Err(CodecError::Other(format!(
-                "{}: {len} bytes are not a whole number of {}-byte elements",
-                Self::NAME,
-                self.element.size()
-            )));
-        }
-        Ok(())
     }
 }
 
@@ -468,7 +528,7 @@ impl ArrayToArrayCodecTraits for DeltaCodec {
     }
 
     fn encoded_data_type(&self, decoded_data_type: &DataType) -> Result<DataType, CodecError> {
-        self.check(decoded_data_type, 0)?;
+        check_type(Self::NAME, decoded_data_type, self.element)?;
         Ok(decoded_data_type.clone())
     }
 
@@ -500,6 +560,713 @@ impl ArrayToArrayCodecTraits for DeltaCodec {
         _options: &CodecOptions,
     ) -> Result<ArrayBytes<'a>, CodecError> {
         self.apply(bytes, data_type, false)
+    }
+}
+
+/// Run `$body` with `$t` the Rust type of `$element` (an [`Element`]).
+macro_rules! with_element {
+    ($element:expr, $t:ident => $body:expr) => {
+        match $element {
+            Element::I8 => {
+                type $t = i8;
+                $body
+            }
+            Element::I16 => {
+                type $t = i16;
+                $body
+            }
+            Element::I32 => {
+                type $t = i32;
+                $body
+            }
+            Element::I64 => {
+                type $t = i64;
+                $body
+            }
+            Element::U8 => {
+                type $t = u8;
+                $body
+            }
+            Element::U16 => {
+                type $t = u16;
+                $body
+            }
+            Element::U32 => {
+                type $t = u32;
+                $body
+            }
+            Element::U64 => {
+                type $t = u64;
+                $body
+            }
+            Element::F32 => {
+                type $t = f32;
+                $body
+            }
+            Element::F64 => {
+                type $t = f64;
+                $body
+            }
+        }
+    };
+}
+
+/// A number on its way from one element type to another: integers exact, floats as float64
+/// (which holds every float32 exactly).
+#[derive(Debug, Clone, Copy)]
+enum Number {
+    Int(i128),
+    Float(f64),
+}
+
+/// The element types' conversions as numpy's `astype` makes them on x86-64 (numpy's casts are
+/// C casts): integers wrap; integers become the nearest float; floats round to nearest;
+/// floats become integers truncated toward zero, through the processor's truncation to a
+/// 32-bit signed integer for the types of up to 16 bits and `int32`, to a 64-bit one for
+/// `int64`, and for `uint32` / `uint64` through the signed truncation of the same width,
+/// less the top bit when the value reaches it. Out of range, or NaN, that truncation gives the
+/// smallest signed value (x86's "integer indefinite"), which is what numpy stores: as happens
+/// to the fill value padding an edge chunk when it is out of the stored type's range (-2.0
+/// stored as `uint8` is 254). Checked against numpy's results for each type.
+trait Scalar: Copy {
+    fn number(self) -> Number;
+    fn from_number(number: Number) -> Self;
+}
+
+/// x86-64's truncation of `value` to a signed integer of `bits` (32 or 64) bits.
+#[allow(clippy::cast_possible_truncation)] // checked to be in range first
+fn truncate_x86(value: f64, bits: u32) -> i64 {
+    let limit = 2f64.powi(i32::try_from(bits).unwrap_or(64) - 1);
+    if value.is_nan() || value >= limit || value < -limit {
+        if bits == 32 {
+            i64::from(i32::MIN)
+        } else {
+            i64::MIN
+        }
+    } else {
+        value.trunc() as i64
+    }
+}
+
+/// x86-64's truncation to an unsigned integer of `bits` (32 or 64) bits, as C compilers make
+/// it from the signed one.
+#[allow(clippy::cast_sign_loss)] // the bits as they are
+fn truncate_x86_unsigned(value: f64, bits: u32) -> u64 {
+    let top = 2f64.powi(i32::try_from(bits).unwrap_or(64) - 1);
+    let mask = if bits == 32 {
+        u64::from(u32::MAX)
+    } else {
+        u64::MAX
+    };
+    if value >= top {
+        (truncate_x86(value - top, bits) as u64 ^ (1 << (bits - 1))) & mask
+    } else {
+        truncate_x86(value, bits) as u64 & mask
+    }
+}
+
+macro_rules! scalar {
+    (int $t:ty, $float:expr) => {
+        impl Scalar for $t {
+            fn number(self) -> Number {
+                Number::Int(i128::from(self))
+            }
+
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // numpy wraps
+            fn from_number(number: Number) -> Self {
+                match number {
+                    Number::Int(i) => i as Self,
+                    Number::Float(f) => $float(f) as Self,
+                }
+            }
+        }
+    };
+    (float $t:ty) => {
+        impl Scalar for $t {
+            fn number(self) -> Number {
+                Number::Float(f64::from(self))
+            }
+
+            #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)] // numpy's
+            fn from_number(number: Number) -> Self {
+                match number {
+                    Number::Int(i) => i as Self,
+                    Number::Float(f) => f as Self,
+                }
+            }
+        }
+    };
+}
+
+scalar!(int i8, |f| truncate_x86(f, 32));
+scalar!(int i16, |f| truncate_x86(f, 32));
+scalar!(int i32, |f| truncate_x86(f, 32));
+scalar!(int i64, |f| truncate_x86(f, 64));
+scalar!(int u8, |f| truncate_x86(f, 32));
+scalar!(int u16, |f| truncate_x86(f, 32));
+scalar!(int u32, |f| truncate_x86_unsigned(f, 32));
+scalar!(int u64, |f| truncate_x86_unsigned(f, 64));
+scalar!(float f32);
+scalar!(float f64);
+
+/// A Python number as numpy takes it into float32 arithmetic (the nearest float32).
+fn in_float32(value: f64) -> f32 {
+    f32::from_number(Number::Float(value))
+}
+
+/// Native-endian elements of Rust type `$f`, each mapped by `map` (in that type) and then
+/// converted to the element type `$to` as numpy's `astype` does ([`Scalar`]).
+macro_rules! map_to {
+    ($bytes:expr, $f:ty, $to:expr, |$x:ident| $map:expr) => {
+        with_element!($to, T => {
+            const N: usize = size_of::<$f>();
+            let mut out = Vec::with_capacity($bytes.len() / N * size_of::<T>());
+            for chunk in $bytes.chunks_exact(N) {
+                let mut raw = [0u8; N];
+                raw.copy_from_slice(chunk);
+                let $x = <$f>::from_ne_bytes(raw);
+                let value = T::from_number(Scalar::number($map));
+                out.extend_from_slice(&value.to_ne_bytes());
+            }
+            out
+        })
+    };
+}
+
+/// numpy's `astype` of native-endian elements (see [`map_to!`]).
+fn cast(bytes: &[u8], from: Element, to: Element) -> Vec<u8> {
+    with_element!(from, F => map_to!(bytes, F, to, |x| x))
+}
+
+/// The elements of `bytes` (whole elements of `element`, named for errors by `codec`).
+fn whole_elements<'a>(
+    codec: &str,
+    bytes: ArrayBytes<'a>,
+    element: Element,
+) -> Result<Cow<'a, [u8]>, CodecError> {
+    let bytes = bytes
+        .into_fixed()
+        .map_err(|e| CodecError::Other(e.to_string()))?;
+    if !bytes.len().is_multiple_of(element.size()) {
+        return Err(CodecError::Other(format!(
+            "{codec}: {} bytes are not a whole number of {}-byte elements",
+            bytes.len(),
+            element.size()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// `data_type` checked to be `element`'s, for `codec`.
+fn check_type(codec: &str, data_type: &DataType, element: Element) -> Result<(), CodecError> {
+    let name = data_type.name_v3();
+    if name.as_deref() == Some(element.v3_name()) {
+        return Ok(());
+    }
+    Err(CodecError::Other(format!(
+        "{codec}: dtype {} on elements of data type {} is not supported (numcodecs would \
+         reinterpret their bytes)",
+        element.v3_name(),
+        name.as_deref().unwrap_or("(unnamed)")
+    )))
+}
+
+/// A numcodecs configuration's dtype member `key`, parsed; `default` when absent or null.
+fn dtype_member(
+    codec: &str,
+    configuration: &Configuration,
+    key: &str,
+    default: Option<(Element, char)>,
+) -> Result<(Element, char), PluginCreateError> {
+    let refuse = |what: String| PluginCreateError::Other(format!("{codec}: {what}"));
+    match configuration.get(key) {
+        None | Some(serde_json::Value::Null) => {
+            default.ok_or_else(|| refuse(format!("{key:?} must be a numpy dtype string")))
+        }
+        Some(value) => value.as_str().and_then(Element::parse).ok_or_else(|| {
+            refuse(format!(
+                "{key} {value} is not supported (integer, float32 or float64 types)"
+            ))
+        }),
+    }
+}
+
+/// numcodecs' `FixedScaleOffset` filter on float32 or float64 elements: encoded as
+/// `round((x - offset) * scale)` computed in the element type (as numpy computes it, the
+/// Python numbers taken in that type; halves to even), stored as `astype`; decoded as
+/// `stored / scale + offset`, computed in float64 for integer `astype` (float32 for float32)
+/// and converted to the element type. An integer `dtype` (numpy's arithmetic then depends on
+/// whether `scale` and `offset` are Python ints or floats) is refused.
+#[derive(Debug, Clone)]
+pub struct FixedScaleOffsetCodec {
+    dtype: Element,
+    astype: Element,
+    scale: f64,
+    offset: f64,
+    /// The configuration as given, less a v2 `id`.
+    configuration: serde_json::Map<String, serde_json::Value>,
+}
+
+zarrs::plugin::impl_extension_aliases!(
+    FixedScaleOffsetCodec,
+    v3: "numcodecs.fixedscaleoffset",
+    v2: "fixedscaleoffset"
+);
+
+impl FixedScaleOffsetCodec {
+    /// The codec's Zarr v3 name.
+    pub const NAME: &'static str = "numcodecs.fixedscaleoffset";
+
+    /// The codec of a numcodecs configuration (`{"scale": 100, "offset": 5, "dtype": "<f8",
+    /// "astype": "<i2"}`).
+    ///
+    /// # Errors
+    /// [`PluginCreateError`] naming the codec and what it cannot do: a `dtype` other than
+    /// float32 or float64, an `astype` that is not an integer or float32 / float64 type,
+    /// `scale` or `offset` that is not a number, another member.
+    pub fn from_configuration(configuration: &Configuration) -> Result<Codec, PluginCreateError> {
+        let refuse = |what: String| PluginCreateError::Other(format!("{}: {what}", Self::NAME));
+        let kept = kept_configuration(
+            Self::NAME,
+            configuration,
+            &["scale", "offset", "dtype", "astype"],
+        )?;
+        let dtype = dtype_member(Self::NAME, configuration, "dtype", None)?;
+        if !dtype.0.is_float() {
+            return Err(refuse(format!(
+                "dtype {:?} is not supported (float32 or float64)",
+                dtype.0.v3_name()
+            )));
+        }
+        let astype = dtype_member(Self::NAME, configuration, "astype", Some(dtype))?;
+        let number = |key: &str| {
+            configuration
+                .get(key)
+                .and_then(serde_json::Value::as_f64)
+                .ok_or_else(|| refuse(format!("{key:?} must be a number")))
+        };
+        let codec = Self {
+            dtype: dtype.0,
+            astype: astype.0,
+            scale: number("scale")?,
+            offset: number("offset")?,
+            configuration: kept,
+        };
+        Ok(Codec::ArrayToArray(Arc::new(codec)))
+    }
+}
+
+/// numcodecs' `Quantize` filter on float32 or float64 elements: encoded as
+/// `round(x * 2^bits) / 2^bits` in the element type (halves to even; `bits` from `digits` as
+/// numcodecs computes it), stored as `astype`; decoding only converts back.
+#[derive(Debug, Clone)]
+pub struct QuantizeCodec {
+    dtype: Element,
+    astype: Element,
+    scale: f64,
+    /// The configuration as given, less a v2 `id`.
+    configuration: serde_json::Map<String, serde_json::Value>,
+}
+
+zarrs::plugin::impl_extension_aliases!(QuantizeCodec, v3: "numcodecs.quantize", v2: "quantize");
+
+impl QuantizeCodec {
+    /// The codec's Zarr v3 name.
+    pub const NAME: &'static str = "numcodecs.quantize";
+
+    /// The codec of a numcodecs configuration (`{"digits": 3, "dtype": "<f8", "astype":
+    /// "<f4"}`), for a v3 array when `v3` (where zarr-python hands the next codec the stored
+    /// type as if it were the element type, so only `astype` equal to `dtype` is read alike).
+    ///
+    /// # Errors
+    /// [`PluginCreateError`] naming the codec and what it cannot do: `dtype` or `astype` other
+    /// than float32 or float64 (or differing in v3), `digits` that is not an integer, another
+    /// member.
+    pub fn from_configuration(
+        configuration: &Configuration,
+        v3: bool,
+    ) -> Result<Codec, PluginCreateError> {
+        let refuse = |what: String| PluginCreateError::Other(format!("{}: {what}", Self::NAME));
+        let kept = kept_configuration(Self::NAME, configuration, &["digits", "dtype", "astype"])?;
+        let dtype = dtype_member(Self::NAME, configuration, "dtype", None)?;
+        let astype = dtype_member(Self::NAME, configuration, "astype", Some(dtype))?;
+        if !dtype.0.is_float() || !astype.0.is_float() {
+            return Err(refuse("only float32 and float64 are supported".into()));
+        }
+        if v3 && astype.0 != dtype.0 {
+            return Err(refuse(format!(
+                "astype {:?} other than dtype {:?} is not supported in a Zarr v3 array \
+                 (zarr-python stores it as the array's type)",
+                astype.0.v3_name(),
+                dtype.0.v3_name()
+            )));
+        }
+        let digits = configuration
+            .get("digits")
+            .and_then(serde_json::Value::as_i64)
+            .ok_or_else(|| refuse("\"digits\" must be an integer".into()))?;
+        let codec = Self {
+            dtype: dtype.0,
+            astype: astype.0,
+            scale: Self::scale(digits),
+            configuration: kept,
+        };
+        Ok(Codec::ArrayToArray(Arc::new(codec)))
+    }
+
+    /// numcodecs' power of two for `digits` decimal digits, computed as it does.
+    #[allow(clippy::cast_precision_loss)] // digits is a small integer
+    fn scale(digits: i64) -> f64 {
+        let precision = 10f64.powf(-(digits as f64));
+        let exp = precision.log10();
+        let exp = if exp < 0.0 { exp.floor() } else { exp.ceil() };
+        2f64.powf(10f64.powf(-exp).log2().ceil())
+    }
+}
+
+/// numcodecs' `AsType` filter: elements of `decode_dtype` stored as `encode_dtype`, converted
+/// as numpy's `astype` converts them (integers wrap, floats round to nearest, floats become
+/// integers truncated toward zero) both ways.
+#[derive(Debug, Clone)]
+pub struct AsTypeCodec {
+    decoded: Element,
+    encoded: Element,
+    /// The configuration as given, less a v2 `id`.
+    configuration: serde_json::Map<String, serde_json::Value>,
+}
+
+zarrs::plugin::impl_extension_aliases!(AsTypeCodec, v3: "numcodecs.astype", v2: "astype");
+
+impl AsTypeCodec {
+    /// The codec's Zarr v3 name.
+    pub const NAME: &'static str = "numcodecs.astype";
+
+    /// The codec of a numcodecs configuration (`{"encode_dtype": "<f4", "decode_dtype":
+    /// "<f8"}`).
+    ///
+    /// # Errors
+    /// [`PluginCreateError`] naming the codec for a type that is not an integer or float32 /
+    /// float64 type, or another member.
+    pub fn from_configuration(configuration: &Configuration) -> Result<Codec, PluginCreateError> {
+        let kept =
+            kept_configuration(Self::NAME, configuration, &["encode_dtype", "decode_dtype"])?;
+        let encoded = dtype_member(Self::NAME, configuration, "encode_dtype", None)?;
+        let decoded = dtype_member(Self::NAME, configuration, "decode_dtype", None)?;
+        let codec = Self {
+            decoded: decoded.0,
+            encoded: encoded.0,
+            configuration: kept,
+        };
+        Ok(Codec::ArrayToArray(Arc::new(codec)))
+    }
+}
+
+/// One of numcodecs' filters from elements of one type to elements of another (possibly the
+/// same) type, each converted by its own `encode_elements` and `decode_elements`.
+trait ElementFilter {
+    const NAME: &'static str;
+    fn decoded(&self) -> Element;
+    fn encoded(&self) -> Element;
+    fn encode_elements(&self, bytes: &[u8]) -> Vec<u8>;
+    fn decode_elements(&self, bytes: &[u8]) -> Vec<u8>;
+}
+
+impl ElementFilter for FixedScaleOffsetCodec {
+    const NAME: &'static str = Self::NAME;
+    fn decoded(&self) -> Element {
+        self.dtype
+    }
+    fn encoded(&self) -> Element {
+        self.astype
+    }
+    fn encode_elements(&self, bytes: &[u8]) -> Vec<u8> {
+        let (scale, offset) = (self.scale, self.offset);
+        match self.dtype {
+            Element::F32 => {
+                let (scale, offset) = (in_float32(scale), in_float32(offset));
+                map_to!(bytes, f32, self.astype, |x| ((x - offset) * scale)
+                    .round_ties_even())
+            }
+            _ => map_to!(bytes, f64, self.astype, |x| {
+                ((x - offset) * scale).round_ties_even()
+            }),
+        }
+    }
+
+    fn decode_elements(&self, bytes: &[u8]) -> Vec<u8> {
+        let (scale, offset) = (self.scale, self.offset);
+        match self.astype {
+            Element::F32 => {
+                let (scale, offset) = (in_float32(scale), in_float32(offset));
+                map_to!(bytes, f32, self.dtype, |x| x / scale + offset)
+            }
+            Element::F64 => map_to!(bytes, f64, self.dtype, |x| x / scale + offset),
+            integer => {
+                let wide = cast(bytes, integer, Element::F64);
+                map_to!(&wide, f64, self.dtype, |x| x / scale + offset)
+            }
+        }
+    }
+}
+
+impl ElementFilter for QuantizeCodec {
+    const NAME: &'static str = Self::NAME;
+    fn decoded(&self) -> Element {
+        self.dtype
+    }
+    fn encoded(&self) -> Element {
+        self.astype
+    }
+    fn encode_elements(&self, bytes: &[u8]) -> Vec<u8> {
+        let scale = self.scale;
+        match self.dtype {
+            Element::F32 => {
+                let scale = in_float32(scale);
+                map_to!(bytes, f32, self.astype, |x| (x * scale).round_ties_even()
+                    / scale)
+            }
+            _ => map_to!(bytes, f64, self.astype, |x| {
+                (x * scale).round_ties_even() / scale
+            }),
+        }
+    }
+    fn decode_elements(&self, bytes: &[u8]) -> Vec<u8> {
+        cast(bytes, self.astype, self.dtype)
+    }
+}
+
+impl ElementFilter for AsTypeCodec {
+    const NAME: &'static str = Self::NAME;
+    fn decoded(&self) -> Element {
+        self.decoded
+    }
+    fn encoded(&self) -> Element {
+        self.encoded
+    }
+    fn encode_elements(&self, bytes: &[u8]) -> Vec<u8> {
+        cast(bytes, self.decoded, self.encoded)
+    }
+    fn decode_elements(&self, bytes: &[u8]) -> Vec<u8> {
+        cast(bytes, self.encoded, self.decoded)
+    }
+}
+
+/// zarrs' codec traits of an [`ElementFilter`]: whole chunks, the encoded data type its
+/// `encoded()` type, the fill value converted as zarr-python converts it (numpy's `astype`).
+macro_rules! element_filter_codec {
+    ($codec:ty) => {
+        numcodecs_codec_traits!($codec);
+
+        impl ArrayCodecTraits for $codec {
+            fn recommended_concurrency(
+                &self,
+                _shape: &[NonZeroU64],
+                _data_type: &DataType,
+            ) -> Result<RecommendedConcurrency, CodecError> {
+                Ok(RecommendedConcurrency::new_maximum(1))
+            }
+        }
+
+        impl ArrayToArrayCodecTraits for $codec {
+            fn into_dyn(self: Arc<Self>) -> Arc<dyn ArrayToArrayCodecTraits> {
+                self as Arc<dyn ArrayToArrayCodecTraits>
+            }
+
+            fn encoded_data_type(
+                &self,
+                decoded_data_type: &DataType,
+            ) -> Result<DataType, CodecError> {
+                check_type(
+                    <Self as ElementFilter>::NAME,
+                    decoded_data_type,
+                    self.decoded(),
+                )?;
+                Ok(self.encoded().data_type())
+            }
+
+            fn encoded_fill_value(
+                &self,
+                decoded_data_type: &DataType,
+                decoded_fill_value: &FillValue,
+            ) -> Result<FillValue, CodecError> {
+                check_type(
+                    <Self as ElementFilter>::NAME,
+                    decoded_data_type,
+                    self.decoded(),
+                )?;
+                let bytes = decoded_fill_value.as_ne_bytes();
+                Ok(FillValue::new(cast(bytes, self.decoded(), self.encoded())))
+            }
+
+            fn encode<'a>(
+                &self,
+                bytes: ArrayBytes<'a>,
+                _shape: &[NonZeroU64],
+                data_type: &DataType,
+                _fill_value: &FillValue,
+                _options: &CodecOptions,
+            ) -> Result<ArrayBytes<'a>, CodecError> {
+                let name = <Self as ElementFilter>::NAME;
+                check_type(name, data_type, self.decoded())?;
+                let elements = whole_elements(name, bytes, self.decoded())?;
+                Ok(ArrayBytes::new_flen(Cow::Owned(
+                    self.encode_elements(&elements),
+                )))
+            }
+
+            fn decode<'a>(
+                &self,
+                bytes: ArrayBytes<'a>,
+                _shape: &[NonZeroU64],
+                data_type: &DataType,
+                _fill_value: &FillValue,
+                _options: &CodecOptions,
+            ) -> Result<ArrayBytes<'a>, CodecError> {
+                let name = <Self as ElementFilter>::NAME;
+                check_type(name, data_type, self.decoded())?;
+                let elements = whole_elements(name, bytes, self.encoded())?;
+                Ok(ArrayBytes::new_flen(Cow::Owned(
+                    self.decode_elements(&elements),
+                )))
+            }
+        }
+    };
+}
+
+element_filter_codec!(FixedScaleOffsetCodec);
+element_filter_codec!(QuantizeCodec);
+element_filter_codec!(AsTypeCodec);
+
+/// numcodecs' `PackBits` filter on boolean elements: one byte giving the number of padding
+/// bits, then the elements eight to a byte, the first in the most significant bit (numpy's
+/// `packbits`). Decoding checks the count against the chunk's.
+#[derive(Debug, Clone)]
+pub struct PackBitsCodec {
+    /// The configuration as given, less a v2 `id` (numcodecs' has no members).
+    configuration: serde_json::Map<String, serde_json::Value>,
+}
+
+zarrs::plugin::impl_extension_aliases!(PackBitsCodec, v3: "numcodecs.packbits", v2: "packbits");
+
+impl PackBitsCodec {
+    /// The codec's Zarr v3 name.
+    pub const NAME: &'static str = "numcodecs.packbits";
+
+    /// The codec of a numcodecs configuration (`{}`).
+    ///
+    /// # Errors
+    /// [`PluginCreateError`] naming the codec for any member.
+    pub fn from_configuration(configuration: &Configuration) -> Result<Codec, PluginCreateError> {
+        let configuration = kept_configuration(Self::NAME, configuration, &[])?;
+        Ok(Codec::ArrayToArray(Arc::new(Self { configuration })))
+    }
+
+    fn check(data_type: &DataType) -> Result<(), CodecError> {
+        match data_type.name_v3().as_deref() {
+            Some("bool") => Ok(()),
+            other => Err(CodecError::Other(format!(
+                "{}: elements of data type {} are not booleans",
+                Self::NAME,
+                other.unwrap_or("(unnamed)")
+            ))),
+        }
+    }
+}
+
+numcodecs_codec_traits!(PackBitsCodec);
+
+impl ArrayCodecTraits for PackBitsCodec {
+    fn recommended_concurrency(
+        &self,
+        _shape: &[NonZeroU64],
+        _data_type: &DataType,
+    ) -> Result<RecommendedConcurrency, CodecError> {
+        Ok(RecommendedConcurrency::new_maximum(1))
+    }
+}
+
+impl ArrayToArrayCodecTraits for PackBitsCodec {
+    fn into_dyn(self: Arc<Self>) -> Arc<dyn ArrayToArrayCodecTraits> {
+        self as Arc<dyn ArrayToArrayCodecTraits>
+    }
+
+    fn encoded_data_type(&self, decoded_data_type: &DataType) -> Result<DataType, CodecError> {
+        Self::check(decoded_data_type)?;
+        Ok(zarrs::array::data_type::uint8())
+    }
+
+    fn encoded_fill_value(
+        &self,
+        decoded_data_type: &DataType,
+        decoded_fill_value: &FillValue,
+    ) -> Result<FillValue, CodecError> {
+        Self::check(decoded_data_type)?;
+        Ok(decoded_fill_value.clone())
+    }
+
+    fn encoded_shape(&self, decoded_shape: &[NonZeroU64]) -> Result<Vec<NonZeroU64>, CodecError> {
+        let count = decoded_shape.iter().map(|n| n.get()).product::<u64>();
+        let bytes = NonZeroU64::new(1 + count.div_ceil(8)).unwrap_or(NonZeroU64::MIN);
+        Ok(vec![bytes])
+    }
+
+    fn decoded_shape(
+        &self,
+        _encoded_shape: &[NonZeroU64],
+    ) -> Result<Option<Vec<NonZeroU64>>, CodecError> {
+        Ok(None)
+    }
+
+    fn encode<'a>(
+        &self,
+        bytes: ArrayBytes<'a>,
+        _shape: &[NonZeroU64],
+        data_type: &DataType,
+        _fill_value: &FillValue,
+        _options: &CodecOptions,
+    ) -> Result<ArrayBytes<'a>, CodecError> {
+        Self::check(data_type)?;
+        let elements = whole_elements(Self::NAME, bytes, Element::U8)?;
+        let padding = (8 - elements.len() % 8) % 8;
+        let mut packed = Vec::with_capacity(1 + elements.len().div_ceil(8));
+        packed.push(u8::try_from(padding).unwrap_or_default());
+        packed.extend(elements.chunks(8).map(|bits| {
+            bits.iter().enumerate().fold(0u8, |byte, (i, &bit)| {
+                byte | (u8::from(bit != 0) << (7 - i))
+            })
+        }));
+        Ok(ArrayBytes::new_flen(Cow::Owned(packed)))
+    }
+
+    fn decode<'a>(
+        &self,
+        bytes: ArrayBytes<'a>,
+        shape: &[NonZeroU64],
+        data_type: &DataType,
+        _fill_value: &FillValue,
+        _options: &CodecOptions,
+    ) -> Result<ArrayBytes<'a>, CodecError> {
+        Self::check(data_type)?;
+        let packed = whole_elements(Self::NAME, bytes, Element::U8)?;
+        let expected = shape.iter().map(|n| n.get()).product::<u64>();
+        let count = packed.split_first().and_then(|(&padding, bits)| {
+            let count = (bits.len() as u64 * 8).checked_sub(u64::from(padding))?;
+            (padding < 8 && count == expected).then_some(count)
+        });
+        let Some(count) = count else {
+            return Err(CodecError::Other(format!(
+                "{}: {} bytes (padding {:?}) do not hold the chunk's {expected} elements",
+                Self::NAME,
+                packed.len(),
+                packed.first()
+            )));
+        };
+        let unpacked = packed[1..]
+            .iter()
+            .flat_map(|&byte| (0..8).map(move |i| (byte >> (7 - i)) & 1))
+            .take(usize::try_from(count).unwrap_or(usize::MAX))
+            .collect();
+        Ok(ArrayBytes::new_flen(Cow::Owned(unpacked)))
     }
 }
 
@@ -855,18 +1622,11 @@ mod tests {
                 "{message}"
             );
         }
-        assert_eq!(
-            DeltaCodec::dtype_of(&serde_json::json!({"dtype": "i2"})),
-            Some(('<', "int16"))
-        );
-        assert_eq!(
-            DeltaCodec::dtype_of(&serde_json::json!({"dtype": "<u1"})),
-            Some(('|', "uint8"))
-        );
-        assert_eq!(
-            DeltaCodec::dtype_of(&serde_json::json!({"dtype": ">f8"})),
-            Some(('>', "float64"))
-        );
+        assert_eq!(Element::parse("i2"), Some((Element::I16, '<')));
+        assert_eq!(Element::parse("<u1"), Some((Element::U8, '|')));
+        assert_eq!(Element::parse(">f8"), Some((Element::F64, '>')));
+        assert_eq!(Element::parse("float32"), Some((Element::F32, '<')));
+        assert_eq!(Element::parse("<f2"), None);
     }
 
     /// numcodecs' LZ4 stream (made by numcodecs 0.16: `LZ4().encode` of 64 `<u2` values
@@ -1015,6 +1775,332 @@ mod tests {
                 "{name} {bad}"
             );
         }
+    }
+
+    /// Floats to each integer type as numpy converts them on x86-64, out of range and NaN too.
+    #[test]
+    fn casts_as_numpy_makes_them() {
+        let values = [
+            -2.0,
+            -1.5,
+            255.7,
+            256.0,
+            40000.0,
+            -40000.0,
+            3e9,
+            -3e9,
+            1e19,
+            1.8e19,
+            -1e19,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            2f64.powi(63),
+            2f64.powi(64),
+        ];
+        // numpy 2.4's float64 -> integer astype of `values` on x86-64.
+        let numpy: [(Element, &[i128]); 8] = [
+            (
+                Element::I8,
+                &[-2, -1, -1, 0, 64, -64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            ),
+            (
+                Element::I16,
+                &[
+                    -2, -1, 255, 256, -25536, 25536, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                ],
+            ),
+            (
+                Element::I32,
+                &[
+                    -2,
+                    -1,
+                    255,
+                    256,
+                    40000,
+                    -40000,
+                    -2147483648,
+                    -2147483648,
+                    -2147483648,
+                    -2147483648,
+                    -2147483648,
+                    -2147483648,
+                    -2147483648,
+                    -2147483648,
+                    -2147483648,
+                    -2147483648,
+                ],
+            ),
+            (
+                Element::I64,
+                &[
+                    -2,
+                    -1,
+                    255,
+                    256,
+                    40000,
+                    -40000,
+                    3000000000,
+                    -3000000000,
+                    -9223372036854775808,
+                    -9223372036854775808,
+                    -9223372036854775808,
+                    -9223372036854775808,
+                    -9223372036854775808,
+                    -9223372036854775808,
+                    -9223372036854775808,
+                    -9223372036854775808,
+                ],
+            ),
+            (
+                Element::U8,
+                &[254, 255, 255, 0, 64, 192, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            ),
+            (
+                Element::U16,
+                &[
+                    65534, 65535, 255, 256, 40000, 25536, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                ],
+            ),
+            (
+                Element::U32,
+                &[
+                    4294967294, 4294967295, 255, 256, 40000, 4294927296, 3000000000, 2147483648, 0,
+                    0, 2147483648, 2147483648, 0, 2147483648, 0, 0,
+                ],
+            ),
+            (
+                Element::U64,
+                &[
+                    18446744073709551614,
+                    18446744073709551615,
+                    255,
+                    256,
+                    40000,
+                    18446744073709511616,
+                    3000000000,
+                    18446744070709551616,
+                    10000000000000000000,
+                    18000000000000000000,
+                    9223372036854775808,
+                    9223372036854775808,
+                    0,
+                    9223372036854775808,
+                    9223372036854775808,
+                    0,
+                ],
+            ),
+        ];
+        let bytes = bytes_of(&values, f64::to_ne_bytes);
+        for (element, expected) in numpy {
+            let out = cast(&bytes, Element::F64, element);
+            let got: Vec<i128> = with_element!(element, T => out
+                .chunks_exact(size_of::<T>())
+                .map(|c| match T::from_ne_bytes(c.try_into().unwrap()).number() {
+                    Number::Int(i) => i,
+                    Number::Float(_) => unreachable!(),
+                })
+                .collect());
+            assert_eq!(got, expected, "{element:?}");
+        }
+        // Integers wrap; to floats round to nearest.
+        let wide = bytes_of(&[70000i32, -1, 16_777_217], i32::to_ne_bytes);
+        assert_eq!(
+            cast(&wide, Element::I32, Element::I16),
+            bytes_of(&[4464i16, -1, 1], i16::to_ne_bytes)
+        );
+        assert_eq!(
+            cast(&wide, Element::I32, Element::F32),
+            bytes_of(&[70000f32, -1.0, 16_777_216.0], f32::to_ne_bytes)
+        );
+    }
+
+    fn filter(codec: Result<Codec, PluginCreateError>) -> Arc<dyn ArrayToArrayCodecTraits> {
+        match codec {
+            Ok(Codec::ArrayToArray(codec)) => codec,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// numcodecs' FixedScaleOffset, Quantize and PackBits streams (made by numcodecs 0.16):
+    /// encoded bit for bit, decoded as numcodecs decodes them.
+    #[test]
+    fn value_filters_as_numcodecs_stores_them() {
+        let config = |json: &str| -> Configuration { serde_json::from_str(json).unwrap() };
+        let options = CodecOptions::default();
+        let run = |codec: &Arc<dyn ArrayToArrayCodecTraits>,
+                   data_type: DataType,
+                   decoded: Vec<u8>,
+                   encode: bool| {
+            let n = NonZeroU64::new(decoded.len() as u64).unwrap();
+            let fill = FillValue::new(vec![0; data_type.fixed_size().unwrap()]);
+            let bytes = ArrayBytes::new_flen(Cow::Owned(decoded));
+            let out = if encode {
+                codec.encode(bytes, &[n], &data_type, &fill, &options)
+            } else {
+                codec.decode(bytes, &[n], &data_type, &fill, &options)
+            };
+            out.unwrap().into_fixed().unwrap().into_owned()
+        };
+        let f32s = bytes_of(
+            &[
+                1_069_547_520u32,
+                1_075_838_976,
+                3_204_448_256,
+                1_056_964_607,
+                1_078_530_000,
+                1_232_348_160,
+                3_221_225_472,
+            ],
+            u32::to_ne_bytes,
+        );
+        let fso = filter(FixedScaleOffsetCodec::from_configuration(&config(
+            r#"{"id":"fixedscaleoffset","offset":1.25,"scale":10,"dtype":"<f4","astype":"<i4"}"#,
+        )));
+        let stored = run(&fso, Element::F32.data_type(), f32s.clone(), true);
+        let i32s = bytes_of(&[2i32, 12, -18, -8, 19, 9_999_988, -32], i32::to_ne_bytes);
+        assert_eq!(stored, i32s);
+        // Decoded in float64, then float32.
+        let back = bytes_of(
+            &[
+                1_069_128_090u32,
+                1_075_629_261,
+                3_205_287_117,
+                1_055_286_886,
+                1_078_565_274,
+                1_232_348_161,
+                3_220_806_042,
+            ],
+            u32::to_ne_bytes,
+        );
+        let decoded = fso.decode(
+            ArrayBytes::new_flen(Cow::Owned(i32s)),
+            &[NonZeroU64::new(7).unwrap()],
+            &Element::F32.data_type(),
+            &FillValue::new(vec![0; 4]),
+            &options,
+        );
+        assert_eq!(decoded.unwrap().into_fixed().unwrap().into_owned(), back);
+        // To uint8: out of range wraps as numpy's does.
+        let fso = filter(FixedScaleOffsetCodec::from_configuration(&config(
+            r#"{"offset":1.25,"scale":10,"dtype":"<f4","astype":"|u1"}"#,
+        )));
+        assert_eq!(
+            run(&fso, Element::F32.data_type(), f32s, true),
+            vec![2, 12, 238, 248, 19, 116, 224]
+        );
+        // Quantize: digits 2 is 2^7; -0.001 becomes -0.0.
+        let quantize = filter(QuantizeCodec::from_configuration(
+            &config(r#"{"digits":2,"dtype":"<f8"}"#),
+            true,
+        ));
+        let f64s = bytes_of(
+            &[
+                4_599_976_659_396_224_614u64,
+                4_599_676_419_421_066_581,
+                4_604_180_019_048_437_077,
+                13_785_626_545_772_145_148,
+                4_638_387_860_618_067_575,
+            ],
+            u64::to_ne_bytes,
+        );
+        let quantized = bytes_of(
+            &[
+                4_600_004_806_893_895_680u64,
+                4_599_723_331_917_185_024,
+                4_604_156_562_800_377_856,
+                9_223_372_036_854_775_808,
+                4_638_387_658_307_928_064,
+            ],
+            u64::to_ne_bytes,
+        );
+        assert_eq!(
+            run(&quantize, Element::F64.data_type(), f64s, true),
+            quantized
+        );
+        for (digits, scale) in [(0, 1.0), (1, 16.0), (2, 128.0), (3, 1024.0), (-1, 0.125)] {
+            assert_eq!(QuantizeCodec::scale(digits), scale, "{digits}");
+        }
+        // PackBits: the padding count, then the bits from the most significant.
+        let packbits = filter(PackBitsCodec::from_configuration(&config("{}")));
+        let bits = vec![1, 0, 1, 1, 0, 0, 0, 0, 1, 1];
+        let bool_type = zarrs::array::data_type::bool();
+        let packed = run(&packbits, bool_type.clone(), bits.clone(), true);
+        assert_eq!(packed, vec![6, 176, 192]);
+        let shape = [NonZeroU64::new(10).unwrap()];
+        let fill = FillValue::new(vec![0]);
+        let unpacked = packbits.decode(
+            ArrayBytes::new_flen(Cow::Owned(packed.clone())),
+            &shape,
+            &bool_type,
+            &fill,
+            &options,
+        );
+        assert_eq!(unpacked.unwrap().into_fixed().unwrap().into_owned(), bits);
+        // A count that disagrees with the chunk's, or padding of 8 or more: errors.
+        for bad in [vec![5, 176, 192], vec![9, 176, 192], vec![6, 176], vec![]] {
+            let err = packbits
+                .decode(
+                    ArrayBytes::new_flen(Cow::Owned(bad.clone())),
+                    &shape,
+                    &bool_type,
+                    &fill,
+                    &options,
+                )
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("numcodecs.packbits"), "{bad:?}: {err}");
+        }
+        // Configurations refused, naming the codec and what.
+        for (made, why) in [
+            (
+                FixedScaleOffsetCodec::from_configuration(&config(
+                    r#"{"offset":1,"scale":2,"dtype":"<i4"}"#,
+                )),
+                "int32",
+            ),
+            (
+                FixedScaleOffsetCodec::from_configuration(&config(
+                    r#"{"offset":"1","scale":2,"dtype":"<f8"}"#,
+                )),
+                "offset",
+            ),
+            (
+                QuantizeCodec::from_configuration(
+                    &config(r#"{"digits":2,"dtype":"<f8","astype":"<f4"}"#),
+                    true,
+                ),
+                "astype",
+            ),
+            (
+                QuantizeCodec::from_configuration(
+                    &config(r#"{"digits":2.5,"dtype":"<f8"}"#),
+                    false,
+                ),
+                "digits",
+            ),
+            (
+                AsTypeCodec::from_configuration(&config(
+                    r#"{"encode_dtype":"<f2","decode_dtype":"<f8"}"#,
+                )),
+                "encode_dtype",
+            ),
+            (
+                PackBitsCodec::from_configuration(&config(r#"{"bits":1}"#)),
+                "bits",
+            ),
+        ] {
+            let message = made.expect_err(why).to_string();
+            assert!(
+                message.contains("numcodecs.") && message.contains(why),
+                "{message}"
+            );
+        }
+        assert!(QuantizeCodec::from_configuration(
+            &config(r#"{"digits":2,"dtype":"<f8","astype":"<f4"}"#),
+            false
+        )
+        .is_ok());
     }
 
     /// v2 and v3 arrays (sharded too, either byte order) with numcodecs' delta: written and read
