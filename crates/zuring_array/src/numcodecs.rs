@@ -145,7 +145,7 @@ fn filter_types(
         input.zip(output)
     };
     match id {
-        "delta" => Some(pair("dtype", "dtype")),
+        "delta" => Some(pair("dtype", "astype")),
         "fixedscaleoffset" | "quantize" => Some(pair("dtype", "astype")),
         "astype" => Some(pair("decode_dtype", "encode_dtype")),
         "packbits" => Some(Some((('|', "bool"), ('|', "uint8")))),
@@ -327,7 +327,55 @@ macro_rules! numcodecs_codec_traits {
     };
 }
 
-/// An element type numcodecs' delta works in.
+/// Run `$body` with `$t` the Rust type of `$element` (an [`Element`]).
+macro_rules! with_element {
+    ($element:expr, $t:ident => $body:expr) => {
+        match $element {
+            Element::I8 => {
+                type $t = i8;
+                $body
+            }
+            Element::I16 => {
+                type $t = i16;
+                $body
+            }
+            Element::I32 => {
+                type $t = i32;
+                $body
+            }
+            Element::I64 => {
+                type $t = i64;
+                $body
+            }
+            Element::U8 => {
+                type $t = u8;
+                $body
+            }
+            Element::U16 => {
+                type $t = u16;
+                $body
+            }
+            Element::U32 => {
+                type $t = u32;
+                $body
+            }
+            Element::U64 => {
+                type $t = u64;
+                $body
+            }
+            Element::F32 => {
+                type $t = f32;
+                $body
+            }
+            Element::F64 => {
+                type $t = f64;
+                $body
+            }
+        }
+    };
+}
+
+/// An element type of numcodecs' filters (delta, fixedscaleoffset, quantize, astype).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Element {
     I8,
@@ -385,6 +433,14 @@ impl Element {
         }
     }
 
+    /// The least and greatest value of an integer type.
+    fn integer_range(self) -> Option<(i128, i128)> {
+        with_element!(self, T => match (T::MIN.number(), T::MAX.number()) {
+            (Number::Int(min), Number::Int(max)) => Some((min, max)),
+            _ => None,
+        })
+    }
+
     const fn is_float(self) -> bool {
         matches!(self, Self::F32 | Self::F64)
     }
@@ -406,13 +462,15 @@ impl Element {
 
 /// numcodecs' `Delta` filter: a chunk's elements, flattened in the order they are stored,
 /// become the first element and then the difference of each from the one before (wrapping for
-/// integers, in the element type for floats, as numpy computes them); decoding is the running
-/// sum. Only `astype` equal to `dtype` (the common case; another `astype` changes the chain's
-/// data type, which zarr-python handles) and an element type equal to the array's: anything
-/// else is refused when the codec is made or used, never read otherwise.
+/// integers, in the element type for floats, as numpy computes them), stored as `astype`;
+/// decoding is the running sum, in the element type for integers and in the wider of the two
+/// for floats, as numpy's `cumsum` sums them. `dtype` and `astype` are both integers or both
+/// floats, and not `uint64` with a signed type (numpy would sum those in float64); a first
+/// element out of an integer `astype`'s range is an error when encoding, as in numpy.
 #[derive(Debug, Clone)]
 pub struct DeltaCodec {
     element: Element,
+    astype: Element,
     /// The configuration as given, less a v2 `id` (numcodecs writes `dtype` and `astype`).
     configuration: serde_json::Map<String, serde_json::Value>,
 }
@@ -423,55 +481,93 @@ impl DeltaCodec {
     /// The codec's Zarr v3 name.
     pub const NAME: &'static str = "numcodecs.delta";
 
-    /// The codec of a numcodecs configuration (`{"dtype": "<i4", "astype": "<i4"}`).
+    /// The codec of a numcodecs configuration (`{"dtype": "<i4", "astype": "<i2"}`).
     ///
     /// # Errors
-    /// [`PluginCreateError`] naming the codec and what it cannot do: a `dtype` that is not an
-    /// integer or float32 / float64 type, an `astype` other than the `dtype`, another member.
+    /// [`PluginCreateError`] naming the codec and what it cannot do: a `dtype` or `astype` that
+    /// is not an integer or float32 / float64 type, an integer with a float, `uint64` with a
+    /// signed integer, another member.
     pub fn from_configuration(configuration: &Configuration) -> Result<Codec, PluginCreateError> {
-        let refuse = |what: String| PluginCreateError::Other(format!("{}: {what}", Self::NAME));
         let kept = kept_configuration(Self::NAME, configuration, &["dtype", "astype"])?;
-        let dtype = configuration
-            .get("dtype")
-            .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| refuse("\"dtype\" must be a numpy dtype string".into()))?;
-        let parsed = Element::parse(dtype).ok_or_else(|| {
-            refuse(format!(
-                "dtype {dtype:?} is not supported (integer, float32 or float64 types)"
-            ))
-        })?;
-        match configuration.get("astype") {
-            None | Some(serde_json::Value::Null) => {}
-            Some(astype) => {
-                let same = astype
-                    .as_str()
-                    .and_then(Element::parse)
-                    .is_some_and(|a| a == parsed);
-                if !same {
-                    return Err(refuse(format!(
-                        "astype {astype} other than dtype {dtype:?} is not supported"
-                    )));
-                }
-            }
+        let (element, _) = dtype_member(Self::NAME, configuration, "dtype", None)?;
+        let (astype, _) = dtype_member(Self::NAME, configuration, "astype", Some((element, '<')))?;
+        let signed =
+            |e: Element| matches!(e, Element::I8 | Element::I16 | Element::I32 | Element::I64);
+        let mixed = element.is_float() != astype.is_float()
+            || [(element, astype), (astype, element)]
+                .iter()
+                .any(|&(u, i)| u == Element::U64 && signed(i));
+        if mixed {
+            return Err(PluginCreateError::Other(format!(
+                "{}: astype {:?} with dtype {:?} is not supported (numpy would sum in another \
+                 kind of number)",
+                Self::NAME,
+                astype.v3_name(),
+                element.v3_name()
+            )));
         }
         let codec = Self {
-            element: parsed.0,
+            element,
+            astype,
             configuration: kept,
         };
         Ok(Codec::ArrayToArray(Arc::new(codec)))
     }
 
-    /// [`transform`] a chunk's elements of `data_type`, checked to be this codec's.
-    fn apply<'a>(
-        &self,
-        bytes: ArrayBytes<'a>,
-        data_type: &DataType,
-        encode: bool,
-    ) -> Result<ArrayBytes<'a>, CodecError> {
-        check_type(Self::NAME, data_type, self.element)?;
-        let mut owned = whole_elements(Self::NAME, bytes, self.element)?.into_owned();
-        transform(self.element, &mut owned, encode);
-        Ok(ArrayBytes::new_flen(Cow::Owned(owned)))
+    /// The type numpy's `cumsum` sums in: the element type for integers (wrapping sums in a
+    /// wider type come to the same), the wider of the two for floats.
+    fn accumulator(&self) -> Element {
+        if self.element.is_float() && (self.element == Element::F64 || self.astype == Element::F64)
+        {
+            Element::F64
+        } else {
+            self.element
+        }
+    }
+}
+
+impl ElementFilter for DeltaCodec {
+    const NAME: &'static str = Self::NAME;
+    fn decoded(&self) -> Element {
+        self.element
+    }
+    fn encoded(&self) -> Element {
+        self.astype
+    }
+    fn encode_elements(&self, bytes: &[u8]) -> Result<Vec<u8>, CodecError> {
+        if let (Some(first), Some((min, max))) = (
+            bytes.get(..self.element.size()),
+            self.astype.integer_range(),
+        ) {
+            let first = numbers(first, self.element);
+            if let Some(Number::Int(first)) = first
+                .first()
+                .filter(|n| matches!(n, Number::Int(i) if *i < min || *i > max))
+            {
+                return Err(CodecError::Other(format!(
+                    "{}: the first element {first} is out of the range of astype {:?}",
+                    Self::NAME,
+                    self.astype.v3_name()
+                )));
+            }
+        }
+        let mut differences = bytes.to_vec();
+        transform(self.element, &mut differences, true);
+        Ok(if self.astype == self.element {
+            differences
+        } else {
+            cast(&differences, self.element, self.astype)
+        })
+    }
+    fn decode_elements(&self, bytes: &[u8]) -> Vec<u8> {
+        let sum = self.accumulator();
+        let mut sums = cast(bytes, self.astype, sum);
+        transform(sum, &mut sums, false);
+        if sum == self.element {
+            sums
+        } else {
+            cast(&sums, sum, self.element)
+        }
     }
 }
 
@@ -508,107 +604,6 @@ fn transform(element: Element, bytes: &mut [u8], encode: bool) {
         Element::F32 => run!(f32, |a: f32, b: f32| a - b, |a: f32, b: f32| a + b),
         Element::F64 => run!(f64, |a: f64, b: f64| a - b, |a: f64, b: f64| a + b),
     }
-}
-
-numcodecs_codec_traits!(DeltaCodec);
-
-impl ArrayCodecTraits for DeltaCodec {
-    fn recommended_concurrency(
-        &self,
-        _shape: &[NonZeroU64],
-        _data_type: &DataType,
-    ) -> Result<RecommendedConcurrency, CodecError> {
-        Ok(RecommendedConcurrency::new_maximum(1))
-    }
-}
-
-impl ArrayToArrayCodecTraits for DeltaCodec {
-    fn into_dyn(self: Arc<Self>) -> Arc<dyn ArrayToArrayCodecTraits> {
-        self as Arc<dyn ArrayToArrayCodecTraits>
-    }
-
-    fn encoded_data_type(&self, decoded_data_type: &DataType) -> Result<DataType, CodecError> {
-        check_type(Self::NAME, decoded_data_type, self.element)?;
-        Ok(decoded_data_type.clone())
-    }
-
-    fn encoded_fill_value(
-        &self,
-        _decoded_data_type: &DataType,
-        decoded_fill_value: &FillValue,
-    ) -> Result<FillValue, CodecError> {
-        Ok(decoded_fill_value.clone())
-    }
-
-    fn encode<'a>(
-        &self,
-        bytes: ArrayBytes<'a>,
-        _shape: &[NonZeroU64],
-        data_type: &DataType,
-        _fill_value: &FillValue,
-        _options: &CodecOptions,
-    ) -> Result<ArrayBytes<'a>, CodecError> {
-        self.apply(bytes, data_type, true)
-    }
-
-    fn decode<'a>(
-        &self,
-        bytes: ArrayBytes<'a>,
-        _shape: &[NonZeroU64],
-        data_type: &DataType,
-        _fill_value: &FillValue,
-        _options: &CodecOptions,
-    ) -> Result<ArrayBytes<'a>, CodecError> {
-        self.apply(bytes, data_type, false)
-    }
-}
-
-/// Run `$body` with `$t` the Rust type of `$element` (an [`Element`]).
-macro_rules! with_element {
-    ($element:expr, $t:ident => $body:expr) => {
-        match $element {
-            Element::I8 => {
-                type $t = i8;
-                $body
-            }
-            Element::I16 => {
-                type $t = i16;
-                $body
-            }
-            Element::I32 => {
-                type $t = i32;
-                $body
-            }
-            Element::I64 => {
-                type $t = i64;
-                $body
-            }
-            Element::U8 => {
-                type $t = u8;
-                $body
-            }
-            Element::U16 => {
-                type $t = u16;
-                $body
-            }
-            Element::U32 => {
-                type $t = u32;
-                $body
-            }
-            Element::U64 => {
-                type $t = u64;
-                $body
-            }
-            Element::F32 => {
-                type $t = f32;
-                $body
-            }
-            Element::F64 => {
-                type $t = f64;
-                $body
-            }
-        }
-    };
 }
 
 /// A number on its way from one element type to another: integers exact, floats as float64
@@ -733,6 +728,26 @@ macro_rules! map_to {
     };
 }
 
+/// Native-endian elements of `element` as [`Number`]s.
+fn numbers(bytes: &[u8], element: Element) -> Vec<Number> {
+    with_element!(element, T => {
+        const N: usize = size_of::<T>();
+        bytes
+            .chunks_exact(N)
+            .map(|chunk| {
+                let mut raw = [0u8; N];
+                raw.copy_from_slice(chunk);
+                T::from_ne_bytes(raw).number()
+            })
+            .collect()
+    })
+}
+
+/// [`Number`]s as native-endian elements of `element`, converted as numpy converts them.
+fn from_numbers(numbers: impl Iterator<Item = Number>, element: Element) -> Vec<u8> {
+    with_element!(element, T => numbers.flat_map(|n| T::from_number(n).to_ne_bytes()).collect())
+}
+
 /// numpy's `astype` of native-endian elements (see [`map_to!`]).
 fn cast(bytes: &[u8], from: Element, to: Element) -> Vec<u8> {
     with_element!(from, F => map_to!(bytes, F, to, |x| x))
@@ -791,18 +806,22 @@ fn dtype_member(
     }
 }
 
-/// numcodecs' `FixedScaleOffset` filter on float32 or float64 elements: encoded as
-/// `round((x - offset) * scale)` computed in the element type (as numpy computes it, the
-/// Python numbers taken in that type; halves to even), stored as `astype`; decoded as
-/// `stored / scale + offset`, computed in float64 for integer `astype` (float32 for float32)
-/// and converted to the element type. An integer `dtype` (numpy's arithmetic then depends on
-/// whether `scale` and `offset` are Python ints or floats) is refused.
+/// numcodecs' `FixedScaleOffset` filter: encoded as `round((x - offset) * scale)` (halves to
+/// even), stored as `astype`; decoded as `stored / scale + offset` converted to the element
+/// type. Computed as numpy 2 computes it (NEP 50): for float elements in their type (the
+/// Python numbers taken in that type); for integer elements each step in the element type
+/// (wrapping) while `offset` (then `scale`) is a Python int, in float64 from the first that is
+/// a float; decoding in float64 for integer `astype` (in `astype` for floats).
 #[derive(Debug, Clone)]
 pub struct FixedScaleOffsetCodec {
     dtype: Element,
     astype: Element,
     scale: f64,
     offset: f64,
+    /// `scale` and `offset` where the configuration gives them as integers (Python ints) and
+    /// the elements are integers.
+    scale_int: Option<i128>,
+    offset_int: Option<i128>,
     /// The configuration as given, less a v2 `id`.
     configuration: serde_json::Map<String, serde_json::Value>,
 }
@@ -821,9 +840,10 @@ impl FixedScaleOffsetCodec {
     /// "astype": "<i2"}`).
     ///
     /// # Errors
-    /// [`PluginCreateError`] naming the codec and what it cannot do: a `dtype` other than
-    /// float32 or float64, an `astype` that is not an integer or float32 / float64 type,
-    /// `scale` or `offset` that is not a number, another member.
+    /// [`PluginCreateError`] naming the codec and what it cannot do: a `dtype` or `astype`
+    /// that is not an integer or float32 / float64 type, `scale` or `offset` that is not a
+    /// number, or an integer out of the range of integer elements (numpy raises), another
+    /// member.
     pub fn from_configuration(configuration: &Configuration) -> Result<Codec, PluginCreateError> {
         let refuse = |what: String| PluginCreateError::Other(format!("{}: {what}", Self::NAME));
         let kept = kept_configuration(
@@ -831,28 +851,83 @@ impl FixedScaleOffsetCodec {
             configuration,
             &["scale", "offset", "dtype", "astype"],
         )?;
-        let dtype = dtype_member(Self::NAME, configuration, "dtype", None)?;
-        if !dtype.0.is_float() {
-            return Err(refuse(format!(
-                "dtype {:?} is not supported (float32 or float64)",
-                dtype.0.v3_name()
-            )));
-        }
-        let astype = dtype_member(Self::NAME, configuration, "astype", Some(dtype))?;
+        let dtype = dtype_member(Self::NAME, configuration, "dtype", None)?.0;
+        let astype = dtype_member(Self::NAME, configuration, "astype", Some((dtype, '<')))?.0;
         let number = |key: &str| {
             configuration
                 .get(key)
                 .and_then(serde_json::Value::as_f64)
                 .ok_or_else(|| refuse(format!("{key:?} must be a number")))
         };
+        // A Python int of integer elements: it must fit them (numpy raises otherwise).
+        let integer = |key: &str| -> Result<Option<i128>, PluginCreateError> {
+            let Some((min, max)) = dtype.integer_range() else {
+                return Ok(None);
+            };
+            let value = configuration.get(key);
+            let int = value.and_then(|v| {
+                v.as_i64()
+                    .map(i128::from)
+                    .or_else(|| v.as_u64().map(i128::from))
+            });
+            match int {
+                Some(int) if int < min || int > max => Err(refuse(format!(
+                    "{key} {int} is out of the range of dtype {:?} (numpy raises)",
+                    dtype.v3_name()
+                ))),
+                int => Ok(int),
+            }
+        };
         let codec = Self {
-            dtype: dtype.0,
-            astype: astype.0,
+            dtype,
+            astype,
             scale: number("scale")?,
             offset: number("offset")?,
+            scale_int: integer("scale")?,
+            offset_int: integer("offset")?,
             configuration: kept,
         };
         Ok(Codec::ArrayToArray(Arc::new(codec)))
+    }
+
+    /// Encode integer elements, each step as numpy types it.
+    #[allow(clippy::cast_precision_loss)] // numpy's conversion of integers to float64
+    fn encode_integers(&self, bytes: &[u8]) -> Vec<u8> {
+        let dtype = self.dtype;
+        let wrap = |v: i128| match with_element!(dtype, T => T::from_number(Number::Int(v)).number())
+        {
+            Number::Int(i) => i,
+            Number::Float(_) => v,
+        };
+        let step = |x: Number,
+                    int: Option<i128>,
+                    float: f64,
+                    on_ints: fn(i128, i128) -> i128,
+                    on_floats: fn(f64, f64) -> f64| match (x, int) {
+            (Number::Int(i), Some(by)) => Number::Int(wrap(on_ints(i, by))),
+            (Number::Int(i), None) => Number::Float(on_floats(i as f64, float)),
+            (Number::Float(f), _) => Number::Float(on_floats(f, float)),
+        };
+        let encoded = numbers(bytes, dtype).into_iter().map(|x| {
+            let shifted = step(
+                x,
+                self.offset_int,
+                self.offset,
+                i128::wrapping_sub,
+                |a, b| a - b,
+            );
+            match step(
+                shifted,
+                self.scale_int,
+                self.scale,
+                i128::wrapping_mul,
+                |a, b| a * b,
+            ) {
+                Number::Float(f) => Number::Float(f.round_ties_even()),
+                int @ Number::Int(_) => int,
+            }
+        });
+        from_numbers(encoded, self.astype)
     }
 }
 
@@ -967,7 +1042,7 @@ trait ElementFilter {
     const NAME: &'static str;
     fn decoded(&self) -> Element;
     fn encoded(&self) -> Element;
-    fn encode_elements(&self, bytes: &[u8]) -> Vec<u8>;
+    fn encode_elements(&self, bytes: &[u8]) -> Result<Vec<u8>, CodecError>;
     fn decode_elements(&self, bytes: &[u8]) -> Vec<u8>;
 }
 
@@ -979,18 +1054,19 @@ impl ElementFilter for FixedScaleOffsetCodec {
     fn encoded(&self) -> Element {
         self.astype
     }
-    fn encode_elements(&self, bytes: &[u8]) -> Vec<u8> {
+    fn encode_elements(&self, bytes: &[u8]) -> Result<Vec<u8>, CodecError> {
         let (scale, offset) = (self.scale, self.offset);
-        match self.dtype {
+        Ok(match self.dtype {
             Element::F32 => {
                 let (scale, offset) = (in_float32(scale), in_float32(offset));
                 map_to!(bytes, f32, self.astype, |x| ((x - offset) * scale)
                     .round_ties_even())
             }
-            _ => map_to!(bytes, f64, self.astype, |x| {
+            Element::F64 => map_to!(bytes, f64, self.astype, |x| {
                 ((x - offset) * scale).round_ties_even()
             }),
-        }
+            _ => self.encode_integers(bytes),
+        })
     }
 
     fn decode_elements(&self, bytes: &[u8]) -> Vec<u8> {
@@ -1017,9 +1093,9 @@ impl ElementFilter for QuantizeCodec {
     fn encoded(&self) -> Element {
         self.astype
     }
-    fn encode_elements(&self, bytes: &[u8]) -> Vec<u8> {
+    fn encode_elements(&self, bytes: &[u8]) -> Result<Vec<u8>, CodecError> {
         let scale = self.scale;
-        match self.dtype {
+        Ok(match self.dtype {
             Element::F32 => {
                 let scale = in_float32(scale);
                 map_to!(bytes, f32, self.astype, |x| (x * scale).round_ties_even()
@@ -1028,7 +1104,7 @@ impl ElementFilter for QuantizeCodec {
             _ => map_to!(bytes, f64, self.astype, |x| {
                 (x * scale).round_ties_even() / scale
             }),
-        }
+        })
     }
     fn decode_elements(&self, bytes: &[u8]) -> Vec<u8> {
         cast(bytes, self.astype, self.dtype)
@@ -1043,8 +1119,8 @@ impl ElementFilter for AsTypeCodec {
     fn encoded(&self) -> Element {
         self.encoded
     }
-    fn encode_elements(&self, bytes: &[u8]) -> Vec<u8> {
-        cast(bytes, self.decoded, self.encoded)
+    fn encode_elements(&self, bytes: &[u8]) -> Result<Vec<u8>, CodecError> {
+        Ok(cast(bytes, self.decoded, self.encoded))
     }
     fn decode_elements(&self, bytes: &[u8]) -> Vec<u8> {
         cast(bytes, self.encoded, self.decoded)
@@ -1110,7 +1186,7 @@ macro_rules! element_filter_codec {
                 check_type(name, data_type, self.decoded())?;
                 let elements = whole_elements(name, bytes, self.decoded())?;
                 Ok(ArrayBytes::new_flen(Cow::Owned(
-                    self.encode_elements(&elements),
+                    self.encode_elements(&elements)?,
                 )))
             }
 
@@ -1133,6 +1209,7 @@ macro_rules! element_filter_codec {
     };
 }
 
+element_filter_codec!(DeltaCodec);
 element_filter_codec!(FixedScaleOffsetCodec);
 element_filter_codec!(QuantizeCodec);
 element_filter_codec!(AsTypeCodec);
@@ -1598,6 +1675,9 @@ mod tests {
         let made = |json: &str| DeltaCodec::from_configuration(&config(json));
         for ok in [
             r#"{"dtype":"<i4","astype":"<i4"}"#,
+            r#"{"dtype":"<i4","astype":"<i2"}"#,
+            r#"{"dtype":"<i4","astype":">i4"}"#,
+            r#"{"dtype":"<f8","astype":"<f4"}"#,
             r#"{"dtype":"i8"}"#,
             r#"{"dtype":"float32","astype":"<f4"}"#,
             r#"{"dtype":"|u1","astype":"u1"}"#,
@@ -1606,8 +1686,8 @@ mod tests {
             assert!(made(ok).is_ok(), "{ok}");
         }
         for (bad, why) in [
-            (r#"{"dtype":"<i4","astype":"<i2"}"#, "astype"),
-            (r#"{"dtype":"<i4","astype":">i4"}"#, "astype"),
+            (r#"{"dtype":"<i4","astype":"<f4"}"#, "astype"),
+            (r#"{"dtype":"<u8","astype":"<i8"}"#, "astype"),
             (r#"{"dtype":"<f2"}"#, "<f2"),
             (r#"{"dtype":"|b1"}"#, "|b1"),
             (r#"{"astype":"<i4"}"#, "dtype"),
@@ -2055,9 +2135,9 @@ mod tests {
         for (made, why) in [
             (
                 FixedScaleOffsetCodec::from_configuration(&config(
-                    r#"{"offset":1,"scale":2,"dtype":"<i4"}"#,
+                    r#"{"offset":1,"scale":2,"dtype":"<f2"}"#,
                 )),
-                "int32",
+                "dtype",
             ),
             (
                 FixedScaleOffsetCodec::from_configuration(&config(
@@ -2101,6 +2181,130 @@ mod tests {
             false
         )
         .is_ok());
+    }
+
+    /// Integer streams made by numcodecs 0.16 (numpy 2.4): fixedscaleoffset of integers, each
+    /// step typed by whether scale and offset are Python ints, and delta storing another type.
+    #[test]
+    fn integer_filters_as_numcodecs_stores_them() {
+        let ints = |values: &[i128], element: Element| {
+            from_numbers(values.iter().map(|&v| Number::Int(v)), element)
+        };
+        let run = |json: &str,
+                   make: Make,
+                   (dtype, values): (Element, &[i128]),
+                   (astype, stored): (Element, &[i128]),
+                   back: &[i128]| {
+            let codec = filter(make(&serde_json::from_str(json).unwrap(), false));
+            let n = [NonZeroU64::new(values.len() as u64).unwrap()];
+            let fill = FillValue::new(vec![0; dtype.size()]);
+            let options = CodecOptions::default();
+            let encoded = codec
+                .encode(
+                    ArrayBytes::new_flen(Cow::Owned(ints(values, dtype))),
+                    &n,
+                    &dtype.data_type(),
+                    &fill,
+                    &options,
+                )
+                .unwrap();
+            assert_eq!(
+                encoded.clone().into_fixed().unwrap().into_owned(),
+                ints(stored, astype),
+                "{json}"
+            );
+            let decoded = codec
+                .decode(encoded, &n, &dtype.data_type(), &fill, &options)
+                .unwrap();
+            assert_eq!(
+                decoded.into_fixed().unwrap().into_owned(),
+                ints(back, dtype),
+                "{json}"
+            );
+        };
+        let fso: Make = |c, v3| {
+            let _ = v3;
+            FixedScaleOffsetCodec::from_configuration(c)
+        };
+        let delta: Make = |c, _| DeltaCodec::from_configuration(c);
+        let x: &[i128] = &[100_000, -3, 7, 1 << 40, -(1 << 62)];
+        run(
+            r#"{"offset":5,"scale":3,"dtype":"<i8","astype":"<i2"}"#,
+            fso,
+            (Element::I64, x),
+            (Element::I16, &[-27695, -24, 6, -15, -15]),
+            &[-9226, -3, 7, 0, 0],
+        );
+        run(
+            r#"{"offset":5.0,"scale":3,"dtype":"<i8","astype":"<i2"}"#,
+            fso,
+            (Element::I64, x),
+            (Element::I16, &[-27695, -24, 6, 0, 0]),
+            &[-9226, -3, 7, 5, 5],
+        );
+        run(
+            r#"{"offset":5,"scale":3.0,"dtype":"<i8","astype":"<i4"}"#,
+            fso,
+            (Element::I64, x),
+            (
+                Element::I32,
+                &[299_985, -24, 6, -2_147_483_648, -2_147_483_648],
+            ),
+            &[100_000, -3, 7, -715_827_877, -715_827_877],
+        );
+        run(
+            r#"{"offset":1000,"scale":1,"dtype":"<i8","astype":"|u1"}"#,
+            fso,
+            (Element::I64, x),
+            (Element::U8, &[184, 21, 31, 24, 24]),
+            &[1184, 1021, 1031, 1024, 1024],
+        );
+        run(
+            r#"{"dtype":"<i8","astype":"<i2"}"#,
+            delta,
+            (Element::I64, &[1000, -3, 7, 1 << 40]),
+            (Element::I16, &[1000, -1003, 10, -7]),
+            &[1000, -3, 7, 0],
+        );
+        run(
+            r#"{"dtype":"<i2","astype":"<i8"}"#,
+            delta,
+            (Element::I16, &[30000, -30000, 5]),
+            (Element::I64, &[30000, 5536, 30005]),
+            &[30000, -30000, 5],
+        );
+        run(
+            r#"{"dtype":"|u1","astype":"<i2"}"#,
+            delta,
+            (Element::U8, &[250, 3, 200]),
+            (Element::I16, &[250, 9, 197]),
+            &[250, 3, 200],
+        );
+        // A first element out of astype's range: an error naming the codec (numpy raises).
+        let codec = filter(DeltaCodec::from_configuration(
+            &serde_json::from_str(r#"{"dtype":"<i8","astype":"<i2"}"#).unwrap(),
+        ));
+        let err = codec
+            .encode(
+                ArrayBytes::new_flen(Cow::Owned(ints(&[100_000, 1], Element::I64))),
+                &[NonZeroU64::new(2).unwrap()],
+                &Element::I64.data_type(),
+                &FillValue::new(vec![0; 8]),
+                &CodecOptions::default(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("numcodecs.delta") && err.contains("100000"),
+            "{err}"
+        );
+        // A Python int out of the elements' range: refused (numpy raises).
+        let err = FixedScaleOffsetCodec::from_configuration(
+            &serde_json::from_str(r#"{"offset":1000,"scale":1,"dtype":"|u1"}"#).unwrap(),
+        )
+        .expect_err("made")
+        .to_string();
+        assert!(err.contains("offset 1000"), "{err}");
     }
 
     /// v2 and v3 arrays (sharded too, either byte order) with numcodecs' delta: written and read
