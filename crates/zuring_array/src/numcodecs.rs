@@ -124,8 +124,8 @@ fn codecs_named<'a>(
 
 /// The elements a numcodecs filter named `id` (its v2 id) takes and gives, as numpy sees them
 /// (byte order, Zarr v3 type; `'|'` for one-byte types), from its configuration; `Some(None)`
-/// for a filter that takes any elements and gives the same (bitround checks its own), `None`
-/// for a codec that is not one of these filters.
+/// for one of these filters with a type its codec refuses when made, `None` for a codec that
+/// is not one of these filters.
 #[allow(clippy::type_complexity)]
 fn filter_types(
     id: &str,
@@ -141,12 +141,10 @@ fn filter_types(
             None | Some(serde_json::Value::Null) => input,
             Some(_) => dtype(output),
         };
-        // A type these codecs refuse when made: no rule of this function needed.
         input.zip(output)
     };
     match id {
-        "delta" => Some(pair("dtype", "astype")),
-        "fixedscaleoffset" | "quantize" => Some(pair("dtype", "astype")),
+        "delta" | "fixedscaleoffset" | "quantize" => Some(pair("dtype", "astype")),
         "astype" => Some(pair("decode_dtype", "encode_dtype")),
         "packbits" => Some(Some((('|', "bool"), ('|', "uint8")))),
         _ => None,
