@@ -234,13 +234,14 @@ def _numcodecs(name):
             "crc32c": nc.CRC32C, "crc32c-end": lambda: nc.CRC32C(location="end"), "crc32c-start": lambda: nc.CRC32C(location="start"),
             "lz4": nc.LZ4, "lz4-fast": lambda: nc.LZ4(acceleration=9),
             "crc32": nc.CRC32, "crc32-end": lambda: nc.CRC32(location="end"),
+            "jenkins_lookup3": nc.JenkinsLookup3, "jenkins_lookup3-seeded": lambda: nc.JenkinsLookup3(initval=77),
         }[name]()
 
 
 # (zlib and bz2 configured by zarr with no level: numcodecs' default level filled in.)
 NUMCODECS_ZARRS_HAS = ["bz2", "adler32", "fletcher32", "zlib", "shuffle", "bitround", "pcodec", "zlib-default", "bz2-default"]
 # numcodecs codecs zarrs lacks that zuring implements as zarrs codecs of its own (delta: below).
-NUMCODECS_ZURING_HAS = ["lz4", "lz4-fast", "crc32", "crc32-end", "crc32c", "crc32c-end", "crc32c-start"]
+NUMCODECS_ZURING_HAS = ["lz4", "lz4-fast", "crc32", "crc32-end", "crc32c", "crc32c-end", "crc32c-start", "jenkins_lookup3", "jenkins_lookup3-seeded"]
 # zarr-python's numcodecs compressors that write the same streams as a Zarr v3 codec zarrs has:
 # zuring reads their metadata as that codec's (numcodecs' defaults filled in).
 NUMCODECS_TWINS = ["zstd", "zstd-checksum", "gzip", "blosc", "blosc-bit", "blosc-auto", "blosc-typesize"]
@@ -309,7 +310,7 @@ def test_numcodecs_twins_inside_shards(tmp_path, name):
         assert (tmp_path / "zuring" / shard).read_bytes() == (tmp_path / "default" / shard).read_bytes(), shard
 
 
-@pytest.mark.parametrize("name", ["bz2", "adler32", "fletcher32", "zlib", "shuffle", "crc32c", "crc32c-start", "crc32", "crc32-end", "bitround", "lz4"])
+@pytest.mark.parametrize("name", ["bz2", "adler32", "fletcher32", "zlib", "shuffle", "crc32c", "crc32c-start", "crc32", "crc32-end", "bitround", "lz4", "jenkins_lookup3"])
 def test_numcodecs_compressors_of_v2_arrays(tmp_path, name):
     """v2 arrays compressed (or filtered: bitround) with the numcodecs codecs zarrs or zuring
     implements: each pipeline (zuring's strict) and the native API read the other's files as
@@ -320,7 +321,8 @@ def test_numcodecs_compressors_of_v2_arrays(tmp_path, name):
 
     codec = {"bz2": numcodecs.BZ2(level=1), "adler32": numcodecs.Adler32(), "fletcher32": numcodecs.Fletcher32(), "zlib": numcodecs.Zlib(level=1), "shuffle": numcodecs.Shuffle(elementsize=4),
              "crc32c": numcodecs.CRC32C(), "crc32c-start": numcodecs.CRC32C(location="start"), "bitround": numcodecs.BitRound(keepbits=4),
-             "crc32": numcodecs.CRC32(), "crc32-end": numcodecs.CRC32(location="end"), "lz4": numcodecs.LZ4()}[name]
+             "crc32": numcodecs.CRC32(), "crc32-end": numcodecs.CRC32(location="end"), "lz4": numcodecs.LZ4(),
+             "jenkins_lookup3": numcodecs.JenkinsLookup3(initval=3)}[name]
     kind = "filters" if name == "bitround" else "compressors"
     values = (np.arange(40, dtype="<f4") * 1.37).reshape(8, 5)
     strict = {**ZURING, "codec_pipeline.strict": True}
@@ -339,20 +341,23 @@ def test_numcodecs_compressors_of_v2_arrays(tmp_path, name):
             assert (tmp_path / "zuring" / chunk).read_bytes() == (tmp_path / "default" / chunk).read_bytes(), chunk
 
 
-@pytest.mark.parametrize("zarr_format", [2, 3])
-def test_numcodecs_bitround_of_integers_is_left_to_zarr(tmp_path, zarr_format):
-    """numcodecs' bitround rounds floating-point elements only (zarr refuses to write integers
-    through it); zarrs' would round integers: zuring leaves such arrays to zarr (the same
-    TypeError, nothing written), strict mode and the native API refuse them naming the codec."""
+@pytest.mark.parametrize("case", ["v2-int", "v3-int", "v2-keepbits", "v3-keepbits"])
+def test_numcodecs_bitround_of_integers_is_left_to_zarr(tmp_path, case):
+    """numcodecs' bitround rounds floating-point elements only, keeping at most the mantissa's
+    bits (zarr refuses to write integers or more bits through it); zarrs' would round integers
+    and keep any bits: zuring leaves such arrays to zarr (the same error, nothing written),
+    strict mode and the native API refuse them naming the codec."""
     import numcodecs
 
-    codec = numcodecs.BitRound(keepbits=3) if zarr_format == 2 else _numcodecs("bitround")
+    zarr_format = 2 if case.startswith("v2") else 3
+    dtype, keepbits, error = ("<i4", 3, TypeError) if case.endswith("int") else ("<f4", 24, ValueError)
+    codec = numcodecs.BitRound(keepbits=keepbits) if zarr_format == 2 else _nc("BitRound", keepbits=keepbits)
     for who, config in (("default", DEFAULT), ("zuring", ZURING)):
         with zarr.config.set(config), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            a = zarr.create_array(str(tmp_path / who), shape=(6,), dtype="<i4", chunks=(3,), zarr_format=zarr_format, filters=[codec])
-            with pytest.raises(TypeError, match="float"):
-                a[...] = np.arange(6, dtype="<i4") * 37
+            a = zarr.create_array(str(tmp_path / who), shape=(6,), dtype=dtype, chunks=(3,), zarr_format=zarr_format, filters=[codec])
+            with pytest.raises(error, match="float|Keepbits"):
+                a[...] = np.arange(6, dtype=dtype) * 37
             assert a[...].tolist() == [0] * 6
     _refused_by_zuring(tmp_path / "zuring", "bitround")
 
@@ -599,7 +604,7 @@ def test_numcodecs_value_filters_zarrs_would_read_otherwise_are_left_to_zarr(tmp
         _refused_by_zuring(tmp_path / "zuring", codec)
 
 
-@pytest.mark.parametrize("name", ["crc32", "crc32c-start", "lz4"])
+@pytest.mark.parametrize("name", ["crc32", "crc32c-start", "lz4", "jenkins_lookup3"])
 def test_numcodecs_checksums_and_lz4_detect_corruption(tmp_path, name):
     """Chunks with numcodecs' checksum (either end) or LZ4 block damaged: zuring's pipeline
     (strict) and the native API raise, naming the codec, never return data."""

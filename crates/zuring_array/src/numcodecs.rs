@@ -53,7 +53,7 @@ const CODECS: [(&str, &str, Make); 6] = [
 
 /// Register the codecs of this module with zarrs, once per process (zarrs looks in its runtime
 /// registry before its own codecs):
-/// - `crc32`, `crc32c` (v2 ids) and `numcodecs.crc32`, `numcodecs.crc32c` (v3 names):
+/// - `crc32`, `crc32c`, `jenkins_lookup3` (v2 ids) and the same with `numcodecs.` (v3 names):
 ///   [`Checksum32Codec`];
 /// - `bitround` (v2 id): zarrs' codec has no v2 name; it takes `keepbits` (numcodecs' bitround
 ///   of other than floating-point elements is refused at open: numcodecs rounds only those);
@@ -64,11 +64,18 @@ pub fn register() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         register_codec_v2(CodecRuntimePluginV2::new(
-            |id| ["crc32", "crc32c"].contains(&id),
+            |id| ["crc32", "crc32c", "jenkins_lookup3"].contains(&id),
             |metadata| Checksum32Codec::from_configuration(metadata.id(), metadata.configuration()),
         ));
         register_codec_v3(CodecRuntimePluginV3::new(
-            |name| ["numcodecs.crc32", "numcodecs.crc32c"].contains(&name),
+            |name| {
+                [
+                    "numcodecs.crc32",
+                    "numcodecs.crc32c",
+                    "numcodecs.jenkins_lookup3",
+                ]
+                .contains(&name)
+            },
             |metadata| {
                 let configuration = metadata.configuration().cloned().unwrap_or_default();
                 Checksum32Codec::from_configuration(metadata.name(), &configuration)
@@ -214,6 +221,8 @@ fn refused_in_chain<'a>(
         byte order than the elements it is given would reinterpret their bytes";
     const BITROUND: &str = "numcodecs' bitround rounds floating-point elements only (zarrs' \
         would round these; zarr-python refuses to write them)";
+    const KEEPBITS: &str = "numcodecs' bitround refuses to keep more bits than the element \
+        type's mantissa has (zarr-python cannot write these; zarrs would)";
     const BIG_ENDIAN: &str = "zarr-python hands numcodecs' filters the elements of a v3 array \
         stored big-endian in the byte order the array was created with, which differs \
         between the session that wrote it and one that reads it: left to zarr-python";
@@ -251,8 +260,17 @@ fn refused_in_chain<'a>(
         };
         let refuse = |why| Err((name.to_owned(), why));
         if id == "bitround" {
-            if !["float16", "float32", "float64"].contains(&current.1) {
-                return refuse(BITROUND);
+            let mantissa = match current.1 {
+                "float16" => 10,
+                "float32" => 23,
+                "float64" => 52,
+                _ => return refuse(BITROUND),
+            };
+            let keepbits = configuration
+                .get("keepbits")
+                .and_then(serde_json::Value::as_u64);
+            if keepbits.is_some_and(|bits| bits > mantissa) {
+                return refuse(KEEPBITS);
             }
             continue;
         }
@@ -1475,12 +1493,15 @@ enum Checksum {
     Crc32,
     /// CRC-32C, Castagnoli (`numcodecs.CRC32C`).
     Crc32c,
+    /// Bob Jenkins' lookup3 with its seed (`numcodecs.JenkinsLookup3`, HDF5's checksum).
+    JenkinsLookup3 { initval: u32 },
 }
 
-/// numcodecs' 32-bit checksum codecs `CRC32` and `CRC32C` (v2 `crc32`, `crc32c`; v3
-/// `numcodecs.crc32`, `numcodecs.crc32c`): the data with its checksum as a little-endian `u32`
-/// before it (`"location": "start"`, numcodecs' default for CRC32) or after it (`"end"`, its
-/// default for CRC32C, where the stream is the Zarr v3 `crc32c` codec's). The checksum is
+/// numcodecs' 32-bit checksum codecs `CRC32`, `CRC32C` and `JenkinsLookup3` (v2 `crc32`,
+/// `crc32c`, `jenkins_lookup3`; v3 the same with `numcodecs.`): the data with its checksum as
+/// a little-endian `u32` before it (`"location": "start"`, numcodecs' default for CRC32) or
+/// after it (`"end"`, its default for CRC32C, where the stream is the Zarr v3 `crc32c`
+/// codec's, and the only place of JenkinsLookup3's, seeded by its `initval`). The checksum is
 /// checked on decode unless checksum validation is off.
 #[derive(Debug, Clone)]
 pub struct Checksum32Codec {
@@ -1497,33 +1518,51 @@ impl zarrs::plugin::ExtensionName for Checksum32Codec {
         let name = match (version, self.checksum) {
             (ZarrVersion::V3, Checksum::Crc32) => "numcodecs.crc32",
             (ZarrVersion::V3, Checksum::Crc32c) => "numcodecs.crc32c",
+            (ZarrVersion::V3, Checksum::JenkinsLookup3 { .. }) => "numcodecs.jenkins_lookup3",
             (ZarrVersion::V2, Checksum::Crc32) => "crc32",
             (ZarrVersion::V2, Checksum::Crc32c) => "crc32c",
+            (ZarrVersion::V2, Checksum::JenkinsLookup3 { .. }) => "jenkins_lookup3",
         };
         Some(Cow::Borrowed(name))
     }
 }
 
 impl Checksum32Codec {
-    /// The codec of a numcodecs configuration (`{"location": "start"}`) for `name`: `crc32` or
-    /// `crc32c`, with or without the `numcodecs.` prefix.
+    /// The codec of a numcodecs configuration (`{"location": "start"}`, `{"initval": 0}`) for
+    /// `name`: `crc32`, `crc32c` or `jenkins_lookup3`, with or without the `numcodecs.` prefix.
     ///
     /// # Errors
-    /// [`PluginCreateError`] naming the codec for a member numcodecs' codec does not have or a
-    /// location other than `start` and `end`.
+    /// [`PluginCreateError`] naming the codec for a member numcodecs' codec does not have, a
+    /// location other than `start` and `end`, an `initval` that is not a 32-bit unsigned
+    /// integer, or a `prefix` (numcodecs cannot write one into JSON metadata).
     pub fn from_configuration(
         name: &str,
         configuration: &Configuration,
     ) -> Result<Codec, PluginCreateError> {
         let name = name.strip_prefix("numcodecs.").unwrap_or(name);
         let refuse = |what: String| PluginCreateError::Other(format!("numcodecs.{name}: {what}"));
-        let (checksum, default_start) = match name {
-            "crc32" => (Checksum::Crc32, true),
-            "crc32c" => (Checksum::Crc32c, false),
+        let (checksum, default_start, members): (_, _, &[&str]) = match name {
+            "crc32" => (Checksum::Crc32, true, &["location"]),
+            "crc32c" => (Checksum::Crc32c, false, &["location"]),
+            "jenkins_lookup3" => {
+                let initval = match configuration.get("initval") {
+                    None | Some(serde_json::Value::Null) => Some(0),
+                    Some(v) => v.as_u64().and_then(|v| u32::try_from(v).ok()),
+                }
+                .ok_or_else(|| refuse("initval must be a 32-bit unsigned integer".into()))?;
+                if configuration.get("prefix").is_some_and(|p| !p.is_null()) {
+                    return Err(refuse("a prefix is not supported".into()));
+                }
+                (
+                    Checksum::JenkinsLookup3 { initval },
+                    false,
+                    &["initval", "prefix"],
+                )
+            }
             _ => return Err(refuse("not a numcodecs 32-bit checksum".into())),
         };
         let configuration =
-            kept_configuration(&format!("numcodecs.{name}"), configuration, &["location"])?;
+            kept_configuration(&format!("numcodecs.{name}"), configuration, members)?;
         let at_start = match configuration.get("location") {
             None | Some(serde_json::Value::Null) => default_start,
             Some(location) if location == "start" => true,
@@ -1549,9 +1588,67 @@ impl Checksum32Codec {
         match self.checksum {
             Checksum::Crc32 => crc32fast::hash(data),
             Checksum::Crc32c => crc32c::crc32c(data),
+            Checksum::JenkinsLookup3 { initval } => lookup3(data, initval),
         }
         .to_le_bytes()
     }
+}
+
+/// Bob Jenkins' lookup3 `hashlittle` of `data` seeded with `initval`, reading bytes one by one
+/// (HDF5's `H5_checksum_lookup3`, which numcodecs' `jenkins_lookup3` is): 12-byte blocks mixed
+/// into three words, the last 1 to 12 bytes zero-padded and finalised.
+fn lookup3(data: &[u8], initval: u32) -> u32 {
+    // The length is taken modulo 2^32, as HDF5's C takes it.
+    #[allow(clippy::cast_possible_truncation)]
+    let start = 0xdead_beef_u32
+        .wrapping_add(data.len() as u32)
+        .wrapping_add(initval);
+    // The three words a, b, c.
+    let mut h = [start; 3];
+    let add = |h: &mut [u32; 3], block: &[u8]| {
+        let mut padded = [0u8; 12];
+        padded[..block.len()].copy_from_slice(block);
+        for (word, bytes) in h.iter_mut().zip(padded.chunks_exact(4)) {
+            let bytes = [bytes[0], bytes[1], bytes[2], bytes[3]];
+            *word = word.wrapping_add(u32::from_le_bytes(bytes));
+        }
+    };
+    // lookup3's mix, each step `x -= y; x ^= rot(y, k); y += z`.
+    const MIX: [(usize, usize, usize, u32); 6] = [
+        (0, 2, 1, 4),
+        (1, 0, 2, 6),
+        (2, 1, 0, 8),
+        (0, 2, 1, 16),
+        (1, 0, 2, 19),
+        (2, 1, 0, 4),
+    ];
+    // Its final, each step `x ^= y; x -= rot(y, k)`.
+    const FINAL: [(usize, usize, u32); 7] = [
+        (2, 1, 14),
+        (0, 2, 11),
+        (1, 0, 25),
+        (2, 1, 16),
+        (0, 2, 4),
+        (1, 0, 14),
+        (2, 1, 24),
+    ];
+    let mut rest = data;
+    while rest.len() > 12 {
+        add(&mut h, &rest[..12]);
+        for (x, y, z, k) in MIX {
+            h[x] = h[x].wrapping_sub(h[y]) ^ h[y].rotate_left(k);
+            h[y] = h[y].wrapping_add(h[z]);
+        }
+        rest = &rest[12..];
+    }
+    if rest.is_empty() {
+        return h[2];
+    }
+    add(&mut h, rest);
+    for (x, y, k) in FINAL {
+        h[x] = (h[x] ^ h[y]).wrapping_sub(h[y].rotate_left(k));
+    }
+    h[2]
 }
 
 numcodecs_codec_traits!(Checksum32Codec);
@@ -1632,6 +1729,27 @@ impl BytesToBytesCodecTraits for Checksum32Codec {
 mod tests {
     use super::*;
     use crate::{ArrayError, Selection, ZarrArray};
+
+    /// lookup3 as numcodecs' `jenkins_lookup3` computes it (numcodecs 0.16), at each length
+    /// around its 12-byte blocks.
+    #[test]
+    fn lookup3_as_numcodecs_computes_it() {
+        for (len, initval, expected) in [
+            (0usize, 0u32, 3_735_928_559u32),
+            (1, 0, 3_116_429_366),
+            (11, 0, 937_023_248),
+            (12, 0, 947_476_729),
+            (13, 7, 1_751_513_003),
+            (24, 0, 764_879_783),
+            (25, 0, 1_136_466_598),
+            (100, 12345, 1_621_411_441),
+        ] {
+            let data: Vec<u8> = (0..len)
+                .map(|i| u8::try_from((i * 37 + 11) % 256).unwrap())
+                .collect();
+            assert_eq!(lookup3(&data, initval), expected, "{len} {initval}");
+        }
+    }
 
     fn bytes_of<T: Copy, const N: usize>(values: &[T], to: impl Fn(T) -> [u8; N]) -> Vec<u8> {
         values.iter().flat_map(|&v| to(v)).collect()
@@ -1793,6 +1911,16 @@ mod tests {
                 r#"{"location":"start"}"#,
                 "0904963c7a7572696e6720636865636b73756d73",
             ),
+            (
+                "jenkins_lookup3",
+                r#"{"id":"jenkins_lookup3","initval":0,"prefix":null}"#,
+                "7a7572696e6720636865636b73756d730c4abcd3",
+            ),
+            (
+                "numcodecs.jenkins_lookup3",
+                r#"{"initval":5}"#,
+                "7a7572696e6720636865636b73756d737c801ee7",
+            ),
         ] {
             let Ok(Codec::BytesToBytes(codec)) =
                 Checksum32Codec::from_configuration(name, &serde_json::from_str(config).unwrap())
@@ -1845,6 +1973,9 @@ mod tests {
         for (name, bad) in [
             ("crc32", r#"{"location":"middle"}"#),
             ("crc32c", r#"{"seed":1}"#),
+            ("jenkins_lookup3", r#"{"prefix":[97,98]}"#),
+            ("jenkins_lookup3", r#"{"initval":-1}"#),
+            ("jenkins_lookup3", r#"{"location":"end"}"#),
             ("adler32", "{}"),
         ] {
             assert!(

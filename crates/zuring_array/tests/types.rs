@@ -325,6 +325,12 @@ fn zarr_v2_bitround_floats_only() {
             ),
             "zarr.json",
         ),
+        // More kept bits than float32's 23-bit mantissa: numcodecs refuses to write them.
+        (
+            "v2-keepbits",
+            v2("<f4").replace(r#""keepbits":3"#, r#""keepbits":24"#),
+            ".zarray",
+        ),
     ] {
         let err = at(name, file, &meta).unwrap_err();
         assert!(
@@ -340,6 +346,16 @@ fn zarr_v2_bitround_floats_only() {
         r#"[{"name":"bitround","configuration":{"keepbits":3}},{"name":"bytes","configuration":{"endian":"little"}}]"#,
     );
     assert!(at("v3-own", "zarr.json", &own).is_ok());
+    // All 23 bits of float32's mantissa kept: opened, values unchanged.
+    let all = rounded(
+        at(
+            "v2-all",
+            ".zarray",
+            &v2("<f4").replace(r#""keepbits":3"#, r#""keepbits":23"#),
+        )
+        .unwrap(),
+    );
+    assert_eq!(all, values);
 }
 
 #[test]
