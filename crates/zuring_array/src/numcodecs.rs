@@ -346,47 +346,15 @@ macro_rules! numcodecs_codec_traits {
 /// Run `$body` with `$t` the Rust type of `$element` (an [`Element`]).
 macro_rules! with_element {
     ($element:expr, $t:ident => $body:expr) => {
+        with_element!(@arms $element, $t, $body,
+            I8 i8, I16 i16, I32 i32, I64 i64, U8 u8, U16 u16, U32 u32, U64 u64, F32 f32, F64 f64)
+    };
+    (@arms $element:expr, $t:ident, $body:expr, $($variant:ident $rust:ty),*) => {
         match $element {
-            Element::I8 => {
-                type $t = i8;
+            $(Element::$variant => {
+                type $t = $rust;
                 $body
-            }
-            Element::I16 => {
-                type $t = i16;
-                $body
-            }
-            Element::I32 => {
-                type $t = i32;
-                $body
-            }
-            Element::I64 => {
-                type $t = i64;
-                $body
-            }
-            Element::U8 => {
-                type $t = u8;
-                $body
-            }
-            Element::U16 => {
-                type $t = u16;
-                $body
-            }
-            Element::U32 => {
-                type $t = u32;
-                $body
-            }
-            Element::U64 => {
-                type $t = u64;
-                $body
-            }
-            Element::F32 => {
-                type $t = f32;
-                $body
-            }
-            Element::F64 => {
-                type $t = f64;
-                $body
-            }
+            })*
         }
     };
 }
