@@ -20,7 +20,9 @@ use zarrs::array::codec::api::{
     PartialEncoderCapability, RecommendedConcurrency,
 };
 use zarrs::array::codec::{BitroundCodec, BitroundCodecConfiguration};
-use zarrs::array::{ArrayBytesRaw, ArrayMetadata, BytesRepresentation, DataType, FillValue};
+use zarrs::array::{
+    data_type, ArrayBytesRaw, ArrayMetadata, BytesRepresentation, DataType, FillValue,
+};
 use zarrs::metadata::Configuration;
 use zarrs::plugin::{PluginCreateError, ZarrVersion};
 
@@ -359,6 +361,9 @@ macro_rules! with_element {
     };
 }
 
+/// One of zarrs' data type makers (`zarrs::array::data_type::int8`, ...).
+type MakeDataType = fn() -> DataType;
+
 /// An element type of numcodecs' filters (delta, fixedscaleoffset, quantize, astype).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Element {
@@ -375,18 +380,18 @@ enum Element {
 }
 
 impl Element {
-    /// Each element type with its numpy type code and its Zarr v3 data type.
-    const TABLE: [(Self, &'static str, &'static str); 10] = [
-        (Self::I8, "i1", "int8"),
-        (Self::I16, "i2", "int16"),
-        (Self::I32, "i4", "int32"),
-        (Self::I64, "i8", "int64"),
-        (Self::U8, "u1", "uint8"),
-        (Self::U16, "u2", "uint16"),
-        (Self::U32, "u4", "uint32"),
-        (Self::U64, "u8", "uint64"),
-        (Self::F32, "f4", "float32"),
-        (Self::F64, "f8", "float64"),
+    /// Each element type with its numpy type code, its Zarr v3 data type and zarrs' maker of it.
+    const TABLE: [(Self, &'static str, &'static str, MakeDataType); 10] = [
+        (Self::I8, "i1", "int8", data_type::int8),
+        (Self::I16, "i2", "int16", data_type::int16),
+        (Self::I32, "i4", "int32", data_type::int32),
+        (Self::I64, "i8", "int64", data_type::int64),
+        (Self::U8, "u1", "uint8", data_type::uint8),
+        (Self::U16, "u2", "uint16", data_type::uint16),
+        (Self::U32, "u4", "uint32", data_type::uint32),
+        (Self::U64, "u8", "uint64", data_type::uint64),
+        (Self::F32, "f4", "float32", data_type::float32),
+        (Self::F64, "f8", "float64", data_type::float64),
     ];
 
     /// From a numpy dtype as numcodecs' configurations give it (`"<i4"`, `"|u1"`, `"i8"`,
@@ -397,9 +402,9 @@ impl Element {
             order @ ('<' | '>' | '|' | '=') => (order, &dtype[1..]),
             _ => ('=', dtype),
         };
-        let (element, _, _) = Self::TABLE
+        let (element, ..) = Self::TABLE
             .into_iter()
-            .find(|&(_, c, name)| c == code || (order == '=' && name == dtype))?;
+            .find(|&(_, c, name, _)| c == code || (order == '=' && name == dtype))?;
         let order = match (element.size(), order) {
             (1, _) => '|',
             (_, '=' | '<') => '<',
@@ -431,15 +436,17 @@ impl Element {
 
     /// zarrs' data type of the same elements.
     fn data_type(self) -> DataType {
-        DataType::from_metadata(&zarrs::metadata::v3::MetadataV3::new(self.v3_name()))
-            .unwrap_or_else(|_| zarrs::array::data_type::uint8())
+        Self::TABLE
+            .into_iter()
+            .find_map(|(e, .., make)| (e == self).then(make))
+            .unwrap_or_else(data_type::uint8)
     }
 
     /// The Zarr v3 data type of the same elements.
     fn v3_name(self) -> &'static str {
         Self::TABLE
             .into_iter()
-            .find_map(|(e, _, name)| (e == self).then_some(name))
+            .find_map(|(e, _, name, _)| (e == self).then_some(name))
             .unwrap_or_default()
     }
 }
@@ -519,15 +526,14 @@ impl ElementFilter for DeltaCodec {
         self.astype
     }
     fn encode_elements(&self, bytes: &[u8]) -> Result<Vec<u8>, CodecError> {
-        if let (Some(first), Some((min, max))) = (
-            bytes.get(..self.element.size()),
-            self.astype.integer_range(),
-        ) {
-            let first = numbers(first, self.element);
-            if let Some(Number::Int(first)) = first
-                .first()
-                .filter(|n| matches!(n, Number::Int(i) if *i < min || *i > max))
-            {
+        let first = numbers(
+            bytes.get(..self.element.size()).unwrap_or_default(),
+            self.element,
+        );
+        if let (Some(&Number::Int(first)), Some((min, max))) =
+            (first.first(), self.astype.integer_range())
+        {
+            if !(min..=max).contains(&first) {
                 return Err(CodecError::Other(format!(
                     "{}: the first element {first} is out of the range of astype {:?}",
                     Self::NAME,
@@ -734,6 +740,9 @@ fn from_numbers(numbers: impl Iterator<Item = Number>, element: Element) -> Vec<
 
 /// numpy's `astype` of native-endian elements (see [`map_to!`]).
 fn cast(bytes: &[u8], from: Element, to: Element) -> Vec<u8> {
+    if from == to {
+        return bytes.to_vec();
+    }
     with_element!(from, F => map_to!(bytes, F, to, |x| x))
 }
 
