@@ -738,12 +738,12 @@ fn from_numbers(numbers: impl Iterator<Item = Number>, element: Element) -> Vec<
     with_element!(element, T => numbers.flat_map(|n| T::from_number(n).to_ne_bytes()).collect())
 }
 
-/// numpy's `astype` of native-endian elements (see [`map_to!`]).
+/// numpy's `astype` of native-endian elements ([`Scalar`]): a copy to the same type.
 fn cast(bytes: &[u8], from: Element, to: Element) -> Vec<u8> {
     if from == to {
         return bytes.to_vec();
     }
-    with_element!(from, F => map_to!(bytes, F, to, |x| x))
+    from_numbers(numbers(bytes, from).into_iter(), to)
 }
 
 /// The elements of `bytes` (whole elements of `element`, named for errors by `codec`).
