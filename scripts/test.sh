@@ -6,19 +6,28 @@
 # 3.4.2 on CPython 3.13.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup-venv.sh
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace --all-targets
-cargo test --workspace --doc
-bash scripts/build-python.sh
-.venv/bin/python -m pytest python/tests -q -p no:asyncio
+# Each step's wall time goes to stderr, and all of them again at the end.
+TIMES=()
+step() {
+  local start=$SECONDS
+  "$@"
+  TIMES+=("$((SECONDS - start))s  $*")
+  echo "[test.sh] $((SECONDS - start))s: $*" >&2
+}
+trap 'printf "[test.sh] %s\n" "${TIMES[@]}" "total ${SECONDS}s" >&2' EXIT
+step bash scripts/setup-venv.sh
+step cargo fmt --all -- --check
+step cargo clippy --workspace --all-targets -- -D warnings
+step cargo test --workspace --all-targets
+step cargo test --workspace --doc
+step bash scripts/build-python.sh
+step .venv/bin/python -m pytest python/tests -q -p no:asyncio
 # zarr-python 3.1.6's own test suite with zuring's pipeline selected (and in strict mode).
-bash scripts/test-zarr-suite.sh
+step bash scripts/test-zarr-suite.sh
 # Conformance: fixtures written by zarr-python and tensorstore, negative fixtures; regenerates
 # the matrix in spec-tests/README.md from the results.
-.venv/bin/python -m pytest spec-tests -q -p no:cacheprovider -p no:asyncio
-.venv/bin/python spec-tests/report.py
-bash scripts/test-zarr34.sh
+step .venv/bin/python -m pytest spec-tests -q -p no:cacheprovider -p no:asyncio
+step .venv/bin/python spec-tests/report.py
+step bash scripts/test-zarr34.sh
 # zarr-python 3.4.2's own test suite with zuring's pipeline selected (and in strict mode).
-bash scripts/test-zarr-suite.sh 3.4.2
+step bash scripts/test-zarr-suite.sh 3.4.2
