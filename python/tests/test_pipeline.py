@@ -404,10 +404,11 @@ def test_numcodecs_delta(tmp_path, case):
     _each_reads_the_other_as_zarr(tmp_path, expected)
 
 
-def _same_files_as_zarr(tmp_path):
+def _same_files_as_zarr(tmp_path, same_bytes=True):
     """The chunks zuring's pipeline wrote under ``tmp_path/zuring`` are byte for byte those zarr's
-    wrote under ``tmp_path/default``; the values zarr reads from its own."""
-    files = lambda root: {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.name.startswith((".z", "zarr"))}  # noqa: E731
+    wrote under ``tmp_path/default`` (with ``same_bytes`` false, the same files); the values zarr
+    reads from its own."""
+    files = lambda root: {p.relative_to(root).as_posix(): p.read_bytes() if same_bytes else None for p in root.rglob("*") if p.is_file() and not p.name.startswith((".z", "zarr"))}  # noqa: E731
     assert files(tmp_path / "zuring") == files(tmp_path / "default") != {}
     with zarr.config.set(DEFAULT), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -568,6 +569,98 @@ def test_numcodecs_value_filters(tmp_path, case):
     elif kind == "f":
         assert np.allclose(expected, written, atol=0.26, rtol=1e-6)
     _each_reads_the_other_as_zarr(tmp_path, expected)
+
+
+def _scale_offset(**config):
+    """zarr's ``scale_offset`` codec (zarr >= 3.4)."""
+    return pytest.importorskip("zarr.codecs.scale_offset").ScaleOffset(**config)
+
+
+SCALE_OFFSET_CASES = {
+    # case: (array dtype, offset, scale, fill value, shards: None, inner (scale_offset inside
+    # the sharding codec) or outer (before it: missing inner chunks hold the encoded fill value))
+    "f8": ("<f8", 10.0, 0.1, 3.5, None),
+    "f4-big-endian-strings": (">f4", "1.5", "0x40400000", 7.25, None),
+    "i4-inner": ("<i4", -7, 3, -1, "inner"),
+    "i2-negative-scale": ("<i2", 100, -2, 100, None),
+    "u8-big-endian": (">u8", 2**63, 1, 2**63, None),
+    "u2-outer": ("<u2", 10, 4, 12, "outer"),
+    "f8-outer": ("<f8", -2.5, 8, 1.0, "outer"),
+}
+
+
+@pytest.mark.parametrize("case", list(SCALE_OFFSET_CASES))
+def test_scale_offset(tmp_path, case):
+    """zarr 3.4's ``scale_offset`` codec, read and written in Rust (strict): float elements in
+    their own precision, integers exactly (uint64 past int64's range, a negative scale), offset
+    and scale given as strings, big-endian arrays, inside the sharding codec and before it (where
+    shards' missing inner chunks hold the encoded fill value); chunks byte for byte zarr's, each
+    pipeline reads the other's as zarr does, and the native API too."""
+    dtype, offset, scale, fill, shards = SCALE_OFFSET_CASES[case]
+    codec = _scale_offset(offset=offset, scale=scale)
+    rng = np.random.default_rng(5)
+    kind = np.dtype(dtype).kind
+    if kind == "f":
+        values = rng.normal(0, 30, (7, 5)).astype(dtype)
+    elif dtype == ">u8":
+        values = (2**63 + rng.integers(0, 2**62, (7, 5), dtype="u8") * 2).astype(dtype)
+    else:
+        values = rng.integers(offset if kind == "u" else -8000, 8000, (7, 5)).astype(dtype)
+    strict = {**ZURING, "codec_pipeline.strict": True}
+    for who, config in (("default", DEFAULT), ("zuring", strict)):
+        with zarr.config.set(config), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            path = str(tmp_path / who)
+            if shards == "outer":
+                from zarr.codecs import BytesCodec, ShardingCodec
+
+                a = zarr.create(shape=(7, 5), chunks=(4, 6), dtype=dtype, store=path, zarr_format=3, fill_value=fill, codecs=[codec, ShardingCodec(chunk_shape=(2, 3), codecs=[BytesCodec()])])
+            else:
+                a = zarr.create_array(path, shape=(7, 5), dtype=dtype, chunks=(2, 3), fill_value=fill, filters=[codec], compressors=None, shards=(4, 6) if shards else None)
+            a[1:6, :4] = values[1:6, :4]
+            a[6, 4] = values[0, 0]
+    # Before sharding, zuring writes shards through zarrs' sharding codec, inner chunks in C
+    # order (zarr: Morton order); the same inner chunks, read the same (checked below).
+    expected = _same_files_as_zarr(tmp_path, same_bytes=shards != "outer")
+    written = np.full((7, 5), fill, dtype=dtype)
+    written[1:6, :4] = values[1:6, :4]
+    written[6, 4] = values[0, 0]
+    if kind == "f":
+        np.testing.assert_allclose(expected, written, rtol=1e-6)
+    else:
+        assert expected.tolist() == written.tolist()
+    _each_reads_the_other_as_zarr(tmp_path, expected)
+
+
+def test_scale_offset_values_it_cannot_store_or_read(tmp_path):
+    """scale_offset results out of the elements' range are not stored (``zuring.EncodeError``, a
+    ``ValueError`` as zarr raises, naming the chunk; what was stored stays), and stored values
+    that do not divide by the scale are not read (``zuring.CorruptDataError``, also a
+    ``ValueError``, naming the chunk's file), worded as zarr words them."""
+    strict = {**ZURING, "codec_pipeline.strict": True}
+    for config in (DEFAULT, strict):
+        path = tmp_path / config["codec_pipeline.path"]
+        with zarr.config.set(config), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = zarr.create_array(str(path), shape=(6,), dtype="int8", chunks=(3,), fill_value=0, filters=[_scale_offset(offset=1, scale=2)], compressors=None)
+            a[:] = [1, 2, 3, 4, 5, 6]
+            with pytest.raises(ValueError, match=r"outside the range of dtype int8 \[-128, 127\]") as raised:
+                a[:] = [7, 8, 9, 10, 11, 64]  # (64 - 1) * 2 = 126 fits; the first chunk is fine
+                a[3:] = [70, 0, 0]
+            assert a[:].tolist() == [7, 8, 9, 10, 11, 64]
+            (path / "c" / "0").write_bytes(bytes([2, 3, 4]))
+            with pytest.raises(ValueError, match="non-zero remainder when dividing by scale=2") as unread:
+                a[:]
+            assert a[3:].tolist() == [10, 11, 64]
+        if config is strict:
+            assert isinstance(raised.value, zuring.EncodeError) and "[1]" in str(raised.value)
+            assert isinstance(unread.value, zuring.CorruptDataError) and "c/0" in str(unread.value)
+    native = zuring.open_array(tmp_path / ZURING["codec_pipeline.path"])
+    with pytest.raises(zuring.EncodeError, match="outside the range of dtype int8"):
+        native[3] = 100
+    with pytest.raises(zuring.CorruptDataError, match="non-zero remainder"):
+        native[0:2]
+    assert native[4:].tolist() == [11, 64]
 
 
 @pytest.mark.parametrize("case", ["fso-offset-out-of-range", "fso-order", "astype-stored-order", "quantize-v3-astype", "astype-after-delta"])

@@ -8,7 +8,7 @@
   returning zero-copy buffers.
 """
 
-from zuring._native import CorruptDataError, UnsupportedError, ZuringError
+from zuring._native import CorruptDataError, EncodeError, UnsupportedError, ZuringError
 from zuring._native import Buffer, Reader
 from zuring.array import Array, create_array, open_array
 from zuring.group import Group, create_group, open, open_group
@@ -29,6 +29,7 @@ __all__ = [
     "Buffer",
     "CorruptDataError",
     "CropSampler",
+    "EncodeError",
     "Group",
     "Reader",
     "UnsupportedError",

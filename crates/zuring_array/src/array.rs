@@ -91,7 +91,7 @@ impl ZarrArray {
     /// # Errors
     /// As [`ZarrArray::open`].
     pub fn open_with(path: impl AsRef<Path>, ctx: Arc<Context>) -> Result<Self> {
-        crate::numcodecs::register();
+        crate::register_codecs();
         let path = path.as_ref().to_path_buf();
         let file = if path.join("zarr.json").is_file() {
             "zarr.json"
@@ -152,7 +152,7 @@ impl ZarrArray {
         metadata_json: &str,
         ctx: Arc<Context>,
     ) -> Result<Self> {
-        crate::numcodecs::register();
+        crate::register_codecs();
         let path = path.as_ref().to_path_buf();
         let rewritten = crate::metadata::for_zarrs(metadata_json);
         // The members given to zarrs in another form, as they were.

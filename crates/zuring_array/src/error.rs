@@ -68,6 +68,17 @@ pub enum ArrayError {
         /// What failed.
         message: String,
     },
+    /// Values the array's codecs cannot store (out of a stored type's range, say): that chunk's
+    /// file is left as it was.
+    #[error("{}: cannot encode chunk {chunk:?}: {message}", path.display())]
+    Encode {
+        /// The file the chunk would be stored in (the shard for inner chunks).
+        path: PathBuf,
+        /// The chunk's coordinates in the array's chunk grid (inner chunk grid when sharded).
+        chunk: Vec<u64>,
+        /// What the codec said.
+        message: String,
+    },
     /// A selection outside the array or otherwise invalid.
     #[error("invalid selection: {message}")]
     Selection {

@@ -13,8 +13,9 @@
 //! Groups ([`ZarrGroup`]) list and open their members.
 //!
 //! numcodecs codecs zarrs lacks, or knows only by other names (v2 `crc32c` and `bitround`,
-//! `delta`), are registered with zarrs when the first array is opened; a program that opens
-//! arrays with zarrs itself can do the same with [`numcodecs::register`].
+//! `delta`), and the Zarr extension `scale_offset` are registered with zarrs when the first
+//! array is opened; a program that opens arrays with zarrs itself can do the same with
+//! [`register_codecs`].
 //!
 //! Bytes can also come from the caller ([`FetchedSource`]): a zarr-python store's async API, say.
 
@@ -30,6 +31,7 @@ mod metadata;
 pub mod numcodecs;
 mod plan;
 mod pool;
+pub mod scale_offset;
 mod shard_index;
 mod shard_write;
 mod source;
@@ -49,3 +51,10 @@ pub use shard_write::InnerChunkOrder;
 pub use source::{ByteSource, FetchKind, Fetched, FetchedSource, Presence};
 pub use variable::VariableRead;
 pub use write::WriteValue;
+
+/// Register with zarrs the codecs zuring adds ([`numcodecs::register`],
+/// [`scale_offset::register`]); zuring does so before it opens an array.
+pub fn register_codecs() {
+    numcodecs::register();
+    scale_offset::register();
+}

@@ -360,13 +360,14 @@ macro_rules! with_element {
         }
     };
 }
+pub(crate) use with_element;
 
 /// One of zarrs' data type makers (`zarrs::array::data_type::int8`, ...).
 type MakeDataType = fn() -> DataType;
 
 /// An element type of numcodecs' filters (delta, fixedscaleoffset, quantize, astype).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Element {
+pub(crate) enum Element {
     I8,
     I16,
     I32,
@@ -413,7 +414,7 @@ impl Element {
         Some((element, order))
     }
 
-    const fn size(self) -> usize {
+    pub(crate) const fn size(self) -> usize {
         match self {
             Self::I8 | Self::U8 => 1,
             Self::I16 | Self::U16 => 2,
@@ -423,27 +424,34 @@ impl Element {
     }
 
     /// The least and greatest value of an integer type.
-    fn integer_range(self) -> Option<(i128, i128)> {
+    pub(crate) fn integer_range(self) -> Option<(i128, i128)> {
         with_element!(self, T => match (T::MIN.number(), T::MAX.number()) {
             (Number::Int(min), Number::Int(max)) => Some((min, max)),
             _ => None,
         })
     }
 
-    const fn is_float(self) -> bool {
+    pub(crate) const fn is_float(self) -> bool {
         matches!(self, Self::F32 | Self::F64)
     }
 
     /// zarrs' data type of the same elements.
-    fn data_type(self) -> DataType {
+    pub(crate) fn data_type(self) -> DataType {
         Self::TABLE
             .into_iter()
             .find_map(|(e, .., make)| (e == self).then(make))
             .unwrap_or_else(data_type::uint8)
     }
 
+    /// The element type of a Zarr v3 data type name (`"int16"`, `"float32"`).
+    pub(crate) fn from_v3_name(name: &str) -> Option<Self> {
+        Self::TABLE
+            .into_iter()
+            .find_map(|(e, _, n, _)| (n == name).then_some(e))
+    }
+
     /// The Zarr v3 data type of the same elements.
-    fn v3_name(self) -> &'static str {
+    pub(crate) fn v3_name(self) -> &'static str {
         Self::TABLE
             .into_iter()
             .find_map(|(e, _, name, _)| (e == self).then_some(name))
@@ -599,7 +607,7 @@ fn transform(element: Element, bytes: &mut [u8], encode: bool) {
 /// A number on its way from one element type to another: integers exact, floats as float64
 /// (which holds every float32 exactly).
 #[derive(Debug, Clone, Copy)]
-enum Number {
+pub(crate) enum Number {
     Int(i128),
     Float(f64),
 }
@@ -613,7 +621,7 @@ enum Number {
 /// smallest signed value (x86's "integer indefinite"), which is what numpy stores: as happens
 /// to the fill value padding an edge chunk when it is out of the stored type's range (-2.0
 /// stored as `uint8` is 254). Checked against numpy's results for each type.
-trait Scalar: Copy {
+pub(crate) trait Scalar: Copy {
     fn number(self) -> Number;
     fn from_number(number: Number) -> Self;
 }
@@ -719,7 +727,7 @@ macro_rules! map_to {
 }
 
 /// Native-endian elements of `element` as [`Number`]s.
-fn numbers(bytes: &[u8], element: Element) -> Vec<Number> {
+pub(crate) fn numbers(bytes: &[u8], element: Element) -> Vec<Number> {
     with_element!(element, T => {
         const N: usize = size_of::<T>();
         bytes
@@ -734,7 +742,7 @@ fn numbers(bytes: &[u8], element: Element) -> Vec<Number> {
 }
 
 /// [`Number`]s as native-endian elements of `element`, converted as numpy converts them.
-fn from_numbers(numbers: impl Iterator<Item = Number>, element: Element) -> Vec<u8> {
+pub(crate) fn from_numbers(numbers: impl Iterator<Item = Number>, element: Element) -> Vec<u8> {
     with_element!(element, T => numbers.flat_map(|n| T::from_number(n).to_ne_bytes()).collect())
 }
 
@@ -747,7 +755,7 @@ fn cast(bytes: &[u8], from: Element, to: Element) -> Vec<u8> {
 }
 
 /// The elements of `bytes` (whole elements of `element`, named for errors by `codec`).
-fn whole_elements<'a>(
+pub(crate) fn whole_elements<'a>(
     codec: &str,
     bytes: ArrayBytes<'a>,
     element: Element,

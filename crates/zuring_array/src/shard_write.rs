@@ -420,8 +420,9 @@ impl ZarrArray {
                     }
                     encode_chunk(layout, layout.decoder, chunk, how.options)
                         .map(Some)
-                        .map_err(|message| ArrayError::Zarrs {
+                        .map_err(|message| ArrayError::Encode {
                             path: path.clone(),
+                            chunk: chunk_coords(),
                             message,
                         })
                 })

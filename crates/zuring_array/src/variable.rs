@@ -443,8 +443,9 @@ impl ZarrArray {
                 .zarrs_array()
                 .codecs()
                 .encode(elements, &file_shape, &l.data_type, &l.fill_value, &options)
-                .map_err(|e| ArrayError::Zarrs {
+                .map_err(|e| ArrayError::Encode {
                     path: self.file_path(coords),
+                    chunk: coords.to_vec(),
                     message: e.to_string(),
                 })?;
             sink(coords, Some(encoded.into_owned()))

@@ -292,8 +292,9 @@ impl ZarrArray {
                     &layout.fill_value,
                     &options,
                 )
-                .map_err(|e| ArrayError::Zarrs {
+                .map_err(|e| ArrayError::Encode {
                     path: key().into(),
+                    chunk: coords.clone(),
                     message: e.to_string(),
                 })?;
             sink(coords, Some(encoded.into_owned()))

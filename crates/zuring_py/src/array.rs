@@ -581,7 +581,7 @@ impl Array {
                 std::str::from_utf8(e)
                     .map(|s| PyString::new(py, s).into_any())
                     .map_err(|err| {
-                        errors::CorruptDataError::new_err(format!(
+                        errors::corrupt_data(format!(
                             "{}: a stored string is not UTF-8: {err}",
                             self.inner.path().display()
                         ))
