@@ -754,20 +754,19 @@ fn cast(bytes: &[u8], from: Element, to: Element) -> Vec<u8> {
     from_numbers(numbers(bytes, from).into_iter(), to)
 }
 
-/// The elements of `bytes` (whole elements of `element`, named for errors by `codec`).
+/// The elements of `bytes` (whole elements of `size` bytes, named for errors by `codec`).
 pub(crate) fn whole_elements<'a>(
     codec: &str,
     bytes: ArrayBytes<'a>,
-    element: Element,
+    size: usize,
 ) -> Result<Cow<'a, [u8]>, CodecError> {
     let bytes = bytes
         .into_fixed()
         .map_err(|e| CodecError::Other(e.to_string()))?;
-    if !bytes.len().is_multiple_of(element.size()) {
+    if !bytes.len().is_multiple_of(size) {
         return Err(CodecError::Other(format!(
-            "{codec}: {} bytes are not a whole number of {}-byte elements",
+            "{codec}: {} bytes are not a whole number of {size}-byte elements",
             bytes.len(),
-            element.size()
         )));
     }
     Ok(bytes)
@@ -1185,7 +1184,7 @@ macro_rules! element_filter_codec {
             ) -> Result<ArrayBytes<'a>, CodecError> {
                 let name = <Self as ElementFilter>::NAME;
                 check_type(name, data_type, self.decoded())?;
-                let elements = whole_elements(name, bytes, self.decoded())?;
+                let elements = whole_elements(name, bytes, self.decoded().size())?;
                 Ok(ArrayBytes::new_flen(Cow::Owned(
                     self.encode_elements(&elements)?,
                 )))
@@ -1201,7 +1200,7 @@ macro_rules! element_filter_codec {
             ) -> Result<ArrayBytes<'a>, CodecError> {
                 let name = <Self as ElementFilter>::NAME;
                 check_type(name, data_type, self.decoded())?;
-                let elements = whole_elements(name, bytes, self.encoded())?;
+                let elements = whole_elements(name, bytes, self.encoded().size())?;
                 Ok(ArrayBytes::new_flen(Cow::Owned(
                     self.decode_elements(&elements),
                 )))
@@ -1304,7 +1303,7 @@ impl ArrayToArrayCodecTraits for PackBitsCodec {
         _options: &CodecOptions,
     ) -> Result<ArrayBytes<'a>, CodecError> {
         Self::check(data_type)?;
-        let elements = whole_elements(Self::NAME, bytes, Element::U8)?;
+        let elements = whole_elements(Self::NAME, bytes, 1)?;
         let padding = (8 - elements.len() % 8) % 8;
         let mut packed = Vec::with_capacity(1 + elements.len().div_ceil(8));
         packed.push(u8::try_from(padding).unwrap_or_default());
@@ -1325,7 +1324,7 @@ impl ArrayToArrayCodecTraits for PackBitsCodec {
         _options: &CodecOptions,
     ) -> Result<ArrayBytes<'a>, CodecError> {
         Self::check(data_type)?;
-        let packed = whole_elements(Self::NAME, bytes, Element::U8)?;
+        let packed = whole_elements(Self::NAME, bytes, 1)?;
         let expected = shape.iter().map(|n| n.get()).product::<u64>();
         let count = packed.split_first().and_then(|(&padding, bits)| {
             let count = (bits.len() as u64 * 8).checked_sub(u64::from(padding))?;

@@ -2,12 +2,12 @@
 //! zarrs 0.23 lacks: an array-to-array codec of integer and float elements, encoded as
 //! `(x - offset) * scale` and decoded as `x / scale + offset`, in the elements' own type as
 //! zarr-python computes it: floats in their own precision (float32 elements in float32, the
-//! configuration's numbers rounded to float32 first); integers exactly, a result out of the
+//! configuration's numbers rounded to float32 first; float16 each step in float32 rounded to
+//! float16, as numpy's half arithmetic and `half` compute it); integers exactly, a result out of the
 //! type's range or a division that leaves a remainder an error, never wrapped or truncated.
 //! `offset` and `scale` are JSON scalars of the array's data type (numbers, or strings as
 //! zarr-python reads them: `"NaN"`, `"Infinity"`, `"0x"` and the bits of a float, a decimal
-//! integer or float); a `scale` of zero is refused. float16 elements are refused as not
-//! supported (zarr-python's pipeline computes them).
+//! integer or float); a `scale` of zero is refused.
 
 use std::borrow::Cow;
 use std::num::NonZeroU64;
@@ -21,6 +21,8 @@ use zarrs::array::codec::api::{
 use zarrs::array::{DataType, FillValue};
 use zarrs::metadata::Configuration;
 use zarrs::plugin::{PluginCreateError, ZarrVersion};
+
+use half::f16;
 
 use crate::numcodecs::{whole_elements, with_element, Element, Number, Scalar};
 
@@ -39,9 +41,35 @@ zarrs::plugin::impl_extension_aliases!(ScaleOffsetCodec, v3: "scale_offset");
 /// `offset` and `scale` in the elements' arithmetic.
 #[derive(Debug, Clone, Copy)]
 enum Params {
-    Int { offset: i128, scale: i128 },
-    F32 { offset: f32, scale: f32 },
-    F64 { offset: f64, scale: f64 },
+    Int {
+        element: Element,
+        offset: i128,
+        scale: i128,
+    },
+    F16 {
+        offset: f16,
+        scale: f16,
+    },
+    F32 {
+        offset: f32,
+        scale: f32,
+    },
+    F64 {
+        offset: f64,
+        scale: f64,
+    },
+}
+
+impl Params {
+    /// Bytes per element.
+    fn size(self) -> usize {
+        match self {
+            Self::Int { element, .. } => element.size(),
+            Self::F16 { .. } => 2,
+            Self::F32 { .. } => 4,
+            Self::F64 { .. } => 8,
+        }
+    }
 }
 
 /// Register the codec with zarrs (once per process).
@@ -92,46 +120,59 @@ impl ScaleOffsetCodec {
         })))
     }
 
-    /// The element type of `data_type` and the codec's numbers in it.
-    fn params(&self, data_type: &DataType) -> Result<(Element, Params), CodecError> {
-        let name = data_type.name_v3();
-        let element = name
-            .as_deref()
-            .and_then(Element::from_v3_name)
-            .ok_or_else(|| {
-                CodecError::Other(format!(
-                    "{}: elements of data type {} are not supported (integer, float32 and \
-                     float64 elements are)",
-                    Self::NAME,
-                    name.as_deref().unwrap_or("(unnamed)")
-                ))
-            })?;
+    /// The codec's numbers in the arithmetic of `data_type`.
+    fn params(&self, data_type: &DataType) -> Result<Params, CodecError> {
+        let name = data_type.name_v3().unwrap_or_default();
         let refuse = |key: &str, value: &serde_json::Value| {
             CodecError::Other(format!(
-                "{}: {key} value {value} is not representable in dtype {}",
+                "{}: {key} value {value} is not representable in dtype {name}",
                 Self::NAME,
-                element.v3_name()
             ))
         };
-        let params = if element.is_float() {
+        let floats = || {
             let read = |key, value| float_scalar(value).ok_or_else(|| refuse(key, value));
-            let (offset, scale) = (read("offset", &self.offset)?, read("scale", &self.scale)?);
-            #[allow(clippy::cast_possible_truncation)] // numpy's float32(x): the nearest
-            if element == Element::F32 {
+            Ok::<_, CodecError>((read("offset", &self.offset)?, read("scale", &self.scale)?))
+        };
+        #[allow(clippy::cast_possible_truncation)] // numpy's float32(x): the nearest
+        let params = match (name.as_ref(), Element::from_v3_name(&name)) {
+            ("float16", _) => {
+                let (offset, scale) = floats()?;
+                Params::F16 {
+                    offset: f16::from_f64(offset),
+                    scale: f16::from_f64(scale),
+                }
+            }
+            ("float32", _) => {
+                let (offset, scale) = floats()?;
                 Params::F32 {
                     offset: offset as f32,
                     scale: scale as f32,
                 }
-            } else {
+            }
+            ("float64", _) => {
+                let (offset, scale) = floats()?;
                 Params::F64 { offset, scale }
             }
-        } else {
-            let read = |key, value| int_scalar(value, element).ok_or_else(|| refuse(key, value));
-            let (offset, scale) = (read("offset", &self.offset)?, read("scale", &self.scale)?);
-            Params::Int { offset, scale }
+            (_, Some(element)) => {
+                let read =
+                    |key, value| int_scalar(value, element).ok_or_else(|| refuse(key, value));
+                Params::Int {
+                    element,
+                    offset: read("offset", &self.offset)?,
+                    scale: read("scale", &self.scale)?,
+                }
+            }
+            _ => {
+                return Err(CodecError::Other(format!(
+                    "{}: elements of data type {name} are not supported (integer and float \
+                     elements are)",
+                    Self::NAME,
+                )))
+            }
         };
         let zero = match params {
             Params::Int { scale, .. } => scale == 0,
+            Params::F16 { scale, .. } => scale == f16::ZERO,
             Params::F32 { scale, .. } => scale == 0.0,
             Params::F64 { scale, .. } => scale == 0.0,
         };
@@ -141,19 +182,20 @@ impl ScaleOffsetCodec {
                 Self::NAME
             )));
         }
-        Ok((element, params))
+        Ok(params)
     }
 
     /// `(x - offset) * scale` of each native-endian element.
-    fn encode_elements(
-        element: Element,
-        params: Params,
-        bytes: &[u8],
-    ) -> Result<Vec<u8>, CodecError> {
+    fn encode_elements(params: Params, bytes: &[u8]) -> Result<Vec<u8>, CodecError> {
         match params {
+            Params::F16 { offset, scale } => Ok(map_floats(bytes, |x: f16| (x - offset) * scale)),
             Params::F32 { offset, scale } => Ok(map_floats(bytes, |x: f32| (x - offset) * scale)),
             Params::F64 { offset, scale } => Ok(map_floats(bytes, |x: f64| (x - offset) * scale)),
-            Params::Int { offset, scale } => map_integers(element, bytes, |x| {
+            Params::Int {
+                element,
+                offset,
+                scale,
+            } => map_integers(element, bytes, |x| {
                 x.checked_sub(offset)
                     .and_then(|d| d.checked_mul(scale))
                     .ok_or(Overflow::Range)
@@ -162,15 +204,16 @@ impl ScaleOffsetCodec {
     }
 
     /// `x / scale + offset` of each native-endian element.
-    fn decode_elements(
-        element: Element,
-        params: Params,
-        bytes: &[u8],
-    ) -> Result<Vec<u8>, CodecError> {
+    fn decode_elements(params: Params, bytes: &[u8]) -> Result<Vec<u8>, CodecError> {
         match params {
+            Params::F16 { offset, scale } => Ok(map_floats(bytes, |x: f16| x / scale + offset)),
             Params::F32 { offset, scale } => Ok(map_floats(bytes, |x: f32| x / scale + offset)),
             Params::F64 { offset, scale } => Ok(map_floats(bytes, |x: f64| x / scale + offset)),
-            Params::Int { offset, scale } => map_integers(element, bytes, |x| {
+            Params::Int {
+                element,
+                offset,
+                scale,
+            } => map_integers(element, bytes, |x| {
                 if x % scale != 0 {
                     return Err(Overflow::Remainder(scale));
                 }
@@ -286,6 +329,7 @@ macro_rules! float {
     };
 }
 
+float!(f16);
 float!(f32);
 float!(f64);
 
@@ -381,11 +425,9 @@ impl ArrayToArrayCodecTraits for ScaleOffsetCodec {
         decoded_data_type: &DataType,
         decoded_fill_value: &FillValue,
     ) -> Result<FillValue, CodecError> {
-        let (element, params) = self.params(decoded_data_type)?;
+        let params = self.params(decoded_data_type)?;
         let bytes = decoded_fill_value.as_ne_bytes();
-        Ok(FillValue::new(Self::encode_elements(
-            element, params, bytes,
-        )?))
+        Ok(FillValue::new(Self::encode_elements(params, bytes)?))
     }
 
     fn encode<'a>(
@@ -396,9 +438,9 @@ impl ArrayToArrayCodecTraits for ScaleOffsetCodec {
         _fill_value: &FillValue,
         _options: &CodecOptions,
     ) -> Result<ArrayBytes<'a>, CodecError> {
-        let (element, params) = self.params(data_type)?;
-        let elements = whole_elements(Self::NAME, bytes, element)?;
-        let encoded = Self::encode_elements(element, params, &elements)?;
+        let params = self.params(data_type)?;
+        let elements = whole_elements(Self::NAME, bytes, params.size())?;
+        let encoded = Self::encode_elements(params, &elements)?;
         Ok(ArrayBytes::new_flen(Cow::Owned(encoded)))
     }
 
@@ -410,9 +452,9 @@ impl ArrayToArrayCodecTraits for ScaleOffsetCodec {
         _fill_value: &FillValue,
         _options: &CodecOptions,
     ) -> Result<ArrayBytes<'a>, CodecError> {
-        let (element, params) = self.params(data_type)?;
-        let elements = whole_elements(Self::NAME, bytes, element)?;
-        let decoded = Self::decode_elements(element, params, &elements)?;
+        let params = self.params(data_type)?;
+        let elements = whole_elements(Self::NAME, bytes, params.size())?;
+        let decoded = Self::decode_elements(params, &elements)?;
         Ok(ArrayBytes::new_flen(Cow::Owned(decoded)))
     }
 }
@@ -655,6 +697,42 @@ mod tests {
         }
     }
 
+    /// float16 as numpy computes it (each step in float32, rounded to float16; overflow to
+    /// infinity): zarr-python 3.4.2's results bit for bit.
+    #[test]
+    fn float16_as_zarr_computes_it() {
+        let halves =
+            |bits: &[u16]| -> Vec<u8> { bits.iter().flat_map(|b| b.to_ne_bytes()).collect() };
+        let codec = codec(r#"{"offset":0.1,"scale":3.3}"#);
+        let shape = [NonZeroU64::new(5).unwrap()];
+        let data_type = zarrs::array::data_type::float16();
+        let fill = FillValue::new(vec![0; 2]);
+        let options = CodecOptions::default();
+        let values = halves(&[0x0, 0x3e00, 0xc080, 0x63d0, 0x7b53]);
+        let encoded = codec
+            .encode(
+                ArrayBytes::new_flen(Cow::Owned(values)),
+                &shape,
+                &data_type,
+                &fill,
+                &options,
+            )
+            .unwrap();
+        let encoded = encoded.into_fixed().unwrap().into_owned();
+        assert_eq!(encoded, halves(&[0xb548, 0x449f, 0xc7c1, 0x6a72, 0x7c00]));
+        let decoded = codec
+            .decode(
+                ArrayBytes::new_flen(Cow::Owned(encoded)),
+                &shape,
+                &data_type,
+                &fill,
+                &options,
+            )
+            .unwrap();
+        let decoded = decoded.into_fixed().unwrap().into_owned();
+        assert_eq!(decoded, halves(&[0x0, 0x3e00, 0xc080, 0x63d0, 0x7c00]));
+    }
+
     /// Numbers that are not representable in the data type, a zero scale in any spelling,
     /// other members, and other data types are refused naming the codec and the member.
     #[test]
@@ -711,7 +789,7 @@ mod tests {
         assert!(member(r#"{"scale":[2]}"#).contains("scale must be a number or a string"));
         let codec = codec("{}");
         for data_type in [
-            zarrs::array::data_type::float16(),
+            zarrs::array::data_type::complex64(),
             zarrs::array::data_type::bool(),
         ] {
             let error = codec.encoded_data_type(&data_type).unwrap_err().to_string();
