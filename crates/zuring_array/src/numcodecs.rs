@@ -312,8 +312,7 @@ fn kept_configuration(
     Ok(kept)
 }
 
-/// [`CodecTraits`] of a codec of this module: the configuration it was made from, whole chunks
-/// only (nothing decoded or encoded in part).
+/// [`CodecTraits`] of a codec of this module: the configuration it was made from, whole chunks only (nothing decoded or encoded in part).
 macro_rules! numcodecs_codec_traits {
     ($codec:ty) => {
         impl CodecTraits for $codec {
@@ -344,6 +343,26 @@ macro_rules! numcodecs_codec_traits {
         }
     };
 }
+pub(crate) use numcodecs_codec_traits;
+
+/// [`CodecTraits`] and [`ArrayCodecTraits`] of an array-to-array codec of this module (and of
+/// `scale_offset`): one chunk decoded by one thread.
+macro_rules! array_codec_traits {
+    ($codec:ty) => {
+        $crate::numcodecs::numcodecs_codec_traits!($codec);
+
+        impl ArrayCodecTraits for $codec {
+            fn recommended_concurrency(
+                &self,
+                _shape: &[NonZeroU64],
+                _data_type: &DataType,
+            ) -> Result<RecommendedConcurrency, CodecError> {
+                Ok(RecommendedConcurrency::new_maximum(1))
+            }
+        }
+    };
+}
+pub(crate) use array_codec_traits;
 
 /// Run `$body` with `$t` the Rust type of `$element` (an [`Element`]).
 macro_rules! with_element {
@@ -1131,17 +1150,7 @@ impl ElementFilter for AsTypeCodec {
 /// `encoded()` type, the fill value converted as zarr-python converts it (numpy's `astype`).
 macro_rules! element_filter_codec {
     ($codec:ty) => {
-        numcodecs_codec_traits!($codec);
-
-        impl ArrayCodecTraits for $codec {
-            fn recommended_concurrency(
-                &self,
-                _shape: &[NonZeroU64],
-                _data_type: &DataType,
-            ) -> Result<RecommendedConcurrency, CodecError> {
-                Ok(RecommendedConcurrency::new_maximum(1))
-            }
-        }
+        array_codec_traits!($codec);
 
         impl ArrayToArrayCodecTraits for $codec {
             fn into_dyn(self: Arc<Self>) -> Arc<dyn ArrayToArrayCodecTraits> {
@@ -1250,17 +1259,7 @@ impl PackBitsCodec {
     }
 }
 
-numcodecs_codec_traits!(PackBitsCodec);
-
-impl ArrayCodecTraits for PackBitsCodec {
-    fn recommended_concurrency(
-        &self,
-        _shape: &[NonZeroU64],
-        _data_type: &DataType,
-    ) -> Result<RecommendedConcurrency, CodecError> {
-        Ok(RecommendedConcurrency::new_maximum(1))
-    }
-}
+array_codec_traits!(PackBitsCodec);
 
 impl ArrayToArrayCodecTraits for PackBitsCodec {
     fn into_dyn(self: Arc<Self>) -> Arc<dyn ArrayToArrayCodecTraits> {

@@ -24,7 +24,7 @@ use zarrs::plugin::{PluginCreateError, ZarrVersion};
 
 use half::f16;
 
-use crate::numcodecs::{whole_elements, with_element, Element, Number, Scalar};
+use crate::numcodecs::{array_codec_traits, whole_elements, with_element, Element, Number, Scalar};
 
 /// The `scale_offset` codec. Its numbers are read in the array's data type when the codec
 /// first sees it (zarrs gives array-to-array codecs the data type with each call).
@@ -221,6 +221,18 @@ impl ScaleOffsetCodec {
             }),
         }
     }
+
+    /// `elements` (whole elements of `data_type`) encoded or decoded by `each`.
+    fn apply<'a>(
+        &self,
+        bytes: ArrayBytes<'a>,
+        data_type: &DataType,
+        each: fn(Params, &[u8]) -> Result<Vec<u8>, CodecError>,
+    ) -> Result<ArrayBytes<'a>, CodecError> {
+        let params = self.params(data_type)?;
+        let elements = whole_elements(Self::NAME, bytes, params.size())?;
+        Ok(ArrayBytes::new_flen(Cow::Owned(each(params, &elements)?)))
+    }
 }
 
 /// Why an integer result cannot be stored.
@@ -371,42 +383,7 @@ fn map_integers(
     })
 }
 
-impl CodecTraits for ScaleOffsetCodec {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn configuration(
-        &self,
-        _version: ZarrVersion,
-        _options: &CodecMetadataOptions,
-    ) -> Option<Configuration> {
-        Some(Configuration::from(self.configuration.clone()))
-    }
-
-    fn partial_decoder_capability(&self) -> PartialDecoderCapability {
-        PartialDecoderCapability {
-            partial_read: false,
-            partial_decode: false,
-        }
-    }
-
-    fn partial_encoder_capability(&self) -> PartialEncoderCapability {
-        PartialEncoderCapability {
-            partial_encode: false,
-        }
-    }
-}
-
-impl ArrayCodecTraits for ScaleOffsetCodec {
-    fn recommended_concurrency(
-        &self,
-        _shape: &[NonZeroU64],
-        _data_type: &DataType,
-    ) -> Result<RecommendedConcurrency, CodecError> {
-        Ok(RecommendedConcurrency::new_maximum(1))
-    }
-}
+array_codec_traits!(ScaleOffsetCodec);
 
 impl ArrayToArrayCodecTraits for ScaleOffsetCodec {
     fn into_dyn(self: Arc<Self>) -> Arc<dyn ArrayToArrayCodecTraits> {
@@ -438,10 +415,7 @@ impl ArrayToArrayCodecTraits for ScaleOffsetCodec {
         _fill_value: &FillValue,
         _options: &CodecOptions,
     ) -> Result<ArrayBytes<'a>, CodecError> {
-        let params = self.params(data_type)?;
-        let elements = whole_elements(Self::NAME, bytes, params.size())?;
-        let encoded = Self::encode_elements(params, &elements)?;
-        Ok(ArrayBytes::new_flen(Cow::Owned(encoded)))
+        self.apply(bytes, data_type, Self::encode_elements)
     }
 
     fn decode<'a>(
@@ -452,10 +426,7 @@ impl ArrayToArrayCodecTraits for ScaleOffsetCodec {
         _fill_value: &FillValue,
         _options: &CodecOptions,
     ) -> Result<ArrayBytes<'a>, CodecError> {
-        let params = self.params(data_type)?;
-        let elements = whole_elements(Self::NAME, bytes, params.size())?;
-        let decoded = Self::decode_elements(params, &elements)?;
-        Ok(ArrayBytes::new_flen(Cow::Owned(decoded)))
+        self.apply(bytes, data_type, Self::decode_elements)
     }
 }
 
@@ -484,17 +455,26 @@ mod tests {
         values: &[u8],
         encode: bool,
     ) -> Result<Vec<u8>, String> {
+        run_as(configuration, &element.data_type(), values, encode)
+    }
+
+    /// [`run`] with elements of `data_type`.
+    fn run_as(
+        configuration: &str,
+        data_type: &DataType,
+        values: &[u8],
+        encode: bool,
+    ) -> Result<Vec<u8>, String> {
         let codec = codec(configuration);
-        let size = values.len() / element.size();
-        let shape = [NonZeroU64::new(size as u64).unwrap()];
-        let fill = FillValue::new(vec![0; element.size()]);
+        let size = data_type.fixed_size().unwrap();
+        let shape = [NonZeroU64::new((values.len() / size) as u64).unwrap()];
+        let fill = FillValue::new(vec![0; size]);
         let bytes = ArrayBytes::new_flen(Cow::Owned(values.to_vec()));
         let options = CodecOptions::default();
-        let data_type = element.data_type();
         let out = if encode {
-            codec.encode(bytes, &shape, &data_type, &fill, &options)
+            codec.encode(bytes, &shape, data_type, &fill, &options)
         } else {
-            codec.decode(bytes, &shape, &data_type, &fill, &options)
+            codec.decode(bytes, &shape, data_type, &fill, &options)
         };
         out.map(|b| b.into_fixed().unwrap().into_owned())
             .map_err(|e| e.to_string())
@@ -703,33 +683,12 @@ mod tests {
     fn float16_as_zarr_computes_it() {
         let halves =
             |bits: &[u16]| -> Vec<u8> { bits.iter().flat_map(|b| b.to_ne_bytes()).collect() };
-        let codec = codec(r#"{"offset":0.1,"scale":3.3}"#);
-        let shape = [NonZeroU64::new(5).unwrap()];
-        let data_type = zarrs::array::data_type::float16();
-        let fill = FillValue::new(vec![0; 2]);
-        let options = CodecOptions::default();
+        let configuration = r#"{"offset":0.1,"scale":3.3}"#;
+        let float16 = zarrs::array::data_type::float16();
         let values = halves(&[0x0, 0x3e00, 0xc080, 0x63d0, 0x7b53]);
-        let encoded = codec
-            .encode(
-                ArrayBytes::new_flen(Cow::Owned(values)),
-                &shape,
-                &data_type,
-                &fill,
-                &options,
-            )
-            .unwrap();
-        let encoded = encoded.into_fixed().unwrap().into_owned();
+        let encoded = run_as(configuration, &float16, &values, true).unwrap();
         assert_eq!(encoded, halves(&[0xb548, 0x449f, 0xc7c1, 0x6a72, 0x7c00]));
-        let decoded = codec
-            .decode(
-                ArrayBytes::new_flen(Cow::Owned(encoded)),
-                &shape,
-                &data_type,
-                &fill,
-                &options,
-            )
-            .unwrap();
-        let decoded = decoded.into_fixed().unwrap().into_owned();
+        let decoded = run_as(configuration, &float16, &encoded, false).unwrap();
         assert_eq!(decoded, halves(&[0x0, 0x3e00, 0xc080, 0x63d0, 0x7c00]));
     }
 
