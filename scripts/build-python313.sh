@@ -28,7 +28,8 @@ if ! ls -d python3.13-*/ >/dev/null 2>&1; then
 fi
 SRC="$(ls -d "$CACHE"/src/python3.13-*/ | head -n1)"
 cd "$SRC"
-./configure --prefix="$PREFIX" --without-ensurepip >/dev/null
+# No test modules: CPython's own test suite (and its C test extensions) is not needed here.
+./configure --prefix="$PREFIX" --without-ensurepip --disable-test-modules >/dev/null
 make -j"$(nproc)" >/dev/null 2>&1
 make install >/dev/null 2>&1
 "$PREFIX/bin/python3.13" -m ensurepip -q >&2 2>/dev/null || true

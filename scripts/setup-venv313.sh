@@ -2,6 +2,10 @@
 # Create (once) .venv313/ on CPython 3.13 (built from Debian's source package into .cache/) with
 # zarr-python 3.4.2, unpack zarr 3.4.2's sdist (its shared pipeline suite) into .cache/, and
 # install the zuring wheel built for Python >= 3.11 (abi3) into it.
+#
+#   scripts/setup-venv313.sh               all of that
+#   scripts/setup-venv313.sh --no-package  all but the wheel (scripts/test.sh runs this in the
+#                                          background while the Rust workspace builds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY313="$(bash scripts/build-python313.sh)"
@@ -15,8 +19,11 @@ if [ ! -f .venv313/.zuring-setup ] || [ "$(cat .venv313/.zuring-setup)" != "$REQ
 fi
 if [ ! -f .cache/zarr-3.4.2/tests/test_codec_pipeline_suite.py ]; then
   mkdir -p .cache/sdist
-  .venv/bin/python -m pip download -q --no-deps --no-binary :all: --ignore-requires-python zarr==3.4.2 -d .cache/sdist
+  .venv313/bin/python -m pip download -q --no-deps --no-binary :all: zarr==3.4.2 -d .cache/sdist
   tar xzf .cache/sdist/zarr-3.4.2.tar.gz -C .cache
+fi
+if [ "${1:-}" = --no-package ]; then
+  exit 0
 fi
 # The abi3 wheel built for 3.11 serves 3.13 too.
 rm -rf target/wheels
