@@ -593,10 +593,10 @@ SCALE_OFFSET_CASES = {
 @pytest.mark.parametrize("case", list(SCALE_OFFSET_CASES))
 def test_scale_offset(tmp_path, case):
     """zarr 3.4's ``scale_offset`` codec, read and written in Rust (strict): float elements in
-    their own precision (float16 too), integers exactly (uint64 past int64's range, a negative scale), offset
-    and scale given as strings, big-endian arrays, inside the sharding codec and before it (where
-    shards' missing inner chunks hold the encoded fill value); chunks byte for byte zarr's, each
-    pipeline reads the other's as zarr does, and the native API too."""
+    their own precision (float16 too), integers exactly (uint64 past int64's range, a negative
+    scale), offset and scale given as strings, big-endian arrays, inside the sharding codec and
+    before it (where shards' missing inner chunks hold the encoded fill value); chunks byte for
+    byte zarr's, each pipeline reads the other's as zarr does, and the native API too."""
     dtype, offset, scale, fill, shards = SCALE_OFFSET_CASES[case]
     codec = _scale_offset(offset=offset, scale=scale)
     rng = np.random.default_rng(5)

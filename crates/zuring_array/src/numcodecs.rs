@@ -296,7 +296,7 @@ fn refused_in_chain<'a>(
 
 /// A numcodecs configuration as the codecs of this module keep it (and report it back): checked
 /// to have only `members` (and a v2 `id`, left out).
-fn kept_configuration(
+pub(crate) fn kept_configuration(
     name: &str,
     configuration: &Configuration,
     members: &[&str],
@@ -312,7 +312,8 @@ fn kept_configuration(
     Ok(kept)
 }
 
-/// [`CodecTraits`] of a codec of this module: the configuration it was made from, whole chunks only (nothing decoded or encoded in part).
+/// [`CodecTraits`] of a codec of this module: the configuration it was made from, whole chunks
+/// only (nothing decoded or encoded in part).
 macro_rules! numcodecs_codec_traits {
     ($codec:ty) => {
         impl CodecTraits for $codec {
@@ -450,7 +451,7 @@ impl Element {
         })
     }
 
-    pub(crate) const fn is_float(self) -> bool {
+    const fn is_float(self) -> bool {
         matches!(self, Self::F32 | Self::F64)
     }
 

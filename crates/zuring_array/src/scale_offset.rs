@@ -3,11 +3,11 @@
 //! `(x - offset) * scale` and decoded as `x / scale + offset`, in the elements' own type as
 //! zarr-python computes it: floats in their own precision (float32 elements in float32, the
 //! configuration's numbers rounded to float32 first; float16 each step in float32 rounded to
-//! float16, as numpy's half arithmetic and `half` compute it); integers exactly, a result out of the
-//! type's range or a division that leaves a remainder an error, never wrapped or truncated.
-//! `offset` and `scale` are JSON scalars of the array's data type (numbers, or strings as
-//! zarr-python reads them: `"NaN"`, `"Infinity"`, `"0x"` and the bits of a float, a decimal
-//! integer or float); a `scale` of zero is refused.
+//! float16, as numpy's half arithmetic and `half` compute it); integers exactly, a result out
+//! of the type's range or a division that leaves a remainder an error, never wrapped or
+//! truncated. `offset` and `scale` are JSON scalars of the array's data type (numbers, or
+//! strings as zarr-python reads them: `"NaN"`, `"Infinity"`, `"0x"` and the bits of a float, a
+//! decimal integer or float); a `scale` of zero is refused.
 
 use std::borrow::Cow;
 use std::num::NonZeroU64;
@@ -24,10 +24,12 @@ use zarrs::plugin::{PluginCreateError, ZarrVersion};
 
 use half::f16;
 
-use crate::numcodecs::{array_codec_traits, whole_elements, with_element, Element, Number, Scalar};
+use crate::numcodecs::{
+    array_codec_traits, kept_configuration, whole_elements, with_element, Element, Number, Scalar,
+};
 
-/// The `scale_offset` codec. Its numbers are read in the array's data type when the codec
-/// first sees it (zarrs gives array-to-array codecs the data type with each call).
+/// The `scale_offset` codec. Its numbers are read in the data type zarrs gives with each call
+/// (array-to-array codecs learn the array's data type no other way).
 #[derive(Debug, Clone)]
 pub struct ScaleOffsetCodec {
     offset: serde_json::Value,
@@ -97,26 +99,21 @@ impl ScaleOffsetCodec {
     /// [`PluginCreateError`] naming the codec and the member for another member, or an
     /// `offset` or `scale` that is neither a number nor a string.
     pub fn from_configuration(configuration: &Configuration) -> Result<Codec, PluginCreateError> {
-        let refuse = |what: String| PluginCreateError::Other(format!("{}: {what}", Self::NAME));
-        if let Some(other) = configuration
-            .keys()
-            .find(|k| !["offset", "scale"].contains(&k.as_str()))
-        {
-            return Err(refuse(format!("unknown configuration member {other:?}")));
-        }
+        let configuration = kept_configuration(Self::NAME, configuration, &["offset", "scale"])?;
         let member = |key: &str, default: i32| match configuration.get(key) {
             None => Ok(serde_json::Value::from(default)),
             Some(v @ (serde_json::Value::Number(_) | serde_json::Value::String(_))) => {
                 Ok(v.clone())
             }
-            Some(other) => Err(refuse(format!(
-                "{key} must be a number or a string, not {other}"
+            Some(other) => Err(PluginCreateError::Other(format!(
+                "{}: {key} must be a number or a string, not {other}",
+                Self::NAME
             ))),
         };
         Ok(Codec::ArrayToArray(Arc::new(Self {
             offset: member("offset", 0)?,
             scale: member("scale", 1)?,
-            configuration: (**configuration).clone(),
+            configuration,
         })))
     }
 
@@ -285,7 +282,7 @@ fn float_string(s: &str) -> Option<f64> {
         let bits = u64::from_str_radix(hex, 16).ok()?;
         #[allow(clippy::cast_possible_truncation)] // at most 4 / 8 hex digits
         return match hex.len() {
-            4 => Some(f64::from(half::f16::from_bits(bits as u16))),
+            4 => Some(f64::from(f16::from_bits(bits as u16))),
             8 => Some(f64::from(f32::from_bits(bits as u32))),
             16 => Some(f64::from_bits(bits)),
             _ => None,
@@ -433,7 +430,6 @@ impl ArrayToArrayCodecTraits for ScaleOffsetCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::numcodecs::Scalar;
 
     fn codec(configuration: &str) -> Arc<dyn ArrayToArrayCodecTraits> {
         let configuration = serde_json::from_str(configuration).unwrap();
