@@ -25,7 +25,13 @@ fi
 if [ "${1:-}" = --no-package ]; then
   exit 0
 fi
-# The abi3 wheel built for 3.11 serves 3.13 too.
+# The abi3 wheel built for 3.11 serves 3.13 too; installed again only when it changed (its
+# files stamped with a fixed date, so that the same build gives the same wheel).
 rm -rf target/wheels
-(cd python && ../.venv/bin/maturin build --release --quiet -o ../target/wheels)
-.venv313/bin/python -m pip install -q --force-reinstall --no-deps target/wheels/zuring-*.whl
+(cd python && SOURCE_DATE_EPOCH=315532800 ../.venv/bin/maturin build --release --quiet -o ../target/wheels)
+WHEEL_SUM="$(sha256sum target/wheels/zuring-*.whl | cut -d' ' -f1)"
+if [ "$(cat .venv313/.zuring-wheel 2>/dev/null)" != "$WHEEL_SUM" ] \
+  || ! .venv313/bin/python -c 'import importlib.metadata as m; m.version("zuring")' 2>/dev/null; then
+  .venv313/bin/python -m pip install -q --force-reinstall --no-deps target/wheels/zuring-*.whl
+  echo "$WHEEL_SUM" > .venv313/.zuring-wheel
+fi

@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-venv313.sh
-.venv313/bin/python -m pytest python/tests python/tests_zarr34 -q -p no:cacheprovider -p no:asyncio
+.venv313/bin/python -m pytest python/tests python/tests_zarr34 -q -n 2 --dist worksteal -p no:cacheprovider -p no:asyncio
