@@ -25,11 +25,21 @@ fi
 if [ "${1:-}" = --no-package ]; then
   exit 0
 fi
-# The abi3 wheel built for 3.11 serves 3.13 too; installed again only when it changed (its
-# files stamped with a fixed date, so that the same build gives the same wheel).
+# The abi3 wheel built for 3.11 serves 3.13 too; installed again only when what it holds
+# changed (not the wheel's own bytes, nor its RECORD and SBOM: they differ with each build).
 rm -rf target/wheels
-(cd python && SOURCE_DATE_EPOCH=315532800 ../.venv/bin/maturin build --release --quiet -o ../target/wheels)
-WHEEL_SUM="$(sha256sum target/wheels/zuring-*.whl | cut -d' ' -f1)"
+(cd python && ../.venv/bin/maturin build --release --quiet -o ../target/wheels)
+WHEEL_SUM="$(.venv/bin/python - target/wheels/zuring-*.whl <<'PY'
+import hashlib, sys, zipfile
+digest = hashlib.sha256()
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    for name in sorted(wheel.namelist()):
+        if name.endswith(".dist-info/RECORD") or ".dist-info/sboms/" in name:
+            continue
+        digest.update(name.encode() + b"\0" + wheel.read(name))
+print(digest.hexdigest())
+PY
+)"
 if [ "$(cat .venv313/.zuring-wheel 2>/dev/null)" != "$WHEEL_SUM" ] \
   || ! .venv313/bin/python -c 'import importlib.metadata as m; m.version("zuring")' 2>/dev/null; then
   .venv313/bin/python -m pip install -q --force-reinstall --no-deps target/wheels/zuring-*.whl
