@@ -1438,6 +1438,36 @@ def test_v2_datetime_arrays_run_in_rust(tmp_path, dtype):
     assert counts_of(zuring.open_array(tmp_path / "null.zarr")[...]) == counts_of(got)
 
 
+
+@pytest.mark.parametrize("dtype", ["<c8", ">c16", "<U5", ">U3"])
+def test_v2_complex_and_unicode_arrays_without_fill_value_run_in_rust(tmp_path, dtype):
+    """Zarr v2 complex and unicode arrays with no fill value (null in .zarray), which zarrs
+    refuses: zarr reads missing chunks as 0j and "", and so does zuring, through the pipeline
+    (strict: no fallback) and the native API; writes keep the null fill value."""
+    data = np.array([1 + 2j, -3.5j, 7] if dtype[1] == "c" else ["ab", "", "xyz"], dtype=dtype)
+    path = tmp_path / "null.zarr"
+    with zarr.config.set(DEFAULT), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.create_array(str(path), shape=(7,), dtype=dtype, chunks=(3,), zarr_format=2, fill_value=None)[:3] = data
+        expected = zarr.open_array(str(path), mode="r")[...]
+    assert json.loads((path / ".zarray").read_text())["fill_value"] is None
+    assert expected[3:].tolist() == [np.zeros((), dtype).item()] * 4
+    with zarr.config.set({**ZURING, "codec_pipeline.strict": True}), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        b = zarr.open_array(str(path), mode="r+")
+        got = b[...]
+        b[5:] = data[:2]
+    assert got.dtype == expected.dtype and got.tolist() == expected.tolist()
+    n = zuring.open_array(path)
+    assert n[...].tolist() == expected[:5].tolist() + data[:2].tolist()
+    n[3] = data[2]
+    assert json.loads((path / ".zarray").read_text())["fill_value"] is None
+    with zarr.config.set(DEFAULT), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        final = zarr.open_array(str(path), mode="r")[...].tolist()
+    assert final == data.tolist() + [data[2], expected[4]] + data[:2].tolist()
+
+
 @st.composite
 def resize_cases(draw):
     """An array (v2 or v3, sharded or not, any of several types and fill values) and a sequence

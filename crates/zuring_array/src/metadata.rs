@@ -121,6 +121,8 @@ pub fn check_array_metadata(path: &Path, file: &str, text: &[u8]) -> Result<()> 
 ///   read, get the 64-bit integer type of the same byte order, which is what their elements
 ///   and fill value are (numpy stores both as int64 counts of the unit; a `"NaT"` or null fill
 ///   is NaT, the smallest int64, as zarr-python reads it);
+/// - v2 complex and unicode arrays without a fill value (null), which zarrs refuses, get the
+///   zero value zarr-python reads for them: `[0.0, 0.0]` (0j) and `""`;
 /// - v3 codecs as zarr-python writes numcodecs' (`zarr.codecs.numcodecs.Zstd` ..., at any depth
 ///   of sharding) become the v3 codec that writes the same stream, with numcodecs' defaults for
 ///   what the configuration leaves out: `numcodecs.zstd`, `numcodecs.gzip`, `numcodecs.blosc`
@@ -134,7 +136,9 @@ pub fn for_zarrs(text: &str) -> Option<String> {
     let mut value: Value = serde_json::from_str(text).ok()?;
     let object = value.as_object_mut()?;
     let changed = match object.get("zarr_format").and_then(Value::as_u64) {
-        Some(2) => v2_times_as_int64(object),
+        // (Not short-circuited: a datetime is neither complex nor unicode, so at most one
+        // applies, but each is asked.)
+        Some(2) => v2_times_as_int64(object) | v2_null_fill(object),
         Some(3) => object.get_mut("codecs").is_some_and(rename_numcodecs),
         _ => false,
     };
@@ -143,14 +147,45 @@ pub fn for_zarrs(text: &str) -> Option<String> {
         .flatten()
 }
 
-/// The v2 datetime rewrite of [`for_zarrs`], in place; whether it applied.
-fn v2_times_as_int64(object: &mut serde_json::Map<String, Value>) -> bool {
-    let Some(dtype) = object.get("dtype").and_then(Value::as_str) else {
-        return false;
-    };
-    let (order, rest) = match dtype.as_bytes().first() {
+/// A v2 `dtype` string as its byte order character (empty when it has none) and the rest:
+/// `"<M8[ns]"` is `("<", "M8[ns]")`; None when the data type is not a string (a record).
+fn v2_dtype(object: &serde_json::Map<String, Value>) -> Option<(&str, &str)> {
+    let dtype = object.get("dtype")?.as_str()?;
+    Some(match dtype.as_bytes().first() {
         Some(b'<' | b'>' | b'|' | b'=') => dtype.split_at(1),
         _ => ("", dtype),
+    })
+}
+
+/// Whether the v2 array has no fill value (`null`, or the member left out).
+fn v2_fill_is_null(object: &serde_json::Map<String, Value>) -> bool {
+    object.get("fill_value").is_none_or(Value::is_null)
+}
+
+/// The v2 null fill rewrite of [`for_zarrs`], in place; whether it applied.
+fn v2_null_fill(object: &mut serde_json::Map<String, Value>) -> bool {
+    if !v2_fill_is_null(object) {
+        return false;
+    }
+    let fill = match v2_dtype(object) {
+        Some((_, "c8" | "c16")) => serde_json::json!([0.0, 0.0]),
+        Some((_, rest))
+            if rest
+                .strip_prefix('U')
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            Value::from("")
+        }
+        _ => return false,
+    };
+    object.insert("fill_value".into(), fill);
+    true
+}
+
+/// The v2 datetime rewrite of [`for_zarrs`], in place; whether it applied.
+fn v2_times_as_int64(object: &mut serde_json::Map<String, Value>) -> bool {
+    let Some((order, rest)) = v2_dtype(object) else {
+        return false;
     };
     let unit_ok = |u: &str| u.is_empty() || (u.starts_with('[') && u.ends_with(']'));
     let time = ["M8", "m8"]
@@ -162,8 +197,8 @@ fn v2_times_as_int64(object: &mut serde_json::Map<String, Value>) -> bool {
     let int = if order == ">" { ">i8" } else { "<i8" };
     object.insert("dtype".into(), Value::from(int));
     // No fill value (null) reads as NaT in zarr-python, as "NaT" does; zarrs would read 0.
-    let fill = object.get("fill_value");
-    if fill.is_none_or(|f| f.is_null() || f.as_str() == Some("NaT")) {
+    let nat = object.get("fill_value").and_then(Value::as_str) == Some("NaT");
+    if nat || v2_fill_is_null(object) {
         object.insert("fill_value".into(), Value::from(i64::MIN));
     }
     true
@@ -321,6 +356,41 @@ mod tests {
             assert_eq!(patched(other, "0"), None, "{other}");
         }
         assert_eq!(for_zarrs(GOOD), None);
+    }
+
+    #[test]
+    fn v2_complex_and_unicode_without_fill_read_zero() {
+        let zarray = |dtype: &str, fill: Option<&str>| {
+            let fill = fill.map_or(String::new(), |f| format!(r#","fill_value":{f}"#));
+            format!(
+                r#"{{"zarr_format":2,"shape":[4],"chunks":[2],"dtype":"{dtype}","compressor":null,"order":"C","filters":null{fill}}}"#
+            )
+        };
+        let fill = |dtype: &str, fill: Option<&str>| -> Option<Value> {
+            let v: Value = serde_json::from_str(&for_zarrs(&zarray(dtype, fill))?).unwrap();
+            assert_eq!(v["dtype"], Value::from(dtype));
+            Some(v["fill_value"].clone())
+        };
+        for dtype in ["<c8", ">c16", "|c8", "c16"] {
+            assert_eq!(
+                fill(dtype, Some("null")),
+                Some(serde_json::json!([0.0, 0.0]))
+            );
+            assert_eq!(
+                fill(dtype, None),
+                Some(serde_json::json!([0.0, 0.0])),
+                "{dtype}"
+            );
+        }
+        for dtype in ["<U5", ">U1", "U12"] {
+            assert_eq!(fill(dtype, Some("null")), Some(Value::from("")), "{dtype}");
+        }
+        // A fill value given is left to zarrs; other types without one too (zarrs reads zero).
+        assert_eq!(fill("<c8", Some("[1.0, 2.0]")), None);
+        assert_eq!(fill("<U5", Some(r#""ab""#)), None);
+        for other in ["<i4", "<f8", "|b1", "|S4", "|V4", "<U", "<Ux", "<c4"] {
+            assert_eq!(fill(other, Some("null")), None, "{other}");
+        }
     }
 
     #[test]
