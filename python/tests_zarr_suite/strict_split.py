@@ -1,12 +1,13 @@
 """pytest plugin for zarr-python's own suite run with zuring's pipeline: leave out of the
 non-strict run the tests that the strict run covers, so no test runs twice.
 
-A test that passes with ``codec_pipeline.strict`` on ran wholly through zuring (a fallback would
-have raised ``UnsupportedError``), so running it again without strict mode takes the same path.
-``scripts/test-zarr-suite.sh`` sets ``ZURING_STRICT_COVERED`` (paths, one per line:
-the files the strict run selects) and ``ZURING_STRICT_UNSUPPORTED`` (the node id prefixes the
-strict run leaves out, one per line); tests under the first and not under the second are
-deselected here. Without ``ZURING_STRICT_COVERED`` the plugin does nothing."""
+With ``codec_pipeline.strict`` on, a fallback to zarr's pipeline raises ``UnsupportedError``
+instead; a test that passes there took none (or expected an error and got zuring's), so
+running it again without strict mode would take zuring's path again.
+``scripts/test-zarr-suite.sh`` sets ``ZURING_STRICT_COVERED`` (the files and folders the strict
+run selects, one per line) and ``ZURING_STRICT_UNSUPPORTED`` (the node id prefixes the strict
+run leaves out, one per line); tests under the first and not under the second are deselected
+here. Without ``ZURING_STRICT_COVERED`` the plugin does nothing."""
 
 import os
 
