@@ -136,9 +136,7 @@ pub fn for_zarrs(text: &str) -> Option<String> {
     let mut value: Value = serde_json::from_str(text).ok()?;
     let object = value.as_object_mut()?;
     let changed = match object.get("zarr_format").and_then(Value::as_u64) {
-        // (Not short-circuited: a datetime is neither complex nor unicode, so at most one
-        // applies, but each is asked.)
-        Some(2) => v2_times_as_int64(object) | v2_null_fill(object),
+        Some(2) => v2_times_as_int64(object) || v2_null_fill(object),
         Some(3) => object.get_mut("codecs").is_some_and(rename_numcodecs),
         _ => false,
     };
