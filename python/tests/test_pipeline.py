@@ -1438,7 +1438,6 @@ def test_v2_datetime_arrays_run_in_rust(tmp_path, dtype):
     assert counts_of(zuring.open_array(tmp_path / "null.zarr")[...]) == counts_of(got)
 
 
-
 @pytest.mark.parametrize("dtype", ["<c8", ">c16", "<U5", ">U3"])
 def test_v2_complex_and_unicode_arrays_without_fill_value_run_in_rust(tmp_path, dtype):
     """Zarr v2 complex and unicode arrays with no fill value (null in .zarray), which zarrs
