@@ -9,8 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY313="$(bash scripts/build-python313.sh)"
-# pytest-asyncio, pytest-xdist and pytest-benchmark: what zarr 3.4.2's own suite needs to run.
-REQS="zarr==3.4.2 pytest hypothesis numcodecs xarray==2026.9.0 dask==2026.8.0 pytest-asyncio pytest-xdist pytest-benchmark pcodec==1.1.0"
+# pytest-asyncio, pytest-xdist and pytest-benchmark: what zarr 3.4.2's own suite needs to run;
+# cast-value-rs: zarr 3.4's backend for the cast_value codec (its tests are skipped without it).
+REQS="zarr==3.4.2 pytest hypothesis numcodecs xarray==2026.9.0 dask==2026.8.0 pytest-asyncio pytest-xdist pytest-benchmark pcodec==1.1.0 cast-value-rs==0.5.1"
 if [ ! -f .venv313/.zuring-setup ] || [ "$(cat .venv313/.zuring-setup)" != "$REQS" ]; then
   "$PY313" -m venv .venv313
   # shellcheck disable=SC2086

@@ -664,6 +664,80 @@ def test_scale_offset_values_it_cannot_store_or_read(tmp_path):
     assert native[4:].tolist() == [11, 64]
 
 
+def _cast_value(**config):
+    """zarr's ``cast_value`` codec (zarr >= 3.4; computed there by the cast-value-rs package)."""
+    pytest.importorskip("cast_value_rs")
+    return pytest.importorskip("zarr.codecs.cast_value").CastValue(**config)
+
+
+NAN_AS_MIN = {"encode": [("NaN", -32768)], "decode": [(-32768, "NaN")]}
+CAST_VALUE_CASES = {
+    # case: (array dtype, fill value, codecs before the compressor as (filters, cast_value's
+    # configuration), shards: None, inner (inside the sharding codec) or outer (before it))
+    "f8-packed-i2": ("<f8", float("nan"), ({"offset": 25.0, "scale": 40.0}, {"data_type": "int16", "out_of_range": "clamp", "scalar_map": NAN_AS_MIN}), None),
+    "f4-u1-towards-zero-wrap": ("<f4", 0.0, (None, {"data_type": "uint8", "rounding": "towards-zero", "out_of_range": "wrap"}), None),
+    "i4-i1-clamp-inner": ("<i4", -1, (None, {"data_type": "int8", "out_of_range": "clamp"}), "inner"),
+    "u2-f2-nearest-away": ("<u2", 7, (None, {"data_type": "float16", "rounding": "nearest-away", "out_of_range": "clamp"}), None),
+    "f8-f4-towards-negative-outer": ("<f8", 1.0, (None, {"data_type": "float32", "rounding": "towards-negative"}), "outer"),
+}
+
+
+@pytest.mark.parametrize("case", list(CAST_VALUE_CASES))
+def test_cast_value(tmp_path, case):
+    """zarr 3.4's ``cast_value`` codec, read and written in Rust (strict) as cast-value-rs
+    computes it: floats packed as int16 after ``scale_offset`` with NaN mapped to the least
+    int16 (the CF convention), rounding modes, clamped and wrapped values, float16 targets,
+    inside the sharding codec and before it; chunks byte for byte zarr's, each pipeline reads
+    the other's as zarr does, and the native API too."""
+    dtype, fill, (scale_offset, cast), shards = CAST_VALUE_CASES[case]
+    codecs = ([_scale_offset(**scale_offset)] if scale_offset else []) + [_cast_value(**cast)]
+    rng = np.random.default_rng(11)
+    kind = np.dtype(dtype).kind
+    if kind == "f":
+        values = rng.normal(0, 150, (7, 5)).astype(dtype)
+        values[1, 2] = values[4, 3] = np.nan if cast["data_type"] == "int16" else 2.5
+    else:
+        values = rng.integers(0, 3000, (7, 5)).astype(dtype)
+    strict = {**ZURING, "codec_pipeline.strict": True}
+    for who, config in (("default", DEFAULT), ("zuring", strict)):
+        with zarr.config.set(config), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            path = str(tmp_path / who)
+            if shards == "outer":
+                from zarr.codecs import BytesCodec, ShardingCodec
+
+                a = zarr.create(shape=(7, 5), chunks=(4, 6), dtype=dtype, store=path, zarr_format=3, fill_value=fill, codecs=[*codecs, ShardingCodec(chunk_shape=(2, 3), codecs=[BytesCodec()])])
+            else:
+                a = zarr.create_array(path, shape=(7, 5), dtype=dtype, chunks=(2, 3), fill_value=fill, filters=codecs, compressors=[ZstdCodec(level=1)], shards=(4, 6) if shards else None)
+            a[1:6, :4] = values[1:6, :4]
+            a[6, 4] = values[0, 0]
+    expected = _same_files_as_zarr(tmp_path, same_bytes=shards != "outer")
+    assert not (expected == np.asarray(fill, dtype=dtype)).all()
+    _each_reads_the_other_as_zarr(tmp_path, expected)
+
+
+def test_cast_value_values_it_cannot_store(tmp_path):
+    """Values a ``cast_value`` configuration cannot store (out of the target's range without
+    ``out_of_range``, NaN to an integer without a scalar map) are not stored: a ``ValueError``
+    as zarr raises (``zuring.EncodeError`` naming the chunk), worded as cast-value-rs words
+    it; what was stored stays."""
+    strict = {**ZURING, "codec_pipeline.strict": True}
+    for config in (DEFAULT, strict):
+        path = tmp_path / config["codec_pipeline.path"]
+        with zarr.config.set(config), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = zarr.create_array(str(path), shape=(6,), dtype="float32", chunks=(3,), fill_value=0, filters=[_cast_value(data_type="uint8")], compressors=None)
+            a[:] = [1.4, 2.5, 3.5, 254.6, 0.0, -0.4]
+            assert a[:].tolist() == [1, 2, 4, 255, 0, 0]
+            with pytest.raises(ValueError, match=r"Value 255\.5 out of range \[0, 255\]") as raised:
+                a[3:] = [255.5, 1, 1]
+            with pytest.raises(ValueError, match="Cannot cast NaN to integer type without scalar_map"):
+                a[:3] = [np.nan, 1, 1]
+            assert a[:].tolist() == [1, 2, 4, 255, 0, 0]
+        if config is strict:
+            assert isinstance(raised.value, zuring.EncodeError) and "[1]" in str(raised.value)
+
+
 @pytest.mark.parametrize("case", ["fso-offset-out-of-range", "fso-order", "astype-stored-order", "quantize-v3-astype", "astype-after-delta"])
 def test_numcodecs_value_filters_zarrs_would_read_otherwise_are_left_to_zarr(tmp_path, case):
     """numcodecs' value filters where numpy raises (an offset out of the range of integer

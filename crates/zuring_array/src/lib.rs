@@ -13,7 +13,7 @@
 //! Groups ([`ZarrGroup`]) list and open their members.
 //!
 //! numcodecs codecs zarrs lacks, or knows only by other names (v2 `crc32c` and `bitround`,
-//! `delta`), and the Zarr extension `scale_offset` are registered with zarrs when the first
+//! `delta`), and the Zarr extensions `scale_offset` and `cast_value` are registered with zarrs when the first
 //! array is opened; a program that opens arrays with zarrs itself can do the same with
 //! [`register_codecs`].
 //!
@@ -21,6 +21,7 @@
 
 mod array;
 mod assemble;
+pub mod cast_value;
 mod context;
 mod decode;
 mod engine;
@@ -53,8 +54,10 @@ pub use variable::VariableRead;
 pub use write::WriteValue;
 
 /// Register with zarrs the codecs zuring adds ([`numcodecs::register`],
-/// [`scale_offset::register`]); zuring does so before it opens an array.
+/// [`scale_offset::register`], [`cast_value::register`]); zuring does so before it opens an
+/// array.
 pub fn register_codecs() {
     numcodecs::register();
     scale_offset::register();
+    cast_value::register();
 }

@@ -347,7 +347,7 @@ macro_rules! numcodecs_codec_traits {
 pub(crate) use numcodecs_codec_traits;
 
 /// [`CodecTraits`] and [`ArrayCodecTraits`] of an array-to-array codec of this module (and of
-/// `scale_offset`): one chunk decoded by one thread.
+/// `scale_offset` and `cast_value`): one chunk decoded by one thread.
 macro_rules! array_codec_traits {
     ($codec:ty) => {
         $crate::numcodecs::numcodecs_codec_traits!($codec);

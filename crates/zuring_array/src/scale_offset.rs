@@ -244,7 +244,7 @@ enum Overflow {
 /// A JSON scalar of a float type as zarr-python reads it (`from_json_scalar`): a number,
 /// `"NaN"`, `"Infinity"`, `"-Infinity"`, `"0x"` and 4, 8 or 16 hex digits (the big-endian bits
 /// of a float16, float32 or float64), or a decimal string.
-fn float_scalar(value: &serde_json::Value) -> Option<f64> {
+pub(crate) fn float_scalar(value: &serde_json::Value) -> Option<f64> {
     match value {
         serde_json::Value::Number(n) => n.as_f64(),
         serde_json::Value::String(s) => float_string(s),
@@ -254,7 +254,7 @@ fn float_scalar(value: &serde_json::Value) -> Option<f64> {
 
 /// A JSON scalar of the integer type `element` as zarr-python reads it (`from_json_scalar`):
 /// an integer, a float with an integer value or a decimal integer string, in the type's range.
-fn int_scalar(value: &serde_json::Value, element: Element) -> Option<i128> {
+pub(crate) fn int_scalar(value: &serde_json::Value, element: Element) -> Option<i128> {
     let int = match value {
         serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
             (Some(i), ..) => i128::from(i),
