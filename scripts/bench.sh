@@ -15,4 +15,6 @@ bash scripts/build-python.sh
 bash scripts/setup-venv313.sh
 .venv313/bin/python -m pip install -q tensorstore==0.1.86
 .venv313/bin/python benches/python/bench_pipeline.py --plot '' | tee benches/results/bench_pipeline_zarr34.txt
+# Packed floats (scale_offset + cast_value, zarr 3.4's codecs): zarr's pipelines vs zuring's.
+.venv313/bin/python benches/python/bench_cast_value.py | tee benches/results/bench_cast_value.txt
 .venv/bin/python benches/python/bench_sampler.py | tee benches/results/bench_sampler.txt

@@ -141,6 +141,67 @@ impl Kind {
         }
     }
 
+    /// Whether every value of this type is a float64 (all but int64 and uint64).
+    fn in_f64(self) -> bool {
+        !matches!(self, Self::Int(Element::I64 | Element::U64))
+    }
+
+    /// Native-endian elements of this type as float64s; None for int64 and uint64.
+    #[allow(clippy::cast_precision_loss)] // exact: types of up to 32 bits
+    fn read_f64(self, bytes: &[u8]) -> Option<Vec<f64>> {
+        if !self.in_f64() {
+            return None;
+        }
+        Some(match self {
+            Self::Int(element) => with_element!(element, T => {
+                const N: usize = size_of::<T>();
+                bytes
+                    .chunks_exact(N)
+                    .map(|b| T::from_ne_bytes(b.try_into().unwrap_or([0; N])) as f64)
+                    .collect()
+            }),
+            Self::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| f16::from_ne_bytes([b[0], b[1]]).to_f64())
+                .collect(),
+            Self::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f64::from(f32::from_ne_bytes([b[0], b[1], b[2], b[3]])))
+                .collect(),
+            Self::F64 => bytes
+                .chunks_exact(8)
+                .map(|b| f64::from_ne_bytes(b.try_into().unwrap_or([0; 8])))
+                .collect(),
+        })
+    }
+
+    /// Append `values` (values of this type, exact) as native-endian elements.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // exact: in the type
+    fn write_f64(self, values: &[f64], out: &mut Vec<u8>) {
+        match self {
+            Self::Int(element) => with_element!(element, T => {
+                for &v in values {
+                    out.extend_from_slice(&(v as T).to_ne_bytes());
+                }
+            }),
+            Self::F16 => {
+                for &v in values {
+                    out.extend_from_slice(&f16::from_f64(v).to_ne_bytes());
+                }
+            }
+            Self::F32 => {
+                for &v in values {
+                    out.extend_from_slice(&(v as f32).to_ne_bytes());
+                }
+            }
+            Self::F64 => {
+                for &v in values {
+                    out.extend_from_slice(&v.to_ne_bytes());
+                }
+            }
+        }
+    }
+
     /// A JSON scalar as a value of this type (zarr-python's `from_json_scalar`): integers in
     /// range; floats as numbers or strings (`"NaN"`, `"Infinity"`, hex bits, decimals),
     /// rounded to the type.
@@ -344,12 +405,7 @@ impl CastValueCodec {
 
     /// `value` of any type converted to `to` (after the scalar map's exact matches).
     fn convert(&self, value: Number, to: Kind, map: &[(Number, Number)]) -> Result<Number, String> {
-        let matches = |key: &Number| match (*key, value) {
-            (Number::Int(k), Number::Int(v)) => k == v,
-            (Number::Float(k), Number::Float(v)) => k == v || (k.is_nan() && v.is_nan()),
-            _ => false,
-        };
-        if let Some(&(_, mapped)) = map.iter().find(|(key, _)| matches(key)) {
+        if let Some(&(_, mapped)) = map.iter().find(|(key, _)| matches(*key, value)) {
             return Ok(mapped);
         }
         match to {
@@ -477,11 +533,102 @@ impl CastValueCodec {
     ) -> Result<ArrayBytes<'a>, CodecError> {
         let elements = whole_elements(Self::NAME, bytes, from.size())?;
         let mut out = Vec::with_capacity(elements.len() / from.size() * to.size());
-        for value in from.read(&elements) {
-            let converted = self.convert(value, to, map).map_err(CodecError::Other)?;
-            to.write(converted, &mut out);
+        if let (Some(mut values), true) = (from.read_f64(&elements), to.in_f64()) {
+            let map64: Vec<(f64, f64)> = map.iter().map(|&(k, v)| (as_f64(k), as_f64(v))).collect();
+            // One loop per target type (convert_f64 inlined into each, its `to` a constant),
+            // converting in place.
+            macro_rules! convert_all {
+                ($to:expr) => {
+                    for value in &mut values {
+                        *value = self.convert_f64(*value, from, $to, map, &map64)?;
+                    }
+                };
+            }
+            match to {
+                Kind::F64 => convert_all!(Kind::F64),
+                Kind::F32 => convert_all!(Kind::F32),
+                Kind::F16 => convert_all!(Kind::F16),
+                Kind::Int(element) => convert_all!(Kind::Int(element)),
+            }
+            to.write_f64(&values, &mut out);
+        } else {
+            for value in from.read(&elements) {
+                let converted = self.convert(value, to, map).map_err(CodecError::Other)?;
+                to.write(converted, &mut out);
+            }
         }
         Ok(ArrayBytes::new_flen(Cow::Owned(out)))
+    }
+
+    /// [`CastValueCodec::convert`] of `value`, an element of `from`, where both types hold
+    /// only float64 values (no int64 / uint64): the common conversions computed in float64
+    /// (exact results, integers in range, float32 rounded to nearest), the rest by `convert`.
+    /// `map64`: `map` in float64.
+    #[inline(always)]
+    fn convert_f64(
+        &self,
+        value: f64,
+        from: Kind,
+        to: Kind,
+        map: &[(Number, Number)],
+        map64: &[(f64, f64)],
+    ) -> Result<f64, CodecError> {
+        let same = |&&(key, _): &&(f64, f64)| key == value || (key.is_nan() && value.is_nan());
+        if let Some(&(_, mapped)) = map64.iter().find(same) {
+            return Ok(mapped);
+        }
+        #[allow(clippy::cast_possible_truncation)] // float32's nearest, as IEEE rounds it
+        let fast = match to {
+            Kind::Int(element) => {
+                let (min, max) = element.integer_range().unwrap_or((0, 0));
+                #[allow(clippy::cast_precision_loss)] // integer types of up to 32 bits
+                let (min, max) = (min as f64, max as f64);
+                let rounded = self.rounding.integral(value);
+                // (NaN compares false: left to `convert`, which refuses it.)
+                (rounded >= min && rounded <= max).then_some(rounded)
+            }
+            Kind::F64 => Some(value),
+            Kind::F32 => {
+                let nearest = f64::from(value as f32);
+                let exact = nearest == value || value.is_nan();
+                let rounded = self.rounding == Rounding::NearestEven && nearest.is_finite();
+                (exact || rounded).then_some(nearest)
+            }
+            Kind::F16 => {
+                let nearest = f16::from_f64(value).to_f64();
+                (nearest == value || value.is_nan()).then_some(nearest)
+            }
+        };
+        #[allow(clippy::cast_possible_truncation)] // an integral value of an integer type
+        let number = match from {
+            Kind::Int(_) => Number::Int(value as i128),
+            _ => Number::Float(value),
+        };
+        match fast {
+            Some(converted) => Ok(converted),
+            None => self
+                .convert(number, to, map)
+                .map(as_f64)
+                .map_err(CodecError::Other),
+        }
+    }
+}
+
+/// A value of a type other than int64 / uint64 as a float64 (exact).
+#[allow(clippy::cast_precision_loss)]
+fn as_f64(value: Number) -> f64 {
+    match value {
+        Number::Int(i) => i as f64,
+        Number::Float(f) => f,
+    }
+}
+
+/// Whether `value` is the scalar map's `key` (NaN matches NaN; -0.0 matches 0.0).
+fn matches(key: Number, value: Number) -> bool {
+    match (key, value) {
+        (Number::Int(k), Number::Int(v)) => k == v,
+        (Number::Float(k), Number::Float(v)) => k == v || (k.is_nan() && v.is_nan()),
+        _ => false,
     }
 }
 
