@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-venv.sh
-cargo build --release --workspace --all-targets
+# The workspace's libraries and binaries (its tests are built by scripts/test.sh, in debug).
+cargo build --release --workspace
 bash scripts/build-python.sh
 # The main job: random-crop batches (and whole-array reads and writes) on a generated sharded
 # zstd array and an unsharded blosc array, against zarrs, warm and (as root) cold cache.
