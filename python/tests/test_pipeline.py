@@ -571,6 +571,26 @@ def test_numcodecs_value_filters(tmp_path, case):
     _each_reads_the_other_as_zarr(tmp_path, expected)
 
 
+def _write_with_each_pipeline(tmp_path, dtype, fill, filters, compressors, shards, values):
+    """Write ``values[1:6, :4]``, and ``values[0, 0]`` at (6, 4), into a (7, 5) array with
+    ``filters``, through zarr's pipeline (``tmp_path/default``) and zuring's in strict mode
+    (``tmp_path/zuring``): chunks (2, 3); with ``shards`` "inner", in shards of (4, 6); with
+    "outer", the filters before a sharding codec of (2, 3) inner chunks in (4, 6) chunks."""
+    strict = {**ZURING, "codec_pipeline.strict": True}
+    for who, config in (("default", DEFAULT), ("zuring", strict)):
+        with zarr.config.set(config), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            path = str(tmp_path / who)
+            if shards == "outer":
+                from zarr.codecs import BytesCodec, ShardingCodec
+
+                a = zarr.create(shape=(7, 5), chunks=(4, 6), dtype=dtype, store=path, zarr_format=3, fill_value=fill, codecs=[*filters, ShardingCodec(chunk_shape=(2, 3), codecs=[BytesCodec()])])
+            else:
+                a = zarr.create_array(path, shape=(7, 5), dtype=dtype, chunks=(2, 3), fill_value=fill, filters=filters, compressors=compressors, shards=(4, 6) if shards else None)
+            a[1:6, :4] = values[1:6, :4]
+            a[6, 4] = values[0, 0]
+
+
 def _scale_offset(**config):
     """zarr's ``scale_offset`` codec (zarr >= 3.4)."""
     return pytest.importorskip("zarr.codecs.scale_offset").ScaleOffset(**config)
@@ -607,19 +627,7 @@ def test_scale_offset(tmp_path, case):
         values = (2**63 + rng.integers(0, 2**62, (7, 5), dtype="u8") * 2).astype(dtype)
     else:
         values = rng.integers(offset if kind == "u" else -8000, 8000, (7, 5)).astype(dtype)
-    strict = {**ZURING, "codec_pipeline.strict": True}
-    for who, config in (("default", DEFAULT), ("zuring", strict)):
-        with zarr.config.set(config), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            path = str(tmp_path / who)
-            if shards == "outer":
-                from zarr.codecs import BytesCodec, ShardingCodec
-
-                a = zarr.create(shape=(7, 5), chunks=(4, 6), dtype=dtype, store=path, zarr_format=3, fill_value=fill, codecs=[codec, ShardingCodec(chunk_shape=(2, 3), codecs=[BytesCodec()])])
-            else:
-                a = zarr.create_array(path, shape=(7, 5), dtype=dtype, chunks=(2, 3), fill_value=fill, filters=[codec], compressors=None, shards=(4, 6) if shards else None)
-            a[1:6, :4] = values[1:6, :4]
-            a[6, 4] = values[0, 0]
+    _write_with_each_pipeline(tmp_path, dtype, fill, [codec], None, shards, values)
     # Before sharding, zuring writes shards through zarrs' sharding codec, inner chunks in C
     # order (zarr: Morton order); the same inner chunks, read the same (checked below).
     expected = _same_files_as_zarr(tmp_path, same_bytes=shards != "outer")
@@ -698,19 +706,7 @@ def test_cast_value(tmp_path, case):
         values[1, 2] = values[4, 3] = np.nan if cast["data_type"] == "int16" else 2.5
     else:
         values = rng.integers(0, 3000, (7, 5)).astype(dtype)
-    strict = {**ZURING, "codec_pipeline.strict": True}
-    for who, config in (("default", DEFAULT), ("zuring", strict)):
-        with zarr.config.set(config), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            path = str(tmp_path / who)
-            if shards == "outer":
-                from zarr.codecs import BytesCodec, ShardingCodec
-
-                a = zarr.create(shape=(7, 5), chunks=(4, 6), dtype=dtype, store=path, zarr_format=3, fill_value=fill, codecs=[*codecs, ShardingCodec(chunk_shape=(2, 3), codecs=[BytesCodec()])])
-            else:
-                a = zarr.create_array(path, shape=(7, 5), dtype=dtype, chunks=(2, 3), fill_value=fill, filters=codecs, compressors=[ZstdCodec(level=1)], shards=(4, 6) if shards else None)
-            a[1:6, :4] = values[1:6, :4]
-            a[6, 4] = values[0, 0]
+    _write_with_each_pipeline(tmp_path, dtype, fill, codecs, [ZstdCodec(level=1)], shards, values)
     expected = _same_files_as_zarr(tmp_path, same_bytes=shards != "outer")
     assert not (expected == np.asarray(fill, dtype=dtype)).all()
     _each_reads_the_other_as_zarr(tmp_path, expected)

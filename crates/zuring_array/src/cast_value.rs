@@ -20,16 +20,17 @@ use std::sync::Arc;
 
 use half::f16;
 use zarrs::array::codec::api::{
-    register_codec_v3, ArrayBytes, ArrayCodecTraits, ArrayToArrayCodecTraits, Codec, CodecError,
-    CodecMetadataOptions, CodecOptions, CodecRuntimePluginV3, CodecTraits,
-    PartialDecoderCapability, PartialEncoderCapability, RecommendedConcurrency,
+    ArrayBytes, ArrayCodecTraits, ArrayToArrayCodecTraits, Codec, CodecError, CodecMetadataOptions,
+    CodecOptions, CodecTraits, PartialDecoderCapability, PartialEncoderCapability,
+    RecommendedConcurrency,
 };
 use zarrs::array::{data_type, DataType, FillValue};
 use zarrs::metadata::Configuration;
 use zarrs::plugin::{PluginCreateError, ZarrVersion};
 
 use crate::numcodecs::{
-    array_codec_traits, kept_configuration, numbers, whole_elements, with_element, Element, Number,
+    array_codec_traits, kept_configuration, numbers, register_v3, whole_elements, with_element,
+    Element, Number,
 };
 use crate::scale_offset::{float_scalar, int_scalar};
 
@@ -295,16 +296,7 @@ zarrs::plugin::impl_extension_aliases!(CastValueCodec, v3: "cast_value");
 /// Register the codec with zarrs (once per process).
 pub fn register() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        register_codec_v3(CodecRuntimePluginV3::new(
-            |name| name == CastValueCodec::NAME,
-            |metadata| {
-                CastValueCodec::from_configuration(
-                    &metadata.configuration().cloned().unwrap_or_default(),
-                )
-            },
-        ));
-    });
+    ONCE.call_once(|| register_v3(CastValueCodec::NAME, CastValueCodec::from_configuration));
 }
 
 impl CastValueCodec {

@@ -312,6 +312,18 @@ pub(crate) fn kept_configuration(
     Ok(kept)
 }
 
+/// Register with zarrs a Zarr v3 codec of this crate named `name`, made by `make` from its
+/// configuration (none given: empty).
+pub(crate) fn register_v3(
+    name: &'static str,
+    make: fn(&Configuration) -> Result<Codec, PluginCreateError>,
+) {
+    register_codec_v3(CodecRuntimePluginV3::new(
+        move |n| n == name,
+        move |metadata| make(&metadata.configuration().cloned().unwrap_or_default()),
+    ));
+}
+
 /// [`CodecTraits`] of a codec of this module: the configuration it was made from, whole chunks
 /// only (nothing decoded or encoded in part).
 macro_rules! numcodecs_codec_traits {

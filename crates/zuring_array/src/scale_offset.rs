@@ -14,9 +14,9 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use zarrs::array::codec::api::{
-    register_codec_v3, ArrayBytes, ArrayCodecTraits, ArrayToArrayCodecTraits, Codec, CodecError,
-    CodecMetadataOptions, CodecOptions, CodecRuntimePluginV3, CodecTraits,
-    PartialDecoderCapability, PartialEncoderCapability, RecommendedConcurrency,
+    ArrayBytes, ArrayCodecTraits, ArrayToArrayCodecTraits, Codec, CodecError, CodecMetadataOptions,
+    CodecOptions, CodecTraits, PartialDecoderCapability, PartialEncoderCapability,
+    RecommendedConcurrency,
 };
 use zarrs::array::{DataType, FillValue};
 use zarrs::metadata::Configuration;
@@ -25,7 +25,8 @@ use zarrs::plugin::{PluginCreateError, ZarrVersion};
 use half::f16;
 
 use crate::numcodecs::{
-    array_codec_traits, kept_configuration, whole_elements, with_element, Element, Number, Scalar,
+    array_codec_traits, kept_configuration, register_v3, whole_elements, with_element, Element,
+    Number, Scalar,
 };
 
 /// The `scale_offset` codec. Its numbers are read in the data type zarrs gives with each call
@@ -77,16 +78,7 @@ impl Params {
 /// Register the codec with zarrs (once per process).
 pub fn register() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        register_codec_v3(CodecRuntimePluginV3::new(
-            |name| name == ScaleOffsetCodec::NAME,
-            |metadata| {
-                ScaleOffsetCodec::from_configuration(
-                    &metadata.configuration().cloned().unwrap_or_default(),
-                )
-            },
-        ));
-    });
+    ONCE.call_once(|| register_v3(ScaleOffsetCodec::NAME, ScaleOffsetCodec::from_configuration));
 }
 
 impl ScaleOffsetCodec {
