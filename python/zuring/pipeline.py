@@ -15,8 +15,9 @@ Python as ``str`` / ``bytes`` objects); fixed-length and raw bytes and structure
 zarrs has no types for, as raw bits of their size, laid out as zarr's own codecs store them.
 zarr-python's ``numcodecs.*`` codecs run in Rust where zarrs has them or their v3 twin (zstd,
 gzip, blosc, zlib, bz2, shuffle, ...), and ``numcodecs.delta``, ``numcodecs.lz4``,
-``numcodecs.crc32`` and ``numcodecs.crc32c`` in codecs of zuring's own. Whatever zuring cannot do (codecs neither has such as
-``numcodecs.lzma``, non-numpy buffers) goes to
+``numcodecs.crc32``, ``numcodecs.crc32c`` and zarr 3.4's ``scale_offset`` and ``cast_value`` in
+codecs of zuring's own. Whatever zuring cannot do (codecs neither has such as
+``numcodecs.lzma``, rectilinear chunk grids, non-numpy buffers) goes to
 zarr-python's ``BatchedCodecPipeline``, with a one-time warning; with ``codec_pipeline.strict:
 true`` zuring raises :class:`zuring.UnsupportedError` instead.
 """
