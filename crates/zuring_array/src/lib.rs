@@ -13,9 +13,9 @@
 //! Groups ([`ZarrGroup`]) list and open their members.
 //!
 //! numcodecs codecs zarrs lacks, or knows only by other names (v2 `crc32c` and `bitround`,
-//! `delta`), and the Zarr extensions `scale_offset` and `cast_value` are registered with zarrs when the first
-//! array is opened; a program that opens arrays with zarrs itself can do the same with
-//! [`register_codecs`].
+//! `delta`), and the Zarr extensions `scale_offset` and `cast_value` are registered with zarrs
+//! when the first array is opened; a program that opens arrays with zarrs itself can do the
+//! same with [`register_codecs`].
 //!
 //! Bytes can also come from the caller ([`FetchedSource`]): a zarr-python store's async API, say.
 
