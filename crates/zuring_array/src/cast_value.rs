@@ -473,7 +473,8 @@ impl CastValueCodec {
                 }
             }
         };
-        if rounded.abs() <= max || rounded.is_nan() || !number_is_finite(value) {
+        let infinite = matches!(value, Number::Float(f) if f.is_infinite());
+        if rounded.abs() <= max || rounded.is_nan() || infinite {
             return Ok(Number::Float(rounded));
         }
         match self.out_of_range {
@@ -536,12 +537,17 @@ impl CastValueCodec {
         let mut out = Vec::with_capacity(elements.len() / from.size() * to.size());
         if let (Some(mut values), true) = (from.read_f64(&elements), to.in_f64()) {
             let map64: Vec<(f64, f64)> = map.iter().map(|&(k, v)| (as_f64(k), as_f64(v))).collect();
+            let (min, max) = match to {
+                Kind::Int(element) => element.integer_range().unwrap_or((0, 0)),
+                _ => (0, 0),
+            };
+            let bounds = (as_f64(Number::Int(min)), as_f64(Number::Int(max)));
             // One loop per target type (convert_f64 inlined into each, its `to` a constant),
             // converting in place.
             macro_rules! convert_all {
                 ($to:expr) => {
                     for value in &mut values {
-                        *value = self.convert_f64(*value, from, $to, map, &map64)?;
+                        *value = self.convert_f64(*value, from, $to, bounds, map, &map64)?;
                     }
                 };
             }
@@ -564,13 +570,14 @@ impl CastValueCodec {
     /// [`CastValueCodec::convert`] of `value`, an element of `from`, where both types hold
     /// only float64 values (no int64 / uint64): the common conversions computed in float64
     /// (exact results, integers in range, float32 rounded to nearest), the rest by `convert`.
-    /// `map64`: `map` in float64.
+    /// `bounds`: an integer target's least and greatest value; `map64`: `map` in float64.
     #[inline(always)]
     fn convert_f64(
         &self,
         value: f64,
         from: Kind,
         to: Kind,
+        bounds: (f64, f64),
         map: &[(Number, Number)],
         map64: &[(f64, f64)],
     ) -> Result<f64, CodecError> {
@@ -580,10 +587,8 @@ impl CastValueCodec {
         }
         #[allow(clippy::cast_possible_truncation)] // float32's nearest, as IEEE rounds it
         let fast = match to {
-            Kind::Int(element) => {
-                let (min, max) = element.integer_range().unwrap_or((0, 0));
-                #[allow(clippy::cast_precision_loss)] // integer types of up to 32 bits
-                let (min, max) = (min as f64, max as f64);
+            Kind::Int(_) => {
+                let (min, max) = bounds;
                 let rounded = self.rounding.integral(value);
                 // (NaN compares false: left to `convert`, which refuses it.)
                 (rounded >= min && rounded <= max).then_some(rounded)
@@ -643,13 +648,6 @@ fn pairs(entries: &serde_json::Value) -> Option<Vec<(serde_json::Value, serde_js
             _ => None,
         })
         .collect()
-}
-
-fn number_is_finite(value: Number) -> bool {
-    match value {
-        Number::Int(_) => true,
-        Number::Float(f) => f.is_finite(),
-    }
 }
 
 /// A value as cast-value-rs shows it in errors.
