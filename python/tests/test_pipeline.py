@@ -1593,3 +1593,81 @@ def test_writes_and_resizes_leave_what_zarr_leaves(tmp_path_factory, case):
             out = a[...]
         results[name] = (out.dtype, out.shape, out.astype(out.dtype.newbyteorder("=")).view(np.uint8).tobytes() if out.dtype.kind not in "Mm" else out.view(out.dtype.str[0] + "i8").astype("<i8").tobytes())
     assert results["zuring"] == results["default"]
+
+
+RECTILINEAR_CASES = {
+    # case: (dtype, chunks, shards, fill): zarr 3.4's rectilinear grids, chunks (unsharded) or
+    # shards of listed lengths per dimension.
+    "unsharded": ("uint16", [[1, 2, 4], [5, 5, 8, 12], [4, 3]], None, 7),
+    "sharded": ("float32", (1, 5, 1), [[3, 4], [10, 20], [4, 3]], float("nan")),
+}
+
+
+@pytest.mark.parametrize("case", list(RECTILINEAR_CASES))
+def test_rectilinear_grids(tmp_path, case):
+    """zarr 3.4's rectilinear chunk grids (experimental, behind ``array.rectilinear_chunks``):
+    zuring's pipeline reads them in Rust (strict mode) as zarr's does, every selection kind,
+    from a LocalStore and a MemoryStore; writes go to zarr's pipeline (strict mode refuses
+    them); the native API reads them and reports the chunk sizes as zarr does."""
+    if not hasattr(zarr.Array, "read_chunk_sizes"):
+        pytest.skip("rectilinear chunk grids need zarr >= 3.4")
+    dtype, chunks, shards, fill = RECTILINEAR_CASES[case]
+    values = (np.random.default_rng(5).standard_normal((7, 30, 7)) * 1000).astype(dtype)
+    rect = {"array.rectilinear_chunks": True}
+    strict = {**ZURING, **rect, "codec_pipeline.strict": True}
+    stores = {"local": str(tmp_path / "a"), "memory": zarr.storage.MemoryStore()}
+    selections = [
+        (Ellipsis,),
+        (slice(1, 6), slice(3, 29), slice(2, 7)),
+        (slice(None, None, 2), slice(4, None, 3), 5),
+        (3, Ellipsis),
+    ]
+    for name, store in stores.items():
+        with zarr.config.set({**DEFAULT, **rect}):
+            a = zarr.create_array(store, shape=(7, 30, 7), dtype=dtype, chunks=chunks, shards=shards, fill_value=fill, compressors=[ZstdCodec(level=1)])
+            a[:5, :25] = values[:5, :25]  # the rest stays fill: missing chunks, shards, inner chunks
+            expected = a[...]
+            sizes = (a.read_chunk_sizes, a.write_chunk_sizes)
+        before = dict(zp.STATS)
+        with zarr.config.set(strict):
+            b = zarr.open_array(store, mode="r")
+            for sel in selections:
+                np.testing.assert_array_equal(b[sel], expected[sel], err_msg=f"{name} {sel}")
+            rows, cols = [6, 0, 3, 3], [29, 1, 12, 7]
+            np.testing.assert_array_equal(b.oindex[rows, cols], expected[np.ix_(rows, cols)])
+            np.testing.assert_array_equal(b.vindex[rows, cols, [0, 6, 3, 2]], expected[rows, cols, [0, 6, 3, 2]])
+            mask = expected > 0 if dtype == "uint16" else np.nan_to_num(expected) > 0
+            np.testing.assert_array_equal(b[mask], expected[mask])
+            with pytest.raises(zuring.UnsupportedError, match="rectilinear"):
+                b[0, 0, 0] = 1
+        assert zp.STATS["fallback_reads"] == before["fallback_reads"]
+        assert zp.STATS["native_reads"] > before["native_reads"]
+        if name == "memory":
+            assert zp.STATS["store_fetch_calls"] > before["store_fetch_calls"]
+        # Without strict mode a write goes to zarr's pipeline, and reads back through zuring's.
+        with zarr.config.set({**ZURING, **rect}), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            c = zarr.open_array(store, mode="r+")
+            c[5:7, 20:30] = values[5:7, 20:30]
+            expected[5:7, 20:30] = values[5:7, 20:30]
+            np.testing.assert_array_equal(c[...], expected)
+        assert zp.STATS["fallback_writes"] > before["fallback_writes"]
+    native = zuring.open_array(tmp_path / "a")
+    np.testing.assert_array_equal(native[...], expected)
+    np.testing.assert_array_equal(native.oindex[[6, 0], [29, 1]], expected[np.ix_([6, 0], [29, 1])])
+    starts = np.array([[0, 0, 0], [3, 20, 2], [5, 7, 4]])
+    crops = native.read_crops(starts, (2, 10, 3))
+    for crop, (t, y, x) in zip(crops, starts):
+        np.testing.assert_array_equal(crop, expected[t : t + 2, y : y + 10, x : x + 3])
+    assert (native.read_chunk_sizes, native.write_chunk_sizes) == sizes
+    if shards is None:
+        assert sizes[1] == ((1, 2, 4), (5, 5, 8, 12), (4, 3))
+        with pytest.raises(NotImplementedError, match="read_chunk_sizes"):
+            native.chunks
+    else:
+        assert sizes[1] == ((3, 4), (10, 20), (4, 3)) and native.chunks == (1, 5, 1)
+        with pytest.raises(NotImplementedError, match="write_chunk_sizes"):
+            native.shards
+    assert "rectilinear" in repr(native)
+    with pytest.raises(zuring.UnsupportedError, match="rectilinear"):
+        native[0, 0, 0] = 1

@@ -60,13 +60,41 @@ class Array:
 
     @property
     def chunks(self) -> tuple[int, ...]:
-        """The read granularity: the inner chunk shape when sharded, else the chunk shape."""
+        """The read granularity: the inner chunk shape when sharded, else the chunk shape.
+        Like zarr-python, undefined (``NotImplementedError``) for an unsharded array with a
+        rectilinear chunk grid: see :attr:`read_chunk_sizes`."""
+        if self._native.rectilinear and self._native.shards is None:
+            raise NotImplementedError(
+                "`chunks` is only defined for arrays with a regular chunk grid; this array's is "
+                "rectilinear: use `read_chunk_sizes`"
+            )
         return tuple(self._native.chunks)
 
     @property
     def shards(self) -> tuple[int, ...] | None:
+        """The shard shape, None when not sharded. Like zarr-python, undefined
+        (``NotImplementedError``) for a sharded array with a rectilinear chunk grid: see
+        :attr:`write_chunk_sizes`."""
         shards = self._native.shards
+        if shards is not None and self._native.rectilinear:
+            raise NotImplementedError(
+                "`shards` is only defined for arrays with a regular chunk grid; this array's is "
+                "rectilinear: use `write_chunk_sizes`"
+            )
         return None if shards is None else tuple(shards)
+
+    @property
+    def read_chunk_sizes(self) -> tuple[tuple[int, ...], ...]:
+        """Per dimension, the lengths of the chunks reads decode (inner chunks when sharded),
+        the last cut at the array's end (zarr-python's ``read_chunk_sizes``, dask's
+        ``chunks``)."""
+        return tuple(tuple(d) for d in self._native.read_chunk_sizes)
+
+    @property
+    def write_chunk_sizes(self) -> tuple[tuple[int, ...], ...]:
+        """Per dimension, the lengths of the stored chunks (shards when sharded), the last cut
+        at the array's end."""
+        return tuple(tuple(d) for d in self._native.write_chunk_sizes)
 
     @property
     def fill_value(self) -> Any:
@@ -108,6 +136,8 @@ class Array:
         return (open_array, (self.path,))
 
     def __repr__(self) -> str:
+        if self._native.rectilinear:
+            return f"<zuring.Array {self.path!r} shape={self.shape} dtype={self.dtype} rectilinear chunks={self.write_chunk_sizes}>"
         return f"<zuring.Array {self.path!r} shape={self.shape} dtype={self.dtype} chunks={self.chunks} shards={self.shards}>"
 
     # -- reads ---------------------------------------------------------------------------------

@@ -16,8 +16,9 @@ zarrs has no types for, as raw bits of their size, laid out as zarr's own codecs
 zarr-python's ``numcodecs.*`` codecs run in Rust where zarrs has them or their v3 twin (zstd,
 gzip, blosc, zlib, bz2, shuffle, ...), and ``numcodecs.delta``, ``numcodecs.lz4``,
 ``numcodecs.crc32``, ``numcodecs.crc32c`` and zarr 3.4's ``scale_offset`` and ``cast_value`` in
-codecs of zuring's own. Whatever zuring cannot do (codecs neither has such as
-``numcodecs.lzma``, rectilinear chunk grids, non-numpy buffers) goes to
+codecs of zuring's own. Arrays with zarr 3.4's rectilinear chunk grids are read by zuring
+too. Whatever zuring cannot do (codecs neither has such as ``numcodecs.lzma``, writes to
+rectilinear grids, non-numpy buffers) goes to
 zarr-python's ``BatchedCodecPipeline``, with a one-time warning; with ``codec_pipeline.strict:
 true`` zuring raises :class:`zuring.UnsupportedError` instead.
 """
@@ -528,6 +529,27 @@ class ZuringCodecPipeline(CodecPipeline):
         self._entries[(id(store), prefix)] = (store, getattr(store, "root", None), array, key)
         return array, coords, key
 
+    async def _grown_entry(self, store_path: Any, coords: tuple[int, ...]) -> tuple[Any, tuple[int, ...], str]:
+        """zarr grows an array in place (``resize``, ``append``), keeping its pipeline: a
+        rectilinear grid then lists chunks this pipeline's metadata does not (growth appends
+        edges; the listed ones never change). Read the array's stored metadata again and open
+        the array with it; a chunk it does not list either is zarr's to read."""
+        prefix, _ = _parse_key(store_path.path, self._metadata)
+        key = f"{prefix}/zarr.json" if prefix else "zarr.json"
+        stored = await store_path.store.get(key, prototype=default_buffer_prototype())
+        if stored is None or self._metadata.zarr_format != 3:
+            raise _Unsupported(f"chunk {coords} is not in the array's rectilinear chunk grid")
+        from zarr.core.metadata import ArrayV3Metadata
+
+        self._metadata = ArrayV3Metadata.from_dict(json.loads(stored.to_bytes()))
+        self._arrays.clear()
+        self._coalescers.clear()
+        self._entries.clear()
+        array, coords, entry = self._native_entry(store_path)
+        if not array.has_chunk(coords):
+            raise _Unsupported(f"chunk {coords} is not in the array's rectilinear chunk grid")
+        return array, coords, entry
+
     async def read(self, batch_info: Iterable[tuple], out: Any, drop_axes: tuple[int, ...] = ()) -> Any:
         """Read a batch; returns one ``{"status": "present" | "missing"}`` per chunk (zarr >= 3.2
         uses them for ``array.read_missing_chunks``; zarr 3.1 ignores them)."""
@@ -543,6 +565,8 @@ class ZuringCodecPipeline(CodecPipeline):
             ndim = len(out_nd.shape)
             for byte_getter, chunk_spec, chunk_sel, out_sel, *_ in batch:
                 array, coords, entry = self._native_entry(byte_getter)
+                if array.rectilinear and not array.has_chunk(coords):
+                    array, coords, entry = await self._grown_entry(byte_getter, coords)
                 if not drop_axes and len(coords) == ndim and _basic(chunk_sel, ndim) and _basic(out_sel, ndim):
                     # Slices go to Rust as they are (resolved there against the chunk's and
                     # the output's shapes).
@@ -630,6 +654,8 @@ class ZuringCodecPipeline(CodecPipeline):
             plain = not drop_axes and data.ndim == ndim and 1 not in data.shape
             for byte_setter, chunk_spec, chunk_sel, out_sel, *rest in batch:
                 array, coords, entry = self._native_entry(byte_setter)
+                if array.rectilinear:
+                    raise _Unsupported("writes to an array with a rectilinear chunk grid")
                 setters[coords] = byte_setter
                 # zarr says which chunks the write covers whole (the fifth item): no old bytes.
                 # A shard counts as covered only when all of it is (zarr counts the in-bounds

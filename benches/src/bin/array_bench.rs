@@ -238,9 +238,14 @@ fn decode_bound(array: &ZarrArray, n: usize, threads: usize) -> (f64, f64, f64) 
     });
     let decode_all = || {
         for e in &encoded {
-            with_decoded(layout, layout.decoder, e, &options, |d| {
-                std::hint::black_box(d.len())
-            })
+            with_decoded(
+                layout,
+                layout.decoder,
+                &layout.chunk_shape,
+                e,
+                &options,
+                |d| std::hint::black_box(d.len()),
+            )
             .unwrap();
         }
     };

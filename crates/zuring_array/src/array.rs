@@ -173,6 +173,17 @@ impl ZarrArray {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
+        if let ArrayMetadata::V3(m) = &metadata {
+            // A rectilinear grid's run-length counts are checked before zarrs expands them.
+            if m.chunk_grid.name() == "rectilinear" {
+                crate::grid::Grid::of_v3(&m.chunk_grid).map_err(|message| {
+                    ArrayError::Metadata {
+                        path: path.clone(),
+                        message,
+                    }
+                })?;
+            }
+        }
         let store = Arc::new(
             UringStore::with_reader(&path, Arc::clone(&ctx.reader))
                 .map_err(|e| zarrs_error(&path, e))?,
@@ -419,6 +430,7 @@ impl ZarrArray {
         selection: &Selection,
         value_shape: &[u64],
     ) -> Result<(Vec<crate::plan::ChunkRequest>, Vec<Vec<u64>>)> {
+        self.require_regular_grid()?;
         selection.validate(&self.layout.shape)?;
         let want = selection.output_shape();
         let fits = value_shape.is_empty()

@@ -216,21 +216,24 @@ fn encode_with_zarrs(
         .map_err(|e| e.to_string())
 }
 
-/// Decode `encoded` (one read-granularity chunk) and hand the decoded bytes (native endian, C
-/// order, exactly `chunk_elements * element_size` long) to `f`.
+/// Decode `encoded` (one read-granularity chunk, of `shape`: the layout's `chunk_shape` unless
+/// the grid is rectilinear) and hand the decoded bytes (native endian, C order, exactly
+/// `shape`'s elements times `element_size` long) to `f`.
 ///
 /// # Errors
 /// A message saying what failed (the caller names the file and chunk).
 pub fn with_decoded<R>(
     layout: &ArrayLayout,
     decoder: ChunkDecoder,
+    shape: &[u64],
     encoded: &[u8],
     options: &CodecOptions,
     f: impl FnOnce(&[u8]) -> R,
 ) -> Result<R, String> {
-    let expected = usize::try_from(layout.chunk_elements())
-        .ok()
-        .and_then(|n| n.checked_mul(layout.element_size))
+    let expected = shape
+        .iter()
+        .try_fold(layout.element_size as u64, |n, &d| n.checked_mul(d))
+        .and_then(|n| usize::try_from(n).ok())
         .ok_or_else(|| "chunk too large".to_owned())?;
     match decoder {
         ChunkDecoder::Zstd { swap_unit, .. } => ZSTD.with(|cell| {
@@ -268,7 +271,7 @@ pub fn with_decoded<R>(
                 .chunk_codecs
                 .decode(
                     Cow::Borrowed(encoded),
-                    &layout.chunk_shape_nonzero(),
+                    &crate::layout::nonzero(shape),
                     &layout.data_type,
                     &layout.fill_value,
                     options,
@@ -349,11 +352,20 @@ mod tests {
             );
             let encoded = std::fs::read(dir.path().join("c/1/1")).unwrap();
             let options = CodecOptions::default();
-            let fast =
-                with_decoded(layout, layout.decoder, &encoded, &options, <[u8]>::to_vec).unwrap();
+            let shape = &layout.chunk_shape;
+            let fast = with_decoded(
+                layout,
+                layout.decoder,
+                shape,
+                &encoded,
+                &options,
+                <[u8]>::to_vec,
+            )
+            .unwrap();
             let slow = with_decoded(
                 layout,
                 ChunkDecoder::Zarrs,
+                shape,
                 &encoded,
                 &options,
                 <[u8]>::to_vec,
@@ -362,8 +374,18 @@ mod tests {
             assert_eq!(fast, slow, "{endian} {dtype}");
             // Truncated input fails on both paths, never returns short data.
             let cut = &encoded[..encoded.len() - 3];
-            assert!(with_decoded(layout, layout.decoder, cut, &options, <[u8]>::len).is_err());
-            assert!(with_decoded(layout, ChunkDecoder::Zarrs, cut, &options, <[u8]>::len).is_err());
+            assert!(
+                with_decoded(layout, layout.decoder, shape, cut, &options, <[u8]>::len).is_err()
+            );
+            assert!(with_decoded(
+                layout,
+                ChunkDecoder::Zarrs,
+                shape,
+                cut,
+                &options,
+                <[u8]>::len
+            )
+            .is_err());
         }
     }
 
@@ -487,6 +509,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let array = ZarrArray::create(dir.path(), &meta).unwrap();
             let layout = array.layout();
+            let shape = &layout.chunk_shape;
             assert!(
                 matches!(layout.decoder, ChunkDecoder::Zstd { level: l, checksum: c, .. } if l == level && c == checksum)
             );
@@ -499,7 +522,14 @@ mod tests {
                 let fast = encode_chunk(layout, layout.decoder, &chunk, &options).unwrap();
                 let slow = encode_chunk(layout, ChunkDecoder::Zarrs, &chunk, &options).unwrap();
                 assert_eq!(fast, slow, "{endian} {dtype} level {level}");
-                let back = with_decoded(layout, layout.decoder, &fast, &options, <[u8]>::to_vec);
+                let back = with_decoded(
+                    layout,
+                    layout.decoder,
+                    shape,
+                    &fast,
+                    &options,
+                    <[u8]>::to_vec,
+                );
                 assert_eq!(back.unwrap(), chunk);
             }
         }

@@ -1,6 +1,7 @@
 //! Executing a [`ChunkPlan`]: shard indexes in one batch, chunk bytes in one batch, decode as
 //! bytes arrive, write into the output.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -66,7 +67,13 @@ impl ReadContext<'_> {
 
     /// Carry out `plan`, writing through `view`; on success every byte of the selection was written.
     pub fn execute_view(&self, plan: ChunkPlan, view: &[OutView<'_>]) -> Result<()> {
-        let chunk_strides = c_strides(&self.layout.chunk_shape)?;
+        // A rectilinear grid's chunks each have their own shape, so their strides are worked
+        // out chunk by chunk (`apply_all`); a regular grid's once.
+        let chunk_strides = if self.layout.read_grid.is_regular() {
+            c_strides(&self.layout.chunk_shape)?
+        } else {
+            Vec::new()
+        };
         let errors = FirstError::default();
         let pool = self.ctx.pool.get();
         match &self.layout.mode {
@@ -89,6 +96,19 @@ impl ReadContext<'_> {
         view: &[OutView<'_>],
         errors: &FirstError,
     ) {
+        // A rectilinear grid's chunk: strides of its own shape (see `execute_view`).
+        let own;
+        let strides = if strides.len() == task.coords.len() {
+            strides
+        } else {
+            match c_strides(&self.layout.read_grid.chunk_shape(&task.coords)) {
+                Ok(s) => {
+                    own = s;
+                    &own
+                }
+                Err(e) => return errors.set(e),
+            }
+        };
         // Variable-size data moves 8-byte handles.
         let esize = match self.variable {
             Some(_) => HANDLE,
@@ -118,7 +138,13 @@ impl ReadContext<'_> {
             return chunks.decode_apply(self, path, task, bytes, strides, view, errors);
         }
         let l = self.layout;
-        let applied = with_decoded(l, l.decoder, bytes, &self.codec_options(), |decoded| {
+        let shape = if l.read_grid.is_regular() {
+            Cow::Borrowed(l.chunk_shape.as_slice())
+        } else {
+            Cow::Owned(l.read_grid.chunk_shape(&task.coords))
+        };
+        let options = self.codec_options();
+        let applied = with_decoded(l, l.decoder, &shape, bytes, &options, |decoded| {
             self.apply_all(task, Source::Chunk(decoded), strides, view, errors);
         });
         if let Err(message) = applied {
@@ -187,11 +213,12 @@ impl ReadContext<'_> {
         });
     }
 
-    /// Read (or take from the cache) the indexes of `files`, in one batch.
+    /// Read (or take from the cache) the indexes of `files` (each laid out as `layouts[i]`), in
+    /// one batch.
     fn load_indexes(
         &self,
         files: &[(PathBuf, Presence)],
-        index: &IndexLayout,
+        layouts: &[Cow<'_, IndexLayout>],
     ) -> Result<Vec<Option<Arc<ShardIndex>>>> {
         let mut out: Vec<Option<Arc<ShardIndex>>> = vec![None; files.len()];
         let mut wanted = Vec::new();
@@ -208,19 +235,20 @@ impl ReadContext<'_> {
         if wanted.is_empty() {
             return Ok(out);
         }
-        let range = match index.location {
+        let range = |index: &IndexLayout| match index.location {
             IndexLocation::Start => ByteRange::new(0, index.encoded_size),
             IndexLocation::End => ByteRange::Suffix(index.encoded_size),
         };
         let requests = wanted
             .iter()
-            .map(|&i| ReadRequest::new(files[i].0.as_path(), range, i));
+            .map(|&i| ReadRequest::new(files[i].0.as_path(), range(&layouts[i]), i));
         let options = self.codec_options();
         let decoded: Vec<(usize, Result<Option<Arc<ShardIndex>>>)> = self
             .source
             .fetch(requests.collect(), FetchKind::Indexes)
             .map(|c| {
                 let (path, presence) = &files[c.tag];
+                let index = &*layouts[c.tag];
                 let file_size = match presence {
                     Presence::Version(v) => v.size,
                     // Unknown size: entries past the end show up when their bytes come back short.
@@ -268,13 +296,25 @@ impl ReadContext<'_> {
         pool: &rayon::ThreadPool,
     ) -> Result<()> {
         let cps = &index.chunks_per_shard;
+        let l = self.layout;
+        let regular = l.file_grid.is_regular();
         // Group chunks by shard file.
         let mut by_file: BTreeMap<Vec<u64>, Vec<(usize, ChunkTask)>> = BTreeMap::new();
         for (id, (coords, ops)) in plan.into_iter().enumerate() {
-            let shard: Vec<u64> = coords.iter().zip(cps).map(|(c, n)| c / n).collect();
+            let mut shard = Vec::with_capacity(coords.len());
             let mut inner = 0u64;
-            for (c, n) in coords.iter().zip(cps) {
-                inner = inner * n + c % n;
+            for (d, (&c, &n)) in coords.iter().zip(cps).enumerate() {
+                if regular {
+                    shard.push(c / n);
+                    inner = inner * n + c % n;
+                } else {
+                    // Shards of their own sizes, each a whole number of inner chunks.
+                    let size = l.chunk_shape[d];
+                    let g = &l.file_grid.dims()[d];
+                    let (k, within) = g.locate(c.saturating_mul(size));
+                    shard.push(k);
+                    inner = inner * (g.size(k) / size) + within / size;
+                }
             }
             let inner = usize::try_from(inner).unwrap_or(usize::MAX);
             by_file
@@ -306,7 +346,11 @@ impl ReadContext<'_> {
             .collect();
         let presence = self.source.probe(&paths)?;
         let files: Vec<(PathBuf, Presence)> = paths.into_iter().zip(presence).collect();
-        let indexes = self.load_indexes(&files, index)?;
+        let layouts = shards
+            .iter()
+            .map(|(shard, _)| self.layout.shard_index(index, shard))
+            .collect::<Result<Vec<_>>>()?;
+        let indexes = self.load_indexes(&files, &layouts)?;
         let fill = self.layout.fill.clone();
         let mut missing: Vec<&ChunkTask> = Vec::new();
         let mut requests = Vec::new();

@@ -1,5 +1,6 @@
 //! How an array's elements map to files and byte ranges, derived from its zarrs metadata.
 
+use std::borrow::Cow;
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,11 +8,11 @@ use std::sync::Arc;
 use zarrs::array::{Array, ArrayMetadata, ArrayShardedExt, CodecChain, DataType, FillValue};
 use zarrs::array::{ArrayToBytesCodecTraits, CodecMetadataOptions};
 use zarrs::metadata::ConfigurationSerialize;
-use zarrs::metadata_ext::chunk_grid::regular::RegularChunkGridConfiguration;
 use zarrs::metadata_ext::codec::sharding::{ShardingCodecConfiguration, ShardingIndexLocation};
 
 use crate::decode::ChunkDecoder;
 use crate::error::{ArrayError, Result};
+use crate::grid::{DimGrid, Grid};
 
 /// The largest decoded chunk zuring accepts (16 GiB): larger ones are refused when the array
 /// is opened, before anything is allocated.
@@ -35,7 +36,8 @@ pub struct IndexLayout {
     pub location: IndexLocation,
     /// Encoded index size in bytes.
     pub encoded_size: u64,
-    /// Inner chunks per shard along each dimension.
+    /// Inner chunks per shard along each dimension (of the largest shard, when a rectilinear
+    /// grid's shards differ: [`ArrayLayout::shard_index`] gives each shard's).
     pub chunks_per_shard: Vec<u64>,
 }
 
@@ -44,6 +46,37 @@ impl IndexLayout {
     #[must_use]
     pub fn entries(&self) -> u64 {
         self.chunks_per_shard.iter().product()
+    }
+
+    /// The index of a shard holding `chunks_per_shard` inner chunks, with these codecs and
+    /// this location.
+    ///
+    /// # Errors
+    /// The index codecs' error when they cannot say the encoded size; [`ArrayError::Unsupported`]
+    /// when it varies.
+    fn sized(&self, chunks_per_shard: Vec<u64>, root: &Path) -> Result<Self> {
+        let mut index_shape = chunks_per_shard.clone();
+        index_shape.push(2);
+        let encoded = self
+            .codecs
+            .encoded_representation(
+                &nonzero(&index_shape),
+                &zarrs::array::data_type::uint64(),
+                &FillValue::from(u64::MAX),
+            )
+            .map_err(|e| ArrayError::Metadata {
+                path: root.to_path_buf(),
+                message: format!("sharding_indexed.index_codecs: {e}"),
+            })?;
+        let encoded_size = encoded.size().ok_or_else(|| ArrayError::Unsupported {
+            what: "a shard index codec with variable-size output".into(),
+        })?;
+        Ok(Self {
+            codecs: Arc::clone(&self.codecs),
+            location: self.location,
+            encoded_size,
+            chunks_per_shard,
+        })
     }
 }
 
@@ -66,10 +99,17 @@ pub struct ArrayLayout {
     pub root: PathBuf,
     /// Array shape.
     pub shape: Vec<u64>,
-    /// The read granularity: the inner chunk shape when sharded, the chunk shape otherwise.
+    /// The read granularity: the inner chunk shape when sharded, the chunk shape otherwise (the
+    /// largest chunk's, when the grid is rectilinear: see `read_grid`).
     pub chunk_shape: Vec<u64>,
-    /// The shape of one file's worth of elements (the shard shape when sharded, else the chunk).
+    /// The shape of one file's worth of elements (the shard shape when sharded, else the chunk;
+    /// the largest file's, when the grid is rectilinear: see `file_grid`).
     pub file_shape: Vec<u64>,
+    /// The grid of stored chunks (shards, when sharded): the array's chunk grid.
+    pub file_grid: Grid,
+    /// The read-granularity grid: `file_grid` unless sharded, else the inner chunks' grid
+    /// (regular: a shard's edges are multiples of the inner chunk shape).
+    pub read_grid: Grid,
     /// Bytes per element; 0 for variable-size types (strings, bytes).
     pub element_size: usize,
     /// One element's fill value, native endian.
@@ -86,7 +126,7 @@ pub struct ArrayLayout {
     pub decoder: ChunkDecoder,
 }
 
-fn nonzero(shape: &[u64]) -> Vec<NonZeroU64> {
+pub(crate) fn nonzero(shape: &[u64]) -> Vec<NonZeroU64> {
     shape
         .iter()
         .map(|&d| NonZeroU64::new(d).unwrap_or(NonZeroU64::MIN))
@@ -105,16 +145,15 @@ impl ArrayLayout {
         let element_size = data_type.fixed_size().unwrap_or(0);
         let fill_value = array.fill_value().clone();
         let fill = fill_value.as_ne_bytes().to_vec();
-        let regular = match array.metadata() {
-            ArrayMetadata::V3(m) => m.chunk_grid.name() == "regular",
-            ArrayMetadata::V2(_) => true,
+        let grid_name = match array.metadata() {
+            ArrayMetadata::V3(m) => m.chunk_grid.name(),
+            ArrayMetadata::V2(_) => "regular",
         };
-        if !regular {
-            // The planner works on a regular grid; reading other grids chunk by chunk through
-            // zarrs would need their chunk boundaries here.
+        if grid_name != "regular" && grid_name != "rectilinear" {
+            // The planner works on regular and rectilinear grids.
             return Err(ArrayError::Unsupported {
                 what: format!(
-                    "{}: chunk grids other than \"regular\" (e.g. rectilinear)",
+                    "{}: chunk grid \"{grid_name}\" (zuring reads regular and rectilinear grids)",
                     root.display()
                 ),
             });
@@ -124,23 +163,14 @@ impl ArrayLayout {
                 what: format!("{}: codec {codec}: {why}", root.display()),
             });
         }
-        // The grid's chunk shape, read from the metadata (zarrs' per-chunk answer needs a chunk
-        // inside the array, which an array with a zero-length dimension does not have; requests
-        // from a caller that has since grown it still address chunks of this shape).
-        let file_shape: Vec<u64> = match array.metadata() {
-            ArrayMetadata::V3(m) => m
-                .chunk_grid
-                .to_configuration::<RegularChunkGridConfiguration>()
-                .map_err(|e| ArrayError::Metadata {
-                    path: root.to_path_buf(),
-                    message: format!("chunk_grid: {e}"),
-                })?
-                .chunk_shape
-                .iter()
-                .map(|d| d.get())
-                .collect(),
-            ArrayMetadata::V2(m) => m.chunks.iter().map(|d| d.get()).collect(),
-        };
+        // The grid, read from the metadata (zarrs' per-chunk answer needs a chunk inside the
+        // array, which an array with a zero-length dimension does not have; requests from a
+        // caller that has since grown it still address chunks of this grid).
+        let file_grid = Grid::of(array.metadata()).map_err(|message| ArrayError::Metadata {
+            path: root.to_path_buf(),
+            message,
+        })?;
+        let file_shape = file_grid.max_shape();
         if file_shape.len() != shape.len() {
             return Err(ArrayError::Metadata {
                 path: root.to_path_buf(),
@@ -180,13 +210,20 @@ impl ArrayLayout {
                     });
                 };
                 chunk_shape = config.chunk_shape.iter().map(|d| d.get()).collect();
+                // Every shard edge a multiple of the inner chunk's (zarr-python's rule for
+                // rectilinear grids too), so the inner chunks tile the array regularly.
+                let divides = |(d, c): (&DimGrid, &u64)| match d {
+                    DimGrid::Regular(s) => s % c == 0,
+                    DimGrid::Varying(offsets) => offsets.iter().all(|o| o % c == 0),
+                };
                 if chunk_shape.len() != shape.len()
-                    || file_shape.iter().zip(&chunk_shape).any(|(s, c)| s % c != 0)
+                    || !file_grid.dims().iter().zip(&chunk_shape).all(divides)
                 {
                     return Err(ArrayError::Metadata {
                         path: root.to_path_buf(),
                         message: format!(
-                            "codecs.sharding_indexed.chunk_shape {chunk_shape:?} does not divide the shard shape {file_shape:?}"
+                            "codecs.sharding_indexed.chunk_shape {chunk_shape:?} does not divide the shard shape {}",
+                            if file_grid.is_regular() { format!("{file_shape:?}") } else { "of every shard".into() }
                         ),
                     });
                 }
@@ -211,30 +248,16 @@ impl ArrayLayout {
                     .zip(&chunk_shape)
                     .map(|(s, c)| s / c)
                     .collect();
-                let mut index_shape = chunks_per_shard.clone();
-                index_shape.push(2);
-                let encoded = index_codecs
-                    .encoded_representation(
-                        &nonzero(&index_shape),
-                        &zarrs::array::data_type::uint64(),
-                        &FillValue::from(u64::MAX),
-                    )
-                    .map_err(|e| ArrayError::Metadata {
-                        path: root.to_path_buf(),
-                        message: format!("sharding_indexed.index_codecs: {e}"),
-                    })?;
-                let encoded_size = encoded.size().ok_or_else(|| ArrayError::Unsupported {
-                    what: "a shard index codec with variable-size output".into(),
-                })?;
-                ReadMode::Sharded(IndexLayout {
+                let unsized_index = IndexLayout {
                     codecs: index_codecs,
                     location: match config.index_location {
                         ShardingIndexLocation::Start => IndexLocation::Start,
                         _ => IndexLocation::End,
                     },
-                    encoded_size,
-                    chunks_per_shard,
-                })
+                    encoded_size: 0,
+                    chunks_per_shard: Vec::new(),
+                };
+                ReadMode::Sharded(unsized_index.sized(chunks_per_shard, root)?)
             } else {
                 ReadMode::Zarrs(
                     "array-to-array or bytes-to-bytes codecs around sharding_indexed".into(),
@@ -242,6 +265,22 @@ impl ArrayLayout {
             }
         } else {
             ReadMode::Unsharded
+        };
+        if !file_grid.is_regular() && !matches!(mode, ReadMode::Unsharded | ReadMode::Sharded(_)) {
+            return Err(ArrayError::Unsupported {
+                what: format!(
+                    "{}: a rectilinear chunk grid with {}",
+                    root.display(),
+                    match &mode {
+                        ReadMode::Zarrs(why) => why.as_str(),
+                        _ => "",
+                    }
+                ),
+            });
+        }
+        let read_grid = match mode {
+            ReadMode::Sharded(_) => Grid::regular(&chunk_shape),
+            _ => file_grid.clone(),
         };
         let chunk_bytes = chunk_shape
             .iter()
@@ -259,6 +298,8 @@ impl ArrayLayout {
             shape,
             chunk_shape,
             file_shape,
+            file_grid,
+            read_grid,
             element_size,
             fill,
             data_type,
@@ -291,6 +332,28 @@ impl ArrayLayout {
     #[must_use]
     pub fn chunk_elements(&self) -> u64 {
         self.chunk_shape.iter().product()
+    }
+
+    /// The index of shard `shard` (its own size, when the grid is rectilinear).
+    ///
+    /// # Errors
+    /// As when the array was opened, for a shard size the index codecs cannot encode.
+    pub fn shard_index<'a>(
+        &self,
+        index: &'a IndexLayout,
+        shard: &[u64],
+    ) -> Result<Cow<'a, IndexLayout>> {
+        if self.file_grid.is_regular() {
+            return Ok(Cow::Borrowed(index));
+        }
+        let chunks_per_shard = self
+            .file_grid
+            .chunk_shape(shard)
+            .iter()
+            .zip(&self.chunk_shape)
+            .map(|(s, c)| s / c)
+            .collect();
+        index.sized(chunks_per_shard, &self.root).map(Cow::Owned)
     }
 
     /// The file holding file-grid cell `file_coords`.

@@ -7,8 +7,9 @@
 //! Arrays whose layout the batched path does not cover (array-to-array codecs before sharding,
 //! bytes-to-bytes codecs after it) are read a whole file at a time and decoded by zarrs' codec
 //! chain; variable-size data types (strings, vlen bytes) take the same planned path, their chunks
-//! decoded by zarrs' codec chain; chunk grids other than regular are refused with
-//! [`ArrayError::Unsupported`].
+//! decoded by zarrs' codec chain. Chunk grids are regular or rectilinear ([`grid`]: chunks of
+//! listed lengths, zarr-python 3.4's experimental grid), read alike; writes to rectilinear
+//! grids, and grids of other kinds, are refused with [`ArrayError::Unsupported`].
 //!
 //! Groups ([`ZarrGroup`]) list and open their members.
 //!
@@ -26,6 +27,7 @@ mod context;
 mod decode;
 mod engine;
 mod error;
+pub mod grid;
 mod group;
 mod layout;
 mod metadata;

@@ -101,6 +101,16 @@ pub fn check_array_metadata(path: &Path, file: &str, text: &[u8]) -> Result<()> 
                 ))
             }
         }
+        // A rectilinear grid's run-length counts are checked before zarrs expands them.
+        let grid = object.get("chunk_grid");
+        if grid.and_then(|g| g.get("name")).and_then(Value::as_str) == Some("rectilinear") {
+            let grid = grid
+                .cloned()
+                .map(serde_json::from_value::<zarrs::metadata::v3::MetadataV3>)
+                .and_then(Result::ok)
+                .ok_or_else(|| fail(path, format!("{file}: \"chunk_grid\" is malformed")))?;
+            crate::grid::Grid::of_v3(&grid).map_err(|m| fail(path, format!("{file}: {m}")))?;
+        }
         if let Some(names) = object.get("dimension_names") {
             let ok = names.is_null()
                 || names.as_array().is_some_and(|n| {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::error::{ArrayError, Result};
+use crate::grid::Grid;
 
 mod requests;
 
@@ -260,20 +261,20 @@ pub(crate) fn try_for_each_coord<E>(
 /// with `out_strides`; adds to `plan`.
 pub fn plan_box(
     plan: &mut ChunkPlan,
-    chunk_shape: &[u64],
+    grid: &Grid,
     start: &[u64],
     shape: &[u64],
     out_offset: usize,
     out_strides: &Arc<[usize]>,
 ) {
-    plan_box_to(plan, 0, chunk_shape, start, shape, out_offset, out_strides);
+    plan_box_to(plan, 0, grid, start, shape, out_offset, out_strides);
 }
 
 /// [`plan_box`] into output `target` of a multi-output plan.
 pub fn plan_box_to(
     plan: &mut ChunkPlan,
     target: usize,
-    chunk_shape: &[u64],
+    grid: &Grid,
     start: &[u64],
     shape: &[u64],
     out_offset: usize,
@@ -282,21 +283,26 @@ pub fn plan_box_to(
     if shape.contains(&0) {
         return;
     }
-    let first: Vec<u64> = start.iter().zip(chunk_shape).map(|(s, c)| s / c).collect();
+    let dims = grid.dims();
+    let first: Vec<u64> = start
+        .iter()
+        .zip(dims)
+        .map(|(&s, g)| g.locate(s).0)
+        .collect();
     let last: Vec<u64> = start
         .iter()
         .zip(shape)
-        .zip(chunk_shape)
-        .map(|((s, n), c)| (s + n - 1) / c + 1)
+        .zip(dims)
+        .map(|((s, n), g)| g.locate(s + n - 1).0 + 1)
         .collect();
     for_each_coord(&first, &last, |chunk| {
         let mut src_start = Vec::with_capacity(chunk.len());
         let mut extent = Vec::with_capacity(chunk.len());
         let mut offset = out_offset;
         for d in 0..chunk.len() {
-            let c0 = chunk[d] * chunk_shape[d];
+            let c0 = dims[d].start(chunk[d]);
             let lo = start[d].max(c0);
-            let hi = (start[d] + shape[d]).min(c0 + chunk_shape[d]);
+            let hi = (start[d] + shape[d]).min(c0 + dims[d].size(chunk[d]));
             src_start.push(lo - c0);
             extent.push(hi - lo);
             offset += usize::try_from(lo - start[d]).unwrap_or(0) * out_strides[d];
@@ -317,11 +323,7 @@ pub fn plan_box_to(
 ///
 /// # Errors
 /// [`ArrayError::TooLarge`] when the output does not fit in memory arithmetic.
-pub fn plan_orthogonal(
-    plan: &mut ChunkPlan,
-    chunk_shape: &[u64],
-    lists: &[Vec<u64>],
-) -> Result<()> {
+pub fn plan_orthogonal(plan: &mut ChunkPlan, grid: &Grid, lists: &[Vec<u64>]) -> Result<()> {
     let out_shape: Vec<u64> = lists.iter().map(|l| l.len() as u64).collect();
     if out_shape.contains(&0) {
         return Ok(());
@@ -330,11 +332,12 @@ pub fn plan_orthogonal(
     // Per dimension: chunk index -> (index within chunk, output position).
     let per_dim: Vec<DimGather> = lists
         .iter()
-        .zip(chunk_shape)
-        .map(|(list, &c)| {
+        .zip(grid.dims())
+        .map(|(list, g)| {
             let mut m = DimGather::new();
             for (pos, &i) in (0u64..).zip(list) {
-                m.entry(i / c).or_default().push((i % c, pos));
+                let (k, within) = g.locate(i);
+                m.entry(k).or_default().push((within, pos));
             }
             m
         })
@@ -382,13 +385,15 @@ fn push_gathers(
 }
 
 /// Plan a point read: output element `i` is the element at `points[i]`.
-pub fn plan_points(plan: &mut ChunkPlan, chunk_shape: &[u64], points: &[Vec<u64>]) {
+pub fn plan_points(plan: &mut ChunkPlan, grid: &Grid, points: &[Vec<u64>]) {
     let mut by_chunk: BTreeMap<Vec<u64>, Vec<(u64, usize)>> = BTreeMap::new();
     for (out, p) in points.iter().enumerate() {
-        let chunk: Vec<u64> = p.iter().zip(chunk_shape).map(|(i, c)| i / c).collect();
+        let mut chunk = Vec::with_capacity(p.len());
         let mut within = 0u64;
-        for (i, c) in p.iter().zip(chunk_shape) {
-            within = within * c + i % c;
+        for (&i, g) in p.iter().zip(grid.dims()) {
+            let (k, w) = g.locate(i);
+            within = within * g.size(k) + w;
+            chunk.push(k);
         }
         by_chunk.entry(chunk).or_default().push((within, out));
     }
@@ -417,16 +422,18 @@ mod tests {
 
     /// Apply a plan on an array whose element at coordinate c is its C-order index, and return
     /// the output as those indices.
-    fn execute(plan: &ChunkPlan, shape: &[u64], chunk: &[u64], out_len: usize) -> Vec<Option<u64>> {
+    fn execute(plan: &ChunkPlan, shape: &[u64], grid: &Grid, out_len: usize) -> Vec<Option<u64>> {
         let mut out = vec![None; out_len];
         let array_strides = c_strides(shape).unwrap();
-        let chunk_strides = c_strides(chunk).unwrap();
         let value = |k: &[u64], within: &[u64]| -> u64 {
+            let start = grid.chunk_start(k);
             (0..k.len())
-                .map(|d| (k[d] * chunk[d] + within[d]) * array_strides[d] as u64)
+                .map(|d| (start[d] + within[d]) * array_strides[d] as u64)
                 .sum()
         };
         for (k, ops) in plan {
+            let chunk = grid.chunk_shape(k);
+            let chunk_strides = c_strides(&chunk).unwrap();
             for (_, op) in ops {
                 match op {
                     CopyOp::Box {
@@ -437,6 +444,10 @@ mod tests {
                     } => {
                         let hi: Vec<u64> =
                             src_start.iter().zip(extent).map(|(s, e)| s + e).collect();
+                        assert!(
+                            hi.iter().zip(&chunk).all(|(h, c)| h <= c),
+                            "box outside its chunk"
+                        );
                         for_each_coord(src_start, &hi, |w| {
                             let o: usize = out_offset
                                 + (0..w.len())
@@ -481,13 +492,41 @@ mod tests {
         out
     }
 
-    fn arb_case() -> impl Strategy<Value = (Vec<u64>, Vec<u64>)> {
-        prop::collection::vec((1u64..12, 1u64..6), 1..4).prop_map(|v| v.into_iter().unzip())
+    /// An array shape and a chunk grid for it: per dimension regular, or rectilinear with
+    /// random chunk lengths whose sum reaches the dimension's end or past it.
+    fn arb_case() -> impl Strategy<Value = (Vec<u64>, Grid)> {
+        let dim = (
+            1u64..12,
+            1u64..6,
+            any::<bool>(),
+            prop::collection::vec(1u64..6, 12),
+            0u64..3,
+        );
+        prop::collection::vec(dim, 1..4).prop_map(|dims| {
+            let mut shape = Vec::new();
+            let mut grids = Vec::new();
+            for (s, c, varying, sizes, extra) in dims {
+                shape.push(s);
+                if !varying {
+                    grids.push(crate::grid::DimGrid::Regular(c));
+                    continue;
+                }
+                let mut offsets = vec![0];
+                for size in sizes {
+                    if *offsets.last().unwrap() >= s && extra < offsets.len() as u64 {
+                        break;
+                    }
+                    offsets.push(offsets.last().unwrap() + size);
+                }
+                grids.push(crate::grid::DimGrid::Varying(offsets.into()));
+            }
+            (shape, Grid::from_dims(grids))
+        })
     }
 
     proptest! {
         #[test]
-        fn crops_cover_every_element_once((shape, chunk) in arb_case(), seeds in prop::collection::vec(any::<u64>(), 1..5)) {
+        fn crops_cover_every_element_once((shape, grid) in arb_case(), seeds in prop::collection::vec(any::<u64>(), 1..5)) {
             let crop: Vec<u64> = shape.iter().zip(&seeds).map(|(s, r)| 1 + r % s).chain(std::iter::repeat(1)).take(shape.len()).collect();
             let crop: Vec<u64> = crop.iter().zip(&shape).map(|(c, s)| (*c).min(*s)).collect();
             let crop_len = num_elements(&crop).unwrap();
@@ -495,9 +534,9 @@ mod tests {
             let mut plan = ChunkPlan::new();
             let starts: Vec<Vec<u64>> = seeds.iter().map(|r| shape.iter().zip(&crop).enumerate().map(|(d, (s, c))| (r >> (d * 7)) % (s - c + 1)).collect()).collect();
             for (b, start) in starts.iter().enumerate() {
-                plan_box(&mut plan, &chunk, start, &crop, b * crop_len, &strides);
+                plan_box(&mut plan, &grid, start, &crop, b * crop_len, &strides);
             }
-            let out = execute(&plan, &shape, &chunk, crop_len * starts.len());
+            let out = execute(&plan, &shape, &grid, crop_len * starts.len());
             let array_strides = c_strides(&shape).unwrap();
             for (b, start) in starts.iter().enumerate() {
                 let hi: Vec<u64> = start.iter().zip(&crop).map(|(s, c)| s + c).collect();
@@ -511,13 +550,13 @@ mod tests {
         }
 
         #[test]
-        fn orthogonal_and_points_match_direct_indexing((shape, chunk) in arb_case(), picks in prop::collection::vec(any::<u64>(), 1..8)) {
+        fn orthogonal_and_points_match_direct_indexing((shape, grid) in arb_case(), picks in prop::collection::vec(any::<u64>(), 1..8)) {
             let lists: Vec<Vec<u64>> = shape.iter().enumerate().map(|(d, &s)| picks.iter().map(|p| (p >> d) % s).collect()).collect();
             let mut plan = ChunkPlan::new();
-            plan_orthogonal(&mut plan, &chunk, &lists).unwrap();
+            plan_orthogonal(&mut plan, &grid, &lists).unwrap();
             let out_shape: Vec<u64> = lists.iter().map(|l| l.len() as u64).collect();
             let n = num_elements(&out_shape).unwrap();
-            let out = execute(&plan, &shape, &chunk, n);
+            let out = execute(&plan, &shape, &grid, n);
             let array_strides = c_strides(&shape).unwrap();
             let lo = vec![0; shape.len()];
             let mut i = 0;
@@ -528,8 +567,8 @@ mod tests {
             });
             let points: Vec<Vec<u64>> = (0..picks.len()).map(|k| lists.iter().map(|l| l[k]).collect()).collect();
             let mut plan = ChunkPlan::new();
-            plan_points(&mut plan, &chunk, &points);
-            let out = execute(&plan, &shape, &chunk, points.len());
+            plan_points(&mut plan, &grid, &points);
+            let out = execute(&plan, &shape, &grid, points.len());
             for (k, p) in points.iter().enumerate() {
                 let want: u64 = p.iter().zip(&array_strides).map(|(x, s)| x * *s as u64).sum();
                 assert_eq!(out[k], Some(want));

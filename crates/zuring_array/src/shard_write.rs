@@ -395,9 +395,16 @@ impl ZarrArray {
                         }
                         Some((offset, nbytes)) => {
                             let encoded = read_old(at, offset, nbytes)?;
-                            with_decoded(layout, layout.decoder, &encoded, how.options, |d| {
-                                chunk.extend_from_slice(d);
-                            })
+                            with_decoded(
+                                layout,
+                                layout.decoder,
+                                inner,
+                                &encoded,
+                                how.options,
+                                |d| {
+                                    chunk.extend_from_slice(d);
+                                },
+                            )
                             .map_err(|message| {
                                 ArrayError::CorruptChunk {
                                     path: path.clone(),

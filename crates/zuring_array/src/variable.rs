@@ -207,8 +207,8 @@ impl ZarrArray {
         plan_chunk_requests(
             &mut plan,
             &l.shape,
-            &l.file_shape,
-            &l.chunk_shape,
+            &l.file_grid,
+            &l.read_grid,
             out_shapes,
             requests,
         )?;

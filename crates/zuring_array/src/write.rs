@@ -110,6 +110,7 @@ impl ZarrArray {
         partial: &[Vec<u64>],
         store_empty: bool,
     ) -> Result<()> {
+        self.require_regular_grid()?;
         // Shards covered in part are rewritten in place of being read whole (see
         // `rewrite_local_shard`); other stored chunks covered in part are read first.
         let (existing, in_place) = if matches!(self.layout().mode, ReadMode::Sharded(_)) {
@@ -182,6 +183,7 @@ impl ZarrArray {
         sink: &ChunkSink<'_>,
     ) -> Result<()> {
         self.require_fixed_size()?;
+        self.require_regular_grid()?;
         let layout = self.layout();
         let esize = layout.element_size;
         let expected = num_elements(value.shape)?

@@ -1136,3 +1136,184 @@ fn selection_writes_equal_direct_indexing() {
         );
     }
 }
+
+/// Arrays with rectilinear chunk grids (zarr-python 3.4's experimental grid): the metadata and
+/// each dimension's stored chunk (shard) lengths.
+fn rectilinear_cases() -> Vec<(&'static str, String, [Vec<u64>; 3])> {
+    let zstd = format!(r#"[{LE},{{"name":"zstd","configuration":{{"level":3,"checksum":true}}}}]"#);
+    let idx_crc = format!(r#"[{LE},{{"name":"crc32c"}}]"#);
+    let grid = |shapes: &str| {
+        format!(
+            r#""chunk_grid":{{"name":"rectilinear","configuration":{{"kind":"inline","chunk_shapes":{shapes}}}}}"#
+        )
+    };
+    let with_grid = |codecs: &str, shapes: &str| {
+        meta(codecs, [1, 1, 1], "7").replace(
+            r#""chunk_grid":{"name":"regular","configuration":{"chunk_shape":[1,1,1]}}"#,
+            &grid(shapes),
+        )
+    };
+    vec![
+        (
+            "rectilinear unsharded zstd",
+            // Run-length edges, a regular dimension, and edges reaching past the end (8 > 7).
+            with_grid(&zstd, "[[1,2,[2,2]],[[5,2],8,12],8]"),
+            [vec![1, 2, 2, 2], vec![5, 5, 8, 12], vec![8, 8, 8]],
+        ),
+        (
+            "rectilinear sharded, index at the end",
+            with_grid(
+                &shard_with(&[1, 5, 7], &zstd, "end", &idx_crc),
+                "[[[2,2],3],[10,20],[14,14]]",
+            ),
+            [vec![2, 2, 3], vec![10, 20], vec![14, 14]],
+        ),
+        (
+            "rectilinear sharded, index at the start",
+            with_grid(
+                &shard_with(&[1, 5, 7], &zstd, "start", &idx_crc),
+                "[[4,3],[15,15],7]",
+            ),
+            [vec![4, 3], vec![15, 15], vec![7, 7, 7]],
+        ),
+    ]
+}
+
+/// One request per stored chunk of the grid `edges` covering all of it (what zarr-python's
+/// pipeline asks for a whole-array read).
+fn whole_grid_requests(edges: &[Vec<u64>; 3]) -> Vec<zuring_array::ChunkRequest> {
+    let mut starts: Vec<Vec<u64>> = Vec::new();
+    for e in edges {
+        let mut s = vec![0];
+        for len in e {
+            s.push(s.last().unwrap() + len);
+        }
+        starts.push(s);
+    }
+    let mut requests = Vec::new();
+    for i in 0..edges[0].len() as u64 {
+        for j in 0..edges[1].len() as u64 {
+            for k in 0..edges[2].len() as u64 {
+                let chunk = vec![i, j, k];
+                let (mut indices, mut positions) = (Vec::new(), Vec::new());
+                for d in 0..3 {
+                    let lo = starts[d][chunk[d] as usize];
+                    let hi = starts[d][chunk[d] as usize + 1].min(SHAPE[d]);
+                    indices.push((0..hi - lo).collect::<Vec<u64>>());
+                    positions.push(Some((lo..hi).collect::<Vec<u64>>()));
+                }
+                requests.push(zuring_array::ChunkRequest::Orthogonal {
+                    target: 0,
+                    chunk,
+                    indices,
+                    positions,
+                });
+            }
+        }
+    }
+    requests
+}
+
+#[test]
+fn rectilinear_grids_read_like_zarrs_wrote_them() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for ctx in contexts() {
+        for (name, meta, edges) in rectilinear_cases() {
+            let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+            let expected = write_with_zarrs(dir.path(), &meta);
+            let array = ZarrArray::open_with(dir.path(), Arc::clone(&ctx)).unwrap();
+            let sharded = name.contains(" sharded");
+            assert_eq!(array.shard_shape().is_some(), sharded, "{name}");
+            assert_eq!(
+                matches!(array.read_mode(), ReadMode::Sharded(_)),
+                sharded,
+                "{name}"
+            );
+            check_all_selections(&array, &expected, &mut rng, name);
+
+            // zarr-python's pipeline requests, one per stored chunk, bytes from a store.
+            let files = files_by_key(dir.path());
+            let batches = AtomicUsize::new(0);
+            let source = zuring_array::FetchedSource::new(memory_fetch(&files, &batches));
+            let keyed = ZarrArray::from_metadata("pre/fix", &meta, Arc::clone(&ctx)).unwrap();
+            let mut out = vec![0u8; expected.len() * 4];
+            keyed
+                .read_chunk_requests_from(
+                    &source,
+                    &whole_grid_requests(&edges),
+                    &mut [(SHAPE.to_vec(), out.as_mut_slice())],
+                )
+                .unwrap();
+            let got: Vec<u32> = out
+                .chunks_exact(4)
+                .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
+                .collect();
+            assert_eq!(got, expected, "{name}: chunk requests");
+            // Shards of different sizes, each index read with its own size, in one batch.
+            assert_eq!(batches.load(Ordering::Relaxed), if sharded { 2 } else { 1 });
+            // An index past a stored chunk's own length is refused, naming the chunk.
+            let past = zuring_array::ChunkRequest::Points {
+                target: 0,
+                chunk: vec![0, 0, 0],
+                coords: vec![vec![edges[0][0], 0, 0]],
+                positions: vec![0],
+            };
+            let err = array
+                .read_chunk_requests(&[past], &mut [(vec![1], vec![0u8; 4].as_mut_slice())])
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("leaves chunk [0, 0, 0]"),
+                "{name}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn rectilinear_grids_are_not_written() {
+    for (name, meta, _) in rectilinear_cases() {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let expected = write_with_zarrs(dir.path(), &meta);
+        let before = files_by_key(dir.path());
+        let array = ZarrArray::open(dir.path()).unwrap();
+        let err = array
+            .write_region(&[0..1, 0..2, 0..2], &[0u8; 16])
+            .unwrap_err();
+        assert!(
+            matches!(err, ArrayError::Unsupported { .. }),
+            "{name}: {err}"
+        );
+        assert!(err.to_string().contains("rectilinear"), "{name}: {err}");
+        assert_eq!(files_by_key(dir.path()), before, "{name}: nothing changed");
+        let whole = array.read::<u32>(&Selection::all(&SHAPE)).unwrap();
+        assert_eq!(whole.as_slice().unwrap(), &expected[..], "{name}");
+    }
+}
+
+#[test]
+fn rectilinear_grids_bad_metadata_named() {
+    let (_, meta, _) = &rectilinear_cases()[1];
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // An inner chunk length that does not divide a shard's (5 into 12).
+    let bad = meta.replace("[10,20]", "[12,18]");
+    let err = ZarrArray::create(dir.path(), &bad).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("does not divide the shard shape of every shard"),
+        "{err}"
+    );
+    // A run-length count that would expand to a trillion edges: refused before zarrs expands it.
+    let huge = meta.replace("[10,20]", "[[1,1000000000000]]");
+    for err in [
+        ZarrArray::create(dir.path(), &huge).unwrap_err(),
+        ZarrArray::from_metadata(dir.path(), &huge, Context::shared().unwrap()).unwrap_err(),
+    ] {
+        assert!(
+            err.to_string()
+                .contains("chunk_shapes[1]: more chunk edges than zuring accepts"),
+            "{err}"
+        );
+    }
+    assert!(!dir.path().join("zarr.json").exists());
+}

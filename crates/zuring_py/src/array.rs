@@ -95,6 +95,15 @@ pub(super) fn out_slice<'a>(out: &'a mut PyReadwriteArray1<'_, u8>) -> PyResult<
     })
 }
 
+fn chunk_sizes(grid: &zuring_array::grid::Grid, shape: &[u64]) -> PyResult<Vec<Vec<u64>>> {
+    grid.clipped_sizes(shape).ok_or_else(|| {
+        pyo3::exceptions::PyValueError::new_err(format!(
+            "more than {} chunks along a dimension: too many to list",
+            zuring_array::grid::MAX_EDGES
+        ))
+    })
+}
+
 #[pymethods]
 impl Array {
     #[getter]
@@ -116,6 +125,33 @@ impl Array {
     #[getter]
     fn shards(&self) -> Option<Vec<u64>> {
         self.inner.shard_shape().map(<[u64]>::to_vec)
+    }
+
+    /// Whether the chunk grid is rectilinear (chunks of listed lengths; zuring reads such
+    /// arrays, zarr-python writes them).
+    #[getter]
+    fn rectilinear(&self) -> bool {
+        !self.inner.layout().file_grid.is_regular()
+    }
+
+    /// Whether the array's chunk grid has stored chunk `coords` (a rectilinear grid lists its
+    /// chunks; zarr-python appends to the list when it grows the array).
+    fn has_chunk(&self, coords: Vec<u64>) -> bool {
+        self.inner.layout().file_grid.has_chunk(&coords)
+    }
+
+    /// Per dimension, the lengths of the read-granularity chunks (inner chunks when sharded),
+    /// the last cut at the array's end.
+    #[getter]
+    fn read_chunk_sizes(&self) -> PyResult<Vec<Vec<u64>>> {
+        chunk_sizes(&self.inner.layout().read_grid, self.inner.shape())
+    }
+
+    /// Per dimension, the lengths of the stored chunks (shards when sharded), the last cut at
+    /// the array's end.
+    #[getter]
+    fn write_chunk_sizes(&self) -> PyResult<Vec<Vec<u64>>> {
+        chunk_sizes(&self.inner.layout().file_grid, self.inner.shape())
     }
 
     #[getter]
@@ -223,7 +259,7 @@ impl Array {
         out_shapes: Vec<Vec<u64>>,
         mut outs: Vec<PyReadwriteArray1<'_, u8>>,
     ) -> PyResult<()> {
-        let requests = to_requests(&requests, &self.inner.layout().file_shape, &out_shapes)?;
+        let requests = to_requests(&requests, &self.inner.layout().file_grid, &out_shapes)?;
         let mut outputs = outputs(out_shapes, &mut outs)?;
         py.detach(|| self.inner.read_chunk_requests(&requests, &mut outputs))
             .map_err(errors::array)
@@ -243,7 +279,7 @@ impl Array {
         mut outs: Vec<PyReadwriteArray1<'_, u8>>,
         fetch: Py<PyAny>,
     ) -> PyResult<()> {
-        let requests = to_requests(&requests, &self.inner.layout().file_shape, &out_shapes)?;
+        let requests = to_requests(&requests, &self.inner.layout().file_grid, &out_shapes)?;
         let mut outputs = outputs(out_shapes, &mut outs)?;
         with_fetched(py, &fetch, |source| {
             self.inner
@@ -260,7 +296,7 @@ impl Array {
         out_shapes: Vec<Vec<u64>>,
         fetch: Py<PyAny>,
     ) -> PyResult<Vec<Bound<'py, PyList>>> {
-        let requests = to_requests(&requests, &self.inner.layout().file_shape, &out_shapes)?;
+        let requests = to_requests(&requests, &self.inner.layout().file_grid, &out_shapes)?;
         let read = with_fetched(py, &fetch, |source| {
             self.inner
                 .read_variable_chunk_requests_from(source, &requests, &out_shapes)
@@ -299,7 +335,7 @@ impl Array {
     ) -> PyResult<()> {
         let requests = to_requests(
             &requests,
-            &self.inner.layout().file_shape,
+            &self.inner.layout().file_grid,
             std::slice::from_ref(&value_shape),
         )?;
         let bytes = contiguous(&value, "value")?;
@@ -328,7 +364,7 @@ impl Array {
     ) -> PyResult<Vec<PyStoredChunk<'py>>> {
         let requests = to_requests(
             &requests,
-            &self.inner.layout().file_shape,
+            &self.inner.layout().file_grid,
             std::slice::from_ref(&value_shape),
         )?;
         let bytes = contiguous(&value, "value")?;
@@ -359,7 +395,7 @@ impl Array {
     ) -> PyResult<Vec<PyStoredChunk<'py>>> {
         let requests = to_requests(
             &requests,
-            &self.inner.layout().file_shape,
+            &self.inner.layout().file_grid,
             std::slice::from_ref(&value_shape),
         )?;
         let elements = self.variable_elements(&values)?;
@@ -387,7 +423,7 @@ impl Array {
         requests: Vec<PyChunkRequest<'_>>,
         out_shapes: Vec<Vec<u64>>,
     ) -> PyResult<Vec<Bound<'py, PyList>>> {
-        let requests = to_requests(&requests, &self.inner.layout().file_shape, &out_shapes)?;
+        let requests = to_requests(&requests, &self.inner.layout().file_grid, &out_shapes)?;
         let read = py
             .detach(|| {
                 self.inner
@@ -430,7 +466,7 @@ impl Array {
     ) -> PyResult<()> {
         let requests = to_requests(
             &requests,
-            &self.inner.layout().file_shape,
+            &self.inner.layout().file_grid,
             std::slice::from_ref(&value_shape),
         )?;
         let elements = self.variable_elements(&values)?;

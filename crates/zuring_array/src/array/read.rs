@@ -86,6 +86,21 @@ impl ZarrArray {
             })
     }
 
+    /// Writes are planned on regular grids only: an array with a rectilinear chunk grid is
+    /// read by zuring and written by zarr-python's pipeline.
+    pub(crate) fn require_regular_grid(&self) -> Result<()> {
+        if self.layout.file_grid.is_regular() {
+            Ok(())
+        } else {
+            Err(ArrayError::Unsupported {
+                what: format!(
+                    "{}: writes to an array with a rectilinear chunk grid",
+                    self.path.display()
+                ),
+            })
+        }
+    }
+
     pub(crate) fn require_fixed_size(&self) -> Result<()> {
         if self.layout.element_size == 0 {
             Err(ArrayError::Unsupported {
@@ -111,7 +126,7 @@ impl ZarrArray {
         selection.validate(&self.layout.shape)?;
         let out_shape = selection.output_shape();
         let mut plan = ChunkPlan::new();
-        let chunk = &self.layout.chunk_shape;
+        let chunk = &self.layout.read_grid;
         match selection {
             Selection::Region(slices) if slices.iter().all(|s| s.step == 1) => {
                 let start: Vec<u64> = slices.iter().map(|s| s.start).collect();
@@ -178,8 +193,8 @@ impl ZarrArray {
         plan_chunk_requests(
             &mut plan,
             &l.shape,
-            &l.file_shape,
-            &l.chunk_shape,
+            &l.file_grid,
+            &l.read_grid,
             &shapes,
             requests,
         )?;
@@ -297,7 +312,7 @@ impl ZarrArray {
             let start = if ndim == 0 { &[][..] } else { start };
             plan_box(
                 &mut plan,
-                &self.layout.chunk_shape,
+                &self.layout.read_grid,
                 start,
                 crop_shape,
                 b * crop_len,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::{c_strides, num_elements, plan_box_to, push_gathers, ChunkPlan, CopyOp, DimGather};
 use crate::error::{ArrayError, Result};
+use crate::grid::Grid;
 
 /// What a caller (zarr-python's pipeline) wants from one stored chunk (shard, when sharded):
 /// indices within that chunk and where they go in the output.
@@ -37,10 +38,11 @@ pub enum ChunkRequest {
     },
 }
 
-/// Plan chunk requests against a read grid of `chunk_shape` inside stored chunks of
-/// `file_shape`, each into its target output, of shape `out_shapes[target]` (C order).
+/// Plan chunk requests against the read grid `read_grid` (inner chunks, when sharded) inside
+/// stored chunks of `file_grid`, each into its target output, of shape `out_shapes[target]` (C
+/// order).
 ///
-/// A request addresses a stored chunk, which always holds `file_shape` elements: indices are
+/// A request addresses a stored chunk, which always holds its grid cell's elements: indices are
 /// checked against it, not against the array's `shape` (only its rank is used), so requests from
 /// a caller that resized the array since this handle was made (zarr-python resizes in place)
 /// still read what is stored.
@@ -51,8 +53,8 @@ pub enum ChunkRequest {
 pub fn plan_chunk_requests(
     plan: &mut ChunkPlan,
     shape: &[u64],
-    file_shape: &[u64],
-    chunk_shape: &[u64],
+    file_grid: &Grid,
+    read_grid: &Grid,
     out_shapes: &[Vec<u64>],
     requests: &[ChunkRequest],
 ) -> Result<()> {
@@ -86,8 +88,7 @@ pub fn plan_chunk_requests(
                     plan,
                     *target,
                     shape,
-                    file_shape,
-                    chunk_shape,
+                    (file_grid, read_grid),
                     out_shape,
                     &out_strides,
                     chunk,
@@ -123,19 +124,17 @@ pub fn plan_chunk_requests(
                     }
                     let mut m = DimGather::new();
                     for (k, &within) in indices[d].iter().enumerate() {
-                        let global = chunk[d]
-                            .checked_mul(file_shape[d])
-                            .and_then(|g| g.checked_add(within))
-                            .filter(|_| within < file_shape[d])
-                            .ok_or_else(|| {
-                                bad(format!(
-                                    "index {within} leaves chunk {chunk:?} in dimension {d}"
-                                ))
-                            })?;
+                        let global =
+                            file_grid.dims()[d]
+                                .global(chunk[d], within)
+                                .ok_or_else(|| {
+                                    bad(format!(
+                                        "index {within} leaves chunk {chunk:?} in dimension {d}"
+                                    ))
+                                })?;
                         let out_pos = pos.map_or(0, |p| p[k]);
-                        m.entry(global / chunk_shape[d])
-                            .or_default()
-                            .push((global % chunk_shape[d], out_pos));
+                        let (inner, at) = read_grid.dims()[d].locate(global);
+                        m.entry(inner).or_default().push((at, out_pos));
                     }
                     per_dim.push(m);
                 }
@@ -164,13 +163,13 @@ pub fn plan_chunk_requests(
                     let mut inner = Vec::with_capacity(ndim);
                     let mut within = 0u64;
                     for d in 0..ndim {
-                        let global = chunk[d]
-                            .checked_mul(file_shape[d])
-                            .and_then(|g| g.checked_add(c[d]))
-                            .filter(|_| c[d] < file_shape[d])
+                        let global = file_grid.dims()[d]
+                            .global(chunk[d], c[d])
                             .ok_or_else(|| bad(format!("point {c:?} leaves chunk {chunk:?}")))?;
-                        inner.push(global / chunk_shape[d]);
-                        within = within * chunk_shape[d] + global % chunk_shape[d];
+                        let g = &read_grid.dims()[d];
+                        let (k, at) = g.locate(global);
+                        inner.push(k);
+                        within = within * g.size(k) + at;
                     }
                     by_chunk
                         .entry(inner)
@@ -200,8 +199,7 @@ fn plan_contiguous(
     plan: &mut ChunkPlan,
     target: usize,
     shape: &[u64],
-    file_shape: &[u64],
-    chunk_shape: &[u64],
+    (file_grid, read_grid): (&Grid, &Grid),
     out_shape: &[u64],
     out_strides: &[usize],
     chunk: &[u64],
@@ -219,15 +217,15 @@ fn plan_contiguous(
         let (Some(&first), true) = (idx.first(), is_run(idx)) else {
             return false;
         };
-        let Some(global) = chunk[d]
-            .checked_mul(file_shape[d])
-            .and_then(|g| g.checked_add(first))
-        else {
+        // The run's first and last indices inside the stored chunk.
+        let g = &file_grid.dims()[d];
+        let last = first.checked_add(idx.len() as u64 - 1);
+        let (Some(global), Some(_)) = (
+            g.global(chunk[d], first),
+            last.and_then(|l| g.global(chunk[d], l)),
+        ) else {
             return false;
         };
-        if first + idx.len() as u64 > file_shape[d] {
-            return false;
-        }
         match &positions[d] {
             None => {
                 if idx.len() != 1 {
@@ -255,6 +253,6 @@ fn plan_contiguous(
         extent.push(idx.len() as u64);
     }
     let strides: Arc<[usize]> = strides.into();
-    plan_box_to(plan, target, chunk_shape, &start, &extent, offset, &strides);
+    plan_box_to(plan, target, read_grid, &start, &extent, offset, &strides);
     true
 }

@@ -7,6 +7,7 @@ use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::PySlice;
+use zuring_array::grid::Grid;
 use zuring_array::{ByteSource, ChunkRequest, FetchKind, Fetched, FetchedSource, StoredChunk};
 use zuring_io::ByteRange;
 
@@ -76,9 +77,10 @@ pub enum PyChunkRequest<'py> {
 }
 
 impl PyChunkRequest<'_> {
-    /// The engine's request; Python slices are resolved against `chunk_shape` (indices) and the
-    /// shape of the output the request names (positions, output axes in order).
-    fn to_request(&self, chunk_shape: &[u64], out_shapes: &[Vec<u64>]) -> PyResult<ChunkRequest> {
+    /// The engine's request; Python slices are resolved against the shape of the stored chunk
+    /// the request names in `grid` (indices) and the shape of the output it names (positions,
+    /// output axes in order).
+    fn to_request(&self, grid: &Grid, out_shapes: &[Vec<u64>]) -> PyResult<ChunkRequest> {
         match self {
             Self::Orthogonal(kind, target, chunk, indices, positions) if kind == "o" => {
                 let out_shape = out_shapes.get(*target).map_or(&[][..], Vec::as_slice);
@@ -89,7 +91,10 @@ impl PyChunkRequest<'_> {
                     indices: indices
                         .iter()
                         .enumerate()
-                        .map(|(d, sel)| sel.to_vec(chunk_shape.get(d).copied().unwrap_or(0)))
+                        .map(|(d, sel)| {
+                            let size = grid.dims().get(d).zip(chunk.get(d));
+                            sel.to_vec(size.map_or(0, |(g, &k)| g.size(k)))
+                        })
                         .collect::<PyResult<_>>()?,
                     positions: positions
                         .iter()
@@ -128,12 +133,12 @@ impl PyChunkRequest<'_> {
 /// The engine's form of a batch of pipeline requests (see [`PyChunkRequest::to_request`]).
 pub(super) fn to_requests(
     requests: &[PyChunkRequest<'_>],
-    chunk_shape: &[u64],
+    grid: &Grid,
     out_shapes: &[Vec<u64>],
 ) -> PyResult<Vec<ChunkRequest>> {
     requests
         .iter()
-        .map(|r| r.to_request(chunk_shape, out_shapes))
+        .map(|r| r.to_request(grid, out_shapes))
         .collect()
 }
 
