@@ -54,7 +54,8 @@ export PYTHONHASHSEED=0 PYTHONPATH="$ROOT/python/tests_zarr_suite" ZURING_SPY_DI
 export ZARR_CODEC_PIPELINE__PATH=zuring.ZuringCodecPipeline
 STRICT_TESTS=(tests/test_array.py tests/test_indexing.py tests/test_codecs tests/test_v2.py tests/test_api.py)
 if [ "$VERSION" = 3.4.2 ]; then
-  STRICT_TESTS+=(tests/test_resize.py tests/test_fastpath_equivalence.py tests/test_pipeline_parity.py)
+  STRICT_TESTS+=(tests/test_resize.py tests/test_fastpath_equivalence.py tests/test_pipeline_parity.py
+    tests/test_unified_chunk_grid.py)
 fi
 UNSUPPORTED=python/tests_zarr_suite/strict-unsupported-$VERSION.txt
 mapfile -t STRICT < <(deselect "$UNSUPPORTED")

@@ -21,7 +21,7 @@ NOTES = {
     "D8": "strings: read and written in Rust with every selection (native API; pipeline on every store; zarrs' vlen codecs)",
     "D9": "vlen-bytes: as strings (D8)",
     "D11": "fixed_length_utf32 in either byte order (code units swapped one by one, as zarrs does); struct (and zarr 3.1's structured), fixed-length bytes, raw bytes: raw bits in their stored layout (native API and pipeline); float8 / int4 read as raw elements; unknown data types: UnsupportedError naming them",
-    "G4": "not supported: UnsupportedError when opening (the planner needs a regular grid)",
+    "G4": "read and written (fixed-size types; `[bytes, ...]` or sharding codec chains): each chunk or shard of its own shape; other cases UnsupportedError",
     "C10": "numcodecs.bz2, adler32, fletcher32, zlib, shuffle, bitround, pcodec read and written in Rust; numcodecs.zstd, gzip, blosc as the v3 codecs that write the same streams (numcodecs' defaults filled in); v2 bitround too; numcodecs.delta (v2 delta; storing the type it reads or another of the same kind), numcodecs.lz4 (v2 lz4), numcodecs.crc32 / crc32c (either end), numcodecs.jenkins_lookup3, numcodecs.fixedscaleoffset, quantize, astype, packbits (v2 ids too), zarrs codecs of zuring's own with numpy 2's arithmetic; numcodecs.* that neither has (lzma) or that numpy would run otherwise or refuse (delta storing floats of integers; fixedscaleoffset with an offset out of the elements' range; bitround of integers or of more bits than the mantissa's): UnsupportedError naming the codec; zarr's pipeline falls back",
     "C11": "packbits, bitround, pcodec supported; zfp: UnsupportedError (zarrs' zfp feature needs cmake, not built)",
     "E7": "1M-entry index decoded once and cached; not yet benchmarked for memory",

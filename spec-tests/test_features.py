@@ -137,13 +137,32 @@ def test_chunk_size_zero_rejected(tmp_path):
 test_chunk_size_zero_rejected.rows = ["G3"]
 
 
-def test_rectilinear_grid_unsupported_error(tmp_path):
-    write_meta(tmp_path / "g", meta(chunk_grid={"name": "rectilinear", "configuration": {"kind": "inline", "chunk_shapes": [[2, 4]]}}))
-    with pytest.raises(zuring.UnsupportedError, match="rectilinear"):
-        zuring.open_array(tmp_path / "g")
+def test_rectilinear_grid(tmp_path):
+    """A rectilinear grid (run-length encoded edges [2, 4] then [3, 3] along the second dimension,
+    reaching past its end): zuring writes each chunk as the grid cell it is (little-endian int32,
+    key by cell index) and reads every selection back; inside a sharding codec too, each shard's
+    index sized for its own inner chunks."""
+    grid = {"name": "rectilinear", "configuration": {"kind": "inline", "chunk_shapes": [[1, 2], [2, [3, 2]]]}}
+    values = np.arange(3 * 7, dtype="<i4").reshape(3, 7)
+    write_meta(tmp_path / "g", meta(shape=[3, 7], chunk_grid=grid, fill_value=-1))
+    a = zuring.open_array(tmp_path / "g")
+    a[...] = values
+    assert a.write_chunk_sizes == ((1, 2), (2, 3, 2))
+    # Cell (1, 1): rows 1..3, columns 2..5 (C order).
+    assert (tmp_path / "g" / "c" / "1" / "1").read_bytes() == values[1:3, 2:5].tobytes()
+    assert (tmp_path / "g" / "c" / "0" / "2").read_bytes() == values[0:1, 5:8].tobytes() + b"\xff" * 4
+    np.testing.assert_array_equal(zuring.open_array(tmp_path / "g")[...], values)
+    np.testing.assert_array_equal(a.oindex[[2, 0], [6, 1, 2]], values[np.ix_([2, 0], [6, 1, 2])])
+    sharding = {"name": "sharding_indexed", "configuration": {"chunk_shape": [1, 1], "codecs": [LE], "index_codecs": [LE, {"name": "crc32c"}]}}
+    write_meta(tmp_path / "s", meta(shape=[3, 7], chunk_grid=grid, fill_value=-1, codecs=[sharding]))
+    s = zuring.open_array(tmp_path / "s")
+    s[...] = values
+    shard = (tmp_path / "s" / "c" / "1" / "1").read_bytes()
+    assert len(shard) == 2 * 3 * (4 + 16) + 4  # 6 inner chunks and their index
+    np.testing.assert_array_equal(zuring.open_array(tmp_path / "s")[...], values)
 
 
-test_rectilinear_grid_unsupported_error.rows = ["G4"]
+test_rectilinear_grid.rows = ["G4"]
 
 
 def test_storage_transformers(tmp_path):

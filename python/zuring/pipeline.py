@@ -16,9 +16,9 @@ zarrs has no types for, as raw bits of their size, laid out as zarr's own codecs
 zarr-python's ``numcodecs.*`` codecs run in Rust where zarrs has them or their v3 twin (zstd,
 gzip, blosc, zlib, bz2, shuffle, ...), and ``numcodecs.delta``, ``numcodecs.lz4``,
 ``numcodecs.crc32``, ``numcodecs.crc32c`` and zarr 3.4's ``scale_offset`` and ``cast_value`` in
-codecs of zuring's own. Arrays with zarr 3.4's rectilinear chunk grids are read by zuring
-too. Whatever zuring cannot do (codecs neither has such as ``numcodecs.lzma``, writes to
-rectilinear grids, non-numpy buffers) goes to
+codecs of zuring's own. Arrays with zarr 3.4's rectilinear chunk grids are read and written
+by zuring too. Whatever zuring cannot do (codecs neither has such as ``numcodecs.lzma``,
+non-numpy buffers) goes to
 zarr-python's ``BatchedCodecPipeline``, with a one-time warning; with ``codec_pipeline.strict:
 true`` zuring raises :class:`zuring.UnsupportedError` instead.
 """
@@ -93,8 +93,22 @@ def _inner_chunk_order(metadata: Any) -> str:
     return "lexicographic"
 
 
+def _rectilinear_allowed() -> Any:
+    """zarr 3.4 neither stores nor parses a rectilinear grid's metadata while its experimental
+    ``array.rectilinear_chunks`` flag is off, though it goes on reading and writing an array
+    made while it was on; zuring's own handling of that metadata (for Rust, not for a store)
+    does the same."""
+    import zarr
+
+    return zarr.config.set({"array.rectilinear_chunks": True})
+
+
 def _metadata_json(metadata: Any) -> str:
-    buffers = metadata.to_buffer_dict(default_buffer_prototype())
+    try:
+        buffers = metadata.to_buffer_dict(default_buffer_prototype())
+    except ValueError:
+        with _rectilinear_allowed():
+            buffers = metadata.to_buffer_dict(default_buffer_prototype())
     key = "zarr.json" if metadata.zarr_format == 3 else ".zarray"
     return buffers[key].to_bytes().decode()
 
@@ -541,7 +555,8 @@ class ZuringCodecPipeline(CodecPipeline):
             raise _Unsupported(f"chunk {coords} is not in the array's rectilinear chunk grid")
         from zarr.core.metadata import ArrayV3Metadata
 
-        self._metadata = ArrayV3Metadata.from_dict(json.loads(stored.to_bytes()))
+        with _rectilinear_allowed():
+            self._metadata = ArrayV3Metadata.from_dict(json.loads(stored.to_bytes()))
         self._arrays.clear()
         self._coalescers.clear()
         self._entries.clear()
@@ -654,8 +669,8 @@ class ZuringCodecPipeline(CodecPipeline):
             plain = not drop_axes and data.ndim == ndim and 1 not in data.shape
             for byte_setter, chunk_spec, chunk_sel, out_sel, *rest in batch:
                 array, coords, entry = self._native_entry(byte_setter)
-                if array.rectilinear:
-                    raise _Unsupported("writes to an array with a rectilinear chunk grid")
+                if array.rectilinear and not array.has_chunk(coords):
+                    array, coords, entry = await self._grown_entry(byte_setter, coords)
                 setters[coords] = byte_setter
                 # zarr says which chunks the write covers whole (the fifth item): no old bytes.
                 # A shard counts as covered only when all of it is (zarr counts the in-bounds

@@ -1,5 +1,6 @@
 //! [`ZarrArray`]: open, create and write Zarr arrays; reads are in `array/read.rs`.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use zarrs::array::{Array, ArrayMetadata};
 use zuring_zarrs::UringStore;
 
 use crate::error::{ArrayError, Result};
-use crate::layout::{ArrayLayout, ReadMode};
+use crate::layout::{ArrayLayout, IndexLayout, ReadMode};
 use crate::plan::{num_elements, Selection};
 use crate::shard_write::InnerChunkOrder;
 
@@ -47,7 +48,7 @@ pub struct ZarrArray {
     ctx: Arc<Context>,
     /// The order shards written by this handle lay out their inner chunks in (C-order
     /// indexes); None: C order.
-    inner_order: Option<Arc<[usize]>>,
+    inner_order: Option<(InnerChunkOrder, Arc<[usize]>)>,
     /// The members zarrs was given in another form, as stored (`dtype` and `fill_value` of v2
     /// datetime64 / timedelta64 arrays, read as int64; `codecs` naming numcodecs' zstd, gzip or
     /// blosc: see [`crate::metadata::for_zarrs`]); [`ZarrArray::metadata_json`] reports these.
@@ -335,14 +336,21 @@ impl ZarrArray {
             (
                 ReadMode::Sharded(index),
                 InnerChunkOrder::Colexicographic | InnerChunkOrder::Morton,
-            ) => Some(order.permutation(&index.chunks_per_shard).into()),
+            ) => Some((order, order.permutation(&index.chunks_per_shard).into())),
             _ => None,
         };
     }
 
-    /// See [`ZarrArray::set_inner_chunk_order`].
-    pub(crate) fn inner_order(&self) -> Option<&[usize]> {
-        self.inner_order.as_deref()
+    /// The order of the inner chunks of a shard laid out as `index` (see
+    /// [`ZarrArray::set_inner_chunk_order`]); None: C order. A rectilinear grid's shards of
+    /// other sizes than the largest get their own.
+    pub(crate) fn inner_order(&self, index: &IndexLayout) -> Option<Cow<'_, [usize]>> {
+        let (order, largest) = self.inner_order.as_ref()?;
+        Some(if largest.len() as u64 == index.entries() {
+            Cow::Borrowed(largest)
+        } else {
+            Cow::Owned(order.permutation(&index.chunks_per_shard))
+        })
     }
 
     /// The file holding file-grid cell `coords` (a shard, or a chunk when unsharded).
@@ -430,7 +438,6 @@ impl ZarrArray {
         selection: &Selection,
         value_shape: &[u64],
     ) -> Result<(Vec<crate::plan::ChunkRequest>, Vec<Vec<u64>>)> {
-        self.require_regular_grid()?;
         selection.validate(&self.layout.shape)?;
         let want = selection.output_shape();
         let fits = value_shape.is_empty()
@@ -444,17 +451,14 @@ impl ZarrArray {
                 "a value of shape {value_shape:?} does not fit a selection of shape {want:?}"
             )));
         }
-        let (requests, mut partial) = crate::write::selection_requests(
-            &self.layout.shape,
-            &self.layout.file_shape,
-            selection,
-        );
+        let (requests, mut partial) =
+            crate::write::selection_requests(&self.layout.shape, &self.layout.file_grid, selection);
         if matches!(self.layout.mode, ReadMode::Sharded(_)) {
             crate::write::add_edge_shards(
                 &mut partial,
                 &requests,
                 &self.layout.shape,
-                &self.layout.file_shape,
+                &self.layout.file_grid,
             );
         }
         Ok((requests, partial))

@@ -253,8 +253,42 @@ fn dim_of(d: usize, edges: &ChunkEdgeLengths) -> std::result::Result<DimGrid, St
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// An array shape and a chunk grid for it: per dimension regular, or rectilinear with
+    /// random chunk lengths whose sum reaches the dimension's end or past it.
+    pub(crate) fn shape_and_grid() -> impl Strategy<Value = (Vec<u64>, Grid)> {
+        let dim = (
+            1u64..12,
+            1u64..6,
+            any::<bool>(),
+            prop::collection::vec(1u64..6, 12),
+            0u64..3,
+        );
+        prop::collection::vec(dim, 1..4).prop_map(|dims| {
+            let mut shape = Vec::new();
+            let mut grids = Vec::new();
+            for (s, c, varying, sizes, extra) in dims {
+                shape.push(s);
+                if !varying {
+                    grids.push(DimGrid::Regular(c));
+                    continue;
+                }
+                let mut offsets = vec![0];
+                for size in sizes {
+                    if *offsets.last().unwrap() >= s && extra < offsets.len() as u64 {
+                        break;
+                    }
+                    offsets.push(offsets.last().unwrap() + size);
+                }
+                grids.push(DimGrid::Varying(offsets.into()));
+            }
+            (shape, Grid::from_dims(grids))
+        })
+    }
 
     fn varying(sizes: &[u64]) -> DimGrid {
         let mut offsets = vec![0];

@@ -492,41 +492,9 @@ mod tests {
         out
     }
 
-    /// An array shape and a chunk grid for it: per dimension regular, or rectilinear with
-    /// random chunk lengths whose sum reaches the dimension's end or past it.
-    fn arb_case() -> impl Strategy<Value = (Vec<u64>, Grid)> {
-        let dim = (
-            1u64..12,
-            1u64..6,
-            any::<bool>(),
-            prop::collection::vec(1u64..6, 12),
-            0u64..3,
-        );
-        prop::collection::vec(dim, 1..4).prop_map(|dims| {
-            let mut shape = Vec::new();
-            let mut grids = Vec::new();
-            for (s, c, varying, sizes, extra) in dims {
-                shape.push(s);
-                if !varying {
-                    grids.push(crate::grid::DimGrid::Regular(c));
-                    continue;
-                }
-                let mut offsets = vec![0];
-                for size in sizes {
-                    if *offsets.last().unwrap() >= s && extra < offsets.len() as u64 {
-                        break;
-                    }
-                    offsets.push(offsets.last().unwrap() + size);
-                }
-                grids.push(crate::grid::DimGrid::Varying(offsets.into()));
-            }
-            (shape, Grid::from_dims(grids))
-        })
-    }
-
     proptest! {
         #[test]
-        fn crops_cover_every_element_once((shape, grid) in arb_case(), seeds in prop::collection::vec(any::<u64>(), 1..5)) {
+        fn crops_cover_every_element_once((shape, grid) in crate::grid::tests::shape_and_grid(), seeds in prop::collection::vec(any::<u64>(), 1..5)) {
             let crop: Vec<u64> = shape.iter().zip(&seeds).map(|(s, r)| 1 + r % s).chain(std::iter::repeat(1)).take(shape.len()).collect();
             let crop: Vec<u64> = crop.iter().zip(&shape).map(|(c, s)| (*c).min(*s)).collect();
             let crop_len = num_elements(&crop).unwrap();
@@ -550,7 +518,7 @@ mod tests {
         }
 
         #[test]
-        fn orthogonal_and_points_match_direct_indexing((shape, grid) in arb_case(), picks in prop::collection::vec(any::<u64>(), 1..8)) {
+        fn orthogonal_and_points_match_direct_indexing((shape, grid) in crate::grid::tests::shape_and_grid(), picks in prop::collection::vec(any::<u64>(), 1..8)) {
             let lists: Vec<Vec<u64>> = shape.iter().enumerate().map(|(d, &s)| picks.iter().map(|p| (p >> d) % s).collect()).collect();
             let mut plan = ChunkPlan::new();
             plan_orthogonal(&mut plan, &grid, &lists).unwrap();

@@ -241,7 +241,8 @@ impl ZarrArray {
         };
         let read_old = |_, offset, nbytes| Ok(Cow::Borrowed(stored(offset, nbytes)));
         let new = self.reencode_touched(index, coords, requests, &old_index, &read_old, how)?;
-        let (pieces, entries) = shard_pieces(&old_index, &new, index, self.inner_order());
+        let order = self.inner_order(index);
+        let (pieces, entries) = shard_pieces(&old_index, &new, index, order.as_deref());
         if pieces.is_empty() && !how.store_empty {
             return Ok(None);
         }
@@ -311,7 +312,8 @@ impl ZarrArray {
         };
         let new = self.reencode_touched(index, coords, requests, &old_index, &read_old, how)?;
         // The new file: untouched runs of the old one (merged where contiguous), new chunks.
-        let (mut pieces, entries) = shard_pieces(&old_index, &new, index, self.inner_order());
+        let order = self.inner_order(index);
+        let (mut pieces, entries) = shard_pieces(&old_index, &new, index, order.as_deref());
         let reader = &self.context().reader;
         let result = if pieces.is_empty() && !how.store_empty {
             reader.remove(&path)
@@ -375,11 +377,13 @@ impl ZarrArray {
                     .zip(&index.chunks_per_shard)
                     .map(|(&s, &n)| (at / s) as u64 % n)
                     .collect();
+                // The inner chunk's coordinates in the array's inner chunk grid (the shard's
+                // first inner chunk's plus its place in the shard).
                 let chunk_coords = || -> Vec<u64> {
                     grid.iter()
-                        .zip(coords)
-                        .zip(&index.chunks_per_shard)
-                        .map(|((&k, &c), &n)| c * n + k)
+                        .zip(layout.file_grid.chunk_start(coords))
+                        .zip(inner)
+                        .map(|((&k, start), &n)| start / n + k)
                         .collect()
                 };
                 with_scratch(|chunk| {

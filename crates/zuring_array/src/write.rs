@@ -14,7 +14,8 @@ use zarrs::array::{ArrayBytes, ArrayToBytesCodecTraits};
 
 use crate::array::{StoredChunk, ZarrArray};
 use crate::error::{ArrayError, Result};
-use crate::layout::ReadMode;
+use crate::grid::Grid;
+use crate::layout::{nonzero, ReadMode};
 use crate::plan::{c_strides, num_elements, try_for_each_coord, ChunkRequest, Selection};
 use crate::shard_write::Rewrite;
 
@@ -110,7 +111,6 @@ impl ZarrArray {
         partial: &[Vec<u64>],
         store_empty: bool,
     ) -> Result<()> {
-        self.require_regular_grid()?;
         // Shards covered in part are rewritten in place of being read whole (see
         // `rewrite_local_shard`); other stored chunks covered in part are read first.
         let (existing, in_place) = if matches!(self.layout().mode, ReadMode::Sharded(_)) {
@@ -183,7 +183,6 @@ impl ZarrArray {
         sink: &ChunkSink<'_>,
     ) -> Result<()> {
         self.require_fixed_size()?;
-        self.require_regular_grid()?;
         let layout = self.layout();
         let esize = layout.element_size;
         let expected = num_elements(value.shape)?
@@ -195,28 +194,45 @@ impl ZarrArray {
                 got: value.bytes.len(),
             });
         }
-        let file_shape = &layout.file_shape;
         // Chunk coordinates are not checked against the array's shape: zarr-python may have
         // resized the array since this handle was made (see `plan_chunk_requests`).
-        let by_chunk = group_by_chunk(requests, file_shape.len())?;
+        let by_chunk = group_by_chunk(requests, layout.ndim())?;
         let mut existing: HashMap<Vec<u64>, Option<Bytes>> = existing.into_iter().collect();
-        let chunk_strides = c_strides(file_shape)?;
+        // Each stored chunk's shape, strides and size in bytes: one for a regular grid, each
+        // chunk's own for a rectilinear one.
+        let regular = layout.file_grid.is_regular();
+        let shaped = |shape: Vec<u64>| -> Result<(Vec<u64>, Vec<usize>, usize)> {
+            let strides = c_strides(&shape)?;
+            let bytes = num_elements(&shape)?
+                .checked_mul(esize)
+                .ok_or_else(|| ArrayError::selection("stored chunk too large"))?;
+            Ok((shape, strides, bytes))
+        };
+        let (file_shape, chunk_strides, chunk_bytes) = shaped(layout.file_shape.clone())?;
         let value_strides = c_strides(value.shape)?;
-        let chunk_bytes = num_elements(file_shape)?
-            .checked_mul(esize)
-            .ok_or_else(|| ArrayError::selection("stored chunk too large"))?;
         let scatter = Scatter {
             chunk_strides: &chunk_strides,
-            file_shape,
+            file_shape: &file_shape,
             value_strides: &value_strides,
             value,
             esize,
             chunk_bytes,
         };
+        let own_shape = |coords: &[u64]| shaped(layout.file_grid.chunk_shape(coords));
         for request in requests {
-            scatter.apply(None, request)?;
+            if regular {
+                scatter.apply(None, request)?;
+            } else {
+                let (shape, strides, bytes) = own_shape(chunk_of(request))?;
+                let own = Scatter {
+                    chunk_strides: &strides,
+                    file_shape: &shape,
+                    chunk_bytes: bytes,
+                    ..scatter
+                };
+                own.apply(None, request)?;
+            }
         }
-        let shape = layout.file_shape_nonzero();
         let codecs = self.zarrs_array().codecs();
         let options = self.context().codec_options();
         let nan_fill = is_nan_fill(&self.data_type_name(), &layout.fill);
@@ -236,7 +252,26 @@ impl ZarrArray {
         };
         let pool = self.context().pool.get();
         let encode_one = |(coords, reqs, old): &ChunkTask<'_>| -> Result<()> {
+            let own = if regular {
+                None
+            } else {
+                Some(own_shape(coords)?)
+            };
+            let (shape, scatter) = match &own {
+                None => (&file_shape, Scatter { ..scatter }),
+                Some((shape, strides, bytes)) => (
+                    shape,
+                    Scatter {
+                        chunk_strides: strides,
+                        file_shape: shape,
+                        chunk_bytes: *bytes,
+                        ..scatter
+                    },
+                ),
+            };
+            let chunk_bytes = scatter.chunk_bytes;
             if let ReadMode::Sharded(index) = &layout.mode {
+                let index = &*layout.shard_index(index, coords)?;
                 // An existing shard the write covers in part: only its touched inner chunks
                 // are decoded and encoded again.
                 if in_place.is_some_and(|p| p.contains(coords))
@@ -250,6 +285,7 @@ impl ZarrArray {
                 return sink(coords, shard);
             }
             let key = || self.file_path(coords).display().to_string();
+            let shape = nonzero(shape);
             let mut buf: Vec<u8> = match old {
                 Some(bytes) => codecs
                     .decode(
@@ -316,11 +352,15 @@ impl ZarrArray {
 /// than once are written in order: the last one wins, as in numpy.
 pub(crate) fn selection_requests(
     shape: &[u64],
-    file_shape: &[u64],
+    grid: &Grid,
     selection: &Selection,
 ) -> (Vec<ChunkRequest>, Vec<Vec<u64>>) {
+    let dims = grid.dims();
     // The in-bounds extent of chunk `c` along dimension `d`.
-    let extent = |d: usize, c: u64| shape[d].min((c + 1) * file_shape[d]) - c * file_shape[d];
+    let extent = |d: usize, c: u64| {
+        let start = dims[d].start(c);
+        shape[d].min(start + dims[d].size(c)).saturating_sub(start)
+    };
     let mut requests = Vec::new();
     let mut partial = Vec::new();
     let lists: Vec<Cow<'_, [u64]>> = match selection {
@@ -329,11 +369,9 @@ pub(crate) fn selection_requests(
             type Points = (Vec<Vec<u64>>, Vec<u64>);
             let mut by_chunk: BTreeMap<Vec<u64>, Points> = BTreeMap::new();
             for (p, point) in (0u64..).zip(points) {
-                let chunk = point.iter().zip(file_shape).map(|(&i, &f)| i / f).collect();
+                let (chunk, within) = point.iter().zip(dims).map(|(&i, g)| g.locate(i)).unzip();
                 let entry = by_chunk.entry(chunk).or_default();
-                entry
-                    .0
-                    .push(point.iter().zip(file_shape).map(|(&i, &f)| i % f).collect());
+                entry.0.push(within);
                 entry.1.push(p);
             }
             for (chunk, (coords, positions)) in by_chunk {
@@ -371,11 +409,11 @@ pub(crate) fn selection_requests(
         .iter()
         .enumerate()
         .map(|(d, list)| {
-            let f = file_shape[d];
             let mut by_chunk: BTreeMap<u64, (Vec<u64>, Vec<u64>)> = BTreeMap::new();
             for (p, &i) in (0u64..).zip(list.iter()) {
-                let entry = by_chunk.entry(i / f).or_default();
-                entry.0.push(i % f);
+                let (c, within) = dims[d].locate(i);
+                let entry = by_chunk.entry(c).or_default();
+                entry.0.push(within);
                 entry.1.push(p);
             }
             by_chunk
@@ -422,16 +460,16 @@ pub(crate) fn add_edge_shards(
     partial: &mut Vec<Vec<u64>>,
     requests: &[ChunkRequest],
     shape: &[u64],
-    shard_shape: &[u64],
+    grid: &Grid,
 ) {
     let mut listed: HashSet<Vec<u64>> = partial.iter().cloned().collect();
     for request in requests {
         let (ChunkRequest::Orthogonal { chunk, .. } | ChunkRequest::Points { chunk, .. }) = request;
         let past_edge = chunk
             .iter()
-            .zip(shard_shape)
+            .zip(grid.dims())
             .zip(shape)
-            .any(|((&c, &f), &n)| c.saturating_add(1).saturating_mul(f) > n);
+            .any(|((&c, g), &n)| g.start(c).saturating_add(g.size(c)) > n);
         if past_edge && listed.insert(chunk.clone()) {
             partial.push(chunk.clone());
         }
@@ -464,7 +502,8 @@ mod tests {
 
     /// Every (array coordinate, value position) pair a selection writes, in the order the
     /// requests write them, and the stored chunks each request addresses.
-    fn writes(requests: &[ChunkRequest], file: &[u64], ndim: usize) -> Vec<(Vec<u64>, Vec<u64>)> {
+    fn writes(requests: &[ChunkRequest], file: &Grid, ndim: usize) -> Vec<(Vec<u64>, Vec<u64>)> {
+        let g = file.dims();
         let mut out = Vec::new();
         for request in requests {
             match request {
@@ -477,7 +516,7 @@ mod tests {
                     let lens: Vec<u64> = indices.iter().map(|i| i.len() as u64).collect();
                     try_for_each_coord(&vec![0; ndim], &lens, |at| {
                         let coord = (0..ndim)
-                            .map(|d| chunk[d] * file[d] + indices[d][at[d] as usize])
+                            .map(|d| g[d].start(chunk[d]) + indices[d][at[d] as usize])
                             .collect();
                         let pos = (0..ndim)
                             .map(|d| positions[d].as_ref().unwrap()[at[d] as usize])
@@ -494,7 +533,7 @@ mod tests {
                     ..
                 } => {
                     for (c, &p) in coords.iter().zip(positions) {
-                        let coord = (0..ndim).map(|d| chunk[d] * file[d] + c[d]).collect();
+                        let coord = (0..ndim).map(|d| g[d].start(chunk[d]) + c[d]).collect();
                         out.push((coord, vec![p]));
                     }
                 }
@@ -504,11 +543,11 @@ mod tests {
     }
 
     /// Whether every in-bounds element of stored chunk `chunk` is in `written`.
-    fn covered(chunk: &[u64], shape: &[u64], file: &[u64], written: &[Vec<u64>]) -> bool {
-        let lo: Vec<u64> = chunk.iter().zip(file).map(|(c, f)| c * f).collect();
+    fn covered(chunk: &[u64], shape: &[u64], file: &Grid, written: &[Vec<u64>]) -> bool {
+        let lo = file.chunk_start(chunk);
         let hi: Vec<u64> = lo
             .iter()
-            .zip(file)
+            .zip(file.chunk_shape(chunk))
             .zip(shape)
             .map(|((l, f), s)| (l + f).min(*s))
             .collect();
@@ -521,10 +560,6 @@ mod tests {
         all
     }
 
-    fn arb_layout() -> impl Strategy<Value = (Vec<u64>, Vec<u64>)> {
-        prop::collection::vec((1u64..10, 1u64..5), 1..4).prop_map(|v| v.into_iter().unzip())
-    }
-
     proptest! {
         /// Orthogonal writes (any order, repeats) and strided regions: each selected element is
         /// written from its value position, in the selection's C order (so a repeated index
@@ -532,7 +567,7 @@ mod tests {
         /// chunks not covered whole are reported as partial.
         #[test]
         fn selection_requests_write_every_element(
-            (shape, file) in arb_layout(),
+            (shape, file) in crate::grid::tests::shape_and_grid(),
             seeds in prop::collection::vec(any::<u64>(), 3),
             region in any::<bool>(),
         ) {
@@ -578,7 +613,8 @@ mod tests {
             let written: Vec<Vec<u64>> = expected.iter().map(|(c, _)| c.clone()).collect();
             for request in &requests {
                 let ChunkRequest::Orthogonal { chunk, indices, .. } = request else { unreachable!() };
-                prop_assert!(indices.iter().zip(&file).all(|(i, f)| i.iter().all(|x| x < f)));
+                let sizes = file.chunk_shape(chunk);
+                prop_assert!(indices.iter().zip(&sizes).all(|(i, f)| i.iter().all(|x| x < f)));
                 prop_assert_eq!(partial.contains(chunk), !covered(chunk, &shape, &file, &written));
             }
         }
@@ -587,7 +623,7 @@ mod tests {
         /// stored chunk; a chunk is partial unless the points cover it whole.
         #[test]
         fn point_requests_write_every_point(
-            (shape, file) in arb_layout(),
+            (shape, file) in crate::grid::tests::shape_and_grid(),
             seed in any::<u64>(),
             n in 1usize..20,
         ) {

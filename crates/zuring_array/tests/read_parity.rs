@@ -1271,23 +1271,116 @@ fn rectilinear_grids_read_like_zarrs_wrote_them() {
 }
 
 #[test]
-fn rectilinear_grids_are_not_written() {
-    for (name, meta, _) in rectilinear_cases() {
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let expected = write_with_zarrs(dir.path(), &meta);
-        let before = files_by_key(dir.path());
-        let array = ZarrArray::open(dir.path()).unwrap();
-        let err = array
-            .write_region(&[0..1, 0..2, 0..2], &[0u8; 16])
-            .unwrap_err();
-        assert!(
-            matches!(err, ArrayError::Unsupported { .. }),
-            "{name}: {err}"
-        );
-        assert!(err.to_string().contains("rectilinear"), "{name}: {err}");
-        assert_eq!(files_by_key(dir.path()), before, "{name}: nothing changed");
-        let whole = array.read::<u32>(&Selection::all(&SHAPE)).unwrap();
-        assert_eq!(whole.as_slice().unwrap(), &expected[..], "{name}");
+fn rectilinear_grids_written_are_read_by_zarrs() {
+    use zuring_array::WriteValue;
+    let idx = |c: &[u64]| ((c[0] * SHAPE[1] + c[1]) * SHAPE[2] + c[2]) as usize;
+    let as_bytes = |v: &[u32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_ne_bytes()).collect() };
+    for (name, meta, edges) in rectilinear_cases() {
+        // Into an array zarrs wrote (shards rewritten in part, each with its own index size),
+        // and into a new one.
+        for fresh in [false, true] {
+            let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+            let (array, mut want) = if fresh {
+                let array = ZarrArray::create(dir.path(), &meta).unwrap();
+                (array, vec![7u32; SHAPE.iter().product::<u64>() as usize])
+            } else {
+                let want = write_with_zarrs(dir.path(), &meta);
+                (ZarrArray::open(dir.path()).unwrap(), want)
+            };
+            // A region across chunks of different sizes.
+            let patch: Vec<u32> = (0..2 * 11 * 9u32).map(|v| v + 1_000_000).collect();
+            array
+                .write_region(&[3..5, 4..15, 6..15], &as_bytes(&patch))
+                .unwrap();
+            let mut p = patch.iter();
+            for i in 3..5 {
+                for j in 4..15 {
+                    for k in 6..15 {
+                        want[idx(&[i, j, k])] = *p.next().unwrap();
+                    }
+                }
+            }
+            // An orthogonal selection with repeats, and points.
+            let lists = vec![
+                vec![6, 0, 2],
+                vec![29, 3, 17, 3],
+                (0..21).step_by(4).collect(),
+            ];
+            let shape: Vec<u64> = lists.iter().map(|l| l.len() as u64).collect();
+            let values: Vec<u32> = (0..shape.iter().product::<u64>() as u32)
+                .map(|v| 2_000_000 + v)
+                .collect();
+            let bytes = as_bytes(&values);
+            array
+                .write(
+                    &Selection::Orthogonal(lists.clone()),
+                    WriteValue {
+                        bytes: &bytes,
+                        shape: &shape,
+                    },
+                )
+                .unwrap();
+            set_orthogonal(&mut want, &lists, &values);
+            let points = vec![vec![6, 29, 20], vec![0, 0, 0], vec![4, 10, 14]];
+            let values = [3_000_000u32, 3_000_001, 3_000_002];
+            let bytes = as_bytes(&values);
+            array
+                .write(
+                    &Selection::Points(points.clone()),
+                    WriteValue {
+                        bytes: &bytes,
+                        shape: &[3],
+                    },
+                )
+                .unwrap();
+            for (p, v) in points.iter().zip(values) {
+                want[idx(p)] = v;
+            }
+            // A whole stored chunk (shard) back to the fill value: its file goes.
+            let first: Vec<std::ops::Range<u64>> = edges.iter().map(|e| 0..e[0]).collect();
+            let n = first.iter().map(|r| r.end).product::<u64>() as usize;
+            array
+                .write_region(&first, &as_bytes(&vec![7u32; n]))
+                .unwrap();
+            for i in first[0].clone() {
+                for j in first[1].clone() {
+                    for k in first[2].clone() {
+                        want[idx(&[i, j, k])] = 7;
+                    }
+                }
+            }
+            assert!(
+                !dir.path().join("c/0/0/0").exists(),
+                "{name}: all-fill chunk removed"
+            );
+
+            // The first element that differs (the arrays are too long to print).
+            let differs = |got: &[u32]| {
+                (0..want.len()).find(|&i| got[i] != want[i]).map(|i| {
+                    let c = [
+                        i as u64 / (SHAPE[1] * SHAPE[2]),
+                        i as u64 / SHAPE[2] % SHAPE[1],
+                        i as u64 % SHAPE[2],
+                    ];
+                    (c, got[i], want[i])
+                })
+            };
+            let ours = ZarrArray::open(dir.path()).unwrap();
+            let got = ours.read::<u32>(&Selection::all(&SHAPE)).unwrap();
+            assert_eq!(
+                differs(got.as_slice().unwrap()),
+                None,
+                "{name} fresh={fresh}: zuring"
+            );
+            let theirs =
+                Array::open(Arc::new(FilesystemStore::new(dir.path()).unwrap()), "/").unwrap();
+            let got: Vec<u32> = theirs.retrieve_array_subset(&theirs.subset_all()).unwrap();
+            assert_eq!(
+                differs(&got),
+                None,
+                "{name} fresh={fresh}: zarrs reads zuring's writes"
+            );
+        }
     }
 }
 

@@ -86,21 +86,6 @@ impl ZarrArray {
             })
     }
 
-    /// Writes are planned on regular grids only: an array with a rectilinear chunk grid is
-    /// read by zuring and written by zarr-python's pipeline.
-    pub(crate) fn require_regular_grid(&self) -> Result<()> {
-        if self.layout.file_grid.is_regular() {
-            Ok(())
-        } else {
-            Err(ArrayError::Unsupported {
-                what: format!(
-                    "{}: writes to an array with a rectilinear chunk grid",
-                    self.path.display()
-                ),
-            })
-        }
-    }
-
     pub(crate) fn require_fixed_size(&self) -> Result<()> {
         if self.layout.element_size == 0 {
             Err(ArrayError::Unsupported {
