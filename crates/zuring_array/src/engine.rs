@@ -138,11 +138,7 @@ impl ReadContext<'_> {
             return chunks.decode_apply(self, path, task, bytes, strides, view, errors);
         }
         let l = self.layout;
-        let shape = if l.read_grid.is_regular() {
-            Cow::Borrowed(l.chunk_shape.as_slice())
-        } else {
-            Cow::Owned(l.read_grid.chunk_shape(&task.coords))
-        };
+        let shape = l.read_chunk_shape(&task.coords);
         let options = self.codec_options();
         let applied = with_decoded(l, l.decoder, &shape, bytes, &options, |decoded| {
             self.apply_all(task, Source::Chunk(decoded), strides, view, errors);

@@ -266,18 +266,6 @@ impl ArrayLayout {
         } else {
             ReadMode::Unsharded
         };
-        if !file_grid.is_regular() && !matches!(mode, ReadMode::Unsharded | ReadMode::Sharded(_)) {
-            return Err(ArrayError::Unsupported {
-                what: format!(
-                    "{}: a rectilinear chunk grid with {}",
-                    root.display(),
-                    match &mode {
-                        ReadMode::Zarrs(why) => why.as_str(),
-                        _ => "",
-                    }
-                ),
-            });
-        }
         let read_grid = match mode {
             ReadMode::Sharded(_) => Grid::regular(&chunk_shape),
             _ => file_grid.clone(),
@@ -332,6 +320,16 @@ impl ArrayLayout {
     #[must_use]
     pub fn chunk_elements(&self) -> u64 {
         self.chunk_shape.iter().product()
+    }
+
+    /// The shape of read-granularity chunk `coords` (its own, when the grid is rectilinear).
+    #[must_use]
+    pub fn read_chunk_shape(&self, coords: &[u64]) -> Cow<'_, [u64]> {
+        if self.read_grid.is_regular() {
+            Cow::Borrowed(&self.chunk_shape)
+        } else {
+            Cow::Owned(self.read_grid.chunk_shape(coords))
+        }
     }
 
     /// The index of shard `shard` (its own size, when the grid is rectilinear).

@@ -8,8 +8,8 @@
 //! bytes-to-bytes codecs after it) are read a whole file at a time and decoded by zarrs' codec
 //! chain; variable-size data types (strings, vlen bytes) take the same planned path, their chunks
 //! decoded by zarrs' codec chain. Chunk grids are regular or rectilinear ([`grid`]: chunks of
-//! listed lengths, zarr-python 3.4's experimental grid), read alike; writes to rectilinear
-//! grids, and grids of other kinds, are refused with [`ArrayError::Unsupported`].
+//! listed lengths, zarr-python 3.4's experimental grid), read and written alike; grids of other
+//! kinds are refused with [`ArrayError::Unsupported`].
 //!
 //! Groups ([`ZarrGroup`]) list and open their members.
 //!

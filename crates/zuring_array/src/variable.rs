@@ -18,11 +18,14 @@ use crate::array::{zarrs_error, StoredChunk, ZarrArray};
 use crate::assemble::{as_bytes_mut, OutView, Source};
 use crate::engine::{ChunkTask, FirstError, ReadContext};
 use crate::error::{ArrayError, Result};
+use crate::layout::nonzero;
 use crate::plan::{
     c_strides, num_elements, plan_chunk_requests, ChunkPlan, ChunkRequest, Selection,
 };
 use crate::source::{ByteSource, LocalSource};
-use crate::write::{collect_chunks, group_by_chunk, ChunkSink, Scatter, WriteValue};
+use crate::write::{
+    chunk_of, collect_chunks, group_by_chunk, ChunkGeometry, ChunkSink, Scatter, WriteValue,
+};
 
 /// A handle's bytes: handles are planned and copied as 8-byte elements.
 pub(crate) const HANDLE: usize = std::mem::size_of::<u64>();
@@ -90,8 +93,6 @@ fn handle_bytes(handles: &[u64]) -> &[u8] {
 /// parallel, as its bytes arrive).
 pub(crate) struct VariableChunks {
     slots: Vec<Mutex<Option<ArrayBytesVariableLength<'static>>>>,
-    /// Elements per (whole) stored chunk.
-    elements: usize,
     /// The fill value's bytes.
     fill: Vec<u8>,
 }
@@ -137,11 +138,13 @@ impl VariableChunks {
             chunk: task.coords.clone(),
             message,
         };
+        let shape = l.read_chunk_shape(&task.coords);
+        let expected: usize = shape.iter().map(|&d| index(d)).product();
         let decoded = l
             .chunk_codecs
             .decode(
                 Cow::Borrowed(bytes),
-                &l.chunk_shape_nonzero(),
+                &nonzero(&shape),
                 &l.data_type,
                 &l.fill_value,
                 &cx.codec_options(),
@@ -149,9 +152,9 @@ impl VariableChunks {
             .map_err(|e| e.to_string())
             .and_then(|b| b.into_owned().into_variable().map_err(|e| e.to_string()));
         match decoded {
-            Ok(elements) if elements.offsets().len() == self.elements + 1 => {
+            Ok(elements) if elements.offsets().len() == expected + 1 => {
                 let id = (task.id as u64) << 32;
-                let handles: Vec<u64> = (0..self.elements as u64).map(|i| id | i).collect();
+                let handles: Vec<u64> = (0..expected as u64).map(|i| id | i).collect();
                 cx.apply_all(
                     task,
                     Source::Chunk(handle_bytes(&handles)),
@@ -162,9 +165,8 @@ impl VariableChunks {
                 self.put(task.id, elements);
             }
             Ok(elements) => errors.set(corrupt(format!(
-                "decoded {} elements, expected {}",
+                "decoded {} elements, expected {expected}",
                 elements.offsets().len().saturating_sub(1),
-                self.elements
             ))),
             Err(message) => errors.set(corrupt(message)),
         }
@@ -251,7 +253,6 @@ impl ZarrArray {
             .collect::<Result<Vec<_>>>()?;
         let chunks = VariableChunks {
             slots: (0..plan.len()).map(|_| Mutex::new(None)).collect(),
-            elements: chunk_elements,
             fill: l.fill.clone(),
         };
         {
@@ -355,29 +356,35 @@ impl ZarrArray {
             )));
         }
         let value_handles: Vec<u64> = (0..values.len() as u64).collect();
-        let by_chunk = group_by_chunk(requests, l.file_shape.len())?;
-        let file_elements = num_elements(&l.file_shape)?;
-        let chunk_strides = c_strides(&l.file_shape)?;
+        let by_chunk = group_by_chunk(requests, l.ndim())?;
+        // A regular grid's stored chunks all have its chunk shape; a rectilinear one's their own.
+        let nominal = ChunkGeometry::of(l.file_shape.clone())?;
+        let geometry = |coords: &[u64]| ChunkGeometry::in_grid(&nominal, &l.file_grid, coords);
         let value_strides = c_strides(shape)?;
         let scatter = Scatter {
-            chunk_strides: &chunk_strides,
-            file_shape: &l.file_shape,
+            chunk_strides: &nominal.strides,
+            file_shape: &nominal.shape,
             value_strides: &value_strides,
             value: WriteValue {
                 bytes: handle_bytes(&value_handles),
                 shape,
             },
             esize: HANDLE,
-            chunk_bytes: file_elements * HANDLE,
+            chunk_bytes: 0,
         };
         for request in requests {
-            scatter.apply(None, request)?;
+            scatter
+                .for_chunk(&*geometry(chunk_of(request))?)?
+                .apply(None, request)?;
         }
         // The stored chunks covered in part, read in one batch before anything is written.
         let existing = existing()?;
-        let file_shape = l.file_shape_nonzero();
         let options = self.context().codec_options();
         let encode_one = |(coords, reqs): (&Vec<u64>, &Vec<&ChunkRequest>)| -> Result<()> {
+            let geometry = geometry(coords)?;
+            let scatter = scatter.for_chunk(&geometry)?;
+            let file_shape = nonzero(&geometry.shape);
+            let file_elements = geometry.elements;
             let old = match existing.get(coords.as_slice()) {
                 Some(bytes) => Some(
                     self.zarrs_array()

@@ -21,8 +21,8 @@ use crate::shard_write::Rewrite;
 
 mod scatter;
 
-pub(crate) use scatter::Scatter;
 pub use scatter::WriteValue;
+pub(crate) use scatter::{ChunkGeometry, Scatter};
 
 /// The stored chunks `encode` hands to its sink, sorted by coordinates.
 pub(crate) fn collect_chunks(
@@ -48,7 +48,7 @@ pub(crate) type ChunkSink<'a> = dyn Fn(&[u64], Option<Vec<u8>>) -> Result<()> + 
 /// One stored chunk to encode: its coordinates, the requests writing into it, its old bytes.
 type ChunkTask<'a> = (Vec<u64>, Vec<&'a ChunkRequest>, Option<Bytes>);
 
-fn chunk_of(request: &ChunkRequest) -> &[u64] {
+pub(crate) fn chunk_of(request: &ChunkRequest) -> &[u64] {
     match request {
         ChunkRequest::Orthogonal { chunk, .. } | ChunkRequest::Points { chunk, .. } => chunk,
     }
@@ -198,40 +198,22 @@ impl ZarrArray {
         // resized the array since this handle was made (see `plan_chunk_requests`).
         let by_chunk = group_by_chunk(requests, layout.ndim())?;
         let mut existing: HashMap<Vec<u64>, Option<Bytes>> = existing.into_iter().collect();
-        // Each stored chunk's shape, strides and size in bytes: one for a regular grid, each
-        // chunk's own for a rectilinear one.
-        let regular = layout.file_grid.is_regular();
-        let shaped = |shape: Vec<u64>| -> Result<(Vec<u64>, Vec<usize>, usize)> {
-            let strides = c_strides(&shape)?;
-            let bytes = num_elements(&shape)?
-                .checked_mul(esize)
-                .ok_or_else(|| ArrayError::selection("stored chunk too large"))?;
-            Ok((shape, strides, bytes))
-        };
-        let (file_shape, chunk_strides, chunk_bytes) = shaped(layout.file_shape.clone())?;
+        // A regular grid's stored chunks all have its chunk shape; a rectilinear one's their own.
+        let nominal = ChunkGeometry::of(layout.file_shape.clone())?;
+        let geometry = |coords: &[u64]| ChunkGeometry::in_grid(&nominal, &layout.file_grid, coords);
         let value_strides = c_strides(value.shape)?;
         let scatter = Scatter {
-            chunk_strides: &chunk_strides,
-            file_shape: &file_shape,
+            chunk_strides: &nominal.strides,
+            file_shape: &nominal.shape,
             value_strides: &value_strides,
             value,
             esize,
-            chunk_bytes,
+            chunk_bytes: 0,
         };
-        let own_shape = |coords: &[u64]| shaped(layout.file_grid.chunk_shape(coords));
         for request in requests {
-            if regular {
-                scatter.apply(None, request)?;
-            } else {
-                let (shape, strides, bytes) = own_shape(chunk_of(request))?;
-                let own = Scatter {
-                    chunk_strides: &strides,
-                    file_shape: &shape,
-                    chunk_bytes: bytes,
-                    ..scatter
-                };
-                own.apply(None, request)?;
-            }
+            scatter
+                .for_chunk(&*geometry(chunk_of(request))?)?
+                .apply(None, request)?;
         }
         let codecs = self.zarrs_array().codecs();
         let options = self.context().codec_options();
@@ -252,23 +234,8 @@ impl ZarrArray {
         };
         let pool = self.context().pool.get();
         let encode_one = |(coords, reqs, old): &ChunkTask<'_>| -> Result<()> {
-            let own = if regular {
-                None
-            } else {
-                Some(own_shape(coords)?)
-            };
-            let (shape, scatter) = match &own {
-                None => (&file_shape, Scatter { ..scatter }),
-                Some((shape, strides, bytes)) => (
-                    shape,
-                    Scatter {
-                        chunk_strides: strides,
-                        file_shape: shape,
-                        chunk_bytes: *bytes,
-                        ..scatter
-                    },
-                ),
-            };
+            let geometry = geometry(coords)?;
+            let scatter = scatter.for_chunk(&geometry)?;
             let chunk_bytes = scatter.chunk_bytes;
             if let ReadMode::Sharded(index) = &layout.mode {
                 let index = &*layout.shard_index(index, coords)?;
@@ -285,7 +252,7 @@ impl ZarrArray {
                 return sink(coords, shard);
             }
             let key = || self.file_path(coords).display().to_string();
-            let shape = nonzero(shape);
+            let shape = nonzero(&geometry.shape);
             let mut buf: Vec<u8> = match old {
                 Some(bytes) => codecs
                     .decode(

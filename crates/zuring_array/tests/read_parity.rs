@@ -1176,6 +1176,20 @@ fn rectilinear_cases() -> Vec<(&'static str, String, [Vec<u64>; 3])> {
             ),
             [vec![4, 3], vec![15, 15], vec![7, 7, 7]],
         ),
+        (
+            "rectilinear transpose before sharding (zarrs path)",
+            // The inner chunk shape is in transposed coordinates: [1, 5, 7] -> [7, 1, 5].
+            with_grid(
+                &format!(
+                    r#"[{{"name":"transpose","configuration":{{"order":[2,0,1]}}}},{}]"#,
+                    shard_with(&[7, 1, 5], &zstd, "end", &idx_crc)
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                ),
+                "[[4,3],[15,15],7]",
+            ),
+            [vec![4, 3], vec![15, 15], vec![7, 7, 7]],
+        ),
     ]
 }
 
@@ -1224,10 +1238,20 @@ fn rectilinear_grids_read_like_zarrs_wrote_them() {
             let expected = write_with_zarrs(dir.path(), &meta);
             let array = ZarrArray::open_with(dir.path(), Arc::clone(&ctx)).unwrap();
             let sharded = name.contains(" sharded");
-            assert_eq!(array.shard_shape().is_some(), sharded, "{name}");
+            let zarrs_path = name.contains("zarrs path");
+            assert_eq!(
+                array.shard_shape().is_some(),
+                sharded || zarrs_path,
+                "{name}"
+            );
             assert_eq!(
                 matches!(array.read_mode(), ReadMode::Sharded(_)),
                 sharded,
+                "{name}"
+            );
+            assert_eq!(
+                matches!(array.read_mode(), ReadMode::Zarrs(_)),
+                zarrs_path,
                 "{name}"
             );
             check_all_selections(&array, &expected, &mut rng, name);

@@ -1,8 +1,11 @@
 //! Where a write request's values go: from the caller's value (numpy broadcasting of length-1
 //! axes and 0-d values) into a stored chunk's decoded buffer, checked against both.
 
+use std::borrow::Cow;
+
 use crate::error::{ArrayError, Result};
-use crate::plan::{try_for_each_coord, ChunkRequest};
+use crate::grid::Grid;
+use crate::plan::{c_strides, num_elements, try_for_each_coord, ChunkRequest};
 
 /// A write's values: C order, native endian, of `shape`. As in numpy, an axis of length 1 is
 /// broadcast (its positions are ignored), and so is a 0-d value.
@@ -12,6 +15,41 @@ pub struct WriteValue<'a> {
     pub bytes: &'a [u8],
     /// The shape (empty: one element for every position).
     pub shape: &'a [u64],
+}
+
+/// A stored chunk's shape, C strides and number of elements.
+#[derive(Clone)]
+pub(crate) struct ChunkGeometry {
+    pub shape: Vec<u64>,
+    pub strides: Vec<usize>,
+    pub elements: usize,
+}
+
+impl ChunkGeometry {
+    /// The geometry of a chunk of `shape`.
+    ///
+    /// # Errors
+    /// [`ArrayError::TooLarge`] when its size overflows.
+    pub fn of(shape: Vec<u64>) -> Result<Self> {
+        Ok(Self {
+            strides: c_strides(&shape)?,
+            elements: num_elements(&shape)?,
+            shape,
+        })
+    }
+
+    /// The geometry of stored chunk `coords` of `grid`: `regular` (the chunk shape) when the
+    /// grid is regular, else the chunk's own.
+    ///
+    /// # Errors
+    /// As [`ChunkGeometry::of`].
+    pub fn in_grid<'a>(regular: &'a Self, grid: &Grid, coords: &[u64]) -> Result<Cow<'a, Self>> {
+        if grid.is_regular() {
+            Ok(Cow::Borrowed(regular))
+        } else {
+            Self::of(grid.chunk_shape(coords)).map(Cow::Owned)
+        }
+    }
 }
 
 /// Where each element of a request goes in its stored chunk and comes from in the value.
@@ -25,6 +63,22 @@ pub(crate) struct Scatter<'a> {
 }
 
 impl Scatter<'_> {
+    /// This scatter into a chunk of `geometry` (a rectilinear grid's chunks differ in shape).
+    ///
+    /// # Errors
+    /// [`ArrayError::Selection`] when the chunk's size in bytes overflows.
+    pub fn for_chunk<'b>(&'b self, geometry: &'b ChunkGeometry) -> Result<Scatter<'b>> {
+        Ok(Scatter {
+            chunk_strides: &geometry.strides,
+            file_shape: &geometry.shape,
+            chunk_bytes: geometry
+                .elements
+                .checked_mul(self.esize)
+                .ok_or_else(|| ArrayError::selection("stored chunk too large"))?,
+            ..*self
+        })
+    }
+
     fn broadcast(&self) -> bool {
         self.value.shape.is_empty()
     }
