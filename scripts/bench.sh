@@ -17,4 +17,6 @@ bash scripts/setup-venv313.sh
 .venv313/bin/python benches/python/bench_pipeline.py --plot '' | tee benches/results/bench_pipeline_zarr34.txt
 # Packed floats (scale_offset + cast_value, zarr 3.4's codecs): zarr's pipelines vs zuring's.
 .venv313/bin/python benches/python/bench_cast_value.py | tee benches/results/bench_cast_value.txt
+# Rectilinear chunk grids (zarr 3.4, experimental): zarr's pipelines vs zuring's.
+.venv313/bin/python benches/python/bench_rectilinear.py | tee benches/results/bench_rectilinear.txt
 .venv/bin/python benches/python/bench_sampler.py | tee benches/results/bench_sampler.txt
