@@ -1,7 +1,9 @@
-"""Helpers shared by the Python benchmarks: page-cache control."""
+"""Helpers shared by the Python benchmarks: page-cache control, and the command line and
+pipelines of the zarr 3.4 codec benchmarks."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 
@@ -24,3 +26,22 @@ def warm(path: str) -> None:
             with open(os.path.join(root, name), "rb") as f:
                 while f.read(1 << 20):
                     pass
+
+
+def pipelines() -> dict[str, str]:
+    """zarr-python's pipelines by name (its FusedCodecPipeline from zarr 3.4 on), then zuring's."""
+    import zarr.core.codec_pipeline
+
+    out = {"zarr-python (default)": "zarr.core.codec_pipeline.BatchedCodecPipeline"}
+    if hasattr(zarr.core.codec_pipeline, "FusedCodecPipeline"):
+        out["zarr-python Fused (3.4)"] = "zarr.core.codec_pipeline.FusedCodecPipeline"
+    out["zarr-python + zuring"] = "zuring.ZuringCodecPipeline"
+    return out
+
+
+def arguments(name: str) -> argparse.Namespace:
+    """``--data DIR`` (default ``target/bench-data/<name>``) and ``--repeat N`` (best of N)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default=f"target/bench-data/{name}")
+    parser.add_argument("--repeat", type=int, default=3)
+    return parser.parse_args()

@@ -11,7 +11,6 @@ Usage: .venv313/bin/python benches/python/bench_cast_value.py [--data DIR] [--re
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import time
@@ -19,25 +18,19 @@ import warnings
 
 import numpy as np
 import zarr
-import zarr.core.codec_pipeline
 from zarr.codecs import ZstdCodec
 from zarr.codecs.cast_value import CastValue
 from zarr.codecs.scale_offset import ScaleOffset
 
 import zuring  # noqa: F401  (registers the pipeline)
+from _common import arguments, pipelines
 
-PIPELINES = {"zarr-python (default)": "zarr.core.codec_pipeline.BatchedCodecPipeline"}
-if hasattr(zarr.core.codec_pipeline, "FusedCodecPipeline"):
-    PIPELINES["zarr-python Fused (3.4)"] = "zarr.core.codec_pipeline.FusedCodecPipeline"
-PIPELINES["zarr-python + zuring"] = "zuring.ZuringCodecPipeline"
+PIPELINES = pipelines()
 SHAPE, CHUNKS = (8, 1024, 1024), (1, 256, 256)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default="target/bench-data/cast_value")
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+    args = arguments("cast_value")
     warnings.simplefilter("ignore")
     rng = np.random.default_rng(0)
     values = rng.normal(280.0, 15.0, SHAPE).round(2)

@@ -13,7 +13,6 @@ Usage: .venv313/bin/python benches/python/bench_rectilinear.py [--data DIR] [--r
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import shutil
@@ -23,15 +22,12 @@ import warnings
 import numpy as np
 import zarr
 import zarr.api.asynchronous as za
-import zarr.core.codec_pipeline
 from zarr.codecs import ZstdCodec
 
 import zuring  # noqa: F401  (registers the pipeline)
+from _common import arguments, pipelines
 
-PIPELINES = {"zarr-python (default)": "zarr.core.codec_pipeline.BatchedCodecPipeline"}
-if hasattr(zarr.core.codec_pipeline, "FusedCodecPipeline"):
-    PIPELINES["zarr-python Fused (3.4)"] = "zarr.core.codec_pipeline.FusedCodecPipeline"
-PIPELINES["zarr-python + zuring"] = "zuring.ZuringCodecPipeline"
+PIPELINES = pipelines()
 MONTHS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 SHAPE = (365, 256, 256)
 LAYOUTS = {
@@ -51,10 +47,7 @@ async def crops(path: str, starts: np.ndarray) -> list[np.ndarray]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default="target/bench-data/rectilinear")
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+    args = arguments("rectilinear")
     warnings.simplefilter("ignore")
     rng = np.random.default_rng(0)
     # Smooth fields with noise (zstd finds matches and literals), not zeros.

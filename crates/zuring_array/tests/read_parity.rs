@@ -655,37 +655,12 @@ fn memory_fetch<'a>(
     }
 }
 
-/// One request per stored chunk covering all of it, into an output of the array's shape: what
-/// zarr-python's pipeline asks for a whole-array read, plus a strided and a point request.
+/// One request per stored chunk of the array's (regular) grid covering all of it, into an output
+/// of the array's shape: what zarr-python's pipeline asks for a whole-array read.
 fn whole_array_requests(array: &ZarrArray) -> Vec<zuring_array::ChunkRequest> {
     let file = array.shard_shape().unwrap_or(array.chunk_shape()).to_vec();
-    let grid: Vec<u64> = SHAPE
-        .iter()
-        .zip(&file)
-        .map(|(s, f)| s.div_ceil(*f))
-        .collect();
-    let mut requests = Vec::new();
-    for i in 0..grid[0] {
-        for j in 0..grid[1] {
-            for k in 0..grid[2] {
-                let chunk = vec![i, j, k];
-                let (mut indices, mut positions) = (Vec::new(), Vec::new());
-                for d in 0..3 {
-                    let lo = chunk[d] * file[d];
-                    let hi = (lo + file[d]).min(SHAPE[d]);
-                    indices.push((0..hi - lo).collect::<Vec<u64>>());
-                    positions.push(Some((lo..hi).collect::<Vec<u64>>()));
-                }
-                requests.push(zuring_array::ChunkRequest::Orthogonal {
-                    target: 0,
-                    chunk,
-                    indices,
-                    positions,
-                });
-            }
-        }
-    }
-    requests
+    let edges = std::array::from_fn(|d| vec![file[d]; SHAPE[d].div_ceil(file[d]) as usize]);
+    whole_grid_requests(&edges)
 }
 
 #[test]
