@@ -346,7 +346,11 @@ impl ZarrArray {
     /// other sizes than the largest get their own.
     pub(crate) fn inner_order(&self, index: &IndexLayout) -> Option<Cow<'_, [usize]>> {
         let (order, largest) = self.inner_order.as_ref()?;
-        Some(if largest.len() as u64 == index.entries() {
+        let nominal = match &self.layout.mode {
+            ReadMode::Sharded(nominal) => nominal.chunks_per_shard.as_slice(),
+            _ => &[],
+        };
+        Some(if index.chunks_per_shard == nominal {
             Cow::Borrowed(largest)
         } else {
             Cow::Owned(order.permutation(&index.chunks_per_shard))

@@ -127,8 +127,8 @@ impl Array {
         self.inner.shard_shape().map(<[u64]>::to_vec)
     }
 
-    /// Whether the chunk grid is rectilinear (chunks of listed lengths; zuring reads such
-    /// arrays, zarr-python writes them).
+    /// Whether the chunk grid is rectilinear (chunks of listed lengths; read and written as
+    /// regular ones are).
     #[getter]
     fn rectilinear(&self) -> bool {
         !self.inner.layout().file_grid.is_regular()
