@@ -21,7 +21,8 @@ pub const MAX_EDGES: u64 = 1 << 22;
 pub enum DimGrid {
     /// Chunks of one length (the last may reach past the array's end).
     Regular(u64),
-    /// Chunk `k` spans `offsets[k]..offsets[k + 1]`; `offsets[0]` is 0 and they increase.
+    /// Chunk `k` spans `offsets[k]..offsets[k + 1]`; `offsets[0]` is 0 and they increase
+    /// (a list that is not so gives wrong places, never a panic).
     Varying(Arc<[u64]>),
 }
 
@@ -34,7 +35,10 @@ impl DimGrid {
             Self::Regular(c) => (i / c, i % c),
             Self::Varying(offsets) => {
                 let k = offsets.partition_point(|&o| o <= i).saturating_sub(1);
-                (k as u64, i - offsets[k])
+                (
+                    k as u64,
+                    i.saturating_sub(offsets.get(k).copied().unwrap_or(0)),
+                )
             }
         }
     }
@@ -45,8 +49,9 @@ impl DimGrid {
         match self {
             Self::Regular(c) => k.saturating_mul(*c),
             Self::Varying(offsets) => {
-                let last = offsets.len() - 1;
-                offsets[usize::try_from(k).map_or(last, |k| k.min(last))]
+                let last = offsets.len().saturating_sub(1);
+                let k = usize::try_from(k).map_or(last, |k| k.min(last));
+                offsets.get(k).copied().unwrap_or(0)
             }
         }
     }
@@ -56,7 +61,9 @@ impl DimGrid {
     pub fn size(&self, k: u64) -> u64 {
         match self {
             Self::Regular(c) => *c,
-            Self::Varying(_) => self.start(k.saturating_add(1)) - self.start(k),
+            Self::Varying(_) => self
+                .start(k.saturating_add(1))
+                .saturating_sub(self.start(k)),
         }
     }
 
@@ -165,7 +172,7 @@ impl Grid {
         coords.len() == self.0.len()
             && self.0.iter().zip(coords).all(|(d, &k)| match d {
                 DimGrid::Regular(_) => true,
-                DimGrid::Varying(offsets) => k < offsets.len() as u64 - 1,
+                DimGrid::Varying(offsets) => k < (offsets.len() as u64).saturating_sub(1),
             })
     }
 
@@ -325,6 +332,18 @@ pub(crate) mod tests {
         assert_eq!(d.global(2, 4), None);
         assert_eq!(d.global(3, 0), None);
         assert_eq!(DimGrid::Regular(5).global(u64::MAX, 0), None);
+    }
+
+    #[test]
+    fn malformed_offsets_do_not_panic() {
+        let d = DimGrid::Varying(Vec::new().into());
+        assert_eq!(
+            (d.locate(3), d.start(1), d.size(0), d.global(0, 0)),
+            ((0, 3), 0, 0, None)
+        );
+        assert!(!Grid::from_dims(vec![d]).has_chunk(&[0]));
+        let d = DimGrid::Varying(vec![5, 2].into());
+        assert_eq!((d.locate(1), d.size(0)), ((0, 0), 0));
     }
 
     #[test]
