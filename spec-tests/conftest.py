@@ -7,10 +7,16 @@ import pytest
 
 RESULTS: dict[str, dict] = {}
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "data"
+# The tests and test files this run collected (before any deselection).
+COLLECTED: set[str] = set()
+COLLECTED_FILES: set[str] = set()
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     for item in items:
+        COLLECTED.add(item.nodeid)
+        COLLECTED_FILES.add(item.nodeid.split("::", 1)[0])
         rows = getattr(item.function, "rows", None)
         if rows is None and hasattr(item, "callspec") and "case" in item.callspec.params:
             case = item.callspec.params["case"]
@@ -31,5 +37,9 @@ def pytest_runtest_makereport(item, call):
 def pytest_sessionfinish(session):
     out = Path(__file__).parent / "results.json"
     previous = json.loads(out.read_text()) if out.exists() else {}
+    # Results of earlier runs stay (a run of one file, or with -k, updates only its own); a
+    # test no longer in a file this run collected (removed, renamed) goes.
+    gone = lambda k: k.split("::", 1)[0] in COLLECTED_FILES and k not in COLLECTED  # noqa: E731
+    previous = {k: v for k, v in previous.items() if not gone(k)}
     previous.update(RESULTS)
     out.write_text(json.dumps(previous, indent=1, sort_keys=True))
