@@ -209,8 +209,6 @@ test_short_hand_names.rows = ["M8"]
     {"name": "numcodecs.fixedscaleoffset", "configuration": {"offset": 3000000000, "scale": 10, "dtype": "<i4", "astype": "<i2"}},
     # numcodecs' bitround of integers (int32 here), which numcodecs refuses and zarrs would do.
     {"name": "numcodecs.bitround", "configuration": {"keepbits": 3}},
-    # numcodecs' lzma (neither zarrs nor zuring has it).
-    {"name": "numcodecs.lzma", "configuration": {"preset": 1}},
 ])
 def test_unsupported_codecs_give_a_clear_error(tmp_path, codec):
     codecs = [codec, LE] if codec["name"].startswith("numcodecs") else [codec]
@@ -222,7 +220,7 @@ def test_unsupported_codecs_give_a_clear_error(tmp_path, codec):
 test_unsupported_codecs_give_a_clear_error.rows = ["C10", "C11"]
 
 
-@pytest.mark.parametrize("name", ["numcodecs.bz2", "numcodecs.adler32", "numcodecs.fletcher32", "numcodecs.zlib", "numcodecs.shuffle", "numcodecs.bitround", "numcodecs.pcodec", "numcodecs.zstd", "numcodecs.gzip", "numcodecs.blosc", "numcodecs.crc32c", "numcodecs.delta", "numcodecs.lz4", "numcodecs.crc32", "numcodecs.fixedscaleoffset", "numcodecs.quantize", "numcodecs.astype", "numcodecs.jenkins_lookup3"])
+@pytest.mark.parametrize("name", ["numcodecs.bz2", "numcodecs.adler32", "numcodecs.fletcher32", "numcodecs.zlib", "numcodecs.shuffle", "numcodecs.bitround", "numcodecs.pcodec", "numcodecs.zstd", "numcodecs.gzip", "numcodecs.blosc", "numcodecs.crc32c", "numcodecs.delta", "numcodecs.lz4", "numcodecs.crc32", "numcodecs.fixedscaleoffset", "numcodecs.quantize", "numcodecs.astype", "numcodecs.jenkins_lookup3", "numcodecs.lzma"])
 def test_numcodecs_written_by_zarr(tmp_path, name):
     """numcodecs codecs under their v3 names, in arrays zarr-python wrote: read by zuring's
     native API as zarr reads them (zstd, gzip, blosc, crc32c as the v3 codecs that write the
@@ -243,7 +241,7 @@ def test_numcodecs_written_by_zarr(tmp_path, name):
             "numcodecs.delta": nc.Delta(dtype="<f4"), "numcodecs.lz4": nc.LZ4(), "numcodecs.crc32": nc.CRC32(),
             "numcodecs.fixedscaleoffset": nc.FixedScaleOffset(offset=-5, scale=100, dtype="<f4", astype="<i2"),
             "numcodecs.quantize": nc.Quantize(digits=2, dtype="<f4"), "numcodecs.astype": nc.AsType(encode_dtype="<f8", decode_dtype="<f4"),
-            "numcodecs.jenkins_lookup3": nc.JenkinsLookup3(initval=9),
+            "numcodecs.jenkins_lookup3": nc.JenkinsLookup3(initval=9), "numcodecs.lzma": nc.LZMA(preset=1),
         }[name]
         filters = (nc.BitRound, nc.Delta, nc.FixedScaleOffset, nc.Quantize, nc.AsType)
         kind = "filters" if isinstance(codec, filters) else "serializer" if isinstance(codec, nc.PCodec) else "compressors"

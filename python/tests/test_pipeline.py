@@ -235,13 +235,29 @@ def _numcodecs(name):
             "lz4": nc.LZ4, "lz4-fast": lambda: nc.LZ4(acceleration=9),
             "crc32": nc.CRC32, "crc32-end": lambda: nc.CRC32(location="end"),
             "jenkins_lookup3": nc.JenkinsLookup3, "jenkins_lookup3-seeded": lambda: nc.JenkinsLookup3(initval=77),
+            **{f"lzma{case}": (lambda config=config: nc.LZMA(**config)) for case, config in LZMA_CASES.items()},
         }[name]()
 
 
 # (zlib and bz2 configured by zarr with no level: numcodecs' default level filled in.)
 NUMCODECS_ZARRS_HAS = ["bz2", "adler32", "fletcher32", "zlib", "shuffle", "bitround", "pcodec", "zlib-default", "bz2-default"]
+# numcodecs' LZMA as configured by each case (Python's lzma constants by value: formats XZ 1,
+# ALONE 2, RAW 3; CHECK_SHA256 10; PRESET_EXTREME 2**31; FILTER_DELTA 3, FILTER_X86 4,
+# FILTER_LZMA2 0x21, FILTER_LZMA1 0x4000000000000001, MF_HC4 4, MODE_FAST 1).
+LZMA_CASES = {
+    "": {},
+    "-alone": {"format": 2, "preset": 1},
+    "-sha256-extreme": {"check": 10, "preset": 2 | 2**31},
+    "-raw-filters": {"format": 3, "filters": [{"id": 3, "dist": 4}, {"id": 0x21, "preset": 1, "lc": 2, "mf": 4}]},
+}
+# Filter chains in xz and alone streams: written by zarr, but numcodecs cannot read them
+# (Python's lzma refuses filters except with FORMAT_RAW when decoding).
+LZMA_FILTERS_NUMCODECS_CANNOT_READ = {
+    "xz": {"filters": [{"id": 4, "start_offset": 8}, {"id": 0x21, "dict_size": 1 << 16, "mode": 1, "nice_len": 16}]},
+    "alone": {"format": 2, "filters": [{"id": 0x4000000000000001, "preset": 0, "pb": 0}]},
+}
 # numcodecs codecs zarrs lacks that zuring implements as zarrs codecs of its own (delta: below).
-NUMCODECS_ZURING_HAS = ["lz4", "lz4-fast", "crc32", "crc32-end", "crc32c", "crc32c-end", "crc32c-start", "jenkins_lookup3", "jenkins_lookup3-seeded"]
+NUMCODECS_ZURING_HAS = ["lz4", "lz4-fast", "crc32", "crc32-end", "crc32c", "crc32c-end", "crc32c-start", "jenkins_lookup3", "jenkins_lookup3-seeded", *(f"lzma{c}" for c in LZMA_CASES)]
 # zarr-python's numcodecs compressors that write the same streams as a Zarr v3 codec zarrs has:
 # zuring reads their metadata as that codec's (numcodecs' defaults filled in).
 NUMCODECS_TWINS = ["zstd", "zstd-checksum", "gzip", "blosc", "blosc-bit", "blosc-auto", "blosc-typesize"]
@@ -288,7 +304,33 @@ def test_numcodecs_codecs_zarrs_has(tmp_path, name):
     assert json.loads((tmp_path / "zuring" / "zarr.json").read_text()) == stored
 
 
-@pytest.mark.parametrize("name", ["zstd", "blosc-typesize", "crc32", "crc32c-start"])
+@pytest.mark.parametrize("case", list(LZMA_FILTERS_NUMCODECS_CANNOT_READ))
+def test_lzma_filter_chains_numcodecs_cannot_read(tmp_path, case):
+    """numcodecs' LZMA with a filter chain in an xz or alone stream: zarr writes the array but
+    cannot read it back (Python's lzma refuses filters when decoding those formats); zuring's
+    pipeline (strict) writes the same chunks, byte for byte, and it and the native API read
+    both arrays."""
+    import zarr.codecs.numcodecs as nc
+
+    values = (np.arange(60, dtype="<i4") * 37 - 500).reshape(10, 6)
+    for who, config in (("default", DEFAULT), ("zuring", {**ZURING, "codec_pipeline.strict": True})):
+        with zarr.config.set(config), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            codec = nc.LZMA(**LZMA_FILTERS_NUMCODECS_CANNOT_READ[case])
+            zarr.create_array(str(tmp_path / who), shape=(10, 6), dtype="<i4", chunks=(4, 4), compressors=[codec])[...] = values
+    with zarr.config.set(DEFAULT), warnings.catch_warnings(), pytest.raises(ValueError, match="FORMAT_RAW"):
+        warnings.simplefilter("ignore")
+        zarr.open_array(str(tmp_path / "default"), mode="r")[...]
+    for who in ("default", "zuring"):
+        with zarr.config.set({**ZURING, "codec_pipeline.strict": True}), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            np.testing.assert_array_equal(zarr.open_array(str(tmp_path / who), mode="r")[...], values)
+        np.testing.assert_array_equal(zuring.open_array(tmp_path / who)[...], values)
+    chunks = lambda root: {p.name + p.parent.name: p.read_bytes() for p in root.rglob("c/*/*")}  # noqa: E731
+    assert chunks(tmp_path / "zuring") == chunks(tmp_path / "default") != {}
+
+
+@pytest.mark.parametrize("name", ["zstd", "blosc-typesize", "crc32", "crc32c-start", "lzma"])
 def test_numcodecs_twins_inside_shards(tmp_path, name):
     """A numcodecs compressor (or checksum) as the chunk codec of shards: read and written in
     Rust (strict), byte for byte zarr's shards."""
@@ -310,7 +352,7 @@ def test_numcodecs_twins_inside_shards(tmp_path, name):
         assert (tmp_path / "zuring" / shard).read_bytes() == (tmp_path / "default" / shard).read_bytes(), shard
 
 
-@pytest.mark.parametrize("name", ["bz2", "adler32", "fletcher32", "zlib", "shuffle", "crc32c", "crc32c-start", "crc32", "crc32-end", "bitround", "lz4", "jenkins_lookup3"])
+@pytest.mark.parametrize("name", ["bz2", "adler32", "fletcher32", "zlib", "shuffle", "crc32c", "crc32c-start", "crc32", "crc32-end", "bitround", "lz4", "jenkins_lookup3", "lzma", "lzma-raw"])
 def test_numcodecs_compressors_of_v2_arrays(tmp_path, name):
     """v2 arrays compressed (or filtered: bitround) with the numcodecs codecs zarrs or zuring
     implements: each pipeline (zuring's strict) and the native API read the other's files as
@@ -322,7 +364,7 @@ def test_numcodecs_compressors_of_v2_arrays(tmp_path, name):
     codec = {"bz2": numcodecs.BZ2(level=1), "adler32": numcodecs.Adler32(), "fletcher32": numcodecs.Fletcher32(), "zlib": numcodecs.Zlib(level=1), "shuffle": numcodecs.Shuffle(elementsize=4),
              "crc32c": numcodecs.CRC32C(), "crc32c-start": numcodecs.CRC32C(location="start"), "bitround": numcodecs.BitRound(keepbits=4),
              "crc32": numcodecs.CRC32(), "crc32-end": numcodecs.CRC32(location="end"), "lz4": numcodecs.LZ4(),
-             "jenkins_lookup3": numcodecs.JenkinsLookup3(initval=3)}[name]
+             "jenkins_lookup3": numcodecs.JenkinsLookup3(initval=3), "lzma": numcodecs.LZMA(preset=1), "lzma-raw": numcodecs.LZMA(**LZMA_CASES["-raw-filters"])}[name]
     kind = "filters" if name == "bitround" else "compressors"
     values = (np.arange(40, dtype="<f4") * 1.37).reshape(8, 5)
     strict = {**ZURING, "codec_pipeline.strict": True}
@@ -770,10 +812,11 @@ def test_numcodecs_value_filters_zarrs_would_read_otherwise_are_left_to_zarr(tmp
         _refused_by_zuring(tmp_path / "zuring", codec)
 
 
-@pytest.mark.parametrize("name", ["crc32", "crc32c-start", "lz4", "jenkins_lookup3"])
+@pytest.mark.parametrize("name", ["crc32", "crc32c-start", "lz4", "jenkins_lookup3", "lzma", "lzma-alone"])
 def test_numcodecs_checksums_and_lz4_detect_corruption(tmp_path, name):
-    """Chunks with numcodecs' checksum (either end) or LZ4 block damaged: zuring's pipeline
-    (strict) and the native API raise, naming the codec, never return data."""
+    """Chunks with numcodecs' checksum (either end), LZ4 block or LZMA stream damaged (an xz
+    stream's header, whose CRC32 fails; an alone stream cut short): zuring's pipeline (strict)
+    and the native API raise, naming the codec, never return data."""
     values = np.arange(12, dtype="<i4") * 3 - 7
     with zarr.config.set({**ZURING, "codec_pipeline.strict": True}), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -781,7 +824,7 @@ def test_numcodecs_checksums_and_lz4_detect_corruption(tmp_path, name):
         a[...] = values
         chunk = tmp_path / "a" / "c" / "1"
         stored = chunk.read_bytes()
-        chunk.write_bytes(stored[:-2] if name == "lz4" else stored[:6] + bytes([stored[6] ^ 1]) + stored[7:])
+        chunk.write_bytes(stored[:-2] if name in ("lz4", "lzma-alone") else stored[:6] + bytes([stored[6] ^ 1]) + stored[7:])
         with pytest.raises(zuring.ZuringError, match=name.split("-")[0]):
             zarr.open_array(str(tmp_path / "a"), mode="r")[...]
     with pytest.raises(zuring.ZuringError, match=name.split("-")[0]):

@@ -15,10 +15,10 @@ Python as ``str`` / ``bytes`` objects); fixed-length and raw bytes and structure
 zarrs has no types for, as raw bits of their size, laid out as zarr's own codecs store them.
 zarr-python's ``numcodecs.*`` codecs run in Rust where zarrs has them or their v3 twin (zstd,
 gzip, blosc, zlib, bz2, shuffle, ...), and ``numcodecs.delta``, ``numcodecs.lz4``,
-``numcodecs.crc32``, ``numcodecs.crc32c`` and zarr 3.4's ``scale_offset`` and ``cast_value`` in
-codecs of zuring's own. Arrays with zarr 3.4's rectilinear chunk grids are read and written
-by zuring too. Whatever zuring cannot do (codecs neither has such as ``numcodecs.lzma``,
-non-numpy buffers) goes to
+``numcodecs.lzma``, ``numcodecs.crc32``, ``numcodecs.crc32c`` and zarr 3.4's ``scale_offset``
+and ``cast_value`` in codecs of zuring's own. Arrays with zarr 3.4's rectilinear chunk grids
+are read and written by zuring too. Whatever zuring cannot do (codecs neither has such as
+``numcodecs.pickle``, numcodecs filters numpy would run otherwise, non-numpy buffers) goes to
 zarr-python's ``BatchedCodecPipeline``, with a one-time warning; with ``codec_pipeline.strict:
 true`` zuring raises :class:`zuring.UnsupportedError` instead.
 """

@@ -26,11 +26,14 @@ use zarrs::array::{
 use zarrs::metadata::Configuration;
 use zarrs::plugin::{PluginCreateError, ZarrVersion};
 
+mod lzma;
+pub use lzma::LzmaCodec;
+
 /// How a codec of this module is made from its configuration (v3 when the flag is set).
 type Make = fn(&Configuration, bool) -> Result<Codec, PluginCreateError>;
 
 /// numcodecs' codecs this module makes, by v2 id and v3 name.
-const CODECS: [(&str, &str, Make); 6] = [
+const CODECS: [(&str, &str, Make); 7] = [
     ("delta", DeltaCodec::NAME, |c, _| {
         DeltaCodec::from_configuration(c)
     }),
@@ -50,6 +53,9 @@ const CODECS: [(&str, &str, Make); 6] = [
     }),
     ("packbits", PackBitsCodec::NAME, |c, _| {
         PackBitsCodec::from_configuration(c)
+    }),
+    ("lzma", LzmaCodec::NAME, |c, _| {
+        LzmaCodec::from_configuration(c)
     }),
 ];
 
