@@ -364,6 +364,39 @@ macro_rules! numcodecs_codec_traits {
 }
 pub(crate) use numcodecs_codec_traits;
 
+/// The members of [`BytesToBytesCodecTraits`] the bytes-to-bytes codecs of this module share:
+/// the codec as a trait object, and one thread per chunk (each chunk is one call of numcodecs'
+/// codec; zuring decodes chunks in parallel).
+macro_rules! bytes_codec_members {
+    () => {
+        fn into_dyn(self: Arc<Self>) -> Arc<dyn BytesToBytesCodecTraits> {
+            self as Arc<dyn BytesToBytesCodecTraits>
+        }
+
+        fn recommended_concurrency(
+            &self,
+            _decoded_representation: &BytesRepresentation,
+        ) -> Result<RecommendedConcurrency, CodecError> {
+            Ok(RecommendedConcurrency::new_maximum(1))
+        }
+    };
+}
+pub(crate) use bytes_codec_members;
+
+/// The encoded representation of a compressor whose output for `size` bytes is at most
+/// `bound(size)` bytes.
+pub(crate) fn compressed_bound(
+    decoded_representation: &BytesRepresentation,
+    bound: impl FnOnce(usize) -> usize,
+) -> BytesRepresentation {
+    decoded_representation
+        .size()
+        .map_or(BytesRepresentation::UnboundedSize, |size| {
+            let bound = bound(usize::try_from(size).unwrap_or(usize::MAX));
+            BytesRepresentation::BoundedSize(u64::try_from(bound).unwrap_or(u64::MAX))
+        })
+}
+
 /// [`CodecTraits`] and [`ArrayCodecTraits`] of an array-to-array codec of this module (and of
 /// `scale_offset` and `cast_value`): one chunk decoded by one thread.
 macro_rules! array_codec_traits {
@@ -1406,28 +1439,15 @@ impl Lz4Codec {
 numcodecs_codec_traits!(Lz4Codec);
 
 impl BytesToBytesCodecTraits for Lz4Codec {
-    fn into_dyn(self: Arc<Self>) -> Arc<dyn BytesToBytesCodecTraits> {
-        self as Arc<dyn BytesToBytesCodecTraits>
-    }
-
-    fn recommended_concurrency(
-        &self,
-        _decoded_representation: &BytesRepresentation,
-    ) -> Result<RecommendedConcurrency, CodecError> {
-        Ok(RecommendedConcurrency::new_maximum(1))
-    }
+    bytes_codec_members!();
 
     fn encoded_representation(
         &self,
         decoded_representation: &BytesRepresentation,
     ) -> BytesRepresentation {
-        decoded_representation
-            .size()
-            .map_or(BytesRepresentation::UnboundedSize, |size| {
-                let size = usize::try_from(size).unwrap_or(usize::MAX);
-                let bound = lz4_flex::block::get_maximum_output_size(size).saturating_add(4);
-                BytesRepresentation::BoundedSize(u64::try_from(bound).unwrap_or(u64::MAX))
-            })
+        compressed_bound(decoded_representation, |size| {
+            lz4_flex::block::get_maximum_output_size(size).saturating_add(4)
+        })
     }
 
     fn encode<'a>(
@@ -1656,16 +1676,7 @@ fn lookup3(data: &[u8], initval: u32) -> u32 {
 numcodecs_codec_traits!(Checksum32Codec);
 
 impl BytesToBytesCodecTraits for Checksum32Codec {
-    fn into_dyn(self: Arc<Self>) -> Arc<dyn BytesToBytesCodecTraits> {
-        self as Arc<dyn BytesToBytesCodecTraits>
-    }
-
-    fn recommended_concurrency(
-        &self,
-        _decoded_representation: &BytesRepresentation,
-    ) -> Result<RecommendedConcurrency, CodecError> {
-        Ok(RecommendedConcurrency::new_maximum(1))
-    }
+    bytes_codec_members!();
 
     fn encoded_representation(
         &self,

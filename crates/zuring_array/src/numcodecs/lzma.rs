@@ -18,7 +18,7 @@ use zarrs::array::{ArrayBytesRaw, BytesRepresentation};
 use zarrs::metadata::Configuration;
 use zarrs::plugin::{PluginCreateError, ZarrVersion};
 
-use super::{kept_configuration, numcodecs_codec_traits};
+use super::{bytes_codec_members, compressed_bound, kept_configuration, numcodecs_codec_traits};
 
 /// `lzma.FORMAT_*`: the container around the compressed data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -385,30 +385,7 @@ impl LzmaCodec {
         out.try_reserve_exact(first)
             .map_err(|_| format!("cannot allocate {first} bytes"))?;
         loop {
-            let mut stream = self.decoder()?;
-            loop {
-                if out.len() == out.capacity() {
-                    if let Some(size) = size {
-                        return Err(format!("decodes to more than the chunk's {size} bytes"));
-                    }
-                    out.try_reserve(out.capacity())
-                        .map_err(|_| format!("cannot allocate {} bytes", 2 * out.capacity()))?;
-                }
-                let before = (stream.total_in(), out.len());
-                let rest = input.get(usize::try_from(stream.total_in()).unwrap_or(usize::MAX)..);
-                let status = stream
-                    .process_vec(rest.unwrap_or_default(), &mut out, Action::Run)
-                    .map_err(|e| format!("{e} (corrupt or truncated data?)"))?;
-                if status == Status::StreamEnd {
-                    break;
-                }
-                if (stream.total_in(), out.len()) == before {
-                    return Err(
-                        "the compressed data ends before the end-of-stream marker".to_owned()
-                    );
-                }
-            }
-            let used = usize::try_from(stream.total_in()).unwrap_or(usize::MAX);
+            let used = drive(&mut self.decoder()?, input, &mut out, Action::Run, size)?;
             input = input.get(used..).unwrap_or_default();
             if input.is_empty() {
                 return Ok(out);
@@ -418,27 +395,45 @@ impl LzmaCodec {
 
     /// Compress `input` into one stream (`lzma.compress`).
     fn compress(&self, input: &[u8]) -> Result<Vec<u8>, String> {
-        let mut stream = self.encoder()?;
         let mut out = Vec::new();
         let first = encoded_bound(input.len());
         out.try_reserve_exact(first)
             .map_err(|_| format!("cannot allocate {first} bytes"))?;
-        loop {
-            if out.len() == out.capacity() {
-                out.try_reserve(out.capacity())
-                    .map_err(|_| format!("cannot allocate {} bytes", 2 * out.capacity()))?;
+        drive(&mut self.encoder()?, input, &mut out, Action::Finish, None)?;
+        Ok(out)
+    }
+}
+
+/// Run `stream` over `input` into `out` to the end of the stream; the input bytes it used.
+/// `out` grows as needed, or with `limit` (a decoded chunk's size, `out` reserved one byte
+/// past it) never past it: more output is an error.
+fn drive(
+    stream: &mut Stream,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    action: Action,
+    limit: Option<usize>,
+) -> Result<usize, String> {
+    loop {
+        if out.len() == out.capacity() {
+            if let Some(limit) = limit {
+                return Err(format!("decodes to more than the chunk's {limit} bytes"));
             }
-            let before = (stream.total_in(), out.len());
-            let rest = input.get(usize::try_from(stream.total_in()).unwrap_or(usize::MAX)..);
-            let status = stream
-                .process_vec(rest.unwrap_or_default(), &mut out, Action::Finish)
-                .map_err(|e| e.to_string())?;
-            if status == Status::StreamEnd {
-                return Ok(out);
-            }
-            if (stream.total_in(), out.len()) == before {
-                return Err("the encoder made no progress".to_owned());
-            }
+            out.try_reserve(out.capacity().max(4096))
+                .map_err(|_| format!("cannot allocate {} bytes", 2 * out.capacity()))?;
+        }
+        let used = usize::try_from(stream.total_in()).unwrap_or(usize::MAX);
+        let before = (used, out.len());
+        let status = stream
+            .process_vec(input.get(used..).unwrap_or_default(), out, action)
+            .map_err(|e| e.to_string())?;
+        let used = usize::try_from(stream.total_in()).unwrap_or(usize::MAX);
+        if status == Status::StreamEnd {
+            return Ok(used);
+        }
+        // Room for output and no progress: the input ended inside the stream.
+        if (used, out.len()) == before {
+            return Err("the data ends before the end-of-stream marker".to_owned());
         }
     }
 }
@@ -453,27 +448,13 @@ fn encoded_bound(size: usize) -> usize {
 numcodecs_codec_traits!(LzmaCodec);
 
 impl BytesToBytesCodecTraits for LzmaCodec {
-    fn into_dyn(self: Arc<Self>) -> Arc<dyn BytesToBytesCodecTraits> {
-        self as Arc<dyn BytesToBytesCodecTraits>
-    }
-
-    fn recommended_concurrency(
-        &self,
-        _decoded_representation: &BytesRepresentation,
-    ) -> Result<RecommendedConcurrency, CodecError> {
-        Ok(RecommendedConcurrency::new_maximum(1))
-    }
+    bytes_codec_members!();
 
     fn encoded_representation(
         &self,
         decoded_representation: &BytesRepresentation,
     ) -> BytesRepresentation {
-        decoded_representation
-            .size()
-            .map_or(BytesRepresentation::UnboundedSize, |size| {
-                let bound = encoded_bound(usize::try_from(size).unwrap_or(usize::MAX));
-                BytesRepresentation::BoundedSize(u64::try_from(bound).unwrap_or(u64::MAX))
-            })
+        compressed_bound(decoded_representation, encoded_bound)
     }
 
     fn encode<'a>(
