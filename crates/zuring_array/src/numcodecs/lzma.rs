@@ -585,6 +585,38 @@ mod tests {
         assert_eq!(*decoded, *[data.clone(), data].concat());
     }
 
+    /// Every truncation and every single-bit flip of each Python-made stream is an error or
+    /// the chunk's exact size, never a panic or more output; in the xz streams, whose check
+    /// covers the data, never wrong data either.
+    #[test]
+    fn lzma_damaged_streams_never_panic_and_xz_never_gives_wrong_data() {
+        let data = data();
+        let size = BytesRepresentation::FixedSize(data.len() as u64);
+        let options = CodecOptions::default();
+        for (configuration, stream) in PYTHON_MADE {
+            let python = hex(stream.trim());
+            let codec = codec(configuration);
+            let xz = !configuration.contains("\"format\": 2")
+                && !configuration.contains("\"format\": 3");
+            let mut damaged: Vec<Vec<u8>> =
+                (0..python.len()).map(|n| python[..n].to_vec()).collect();
+            for bit in 0..python.len() * 8 {
+                let mut flipped = python.clone();
+                flipped[bit / 8] ^= 1 << (bit % 8);
+                damaged.push(flipped);
+            }
+            for bytes in damaged {
+                if let Ok(decoded) = codec.decode(Cow::Borrowed(&bytes), &size, &options) {
+                    assert_eq!(decoded.len(), data.len(), "{configuration}");
+                    assert!(
+                        !xz || *decoded == *data,
+                        "{configuration}: wrong data decoded"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn lzma_bad_streams_and_configurations_are_errors() {
         let data = data();
