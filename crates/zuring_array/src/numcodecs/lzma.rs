@@ -42,27 +42,68 @@ const FILTERS_BCJ: std::ops::RangeInclusive<u64> = 0x04..=0x09;
 /// liblzma's default preset (`lzma.PRESET_DEFAULT`).
 const PRESET_DEFAULT: u32 = 6;
 
+/// An LZMA1 or LZMA2 filter: a preset, then the members given.
+#[derive(Debug, Clone)]
+struct LzmaSpec {
+    lzma1: bool,
+    preset: u32,
+    /// `dict_size`, `lc`, `lp`, `pb`, `mode`, `nice_len`, `mf`, `depth` as given.
+    dict_size: Option<u32>,
+    lc: Option<u32>,
+    lp: Option<u32>,
+    pb: Option<u32>,
+    mode: Option<Mode>,
+    nice_len: Option<u32>,
+    mf: Option<MatchFinder>,
+    depth: Option<u32>,
+}
+
+impl LzmaSpec {
+    /// The options liblzma takes: the preset's, with the members given in their place.
+    fn options(&self) -> Result<LzmaOptions, String> {
+        let mut options = LzmaOptions::new_preset(self.preset)
+            .map_err(|_| format!("invalid compression preset {}", self.preset))?;
+        if let Some(v) = self.dict_size {
+            options.dict_size(v);
+        }
+        if let Some(v) = self.lc {
+            options.literal_context_bits(v);
+        }
+        if let Some(v) = self.lp {
+            options.literal_position_bits(v);
+        }
+        if let Some(v) = self.pb {
+            options.position_bits(v);
+        }
+        if let Some(v) = self.mode {
+            options.mode(v);
+        }
+        if let Some(v) = self.nice_len {
+            options.nice_len(v);
+        }
+        if let Some(v) = self.mf {
+            options.match_finder(v);
+        }
+        if let Some(v) = self.depth {
+            options.depth(v);
+        }
+        Ok(options)
+    }
+}
+
 /// One filter of a chain, as a Python `lzma` filter specifier gives it.
 #[derive(Debug, Clone)]
 enum FilterSpec {
-    /// LZMA1 or LZMA2 (`id`): a preset, then the members given.
-    Lzma {
-        lzma1: bool,
-        preset: u32,
-        /// `dict_size`, `lc`, `lp`, `pb`, `nice_len`, `depth` as given.
-        dict_size: Option<u32>,
-        lc: Option<u32>,
-        lp: Option<u32>,
-        pb: Option<u32>,
-        mode: Option<Mode>,
-        nice_len: Option<u32>,
-        mf: Option<MatchFinder>,
-        depth: Option<u32>,
-    },
+    Lzma(LzmaSpec),
     /// Delta of bytes `dist` apart (1 to 256).
-    Delta { dist: u32 },
+    Delta {
+        dist: u32,
+    },
     /// A branch/call/jump filter (`id` 4 to 9) with its `start_offset`.
-    Bcj { id: u64, start_offset: u32 },
+    Bcj {
+        id: u64,
+        start_offset: u32,
+    },
 }
 
 impl FilterSpec {
@@ -108,7 +149,7 @@ impl FilterSpec {
                 .transpose()
         };
         Ok(match id {
-            FILTER_LZMA1 | FILTER_LZMA2 => FilterSpec::Lzma {
+            FILTER_LZMA1 | FILTER_LZMA2 => FilterSpec::Lzma(LzmaSpec {
                 lzma1: id == FILTER_LZMA1,
                 preset: uint("preset")?.unwrap_or(PRESET_DEFAULT),
                 dict_size: uint("dict_size")?,
@@ -136,7 +177,7 @@ impl FilterSpec {
                     })
                     .transpose()?,
                 depth: uint("depth")?,
-            },
+            }),
             FILTER_DELTA => {
                 let dist = uint("dist")?.unwrap_or(1);
                 if !(1..=256).contains(&dist) {
@@ -150,38 +191,6 @@ impl FilterSpec {
             },
         })
     }
-
-    /// The LZMA options of an LZMA1 / LZMA2 filter: its preset, then the members given.
-    fn lzma_options(&self) -> Option<Result<LzmaOptions, String>> {
-        let FilterSpec::Lzma {
-            preset,
-            dict_size,
-            lc,
-            lp,
-            pb,
-            mode,
-            nice_len,
-            mf,
-            depth,
-            ..
-        } = self
-        else {
-            return None;
-        };
-        let mut options = match LzmaOptions::new_preset(*preset) {
-            Ok(options) => options,
-            Err(_) => return Some(Err(format!("invalid compression preset {preset}"))),
-        };
-        dict_size.map(|v| options.dict_size(v));
-        lc.map(|v| options.literal_context_bits(v));
-        lp.map(|v| options.literal_position_bits(v));
-        pb.map(|v| options.position_bits(v));
-        mode.map(|v| options.mode(v));
-        nice_len.map(|v| options.nice_len(v));
-        mf.map(|v| options.match_finder(v));
-        depth.map(|v| options.depth(v));
-        Some(Ok(options))
-    }
 }
 
 /// A filter chain as liblzma takes it.
@@ -189,9 +198,9 @@ fn filters(chain: &[FilterSpec]) -> Result<Filters, String> {
     let mut filters = Filters::new();
     for spec in chain {
         let added = match spec {
-            FilterSpec::Lzma { lzma1, .. } => {
-                let options = spec.lzma_options().unwrap_or_else(unreachable_options)?;
-                if *lzma1 {
+            FilterSpec::Lzma(spec) => {
+                let options = spec.options()?;
+                if spec.lzma1 {
                     filters.lzma1(&options);
                 } else {
                     filters.lzma2(&options);
@@ -218,11 +227,6 @@ fn filters(chain: &[FilterSpec]) -> Result<Filters, String> {
         added.map_err(|e| format!("filter chain: {e}"))?;
     }
     Ok(filters)
-}
-
-/// The error of an LZMA filter without options, which [`FilterSpec::lzma_options`] never gives.
-fn unreachable_options() -> Result<LzmaOptions, String> {
-    Err("an LZMA filter without options".to_owned())
 }
 
 /// numcodecs' `LZMA` compressor: Python's `lzma.compress` / `lzma.decompress` with the
@@ -340,9 +344,8 @@ impl LzmaCodec {
                 Stream::new_lzma_encoder(&options)
             }
             (Format::Alone, Some(chain)) => match chain.as_slice() {
-                [spec @ FilterSpec::Lzma { lzma1: true, .. }] => {
-                    let options = spec.lzma_options().unwrap_or_else(unreachable_options)?;
-                    Stream::new_lzma_encoder(&options)
+                [FilterSpec::Lzma(spec)] if spec.lzma1 => {
+                    Stream::new_lzma_encoder(&spec.options()?)
                 }
                 _ => {
                     return Err(
