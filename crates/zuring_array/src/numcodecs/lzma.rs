@@ -63,29 +63,25 @@ impl LzmaSpec {
     fn options(&self) -> Result<LzmaOptions, String> {
         let mut options = LzmaOptions::new_preset(self.preset)
             .map_err(|_| format!("invalid compression preset {}", self.preset))?;
-        if let Some(v) = self.dict_size {
-            options.dict_size(v);
+        type Set = fn(&mut LzmaOptions, u32) -> &mut LzmaOptions;
+        let numbers: [(Option<u32>, Set); 6] = [
+            (self.dict_size, LzmaOptions::dict_size),
+            (self.lc, LzmaOptions::literal_context_bits),
+            (self.lp, LzmaOptions::literal_position_bits),
+            (self.pb, LzmaOptions::position_bits),
+            (self.nice_len, LzmaOptions::nice_len),
+            (self.depth, LzmaOptions::depth),
+        ];
+        for (value, set) in numbers {
+            if let Some(value) = value {
+                set(&mut options, value);
+            }
         }
-        if let Some(v) = self.lc {
-            options.literal_context_bits(v);
+        if let Some(mode) = self.mode {
+            options.mode(mode);
         }
-        if let Some(v) = self.lp {
-            options.literal_position_bits(v);
-        }
-        if let Some(v) = self.pb {
-            options.position_bits(v);
-        }
-        if let Some(v) = self.mode {
-            options.mode(v);
-        }
-        if let Some(v) = self.nice_len {
-            options.nice_len(v);
-        }
-        if let Some(v) = self.mf {
-            options.match_finder(v);
-        }
-        if let Some(v) = self.depth {
-            options.depth(v);
+        if let Some(mf) = self.mf {
+            options.match_finder(mf);
         }
         Ok(options)
     }
