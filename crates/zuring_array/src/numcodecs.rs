@@ -1894,7 +1894,8 @@ mod tests {
         }
     }
 
-    fn hex(text: &str) -> Vec<u8> {
+    /// The bytes a hex string spells (test fixtures made by numcodecs / Python).
+    pub(super) fn hex(text: &str) -> Vec<u8> {
         (0..text.len() / 2)
             .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap())
             .collect()

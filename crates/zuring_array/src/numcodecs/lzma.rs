@@ -494,6 +494,7 @@ impl BytesToBytesCodecTraits for LzmaCodec {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::hex;
     use super::*;
 
     fn codec(configuration: &str) -> Arc<dyn BytesToBytesCodecTraits> {
@@ -501,13 +502,6 @@ mod tests {
             Ok(Codec::BytesToBytes(codec)) => codec,
             other => panic!("{configuration}: {other:?}"),
         }
-    }
-
-    fn hex(text: &str) -> Vec<u8> {
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-            .collect()
     }
 
     /// The bytes every stream below holds: `b"zuring " * 40 + bytes(range(200))`.
@@ -595,8 +589,8 @@ mod tests {
         for (configuration, stream) in PYTHON_MADE {
             let python = hex(stream.trim());
             let codec = codec(configuration);
-            let xz = !configuration.contains("\"format\": 2")
-                && !configuration.contains("\"format\": 3");
+            // The xz magic: FD '7zXZ' 00.
+            let xz = python.starts_with(b"\xfd7zXZ\0");
             let mut damaged: Vec<Vec<u8>> =
                 (0..python.len()).map(|n| python[..n].to_vec()).collect();
             for bit in 0..python.len() * 8 {
