@@ -76,12 +76,17 @@ def test_raw_bits_read_as_void(tmp_path):
 test_raw_bits_read_as_void.rows = ["D7"]
 
 
-@pytest.mark.parametrize("dtype", ["float8_e4m3", "int4"])
-def test_extension_types_zarrs_knows_read_as_raw_elements(tmp_path, dtype):
-    write_meta(tmp_path / "x", meta(data_type=dtype))
+@pytest.mark.parametrize("dtype,fill,stored", [("float8_e4m3", "NaN", b"\x7c"), ("int4", -2, b"\xfe"), ("bfloat16", "-Infinity", b"\x80\xff")])
+def test_machine_learning_types_read_as_ml_dtypes(tmp_path, dtype, fill, stored):
+    """zarr-extensions' bfloat16, 8-bit floats and 4-bit integers: ml_dtypes' numpy types
+    (raw elements of their size without ml_dtypes), fill values as the extensions define."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    write_meta(tmp_path / "x", meta(data_type=dtype, fill_value=fill))
     a = zuring.open_array(tmp_path / "x")
-    assert a.dtype.kind == "V" and a.shape == (6,)
-    assert a[...].tobytes() == bytes(6 * a.dtype.itemsize)
+    assert a.dtype == np.dtype(getattr(ml_dtypes, dtype)) and a.shape == (6,)
+    assert a[...].tobytes() == stored * 6
+    want = {"NaN": np.nan, "-Infinity": -np.inf}.get(fill, fill)
+    np.testing.assert_array_equal(a[...].astype(np.float64), np.full(6, want))
 
 
 def test_struct_and_fixed_length_types(tmp_path):
@@ -125,7 +130,7 @@ def test_unknown_data_types_give_a_clear_error(tmp_path):
 test_unknown_data_types_give_a_clear_error.rows = ["D11"]
 
 
-test_extension_types_zarrs_knows_read_as_raw_elements.rows = ["D11"]
+test_machine_learning_types_read_as_ml_dtypes.rows = ["D11"]
 
 
 def test_chunk_size_zero_rejected(tmp_path):

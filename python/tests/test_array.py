@@ -451,3 +451,114 @@ def test_record_metadata_errors_name_the_field(tmp_path):
     (tmp_path / "a" / "zarr.json").write_text(json.dumps(meta))
     with pytest.raises(zuring.ZuringError, match="no_such_type"):
         zuring.open_array(tmp_path / "a")
+
+
+ML_TYPES = [
+    # (data type, fill value, sharded, bytes codec endian)
+    ("bfloat16", "NaN", True, "big"),
+    ("bfloat16", -2.5, False, "little"),
+    ("float8_e4m3fn", "NaN", True, None),
+    ("float8_e5m2", "-Infinity", False, None),
+    ("float8_e4m3fnuz", 0.5, True, None),
+    ("float8_e5m2fnuz", "NaN", False, None),
+    ("float8_e4m3b11fnuz", -1.0, False, None),
+    ("float8_e3m4", 2.0, True, None),
+    # A hex fill, and sharded so that no chunk of tensorstore's is checked for removal:
+    # tensorstore 0.1.86 converts this type's JSON numbers off by 2**64 (it reads the fill 1.0
+    # as 2**-64, byte 0x3f, and writes the fill "0x7f" back as 1.8446744073709552e+19), where
+    # zarrs and ml_dtypes follow the type's bias of 127 (1.0 is 0x7f).
+    ("float8_e8m0fnu", "0x7f", True, None),
+    ("float4_e2m1fn", -1.5, False, None),
+    ("int4", -3, True, None),
+    ("int4", -3, False, None),
+]
+
+
+def _ml_values(rng, dtype, shape):
+    if dtype.name == "int4":
+        return rng.integers(-8, 8, shape).astype(dtype)
+    if dtype.name == "float8_e8m0fnu":  # powers of two only
+        return np.exp2(rng.integers(-20, 20, shape)).astype(dtype)
+    return (rng.standard_normal(shape) * 3).astype(dtype)
+
+
+def _same(a, b):
+    return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a.astype(np.float32), b.astype(np.float32), equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype_name,fill,sharded,endian", ML_TYPES)
+def test_machine_learning_types_with_tensorstore(tmp_path, dtype_name, fill, sharded, endian):
+    """bfloat16, 8- and 4-bit floats and int4 (ml_dtypes' numpy types) written by tensorstore
+    are read by zuring, and what zuring writes tensorstore reads: values, fill values, byte
+    orders, sharding; tensorstore's float8_e4m3fn, which zarrs does not know, too."""
+    ts = pytest.importorskip("tensorstore")
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    dtype = np.dtype(getattr(ml_dtypes, dtype_name))
+    bytes_codec = {"name": "bytes", **({"configuration": {"endian": endian}} if endian else {})}
+    codecs = [bytes_codec, {"name": "zstd", "configuration": {"level": 1, "checksum": False}}]
+    if sharded:
+        codecs = [{"name": "sharding_indexed", "configuration": {"chunk_shape": [4, 6], "codecs": codecs,
+                   "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]}}]
+    meta = {"zarr_format": 3, "node_type": "array", "shape": [10, 12], "data_type": dtype_name,
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [8, 12] if sharded else [4, 6]}},
+            "chunk_key_encoding": {"name": "default"}, "fill_value": fill, "codecs": codecs}
+    if str(fill).startswith("0x"):
+        fill_value = np.frombuffer(bytes.fromhex(fill[2:]), dtype=dtype).reshape(())
+    else:
+        fill_value = np.asarray(np.nan if fill == "NaN" else -np.inf if fill == "-Infinity" else fill).astype(dtype)
+    rng = np.random.default_rng(7)
+    values = _ml_values(rng, dtype, (10, 12))
+    want = values.copy()
+    want[:, 9:] = fill_value
+
+    def ts_open(path):
+        return ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)}}).result()
+
+    # tensorstore writes, zuring reads.
+    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(tmp_path / "ts")}, "metadata": {k: meta[k] for k in ("shape", "data_type", "chunk_grid", "chunk_key_encoding", "fill_value", "codecs")}}
+    theirs = ts.open(spec, create=True).result()
+    theirs[:, :9].write(values[:, :9]).result()
+    ours = zuring.open_array(tmp_path / "ts")
+    assert ours.dtype == dtype
+    assert _same(ours[...], want)
+    assert _same(ours[1:9:3, 2:11], want[1:9:3, 2:11])
+    assert _same(ours.oindex[[0, 9, 4], [11, 1]], want[np.ix_([0, 9, 4], [11, 1])])
+    assert _same(ours.vindex[[0, 9, 4], [11, 1, 5]], want[[0, 9, 4], [11, 1, 5]])
+    assert _same(ours.read_crops([[0, 0], [5, 7]], (4, 5)), np.stack([want[0:4, 0:5], want[5:9, 7:12]]))
+    # zuring writes (a region, points, a whole chunk back to fill), tensorstore reads.
+    new = _ml_values(rng, dtype, (5, 8))
+    ours[2:7, 3:11] = new
+    want[2:7, 3:11] = new
+    ours.vindex[[9, 0], [0, 11]] = new[0, :2]
+    want[[9, 0], [0, 11]] = new[0, :2]
+    ours[8:10, 6:12] = fill_value
+    want[8:10, 6:12] = fill_value
+    if not sharded:
+        # A chunk of fill values only is removed (int4's fill -3 is stored as zarrs gives it,
+        # 0xfd, not as ml_dtypes holds it, 0x0d).
+        assert not (tmp_path / "ts" / "c" / "2" / "1").exists()
+    assert _same(np.asarray(ts_open(tmp_path / "ts").read().result()), want)
+    assert _same(ours[...], want)
+    # An array zuring creates: fill where nothing was written, as tensorstore reads it.
+    made = zuring.create_array(tmp_path / "made", meta)
+    assert made.dtype == dtype
+    made[0:4, 0:6] = values[0:4, 0:6]
+    expected = np.full((10, 12), fill_value, dtype=dtype)
+    expected[0:4, 0:6] = values[0:4, 0:6]
+    assert _same(np.asarray(ts_open(tmp_path / "made").read().result()), expected)
+    assert _same(made[...], expected)
+
+
+def test_machine_learning_types_without_ml_dtypes(tmp_path, monkeypatch):
+    """Without ml_dtypes (numpy has no bfloat16), the elements read as raw ``V2`` bits."""
+    import sys
+
+    meta = {"zarr_format": 3, "node_type": "array", "shape": [3], "data_type": "bfloat16",
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [2]}},
+            "chunk_key_encoding": {"name": "default"}, "fill_value": "NaN",
+            "codecs": [{"name": "bytes", "configuration": {"endian": "big"}}]}
+    zuring.create_array(tmp_path / "a", meta)[0] = 1.5
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)
+    a = zuring.open_array(tmp_path / "a")
+    assert a.dtype == np.dtype("V2")
+    assert a[...].tobytes() == np.array([0x3fc0, 0x7fc0, 0x7fc0], dtype="=u2").tobytes()

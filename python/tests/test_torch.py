@@ -128,3 +128,49 @@ def test_pin_memory_and_dicts(arr, tmp_path):
     for b in batches:
         assert b["a"].shape == (2, 4, 10, 10) and b["b"].dtype == torch.float32
         np.testing.assert_array_equal(b["a"].numpy().astype("float32"), b["b"].numpy())
+
+
+def test_machine_learning_types(tmp_path):
+    """A bfloat16 array (stored big-endian) and an 8-bit float one read jointly: numpy batches
+    of ml_dtypes' types, tensors of torch's same types (bfloat16, float8_e5m2) with the same
+    values; a type torch lacks (float8_e4m3) is refused at construction unless numpy batches
+    are asked for."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+
+    def make(name, data_type, values):
+        meta = {"zarr_format": 3, "node_type": "array", "shape": list(values.shape), "data_type": data_type,
+                "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [4, 8]}},
+                "chunk_key_encoding": {"name": "default"}, "fill_value": "NaN", "dimension_names": ["y", "x"],
+                "codecs": [{"name": "bytes", "configuration": {"endian": "big"}}, {"name": "zstd", "configuration": {"level": 1, "checksum": False}}]}
+        a = zuring.create_array(tmp_path / name, meta)
+        a[...] = values
+        return a
+
+    # Exact in both types: multiples of 1/4 below 16 (bfloat16 keeps 8 significant bits,
+    # float8_e5m2 3: 0.25 x 0..7 scaled by powers of two).
+    y, x = np.meshgrid(np.arange(12), np.arange(16), indexing="ij")
+    wide = (y * 16 + x) / 8.0
+    small = np.where((y + x) % 2 == 0, 1.0, -0.25) * 2.0 ** (y % 5)
+    bf = make("bf", "bfloat16", wide.astype(ml_dtypes.bfloat16))
+    f8 = make("f8", "float8_e5m2", small.astype(ml_dtypes.float8_e5m2))
+    assert bf.dtype == np.dtype(ml_dtypes.bfloat16) and f8.dtype == np.dtype(ml_dtypes.float8_e5m2)
+    kwargs = dict(batch_size=3, seed=4, samples_per_epoch=6)
+    s = zuring.CropSampler({"bf": bf, "f8": f8}, {"y": 4, "x": 5}, **kwargs)
+    for batch in s:
+        assert batch["bf"].dtype == bf.dtype and batch["f8"].dtype == f8.dtype
+        for b, (wy, wx) in enumerate(s.last_windows):
+            np.testing.assert_array_equal(batch["bf"][b].astype(np.float64), wide[wy : wy + 4, wx : wx + 5])
+            np.testing.assert_array_equal(batch["f8"][b].astype(np.float64), small[wy : wy + 4, wx : wx + 5])
+    ds = CropDataset({"bf": bf, "f8": f8}, {"y": 4, "x": 5}, **kwargs)
+    tensors = list(DataLoader(ds, batch_size=None, num_workers=0))
+    batches = list(zuring.CropSampler({"bf": bf, "f8": f8}, {"y": 4, "x": 5}, **kwargs))
+    assert len(tensors) == len(batches) == 2
+    for t, n in zip(tensors, batches):
+        assert t["bf"].dtype == torch.bfloat16 and t["f8"].dtype == torch.float8_e5m2
+        np.testing.assert_array_equal(t["bf"].double().numpy(), n["bf"].astype(np.float64))
+        np.testing.assert_array_equal(t["f8"].double().numpy(), n["f8"].astype(np.float64))
+    e4m3 = make("e4m3", "float8_e4m3", small.astype(ml_dtypes.float8_e4m3))
+    with pytest.raises(TypeError, match="'data' is float8_e4m3"):
+        CropDataset(e4m3, (4, 5), **kwargs)
+    got = next(iter(CropDataset(e4m3, (4, 5), as_tensors=False, **kwargs)))
+    assert got.dtype == np.dtype(ml_dtypes.float8_e4m3) and got.shape == (3, 4, 5)

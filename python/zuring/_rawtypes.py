@@ -1,6 +1,7 @@
 """Fixed-size element types zarrs has no type for: fixed-length bytes (``|S``,
 ``null_terminated_bytes``), raw bytes (``|V``, ``raw_bytes``) and structured records (v2 field
-lists, zarr 3.1's ``structured``, zarr 3.4's ``struct``). Rust reads and writes them as raw bits
+lists, zarr 3.1's ``structured``, zarr 3.4's ``struct``), and tensorstore's ``float8_e4m3fn``
+(as ml_dtypes' type, see :mod:`zuring._mltypes`). Rust reads and writes them as raw bits
 of their size (v3 ``r<bits>``, v2 ``|V<bytes>``), so Python only needs their numpy layout as
 stored and their fill value's stored bytes.
 """
@@ -15,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from zuring import _mltypes
+
 # Zarr v3 names of the simple fixed-size types (their little-endian forms).
 _V3_SIMPLE = {
     "bool": "?", "int8": "i1", "int16": "<i2", "int32": "<i4", "int64": "<i8",
@@ -28,6 +31,9 @@ def v3_dtype(t: Any) -> np.dtype:
     if isinstance(t, str):
         if t in _V3_SIMPLE:
             return np.dtype(_V3_SIMPLE[t])
+        ml = _mltypes.dtype(t, _mltypes.RAW_TYPES)
+        if ml is not None:
+            return ml
         if t.startswith("r") and t[1:].isdigit() and int(t[1:]) % 8 == 0:
             return np.dtype(f"V{int(t[1:]) // 8}")
         raise KeyError(t)
@@ -121,6 +127,8 @@ def fill_bytes(doc: dict, stored: np.dtype) -> bytes:
     fill = doc.get("fill_value")
     if fill is None:
         return bytes(stored.itemsize)
+    if _mltypes.is_ml(stored):
+        return _mltypes.fill_bytes(fill, stored)
     if isinstance(fill, str):
         raw = base64.standard_b64decode(fill)
         return raw.ljust(stored.itemsize, b"\0")[: stored.itemsize]

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from zuring import _native, _rawtypes
+from zuring import _mltypes, _native, _rawtypes
 from zuring._convert import as_dtype
 from zuring._selection import Orthogonal, Region, parse, parse_points
 
@@ -21,6 +21,9 @@ def _dtype(name: str, metadata: dict, element_size: int) -> np.dtype:
     if metadata.get("zarr_format") == 2 and np.dtype(metadata["dtype"]).kind in "Mm":
         # v2 datetime64 / timedelta64: read by zarrs as int64 (`name`), the same bytes.
         return np.dtype(metadata["dtype"]).newbyteorder("=")
+    ml = _mltypes.dtype(name)
+    if ml is not None:
+        return ml
     # zarrs' name of the type (ints, floats, r<bits>), else the v3 metadata's (datetimes).
     for t in (name, metadata.get("data_type")):
         try:
@@ -209,7 +212,7 @@ class Array:
         if self.dtype == object:
             values = np.broadcast_to(np.asarray(value, dtype=object), shape).ravel().tolist()
         else:
-            data = np.ascontiguousarray(np.broadcast_to(as_dtype(value, self.dtype), shape))
+            data = np.ascontiguousarray(np.broadcast_to(_mltypes.to_stored(as_dtype(value, self.dtype)), shape))
             if isinstance(selection, Region) and all(s == 1 for s in selection.steps):
                 self._native.write_region(selection.starts, selection.stops, data.reshape(-1).view(np.uint8))
                 return

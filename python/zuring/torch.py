@@ -13,10 +13,29 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from zuring import _mltypes
 from zuring.sampler import CropSampler, _distributed_defaults
+
+# The machine-learning types (ml_dtypes' numpy types, see zuring._mltypes) torch has too, with
+# the same bits: such a batch becomes a tensor through an integer view of its size.
+_TORCH_ML_TYPES = ("bfloat16", "float8_e5m2", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu")
+
+
+def _torch_ml_type(dtype: np.dtype) -> torch.dtype | None:
+    """torch's type for one of ml_dtypes' types, None when this torch has none."""
+    return getattr(torch, dtype.name, None) if dtype.name in _TORCH_ML_TYPES else None
+
+
+def _tensor(batch: np.ndarray) -> torch.Tensor:
+    """``batch`` as a tensor sharing its memory (its type checked by CropDataset)."""
+    if not _mltypes.is_ml(batch.dtype):
+        return torch.from_numpy(batch)
+    bits = torch.from_numpy(batch.view(np.int16 if batch.dtype.itemsize == 2 else np.uint8))
+    return bits.view(_torch_ml_type(batch.dtype))
 
 
 class CropDataset(IterableDataset):
@@ -39,6 +58,10 @@ class CropDataset(IterableDataset):
             self._len: int | None = len(probe)
         except TypeError:
             self._len = None
+        if as_tensors:
+            for name, dtype in zip(probe._names, probe._dtypes):
+                if _mltypes.is_ml(dtype) and _torch_ml_type(dtype) is None:
+                    raise TypeError(f"array {name!r} is {dtype}, which torch has no type for: pass as_tensors=False for numpy batches")
 
     def _paths(self) -> tuple:
         arrays, crop, batch_size = self._args
@@ -92,6 +115,6 @@ class CropDataset(IterableDataset):
             if not self._as_tensors:
                 yield batch
             elif isinstance(batch, dict):
-                yield {k: torch.from_numpy(v) for k, v in batch.items()}
+                yield {k: _tensor(v) for k, v in batch.items()}
             else:
-                yield torch.from_numpy(batch)
+                yield _tensor(batch)

@@ -277,9 +277,11 @@ pub mod bytemuck_free {
     pub unsafe trait Plain: Copy + Default + Send + Sync + 'static {}
     macro_rules! plain {
         ($($t:ty),*) => { $(
-            // SAFETY: primitive numeric types: no padding, every bit pattern valid.
+            // SAFETY: primitive numeric types, and `half`'s 16-bit floats (transparent
+            // wrappers of a u16): no padding, every bit pattern valid.
             unsafe impl Plain for $t {}
         )* };
     }
     plain!(u8, u16, u32, u64, i8, i16, i32, i64, f32, f64);
+    plain!(half::f16, half::bf16);
 }

@@ -190,6 +190,62 @@ fn fixed_size_types_and_fill_values() {
 }
 
 #[test]
+fn machine_learning_types_and_fill_values() {
+    // zarr-extensions' bfloat16 (2 bytes, byte order from the bytes codec) and 8-bit floats
+    // and 4-bit integers (one byte a value), with the fill values zarrs gives them.
+    let bf16 = |v: f32| half::bf16::from_f32(v).to_bits();
+    check_fixed(
+        &v3("bfloat16", r#""NaN""#, BYTES_BE_ZSTD),
+        "zarr.json",
+        |i| bf16(i as f32 * -0.75).to_ne_bytes().to_vec(),
+        &0x7fc0u16.to_ne_bytes(),
+    );
+    check_fixed(
+        &v3("bfloat16", "1.5", BYTES_BE_GZIP),
+        "zarr.json",
+        |i| bf16(i as f32 * 1e30).to_ne_bytes().to_vec(),
+        &bf16(1.5).to_ne_bytes(),
+    );
+    for (dtype, fill, fill_byte) in [
+        ("float8_e4m3", r#""NaN""#, 0x7c),
+        ("float8_e5m2", r#""-Infinity""#, 0xfc),
+        ("float8_e4m3fnuz", r#""NaN""#, 0x80),
+        ("float8_e4m3", "-2.0", 0xc0),
+        ("int4", "-1", 0xff),
+        ("uint4", "15", 0x0f),
+    ] {
+        check_fixed(
+            &v3(dtype, fill, BYTES_LE),
+            "zarr.json",
+            |i| vec![(i as u8).wrapping_mul(37) & 0x77],
+            &[fill_byte],
+        );
+    }
+    // Typed reads as `half`'s types, and a write zarrs reads back.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let theirs = zarrs_array(
+        dir.path(),
+        "zarr.json",
+        &v3("bfloat16", r#""-Infinity""#, BYTES_BE_ZSTD),
+    );
+    let values: Vec<half::bf16> = (0..12)
+        .map(|i| half::bf16::from_f32(i as f32 / 3.0))
+        .collect();
+    let ours = ZarrArray::open(dir.path()).unwrap();
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    ours.write_region(&[1..3, 0..6], &bytes).unwrap();
+    let got = ours.read::<half::bf16>(&Selection::all(&[5, 6])).unwrap();
+    let zarrs_read: Vec<half::bf16> = theirs.retrieve_array_subset(&theirs.subset_all()).unwrap();
+    assert_eq!(got.as_slice().unwrap(), zarrs_read.as_slice());
+    assert_eq!(got[[0, 0]], half::bf16::NEG_INFINITY);
+    assert_eq!(got[[2, 5]], values[11]);
+    assert_eq!(&zarrs_read[6..18], values.as_slice());
+    // A type of another size is refused, naming both.
+    let err = ours.read::<f32>(&Selection::all(&[5, 6])).unwrap_err();
+    assert!(err.to_string().contains("bfloat16"), "{err}");
+}
+
+#[test]
 fn zarr_v2_arrays() {
     for (compressor, order) in [
         (r#"{"id":"zstd","level":3}"#, "C"),
