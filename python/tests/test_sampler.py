@@ -143,3 +143,35 @@ def test_corrupt_chunk_mid_epoch(tmp_path):
     rest = [starts_of(b)[0] for b in s]
     assert seen == [(0, 0, 0), (0, 0, 10)]
     assert rest == [(0, 10, 10)]
+
+
+def test_types_read_as_raw_bits_are_sampled(tmp_path):
+    """Element types zarrs has no type for, which zuring reads as raw bits (records here, and
+    tensorstore's float8_e4m3fn as ml_dtypes' type): the sampler reads through the arrays
+    Python opened, so their batches are the arrays' own values."""
+    fields = {"name": "struct", "configuration": {"fields": [{"name": "a", "data_type": "int16"}, {"name": "b", "data_type": "float32"}]}}
+    types = [(fields, {"a": -1, "b": "NaN"}, np.dtype([("a", "<i2"), ("b", "<f4")]))]
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    types.append(("float8_e4m3fn", "NaN", np.dtype(ml_dtypes.float8_e4m3fn)))
+    arrays = {}
+    for i, (data_type, fill, dtype) in enumerate(types):
+        meta = {"zarr_format": 3, "node_type": "array", "shape": [10, 12], "data_type": data_type,
+                "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [4, 5]}},
+                "chunk_key_encoding": {"name": "default"}, "fill_value": fill, "dimension_names": ["y", "x"],
+                "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "zstd", "configuration": {"level": 1, "checksum": False}}]}
+        a = zuring.create_array(tmp_path / f"a{i}", meta)
+        assert a.dtype == dtype
+        values = np.zeros((10, 12), dtype=dtype)
+        if dtype.names:
+            values["a"] = np.arange(120).reshape(10, 12)
+            values["b"] = values["a"] / 4
+        else:
+            values[...] = (np.arange(120).reshape(10, 12) % 16 / 4).astype(dtype)
+        a[:9] = values[:9]  # row 9 stays fill
+        arrays[f"a{i}"] = zuring.open_array(tmp_path / f"a{i}")
+    s = zuring.CropSampler(arrays, {"y": 3, "x": 4}, batch_size=4, seed=5, samples_per_epoch=8)
+    for batch in s:
+        for name, a in arrays.items():
+            assert batch[name].dtype == a.dtype and batch[name].shape == (4, 3, 4)
+            for b, (y, x) in enumerate(s.last_windows):
+                assert batch[name][b].tobytes() == a[y : y + 3, x : x + 4].tobytes()

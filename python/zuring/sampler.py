@@ -8,7 +8,6 @@ function of (seed, epoch, rank, world size), so runs are reproducible and resuma
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -117,7 +116,7 @@ class CropSampler:
                 names = [f"dim_{i}" for i in range(arr.ndim)]
             if any(n is None for n in names):
                 raise ValueError(f"array {name!r} has unnamed dimensions {names}; pass dims={{{name!r}: [...]}}")
-            specs.append((name, os.fspath(arr.path), names, dict(strides.get(name, {})), list(full_dims.get(name, []))))
+            specs.append((name, arr._native, names, dict(strides.get(name, {})), list(full_dims.get(name, []))))
         first_dims = specs[0][2]
         if not isinstance(crop, Mapping):
             crop = tuple(crop)

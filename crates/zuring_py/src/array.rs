@@ -1,6 +1,7 @@
 //! `zuring._native.Array`: the engine's array, read and written with the GIL released.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use numpy::{PyReadonlyArray1, PyReadwriteArray1};
 use pyo3::prelude::*;
@@ -24,13 +25,20 @@ type PyStoredChunk<'py> = (Vec<u64>, Option<Bound<'py, pyo3::types::PyBytes>>);
 #[pyclass(module = "zuring._native", frozen)]
 #[derive(Debug)]
 pub struct Array {
-    inner: ZarrArray,
+    inner: Arc<ZarrArray>,
 }
 
 impl Array {
     /// Wrap an open array.
     pub(crate) fn new(inner: ZarrArray) -> Self {
-        Self { inner }
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The open array, shared (a sampler reads through the handle Python opened).
+    pub(crate) fn shared(&self) -> Arc<ZarrArray> {
+        Arc::clone(&self.inner)
     }
 }
 
@@ -39,7 +47,7 @@ pub fn open_array(py: Python<'_>, path: PathBuf) -> PyResult<Array> {
     let inner = py
         .detach(|| ZarrArray::open(&path))
         .map_err(errors::array)?;
-    Ok(Array { inner })
+    Ok(Array::new(inner))
 }
 
 /// Open the array in directory `path` from metadata the caller already holds (no read of it).
@@ -67,7 +75,7 @@ pub fn open_array_with_metadata(
         .detach(|| ZarrArray::from_metadata(&path, metadata_json, Context::shared()?))
         .map_err(errors::array)?;
     inner.set_inner_chunk_order(order);
-    Ok(Array { inner })
+    Ok(Array::new(inner))
 }
 
 /// Create an array from `metadata_json`; with `stored_json`, opened as `metadata_json` but
@@ -86,7 +94,7 @@ pub fn create_array(
             ZarrArray::create_storing(&path, metadata_json, stored, Context::shared()?)
         })
         .map_err(errors::array)?;
-    Ok(Array { inner })
+    Ok(Array::new(inner))
 }
 
 pub(super) fn out_slice<'a>(out: &'a mut PyReadwriteArray1<'_, u8>) -> PyResult<&'a mut [u8]> {

@@ -1,14 +1,13 @@
 //! `zuring._native.Sampler`: the crop sampler's prefetching iterator for Python.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use zuring_array::ZarrArray;
 use zuring_sampler::{ArraySpec, Geometry, Mode, Prefetcher, RankSplit, SamplerError, Schedule};
 
+use crate::array::Array;
 use crate::buffer::Buffer;
 use crate::errors;
 
@@ -50,10 +49,12 @@ impl std::fmt::Debug for Sampler {
     }
 }
 
-/// One input: (name, path, dimension names, strides per dimension, dimensions taken whole).
+/// One input: (name, the array Python opened, dimension names, strides per dimension,
+/// dimensions taken whole). The sampler reads through Python's handle, so every array Python
+/// opens (raw-bit types too) can be sampled, and its metadata is not read again.
 type ArrayArg = (
     String,
-    PathBuf,
+    Py<Array>,
     Vec<String>,
     HashMap<String, u64>,
     Vec<String>,
@@ -81,7 +82,6 @@ impl Sampler {
     #[pyo3(signature = (arrays, crop, batch_size, seed, mode, grid_stride, ordered_dim, samples_per_epoch, region, rank, world_size, prefetch, drop_last, pad_ranks = false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        py: Python<'_>,
         arrays: Vec<ArrayArg>,
         crop: HashMap<String, u64>,
         batch_size: usize,
@@ -100,23 +100,16 @@ impl Sampler {
         if batch_size == 0 {
             return Err(PyValueError::new_err("batch_size must be positive"));
         }
-        let specs = py
-            .detach(|| {
-                arrays
-                    .into_iter()
-                    .map(|(name, path, dims, strides, full)| {
-                        let array = ZarrArray::open(&path)?;
-                        Ok(ArraySpec {
-                            name,
-                            array: Arc::new(array),
-                            dims,
-                            strides: strides.into_iter().collect(),
-                            full,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, zuring_array::ArrayError>>()
+        let specs: Vec<ArraySpec> = arrays
+            .into_iter()
+            .map(|(name, array, dims, strides, full)| ArraySpec {
+                name,
+                array: array.get().shared(),
+                dims,
+                strides: strides.into_iter().collect(),
+                full,
             })
-            .map_err(errors::array)?;
+            .collect();
         let crop: BTreeMap<String, u64> = crop.into_iter().collect();
         let region: BTreeMap<String, (u64, u64)> = region.into_iter().collect();
         let geometry = Geometry::new(specs, &crop, &region).map_err(sampler_error)?;
