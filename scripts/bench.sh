@@ -20,3 +20,5 @@ bash scripts/setup-venv313.sh
 # Rectilinear chunk grids (zarr 3.4, experimental): zarr's pipelines vs zuring's.
 .venv313/bin/python benches/python/bench_rectilinear.py | tee benches/results/bench_rectilinear.txt
 .venv/bin/python benches/python/bench_sampler.py | tee benches/results/bench_sampler.txt
+# bfloat16 training data: tensorstore (zarr-python has no bfloat16) vs zuring.
+.venv/bin/python benches/python/bench_ml_types.py | tee benches/results/bench_ml_types.txt
