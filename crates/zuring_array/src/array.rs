@@ -107,40 +107,26 @@ impl ZarrArray {
         })?;
         crate::metadata::check_array_metadata(&path, file, &text)?;
         let text = String::from_utf8_lossy(&text);
-        if crate::metadata::for_zarrs(&text).is_some() {
-            // Given to zarrs as metadata (it would refuse the files), so for v2 with the
-            // attributes it would have read from `.zattrs` itself.
-            let mut value: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| ArrayError::Metadata {
-                    path: path.clone(),
-                    message: format!("{file}: {e}"),
-                })?;
-            if file == ".zarray" {
-                if let Ok(attrs) = std::fs::read(path.join(".zattrs")) {
-                    let attrs: serde_json::Value =
-                        serde_json::from_slice(&attrs).map_err(|e| ArrayError::Metadata {
-                            path: path.clone(),
-                            message: format!(".zattrs: {e}"),
-                        })?;
-                    value["attributes"] = attrs;
-                }
-            }
-            return Self::from_metadata(&path, &value.to_string(), ctx);
+        if file == "zarr.json" {
+            // Given to zarrs as the text read here (zarrs would read and parse the file again,
+            // through the store's reader threads).
+            return Self::from_metadata(&path, &text, ctx);
         }
-        let store = Arc::new(
-            UringStore::with_reader(&path, Arc::clone(&ctx.reader))
-                .map_err(|e| zarrs_error(&path, e))?,
-        );
-        let array = Array::open(store, "/").map_err(|e| open_error(&path, &e))?;
-        let layout = ArrayLayout::new(&array, &path)?;
-        Ok(Self {
-            path,
-            array,
-            layout,
-            ctx,
-            inner_order: None,
-            stored_members: None,
-        })
+        // v2: with the attributes zarrs would have read from `.zattrs` itself.
+        let mut value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ArrayError::Metadata {
+                path: path.clone(),
+                message: format!("{file}: {e}"),
+            })?;
+        if let Ok(attrs) = std::fs::read(path.join(".zattrs")) {
+            let attrs: serde_json::Value =
+                serde_json::from_slice(&attrs).map_err(|e| ArrayError::Metadata {
+                    path: path.clone(),
+                    message: format!(".zattrs: {e}"),
+                })?;
+            value["attributes"] = attrs;
+        }
+        Self::from_metadata(&path, &value.to_string(), ctx)
     }
 
     /// Open the array in directory `path` whose metadata is `metadata_json` (v3 `zarr.json` or v2
@@ -175,6 +161,21 @@ impl ZarrArray {
                 message: e.to_string(),
             })?;
         if let ArrayMetadata::V3(m) = &metadata {
+            // Members no implementation may ignore (`"must_understand": true`, the default),
+            // refused as zarrs' `Array::open` refuses them (`new_with_metadata` does not).
+            if let Some((name, field)) = m
+                .additional_fields
+                .iter()
+                .find(|(_, field)| field.must_understand())
+            {
+                let err = zarrs::array::ArrayCreateError::AdditionalFieldUnsupportedError(
+                    zarrs::array::AdditionalFieldUnsupportedError::new(
+                        name.clone(),
+                        field.as_value().clone(),
+                    ),
+                );
+                return Err(open_error(&path, &err));
+            }
             // A rectilinear grid's run-length counts are checked before zarrs expands them.
             if m.chunk_grid.name() == "rectilinear" {
                 crate::grid::Grid::of_v3(&m.chunk_grid).map_err(|message| {

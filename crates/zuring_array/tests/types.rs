@@ -471,6 +471,26 @@ fn bad_metadata_names_the_problem() {
         ZarrArray::open(dir.path()),
         Err(ArrayError::Metadata { .. })
     ));
+    // A member zuring does not know: refused unless `"must_understand": false`, whether the
+    // metadata is read from disk, given, or created from (nothing is written then).
+    let with_member = |member: &str| {
+        format!(
+            r#"{{"zarr_format":3,"node_type":"array","shape":[4],"data_type":"uint8","chunk_grid":{{"name":"regular","configuration":{{"chunk_shape":[2]}}}},"chunk_key_encoding":{{"name":"default"}},"fill_value":0,"codecs":[{{"name":"bytes"}}],"new_member":{member}}}"#
+        )
+    };
+    let refused = with_member(r#"{"must_understand":true}"#);
+    write(&refused);
+    for err in [
+        ZarrArray::open(dir.path()).unwrap_err(),
+        ZarrArray::from_metadata(dir.path(), &refused, Context::shared().unwrap()).unwrap_err(),
+        ZarrArray::create(dir.path().join("new"), &refused).unwrap_err(),
+    ] {
+        assert!(matches!(err, ArrayError::Unsupported { .. }), "{err}");
+        assert!(err.to_string().contains("new_member"), "{err}");
+    }
+    assert!(!dir.path().join("new").exists());
+    write(&with_member(r#"{"must_understand":false,"x":1}"#));
+    assert_eq!(ZarrArray::open(dir.path()).unwrap().shape(), &[4]);
 }
 
 /// Orthogonal chunk requests (target `target`) for global row and column indices of a 2-d array
