@@ -22,3 +22,5 @@ bash scripts/setup-venv313.sh
 .venv/bin/python benches/python/bench_sampler.py | tee benches/results/bench_sampler.txt
 # bfloat16 training data: tensorstore (zarr-python has no bfloat16) vs zuring.
 .venv/bin/python benches/python/bench_ml_types.py | tee benches/results/bench_ml_types.txt
+# Opening 200 arrays: zuring, zarr-python, tensorstore.
+.venv/bin/python benches/python/bench_open.py | tee benches/results/bench_open.txt
