@@ -584,3 +584,28 @@ def test_sub_byte_types_with_packbits(tmp_path):
         assert (tmp_path / name / "c" / "0").read_bytes().hex() == packed, name
         got = zuring.open_array(tmp_path / name)[...]
         assert got.dtype == values.dtype and np.array_equal(got.astype(np.float32), values.astype(np.float32)), name
+
+
+def test_tensorstore_v2_bfloat16(tmp_path):
+    """tensorstore's Zarr v2 ``"bfloat16"`` dtype (little-endian; zarrs has no v2 name for it)
+    is read and written as raw bits of ml_dtypes' type, in a process that has not imported
+    ml_dtypes itself (numpy knows the name only once it has)."""
+    import subprocess
+    import sys
+
+    ts = pytest.importorskip("tensorstore")
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    path = str(tmp_path / "v2")
+    spec = {"driver": "zarr", "kvstore": {"driver": "file", "path": path}}
+    a = ts.open({**spec, "metadata": {"shape": [5], "chunks": [2], "dtype": "bfloat16", "fill_value": "NaN", "compressor": {"id": "zstd", "level": 1}}}, create=True).result()
+    a[0:3].write(np.array([1.5, -2, 3], dtype=ml_dtypes.bfloat16)).result()
+    script = (
+        "import sys, numpy as np, zuring\n"
+        "assert 'ml_dtypes' not in sys.modules\n"
+        f"z = zuring.open_array({path!r})\n"
+        "assert z.dtype.name == 'bfloat16', z.dtype\n"
+        "assert z[...].astype(np.float32).tolist()[:3] == [1.5, -2.0, 3.0] and np.isnan(z[3:].astype(np.float32)).all()\n"
+        "z[4] = 7\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    assert np.asarray(ts.open(spec).result().read().result()).astype(np.float32)[4] == 7

@@ -59,7 +59,10 @@ def _v2_dtype(t: Any) -> np.dtype:
     """A Zarr v2 dtype (typestr, or a list of [name, type(, shape)] fields)."""
     if isinstance(t, list):
         return np.dtype([(f[0], _v2_dtype(f[1]), *([tuple(f[2])] if len(f) > 2 else [])) for f in t])
-    return np.dtype(t)
+    # tensorstore's v2 "bfloat16" (little-endian) and 8-bit floats: ml_dtypes' names, which
+    # numpy knows only once ml_dtypes is imported.
+    ml = _mltypes.dtype(t)
+    return np.dtype(t) if ml is None else ml
 
 
 def _bytes_endian(codecs: list) -> str | None:
