@@ -557,11 +557,13 @@ def test_machine_learning_types_without_ml_dtypes(tmp_path, monkeypatch):
             "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [2]}},
             "chunk_key_encoding": {"name": "default"}, "fill_value": "NaN",
             "codecs": [{"name": "bytes", "configuration": {"endian": "big"}}]}
-    zuring.create_array(tmp_path / "a", meta)[0] = 1.5
     monkeypatch.setitem(sys.modules, "ml_dtypes", None)
+    zuring.create_array(tmp_path / "a", meta)
+    (tmp_path / "a" / "c").mkdir()
+    (tmp_path / "a" / "c" / "0").write_bytes(bytes([0x3f, 0xc0, 0x40, 0x00]))  # 1.5, 2.0 big-endian
     a = zuring.open_array(tmp_path / "a")
     assert a.dtype == np.dtype("V2")
-    assert a[...].tobytes() == np.array([0x3fc0, 0x7fc0, 0x7fc0], dtype="=u2").tobytes()
+    assert a[...].tobytes() == np.array([0x3fc0, 0x4000, 0x7fc0], dtype="=u2").tobytes()
 
 
 def test_sub_byte_types_with_packbits(tmp_path):
