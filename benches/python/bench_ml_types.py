@@ -82,13 +82,16 @@ def main() -> None:
     whole_mib = data.nbytes / 2**20
     cold_ok = drop_caches()
 
+    def window(start):
+        return tuple(slice(int(s), int(s) + c) for s, c in zip(start, CROP))
+
     def crop_of(start):
-        return data[tuple(slice(int(s), int(s) + c) for s, c in zip(start, CROP))]
+        return data[window(start)]
 
     def ts_crops():
         arr = ts_open(path)
         for starts in batches:
-            futures = [arr[tuple(slice(int(s), int(s) + c) for s, c in zip(st, CROP))].read() for st in starts]
+            futures = [arr[window(st)].read() for st in starts]
             out = [f.result() for f in futures]
         return out[-1], crop_of(batches[-1][-1])
 

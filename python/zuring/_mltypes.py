@@ -25,6 +25,7 @@ ZARRS_TYPES = frozenset({
     "int2", "int4", "uint2", "uint4",
 })
 RAW_TYPES = frozenset({"float8_e4m3fn"})
+_ALL_TYPES = ZARRS_TYPES | RAW_TYPES
 
 # Signed sub-byte integers: ml_dtypes keeps a value's low bits only (-1 as 0x0f), zarrs the
 # value sign-extended (0xff). zarr-extensions ignores the upper bits on reading, so both read
@@ -33,7 +34,7 @@ RAW_TYPES = frozenset({"float8_e4m3fn"})
 _SIGN_EXTENDED = frozenset({"int2", "int4"})
 
 
-def dtype(name: Any, names: frozenset = ZARRS_TYPES | RAW_TYPES) -> np.dtype | None:
+def dtype(name: Any, names: frozenset = _ALL_TYPES) -> np.dtype | None:
     """ml_dtypes' numpy type for the Zarr data type ``name`` when it is one of ``names`` and
     ml_dtypes is installed; else None."""
     if not isinstance(name, str) or name not in names:
@@ -48,7 +49,7 @@ def dtype(name: Any, names: frozenset = ZARRS_TYPES | RAW_TYPES) -> np.dtype | N
 def is_ml(dtype: np.dtype) -> bool:
     """Whether ``dtype`` is one of ml_dtypes' types named here."""
     # (numpy's own types never take these names.)
-    return dtype.fields is None and dtype.name in ZARRS_TYPES | RAW_TYPES
+    return dtype.fields is None and dtype.name in _ALL_TYPES
 
 
 def to_stored(data: np.ndarray) -> np.ndarray:
