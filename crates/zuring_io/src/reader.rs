@@ -84,6 +84,11 @@ pub struct ReaderOptions {
     /// The most idle buffer bytes kept for reuse, in the pool shared by all readers of the
     /// process (the first reader's value sets it). Default: 256 MiB.
     pub buffer_pool_bytes: usize,
+    /// A batch of one request is read on the calling thread with `pread` instead of by the
+    /// backend's threads: one read has nothing to overlap, and the hand-off to a ring (or pool)
+    /// thread and back costs two thread wake-ups, most of a small warm read's time. Default:
+    /// on.
+    pub inline_single_reads: bool,
 }
 
 impl Default for ReaderOptions {
@@ -99,6 +104,7 @@ impl Default for ReaderOptions {
             fd_cache_capacity: default_cache_capacity(),
             revalidate_fds: true,
             buffer_pool_bytes: 256 << 20,
+            inline_single_reads: true,
         }
     }
 }
@@ -190,6 +196,15 @@ fn spawn_pread(threads: usize) -> Result<Workers> {
         backend: "pread",
         source: Arc::new(e),
     })
+}
+
+/// Where a batch's reads go: its engine, its results' channel, and whether its one read is
+/// done on the submitting thread ([`ReaderOptions::inline_single_reads`]).
+#[derive(Clone, Copy)]
+struct Submission<'a> {
+    engine: &'a Engine,
+    tx: &'a crossbeam_channel::Sender<Delivery>,
+    inline: bool,
 }
 
 /// Reads batches of byte ranges from many files.
@@ -290,6 +305,7 @@ impl Reader {
                 });
             groups[group].2.push((index, request.range));
         }
+        let inline = self.options.inline_single_reads && tags.len() == 1;
         match self.engine() {
             Err(err) => {
                 for index in 0..tags.len() {
@@ -297,6 +313,11 @@ impl Reader {
                 }
             }
             Ok(engine) => {
+                let batch = Submission {
+                    engine: &engine,
+                    tx: &tx,
+                    inline,
+                };
                 // Pinned files need no open: their reads go first.
                 let mut paths: Vec<Arc<Path>> = Vec::new();
                 let mut unpinned: Vec<&[FileRequest]> = Vec::new();
@@ -305,7 +326,7 @@ impl Reader {
                         Some(file) => {
                             // Its descriptor is the caller's: no permit.
                             let file = Ok(Arc::clone(&file.0));
-                            self.dispatch(&engine, path, file, None, requests, &tx);
+                            self.dispatch(&batch, path, file, None, requests);
                         }
                         None => {
                             paths.push(Arc::clone(path));
@@ -323,7 +344,7 @@ impl Reader {
                     &paths,
                     direct,
                     |k, file, permit| {
-                        self.dispatch(&engine, &paths[k], file, Some(permit), unpinned[k], &tx);
+                        self.dispatch(&batch, &paths[k], file, Some(permit), unpinned[k]);
                     },
                 );
             }
@@ -355,17 +376,17 @@ impl Reader {
     }
 
     /// Resolve the requests of one file against its size, merge nearby ranges and hand the
-    /// physical reads to the backend; requests that fail here (open errors, ranges past the end)
-    /// or need no read are answered at once.
+    /// physical reads to the backend (or, `inline`, read them on this thread); requests that fail
+    /// here (open errors, ranges past the end) or need no read are answered at once.
     fn dispatch(
         &self,
-        engine: &Engine,
+        batch: &Submission<'_>,
         path: &Arc<Path>,
         file: Result<Arc<OpenFile>>,
         permit: Option<FilePermit>,
         requests: &[FileRequest],
-        tx: &crossbeam_channel::Sender<Delivery>,
     ) {
+        let Submission { engine, tx, inline } = *batch;
         // Shared by the file's reads: the permit goes back when the last one is done.
         let permit = permit.map(Arc::new);
         let file = match file {
@@ -412,7 +433,9 @@ impl Reader {
                 sink: tx.clone(),
                 _permit: permit.clone(),
             };
-            if let Err(job) = engine.workers.send(job) {
+            if inline {
+                crate::pread::run(job);
+            } else if let Err(job) = engine.workers.send(job) {
                 let backend = engine.workers.name();
                 for part in &job.parts {
                     let _ = tx.send((part.index, Err(IoError::BackendStopped { backend })));

@@ -21,15 +21,32 @@ fn pattern(seed: u64, len: usize) -> Vec<u8> {
     (0..len).map(|_| rng.gen()).collect()
 }
 
-fn reader(kind: BackendKind, direct_io: bool, coalesce: CoalesceOptions) -> Reader {
+/// A backend under test, and whether a batch of one read is read on the calling thread
+/// instead (`inline_single_reads`: off, so that single reads test the backend itself).
+#[derive(Clone, Copy)]
+struct Backend {
+    kind: BackendKind,
+    inline: bool,
+}
+
+impl Backend {
+    fn options(self) -> ReaderOptions {
+        ReaderOptions {
+            backend: self.kind,
+            inline_single_reads: self.inline,
+            rings: 2,
+            queue_depth: 8,
+            pread_threads: 3,
+            ..ReaderOptions::default()
+        }
+    }
+}
+
+fn reader(kind: Backend, direct_io: bool, coalesce: CoalesceOptions) -> Reader {
     Reader::new(ReaderOptions {
-        backend: kind,
         direct_io,
         coalesce,
-        rings: 2,
-        queue_depth: 8,
-        pread_threads: 3,
-        ..ReaderOptions::default()
+        ..kind.options()
     })
     .unwrap()
 }
@@ -47,7 +64,7 @@ fn write_files(dir: &Path, sizes: &[usize]) -> Vec<(PathBuf, Vec<u8>)> {
         .collect()
 }
 
-fn random_ranges_match(kind: BackendKind, direct: bool, coalesce: CoalesceOptions, seed: u64) {
+fn random_ranges_match(kind: Backend, direct: bool, coalesce: CoalesceOptions, seed: u64) {
     let dir = scratch();
     let files = write_files(dir.path(), &[0, 1, 4095, 4096, 70_000, 300_001]);
     let r = reader(kind, direct, coalesce);
@@ -116,7 +133,7 @@ fn random_ranges_match(kind: BackendKind, direct: bool, coalesce: CoalesceOption
     }
 }
 
-fn missing_and_bad_requests_fail_alone(kind: BackendKind) {
+fn missing_and_bad_requests_fail_alone(kind: Backend) {
     let dir = scratch();
     let files = write_files(dir.path(), &[100]);
     let good = files[0].0.as_path();
@@ -150,7 +167,7 @@ fn missing_and_bad_requests_fail_alone(kind: BackendKind) {
     assert_eq!(&out[5].result.as_ref().unwrap()[..], &files[0].1[90..]);
 }
 
-fn coalesced_reads_are_sliced(kind: BackendKind) {
+fn coalesced_reads_are_sliced(kind: Backend) {
     let dir = scratch();
     let files = write_files(dir.path(), &[1 << 20]);
     let (path, data) = &files[0];
@@ -183,14 +200,13 @@ fn coalesced_reads_are_sliced(kind: BackendKind) {
     );
 }
 
-fn file_shrinking_after_open_is_out_of_bounds(kind: BackendKind) {
+fn file_shrinking_after_open_is_out_of_bounds(kind: Backend) {
     let dir = scratch();
     let files = write_files(dir.path(), &[10_000]);
     let path = files[0].0.as_path();
     let r = Reader::new(ReaderOptions {
-        backend: kind,
         revalidate_fds: false,
-        ..ReaderOptions::default()
+        ..kind.options()
     })
     .unwrap();
     assert!(r.read(path, ByteRange::new(0, 10)).is_ok());
@@ -219,7 +235,7 @@ fn file_shrinking_after_open_is_out_of_bounds(kind: BackendKind) {
     );
 }
 
-fn huge_read_is_split(kind: BackendKind) {
+fn huge_read_is_split(kind: Backend) {
     let dir = scratch();
     let path = dir.path().join("sparse");
     let size: u64 = 2_200_000_000; // past MAX_READ_BYTES: needs two reads
@@ -238,7 +254,7 @@ fn huge_read_is_split(kind: BackendKind) {
     assert!(bytes[5..1 << 20].iter().all(|&b| b == 0));
 }
 
-fn writes_invalidate_cache(kind: BackendKind) {
+fn writes_invalidate_cache(kind: Backend) {
     let dir = scratch();
     let path = dir.path().join("w/x.bin");
     let r = reader(kind, false, CoalesceOptions::default());
@@ -259,7 +275,7 @@ fn writes_invalidate_cache(kind: BackendKind) {
         .is_not_found());
 }
 
-fn results_stream_with_try_next(kind: BackendKind) {
+fn results_stream_with_try_next(kind: Backend) {
     let dir = scratch();
     let files = write_files(dir.path(), &[50_000; 4]);
     let r = reader(kind, false, CoalesceOptions::disabled());
@@ -372,8 +388,28 @@ macro_rules! contract {
     };
 }
 
-contract!(uring, BackendKind::Uring);
-contract!(pread, BackendKind::Pread);
+contract!(
+    uring,
+    Backend {
+        kind: BackendKind::Uring,
+        inline: false
+    }
+);
+contract!(
+    pread,
+    Backend {
+        kind: BackendKind::Pread,
+        inline: false
+    }
+);
+// Batches of one read on the calling thread (the default), batches of more through io_uring.
+contract!(
+    inline,
+    Backend {
+        kind: BackendKind::Uring,
+        inline: true
+    }
+);
 
 #[test]
 fn env_and_parse() {
@@ -389,8 +425,20 @@ fn env_and_parse() {
         BackendKind::parse("x", "aio"),
         Err(IoError::InvalidConfig { .. })
     ));
-    let r = reader(BackendKind::Pread, false, CoalesceOptions::default());
+    let backend = |kind| Backend {
+        kind,
+        inline: false,
+    };
+    let r = reader(
+        backend(BackendKind::Pread),
+        false,
+        CoalesceOptions::default(),
+    );
     assert_eq!(r.backend_name().unwrap(), "pread");
-    let r = reader(BackendKind::Uring, false, CoalesceOptions::default());
+    let r = reader(
+        backend(BackendKind::Uring),
+        false,
+        CoalesceOptions::default(),
+    );
     assert_eq!(r.backend_name().unwrap(), "uring");
 }
