@@ -20,6 +20,37 @@ use crate::plan::{c_strides, ChunkPlan, CopyOp};
 use crate::shard_index::ShardIndex;
 use crate::variable::{VariableChunks, HANDLE};
 
+/// Where a read's per-chunk work runs: on zuring's pool, or, for a read of one chunk, on the
+/// calling thread, which would otherwise only wait for it (the hand-off to a pool thread and
+/// back costs more than decoding a small chunk).
+enum Runner<'a, 'scope> {
+    Pool(&'a rayon::Scope<'scope>),
+    Here,
+}
+
+impl<'scope> Runner<'_, 'scope> {
+    fn run(&self, job: impl FnOnce() + Send + 'scope) {
+        match self {
+            Self::Pool(scope) => scope.spawn(move |_| job()),
+            Self::Here => job(),
+        }
+    }
+}
+
+/// Run `op` with a [`Runner`] on `pool`, or on this thread when `here`; returns when every job
+/// it started is done.
+fn on_pool_or_here<'scope>(
+    pool: &rayon::ThreadPool,
+    here: bool,
+    op: impl FnOnce(&Runner<'_, 'scope>),
+) {
+    if here {
+        op(&Runner::Here);
+    } else {
+        pool.in_place_scope(|s| op(&Runner::Pool(s)));
+    }
+}
+
 /// One chunk to fetch: where its bytes are and what to do with them.
 pub(crate) struct ChunkTask {
     /// Its place in the plan (C order of chunk coordinates).
@@ -192,16 +223,16 @@ impl ReadContext<'_> {
             .map(|(i, (path, _))| ReadRequest::new(path.as_path(), ByteRange::Whole, i));
         let stream = self.source.fetch(requests.collect(), FetchKind::Chunks);
         let fill = self.layout.fill.clone();
-        pool.in_place_scope(|s| {
+        on_pool_or_here(pool, tasks.len() == 1, |s| {
             for completion in stream {
                 let (path, task) = &tasks[completion.tag];
                 match completion.result {
-                    Ok(bytes) => s.spawn(move |_| {
-                        self.decode_apply(path, task, &bytes, strides, view, errors)
-                    }),
+                    Ok(bytes) => {
+                        s.run(move || self.decode_apply(path, task, &bytes, strides, view, errors));
+                    }
                     Err(e) if e.is_not_found() => {
                         let fill = &fill;
-                        s.spawn(move |_| self.fill_apply(task, fill, strides, view, errors));
+                        s.run(move || self.fill_apply(task, fill, strides, view, errors));
                     }
                     Err(e) => errors.set(e.into()),
                 }
@@ -367,22 +398,22 @@ impl ReadContext<'_> {
             }
         }
         let stream = self.source.fetch(requests, FetchKind::Chunks);
-        pool.in_place_scope(|s| {
+        on_pool_or_here(pool, targets.len() + missing.len() == 1, |s| {
             let fill = &fill;
             for task in missing {
-                s.spawn(move |_| self.fill_apply(task, fill, strides, view, errors));
+                s.run(move || self.fill_apply(task, fill, strides, view, errors));
             }
             for completion in stream {
                 let (path, task) = targets[completion.tag];
                 match completion.result {
-                    Ok(bytes) => s.spawn(move |_| {
-                        self.decode_apply(path, task, &bytes, strides, view, errors)
-                    }),
+                    Ok(bytes) => {
+                        s.run(move || self.decode_apply(path, task, &bytes, strides, view, errors));
+                    }
                     // The shard went away after its index was read (only a store read by key
                     // can say so: local files are pinned by the probe): it reads as missing,
                     // as it would have a moment later (zarr-python does the same).
                     Err(e) if e.is_not_found() => {
-                        s.spawn(move |_| self.fill_apply(task, fill, strides, view, errors));
+                        s.run(move || self.fill_apply(task, fill, strides, view, errors));
                     }
                     Err(IoError::OutOfBounds {
                         file_size, range, ..
