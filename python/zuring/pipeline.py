@@ -372,6 +372,7 @@ class _Coalescer:
         self.store = store
         self.pending: list[tuple] = []
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.tasks: set[asyncio.Task] = set()
 
     def submit(self, requests: list[tuple], shape: list[int], raw: np.ndarray, spec: Any = None) -> asyncio.Future:
         loop = asyncio.get_running_loop()
@@ -386,8 +387,37 @@ class _Coalescer:
 
     def _flush(self) -> None:
         items, self.pending = self.pending, []
-        if items and self.loop is not None:
-            self.loop.create_task(self._run(items))
+        loop = self.loop
+        if not items or loop is None:
+            return
+        if len({id(item[2]) for item in items}) != len(items):
+            # Shared output buffers: read one by one.
+            self._start(loop, self._one_by_one(items))
+            return
+        missing: set[str] = set()
+        # The Rust call on the loop's executor; its completion settles the callers' futures
+        # straight from the callback (no task in between: a single small read pays for every
+        # step of the event loop).
+        done = loop.run_in_executor(None, self._call, items, loop, missing)
+
+        def settle(done: asyncio.Future) -> None:
+            if done.cancelled():  # the loop is shutting down
+                for item in items:
+                    item[3].cancel()
+                return
+            err = done.exception()
+            if err is None:
+                for item in items:
+                    if not item[3].done():
+                        item[3].set_result(missing)
+            elif len(items) == 1:
+                if not items[0][3].done():
+                    items[0][3].set_exception(err)
+            else:
+                # Find whose request failed: each caller gets its own result.
+                self._start(loop, self._one_by_one(items))
+
+        done.add_done_callback(settle)
 
     def _call(self, items: list[tuple], loop: asyncio.AbstractEventLoop, missing: set[str]) -> None:
         STATS["native_calls"] += 1
@@ -405,32 +435,25 @@ class _Coalescer:
 
         self.array.read_chunk_requests_fetched(requests, shapes, raws, fetch)
 
-    async def _run(self, items: list[tuple]) -> None:
-        distinct = len({id(item[2]) for item in items}) == len(items)
+    def _start(self, loop: asyncio.AbstractEventLoop, work: Any) -> None:
+        """Run `work` as a task, referenced until it ends (the loop keeps only weak references)."""
+        task = loop.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _one_by_one(self, items: list[tuple]) -> None:
+        """Read each item alone (shared output buffers, or a failed call of several): each caller
+        gets its own result."""
         loop = asyncio.get_running_loop()
-        missing: set[str] = set()
-        try:
-            if not distinct:
-                raise RuntimeError("shared output buffers: read one by one")
-            await asyncio.to_thread(self._call, items, loop, missing)
-            for _, _, _, future, _ in items:
-                if not future.done():
-                    future.set_result(missing)
-        except Exception as err:
-            if len(items) == 1:
-                if not items[0][3].done():
-                    items[0][3].set_exception(err)
-                return
-            # Find whose request failed: each caller gets its own result.
-            for item in items:
-                try:
-                    one_missing: set[str] = set()
-                    await asyncio.to_thread(self._call, [item], loop, one_missing)
-                    if not item[3].done():
-                        item[3].set_result(one_missing)
-                except Exception as one:
-                    if not item[3].done():
-                        item[3].set_exception(one)
+        for item in items:
+            try:
+                one_missing: set[str] = set()
+                await asyncio.to_thread(self._call, [item], loop, one_missing)
+                if not item[3].done():
+                    item[3].set_result(one_missing)
+            except Exception as one:
+                if not item[3].done():
+                    item[3].set_exception(one)
 
 
 class ZuringCodecPipeline(CodecPipeline):
