@@ -1,9 +1,9 @@
 """``zuring.CropSampler``: batches of random crops of one or more arrays for training.
 
-Crops are read ahead on zuring's threads (``prefetch`` batches deep), delivered in order, and
-handed to Python as numpy arrays over recycled buffers (no copy). Window positions are a pure
-function of (seed, epoch, rank, world size), so runs are reproducible and resumable
-(``state_dict`` / ``load_state_dict``), and ranks never see the same window.
+Crops are read ahead on zuring's threads (``prefetch`` batches deep, two batches read at once),
+delivered in order, and handed to Python as numpy arrays over recycled buffers (no copy). Window
+positions are a pure function of (seed, epoch, rank, world size), so runs are reproducible and
+resumable (``state_dict`` / ``load_state_dict``), and ranks never see the same window.
 """
 
 from __future__ import annotations
@@ -72,7 +72,9 @@ class CropSampler:
         left out (a shuffled grid leaves out different windows each epoch). Either way every
         rank runs the same number of steps.
     prefetch
-        Batches read ahead (memory: about ``(prefetch + 2) x`` batch bytes).
+        Batches read ahead; two batches (one when ``prefetch`` is 1) are read at once, the
+        arrays of each at once too. Memory: about ``(prefetch + 3) x`` batch bytes (``prefetch``
+        waiting, two being read, the one in use; ``3 x`` when ``prefetch`` is 1).
     drop_last
         Skip a final short batch.
     """

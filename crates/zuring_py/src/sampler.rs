@@ -219,7 +219,7 @@ impl Sampler {
             .lock()
             .map_err(|_| PyRuntimeError::new_err("sampler lock poisoned"))?
             .replace(prefetcher);
-        // Stopping the old prefetcher joins its thread: do it without the GIL.
+        // Stopping the old prefetcher joins its readers: do it without the GIL.
         py.detach(move || drop(old));
         Ok(())
     }

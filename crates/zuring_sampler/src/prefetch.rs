@@ -1,12 +1,13 @@
 //! Reading batches ahead, in order, on a background thread.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::{Result, SamplerError};
+use crate::geometry::Geometry;
 use crate::schedule::Schedule;
 
 /// Recycled output buffers of one array's batches (all of one size).
@@ -61,22 +62,102 @@ pub struct Batch {
     pub windows: Vec<Vec<u64>>,
 }
 
-/// Reads batches ahead on a thread; [`Prefetcher::next`] returns them in order.
+/// Reads batches ahead on background threads; [`Prefetcher::next`] returns them in order.
 ///
-/// At most `depth` finished batches wait in the channel (plus the one being read), which bounds
-/// memory to about (depth + 2) x batch bytes. The batch needed next is always the one being
-/// read: the thread works strictly in order, and the engine parallelises within a batch.
+/// Up to [`Prefetcher::READERS`] batches are read at once, each by its own thread (a batch's
+/// arrays at once too, and the engine parallelises within each array's read), so one batch's
+/// IO waits overlap another's decoding; the readers take the batches in order and hand them
+/// over in order, so the batch needed next is always being read, and it was started first (its
+/// decode work queued on zuring's pool ahead of the look-ahead batches'). At most `depth`
+/// finished batches wait in the channel, plus the ones being read and the one the caller holds:
+/// memory is bounded by about (depth + READERS + 1) x batch bytes.
 #[derive(Debug)]
 pub struct Prefetcher {
     rx: Option<Receiver<Result<Batch>>>,
     stop: Arc<AtomicBool>,
-    /// Set by the thread when it reaches the end of the epoch, before its sender closes.
+    /// Set by the reader whose turn reaches the end of the epoch, before its sender closes.
     ended: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
+    turn: Arc<Turn>,
+    handles: Vec<JoinHandle<()>>,
     pools: Vec<Arc<BufferPool>>,
 }
 
+/// The readers' order of delivery: the sequence number of the batch to send next.
+#[derive(Debug, Default)]
+struct Turn {
+    next: Mutex<u64>,
+    changed: Condvar,
+}
+
+/// What the readers share.
+struct Readers {
+    schedule: Schedule,
+    crop_shapes: Vec<Vec<u64>>,
+    pools: Vec<Arc<BufferPool>>,
+    batch_size: usize,
+    first_batch: u64,
+    batch_step: u64,
+    drop_last: bool,
+    /// The next sequence number to claim (batch `first_batch + k * batch_step`).
+    claim: AtomicU64,
+    turn: Arc<Turn>,
+    stop: Arc<AtomicBool>,
+    ended: Arc<AtomicBool>,
+}
+
+impl Readers {
+    /// Claim batches in order, read each, and send it when its turn comes.
+    fn run(&self, tx: &Sender<Result<Batch>>) {
+        while !self.stop.load(Ordering::Relaxed) && !self.ended.load(Ordering::SeqCst) {
+            let k = self.claim.fetch_add(1, Ordering::SeqCst);
+            let b = self.first_batch + k * self.batch_step;
+            let start = b * self.batch_size as u64;
+            let windows: Vec<Vec<u64>> = (start..start + self.batch_size as u64)
+                .map_while(|i| self.schedule.window(i))
+                .collect();
+            let at_end = windows.is_empty() || (self.drop_last && windows.len() < self.batch_size);
+            let batch = (!at_end).then(|| {
+                // A panic in a read (a bug) fails this batch, not the whole sampler.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    read_batch(&self.schedule, &self.crop_shapes, &self.pools, b, windows)
+                }))
+                .unwrap_or(Err(SamplerError::Stopped))
+            });
+            let Ok(mut next) = self.turn.next.lock() else {
+                return;
+            };
+            while *next != k && !self.stop.load(Ordering::SeqCst) {
+                next = match self.turn.changed.wait(next) {
+                    Ok(next) => next,
+                    Err(_) => return,
+                };
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let sent = match batch {
+                // Before the senders drop: a receiver that sees the channel close knows it
+                // was the end. The readers waiting for later turns read past the end too.
+                None => {
+                    self.ended.store(true, Ordering::SeqCst);
+                    false
+                }
+                Some(batch) => tx.send(batch).is_ok(),
+            };
+            *next += 1;
+            drop(next);
+            self.turn.changed.notify_all();
+            if !sent {
+                return;
+            }
+        }
+    }
+}
+
 impl Prefetcher {
+    /// How many batches are read at once (fewer when `depth` is smaller).
+    pub const READERS: usize = 2;
+
     /// Start reading `schedule`'s batches of `batch_size` windows from batch `first_batch` on,
     /// then every `batch_step`-th batch (1: all of them; `w` and `W`: worker `w` of `W` sharing
     /// one schedule, whose batches interleaved again are the schedule's). With `drop_last`, a
@@ -91,6 +172,7 @@ impl Prefetcher {
         drop_last: bool,
     ) -> Self {
         let g = schedule.geometry().clone();
+        let readers = depth.clamp(1, Self::READERS);
         let crop_shapes: Vec<Vec<u64>> = (0..g.arrays.len()).map(|a| g.crop_shape(a)).collect();
         let pools: Vec<Arc<BufferPool>> = crop_shapes
             .iter()
@@ -99,42 +181,43 @@ impl Prefetcher {
                 let n: u64 = shape.iter().product::<u64>()
                     * batch_size as u64
                     * spec.array.element_size() as u64;
-                BufferPool::new(usize::try_from(n).unwrap_or(usize::MAX), depth + 2)
+                let keep = depth + readers + 1;
+                BufferPool::new(usize::try_from(n).unwrap_or(usize::MAX), keep)
             })
             .collect();
         let (tx, rx) = crossbeam_channel::bounded(depth.max(1));
         let stop = Arc::new(AtomicBool::new(false));
-        let thread_pools = pools.clone();
-        let thread_stop = Arc::clone(&stop);
         let ended = Arc::new(AtomicBool::new(false));
-        let thread_ended = Arc::clone(&ended);
-        let handle = std::thread::Builder::new()
-            .name("zuring-prefetch".into())
-            .spawn(move || {
-                let mut b = first_batch;
-                while !thread_stop.load(Ordering::Relaxed) {
-                    let start = b * batch_size as u64;
-                    let windows: Vec<Vec<u64>> = (start..start + batch_size as u64)
-                        .map_while(|i| schedule.window(i))
-                        .collect();
-                    if windows.is_empty() || (drop_last && windows.len() < batch_size) {
-                        break;
-                    }
-                    let batch = read_batch(&schedule, &crop_shapes, &thread_pools, b, windows);
-                    if tx.send(batch).is_err() {
-                        break;
-                    }
-                    b += batch_step.max(1);
-                }
-                // Before `tx` drops: a receiver that sees the channel close knows it was the end.
-                thread_ended.store(true, Ordering::SeqCst);
+        let turn = Arc::new(Turn::default());
+        let shared = Arc::new(Readers {
+            schedule,
+            crop_shapes,
+            pools: pools.clone(),
+            batch_size,
+            first_batch,
+            batch_step: batch_step.max(1),
+            drop_last,
+            claim: AtomicU64::new(0),
+            turn: Arc::clone(&turn),
+            stop: Arc::clone(&stop),
+            ended: Arc::clone(&ended),
+        });
+        let handles = (0..readers)
+            .filter_map(|r| {
+                let shared = Arc::clone(&shared);
+                let tx = tx.clone();
+                std::thread::Builder::new()
+                    .name(format!("zuring-prefetch-{r}"))
+                    .spawn(move || shared.run(&tx))
+                    .ok()
             })
-            .ok();
+            .collect();
         Self {
             rx: Some(rx),
             stop,
             ended,
-            handle,
+            turn,
+            handles,
             pools,
         }
     }
@@ -146,7 +229,7 @@ impl Prefetcher {
         match &self.rx {
             Some(rx) => match rx.recv() {
                 Ok(item) => Some(item),
-                // Closed at the end of the epoch, or because the thread died (panicked or
+                // Closed at the end of the epoch, or because the readers died (panicked or
                 // could not start): only the latter is an error.
                 Err(_) if self.ended.load(Ordering::SeqCst) => None,
                 Err(_) => Some(Err(SamplerError::Stopped)),
@@ -170,44 +253,45 @@ fn read_batch(
     windows: Vec<Vec<u64>>,
 ) -> Result<Batch> {
     let g = schedule.geometry();
-    let mut arrays = Vec::with_capacity(g.arrays.len());
-    for (a, spec) in g.arrays.iter().enumerate() {
-        let mut starts = Vec::with_capacity(windows.len() * spec.dims.len());
-        for w in &windows {
-            g.array_start(a, w, &mut starts);
+    let read = |a: usize| read_array(g, a, &crop_shapes[a], &pools[a], &windows);
+    // The arrays' reads run at once (the first on this thread): one array's IO waits overlap
+    // another's decoding, and all of them share zuring's decode pool.
+    let reads: Vec<Result<Vec<u8>>> = std::thread::scope(|scope| {
+        let others: Vec<_> = (1..g.arrays.len())
+            .map(|a| scope.spawn(move || read(a)))
+            .collect();
+        let first = read(0);
+        std::iter::once(first)
+            .chain(
+                others
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or(Err(SamplerError::Stopped))),
+            )
+            .collect()
+    });
+    if let Some(first_error) = reads.iter().position(Result::is_err) {
+        // The first failing array (in the arrays' order) is reported; the others' buffers go
+        // back to their pools.
+        let mut error = None;
+        for (a, read) in reads.into_iter().enumerate() {
+            match read {
+                Ok(buf) => pools[a].give_back(buf),
+                Err(e) if a == first_error => error = Some(e),
+                Err(_) => {}
+            }
         }
-        // A recycled buffer when one is free and fits (a final short batch needs fewer bytes),
-        // else a fresh one that is never zero-filled.
-        let crop_bytes = crop_shapes[a].iter().product::<u64>() * spec.array.element_size() as u64;
-        let needed = usize::try_from(crop_bytes).unwrap_or(usize::MAX) * windows.len();
-        let read = match pools[a].take() {
-            Some(mut buf) if buf.len() == needed => {
-                match spec
-                    .array
-                    .read_crops_into(&starts, &crop_shapes[a], &mut buf)
-                {
-                    Ok(()) => Ok(buf),
-                    Err(e) => {
-                        pools[a].give_back(buf);
-                        Err(e)
-                    }
-                }
-            }
-            other => {
-                if let Some(buf) = other {
-                    pools[a].give_back(buf);
-                }
-                spec.array.read_crops_bytes(&starts, &crop_shapes[a])
-            }
-        };
-        let buf = read.map_err(|source| SamplerError::Read {
-            array: spec.name.clone(),
-            source,
-        })?;
-        let mut shape = vec![windows.len() as u64];
-        shape.extend_from_slice(&crop_shapes[a]);
-        arrays.push((shape, buf));
+        return Err(error.unwrap_or(SamplerError::Stopped));
     }
+    let arrays = reads
+        .into_iter()
+        .flatten()
+        .zip(crop_shapes)
+        .map(|(buf, crop_shape)| {
+            let mut shape = vec![windows.len() as u64];
+            shape.extend_from_slice(crop_shape);
+            (shape, buf)
+        })
+        .collect();
     Ok(Batch {
         index,
         arrays,
@@ -215,12 +299,55 @@ fn read_batch(
     })
 }
 
+/// One array's crops of a batch, into a recycled buffer when one is free and fits (a final
+/// short batch needs fewer bytes), else into a fresh one that is never zero-filled.
+fn read_array(
+    g: &Geometry,
+    a: usize,
+    crop_shape: &[u64],
+    pool: &BufferPool,
+    windows: &[Vec<u64>],
+) -> Result<Vec<u8>> {
+    let spec = &g.arrays[a];
+    let mut starts = Vec::with_capacity(windows.len() * spec.dims.len());
+    for w in windows {
+        g.array_start(a, w, &mut starts);
+    }
+    let crop_bytes = crop_shape.iter().product::<u64>() * spec.array.element_size() as u64;
+    let needed = usize::try_from(crop_bytes).unwrap_or(usize::MAX) * windows.len();
+    let read = match pool.take() {
+        Some(mut buf) if buf.len() == needed => {
+            match spec.array.read_crops_into(&starts, crop_shape, &mut buf) {
+                Ok(()) => Ok(buf),
+                Err(e) => {
+                    pool.give_back(buf);
+                    Err(e)
+                }
+            }
+        }
+        other => {
+            if let Some(buf) = other {
+                pool.give_back(buf);
+            }
+            spec.array.read_crops_bytes(&starts, crop_shape)
+        }
+    };
+    read.map_err(|source| SamplerError::Read {
+        array: spec.name.clone(),
+        source,
+    })
+}
+
 impl Drop for Prefetcher {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Dropping the receiver makes a blocked send fail, so the thread ends.
+        self.stop.store(true, Ordering::SeqCst);
+        // Dropping the receiver makes a blocked send fail; a reader waiting for its turn is
+        // woken (the lock taken first, so a reader between its check of `stop` and its wait
+        // cannot miss the wake-up).
         self.rx = None;
-        if let Some(handle) = self.handle.take() {
+        drop(self.turn.next.lock());
+        self.turn.changed.notify_all();
+        for handle in self.handles.drain(..) {
             let _ = handle.join();
         }
     }

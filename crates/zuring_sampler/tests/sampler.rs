@@ -351,3 +351,114 @@ fn a_corrupt_chunk_fails_one_batch_and_the_sampler_goes_on() {
     assert_eq!(second.index, 1);
     assert_eq!(std::iter::from_fn(|| p.next()).count(), 2);
 }
+
+#[test]
+fn a_failing_array_of_a_joint_batch_is_named_and_the_others_go_on() {
+    // Two arrays read at once for each batch: a failure in either names that array (the first
+    // in the arrays' order when both fail), and the following batches are whole and right.
+    let dir = tempfile::tempdir().unwrap();
+    let a = array(dir.path(), "a", [4, 20, 20], [4, 10, 10]);
+    let b = array(dir.path(), "b", [4, 20, 20], [4, 10, 10]);
+    let corrupt = |name: &str| {
+        let chunk = dir.path().join(name).join("c/0/0/0");
+        let mut bytes = std::fs::read(&chunk).unwrap();
+        bytes[10] ^= 0xff;
+        std::fs::write(&chunk, bytes).unwrap();
+    };
+    let run = |expect: &str| {
+        let g = Geometry::new(
+            vec![
+                spec("a", Arc::clone(&a), &[]),
+                spec("b", Arc::clone(&b), &[]),
+            ],
+            &crop(4, 10, 10),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let mode = Mode::Ordered {
+            stride: vec![4, 10, 10],
+            dim: 1,
+        };
+        let s = Schedule::new(g, mode, 0, 0, 0, 1).unwrap();
+        let p = Prefetcher::start(s, 1, 0, 1, 2, false);
+        let text = p.next().unwrap().unwrap_err().to_string();
+        assert!(
+            text.contains(&format!("array \"{expect}\"")) && text.contains("c/0/0/0"),
+            "{text}"
+        );
+        let rest: Vec<_> = std::iter::from_fn(|| p.next())
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(rest.len(), 3);
+        for batch in rest {
+            let w = &batch.windows[0];
+            let expected: Vec<u32> = (0..4)
+                .flat_map(|t| (0..10).flat_map(move |y| (0..10).map(move |x| (t, y, x))))
+                .map(|(t, y, x)| ((w[0] + t) * 10000 + (w[1] + y) * 100 + (w[2] + x)) as u32)
+                .collect();
+            assert_eq!(batch.arrays.len(), 2);
+            for (shape, bytes) in &batch.arrays {
+                assert_eq!(shape, &[1, 4, 10, 10]);
+                assert_eq!(u32s(bytes), expected, "window {w:?}");
+            }
+        }
+    };
+    corrupt("b");
+    run("b");
+    corrupt("a");
+    run("a");
+}
+
+#[test]
+fn batches_read_at_once_arrive_in_order_and_stop_when_dropped() {
+    // Several batches are read at once: whatever order their reads finish in, they come out in
+    // the schedule's order, each with its own windows' values, short last batch included or
+    // dropped; a prefetcher dropped mid-epoch (its readers blocked on a full channel or waiting
+    // for their turn) stops.
+    let dir = tempfile::tempdir().unwrap();
+    let a = array(dir.path(), "a", [10, 30, 30], [5, 10, 10]);
+    let g = Geometry::new(
+        vec![spec("a", Arc::clone(&a), &[])],
+        &crop(2, 5, 5),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    let grid = Mode::Grid {
+        stride: vec![2, 5, 5],
+    };
+    let s = Schedule::new(g, grid, 7, 0, 0, 1).unwrap();
+    let n = s.len().unwrap();
+    for depth in [1, 2, 5] {
+        for drop_last in [false, true] {
+            let p = Prefetcher::start(s.clone(), 7, 0, 1, depth, drop_last);
+            let batches: Vec<_> = std::iter::from_fn(|| p.next())
+                .map(Result::unwrap)
+                .collect();
+            let expected = if drop_last { n / 7 } else { n.div_ceil(7) };
+            assert_eq!(batches.len() as u64, expected, "depth {depth}");
+            for (i, batch) in batches.iter().enumerate() {
+                assert_eq!(batch.index, i as u64);
+                let windows: Vec<_> = (i as u64 * 7..(i as u64 * 7 + 7).min(n))
+                    .map(|w| s.window(w).unwrap())
+                    .collect();
+                assert_eq!(batch.windows, windows);
+                let values = u32s(&batch.arrays[0].1);
+                for (j, w) in windows.iter().enumerate() {
+                    // The crop's first element encodes its window's start.
+                    let first = values[j * 2 * 5 * 5];
+                    assert_eq!(first, (w[0] * 10000 + w[1] * 100 + w[2]) as u32);
+                }
+            }
+            assert!(p.next().is_none(), "stays ended");
+        }
+        for taken in [0, 1, 3] {
+            let p = Prefetcher::start(s.clone(), 1, 0, 1, depth, false);
+            for i in 0..taken {
+                assert_eq!(p.next().unwrap().unwrap().index, i);
+            }
+            // Let the readers fill the channel and wait for their turns, then drop.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(p);
+        }
+    }
+}
