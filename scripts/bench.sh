@@ -20,6 +20,8 @@ bash scripts/setup-venv313.sh
 # Rectilinear chunk grids (zarr 3.4, experimental): zarr's pipelines vs zuring's.
 .venv313/bin/python benches/python/bench_rectilinear.py | tee benches/results/bench_rectilinear.txt
 .venv/bin/python benches/python/bench_sampler.py | tee benches/results/bench_sampler.txt
+# xarray + dask over zarr-python: the pipelines under a dataset user's code.
+.venv/bin/python benches/python/bench_xarray.py | tee benches/results/bench_xarray.txt
 # bfloat16 training data: tensorstore (zarr-python has no bfloat16) vs zuring.
 .venv/bin/python benches/python/bench_ml_types.py | tee benches/results/bench_ml_types.txt
 # Opening 200 arrays: zuring, zarr-python, tensorstore.
