@@ -124,7 +124,7 @@ impl ByteSource for LocalSource<'_> {
             })
             .collect();
         drop(pinned);
-        Box::new(self.reader.submit(requests))
+        Box::new(self.reader.fetch(requests))
     }
 }
 

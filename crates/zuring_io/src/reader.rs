@@ -84,10 +84,11 @@ pub struct ReaderOptions {
     /// The most idle buffer bytes kept for reuse, in the pool shared by all readers of the
     /// process (the first reader's value sets it). Default: 256 MiB.
     pub buffer_pool_bytes: usize,
-    /// A batch of one request is read on the calling thread with `pread` instead of by the
-    /// backend's threads: one read has nothing to overlap, and the hand-off to a ring (or pool)
-    /// thread and back costs two thread wake-ups, most of a small warm read's time. Default:
-    /// on.
+    /// [`Reader::fetch`] and [`Reader::read_ordered`] read a batch of one request on the calling
+    /// thread with `pread` instead of handing it to the backend's threads: one read has nothing
+    /// to overlap, and the hand-off to a ring (or pool) thread and back costs two thread
+    /// wake-ups, most of a small warm read's time. ([`Reader::submit`] never blocks on a read.)
+    /// Default: on.
     pub inline_single_reads: bool,
 }
 
@@ -283,8 +284,24 @@ impl Reader {
         Ok(engine)
     }
 
-    /// Start reading a batch; results stream back as they complete.
+    /// Start reading a batch; results stream back as they complete. Returns at once: every read
+    /// is done by the backend's threads.
     pub fn submit<T>(&self, requests: impl IntoIterator<Item = ReadRequest<T>>) -> ReadStream<T> {
+        self.start(requests, false)
+    }
+
+    /// Read a batch whose results the caller waits for right away: as [`Reader::submit`], except
+    /// that a batch of one read is read on this thread before it returns
+    /// ([`ReaderOptions::inline_single_reads`]).
+    pub fn fetch<T>(&self, requests: impl IntoIterator<Item = ReadRequest<T>>) -> ReadStream<T> {
+        self.start(requests, self.options.inline_single_reads)
+    }
+
+    fn start<T>(
+        &self,
+        requests: impl IntoIterator<Item = ReadRequest<T>>,
+        inline_single: bool,
+    ) -> ReadStream<T> {
         let (tx, rx) = crossbeam_channel::unbounded::<Delivery>();
         let mut tags = Vec::new();
         // The batch's distinct files in first-seen order (a path, or a pinned open file), each
@@ -305,7 +322,7 @@ impl Reader {
                 });
             groups[group].2.push((index, request.range));
         }
-        let inline = self.options.inline_single_reads && tags.len() == 1;
+        let inline = inline_single && tags.len() == 1;
         match self.engine() {
             Err(err) => {
                 for index in 0..tags.len() {
@@ -449,7 +466,7 @@ impl Reader {
         &self,
         requests: impl IntoIterator<Item = ReadRequest<T>>,
     ) -> Vec<Completion<T>> {
-        let mut stream = self.submit(requests);
+        let mut stream = self.fetch(requests);
         let mut slots: Vec<Option<Completion<T>>> = (0..stream.len()).map(|_| None).collect();
         while let Some((index, completion)) = stream.next_indexed() {
             slots[index] = Some(completion);

@@ -377,7 +377,7 @@ macro_rules! contract {
                         want.push(data[o as usize..(o + l) as usize].to_vec());
                     }
                     let mut count = 0;
-                    for c in r.submit(requests) {
+                    for c in r.fetch(requests) {
                         prop_assert_eq!(&c.result.unwrap()[..], &want[c.tag][..]);
                         count += 1;
                     }
@@ -402,7 +402,8 @@ contract!(
         inline: false
     }
 );
-// Batches of one read on the calling thread (the default), batches of more through io_uring.
+// `fetch` and the blocking calls read a batch of one read on the calling thread (the default),
+// batches of more (and everything `submit` starts) through io_uring.
 contract!(
     inline,
     Backend {
