@@ -1,4 +1,4 @@
-//! Reading batches ahead, in order, on a background thread.
+//! Reading batches ahead, in order, on background threads.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
