@@ -120,6 +120,13 @@ pub enum ArrayError {
 pub type Result<T, E = ArrayError> = std::result::Result<T, E>;
 
 impl ArrayError {
+    /// Whether a read that may not wait stopped at bytes not in the page cache
+    /// ([`crate::ZarrArray::read_chunk_requests_cached`]).
+    #[must_use]
+    pub fn is_not_cached(&self) -> bool {
+        matches!(self, Self::Io(e) if e.is_not_cached())
+    }
+
     pub(crate) fn selection(message: impl Into<String>) -> Self {
         Self::Selection {
             message: message.into(),

@@ -68,6 +68,8 @@ pub trait ByteSource: Sync {
 pub(crate) struct LocalSource<'a> {
     reader: &'a Reader,
     pinned: Mutex<HashMap<Arc<Path>, PinnedFile>>,
+    /// Read on the calling thread from the page cache only ([`Reader::fetch_cached`]).
+    cached_only: bool,
 }
 
 impl<'a> LocalSource<'a> {
@@ -75,6 +77,16 @@ impl<'a> LocalSource<'a> {
         Self {
             reader,
             pinned: Mutex::new(HashMap::new()),
+            cached_only: false,
+        }
+    }
+
+    /// A source whose reads never wait for the disk: bytes not in the page cache fail as
+    /// [`IoError::NotCached`].
+    pub(crate) fn cached_only(reader: &'a Reader) -> Self {
+        Self {
+            cached_only: true,
+            ..Self::new(reader)
         }
     }
 }
@@ -124,7 +136,11 @@ impl ByteSource for LocalSource<'_> {
             })
             .collect();
         drop(pinned);
-        Box::new(self.reader.fetch(requests))
+        if self.cached_only {
+            Box::new(self.reader.fetch_cached(requests))
+        } else {
+            Box::new(self.reader.fetch(requests))
+        }
     }
 }
 

@@ -1409,3 +1409,85 @@ fn rectilinear_grids_bad_metadata_named() {
     }
     assert!(!dir.path().join("zarr.json").exists());
 }
+
+/// Drop every file under `dir` from the page cache (synced first, so its pages are clean).
+#[allow(unsafe_code)]
+fn evict_all(dir: &Path) {
+    use std::os::fd::AsRawFd;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            evict_all(&path);
+            continue;
+        }
+        let f = std::fs::File::open(&path).unwrap();
+        f.sync_all().unwrap();
+        // SAFETY: posix_fadvise reads only its integer arguments; the descriptor is open.
+        let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(rc, 0, "{}", path.display());
+    }
+}
+
+#[test]
+fn cached_reads_never_wait_for_the_disk() {
+    // `read_chunk_requests_cached` (the zarr pipeline's read on its event loop): with the files
+    // out of the page cache it declines (false) without failing; once they are cached it reads
+    // what `read_chunk_requests` reads; errors in cached bytes are still errors.
+    let ctx = Arc::clone(&contexts()[0]);
+    for (name, meta, _) in cases() {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let expected = write_with_zarrs(dir.path(), &meta);
+        let array = ZarrArray::open_with(dir.path(), Arc::clone(&ctx)).unwrap();
+        let chunk = array.shard_shape().unwrap_or(array.chunk_shape()).to_vec();
+        let edges: [Vec<u64>; 3] = std::array::from_fn(|d| {
+            vec![chunk[d]; usize::try_from(SHAPE[d].div_ceil(chunk[d])).unwrap()]
+        });
+        let requests = whole_grid_requests(&edges);
+        let read = |cached: bool| {
+            let mut out = vec![0u8; expected.len() * 4];
+            let done = {
+                let mut outputs = [(SHAPE.to_vec(), out.as_mut_slice())];
+                if cached {
+                    array.read_chunk_requests_cached(&requests, &mut outputs)
+                } else {
+                    array
+                        .read_chunk_requests(&requests, &mut outputs)
+                        .map(|()| true)
+                }
+            };
+            let values: Vec<u32> = out
+                .chunks_exact(4)
+                .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
+                .collect();
+            done.map(|done| (done, values))
+        };
+        evict_all(dir.path());
+        let (done, _) = read(true).unwrap();
+        assert!(!done, "{name}: nothing is cached, so the read declines");
+        assert_eq!(read(false).unwrap(), (true, expected.clone()), "{name}");
+        assert_eq!(
+            read(true).unwrap(),
+            (true, expected.clone()),
+            "{name}: cached"
+        );
+    }
+    // A corrupt chunk read from the cache fails as it would otherwise, naming the chunk.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let (_, meta, _) = &cases()[0];
+    write_with_zarrs(dir.path(), meta);
+    let chunk = dir.path().join("c/0/0/0");
+    let mut bytes = std::fs::read(&chunk).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    std::fs::write(&chunk, &bytes).unwrap();
+    let array = ZarrArray::open_with(dir.path(), ctx).unwrap();
+    let requests = whole_grid_requests(&[vec![3, 3, 1], vec![8; 4], vec![8; 3]]);
+    let mut out = vec![0u8; SHAPE.iter().product::<u64>() as usize * 4];
+    let err = array
+        .read_chunk_requests_cached(&requests, &mut [(SHAPE.to_vec(), out.as_mut_slice())])
+        .unwrap_err();
+    assert!(
+        matches!(err, ArrayError::CorruptChunk { .. }) && err.to_string().contains("c/0/0/0"),
+        "{err}"
+    );
+}

@@ -56,6 +56,15 @@ pub enum IoError {
         len: u64,
     },
     /// A write, rename, sync or delete failed.
+    /// A read that may not wait ([`crate::Reader::fetch_cached`]) found bytes that are not in
+    /// the page cache (or a file read with `O_DIRECT`, or a filesystem that cannot tell).
+    #[error("{}: bytes {}..{} are not in the page cache", path.display(), range.0, range.1)]
+    NotCached {
+        /// The file.
+        path: PathBuf,
+        /// The requested range.
+        range: (u64, u64),
+    },
     #[error("{}: write failed: {source}", path.display())]
     Write {
         /// The file.
@@ -96,6 +105,13 @@ impl IoError {
         matches!(self, Self::NotFound { .. })
     }
 
+    /// Whether the error means a read that may not wait would have had to
+    /// ([`IoError::NotCached`]).
+    #[must_use]
+    pub fn is_not_cached(&self) -> bool {
+        matches!(self, Self::NotCached { .. })
+    }
+
     /// The path the error is about, if any.
     #[must_use]
     pub fn path(&self) -> Option<&std::path::Path> {
@@ -104,6 +120,7 @@ impl IoError {
             | Self::Open { path, .. }
             | Self::Read { path, .. }
             | Self::OutOfBounds { path, .. }
+            | Self::NotCached { path, .. }
             | Self::InvalidRange { path, .. }
             | Self::Write { path, .. } => Some(path),
             Self::BackendUnavailable { .. }

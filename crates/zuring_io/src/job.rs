@@ -88,6 +88,19 @@ impl Job {
         self.fail(err);
     }
 
+    /// Fail every part as not in the page cache (a read that may not wait).
+    pub fn not_cached(self) {
+        for part in &self.parts {
+            let _ = self.sink.send((
+                part.index,
+                Err(IoError::NotCached {
+                    path: self.file.path.to_path_buf(),
+                    range: (part.start, part.end),
+                }),
+            ));
+        }
+    }
+
     /// Fail every part with the OS error.
     pub fn fail(self, err: std::io::Error) {
         let source = Arc::new(err);

@@ -199,13 +199,23 @@ fn spawn_pread(threads: usize) -> Result<Workers> {
     })
 }
 
-/// Where a batch's reads go: its engine, its results' channel, and whether its one read is
-/// done on the submitting thread ([`ReaderOptions::inline_single_reads`]).
+/// Who reads a batch's physical reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReadOn {
+    /// The backend's threads.
+    Backend,
+    /// The submitting thread, with `pread` (a waited-for batch of one read).
+    Caller,
+    /// The submitting thread, from the page cache only ([`Reader::fetch_cached`]).
+    CallerCachedOnly,
+}
+
+/// Where a batch's reads go: its engine, its results' channel, and who reads them.
 #[derive(Clone, Copy)]
 struct Submission<'a> {
     engine: &'a Engine,
     tx: &'a crossbeam_channel::Sender<Delivery>,
-    inline: bool,
+    read_on: ReadOn,
 }
 
 /// Reads batches of byte ranges from many files.
@@ -287,20 +297,38 @@ impl Reader {
     /// Start reading a batch; results stream back as they complete. Returns at once: every read
     /// is done by the backend's threads.
     pub fn submit<T>(&self, requests: impl IntoIterator<Item = ReadRequest<T>>) -> ReadStream<T> {
-        self.start(requests, false)
+        self.start(requests, ReadOn::Backend)
     }
 
     /// Read a batch whose results the caller waits for right away: as [`Reader::submit`], except
     /// that a batch of one read is read on this thread before it returns
     /// ([`ReaderOptions::inline_single_reads`]).
     pub fn fetch<T>(&self, requests: impl IntoIterator<Item = ReadRequest<T>>) -> ReadStream<T> {
-        self.start(requests, self.options.inline_single_reads)
+        let read_on = if self.options.inline_single_reads {
+            ReadOn::Caller
+        } else {
+            ReadOn::Backend
+        };
+        self.start(requests, read_on)
+    }
+
+    /// Read a batch on this thread from the page cache only, never waiting for the disk: what
+    /// is cached arrives as usual, a request whose bytes are not all cached fails with
+    /// [`IoError::NotCached`] (so does every request when the reader uses `O_DIRECT`). For a
+    /// caller that must not block, such as an event loop, to serve small warm reads itself and
+    /// hand the rest to a thread. (Opening a file not yet in the descriptor cache may still
+    /// read its directory entry from disk.)
+    pub fn fetch_cached<T>(
+        &self,
+        requests: impl IntoIterator<Item = ReadRequest<T>>,
+    ) -> ReadStream<T> {
+        self.start(requests, ReadOn::CallerCachedOnly)
     }
 
     fn start<T>(
         &self,
         requests: impl IntoIterator<Item = ReadRequest<T>>,
-        inline_single: bool,
+        read_on: ReadOn,
     ) -> ReadStream<T> {
         let (tx, rx) = crossbeam_channel::unbounded::<Delivery>();
         let mut tags = Vec::new();
@@ -322,7 +350,10 @@ impl Reader {
                 });
             groups[group].2.push((index, request.range));
         }
-        let inline = inline_single && tags.len() == 1;
+        let read_on = match read_on {
+            ReadOn::Caller if tags.len() != 1 => ReadOn::Backend,
+            other => other,
+        };
         match self.engine() {
             Err(err) => {
                 for index in 0..tags.len() {
@@ -333,7 +364,7 @@ impl Reader {
                 let batch = Submission {
                     engine: &engine,
                     tx: &tx,
-                    inline,
+                    read_on,
                 };
                 // Pinned files need no open: their reads go first.
                 let mut paths: Vec<Arc<Path>> = Vec::new();
@@ -393,8 +424,8 @@ impl Reader {
     }
 
     /// Resolve the requests of one file against its size, merge nearby ranges and hand the
-    /// physical reads to the backend (or, `inline`, read them on this thread); requests that fail
-    /// here (open errors, ranges past the end) or need no read are answered at once.
+    /// physical reads to the backend (or read them on this thread, as the batch says); requests
+    /// that fail here (open errors, ranges past the end) or need no read are answered at once.
     fn dispatch(
         &self,
         batch: &Submission<'_>,
@@ -403,7 +434,11 @@ impl Reader {
         permit: Option<FilePermit>,
         requests: &[FileRequest],
     ) {
-        let Submission { engine, tx, inline } = *batch;
+        let Submission {
+            engine,
+            tx,
+            read_on,
+        } = *batch;
         // Shared by the file's reads: the permit goes back when the last one is done.
         let permit = permit.map(Arc::new);
         let file = match file {
@@ -450,7 +485,13 @@ impl Reader {
                 sink: tx.clone(),
                 _permit: permit.clone(),
             };
-            if inline {
+            if read_on == ReadOn::CallerCachedOnly {
+                if self.options.direct_io {
+                    job.not_cached();
+                } else {
+                    crate::pread::run_cached(job);
+                }
+            } else if read_on == ReadOn::Caller {
                 crate::pread::run(job);
             } else if let Err(job) = engine.workers.send(job) {
                 let backend = engine.workers.name();

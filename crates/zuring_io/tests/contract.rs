@@ -443,3 +443,100 @@ fn env_and_parse() {
     );
     assert_eq!(r.backend_name().unwrap(), "uring");
 }
+
+/// Drop `path`'s pages from the page cache (clean pages: the file was synced).
+#[allow(unsafe_code)]
+fn evict(path: &Path) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    // SAFETY: posix_fadvise reads only its integer arguments; the descriptor is open.
+    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(rc, 0);
+}
+
+#[test]
+fn fetch_cached_reads_only_what_the_page_cache_holds() {
+    let dir = scratch();
+    let files = write_files(dir.path(), &[300_000, 50_000, 20_000]);
+    for (path, _) in &files {
+        std::fs::File::open(path).unwrap().sync_all().unwrap();
+        evict(path);
+    }
+    let r = reader(
+        Backend {
+            kind: BackendKind::Uring,
+            inline: true,
+        },
+        false,
+        CoalesceOptions::disabled(),
+    );
+    let requests = |ranges: &[(usize, u64, u64)]| {
+        ranges
+            .iter()
+            .enumerate()
+            .map(|(tag, &(f, o, l))| {
+                ReadRequest::new(files[f].0.as_path(), ByteRange::new(o, l), tag)
+            })
+            .collect::<Vec<_>>()
+    };
+    // Nothing cached: every request fails as not cached, naming its file and range (the kernel
+    // may start reading the pages in, without waiting for them).
+    let cold = r.fetch_cached(requests(&[(0, 1000, 5000), (1, 0, 50_000)]));
+    for c in cold {
+        match c.result {
+            Err(IoError::NotCached { path, range }) => {
+                assert_eq!(path, files[c.tag].0);
+                assert_eq!(range, [(1000, 6000), (0, 50_000)][c.tag]);
+            }
+            other => panic!("tag {}: expected NotCached, got {other:?}", c.tag),
+        }
+    }
+    // Read through the cache: now served from it, byte for byte.
+    assert_eq!(
+        r.read(files[0].0.as_path(), ByteRange::Whole)
+            .unwrap()
+            .len(),
+        300_000
+    );
+    let warm: Vec<_> = r
+        .fetch_cached(requests(&[(0, 1000, 5000), (0, 250_000, 50_000)]))
+        .collect();
+    assert_eq!(warm.len(), 2);
+    for c in warm {
+        let (o, l) = [(1000, 5000), (250_000, 50_000)][c.tag];
+        assert_eq!(
+            &c.result.unwrap()[..],
+            &files[0].1[o..o + l],
+            "tag {}",
+            c.tag
+        );
+    }
+    // A file never read is still not cached; a range past the end is out of bounds as usual.
+    let mixed: Vec<_> = r
+        .fetch_cached(requests(&[(2, 0, 10), (0, 299_990, 20)]))
+        .collect();
+    for c in mixed {
+        match (c.tag, c.result) {
+            (0, Err(IoError::NotCached { .. })) | (1, Err(IoError::OutOfBounds { .. })) => {}
+            (tag, other) => panic!("tag {tag}: {other:?}"),
+        }
+    }
+    // With O_DIRECT nothing counts as cached.
+    let direct = reader(
+        Backend {
+            kind: BackendKind::Uring,
+            inline: true,
+        },
+        true,
+        CoalesceOptions::disabled(),
+    );
+    let c = direct
+        .fetch_cached(requests(&[(0, 0, 4096)]))
+        .next()
+        .unwrap();
+    assert!(
+        matches!(c.result, Err(IoError::NotCached { .. })),
+        "{:?}",
+        c.result
+    );
+}

@@ -273,6 +273,26 @@ impl Array {
             .map_err(errors::array)
     }
 
+    /// As `read_chunk_requests`, on this thread and from the page cache only (for an event
+    /// loop serving a small warm read itself): True when done; False, having waited for no
+    /// disk read, when some bytes are not cached (the outputs may hold part of the result: read
+    /// again with `read_chunk_requests`).
+    fn read_chunk_requests_cached(
+        &self,
+        py: Python<'_>,
+        requests: Vec<PyChunkRequest<'_>>,
+        out_shapes: Vec<Vec<u64>>,
+        mut outs: Vec<PyReadwriteArray1<'_, u8>>,
+    ) -> PyResult<bool> {
+        let requests = to_requests(&requests, &self.inner.layout().file_grid, &out_shapes)?;
+        let mut outputs = outputs(out_shapes, &mut outs)?;
+        py.detach(|| {
+            self.inner
+                .read_chunk_requests_cached(&requests, &mut outputs)
+        })
+        .map_err(errors::array)
+    }
+
     /// As `read_chunk_requests`, with the bytes fetched by `fetch` instead of read from disk:
     /// `fetch` gets a list of `(key, start, end, suffix)` (a range `start..end`, bytes from
     /// `start` when `end` is None, the last `suffix` bytes, or the whole object when all are

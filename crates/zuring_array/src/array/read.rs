@@ -155,6 +155,26 @@ impl ZarrArray {
         self.read_chunk_requests_from(&LocalSource::new(&self.ctx.reader), requests, outputs)
     }
 
+    /// As [`ZarrArray::read_chunk_requests`], on this thread and from the page cache only: for a
+    /// caller that must not block (an event loop) to serve a small warm read itself. Returns
+    /// `Ok(false)`, having waited for no disk read, when some bytes are not cached (the outputs
+    /// may then hold part of the result: read again with [`ZarrArray::read_chunk_requests`]).
+    ///
+    /// # Errors
+    /// As [`ZarrArray::read_chunk_requests`].
+    pub fn read_chunk_requests_cached(
+        &self,
+        requests: &[ChunkRequest],
+        outputs: &mut [(Vec<u64>, &mut [u8])],
+    ) -> Result<bool> {
+        let source = LocalSource::cached_only(&self.ctx.reader);
+        match self.read_chunk_requests_from(&source, requests, outputs) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_cached() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// As [`ZarrArray::read_chunk_requests`], with the bytes coming from `source` instead of the
     /// array's directory: keys are [`ZarrArray::file_path`]s, so an array made with
     /// [`ZarrArray::from_metadata`] at a store prefix asks for store keys. The same two batches
