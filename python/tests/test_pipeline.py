@@ -1120,6 +1120,57 @@ def test_selected_by_environment_variable(tmp_path):
     assert name == "ZuringCodecPipeline" and int(reads) >= 1
 
 
+def _evict(path):
+    """Drop every file under `path` from the page cache (synced first: clean pages)."""
+    import os
+
+    for root, _, files in os.walk(path):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+@pytest.mark.parametrize("shards", [None, (4, 10)])
+def test_small_warm_reads_are_served_on_the_event_loop(tmp_path, shards):
+    # A lone read of a small (decoded) chunk whose bytes are in the page cache is read on the
+    # event loop's thread, without the hop to a worker thread; one whose bytes are not (or too
+    # large) goes to a worker as before; values and errors are the same either way.
+    path = tmp_path / "s.zarr"
+    values = make(path, (8, 40), (2, 10), shards, "float32", [ZstdCodec(level=1, checksum=True)], 0)
+    with zarr.config.set(ZURING):
+        a = zarr.open_array(str(path), mode="r")
+        _evict(path)
+        before = dict(zp.STATS)
+        np.testing.assert_array_equal(a[1, 5:15], values[1, 5:15])  # cold: a worker reads it
+        after_cold = dict(zp.STATS)
+        np.testing.assert_array_equal(a[...], values)  # many chunks: on a worker
+        after_whole = dict(zp.STATS)
+        np.testing.assert_array_equal(a[1, 5:15], values[1, 5:15])  # warm now: on the loop
+        np.testing.assert_array_equal(a[7, 30:40], values[7, 30:40])  # fill (missing), on the loop
+        after_warm = dict(zp.STATS)
+    assert after_cold["loop_reads"] == before["loop_reads"]
+    assert after_cold["native_calls"] == before["native_calls"] + 1
+    assert after_whole["loop_reads"] == after_cold["loop_reads"]
+    assert after_whole["native_calls"] > after_cold["native_calls"]
+    assert after_warm["loop_reads"] == after_whole["loop_reads"] + 2
+    # A corrupt chunk read on the loop fails as anywhere else, naming it.
+    chunk = path / "c" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[20] ^= 0xFF  # in the (first) chunk's zstd frame: its checksum fails
+    chunk.write_bytes(bytes(data))
+    with zarr.config.set(ZURING):
+        a = zarr.open_array(str(path), mode="r")
+        before = dict(zp.STATS)
+        with pytest.raises(zuring.CorruptDataError, match="c/0/0"):
+            a[0, 0:5]
+    # Raised on the loop (a worker's call would count in native_calls), not counted as a read.
+    assert (zp.STATS["loop_reads"], zp.STATS["native_calls"]) == (before["loop_reads"], before["native_calls"])
+
+
 def test_concurrent_reads_coalesce_and_errors_stay_apart(tmp_path):
     import asyncio
 

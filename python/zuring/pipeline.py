@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import warnings
 from collections.abc import Iterable, Iterator
@@ -53,12 +54,19 @@ _NEEDS_RESULTS = tuple(int(x) for x in __import__("zarr").__version__.split(".")
 STATS = {
     "native_reads": 0,
     "native_calls": 0,
+    "loop_reads": 0,
     "native_writes": 0,
     "store_fetch_calls": 0,
     "store_writes": 0,
     "fallback_reads": 0,
     "fallback_writes": 0,
 }
+
+
+#: A lone read of at most this many decoded bytes of chunks is tried on the event loop's thread
+#: from the page cache (no wait for the disk) before going to a worker thread: the hop there and
+#: back costs more than decoding it.
+_LOOP_READ_BYTES = 512 << 10
 
 
 def _config(key: str, default: Any) -> Any:
@@ -374,15 +382,16 @@ class _Coalescer:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.tasks: set[asyncio.Task] = set()
 
-    def submit(self, requests: list[tuple], shape: list[int], raw: np.ndarray, spec: Any = None) -> asyncio.Future:
+    def submit(self, requests: list[tuple], shape: list[int], raw: np.ndarray, spec: Any = None, nbytes: int = -1) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         if self.loop is not loop:
             self.loop, self.pending = loop, []
         future = loop.create_future()
         if not self.pending:
             loop.call_soon(self._flush)
-        # `spec` (the chunks' ArraySpec): the buffer prototype and config for a store's reads.
-        self.pending.append((requests, shape, raw, future, spec))
+        # `spec` (the chunks' ArraySpec): the buffer prototype and config for a store's reads;
+        # `nbytes`: the decoded size of the chunks read (-1: unknown).
+        self.pending.append((requests, shape, raw, future, spec, nbytes))
         return future
 
     def _flush(self) -> None:
@@ -393,6 +402,8 @@ class _Coalescer:
         if len({id(item[2]) for item in items}) != len(items):
             # Shared output buffers: read one by one.
             self._start(loop, self._one_by_one(items))
+            return
+        if len(items) == 1 and self.store is None and 0 <= items[0][5] <= _LOOP_READ_BYTES and self._read_here(items[0]):
             return
         missing: set[str] = set()
         # The Rust call on the loop's executor; its completion settles the callers' futures
@@ -418,6 +429,23 @@ class _Coalescer:
                 self._start(loop, self._one_by_one(items))
 
         done.add_done_callback(settle)
+
+    def _read_here(self, item: tuple) -> bool:
+        """Serve a small read on this (the event loop's) thread if the page cache holds its
+        bytes; whether it did (settling its future, with the result or the error)."""
+        requests, shape, raw, future = item[:4]
+        try:
+            done = self.array.read_chunk_requests_cached([(r[0], 0, *r[1:]) for r in requests], [shape], [raw])
+        except Exception as err:
+            if not future.done():
+                future.set_exception(err)
+            return True
+        if done:
+            STATS["native_calls"] += 1
+            STATS["loop_reads"] += 1
+            if not future.done():
+                future.set_result(set())
+        return done
 
     def _call(self, items: list[tuple], loop: asyncio.AbstractEventLoop, missing: set[str]) -> None:
         STATS["native_calls"] += 1
@@ -643,7 +671,9 @@ class ZuringCodecPipeline(CodecPipeline):
             direct = out_nd.dtype == want and out_nd.flags.c_contiguous
             target = out_nd if direct else np.empty(out_nd.shape, dtype=want)
             raw = target.reshape(-1).view(np.uint8)
-            missing = await coalescer.submit(requests, list(target.shape), raw, batch[0][1])
+            # The decoded size of the chunks read (a lone small read may be served on the loop).
+            nbytes = array.element_size * sum(math.prod(b[1].shape) for b in batch) if len(batch) <= 4 else -1
+            missing = await coalescer.submit(requests, list(target.shape), raw, batch[0][1], nbytes)
             if not direct:
                 assign(out_nd, target)
             STATS["native_reads"] += 1
