@@ -435,7 +435,7 @@ class _Coalescer:
         bytes; whether it did (settling its future, with the result or the error)."""
         requests, shape, raw, future = item[:4]
         try:
-            done = self.array.read_chunk_requests_cached([(r[0], 0, *r[1:]) for r in requests], [shape], [raw])
+            done = self.array.read_chunk_requests([(r[0], 0, *r[1:]) for r in requests], [shape], [raw], cached_only=True)
         except Exception as err:
             if not future.done():
                 future.set_exception(err)

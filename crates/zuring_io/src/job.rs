@@ -90,29 +90,28 @@ impl Job {
 
     /// Fail every part as not in the page cache (a read that may not wait).
     pub fn not_cached(self) {
-        for part in &self.parts {
-            let _ = self.sink.send((
-                part.index,
-                Err(IoError::NotCached {
-                    path: self.file.path.to_path_buf(),
-                    range: (part.start, part.end),
-                }),
-            ));
-        }
+        self.fail_each(|range| IoError::NotCached {
+            path: self.file.path.to_path_buf(),
+            range,
+        });
     }
 
     /// Fail every part with the OS error.
     pub fn fail(self, err: std::io::Error) {
         let source = Arc::new(err);
+        self.fail_each(|range| IoError::Read {
+            path: self.file.path.to_path_buf(),
+            range,
+            source: Arc::clone(&source),
+        });
+    }
+
+    /// Fail every part with the error `error` makes of its byte range.
+    fn fail_each(&self, error: impl Fn((u64, u64)) -> IoError) {
         for part in &self.parts {
-            let _ = self.sink.send((
-                part.index,
-                Err(IoError::Read {
-                    path: self.file.path.to_path_buf(),
-                    range: (part.start, part.end),
-                    source: Arc::clone(&source),
-                }),
-            ));
+            let _ = self
+                .sink
+                .send((part.index, Err(error((part.start, part.end)))));
         }
     }
 }

@@ -20,8 +20,21 @@ fn worker(rx: &Receiver<Job>) {
     }
 }
 
-/// Read a job to completion: continue short reads, retry EINTR/EAGAIN, stop at EOF.
-pub(crate) fn run(mut job: Job) {
+/// What one read attempt gave.
+enum Attempt {
+    /// This many bytes (0: end of file).
+    Read(usize),
+    /// Nothing; try again (EINTR, EAGAIN).
+    Retry,
+    /// The bytes are not in the page cache (a read that may not wait).
+    NotCached,
+    /// An OS error.
+    Failed(std::io::Error),
+}
+
+/// Drive `job` to its end with `read` (one attempt at filling `buf` from the file at `offset`):
+/// short reads are continued, EOF ends the job.
+fn drive(mut job: Job, mut read: impl FnMut(&std::fs::File, &mut [u8], u64) -> Attempt) {
     loop {
         let (offset, len) = job.next_read();
         if len == 0 {
@@ -29,20 +42,33 @@ pub(crate) fn run(mut job: Job) {
         }
         let start = job.filled;
         let buf = &mut job.buf.buffer_mut().as_mut_slice()[start..start + len];
-        match job.file.file.read_at(buf, offset) {
-            Ok(n) => {
+        match read(&job.file.file, buf, offset) {
+            Attempt::Read(n) => {
                 if job.advance(n) {
                     return job.finish();
                 }
             }
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
-                ) => {}
-            Err(err) => return job.fail(err),
+            Attempt::Retry => {}
+            Attempt::NotCached => return job.not_cached(),
+            Attempt::Failed(err) => return job.fail(err),
         }
     }
+}
+
+/// Read a job to completion: continue short reads, retry EINTR/EAGAIN, stop at EOF.
+pub(crate) fn run(job: Job) {
+    drive(job, |file, buf, offset| match file.read_at(buf, offset) {
+        Ok(n) => Attempt::Read(n),
+        Err(err)
+            if matches!(
+                err.kind(),
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+            ) =>
+        {
+            Attempt::Retry
+        }
+        Err(err) => Attempt::Failed(err),
+    });
 }
 
 /// Read a job only from the page cache, on this thread: `preadv2(RWF_NOWAIT)` returns what is
@@ -51,30 +77,24 @@ pub(crate) fn run(mut job: Job) {
 /// short reads are continued, EINTR retried, EOF ends the job as in [`run`].
 ///
 /// [`IoError::NotCached`]: crate::IoError::NotCached
-pub(crate) fn run_cached(mut job: Job) {
+pub(crate) fn run_cached(job: Job) {
     use std::os::fd::AsRawFd;
     if job.file.direct_align > 1 {
         return job.not_cached();
     }
-    loop {
-        let (offset, len) = job.next_read();
-        if len == 0 {
-            return job.finish();
-        }
-        let start = job.filled;
-        let buf = &mut job.buf.buffer_mut().as_mut_slice()[start..start + len];
+    drive(job, |file, buf, offset| {
         let Ok(offset) = libc::off_t::try_from(offset) else {
-            return job.not_cached();
+            return Attempt::NotCached;
         };
         let iov = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
         };
-        // SAFETY: `iov` describes `buf`, a live, writable slice of `len` bytes that nothing else
-        // touches during the call; the descriptor is open (owned by `job.file`).
+        // SAFETY: `iov` describes `buf`, a live, writable slice that nothing else touches during
+        // the call; the descriptor is open (`file` is borrowed for the call).
         let n = unsafe {
             libc::preadv2(
-                job.file.file.as_raw_fd(),
+                file.as_raw_fd(),
                 &raw const iov,
                 1,
                 offset,
@@ -82,22 +102,18 @@ pub(crate) fn run_cached(mut job: Job) {
             )
         };
         match usize::try_from(n) {
-            Ok(n) => {
-                if job.advance(n) {
-                    return job.finish();
-                }
-            }
+            Ok(n) => Attempt::Read(n),
             Err(_) => {
                 let err = std::io::Error::last_os_error();
                 match err.raw_os_error() {
-                    Some(libc::EINTR) => {}
+                    Some(libc::EINTR) => Attempt::Retry,
                     // Not cached (EAGAIN), or no RWF_NOWAIT here (EOPNOTSUPP, EINVAL, ENOSYS).
                     Some(libc::EAGAIN | libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) => {
-                        return job.not_cached();
+                        Attempt::NotCached
                     }
-                    _ => return job.fail(err),
+                    _ => Attempt::Failed(err),
                 }
             }
         }
-    }
+    });
 }

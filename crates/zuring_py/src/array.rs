@@ -259,36 +259,31 @@ impl Array {
     }
 
     /// Fill `outs` (uint8 views of C-contiguous arrays of `out_shapes`) with what a batch of
-    /// zarr-python chunk requests asks for (each request names its output), in one call.
+    /// zarr-python chunk requests asks for (each request names its output), in one call;
+    /// returns True. With `cached_only`, read on this thread from the page cache only (for an
+    /// event loop serving a small warm read itself): False, having waited for no disk read,
+    /// when some bytes are not cached (the outputs may then hold part of the result: read again
+    /// without it).
+    #[pyo3(signature = (requests, out_shapes, outs, cached_only = false))]
     fn read_chunk_requests(
         &self,
         py: Python<'_>,
         requests: Vec<PyChunkRequest<'_>>,
         out_shapes: Vec<Vec<u64>>,
         mut outs: Vec<PyReadwriteArray1<'_, u8>>,
-    ) -> PyResult<()> {
-        let requests = to_requests(&requests, &self.inner.layout().file_grid, &out_shapes)?;
-        let mut outputs = outputs(out_shapes, &mut outs)?;
-        py.detach(|| self.inner.read_chunk_requests(&requests, &mut outputs))
-            .map_err(errors::array)
-    }
-
-    /// As `read_chunk_requests`, on this thread and from the page cache only (for an event
-    /// loop serving a small warm read itself): True when done; False, having waited for no
-    /// disk read, when some bytes are not cached (the outputs may hold part of the result: read
-    /// again with `read_chunk_requests`).
-    fn read_chunk_requests_cached(
-        &self,
-        py: Python<'_>,
-        requests: Vec<PyChunkRequest<'_>>,
-        out_shapes: Vec<Vec<u64>>,
-        mut outs: Vec<PyReadwriteArray1<'_, u8>>,
+        cached_only: bool,
     ) -> PyResult<bool> {
         let requests = to_requests(&requests, &self.inner.layout().file_grid, &out_shapes)?;
         let mut outputs = outputs(out_shapes, &mut outs)?;
         py.detach(|| {
-            self.inner
-                .read_chunk_requests_cached(&requests, &mut outputs)
+            if cached_only {
+                self.inner
+                    .read_chunk_requests_cached(&requests, &mut outputs)
+            } else {
+                self.inner
+                    .read_chunk_requests(&requests, &mut outputs)
+                    .map(|()| true)
+            }
         })
         .map_err(errors::array)
     }
