@@ -200,7 +200,7 @@ fn spawn_pread(threads: usize) -> Result<Workers> {
 }
 
 /// Who reads a batch's physical reads.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum ReadOn {
     /// The backend's threads.
     Backend,
@@ -485,18 +485,17 @@ impl Reader {
                 sink: tx.clone(),
                 _permit: permit.clone(),
             };
-            if read_on == ReadOn::CallerCachedOnly {
-                if self.options.direct_io {
-                    job.not_cached();
-                } else {
-                    crate::pread::run_cached(job);
-                }
-            } else if read_on == ReadOn::Caller {
-                crate::pread::run(job);
-            } else if let Err(job) = engine.workers.send(job) {
-                let backend = engine.workers.name();
-                for part in &job.parts {
-                    let _ = tx.send((part.index, Err(IoError::BackendStopped { backend })));
+            match read_on {
+                ReadOn::CallerCachedOnly if self.options.direct_io => job.not_cached(),
+                ReadOn::CallerCachedOnly => crate::pread::run_cached(job),
+                ReadOn::Caller => crate::pread::run(job),
+                ReadOn::Backend => {
+                    if let Err(job) = engine.workers.send(job) {
+                        let backend = engine.workers.name();
+                        for part in &job.parts {
+                            let _ = tx.send((part.index, Err(IoError::BackendStopped { backend })));
+                        }
+                    }
                 }
             }
         }
