@@ -1,16 +1,16 @@
-"""Helpers shared by the Python benchmarks: page-cache control, and the command line and
-pipelines of the zarr 3.4 codec benchmarks."""
+"""Helpers shared by the Python benchmarks: page-cache control, interleaved best-of timing, and
+the command line and pipelines of the zarr 3.4 codec benchmarks."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import time
 
 
 def drop_caches() -> bool:
-    """Flush and drop the page cache (root only); whether it worked. (``os.sync``, not a ``sync``
-    process: a child forked from a large benchmark process would count as large in
-    ``RUSAGE_CHILDREN``, where bench_sampler looks for its DataLoader workers' peak memory.)"""
+    """Flush and drop the page cache (root only); whether it worked. (``os.sync``: no ``sync``
+    process forked from a large benchmark process.)"""
     try:
         os.sync()
         with open("/proc/sys/vm/drop_caches", "w") as f:
@@ -27,6 +27,35 @@ def warm(path: str) -> None:
             with open(os.path.join(root, name), "rb") as f:
                 while f.read(1 << 20):
                     pass
+
+
+def timed(fn, cold, path, prepare=None):
+    """Seconds `fn` takes, the page cache dropped first (cold), or `path` (a path or a list of
+    them) read into it (warm), or left as it is (None); `prepare` runs first, untimed."""
+    if cold:
+        drop_caches()
+    elif cold is not None:
+        for one in [path] if isinstance(path, str) else path:
+            warm(one)
+    if prepare is not None:
+        prepare()
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def interleaved(fns, rounds, cold, path, prepare=None):
+    """Best seconds of each method over `rounds` rounds in which the methods take turns (in a
+    rotating order); warm runs are preceded by one untimed run of each (imports, pools)."""
+    if cold is False:
+        for fn in fns.values():
+            fn()
+    best = {m: float("inf") for m in fns}
+    names = list(fns)
+    for r in range(rounds):
+        for m in names[r % len(names):] + names[: r % len(names)]:
+            best[m] = min(best[m], timed(fns[m], cold, path, prepare))
+    return best
 
 
 def pipelines() -> dict[str, str]:

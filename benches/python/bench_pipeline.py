@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import shutil
-import time
 
 import importlib.util
 
@@ -29,7 +28,7 @@ import zarr
 import zarr.core.codec_pipeline
 
 import zuring
-from _common import drop_caches, warm
+from _common import drop_caches, interleaved
 
 try:
     import tensorstore as ts
@@ -149,34 +148,6 @@ def fresh(target):
     method pays for another's deletes or writeback."""
     shutil.rmtree(target, ignore_errors=True)
     os.sync()
-
-
-def timed(fn, cold, path, prepare=None):
-    """Seconds `fn` takes, the page cache dropped first (cold), or `path` read into it (warm),
-    or left as it is (None); `prepare` runs first, untimed."""
-    if cold:
-        drop_caches()
-    elif cold is not None:
-        warm(path)
-    if prepare is not None:
-        prepare()
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
-def interleaved(fns, rounds, cold, path, prepare=None):
-    """Best seconds of each method over `rounds` rounds in which the methods take turns (in a
-    rotating order); warm runs are preceded by one untimed run of each (imports, pools)."""
-    if cold is False:
-        for fn in fns.values():
-            fn()
-    best = {m: float("inf") for m in fns}
-    names = list(fns)
-    for r in range(rounds):
-        for m in names[r % len(names):] + names[: r % len(names)]:
-            best[m] = min(best[m], timed(fns[m], cold, path, prepare))
-    return best
 
 
 def main() -> None:

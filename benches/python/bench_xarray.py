@@ -25,14 +25,13 @@ import argparse
 import importlib.util
 import json
 import os
-import time
 
 import dask
 import numpy as np
 import xarray as xr
 import zarr
 
-from _common import drop_caches, warm
+from _common import drop_caches, interleaved
 
 PIPELINES = {"zarr-python (default)": "zarr.core.codec_pipeline.BatchedCodecPipeline"}
 if importlib.util.find_spec("zarrs") is not None:
@@ -116,18 +115,8 @@ def main() -> None:
             elif not np.allclose(got, expected, rtol=1e-6):
                 raise SystemExit(f"{name}: {pipeline} disagrees with zarr-python's default pipeline")
         for cache in ["warm", "cold"] if cold_ok else ["warm"]:
-            best = {m: float("inf") for m in PIPELINES}
-            names = list(PIPELINES)
-            for r in range(a.rounds):
-                for m in names[r % len(names):] + names[: r % len(names)]:
-                    if cache == "cold":
-                        drop_caches()
-                    else:
-                        for path in paths:
-                            warm(path)
-                    t = time.perf_counter()
-                    run(PIPELINES[m], fn)
-                    best[m] = min(best[m], time.perf_counter() - t)
+            fns = {m: (lambda pipeline=pipeline: run(pipeline, fn)) for m, pipeline in PIPELINES.items()}
+            best = interleaved(fns, a.rounds, cache == "cold", paths)
             for m, secs in best.items():
                 row = dict(workload=name, cache=cache, method=m, seconds=secs, mib_s=nbytes / secs / 2**20)
                 results.append(row)
