@@ -72,9 +72,10 @@ class CropSampler:
         left out (a shuffled grid leaves out different windows each epoch). Either way every
         rank runs the same number of steps.
     prefetch
-        Batches read ahead; two batches (one when ``prefetch`` is 1) are read at once, the
-        arrays of each at once too. Memory: about ``(prefetch + 3) x`` batch bytes (``prefetch``
-        waiting, two being read, the one in use; ``3 x`` when ``prefetch`` is 1).
+        Batches read ahead, the ones being read included; two batches (one when ``prefetch``
+        is 1) are read at once, the arrays of each at once too. Memory: about
+        ``(prefetch + 2) x`` batch bytes of outputs, plus the compressed bytes of the batches
+        being read.
     drop_last
         Skip a final short batch.
     """

@@ -68,9 +68,11 @@ pub struct Batch {
 /// arrays at once too, and the engine parallelises within each array's read), so one batch's
 /// IO waits overlap another's decoding; the readers take the batches in order and hand them
 /// over in order, so the batch needed next is always being read, and it was started first (its
-/// decode work queued on zuring's pool ahead of the look-ahead batches'). At most `depth`
-/// finished batches wait in the channel, plus the ones being read and the one the caller holds:
-/// memory is bounded by about (depth + READERS + 1) x batch bytes.
+/// decode work queued on zuring's pool ahead of the look-ahead batches'). The batches being
+/// read count towards `depth`: at most `depth + 1 - READERS` finished batches (at least one)
+/// wait in the channel, so with the one the caller holds the outputs stay bounded by about
+/// (depth + 2) x batch bytes, as with one reader; the compressed bytes of every batch being
+/// read come on top.
 #[derive(Debug)]
 pub struct Prefetcher {
     rx: Option<Receiver<Result<Batch>>>,
@@ -181,11 +183,11 @@ impl Prefetcher {
                 let n: u64 = shape.iter().product::<u64>()
                     * batch_size as u64
                     * spec.array.element_size() as u64;
-                let keep = depth + readers + 1;
+                let keep = depth + 2;
                 BufferPool::new(usize::try_from(n).unwrap_or(usize::MAX), keep)
             })
             .collect();
-        let (tx, rx) = crossbeam_channel::bounded(depth.max(1));
+        let (tx, rx) = crossbeam_channel::bounded((depth + 1).saturating_sub(readers).max(1));
         let stop = Arc::new(AtomicBool::new(false));
         let ended = Arc::new(AtomicBool::new(false));
         let turn = Arc::new(Turn::default());
