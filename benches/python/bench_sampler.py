@@ -16,17 +16,19 @@ Usage: python benches/python/bench_sampler.py [--data DIR] [--batches N] [--roun
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import multiprocessing as mp
 import os
-import time
+import subprocess
+import sys
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 import zuring
-from _common import drop_caches, warm
+from _common import drop_caches, interleaved
 
 SAT_CROP = (4, 256, 256)
 NWP_CROP = (2, 128, 128)
@@ -39,20 +41,20 @@ def status_mib(field: str) -> float:
         return next(int(l.split()[1]) for l in f if l.startswith(field + ":")) / 1024
 
 
-
-
-def sampler_peak_extra_mib(sat, nwp, batches) -> float | None:
-    """How far the process's resident memory rises above where it stood while a CropSampler
-    serves an epoch (its prefetched batches, buffers and threads; the read-buffer pool, already
-    filled by the earlier runs, is in the baseline). None when the peak cannot be reset."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset VmHWM to the current RSS
-    except OSError:
-        return None
-    base = status_mib("VmRSS")
-    run_sampler(sat, nwp, batches, 99)
-    return status_mib("VmHWM") - base
+def sampler_peak_extra_mib(sat, nwp, batches) -> float:
+    """How far a fresh process's resident memory rises, from where it stands with zuring
+    imported and the arrays opened, while a CropSampler serves an epoch (prefetched batches,
+    their buffers, the read-buffer pool as it fills, threads). Measured in a child process: in
+    this one, memory freed by the earlier runs is reused and would hide it."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import bench_sampler as b, zuring; "
+        "zuring.open_array(sys.argv[2]); zuring.open_array(sys.argv[3]); "
+        "base = b.status_mib('VmRSS'); b.run_sampler(sys.argv[2], sys.argv[3], int(sys.argv[4]), 99); "
+        "print(b.status_mib('VmHWM') - base)"
+    )
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run([sys.executable, "-c", code, here, sat, nwp, str(batches)], check=True, capture_output=True, text=True)
+    return float(out.stdout.split()[-1])
 
 
 def windows(n, seed, sat_shape):
@@ -191,44 +193,32 @@ def main() -> None:
             p: Loader(sat, nwp, wins, path)
             for p, path in (("default", "zarr.core.codec_pipeline.BatchedCodecPipeline"), ("zarrs", "zarrs.ZarrsCodecPipeline"))
         }
-        methods = [
-            ("zuring CropSampler", lambda: run_sampler(sat, nwp, batches, seed)[0]),
-            ("zuring read_crops (same windows)", None),
-            ("DataLoader(2 workers) + zarr default", lambda: loaders["default"].epoch(1)),
-            ("DataLoader(2 workers) + zarrs-python", lambda: loaders["zarrs"].epoch(1)),
-            ("xbatcher BatchGenerator (sat only)", lambda: run_xbatcher(sat, batches * BATCH)),
-        ]
         _, sampler_wins = run_sampler(sat, nwp, batches, seed)
-        best: dict[str, tuple[int, float]] = {}
-        # Methods take turns round after round (best of `rounds` each), so a slow spell of the
-        # shared machine hits all of them.
-        for round_ in range(rounds):
-            for name, fn in methods:
-                if fn is None:
-                    fn = lambda: run_direct(sat, nwp, sampler_wins)  # noqa: E731
-                if cache == "cold":
-                    drop_caches()
-                else:
-                    warm(sat), warm(nwp)
-                    if round_ == 0 and name.startswith(("zuring", "xbatcher")):
-                        try:
-                            fn()
-                        except ImportError:
-                            pass
-                t = time.perf_counter()
-                try:
-                    n = fn()
-                except ImportError as err:
-                    if round_ == 0:
-                        print(f"# {name}: skipped ({err})")
-                    continue
-                secs = time.perf_counter() - t
-                if name not in best or secs < best[name][1]:
-                    best[name] = (n, secs)
-        for name, _ in methods:
-            if name not in best:
-                continue
-            n, secs = best[name]
+        methods = {
+            "zuring CropSampler": lambda: run_sampler(sat, nwp, batches, seed),
+            "zuring read_crops (same windows)": lambda: run_direct(sat, nwp, sampler_wins),
+            "DataLoader(2 workers) + zarr default": lambda: loaders["default"].epoch(1),
+            "DataLoader(2 workers) + zarrs-python": lambda: loaders["zarrs"].epoch(1),
+        }
+        if importlib.util.find_spec("xbatcher") is not None:
+            methods["xbatcher BatchGenerator (sat only)"] = lambda: run_xbatcher(sat, batches * BATCH)
+        else:
+            print("# xbatcher BatchGenerator: skipped (xbatcher is not installed)")
+        # Every method serves batches x BATCH samples (checked after each run); best of `rounds`
+        # rounds in which the methods take turns.
+        n = batches * BATCH
+
+        def serves_n(fn):
+            def run():
+                got = fn()
+                got = got[0] if isinstance(got, tuple) else got
+                if got != n:
+                    raise SystemExit(f"a method served {got} samples, not {n}")
+
+            return run
+
+        best = interleaved({m: serves_n(fn) for m, fn in methods.items()}, rounds, cache == "cold", [sat, nwp])
+        for name, secs in best.items():
             per_sample = sample_bytes if "sat only" not in name else int(np.prod(SAT_CROP)) * 2
             r = dict(cache=cache, method=name, samples=n, seconds=secs, samples_s=n / secs, mib_s=n * per_sample / secs / 2**20)
             results.append(r)
