@@ -3,8 +3,8 @@ sharded zstd, 64 x 2048 x 2048) and the NWP-like array (float32, blosc-lz4, 32 x
 the resolution in time and space: strides 2), warm and cold cache.
 
 Methods:
-- zuring CropSampler (prefetch 2) -- and the same windows through read_crops directly, to measure
-  the sampler's overhead;
+- zuring CropSampler (prefetch 2; two batches read at once, and one: ``readers=1``) -- and the same
+  windows through read_crops directly, to measure the sampler's overhead;
 - PyTorch DataLoader (batch 32, 2 workers, spawn) over zarr-python, default pipeline;
 - the same with the zarrs-python pipeline;
 - xbatcher's BatchGenerator over the satellite array (xarray + dask), when installed.
@@ -41,19 +41,20 @@ def status_mib(field: str) -> float:
         return next(int(l.split()[1]) for l in f if l.startswith(field + ":")) / 1024
 
 
-def sampler_peak_extra_mib(sat, nwp, batches) -> float:
+def sampler_peak_extra_mib(sat, nwp, batches, readers) -> float:
     """How far a fresh process's resident memory rises, from where it stands with zuring
-    imported and the arrays opened, while a CropSampler serves an epoch (prefetched batches,
-    their buffers, the read-buffer pool as it fills, threads). Measured in a child process: in
-    this one, memory freed by the earlier runs is reused and would hide it."""
+    imported and the arrays opened, while a CropSampler with `readers` serves an epoch
+    (prefetched batches, their buffers, the read-buffer pool as it fills, threads). Measured in
+    a child process: in this one, memory freed by the earlier runs is reused and would hide it."""
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import bench_sampler as b, zuring; "
         "zuring.open_array(sys.argv[2]); zuring.open_array(sys.argv[3]); "
-        "base = b.status_mib('VmRSS'); b.run_sampler(sys.argv[2], sys.argv[3], int(sys.argv[4]), 99); "
+        "base = b.status_mib('VmRSS'); b.run_sampler(sys.argv[2], sys.argv[3], int(sys.argv[4]), 99, int(sys.argv[5])); "
         "print(b.status_mib('VmHWM') - base)"
     )
     here = os.path.dirname(os.path.abspath(__file__))
-    out = subprocess.run([sys.executable, "-c", code, here, sat, nwp, str(batches)], check=True, capture_output=True, text=True)
+    args = [sys.executable, "-c", code, here, sat, nwp, str(batches), str(readers)]
+    out = subprocess.run(args, check=True, capture_output=True, text=True)
     return float(out.stdout.split()[-1])
 
 
@@ -127,10 +128,11 @@ class Loader:
         return n
 
 
-def run_sampler(sat, nwp, batches, seed):
+def run_sampler(sat, nwp, batches, seed, readers=2):
     s = zuring.CropSampler(
         {"sat": sat, "nwp": nwp}, {"time": SAT_CROP[0], "y": SAT_CROP[1], "x": SAT_CROP[2]}, BATCH,
         seed=seed, samples_per_epoch=batches * BATCH, strides={"nwp": {"time": 2, "y": 2, "x": 2}}, prefetch=2,
+        readers=readers,
     )
     n = 0
     wins = []
@@ -196,6 +198,7 @@ def main() -> None:
         _, sampler_wins = run_sampler(sat, nwp, batches, seed)
         methods = {
             "zuring CropSampler": lambda: run_sampler(sat, nwp, batches, seed),
+            "zuring CropSampler, readers=1": lambda: run_sampler(sat, nwp, batches, seed, readers=1),
             "zuring read_crops (same windows)": lambda: run_direct(sat, nwp, sampler_wins),
             "DataLoader(2 workers) + zarr default": lambda: loaders["default"].epoch(1),
             "DataLoader(2 workers) + zarrs-python": lambda: loaders["zarrs"].epoch(1),
@@ -224,8 +227,8 @@ def main() -> None:
             results.append(r)
             print(json.dumps(r), flush=True)
     main_peak = status_mib("VmHWM")
-    extra = sampler_peak_extra_mib(sat, nwp, batches)
-    print(json.dumps({"peak_rss_main_mib": main_peak, "peak_rss_largest_dataloader_worker_mib": Loader.worker_peak_mib, "sampler_peak_extra_mib": extra, "batch_mib": BATCH * sample_bytes / 2**20}))
+    extra = {r: sampler_peak_extra_mib(sat, nwp, batches, r) for r in (2, 1)}
+    print(json.dumps({"peak_rss_main_mib": main_peak, "peak_rss_largest_dataloader_worker_mib": Loader.worker_peak_mib, "sampler_peak_extra_mib": extra[2], "sampler_readers_1_peak_extra_mib": extra[1], "batch_mib": BATCH * sample_bytes / 2**20}))
     print("\n| cache | method | samples/s | MiB/s | x best baseline |\n|---|---|---:|---:|---:|")
     for r in results:
         base = max((x["samples_s"] for x in results if x["cache"] == r["cache"] and not x["method"].startswith("zuring")), default=None)

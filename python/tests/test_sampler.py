@@ -101,6 +101,32 @@ def test_deterministic_resumable_and_rank_disjoint(tmp_path):
     assert set(r[0]) | set(r[1]) == set(first)
 
 
+def test_readers_change_how_many_batches_are_read_at_once_not_what_they_hold(tmp_path):
+    a = coord_array(tmp_path / "a", (16, 40, 40), (4, 10, 10), (8, 20, 20))
+    kw = dict(batch_size=3, seed=4, mode="grid", drop_last=False, prefetch=4)
+
+    def epoch(**more):
+        s = zuring.CropSampler(a, (4, 10, 10), **kw, **more)
+        return [(batch.copy(), [tuple(w) for w in s.last_windows]) for batch in s]
+
+    default = epoch()
+    assert len(default) == 22  # 64 tiles in batches of 3, the last one short
+    for readers in (1, 3, 4):
+        got = epoch(readers=readers)
+        assert [w for _, w in got] == [w for _, w in default], readers
+        for (b, _), (d, _) in zip(got, default):
+            np.testing.assert_array_equal(b, d)
+    for batch, windows in default:
+        for crop, w in zip(batch, windows):
+            np.testing.assert_array_equal(crop, a[w[0] : w[0] + 4, w[1] : w[1] + 10, w[2] : w[2] + 10])
+    for bad in (0, -1, 5):
+        with pytest.raises(ValueError, match=rf"readers must be between 1 and prefetch \(4\): got {bad}"):
+            zuring.CropSampler(a, (4, 10, 10), **kw, readers=bad)
+    # The batches being read count towards prefetch: prefetch 1 reads one at a time.
+    with pytest.raises(ValueError, match=r"between 1 and prefetch \(1\): got 2"):
+        zuring.CropSampler(a, (4, 10, 10), **{**kw, "prefetch": 1}, readers=2)
+
+
 def test_ordered_mode_walks_time_in_order(tmp_path):
     a = coord_array(tmp_path / "a", (12, 20, 20), (3, 10, 10))
     s = zuring.CropSampler(a, (3, 20, 20), batch_size=2, mode="ordered", ordered_dim="time", stride=(1, 20, 20), drop_last=False)

@@ -142,6 +142,7 @@ class Sampler:
         prefetch: int,
         drop_last: bool,
         pad_ranks: bool = False,
+        readers: int | None = None,
     ) -> None: ...
     @property
     def dims(self) -> list[str]: ...

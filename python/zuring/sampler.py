@@ -1,6 +1,6 @@
 """``zuring.CropSampler``: batches of random crops of one or more arrays for training.
 
-Crops are read ahead on zuring's threads (``prefetch`` batches deep, two batches read at once),
+Crops are read ahead on zuring's threads (``prefetch`` batches deep, ``readers`` batches at once),
 delivered in order, and handed to Python as numpy arrays over recycled buffers (no copy). Window
 positions are a pure function of (seed, epoch, rank, world size), so runs are reproducible and
 resumable (``state_dict`` / ``load_state_dict``), and ranks never see the same window.
@@ -72,10 +72,14 @@ class CropSampler:
         left out (a shuffled grid leaves out different windows each epoch). Either way every
         rank runs the same number of steps.
     prefetch
-        Batches read ahead, the ones being read included; two batches (one when ``prefetch``
-        is 1) are read at once, the arrays of each at once too. Memory: about
-        ``(prefetch + 2) x`` batch bytes of outputs, plus the compressed bytes of the batches
+        Batches read ahead, the ones being read included. Memory: about ``(prefetch + 2) x``
+        batch bytes of outputs, plus the compressed bytes and decode scratch of the batches
         being read.
+    readers
+        Batches read at once, each by its own thread (the arrays of each at once too), between
+        1 and ``prefetch``; default 2 (1 when ``prefetch`` is 1). A second reader overlaps one
+        batch's disk waits with another's decoding (faster from a cold cache) for a batch's
+        compressed bytes and scratch more memory; 1 is the leanest.
     drop_last
         Skip a final short batch.
     """
@@ -98,6 +102,7 @@ class CropSampler:
         rank: int | None = None,
         world_size: int | None = None,
         prefetch: int = 2,
+        readers: int | None = None,
         drop_last: bool = True,
         pad_ranks: bool = False,
     ) -> None:
@@ -139,7 +144,7 @@ class CropSampler:
             specs, {k: int(v) for k, v in crop.items()}, batch_size, seed, mode,
             None if stride is None else {k: int(v) for k, v in stride.items()}, ordered_dim,
             samples_per_epoch, {k: (int(a), int(b)) for k, (a, b) in (region or {}).items()},
-            rank, world_size, prefetch, drop_last, pad_ranks,
+            rank, world_size, prefetch, drop_last, pad_ranks, None if readers is None else int(readers),
         )
         self._names = list(self._arrays)
         self._dtypes = [a.dtype for a in self._arrays.values()]

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use zuring_sampler::{ArraySpec, Geometry, Mode, Prefetcher, RankSplit, SamplerError, Schedule};
+use zuring_sampler::{
+    ArraySpec, Geometry, Lookahead, Mode, Prefetcher, RankSplit, SamplerError, Schedule,
+};
 
 use crate::array::Array;
 use crate::buffer::Buffer;
@@ -35,7 +37,7 @@ pub struct Sampler {
     rank: u64,
     world_size: u64,
     split: RankSplit,
-    prefetch: usize,
+    ahead: Lookahead,
     drop_last: bool,
     running: Mutex<Option<Prefetcher>>,
 }
@@ -79,7 +81,7 @@ impl Sampler {
 #[pymethods]
 impl Sampler {
     #[new]
-    #[pyo3(signature = (arrays, crop, batch_size, seed, mode, grid_stride, ordered_dim, samples_per_epoch, region, rank, world_size, prefetch, drop_last, pad_ranks = false))]
+    #[pyo3(signature = (arrays, crop, batch_size, seed, mode, grid_stride, ordered_dim, samples_per_epoch, region, rank, world_size, prefetch, drop_last, pad_ranks = false, readers = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         arrays: Vec<ArrayArg>,
@@ -96,10 +98,24 @@ impl Sampler {
         prefetch: usize,
         drop_last: bool,
         pad_ranks: bool,
+        readers: Option<i64>,
     ) -> PyResult<Self> {
         if batch_size == 0 {
             return Err(PyValueError::new_err("batch_size must be positive"));
         }
+        let depth = prefetch.max(1);
+        let ahead = match readers {
+            None => Lookahead::new(depth),
+            Some(r) if r >= 1 && r.unsigned_abs() <= depth as u64 => Lookahead {
+                depth,
+                readers: r.unsigned_abs() as usize,
+            },
+            Some(r) => {
+                return Err(PyValueError::new_err(format!(
+                    "readers must be between 1 and prefetch ({depth}): got {r} (the batches being read count towards prefetch)"
+                )))
+            }
+        };
         let specs: Vec<ArraySpec> = arrays
             .into_iter()
             .map(|(name, array, dims, strides, full)| ArraySpec {
@@ -167,7 +183,7 @@ impl Sampler {
             } else {
                 RankSplit::Drop
             },
-            prefetch: prefetch.max(1),
+            ahead,
             drop_last,
             running: Mutex::new(None),
         };
@@ -211,7 +227,7 @@ impl Sampler {
             self.batch_size,
             first_batch,
             batch_step,
-            self.prefetch,
+            self.ahead,
             self.drop_last,
         );
         let old = self

@@ -13,5 +13,5 @@ mod schedule;
 
 pub use error::{Result, SamplerError};
 pub use geometry::{ArraySpec, Geometry};
-pub use prefetch::{Batch, BufferPool, Prefetcher};
+pub use prefetch::{Batch, BufferPool, Lookahead, Prefetcher};
 pub use schedule::{Mode, RankSplit, Schedule};

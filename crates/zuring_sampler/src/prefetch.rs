@@ -64,15 +64,15 @@ pub struct Batch {
 
 /// Reads batches ahead on background threads; [`Prefetcher::next`] returns them in order.
 ///
-/// Up to [`Prefetcher::READERS`] batches are read at once, each by its own thread (a batch's
+/// Up to [`Lookahead::readers`] batches are read at once, each by its own thread (a batch's
 /// arrays at once too, and the engine parallelises within each array's read), so one batch's
 /// IO waits overlap another's decoding; the readers take the batches in order and hand them
 /// over in order, so the batch needed next is always being read, and it was started first (its
 /// decode work queued on zuring's pool ahead of the look-ahead batches'). The batches being
-/// read count towards `depth`: at most `depth + 1 - READERS` finished batches (at least one)
-/// wait in the channel, so with the one the caller holds the outputs stay bounded by about
-/// (depth + 2) x batch bytes, as with one reader; the compressed bytes of every batch being
-/// read come on top.
+/// read count towards [`Lookahead::depth`]: at most `depth + 1 - readers` finished batches (at
+/// least one) wait in the channel, so with the one the caller holds the outputs stay bounded by
+/// about (depth + 2) x batch bytes whatever the number of readers; the compressed bytes and
+/// decode scratch of every batch being read come on top.
 #[derive(Debug)]
 pub struct Prefetcher {
     rx: Option<Receiver<Result<Batch>>>,
@@ -156,25 +156,66 @@ impl Readers {
     }
 }
 
-impl Prefetcher {
-    /// How many batches are read at once (fewer when `depth` is smaller).
+/// How far a [`Prefetcher`] reads ahead, and how many batches it reads at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lookahead {
+    /// Batches read ahead, the ones being read included (0 counts as 1).
+    pub depth: usize,
+    /// Batches read at once, each by its own thread: between 1 and `depth` (a value outside is
+    /// clamped). A second reader overlaps one batch's IO waits with another's decoding (6-10%
+    /// more samples/s from a cold cache in bench_sampler); each costs a batch's compressed bytes
+    /// and decode scratch.
+    pub readers: usize,
+}
+
+impl Lookahead {
+    /// Readers by default: two, or one when `depth` is 1.
     pub const READERS: usize = 2;
 
+    /// `depth` batches ahead, read [`Lookahead::READERS`] at a time (fewer when `depth` is
+    /// smaller).
+    #[must_use]
+    pub fn new(depth: usize) -> Self {
+        Self {
+            depth,
+            readers: Self::READERS,
+        }
+        .clamped()
+    }
+
+    /// `depth` at least 1; `readers` between 1 and `depth`.
+    #[must_use]
+    pub fn clamped(self) -> Self {
+        let depth = self.depth.max(1);
+        Self {
+            depth,
+            readers: self.readers.clamp(1, depth),
+        }
+    }
+}
+
+impl Default for Lookahead {
+    fn default() -> Self {
+        Self::new(2)
+    }
+}
+
+impl Prefetcher {
     /// Start reading `schedule`'s batches of `batch_size` windows from batch `first_batch` on,
     /// then every `batch_step`-th batch (1: all of them; `w` and `W`: worker `w` of `W` sharing
-    /// one schedule, whose batches interleaved again are the schedule's). With `drop_last`, a
-    /// final short batch is skipped.
+    /// one schedule, whose batches interleaved again are the schedule's), `ahead` batches ahead.
+    /// With `drop_last`, a final short batch is skipped.
     #[must_use]
     pub fn start(
         schedule: Schedule,
         batch_size: usize,
         first_batch: u64,
         batch_step: u64,
-        depth: usize,
+        ahead: Lookahead,
         drop_last: bool,
     ) -> Self {
         let g = schedule.geometry().clone();
-        let readers = depth.clamp(1, Self::READERS);
+        let Lookahead { depth, readers } = ahead.clamped();
         let crop_shapes: Vec<Vec<u64>> = (0..g.arrays.len()).map(|a| g.crop_shape(a)).collect();
         let pools: Vec<Arc<BufferPool>> = crop_shapes
             .iter()
@@ -238,6 +279,12 @@ impl Prefetcher {
             },
             None => None,
         }
+    }
+
+    /// How many batches it reads at once (its reader threads).
+    #[must_use]
+    pub fn readers(&self) -> usize {
+        self.handles.len()
     }
 
     /// Per array, the pool its batch buffers come from (give them back when done).

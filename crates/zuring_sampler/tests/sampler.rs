@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use zuring_array::ZarrArray;
-use zuring_sampler::{ArraySpec, Geometry, Mode, Prefetcher, RankSplit, SamplerError, Schedule};
+use zuring_sampler::{
+    ArraySpec, Geometry, Lookahead, Mode, Prefetcher, RankSplit, SamplerError, Schedule,
+};
 
 /// A (time, y, x) uint32 array whose values encode their coordinates: t*10000 + y*100 + x.
 fn array(dir: &std::path::Path, name: &str, shape: [u64; 3], chunk: [u64; 3]) -> Arc<ZarrArray> {
@@ -85,7 +87,7 @@ fn joint_crops_cover_the_same_window() {
         1,
     )
     .unwrap();
-    let p = Prefetcher::start(s, 8, 0, 1, 2, true);
+    let p = Prefetcher::start(s, 8, 0, 1, Lookahead::new(2), true);
     let mut batches = 0;
     while let Some(batch) = p.next() {
         let batch = batch.unwrap();
@@ -213,13 +215,13 @@ fn deterministic_disjoint_and_resumable() {
     // Resuming at batch 3 gives exactly batches 3.. of an uninterrupted run.
     let s = Schedule::new(g.clone(), grid.clone(), 1, 0, 0, 1).unwrap();
     let full: Vec<_> = {
-        let p = Prefetcher::start(s.clone(), 16, 0, 1, 2, false);
+        let p = Prefetcher::start(s.clone(), 16, 0, 1, Lookahead::new(2), false);
         std::iter::from_fn(|| p.next())
             .map(|b| b.unwrap().windows)
             .collect()
     };
     let resumed: Vec<_> = {
-        let p = Prefetcher::start(s.clone(), 16, 3, 1, 2, false);
+        let p = Prefetcher::start(s.clone(), 16, 3, 1, Lookahead::new(2), false);
         std::iter::from_fn(|| p.next())
             .map(|b| b.unwrap().windows)
             .collect()
@@ -229,7 +231,7 @@ fn deterministic_disjoint_and_resumable() {
     // again, are the uninterrupted run's, the short last batch included.
     let shares: Vec<Vec<_>> = (0..3)
         .map(|w| {
-            let p = Prefetcher::start(s.clone(), 16, w, 3, 2, false);
+            let p = Prefetcher::start(s.clone(), 16, w, 3, Lookahead::new(2), false);
             std::iter::from_fn(|| p.next())
                 .map(|b| b.unwrap().windows)
                 .collect()
@@ -339,7 +341,7 @@ fn a_corrupt_chunk_fails_one_batch_and_the_sampler_goes_on() {
         1,
     )
     .unwrap();
-    let p = Prefetcher::start(s, 1, 0, 1, 2, false);
+    let p = Prefetcher::start(s, 1, 0, 1, Lookahead::new(2), false);
     let first = p.next().unwrap().unwrap_err();
     assert!(matches!(first, SamplerError::Read { .. }), "{first}");
     let text = first.to_string();
@@ -380,7 +382,7 @@ fn a_failing_array_of_a_joint_batch_is_named_and_the_others_go_on() {
             dim: 1,
         };
         let s = Schedule::new(g, mode, 0, 0, 0, 1).unwrap();
-        let p = Prefetcher::start(s, 1, 0, 1, 2, false);
+        let p = Prefetcher::start(s, 1, 0, 1, Lookahead::new(2), false);
         let text = p.next().unwrap().unwrap_err().to_string();
         assert!(
             text.contains(&format!("array \"{expect}\"")) && text.contains("c/0/0/0"),
@@ -428,14 +430,50 @@ fn batches_read_at_once_arrive_in_order_and_stop_when_dropped() {
     };
     let s = Schedule::new(g, grid, 7, 0, 0, 1).unwrap();
     let n = s.len().unwrap();
-    for depth in [1, 2, 5] {
+    // (depth, readers asked for, readers expected): the default two (one at depth 1), and a
+    // chosen number clamped to 1..=depth.
+    let aheads = [
+        (Lookahead::new(1), 1),
+        (Lookahead::new(2), 2),
+        (Lookahead::new(5), 2),
+        (
+            Lookahead {
+                depth: 5,
+                readers: 1,
+            },
+            1,
+        ),
+        (
+            Lookahead {
+                depth: 5,
+                readers: 4,
+            },
+            4,
+        ),
+        (
+            Lookahead {
+                depth: 3,
+                readers: 9,
+            },
+            3,
+        ),
+        (
+            Lookahead {
+                depth: 0,
+                readers: 0,
+            },
+            1,
+        ),
+    ];
+    for (ahead, readers) in aheads {
         for drop_last in [false, true] {
-            let p = Prefetcher::start(s.clone(), 7, 0, 1, depth, drop_last);
+            let p = Prefetcher::start(s.clone(), 7, 0, 1, ahead, drop_last);
+            assert_eq!(p.readers(), readers, "{ahead:?}");
             let batches: Vec<_> = std::iter::from_fn(|| p.next())
                 .map(Result::unwrap)
                 .collect();
             let expected = if drop_last { n / 7 } else { n.div_ceil(7) };
-            assert_eq!(batches.len() as u64, expected, "depth {depth}");
+            assert_eq!(batches.len() as u64, expected, "{ahead:?}");
             for (i, batch) in batches.iter().enumerate() {
                 assert_eq!(batch.index, i as u64);
                 let windows: Vec<_> = (i as u64 * 7..(i as u64 * 7 + 7).min(n))
@@ -452,7 +490,7 @@ fn batches_read_at_once_arrive_in_order_and_stop_when_dropped() {
             assert!(p.next().is_none(), "stays ended");
         }
         for taken in [0, 1, 3] {
-            let p = Prefetcher::start(s.clone(), 1, 0, 1, depth, false);
+            let p = Prefetcher::start(s.clone(), 1, 0, 1, ahead, false);
             for i in 0..taken {
                 assert_eq!(p.next().unwrap().unwrap().index, i);
             }
