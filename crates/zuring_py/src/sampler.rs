@@ -104,15 +104,13 @@ impl Sampler {
             return Err(PyValueError::new_err("batch_size must be positive"));
         }
         let depth = prefetch.max(1);
-        let ahead = match readers {
+        let ahead = match readers.map(usize::try_from) {
             None => Lookahead::new(depth),
-            Some(r) if r >= 1 && r.unsigned_abs() <= depth as u64 => Lookahead {
-                depth,
-                readers: r.unsigned_abs() as usize,
-            },
-            Some(r) => {
+            Some(Ok(r)) if (1..=depth).contains(&r) => Lookahead { depth, readers: r },
+            Some(_) => {
                 return Err(PyValueError::new_err(format!(
-                    "readers must be between 1 and prefetch ({depth}): got {r} (the batches being read count towards prefetch)"
+                    "readers must be between 1 and prefetch ({depth}): got {} (the batches being read count towards prefetch)",
+                    readers.unwrap_or_default()
                 )))
             }
         };
