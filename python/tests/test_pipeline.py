@@ -62,6 +62,45 @@ def both(path, fn):
     return got, expected
 
 
+@pytest.mark.skipif(ZARR_3_1, reason="zarr < 3.2 reads no per-chunk statuses from a pipeline")
+@pytest.mark.parametrize("store_kind", ["local", "memory"])
+@pytest.mark.parametrize("dtype", ["uint16", "str"])
+@pytest.mark.parametrize("sharded", [False, True])
+def test_missing_chunks_are_reported_as_the_read_found_them(tmp_path, sharded, dtype, store_kind, monkeypatch):
+    """zarr >= 3.2 with ``array.read_missing_chunks`` off raises ChunkNotFoundError naming the
+    missing chunks, from the statuses the pipeline's read returns: zuring's come from the read
+    itself (Rust reports the files it found missing; nothing is looked up again) and name the
+    same chunks as zarr's own pipeline, for a LocalStore (read by zuring) and a MemoryStore
+    (read through its API); reads of present chunks go on."""
+    from zarr.errors import ChunkNotFoundError
+    from zarr.storage import LocalStore, MemoryStore
+
+    store = LocalStore(str(tmp_path / "a")) if store_kind == "local" else MemoryStore()
+    with zarr.config.set(DEFAULT):
+        a = zarr.create_array(store, shape=(6, 20, 20), dtype=dtype, chunks=(2, 10, 10), shards=(2, 20, 20) if sharded else None, fill_value="" if dtype == "str" else 0)
+        values = np.arange(2 * 20 * 20).reshape(2, 20, 20)
+        a[2:4] = values.astype(str) if dtype == "str" else values.astype(dtype)
+        written = a[2:4]
+    # Statuses come from the read: a lookup of a chunk's file would be a second look.
+    looked, exists = [], zp.os.path.exists
+    monkeypatch.setattr(zp.os.path, "exists", lambda p: looked.append(str(p)) or exists(p))
+    messages = {}
+    for name, config in (("default", DEFAULT), ("zuring", ZURING)):
+        with zarr.config.set({**config, "array.read_missing_chunks": False}):
+            b = zarr.open_array(store, mode="r")
+            np.testing.assert_array_equal(b[2:4], written)
+            with pytest.raises(ChunkNotFoundError) as err:
+                b[1:5, 5:15]
+            messages[name] = str(err.value)
+    assert messages["zuring"] == messages["default"]
+    assert not [p for p in looked if p.startswith(str(tmp_path))]
+    missing = ["c/0/0/0", "c/2/0/0"] if sharded else ["c/0/0/0", "c/0/0/1", "c/0/1/0", "c/0/1/1", "c/2/0/0", "c/2/0/1", "c/2/1/0", "c/2/1/1"]
+    assert messages["zuring"].startswith(f"{len(missing)} chunk(s) not found")
+    for key in missing:
+        assert f"chunk '{key}'" in messages["zuring"]
+    assert "c/1/" not in messages["zuring"]
+
+
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda l: f"{l[3]}-{'sharded' if l[2] else 'chunked'}-{len(l[0])}d")
 def test_reads_equal_default_pipeline(tmp_path, layout):
     path = tmp_path / "a.zarr"

@@ -273,10 +273,9 @@ def _byte_request(start: int | None, end: int | None, suffix: int | None) -> Any
     return RangeByteRequest(start, end)
 
 
-async def _fetch_all(store: Any, asks: list[tuple], missing: set[str], spec: Any, kind: str = "chunks") -> list[Any]:
+async def _fetch_all(store: Any, asks: list[tuple], spec: Any, kind: str = "chunks") -> list[Any]:
     """Get one batch of ``(key, start, end, suffix)`` from ``store``, concurrently (at most
-    zarr's ``async.concurrency`` calls at a time); None for a missing key (recorded in
-    ``missing``). ``kind`` is what the batch holds (``"indexes"``: shard indexes, one per key;
+    zarr's ``async.concurrency`` calls at a time); None for a missing key. ``kind`` is what the batch holds (``"indexes"``: shard indexes, one per key;
     ``"chunks"``): the chunk ranges of each shard go to the store's ``get_ranges`` where it has
     one (zarr >= 3.4), one call per shard that coalesces them as the store sees fit, with the
     array's ``sharding_coalesce_*`` limits, as zarr's own sharding codec reads them; without
@@ -296,9 +295,7 @@ async def _fetch_all(store: Any, asks: list[tuple], missing: set[str], spec: Any
 
     async def one(i: int, key: str, start: int | None, end: int | None, suffix: int | None) -> None:
         buf = await store.get(key, prototype, byte_range=_byte_request(start, end, suffix))
-        if buf is None:
-            missing.add(key)
-        else:
+        if buf is not None:
             out[i] = buf.as_numpy_array()
 
     # The array's limits (zarr >= 3.4), else zarr's config keys of the same names, else zarr
@@ -314,7 +311,6 @@ async def _fetch_all(store: Any, asks: list[tuple], missing: set[str], spec: Any
         for start, end, members in _merge_ranges(items, limits["max_gap_bytes"], limits["max_coalesced_bytes"]):
             buf = await store.get(key, prototype, byte_range=_byte_request(start, end, None))
             if buf is None:
-                missing.add(key)
                 continue
             data = buf.as_numpy_array()
             for i, a, b in members:
@@ -327,16 +323,13 @@ async def _fetch_all(store: Any, asks: list[tuple], missing: set[str], spec: Any
         try:
             async for group in store.get_ranges(key, requests, prototype=prototype, **limits):
                 for j, buf in group:
-                    if buf is None:
-                        missing.add(key)
-                    else:
+                    if buf is not None:
                         out[items[j][0]] = buf.as_numpy_array()
         except BaseExceptionGroup as group:
             # The store's way of saying the key is gone: the shard reads as missing.
             _, rest = group.split(FileNotFoundError)
             if rest is not None:
                 raise rest from None
-            missing.add(key)
             for i, _, _ in items:
                 out[i] = None
 
@@ -405,7 +398,7 @@ class _Coalescer:
             return
         if len(items) == 1 and self.store is None and 0 <= items[0][5] <= _LOOP_READ_BYTES and self._read_here(items[0]):
             return
-        missing: set[str] = set()
+        missing: set[tuple[int, ...]] = set()
         # The Rust call on the loop's executor; its completion settles the callers' futures
         # straight from the callback (no task in between: a single small read pays for every
         # step of the event loop).
@@ -435,33 +428,36 @@ class _Coalescer:
         bytes; whether it did (settling its future, with the result or the error)."""
         requests, shape, raw, future = item[:4]
         try:
-            done = self.array.read_chunk_requests([(r[0], 0, *r[1:]) for r in requests], [shape], [raw], cached_only=True)
+            missing = self.array.read_chunk_requests([(r[0], 0, *r[1:]) for r in requests], [shape], [raw], cached_only=True)
         except Exception as err:
             if not future.done():
                 future.set_exception(err)
             return True
-        if done:
-            STATS["native_calls"] += 1
-            STATS["loop_reads"] += 1
-            if not future.done():
-                future.set_result(set())
-        return done
+        if missing is None:
+            return False
+        STATS["native_calls"] += 1
+        STATS["loop_reads"] += 1
+        if not future.done():
+            future.set_result({tuple(c) for c in missing})
+        return True
 
-    def _call(self, items: list[tuple], loop: asyncio.AbstractEventLoop, missing: set[str]) -> None:
+    def _call(self, items: list[tuple], loop: asyncio.AbstractEventLoop, missing: set[tuple[int, ...]]) -> None:
+        """Read `items` in one Rust call; the stored chunks found missing go into `missing`."""
         STATS["native_calls"] += 1
         spec = items[0][4]
         requests = [(r[0], i, *r[1:]) for i, item in enumerate(items) for r in item[0]]
         shapes, raws = [item[1] for item in items], [item[2] for item in items]
         if self.store is None:
-            self.array.read_chunk_requests(requests, shapes, raws)
-            return
-        STATS["store_fetch_calls"] += 1
+            gone = self.array.read_chunk_requests(requests, shapes, raws)
+        else:
+            STATS["store_fetch_calls"] += 1
 
-        def fetch(asks: list[tuple], kind: str) -> list[Any]:
-            # Called from this worker thread while the event loop is free: run the gets there.
-            return asyncio.run_coroutine_threadsafe(_fetch_all(self.store, asks, missing, spec, kind), loop).result()
+            def fetch(asks: list[tuple], kind: str) -> list[Any]:
+                # Called from this worker thread while the event loop is free: run the gets there.
+                return asyncio.run_coroutine_threadsafe(_fetch_all(self.store, asks, spec, kind), loop).result()
 
-        self.array.read_chunk_requests_fetched(requests, shapes, raws, fetch)
+            gone = self.array.read_chunk_requests_fetched(requests, shapes, raws, fetch)
+        missing.update(tuple(c) for c in gone)
 
     def _start(self, loop: asyncio.AbstractEventLoop, work: Any) -> None:
         """Run `work` as a task, referenced until it ends (the loop keeps only weak references)."""
@@ -475,7 +471,7 @@ class _Coalescer:
         loop = asyncio.get_running_loop()
         for item in items:
             try:
-                one_missing: set[str] = set()
+                one_missing: set[tuple[int, ...]] = set()
                 await asyncio.to_thread(self._call, [item], loop, one_missing)
                 if not item[3].done():
                     item[3].set_result(one_missing)
@@ -627,12 +623,13 @@ class ZuringCodecPipeline(CodecPipeline):
             if not isinstance(out_nd, np.ndarray):
                 raise _Unsupported(f"output is a {type(out_nd).__name__}, not a numpy array")
             entry, array = None, None
-            requests = []
+            requests, chunks = [], []
             ndim = len(out_nd.shape)
             for byte_getter, chunk_spec, chunk_sel, out_sel, *_ in batch:
                 array, coords, entry = self._native_entry(byte_getter)
                 if array.rectilinear and not array.has_chunk(coords):
                     array, coords, entry = await self._grown_entry(byte_getter, coords)
+                chunks.append(tuple(coords))
                 if not drop_axes and len(coords) == ndim and _basic(chunk_sel, ndim) and _basic(out_sel, ndim):
                     # Slices go to Rust as they are (resolved there against the chunk's and
                     # the output's shapes).
@@ -646,22 +643,21 @@ class ZuringCodecPipeline(CodecPipeline):
                 # converts them to the output's dtype.
                 requests = [(r[0], 0, *r[1:]) for r in requests]
                 shapes = [list(out_nd.shape)]
-                missing: set[str] = set()
                 if coalescer.store is None:
-                    lists = await asyncio.to_thread(array.read_variable_chunk_requests, requests, shapes)
+                    lists, gone = await asyncio.to_thread(array.read_variable_chunk_requests, requests, shapes)
                 else:
                     loop, spec = asyncio.get_running_loop(), batch[0][1]
 
                     def fetch(asks: list[tuple], kind: str) -> list[Any]:
-                        return asyncio.run_coroutine_threadsafe(_fetch_all(coalescer.store, asks, missing, spec, kind), loop).result()
+                        return asyncio.run_coroutine_threadsafe(_fetch_all(coalescer.store, asks, spec, kind), loop).result()
 
-                    lists = await asyncio.to_thread(array.read_variable_chunk_requests_fetched, requests, shapes, fetch)
+                    lists, gone = await asyncio.to_thread(array.read_variable_chunk_requests_fetched, requests, shapes, fetch)
                     STATS["store_fetch_calls"] += 1
                 values = np.empty(len(lists[0]), dtype=object)
                 values[:] = lists[0]
                 out_nd[...] = values.reshape(out_nd.shape)
                 STATS["native_reads"] += 1
-                return self._statuses(batch, coalescer, missing)
+                return _statuses(chunks, {tuple(c) for c in gone})
             if out_nd.dtype.hasobject:
                 raise _Unsupported(f"object dtype {out_nd.dtype}")
             # Rust fills C-contiguous native-endian memory; anything else (Fortran order, a
@@ -677,7 +673,7 @@ class ZuringCodecPipeline(CodecPipeline):
             if not direct:
                 assign(out_nd, target)
             STATS["native_reads"] += 1
-            return self._statuses(batch, coalescer, missing)
+            return _statuses(chunks, missing)
         except _Unsupported as why:
             self._fallback(str(why))
             STATS["fallback_reads"] += 1
@@ -687,19 +683,6 @@ class ZuringCodecPipeline(CodecPipeline):
         """The element type Rust reads and writes: a raw type's stored layout, else the array's
         type in native byte order."""
         return self._raw if self._raw is not None else _native_dtype(chunk_spec, fallback)
-
-    @staticmethod
-    def _statuses(batch: list[tuple], coalescer: _Coalescer, missing: set[str]) -> Any:
-        """What ``read`` returns: nothing on zarr 3.1; one status per chunk on zarr >= 3.2."""
-        if not _NEEDS_RESULTS:
-            return None
-        if coalescer.store is not None:
-            return tuple({"status": "missing" if item[0].path in missing else "present"} for item in batch)
-        root = os.fspath(batch[0][0].store.root)
-        return tuple(
-            {"status": "present" if os.path.exists(os.path.join(root, item[0].path)) else "missing"}
-            for item in batch
-        )
 
     async def write(self, batch_info: Iterable[tuple], value: Any, drop_axes: tuple[int, ...] = ()) -> None:
         """Write a batch (any selection zarr-python produces: regions with steps, integer
@@ -766,6 +749,15 @@ class ZuringCodecPipeline(CodecPipeline):
             self._fallback(str(why))
             STATS["fallback_writes"] += 1
             await self._inner.write(batch, value, drop_axes)
+
+
+def _statuses(chunks: list[tuple[int, ...]], missing: set[tuple[int, ...]]) -> Any:
+    """What ``read`` returns: nothing on zarr 3.1; on zarr >= 3.2 one status per chunk of the
+    batch (by its coordinates), as the read found it (Rust reports the stored chunks it found
+    missing: nothing is looked up again)."""
+    if not _NEEDS_RESULTS:
+        return None
+    return tuple({"status": "missing" if c in missing else "present"} for c in chunks)
 
 
 def _native_dtype(chunk_spec: Any, fallback: np.dtype) -> np.dtype:

@@ -1,7 +1,7 @@
 //! Where a read's bytes come from: zuring's reader over local files, or bytes the caller fetches
 //! itself (a zarr-python store's async API, an object store), batch by batch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -321,5 +321,106 @@ mod tests {
             Err(IoError::OutOfBounds { file_size: 10, .. })
         ));
         assert_eq!(checked(p, ByteRange::Whole, b.clone()).unwrap(), b);
+    }
+}
+
+/// A source that notes, for the files a read looked at, which turned out missing (a probe's
+/// [`Presence::Missing`], a fetch's [`IoError::NotFound`]): what zarr-python (>= 3.2) asks of a
+/// pipeline for each stored chunk of a batch, known without looking again.
+pub(crate) struct NotingMissing<'a> {
+    inner: &'a dyn ByteSource,
+    /// Each file looked at, and whether it was missing.
+    looked: Mutex<HashMap<Arc<Path>, bool>>,
+}
+
+impl<'a> NotingMissing<'a> {
+    pub(crate) fn new(inner: &'a dyn ByteSource) -> Self {
+        Self {
+            inner,
+            looked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn note(&self, path: &Arc<Path>, missing: bool) {
+        let mut looked = self
+            .looked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match looked.get_mut(path) {
+            Some(was) => *was |= missing,
+            None => {
+                looked.insert(Arc::clone(path), missing);
+            }
+        }
+    }
+
+    /// Of `files` (each a stored chunk's coordinates and path), the coordinates of those that do
+    /// not exist, in order, each once. A file the read did not look at (nothing of it was
+    /// asked for) is probed now.
+    pub(crate) fn missing(&self, files: Vec<(&[u64], PathBuf)>) -> Result<Vec<Vec<u64>>> {
+        let looked = std::mem::take(
+            &mut *self
+                .looked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let mut status: Vec<Option<bool>> = files
+            .iter()
+            .map(|(_, path)| looked.get(path.as_path()).copied())
+            .collect();
+        let unseen: Vec<PathBuf> = files
+            .iter()
+            .zip(&status)
+            .filter(|(_, s)| s.is_none())
+            .map(|((_, path), _)| path.clone())
+            .collect();
+        if !unseen.is_empty() {
+            let mut probed = self.inner.probe(&unseen)?.into_iter();
+            for s in status.iter_mut().filter(|s| s.is_none()) {
+                *s = Some(matches!(probed.next(), Some(Presence::Missing)));
+            }
+        }
+        let mut listed: HashSet<&[u64]> = HashSet::new();
+        Ok(files
+            .iter()
+            .zip(status)
+            .filter(|((coords, _), missing)| *missing == Some(true) && listed.insert(coords))
+            .map(|((coords, _), _)| coords.to_vec())
+            .collect())
+    }
+}
+
+impl ByteSource for NotingMissing<'_> {
+    fn probe(&self, paths: &[PathBuf]) -> Result<Vec<Presence>> {
+        let presence = self.inner.probe(paths)?;
+        for (path, p) in paths.iter().zip(&presence) {
+            if *p != Presence::Unknown {
+                self.note(&Arc::from(path.as_path()), *p == Presence::Missing);
+            }
+        }
+        Ok(presence)
+    }
+
+    fn max_files_per_batch(&self) -> usize {
+        self.inner.max_files_per_batch()
+    }
+
+    fn fetch(
+        &self,
+        requests: Vec<ReadRequest<usize>>,
+        kind: FetchKind,
+    ) -> Box<dyn Iterator<Item = Completion<usize>> + '_> {
+        let mut by_tag: HashMap<usize, Arc<Path>> = HashMap::with_capacity(requests.len());
+        for r in &requests {
+            self.note(&r.path, false);
+            by_tag.insert(r.tag, Arc::clone(&r.path));
+        }
+        Box::new(self.inner.fetch(requests, kind).inspect(move |c| {
+            if matches!(&c.result, Err(e) if e.is_not_found()) {
+                if let Some(path) = by_tag.get(&c.tag) {
+                    self.note(path, true);
+                }
+            }
+        }))
     }
 }

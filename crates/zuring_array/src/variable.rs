@@ -22,7 +22,7 @@ use crate::layout::nonzero;
 use crate::plan::{
     c_strides, num_elements, plan_chunk_requests, ChunkPlan, ChunkRequest, Selection,
 };
-use crate::source::{ByteSource, LocalSource};
+use crate::source::{ByteSource, LocalSource, NotingMissing};
 use crate::write::{
     chunk_of, collect_chunks, group_by_chunk, ChunkGeometry, ChunkSink, Scatter, WriteValue,
 };
@@ -41,6 +41,8 @@ pub struct VariableRead {
     chunks: Vec<ArrayBytesVariableLength<'static>>,
     /// Per output: one handle per element, `chunk << 32 | element`.
     outputs: Vec<Vec<u64>>,
+    /// The requested stored chunks that do not exist (chunk requests only).
+    missing: Vec<Vec<u64>>,
 }
 
 impl VariableRead {
@@ -54,6 +56,13 @@ impl VariableRead {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.outputs.is_empty()
+    }
+
+    /// Of the stored chunks chunk requests asked for, those that do not exist (read as the fill
+    /// value), as [`ZarrArray::read_chunk_requests`] reports them; empty for other reads.
+    #[must_use]
+    pub fn missing(&self) -> &[Vec<u64>] {
+        &self.missing
     }
 
     /// The elements of output `i` (raw bytes: UTF-8 for strings), C order.
@@ -214,7 +223,10 @@ impl ZarrArray {
             out_shapes,
             requests,
         )?;
-        self.run_variable(source, plan, out_shapes)
+        let noting = NotingMissing::new(source);
+        let mut read = self.run_variable(&noting, plan, out_shapes)?;
+        read.missing = noting.missing(self.request_files(requests))?;
+        Ok(read)
     }
 
     /// Read `selection` (a region with any steps, orthogonal index lists or points) of a
@@ -277,7 +289,11 @@ impl ZarrArray {
                 "internal planning error: output element not covered",
             ));
         }
-        Ok(VariableRead { chunks, outputs })
+        Ok(VariableRead {
+            chunks,
+            outputs,
+            missing: Vec::new(),
+        })
     }
 
     /// Write `values` (the elements of a value of `shape`, C order; raw bytes, UTF-8 for

@@ -1448,11 +1448,13 @@ fn cached_reads_never_wait_for_the_disk() {
             let done = {
                 let mut outputs = [(SHAPE.to_vec(), out.as_mut_slice())];
                 if cached {
-                    array.read_chunk_requests_cached(&requests, &mut outputs)
+                    array
+                        .read_chunk_requests_cached(&requests, &mut outputs)
+                        .map(|missing| missing.is_some())
                 } else {
                     array
                         .read_chunk_requests(&requests, &mut outputs)
-                        .map(|()| true)
+                        .map(|_| true)
                 }
             };
             let values: Vec<u32> = out
@@ -1490,4 +1492,94 @@ fn cached_reads_never_wait_for_the_disk() {
         matches!(err, ArrayError::CorruptChunk { .. }) && err.to_string().contains("c/0/0/0"),
         "{err}"
     );
+}
+
+#[test]
+fn chunk_requests_report_the_stored_chunks_that_are_missing() {
+    // What zarr-python >= 3.2 asks a pipeline for each stored chunk of a batch: whether it
+    // exists. The read reports the chunks (shards) whose files it found missing, locally, from
+    // the page cache only and through fetched bytes; the oracle is the directory itself.
+    use zuring_array::ChunkRequest;
+    let empty = |chunk: Vec<u64>| ChunkRequest::Orthogonal {
+        target: 0,
+        chunk,
+        indices: vec![vec![]; 3],
+        positions: vec![Some(vec![]); 3],
+    };
+    for ctx in contexts() {
+        for (name, meta, _) in cases() {
+            let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+            let mut expected = write_with_zarrs(dir.path(), &meta);
+            // The writer left the last time steps unwritten; a written file goes too.
+            std::fs::remove_file(dir.path().join("c/0/0/0")).unwrap();
+            let array = ZarrArray::open_with(dir.path(), Arc::clone(&ctx)).unwrap();
+            let file = array.shard_shape().unwrap_or(array.chunk_shape()).to_vec();
+            let fill = array.read_bytes(&Selection::all(&[1, 1, 1])).unwrap();
+            let fill = u32::from_ne_bytes(fill.try_into().unwrap());
+            for t in 0..file[0].min(SHAPE[0]) {
+                for y in 0..file[1].min(SHAPE[1]) {
+                    for x in 0..file[2].min(SHAPE[2]) {
+                        expected[((t * SHAPE[1] + y) * SHAPE[2] + x) as usize] = fill;
+                    }
+                }
+            }
+            let requests = whole_array_requests(&array);
+            let stored = |c: &[u64]| {
+                dir.path()
+                    .join(format!("c/{}/{}/{}", c[0], c[1], c[2]))
+                    .exists()
+            };
+            let gone: Vec<Vec<u64>> = requests
+                .iter()
+                .map(|r| r.chunk().to_vec())
+                .filter(|c| !stored(c))
+                .collect();
+            assert!(!gone.is_empty() && gone.len() < requests.len(), "{name}");
+            let present = requests
+                .iter()
+                .map(|r| r.chunk().to_vec())
+                .find(|c| stored(c))
+                .unwrap();
+
+            let mut out = vec![0u8; expected.len() * 4];
+            let missing = array
+                .read_chunk_requests(&requests, &mut [(SHAPE.to_vec(), out.as_mut_slice())])
+                .unwrap();
+            assert_eq!(missing, gone, "{name}");
+            let got: Vec<u32> = out
+                .chunks_exact(4)
+                .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
+                .collect();
+            assert_eq!(got, expected, "{name}");
+            // Warm now: the read on the calling thread from the page cache says the same.
+            let cached = array
+                .read_chunk_requests_cached(&requests, &mut [(SHAPE.to_vec(), out.as_mut_slice())])
+                .unwrap();
+            assert_eq!(cached, Some(gone.clone()), "{name}");
+            // Bytes fetched by key: the keys the fetch had nothing for.
+            let files = files_by_key(dir.path());
+            let batches = std::sync::atomic::AtomicUsize::new(0);
+            let source = zuring_array::FetchedSource::new(memory_fetch(&files, &batches));
+            let keyed = ZarrArray::from_metadata("pre/fix", &meta, Arc::clone(&ctx)).unwrap();
+            let fetched = keyed
+                .read_chunk_requests_from(
+                    &source,
+                    &requests,
+                    &mut [(SHAPE.to_vec(), out.as_mut_slice())],
+                )
+                .unwrap();
+            assert_eq!(fetched, gone, "{name}");
+            // Requests that read nothing of their chunk: its file is looked at all the same;
+            // a chunk asked for twice is reported once.
+            let nothing = [
+                empty(gone[0].clone()),
+                empty(present.clone()),
+                empty(gone[0].clone()),
+            ];
+            let missing = array
+                .read_chunk_requests(&nothing, &mut [(vec![0, 0, 0], &mut [][..])])
+                .unwrap();
+            assert_eq!(missing, vec![gone[0].clone()], "{name}");
+        }
+    }
 }

@@ -260,8 +260,9 @@ impl Array {
 
     /// Fill `outs` (uint8 views of C-contiguous arrays of `out_shapes`) with what a batch of
     /// zarr-python chunk requests asks for (each request names its output), in one call;
-    /// returns True. With `cached_only`, read on this thread from the page cache only (for an
-    /// event loop serving a small warm read itself): False, having waited for no disk read,
+    /// returns the requested stored chunks that do not exist (their coordinates, each once, in
+    /// request order). With `cached_only`, read on this thread from the page cache only (for an
+    /// event loop serving a small warm read itself): None, having waited for no disk read,
     /// when some bytes are not cached (the outputs may then hold part of the result: read again
     /// without it).
     #[pyo3(signature = (requests, out_shapes, outs, cached_only = false))]
@@ -272,7 +273,7 @@ impl Array {
         out_shapes: Vec<Vec<u64>>,
         mut outs: Vec<PyReadwriteArray1<'_, u8>>,
         cached_only: bool,
-    ) -> PyResult<bool> {
+    ) -> PyResult<Option<Vec<Vec<u64>>>> {
         let requests = to_requests(&requests, &self.inner.layout().file_grid, &out_shapes)?;
         let mut outputs = outputs(out_shapes, &mut outs)?;
         py.detach(|| {
@@ -282,7 +283,7 @@ impl Array {
             } else {
                 self.inner
                     .read_chunk_requests(&requests, &mut outputs)
-                    .map(|()| true)
+                    .map(Some)
             }
         })
         .map_err(errors::array)
@@ -293,7 +294,8 @@ impl Array {
     /// `start` when `end` is None, the last `suffix` bytes, or the whole object when all are
     /// None), and what the batch is for (`"indexes"` or `"chunks"`), and returns one buffer
     /// (or None: no such key) per item. It is called with the GIL held, from the calling
-    /// thread, once per batch: shard indexes, then chunk ranges.
+    /// thread, once per batch: shard indexes, then chunk ranges. Returns the requested stored
+    /// chunks `fetch` had no bytes for.
     fn read_chunk_requests_fetched(
         &self,
         py: Python<'_>,
@@ -301,7 +303,7 @@ impl Array {
         out_shapes: Vec<Vec<u64>>,
         mut outs: Vec<PyReadwriteArray1<'_, u8>>,
         fetch: Py<PyAny>,
-    ) -> PyResult<()> {
+    ) -> PyResult<Vec<Vec<u64>>> {
         let requests = to_requests(&requests, &self.inner.layout().file_grid, &out_shapes)?;
         let mut outputs = outputs(out_shapes, &mut outs)?;
         with_fetched(py, &fetch, |source| {
@@ -318,15 +320,13 @@ impl Array {
         requests: Vec<PyChunkRequest<'_>>,
         out_shapes: Vec<Vec<u64>>,
         fetch: Py<PyAny>,
-    ) -> PyResult<Vec<Bound<'py, PyList>>> {
+    ) -> PyResult<VariableLists<'py>> {
         let requests = to_requests(&requests, &self.inner.layout().file_grid, &out_shapes)?;
         let read = with_fetched(py, &fetch, |source| {
             self.inner
                 .read_variable_chunk_requests_from(source, &requests, &out_shapes)
         })?;
-        (0..read.len())
-            .map(|i| self.variable_list(py, &read, i))
-            .collect()
+        self.variable_lists(py, &read)
     }
 
     /// Write `data` (uint8, C order, native endian) into the region `starts..stops`.
@@ -439,13 +439,14 @@ impl Array {
 
     /// Read a batch of zarr-python chunk requests of a variable-size array (as
     /// `read_chunk_requests`, outputs given by shape): one list per output of its elements in C
-    /// order, `str` for strings, `bytes` for vlen bytes.
+    /// order, `str` for strings, `bytes` for vlen bytes; and the requested stored chunks that
+    /// do not exist.
     fn read_variable_chunk_requests<'py>(
         &self,
         py: Python<'py>,
         requests: Vec<PyChunkRequest<'_>>,
         out_shapes: Vec<Vec<u64>>,
-    ) -> PyResult<Vec<Bound<'py, PyList>>> {
+    ) -> PyResult<VariableLists<'py>> {
         let requests = to_requests(&requests, &self.inner.layout().file_grid, &out_shapes)?;
         let read = py
             .detach(|| {
@@ -453,9 +454,7 @@ impl Array {
                     .read_variable_chunk_requests(&requests, &out_shapes)
             })
             .map_err(errors::array)?;
-        (0..read.len())
-            .map(|i| self.variable_list(py, &read, i))
-            .collect()
+        self.variable_lists(py, &read)
     }
 
     /// Read a selection of a variable-size array: orthogonal index lists (one per dimension)
@@ -649,4 +648,20 @@ impl Array {
             .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, items)
     }
+
+    /// A variable-size read of chunk requests for Python: one list per output, and the missing
+    /// stored chunks.
+    fn variable_lists<'py>(
+        &self,
+        py: Python<'py>,
+        read: &VariableRead,
+    ) -> PyResult<VariableLists<'py>> {
+        let lists = (0..read.len())
+            .map(|i| self.variable_list(py, read, i))
+            .collect::<PyResult<_>>()?;
+        Ok((lists, read.missing().to_vec()))
+    }
 }
+
+/// Per output its elements, and the requested stored chunks that do not exist.
+type VariableLists<'py> = (Vec<Bound<'py, PyList>>, Vec<Vec<u64>>);

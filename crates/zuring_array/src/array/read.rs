@@ -1,6 +1,7 @@
 //! Reads: regions, crops, orthogonal and point selections, zarr-python's chunk requests, and
 //! variable-size data, planned into one [`ChunkPlan`] and carried out by the engine.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use zarrs::array::ArraySubset;
@@ -13,7 +14,7 @@ use crate::plan::{
     c_strides, num_elements, plan_box, plan_chunk_requests, plan_orthogonal, plan_points,
     slices_to_lists, ChunkPlan, ChunkRequest, Selection,
 };
-use crate::source::{ByteSource, LocalSource};
+use crate::source::{ByteSource, LocalSource, NotingMissing};
 
 impl ZarrArray {
     fn run(&self, plan: ChunkPlan, out: &mut [u8]) -> Result<()> {
@@ -144,6 +145,10 @@ impl ZarrArray {
     /// index and chunk range the batch needs is read together, and each inner chunk is decoded
     /// once even when several requests use it.
     ///
+    /// Returns the requested stored chunks that do not exist (read as the fill value), by their
+    /// coordinates in the chunk grid, each once, in request order: what zarr-python >= 3.2 asks
+    /// a pipeline to report per chunk, known from the read itself.
+    ///
     /// # Errors
     /// [`ArrayError::Selection`] when a request does not fit the array or the output (before any
     /// IO); corrupt data and IO errors as for other reads.
@@ -151,14 +156,15 @@ impl ZarrArray {
         &self,
         requests: &[ChunkRequest],
         outputs: &mut [(Vec<u64>, &mut [u8])],
-    ) -> Result<()> {
+    ) -> Result<Vec<Vec<u64>>> {
         self.read_chunk_requests_from(&LocalSource::new(&self.ctx.reader), requests, outputs)
     }
 
     /// As [`ZarrArray::read_chunk_requests`], on this thread and from the page cache only: for a
     /// caller that must not block (an event loop) to serve a small warm read itself. Returns
-    /// `Ok(false)`, having waited for no disk read, when some bytes are not cached (the outputs
-    /// may then hold part of the result: read again with [`ZarrArray::read_chunk_requests`]).
+    /// `Ok(None)`, having waited for no disk read, when some bytes are not cached (the outputs
+    /// may then hold part of the result: read again with [`ZarrArray::read_chunk_requests`]),
+    /// else the missing stored chunks as [`ZarrArray::read_chunk_requests`] does.
     ///
     /// # Errors
     /// As [`ZarrArray::read_chunk_requests`].
@@ -166,11 +172,11 @@ impl ZarrArray {
         &self,
         requests: &[ChunkRequest],
         outputs: &mut [(Vec<u64>, &mut [u8])],
-    ) -> Result<bool> {
+    ) -> Result<Option<Vec<Vec<u64>>>> {
         let source = LocalSource::cached_only(&self.ctx.reader);
         match self.read_chunk_requests_from(&source, requests, outputs) {
-            Ok(()) => Ok(true),
-            Err(e) if e.is_not_cached() => Ok(false),
+            Ok(missing) => Ok(Some(missing)),
+            Err(e) if e.is_not_cached() => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -178,7 +184,8 @@ impl ZarrArray {
     /// As [`ZarrArray::read_chunk_requests`], with the bytes coming from `source` instead of the
     /// array's directory: keys are [`ZarrArray::file_path`]s, so an array made with
     /// [`ZarrArray::from_metadata`] at a store prefix asks for store keys. The same two batches
-    /// (shard indexes, then chunk ranges) go to `source`.
+    /// (shard indexes, then chunk ranges) go to `source`; the missing stored chunks are those
+    /// it has no bytes for.
     ///
     /// # Errors
     /// As [`ZarrArray::read_chunk_requests`]; a failed fetch is an IO error naming the key.
@@ -187,7 +194,7 @@ impl ZarrArray {
         source: &dyn ByteSource,
         requests: &[ChunkRequest],
         outputs: &mut [(Vec<u64>, &mut [u8])],
-    ) -> Result<()> {
+    ) -> Result<Vec<Vec<u64>>> {
         self.require_fixed_size()?;
         for (shape, out) in outputs.iter() {
             self.check_out(shape, out)?;
@@ -210,7 +217,20 @@ impl ZarrArray {
                 OutView::new(out)
             })
             .collect();
-        self.run_view_from(source, plan, &views)
+        let noting = NotingMissing::new(source);
+        self.run_view_from(&noting, plan, &views)?;
+        noting.missing(self.request_files(requests))
+    }
+
+    /// Each request's stored chunk: its coordinates and its file.
+    pub(crate) fn request_files<'r>(
+        &self,
+        requests: &'r [ChunkRequest],
+    ) -> Vec<(&'r [u64], PathBuf)> {
+        requests
+            .iter()
+            .map(|r| (r.chunk(), self.layout.file_path(&self.array, r.chunk())))
+            .collect()
     }
 
     /// Read `selection` into a new byte vector.

@@ -38,6 +38,17 @@ pub enum ChunkRequest {
     },
 }
 
+impl ChunkRequest {
+    /// The stored chunk (shard, when sharded) the request reads from: its coordinates in the
+    /// array's chunk grid.
+    #[must_use]
+    pub fn chunk(&self) -> &[u64] {
+        match self {
+            Self::Orthogonal { chunk, .. } | Self::Points { chunk, .. } => chunk,
+        }
+    }
+}
+
 /// Plan chunk requests against the read grid `read_grid` (inner chunks, when sharded) inside
 /// stored chunks of `file_grid`, each into its target output, of shape `out_shapes[target]` (C
 /// order).
