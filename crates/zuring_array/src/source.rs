@@ -254,76 +254,6 @@ where
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn local_reads_after_a_probe_come_from_the_probed_version() {
-        let dir = tempfile::tempdir().unwrap();
-        let shard = dir.path().join("0");
-        std::fs::write(&shard, b"old chunk|old index").unwrap();
-        let reader = Reader::new(zuring_io::ReaderOptions::default()).unwrap();
-        let source = LocalSource::new(&reader);
-        let presence = source
-            .probe(&[shard.clone(), dir.path().join("1")])
-            .unwrap();
-        let Presence::Version(version) = presence[0] else {
-            panic!("{presence:?}")
-        };
-        assert_eq!(version.size, 19);
-        assert_eq!(presence[1], Presence::Missing);
-        // A writer replaces the shard between the index read and the chunk reads.
-        zuring_io::write_atomic(&shard, b"NEW CHUNK, longer|NEW INDEX", false).unwrap();
-        let got: Vec<Bytes> = source
-            .fetch(
-                vec![
-                    ReadRequest::new(shard.as_path(), ByteRange::new(0, 9), 0),
-                    ReadRequest::new(shard.as_path(), ByteRange::Suffix(9), 1),
-                ],
-                FetchKind::Chunks,
-            )
-            .map(|c| c.result.unwrap())
-            .collect();
-        let mut got: Vec<&[u8]> = got.iter().map(|b| &b[..]).collect();
-        got.sort_unstable();
-        assert_eq!(got, [&b"old chunk"[..], &b"old index"[..]]);
-        // A new source (a new read) sees the new version.
-        let fresh = LocalSource::new(&reader);
-        assert_ne!(
-            fresh.probe(&[shard]).unwrap()[0],
-            Presence::Version(version)
-        );
-    }
-
-    #[test]
-    fn short_and_long_answers() {
-        let p = Path::new("k");
-        let b = Bytes::from_static(b"0123456789");
-        assert!(matches!(
-            checked(p, ByteRange::new(4, 20), b.clone()),
-            Err(IoError::OutOfBounds {
-                range: (4, 24),
-                file_size: 14,
-                ..
-            })
-        ));
-        assert_eq!(
-            &checked(p, ByteRange::new(0, 4), b.clone()).unwrap()[..],
-            b"0123"
-        );
-        assert_eq!(
-            &checked(p, ByteRange::Suffix(3), b.clone()).unwrap()[..],
-            b"789"
-        );
-        assert!(matches!(
-            checked(p, ByteRange::Suffix(11), b.clone()),
-            Err(IoError::OutOfBounds { file_size: 10, .. })
-        ));
-        assert_eq!(checked(p, ByteRange::Whole, b.clone()).unwrap(), b);
-    }
-}
-
 /// A source that notes, for the files a read looked at, which turned out missing (a probe's
 /// [`Presence::Missing`], a fetch's [`IoError::NotFound`]): what zarr-python (>= 3.2) asks of a
 /// pipeline for each stored chunk of a batch, known without looking again.
@@ -422,5 +352,75 @@ impl ByteSource for NotingMissing<'_> {
                 }
             }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_reads_after_a_probe_come_from_the_probed_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = dir.path().join("0");
+        std::fs::write(&shard, b"old chunk|old index").unwrap();
+        let reader = Reader::new(zuring_io::ReaderOptions::default()).unwrap();
+        let source = LocalSource::new(&reader);
+        let presence = source
+            .probe(&[shard.clone(), dir.path().join("1")])
+            .unwrap();
+        let Presence::Version(version) = presence[0] else {
+            panic!("{presence:?}")
+        };
+        assert_eq!(version.size, 19);
+        assert_eq!(presence[1], Presence::Missing);
+        // A writer replaces the shard between the index read and the chunk reads.
+        zuring_io::write_atomic(&shard, b"NEW CHUNK, longer|NEW INDEX", false).unwrap();
+        let got: Vec<Bytes> = source
+            .fetch(
+                vec![
+                    ReadRequest::new(shard.as_path(), ByteRange::new(0, 9), 0),
+                    ReadRequest::new(shard.as_path(), ByteRange::Suffix(9), 1),
+                ],
+                FetchKind::Chunks,
+            )
+            .map(|c| c.result.unwrap())
+            .collect();
+        let mut got: Vec<&[u8]> = got.iter().map(|b| &b[..]).collect();
+        got.sort_unstable();
+        assert_eq!(got, [&b"old chunk"[..], &b"old index"[..]]);
+        // A new source (a new read) sees the new version.
+        let fresh = LocalSource::new(&reader);
+        assert_ne!(
+            fresh.probe(&[shard]).unwrap()[0],
+            Presence::Version(version)
+        );
+    }
+
+    #[test]
+    fn short_and_long_answers() {
+        let p = Path::new("k");
+        let b = Bytes::from_static(b"0123456789");
+        assert!(matches!(
+            checked(p, ByteRange::new(4, 20), b.clone()),
+            Err(IoError::OutOfBounds {
+                range: (4, 24),
+                file_size: 14,
+                ..
+            })
+        ));
+        assert_eq!(
+            &checked(p, ByteRange::new(0, 4), b.clone()).unwrap()[..],
+            b"0123"
+        );
+        assert_eq!(
+            &checked(p, ByteRange::Suffix(3), b.clone()).unwrap()[..],
+            b"789"
+        );
+        assert!(matches!(
+            checked(p, ByteRange::Suffix(11), b.clone()),
+            Err(IoError::OutOfBounds { file_size: 10, .. })
+        ));
+        assert_eq!(checked(p, ByteRange::Whole, b.clone()).unwrap(), b);
     }
 }
