@@ -76,10 +76,11 @@ class CropSampler:
         batch bytes of outputs, plus the compressed bytes and decode scratch of the batches
         being read.
     readers
-        Batches read at once, each by its own thread (the arrays of each at once too), between
-        1 and ``prefetch``; default 2 (1 when ``prefetch`` is 1). A second reader overlaps one
-        batch's disk waits with another's decoding (faster from a cold cache) for a batch's
-        compressed bytes and scratch more memory; 1 is the leanest.
+        Batches read at once, each by its own thread, between 1 and ``prefetch``; default 1
+        (the arrays of a batch are read at once either way). A second reader overlaps one
+        batch's disk waits with another's decoding, for a batch's compressed bytes and decode
+        scratch more memory: within noise on a local disk here (``bench_sampler.py``), worth
+        trying on a slower, higher-latency store.
     drop_last
         Skip a final short batch.
     """

@@ -162,18 +162,19 @@ pub struct Lookahead {
     /// Batches read ahead, the ones being read included (0 counts as 1).
     pub depth: usize,
     /// Batches read at once, each by its own thread: between 1 and `depth` (a value outside is
-    /// clamped). A second reader overlaps one batch's IO waits with another's decoding (6-10%
-    /// more samples/s from a cold cache in bench_sampler); each costs a batch's compressed bytes
-    /// and decode scratch.
+    /// clamped). A second reader overlaps one batch's IO waits with another's decoding, for a
+    /// batch's compressed bytes and decode scratch more memory (77 MiB at 20 MiB batches in
+    /// bench_sampler); on the development machine's disk it measured within noise of one
+    /// (the arrays of a batch are read at once either way), so one is the default: worth trying
+    /// on a slower, higher-latency store.
     pub readers: usize,
 }
 
 impl Lookahead {
-    /// Readers by default: two, or one when `depth` is 1.
-    pub const READERS: usize = 2;
+    /// Readers by default.
+    pub const READERS: usize = 1;
 
-    /// `depth` batches ahead, read [`Lookahead::READERS`] at a time (fewer when `depth` is
-    /// smaller).
+    /// `depth` batches ahead, read [`Lookahead::READERS`] at a time.
     #[must_use]
     pub fn new(depth: usize) -> Self {
         Self {

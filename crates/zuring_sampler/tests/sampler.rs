@@ -430,40 +430,17 @@ fn batches_read_at_once_arrive_in_order_and_stop_when_dropped() {
     };
     let s = Schedule::new(g, grid, 7, 0, 0, 1).unwrap();
     let n = s.len().unwrap();
-    // (depth, readers asked for, readers expected): the default two (one at depth 1), and a
-    // chosen number clamped to 1..=depth.
+    // (depth, readers asked for, readers expected): the default one, and a chosen number
+    // clamped to 1..=depth.
+    let la = |depth, readers| Lookahead { depth, readers };
     let aheads = [
         (Lookahead::new(1), 1),
-        (Lookahead::new(2), 2),
-        (Lookahead::new(5), 2),
-        (
-            Lookahead {
-                depth: 5,
-                readers: 1,
-            },
-            1,
-        ),
-        (
-            Lookahead {
-                depth: 5,
-                readers: 4,
-            },
-            4,
-        ),
-        (
-            Lookahead {
-                depth: 3,
-                readers: 9,
-            },
-            3,
-        ),
-        (
-            Lookahead {
-                depth: 0,
-                readers: 0,
-            },
-            1,
-        ),
+        (Lookahead::new(5), 1),
+        (la(2, 2), 2),
+        (la(5, 2), 2),
+        (la(5, 4), 4),
+        (la(3, 9), 3),
+        (la(0, 0), 1),
     ];
     for (ahead, readers) in aheads {
         for drop_last in [false, true] {
