@@ -275,8 +275,9 @@ def _byte_request(start: int | None, end: int | None, suffix: int | None) -> Any
 
 async def _fetch_all(store: Any, asks: list[tuple], spec: Any, kind: str = "chunks") -> list[Any]:
     """Get one batch of ``(key, start, end, suffix)`` from ``store``, concurrently (at most
-    zarr's ``async.concurrency`` calls at a time); None for a missing key. ``kind`` is what the batch holds (``"indexes"``: shard indexes, one per key;
-    ``"chunks"``): the chunk ranges of each shard go to the store's ``get_ranges`` where it has
+    zarr's ``async.concurrency`` calls at a time); None for a missing key (Rust reports the
+    stored chunks it had no bytes for). ``kind`` is what the batch holds (``"indexes"``: shard
+    indexes, one per key; ``"chunks"``): the chunk ranges of each shard go to the store's ``get_ranges`` where it has
     one (zarr >= 3.4), one call per shard that coalesces them as the store sees fit, with the
     array's ``sharding_coalesce_*`` limits, as zarr's own sharding codec reads them; without
     one, ranges within those limits of each other become one ``get``. Everything else goes to

@@ -286,7 +286,8 @@ impl<'a> NotingMissing<'a> {
 
     /// Of `files` (each a stored chunk's coordinates and path), the coordinates of those that do
     /// not exist, in order, each once. A file the read did not look at (nothing of it was
-    /// asked for) is probed now.
+    /// asked for) is probed now; one the source cannot tell of without fetching it
+    /// ([`Presence::Unknown`]: bytes the caller fetches) counts as present.
     pub(crate) fn missing(&self, files: Vec<(&[u64], PathBuf)>) -> Result<Vec<Vec<u64>>> {
         let looked = std::mem::take(
             &mut *self
