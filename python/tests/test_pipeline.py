@@ -80,6 +80,8 @@ def test_missing_chunks_are_reported_as_the_read_found_them(tmp_path, sharded, d
         a = zarr.create_array(store, shape=(6, 20, 20), dtype=dtype, chunks=(2, 10, 10), shards=(2, 20, 20) if sharded else None, fill_value="" if dtype == "str" else 0)
         values = np.arange(2 * 20 * 20).reshape(2, 20, 20)
         a[2:4] = values.astype(str) if dtype == "str" else values.astype(dtype)
+        # Read here, under the config it was made with: read under zuring's, the default
+        # pipeline's sharding codec would build its inner pipeline from the current config.
         written = a[2:4]
     # Statuses come from the read: a lookup of a chunk's file would be a second look.
     looked, exists = [], zp.os.path.exists
