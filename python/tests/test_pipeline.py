@@ -94,7 +94,17 @@ def test_missing_chunks_are_reported_as_the_read_found_them(tmp_path, sharded, d
             with pytest.raises(ChunkNotFoundError) as err:
                 b[1:5, 5:15]
             messages[name] = str(err.value)
+            # A lone small read of one missing chunk (of a fixed-size type from a LocalStore:
+            # served on the event loop).
+            loop_reads = zp.STATS["loop_reads"]
+            with pytest.raises(ChunkNotFoundError) as err:
+                b[5, 11:13, 11:13]
+            messages[name + " lone"] = str(err.value)
+            if name == "zuring" and store_kind == "local" and dtype != "str":
+                assert zp.STATS["loop_reads"] == loop_reads + 1
     assert messages["zuring"] == messages["default"]
+    assert messages["zuring lone"] == messages["default lone"]
+    assert "1 chunk(s) not found" in messages["zuring lone"] and ("c/2/0/0" if sharded else "c/2/1/1") in messages["zuring lone"]
     assert not [p for p in looked if p.startswith(str(tmp_path))]
     missing = ["c/0/0/0", "c/2/0/0"] if sharded else ["c/0/0/0", "c/0/0/1", "c/0/1/0", "c/0/1/1", "c/2/0/0", "c/2/0/1", "c/2/1/0", "c/2/1/1"]
     assert messages["zuring"].startswith(f"{len(missing)} chunk(s) not found")
