@@ -62,6 +62,26 @@ def both(path, fn):
     return got, expected
 
 
+@pytest.mark.parametrize("separator", ["/", "."])
+def test_parsed_chunk_keys_are_kept_within_a_bound_and_read_right(tmp_path, separator, monkeypatch):
+    """A pipeline parses each chunk key once and keeps at most ``_KEYS_KEPT`` of them: reads
+    through a small bound (keys dropped and parsed again) equal zarr's own, and every key kept
+    maps to its chunk."""
+    monkeypatch.setattr(zp, "_KEYS_KEPT", 5)
+    with zarr.config.set(DEFAULT):
+        a = zarr.create_array(str(tmp_path / "a"), shape=(6, 20), chunks=(2, 5), dtype="int32", fill_value=-1, chunk_key_encoding={"name": "default", "separator": separator})
+        a[:5] = np.arange(100, dtype="int32").reshape(5, 20)
+        expected = [a[:], a[1:6, 3:17], a[5, ::3], a[:]]
+    with zarr.config.set(ZURING):
+        b = zarr.open_array(str(tmp_path / "a"), mode="r")
+        for e, got in zip(expected, [b[:], b[1:6, 3:17], b[5, ::3], b[:]]):
+            np.testing.assert_array_equal(got, e)
+        kept = b._async_array.codec_pipeline._keys
+    assert 0 < len(kept) <= 5
+    for key, (prefix, coords) in kept.items():
+        assert prefix == "" and key == "c" + "".join(f"{separator}{c}" for c in coords)
+
+
 @pytest.mark.skipif(ZARR_3_1, reason="zarr < 3.2 reads no per-chunk statuses from a pipeline")
 @pytest.mark.parametrize("store_kind", ["local", "memory"])
 @pytest.mark.parametrize("dtype", ["uint16", "str"])

@@ -46,8 +46,11 @@ from zuring._rawtypes import raw_layout, rust_metadata
 
 _warned: set[str] = set()
 
+# The most parsed chunk keys a pipeline keeps (about 200 bytes each).
+_KEYS_KEPT = 1 << 16
+
 # zarr >= 3.2 reads one GetResult per chunk from read() (for `array.read_missing_chunks`); 3.1
-# ignores the return value, so zuring skips the per-chunk existence checks there.
+# ignores the return value, so zuring returns None there.
 _NEEDS_RESULTS = tuple(int(x) for x in __import__("zarr").__version__.split(".")[:2]) >= (3, 2)
 
 #: How many times each path ran (tests use this to prove the Rust path ran).
@@ -499,6 +502,9 @@ class ZuringCodecPipeline(CodecPipeline):
         # (the store is held, so its id is not reused while the entry lives; a LocalStore that
         # moves gets a new root object, which misses).
         self._entries: dict[tuple[int, str], tuple[Any, Any, Any, str]] = {}
+        # Chunk key -> (the array's prefix, chunk coordinates): parsed once per key (zarr
+        # gives each read's keys as new strings; a dict lookup costs a tenth of the parse).
+        self._keys: dict[str, tuple[str, tuple[int, ...]]] = {}
 
     # zarr compares arrays (and so their pipelines) by value: equal codecs, equal pipelines.
     def __eq__(self, other: object) -> bool:
@@ -565,8 +571,14 @@ class ZuringCodecPipeline(CodecPipeline):
     def _native_entry(self, store_path: Any) -> tuple[Any, tuple[int, ...], str]:
         if self._metadata is None:
             raise _Unsupported("no array metadata (pipeline made with from_codecs)")
-        store = store_path.store
-        prefix, coords = _parse_key(store_path.path, self._metadata)
+        store, key = store_path.store, store_path.path
+        parsed = self._keys.get(key)
+        if parsed is None:
+            parsed = _parse_key(key, self._metadata)
+            if len(self._keys) >= _KEYS_KEPT:
+                self._keys.clear()
+            self._keys[key] = parsed
+        prefix, coords = parsed
         hit = self._entries.get((id(store), prefix))
         if hit is not None and hit[0] is store and hit[1] is getattr(store, "root", None):
             return hit[2], coords, hit[3]
@@ -608,6 +620,7 @@ class ZuringCodecPipeline(CodecPipeline):
         self._arrays.clear()
         self._coalescers.clear()
         self._entries.clear()
+        self._keys.clear()
         array, coords, entry = self._native_entry(store_path)
         if not array.has_chunk(coords):
             raise _Unsupported(f"chunk {coords} is not in the array's rectilinear chunk grid")
