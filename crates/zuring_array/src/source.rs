@@ -100,7 +100,11 @@ impl ByteSource for LocalSource<'_> {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // The earlier probe's files: their reads hold their own handles.
         pinned.clear();
-        let opened = self.reader.open_files(&paths);
+        let opened = if self.cached_only {
+            self.reader.open_files_cached(&paths)
+        } else {
+            self.reader.open_files(&paths)
+        };
         opened
             .into_iter()
             .map(|file| match file {

@@ -65,6 +65,13 @@ pub enum IoError {
         /// The requested range.
         range: (u64, u64),
     },
+    /// A read that may not wait could not open a file without the disk: looking its path up
+    /// would have read a directory (the kernel's directory entry cache does not hold it).
+    #[error("{}: the path is not in the directory entry cache", path.display())]
+    PathNotCached {
+        /// The file.
+        path: PathBuf,
+    },
     #[error("{}: write failed: {source}", path.display())]
     Write {
         /// The file.
@@ -106,10 +113,10 @@ impl IoError {
     }
 
     /// Whether the error means a read that may not wait would have had to
-    /// ([`IoError::NotCached`]).
+    /// ([`IoError::NotCached`], [`IoError::PathNotCached`]).
     #[must_use]
     pub fn is_not_cached(&self) -> bool {
-        matches!(self, Self::NotCached { .. })
+        matches!(self, Self::NotCached { .. } | Self::PathNotCached { .. })
     }
 
     /// The path the error is about, if any.
@@ -121,6 +128,7 @@ impl IoError {
             | Self::Read { path, .. }
             | Self::OutOfBounds { path, .. }
             | Self::NotCached { path, .. }
+            | Self::PathNotCached { path }
             | Self::InvalidRange { path, .. }
             | Self::Write { path, .. } => Some(path),
             Self::BackendUnavailable { .. }

@@ -1,5 +1,5 @@
 //! Open files: a bounded LRU cache of file descriptors, revalidated against the path.
-#![allow(unsafe_code)] // statx and getrlimit
+#![allow(unsafe_code)] // statx, getrlimit and openat2
 
 use std::fs::File;
 use std::num::NonZeroUsize;
@@ -117,6 +117,33 @@ impl FileCache {
     /// # Errors
     /// [`IoError::NotFound`] when the file is missing, [`IoError::Open`] for other failures.
     pub fn open(&self, path: &Arc<Path>, direct: bool) -> Result<Arc<OpenFile>> {
+        self.open_as(path, direct, false)
+    }
+
+    /// As [`FileCache::open`], for a read that may not wait for the disk: a descriptor not
+    /// cached is opened only when the kernel can look the path up from its directory entry
+    /// cache alone (`openat2` with `RESOLVE_CACHED`; a plain open on kernels before 5.12). An
+    /// `O_DIRECT` open never reads from the page cache, so it is refused at once.
+    ///
+    /// # Errors
+    /// [`IoError::PathNotCached`] when the lookup would read a directory from disk (or `direct`);
+    /// as [`FileCache::open`] otherwise.
+    pub fn open_cached(&self, path: &Arc<Path>, direct: bool) -> Result<Arc<OpenFile>> {
+        if direct {
+            return Err(IoError::PathNotCached {
+                path: path.to_path_buf(),
+            });
+        }
+        self.open_as(path, direct, true)
+    }
+
+    /// `cached_lookup`: open only what the directory entry cache resolves.
+    fn open_as(
+        &self,
+        path: &Arc<Path>,
+        direct: bool,
+        cached_lookup: bool,
+    ) -> Result<Arc<OpenFile>> {
         let key = (path.to_path_buf(), direct);
         let cached = self
             .entries
@@ -136,20 +163,34 @@ impl FileCache {
                 }
             }
         }
-        let entry = Arc::new(Self::open_uncached(path, direct)?);
+        let entry = Arc::new(Self::open_uncached(path, direct, cached_lookup)?);
         if let Ok(mut c) = self.entries.lock() {
             c.put(key, Arc::clone(&entry));
         }
         Ok(entry)
     }
 
-    fn open_uncached(path: &Arc<Path>, direct: bool) -> Result<OpenFile> {
+    fn open_uncached(path: &Arc<Path>, direct: bool, cached_lookup: bool) -> Result<OpenFile> {
         let mut options = std::fs::OpenOptions::new();
         options.read(true);
         if direct {
             options.custom_flags(libc::O_DIRECT);
         }
-        let (file, direct) = match options.open(path) {
+        let opened = if cached_lookup {
+            match open_resolved_from_cache(path) {
+                Some(Ok(Some(file))) => Ok(file),
+                Some(Ok(None)) => {
+                    return Err(IoError::PathNotCached {
+                        path: path.to_path_buf(),
+                    })
+                }
+                Some(Err(err)) => Err(err),
+                None => options.open(path),
+            }
+        } else {
+            options.open(path)
+        };
+        let (file, direct) = match opened {
             Ok(file) => (file, direct),
             // Filesystems without O_DIRECT (some tmpfs, overlay setups) refuse it with EINVAL:
             // read them through the page cache instead.
@@ -189,6 +230,65 @@ impl FileCache {
         if let Ok(mut c) = self.entries.lock() {
             c.clear();
         }
+    }
+}
+
+/// Whether `openat2` with `RESOLVE_CACHED` was found missing (kernels before 5.12, or a seccomp
+/// filter): plain opens from then on.
+static NO_RESOLVE_CACHED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `struct open_how` of `openat2(2)` (libc's is `non_exhaustive`).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// Open `path` read-only if the kernel resolves it from its directory entry cache alone
+/// (`openat2` with `RESOLVE_CACHED`): `Ok(None)` when the lookup would read from disk; `None`
+/// when the kernel cannot do such opens (the caller opens as usual).
+fn open_resolved_from_cache(path: &Path) -> Option<std::io::Result<Option<File>>> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    use std::sync::atomic::Ordering;
+    if NO_RESOLVE_CACHED.load(Ordering::Relaxed) {
+        return None;
+    }
+    let Ok(name) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return Some(Err(std::io::Error::from(std::io::ErrorKind::InvalidInput)));
+    };
+    let how = OpenHow {
+        flags: (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_CACHED,
+    };
+    // SAFETY: `name` is a NUL-terminated path and `how` a live `open_how` of the size passed;
+    // the kernel reads both during the call and keeps neither.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            name.as_ptr(),
+            &raw const how,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if let Ok(fd) = i32::try_from(fd) {
+        if fd >= 0 {
+            // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+            return Some(Ok(Some(unsafe { File::from_raw_fd(fd) })));
+        }
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN) => Some(Ok(None)),
+        // No openat2 (ENOSYS, or EPERM from a seccomp filter), or no RESOLVE_CACHED (EINVAL).
+        Some(libc::ENOSYS | libc::EPERM | libc::EINVAL | libc::E2BIG) => {
+            NO_RESOLVE_CACHED.store(true, Ordering::Relaxed);
+            None
+        }
+        _ => Some(Err(err)),
     }
 }
 
@@ -279,8 +379,17 @@ pub(crate) fn open_each(
     budget: &Arc<FileBudget>,
     paths: &[Arc<Path>],
     direct: bool,
-    each: impl FnMut(usize, Result<Arc<OpenFile>>, FilePermit),
+    cached_lookup: bool,
+    mut each: impl FnMut(usize, Result<Arc<OpenFile>>, FilePermit),
 ) {
+    if cached_lookup {
+        // A read that may not wait: on this thread, only what the dentry cache resolves.
+        for (i, path) in paths.iter().enumerate() {
+            let permit = budget.acquire();
+            each(i, files.open_cached(path, direct), permit);
+        }
+        return;
+    }
     // An average open this slow means the disk is being read.
     open_each_with(
         files,

@@ -316,8 +316,10 @@ impl Reader {
     /// is cached arrives as usual, a request whose bytes are not all cached fails with
     /// [`IoError::NotCached`] (so does every request when the reader uses `O_DIRECT`). For a
     /// caller that must not block, such as an event loop, to serve small warm reads itself and
-    /// hand the rest to a thread. (Opening a file not yet in the descriptor cache may still
-    /// read its directory entry from disk.)
+    /// hand the rest to a thread. A file not yet in the descriptor cache is opened only when the
+    /// kernel's directory entry cache resolves its path by itself (`openat2` with
+    /// `RESOLVE_CACHED`, Linux >= 5.12; a plain open before): else its requests fail with
+    /// [`IoError::PathNotCached`].
     pub fn fetch_cached<T>(
         &self,
         requests: impl IntoIterator<Item = ReadRequest<T>>,
@@ -386,11 +388,13 @@ impl Reader {
                 // descriptor checked): the backend reads the first files while later ones open.
                 // Each file holds a permit of the descriptor budget until its reads are done.
                 let direct = self.options.direct_io;
+                let cached_lookup = matches!(read_on, ReadOn::CallerCachedOnly);
                 open_each(
                     &engine.files,
                     &engine.budget,
                     &paths,
                     direct,
+                    cached_lookup,
                     |k, file, permit| {
                         self.dispatch(&batch, &paths[k], file, Some(permit), unpinned[k]);
                     },
@@ -404,6 +408,18 @@ impl Reader {
     /// reads pinned to these versions of the files ([`ReadRequest::pinned`]). One result per
     /// path, in order; a missing file is [`IoError::NotFound`].
     pub fn open_files(&self, paths: &[Arc<Path>]) -> Vec<Result<PinnedFile>> {
+        self.open_files_as(paths, false)
+    }
+
+    /// As [`Reader::open_files`], on this thread and without waiting for the disk, for reads that
+    /// may not ([`Reader::fetch_cached`]): a path the kernel's directory entry cache cannot
+    /// resolve by itself is [`IoError::PathNotCached`] (as is every path of an `O_DIRECT`
+    /// reader).
+    pub fn open_files_cached(&self, paths: &[Arc<Path>]) -> Vec<Result<PinnedFile>> {
+        self.open_files_as(paths, true)
+    }
+
+    fn open_files_as(&self, paths: &[Arc<Path>], cached_lookup: bool) -> Vec<Result<PinnedFile>> {
         let engine = match self.engine() {
             Ok(engine) => engine,
             Err(err) => return paths.iter().map(|_| Err(err.clone())).collect(),
@@ -416,6 +432,7 @@ impl Reader {
             &engine.budget,
             paths,
             direct,
+            cached_lookup,
             |_, file, _| {
                 out.push(file.map(PinnedFile));
             },

@@ -535,8 +535,43 @@ fn fetch_cached_reads_only_what_the_page_cache_holds() {
         .next()
         .unwrap();
     assert!(
-        matches!(c.result, Err(IoError::NotCached { .. })),
+        matches!(&c.result, Err(e) if e.is_not_cached()),
         "{:?}",
         c.result
     );
+    // A path the kernel's directory entry cache has never seen: opening it would read the
+    // directory from disk, so the read declines instead of waiting (openat2 RESOLVE_CACHED;
+    // kernels before 5.12 open as usual and answer NotFound). Once looked up, the cache holds
+    // its (negative) entry and the read answers NotFound without the disk.
+    let unseen = dir.path().join("never-looked-up.bin");
+    let read_unseen = || {
+        r.fetch_cached(vec![ReadRequest::new(
+            unseen.as_path(),
+            ByteRange::Whole,
+            0,
+        )])
+        .next()
+        .unwrap()
+        .result
+    };
+    match read_unseen() {
+        Err(IoError::PathNotCached { path }) => assert_eq!(path, unseen),
+        Err(IoError::NotFound { .. }) if !kernel_at_least(5, 12) => {}
+        other => panic!("expected PathNotCached, got {other:?}"),
+    }
+    assert!(std::fs::metadata(&unseen).is_err());
+    assert!(
+        matches!(read_unseen(), Err(IoError::NotFound { .. })),
+        "after a lookup"
+    );
+}
+
+/// Whether the running kernel is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
 }
