@@ -345,16 +345,13 @@ impl ByteSource for NotingMissing<'_> {
         requests: Vec<ReadRequest<usize>>,
         kind: FetchKind,
     ) -> Box<dyn Iterator<Item = Completion<usize>> + '_> {
-        let mut by_tag: HashMap<usize, Arc<Path>> = HashMap::with_capacity(requests.len());
         for r in &requests {
             self.note(&r.path, false);
-            by_tag.insert(r.tag, Arc::clone(&r.path));
         }
-        Box::new(self.inner.fetch(requests, kind).inspect(move |c| {
-            if matches!(&c.result, Err(e) if e.is_not_found()) {
-                if let Some(path) = by_tag.get(&c.tag) {
-                    self.note(path, true);
-                }
+        // A missing file's error names it (the request's path).
+        Box::new(self.inner.fetch(requests, kind).inspect(|c| {
+            if let Err(IoError::NotFound { path }) = &c.result {
+                self.note(&Arc::from(path.as_path()), true);
             }
         }))
     }
