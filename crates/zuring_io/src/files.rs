@@ -112,38 +112,27 @@ impl FileCache {
         }
     }
 
-    /// The open file for `path`, from the cache when it is still valid.
+    /// The open file for `path`, from the cache when it is still valid. With `cached_lookup`,
+    /// for a read that may not wait for the disk: a descriptor not cached is opened only when
+    /// the kernel can look the path up from its directory entry cache alone (`openat2` with
+    /// `RESOLVE_CACHED`; a plain open on kernels before 5.12), and an `O_DIRECT` open, which
+    /// never reads from the page cache, is refused.
     ///
     /// # Errors
-    /// [`IoError::NotFound`] when the file is missing, [`IoError::Open`] for other failures.
-    pub fn open(&self, path: &Arc<Path>, direct: bool) -> Result<Arc<OpenFile>> {
-        self.open_as(path, direct, false)
-    }
-
-    /// As [`FileCache::open`], for a read that may not wait for the disk: a descriptor not
-    /// cached is opened only when the kernel can look the path up from its directory entry
-    /// cache alone (`openat2` with `RESOLVE_CACHED`; a plain open on kernels before 5.12). An
-    /// `O_DIRECT` open never reads from the page cache, so it is refused at once.
-    ///
-    /// # Errors
-    /// [`IoError::PathNotCached`] when the lookup would read a directory from disk (or `direct`);
-    /// as [`FileCache::open`] otherwise.
-    pub fn open_cached(&self, path: &Arc<Path>, direct: bool) -> Result<Arc<OpenFile>> {
-        if direct {
-            return Err(IoError::PathNotCached {
-                path: path.to_path_buf(),
-            });
-        }
-        self.open_as(path, direct, true)
-    }
-
-    /// `cached_lookup`: open only what the directory entry cache resolves.
-    fn open_as(
+    /// [`IoError::NotFound`] when the file is missing, [`IoError::Open`] for other failures;
+    /// with `cached_lookup`, [`IoError::PathNotCached`] when the lookup would read a directory
+    /// from disk (or `direct`).
+    pub(crate) fn open(
         &self,
         path: &Arc<Path>,
         direct: bool,
         cached_lookup: bool,
     ) -> Result<Arc<OpenFile>> {
+        if cached_lookup && direct {
+            return Err(IoError::PathNotCached {
+                path: path.to_path_buf(),
+            });
+        }
         let key = (path.to_path_buf(), direct);
         let cached = self
             .entries
@@ -380,23 +369,17 @@ pub(crate) fn open_each(
     paths: &[Arc<Path>],
     direct: bool,
     cached_lookup: bool,
-    mut each: impl FnMut(usize, Result<Arc<OpenFile>>, FilePermit),
+    each: impl FnMut(usize, Result<Arc<OpenFile>>, FilePermit),
 ) {
-    if cached_lookup {
-        // A read that may not wait: on this thread, only what the dentry cache resolves.
-        for (i, path) in paths.iter().enumerate() {
-            let permit = budget.acquire();
-            each(i, files.open_cached(path, direct), permit);
-        }
-        return;
-    }
-    // An average open this slow means the disk is being read.
+    // An average open this slow means the disk is being read; a read that may not wait opens
+    // on this thread (never in parallel), only what the dentry cache resolves.
+    let slow_open = (!cached_lookup).then_some(Duration::from_micros(20));
     open_each_with(
         files,
         budget,
         paths,
-        direct,
-        Duration::from_micros(20),
+        (direct, cached_lookup),
+        slow_open,
         each,
     );
 }
@@ -405,8 +388,8 @@ fn open_each_with(
     files: &FileCache,
     budget: &Arc<FileBudget>,
     paths: &[Arc<Path>],
-    direct: bool,
-    slow_open: Duration,
+    (direct, cached_lookup): (bool, bool),
+    slow_open: Option<Duration>,
     mut each: impl FnMut(usize, Result<Arc<OpenFile>>, FilePermit),
 ) {
     /// Opens timed before deciding.
@@ -418,16 +401,16 @@ fn open_each_with(
     for (i, path) in paths.iter().enumerate().take(probed) {
         let permit = budget.acquire();
         let started = std::time::Instant::now();
-        let file = files.open(path, direct);
+        let file = files.open(path, direct, cached_lookup);
         opening += started.elapsed();
         each(i, file, permit);
     }
     let rest = &paths[probed..];
-    let slow = opening >= slow_open * u32::try_from(probed).unwrap_or(u32::MAX);
+    let slow = slow_open.is_some_and(|t| opening >= t * u32::try_from(probed).unwrap_or(u32::MAX));
     if !slow || rest.len() < 2 * PROBE {
         for (i, path) in rest.iter().enumerate() {
             let permit = budget.acquire();
-            each(probed + i, files.open(path, direct), permit);
+            each(probed + i, files.open(path, direct, cached_lookup), permit);
         }
         return;
     }
@@ -449,7 +432,7 @@ fn open_each_with(
                 };
                 // Every position gets a result, even if an open panics: this thread waits on them.
                 let file = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    files.open(path, direct)
+                    files.open(path, direct, cached_lookup)
                 }))
                 .unwrap_or_else(|_| {
                     Err(IoError::open(path, std::io::Error::other("open panicked")))
@@ -495,9 +478,9 @@ mod tests {
         let path: Arc<Path> = dir.path().join("f").into();
         std::fs::write(&path, b"one").unwrap();
         let cache = FileCache::new(4, true);
-        let a = cache.open(&path, false).unwrap();
+        let a = cache.open(&path, false, false).unwrap();
         assert_eq!(a.size, 3);
-        let b = cache.open(&path, false).unwrap();
+        let b = cache.open(&path, false, false).unwrap();
         assert!(Arc::ptr_eq(&a, &b), "unchanged file is reused");
         let tmp = dir.path().join("g");
         std::fs::File::create(&tmp)
@@ -505,12 +488,12 @@ mod tests {
             .write_all(b"longer")
             .unwrap();
         std::fs::rename(&tmp, &path).unwrap();
-        let c = cache.open(&path, false).unwrap();
+        let c = cache.open(&path, false, false).unwrap();
         assert_eq!(c.size, 6);
         std::fs::remove_file(&path).unwrap();
-        assert!(cache.open(&path, false).unwrap_err().is_not_found());
+        assert!(cache.open(&path, false, false).unwrap_err().is_not_found());
         assert!(matches!(
-            cache.open(&Arc::from(dir.path()), false),
+            cache.open(&Arc::from(dir.path()), false, false),
             Err(IoError::Open { .. })
         ));
     }
@@ -540,15 +523,22 @@ mod tests {
         // Every open counts as slow: the parallel path; and as fast: the serial one.
         for slow in [Duration::ZERO, Duration::from_secs(60)] {
             let mut seen = Vec::new();
-            open_each_with(&files, &budget, &paths, false, slow, |i, result, permit| {
-                assert!(budget.held() <= 3);
-                drop(permit);
-                match &result {
-                    Ok(file) => assert_eq!(file.size, i as u64, "{i}"),
-                    Err(err) => assert!(i == 57 && err.is_not_found(), "{i}: {err}"),
-                }
-                seen.push(i);
-            });
+            open_each_with(
+                &files,
+                &budget,
+                &paths,
+                (false, false),
+                Some(slow),
+                |i, result, permit| {
+                    assert!(budget.held() <= 3);
+                    drop(permit);
+                    match &result {
+                        Ok(file) => assert_eq!(file.size, i as u64, "{i}"),
+                        Err(err) => assert!(i == 57 && err.is_not_found(), "{i}: {err}"),
+                    }
+                    seen.push(i);
+                },
+            );
             assert_eq!(seen, (0..100).collect::<Vec<_>>());
         }
     }
