@@ -643,7 +643,7 @@ class ZuringCodecPipeline(CodecPipeline):
                 array, coords, entry = self._native_entry(byte_getter)
                 if array.rectilinear and not array.has_chunk(coords):
                     array, coords, entry = await self._grown_entry(byte_getter, coords)
-                chunks.append(tuple(coords))
+                chunks.append(coords)
                 if not drop_axes and len(coords) == ndim and _basic(chunk_sel, ndim) and _basic(out_sel, ndim):
                     # Slices go to Rust as they are (resolved there against the chunk's and
                     # the output's shapes).
