@@ -71,19 +71,38 @@ impl<'a> OutView<'a> {
 pub(crate) enum Source<'s> {
     /// A decoded chunk, C order over the chunk shape, native endian.
     Chunk(&'s [u8]),
+    /// The decoded bytes of a chunk from byte `first` on (a part read alone).
+    Part {
+        /// The bytes.
+        bytes: &'s [u8],
+        /// Where they start in the decoded chunk.
+        first: usize,
+    },
     /// Every element equals this one (missing chunk).
     Fill(&'s [u8]),
 }
 
 impl Source<'_> {
-    fn copy(&self, dst: &mut [u8], src_elem: usize, esize: usize) {
-        match *self {
-            Self::Chunk(bytes) => {
-                let start = src_elem * esize;
-                dst.copy_from_slice(&bytes[start..start + dst.len()]);
+    /// Copy into `dst` the elements from `src_elem` on; a copy reaching outside the source is a
+    /// planning error.
+    fn copy(&self, dst: &mut [u8], src_elem: usize, esize: usize) -> Result<(), OutOfOutput> {
+        let (bytes, start) = match *self {
+            Self::Chunk(bytes) => (bytes, src_elem * esize),
+            Self::Part { bytes, first } => (
+                bytes,
+                (src_elem * esize).checked_sub(first).ok_or(OutOfOutput)?,
+            ),
+            Self::Fill(element) => {
+                fill(dst, element);
+                return Ok(());
             }
-            Self::Fill(element) => fill(dst, element),
-        }
+        };
+        let src = start
+            .checked_add(dst.len())
+            .and_then(|end| bytes.get(start..end))
+            .ok_or(OutOfOutput)?;
+        dst.copy_from_slice(src);
+        Ok(())
     }
 }
 
@@ -157,7 +176,7 @@ pub(crate) unsafe fn apply(
                 }
                 // SAFETY: disjoint by the planner's guarantee (this function's contract).
                 let dst_bytes = unsafe { out.slice(dst * esize, row * esize)? };
-                source.copy(dst_bytes, src, esize);
+                source.copy(dst_bytes, src, esize)?;
                 // Next row (odometer over the outer dimensions).
                 let mut d = outer;
                 loop {
@@ -181,7 +200,7 @@ pub(crate) unsafe fn apply(
             if ndim == 0 {
                 // SAFETY: as above.
                 let dst_bytes = unsafe { out.slice(0, esize)? };
-                source.copy(dst_bytes, 0, esize);
+                source.copy(dst_bytes, 0, esize)?;
                 return Ok(());
             }
             // The last dimension as runs of consecutive source and output positions, copied
@@ -213,7 +232,7 @@ pub(crate) unsafe fn apply(
                     let dst = dst_base + to_usize(pos)? * out_strides[last];
                     // SAFETY: as above.
                     let dst_bytes = unsafe { out.slice(dst * esize, n * esize)? };
-                    source.copy(dst_bytes, src, esize);
+                    source.copy(dst_bytes, src, esize)?;
                 }
                 let mut d = last;
                 loop {
@@ -233,7 +252,7 @@ pub(crate) unsafe fn apply(
             for &(within, dst) in pairs {
                 // SAFETY: as above.
                 let dst_bytes = unsafe { out.slice(dst * esize, esize)? };
-                source.copy(dst_bytes, to_usize(within)?, esize);
+                source.copy(dst_bytes, to_usize(within)?, esize)?;
             }
             Ok(())
         }

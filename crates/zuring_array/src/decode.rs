@@ -1,8 +1,10 @@
-//! Chunk decoding and encoding: zarrs' codec chain in general, and a hand-rolled path for the
-//! most common chain, `[bytes, zstd]`, that reuses one (de)compression context and one scratch
+//! Chunk decoding and encoding: zarrs' codec chain in general, and hand-rolled paths for two
+//! chains. `[bytes, zstd]`, the most common, reuses one (de)compression context and one scratch
 //! buffer per thread instead of allocating both per chunk (measured in `benches/array_bench`:
 //! a fresh zstd compression context per chunk costs its setup and the page faults of its
-//! workspace; the tests below check both directions agree with zarrs byte for byte).
+//! workspace). `[bytes]` alone stores the elements themselves: a chunk is used where its bytes
+//! lie, and a read that needs part of one fetches only that part (`benches/partial_bench`).
+//! The tests below check both directions agree with zarrs byte for byte.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -30,6 +32,13 @@ pub enum ChunkDecoder {
         level: i32,
         /// Whether frames carry zstd's content checksum.
         checksum: bool,
+    },
+    /// `bytes` alone: the stored bytes are the elements, reversed in runs of `swap_unit` when
+    /// stored in the other byte order (see `Zstd`), so any run of whole elements of a stored
+    /// chunk decodes on its own.
+    Raw {
+        /// As `Zstd`'s.
+        swap_unit: usize,
     },
 }
 
@@ -59,8 +68,17 @@ impl ChunkDecoder {
                     _ => Self::Zarrs,
                 }
             }
+            [bytes] if bytes.name() == "bytes" => swap_unit(bytes, data_type, fill)
+                .map_or(Self::Zarrs, |swap_unit| Self::Raw { swap_unit }),
             _ => Self::Zarrs,
         }
+    }
+
+    /// Whether a run of whole elements of a stored chunk decodes on its own
+    /// ([`with_decoded_part`]).
+    #[must_use]
+    pub fn decodes_parts(self) -> bool {
+        matches!(self, Self::Raw { .. })
     }
 }
 
@@ -194,6 +212,13 @@ pub fn encode_chunk(
                 compress(decoded, &mut scratch.out)
             }
         }),
+        ChunkDecoder::Raw { swap_unit } => {
+            let mut stored = decoded.to_vec();
+            if swap_unit > 1 {
+                stored.chunks_exact_mut(swap_unit).for_each(<[u8]>::reverse);
+            }
+            Ok(stored)
+        }
         ChunkDecoder::Zarrs => encode_with_zarrs(layout, decoded, options),
     }
 }
@@ -266,6 +291,16 @@ pub fn with_decoded<R>(
             trim(scratch);
             Ok(result)
         }),
+        ChunkDecoder::Raw { swap_unit } => {
+            if encoded.len() == expected {
+                Ok(with_native_order(swap_unit, encoded, f))
+            } else {
+                Err(format!(
+                    "stored {} bytes, expected {expected} (uncompressed)",
+                    encoded.len()
+                ))
+            }
+        }
         ChunkDecoder::Zarrs => {
             let decoded = layout
                 .chunk_codecs
@@ -288,6 +323,47 @@ pub fn with_decoded<R>(
                 ))
             }
         }
+    }
+}
+
+/// Hand `f` the elements that `part` (a run of whole elements of a chunk stored by a decoder
+/// that [`decodes_parts`](ChunkDecoder::decodes_parts)) holds, native endian.
+///
+/// # Errors
+/// A message when `part` is not a whole number of `element_size` elements, or the decoder
+/// cannot decode parts.
+pub fn with_decoded_part<R>(
+    decoder: ChunkDecoder,
+    element_size: usize,
+    part: &[u8],
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R, String> {
+    match decoder {
+        ChunkDecoder::Raw { swap_unit }
+            if element_size > 0 && part.len().is_multiple_of(element_size) =>
+        {
+            Ok(with_native_order(swap_unit, part, f))
+        }
+        ChunkDecoder::Raw { .. } => Err(format!(
+            "{} bytes are not whole {element_size}-byte elements",
+            part.len()
+        )),
+        _ => Err("this chunk encoding does not decode in parts".to_owned()),
+    }
+}
+
+/// `f` of `stored` with each run of `swap_unit` bytes reversed (as stored when 1).
+fn with_native_order<R>(swap_unit: usize, stored: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+    if swap_unit > 1 {
+        with_scratch(|scratch| {
+            scratch.extend_from_slice(stored);
+            scratch
+                .chunks_exact_mut(swap_unit)
+                .for_each(<[u8]>::reverse);
+            f(scratch)
+        })
+    } else {
+        f(stored)
     }
 }
 
@@ -387,6 +463,59 @@ mod tests {
             )
             .is_err());
         }
+    }
+
+    #[test]
+    fn uncompressed_path_agrees_with_zarrs() {
+        let options = CodecOptions::default();
+        for (endian, dtype, fill, size, unit) in TYPES {
+            let meta = meta(endian, dtype, fill).replace(
+                r#",{"name":"zstd","configuration":{"level":5,"checksum":true}}"#,
+                "",
+            );
+            let dir = tempfile::tempdir().unwrap();
+            let array = ZarrArray::create(dir.path(), &meta).unwrap();
+            let layout = array.layout();
+            let swap_unit = if endian == "big" { unit } else { 1 };
+            assert_eq!(layout.decoder, ChunkDecoder::Raw { swap_unit }, "{dtype}");
+            assert!(layout.decoder.decodes_parts());
+            let chunk: Vec<u8> = (0..16 * 16 * size)
+                .map(|i| match i % 4 {
+                    3 => 0,
+                    2 => (i % 17).to_le_bytes()[0],
+                    _ => (i * 7 % 251).to_le_bytes()[0],
+                })
+                .collect();
+            let ours = encode_chunk(layout, layout.decoder, &chunk, &options).unwrap();
+            let zarrs = encode_chunk(layout, ChunkDecoder::Zarrs, &chunk, &options).unwrap();
+            assert_eq!(ours, zarrs, "{endian} {dtype}");
+            let shape = &layout.chunk_shape;
+            let decode = |decoder| {
+                with_decoded(layout, decoder, shape, &ours, &options, <[u8]>::to_vec).unwrap()
+            };
+            assert_eq!(decode(layout.decoder), chunk, "{endian} {dtype}");
+            assert_eq!(decode(ChunkDecoder::Zarrs), chunk, "{endian} {dtype}");
+            // Any run of whole elements decodes alone to the same elements.
+            let (first, end) = (3 * size, 40 * size);
+            let part = with_decoded_part(layout.decoder, size, &ours[first..end], <[u8]>::to_vec);
+            assert_eq!(part.unwrap(), &chunk[first..end], "{endian} {dtype}");
+            // A chunk of another size, and a part that is no whole number of elements, fail.
+            let cut = &ours[..ours.len() - size];
+            let err = with_decoded(layout, layout.decoder, shape, cut, &options, <[u8]>::len);
+            assert!(err.unwrap_err().contains("expected"), "{dtype}");
+            if size > 1 {
+                let part = with_decoded_part(layout.decoder, size, &ours[..size + 1], <[u8]>::len);
+                assert!(part.is_err(), "{dtype}");
+            }
+        }
+        // Other decoders do not decode parts.
+        let zstd = ChunkDecoder::Zstd {
+            swap_unit: 1,
+            level: 3,
+            checksum: false,
+        };
+        assert!(!zstd.decodes_parts() && !ChunkDecoder::Zarrs.decodes_parts());
+        assert!(with_decoded_part(zstd, 1, &[0; 4], <[u8]>::len).is_err());
     }
 
     #[test]

@@ -13,10 +13,10 @@ use crate::source::{ByteSource, FetchKind, Presence};
 
 use crate::assemble::{apply_to, OutView, Source};
 use crate::context::Context;
-use crate::decode::with_decoded;
+use crate::decode::{with_decoded, with_decoded_part};
 use crate::error::{ArrayError, Result};
 use crate::layout::{ArrayLayout, IndexLayout, IndexLocation, ReadMode};
-use crate::plan::{c_strides, ChunkPlan, CopyOp};
+use crate::plan::{c_strides, element_span, num_elements, ChunkPlan, CopyOp};
 use crate::shard_index::ShardIndex;
 use crate::variable::{VariableChunks, HANDLE};
 
@@ -57,6 +57,18 @@ pub(crate) struct ChunkTask {
     pub id: usize,
     pub coords: Vec<u64>,
     pub ops: Vec<(usize, CopyOp)>,
+}
+
+/// The bytes of a stored chunk a read needs, when fewer than all (see `needed_part`).
+#[derive(Debug, Clone, Copy)]
+struct Part {
+    /// The first, from the start of the chunk.
+    first: u64,
+    /// How many.
+    len: u64,
+    /// The chunk's stored size: a chunk stored at another size is read whole, and decoding it
+    /// says what is wrong.
+    chunk_len: u64,
 }
 
 /// A shard's coordinates and the chunks to read from it, each with its position in the shard.
@@ -119,6 +131,16 @@ impl ReadContext<'_> {
         errors.into_result()
     }
 
+    /// The C strides of `task`'s chunk: `strides` when given (a regular grid's, the same for
+    /// every chunk: see `execute_view`), else its own (a rectilinear grid's chunk).
+    fn strides_of<'s>(&self, task: &ChunkTask, strides: &'s [usize]) -> Result<Cow<'s, [usize]>> {
+        if strides.len() == task.coords.len() {
+            Ok(Cow::Borrowed(strides))
+        } else {
+            c_strides(&self.layout.read_grid.chunk_shape(&task.coords)).map(Cow::Owned)
+        }
+    }
+
     pub(crate) fn apply_all(
         &self,
         task: &ChunkTask,
@@ -127,18 +149,9 @@ impl ReadContext<'_> {
         view: &[OutView<'_>],
         errors: &FirstError,
     ) {
-        // A rectilinear grid's chunk: strides of its own shape (see `execute_view`).
-        let own;
-        let strides = if strides.len() == task.coords.len() {
-            strides
-        } else {
-            match c_strides(&self.layout.read_grid.chunk_shape(&task.coords)) {
-                Ok(s) => {
-                    own = s;
-                    &own
-                }
-                Err(e) => return errors.set(e),
-            }
+        let strides = match self.strides_of(task, strides) {
+            Ok(s) => s,
+            Err(e) => return errors.set(e),
         };
         // Variable-size data moves 8-byte handles.
         let esize = match self.variable {
@@ -147,11 +160,58 @@ impl ReadContext<'_> {
         };
         for op in &task.ops {
             // SAFETY: the planner gives every output element to exactly one (chunk, op).
-            if unsafe_apply(op, source, strides, esize, view).is_err() {
+            if unsafe_apply(op, source, &strides, esize, view).is_err() {
                 errors.set(ArrayError::selection(
-                    "internal planning error: write outside the output",
+                    "internal planning error: a copy outside its chunk or output",
                 ));
             }
+        }
+    }
+
+    /// The part of its chunk that `task` reads, when that is less than all of it and the
+    /// chunk's decoder decodes parts alone (a chunk stored uncompressed).
+    fn needed_part(&self, task: &ChunkTask, strides: &[usize]) -> Option<Part> {
+        let l = self.layout;
+        if self.variable.is_some() || !l.decoder.decodes_parts() {
+            return None;
+        }
+        let elements = num_elements(&l.read_chunk_shape(&task.coords)).ok()?;
+        let (first, end) = element_span(&task.ops, &self.strides_of(task, strides).ok()?)?;
+        if end - first >= elements {
+            return None;
+        }
+        let bytes = |n: usize| u64::try_from(n.checked_mul(l.element_size)?).ok();
+        Some(Part {
+            first: bytes(first)?,
+            len: bytes(end - first)?,
+            chunk_len: bytes(elements)?,
+        })
+    }
+
+    /// Decode `bytes`, the part of chunk `task` from byte `first` on, and apply its copies.
+    fn decode_apply_part(
+        &self,
+        path: &Path,
+        task: &ChunkTask,
+        (first, bytes): (u64, &[u8]),
+        strides: &[usize],
+        view: &[OutView<'_>],
+        errors: &FirstError,
+    ) {
+        let l = self.layout;
+        let Ok(first) = usize::try_from(first) else {
+            return errors.set(ArrayError::selection("chunk part past the address space"));
+        };
+        let applied = with_decoded_part(l.decoder, l.element_size, bytes, |part| {
+            let source = Source::Part { bytes: part, first };
+            self.apply_all(task, source, strides, view, errors);
+        });
+        if let Err(message) = applied {
+            errors.set(ArrayError::CorruptChunk {
+                path: path.to_path_buf(),
+                chunk: task.coords.clone(),
+                message,
+            });
         }
     }
 
@@ -217,19 +277,68 @@ impl ReadContext<'_> {
                 (path, ChunkTask { id, coords, ops })
             })
             .collect();
+        let parts: Vec<Option<Part>> = tasks
+            .iter()
+            .map(|(_, task)| self.needed_part(task, strides))
+            .collect();
+        if parts.iter().all(Option::is_none) {
+            return self.run_chunk_files(&tasks, &parts, strides, view, errors, pool);
+        }
+        // Files read in part are probed for their sizes first, a group at a time as shards are.
+        let group = self.source.max_files_per_batch().max(1);
+        for (tasks, parts) in tasks.chunks(group).zip(parts.chunks(group)) {
+            let paths: Vec<PathBuf> = tasks.iter().map(|(path, _)| path.clone()).collect();
+            let presence = match self.source.probe(&paths) {
+                Ok(presence) => presence,
+                Err(e) => return errors.set(e),
+            };
+            let parts: Vec<Option<Part>> = parts
+                .iter()
+                .zip(presence)
+                .map(|(part, presence)| match presence {
+                    Presence::Version(v) => part.filter(|p| p.chunk_len == v.size),
+                    Presence::Missing | Presence::Unknown => None,
+                })
+                .collect();
+            self.run_chunk_files(tasks, &parts, strides, view, errors, pool);
+        }
+    }
+
+    /// Read the chunk files `tasks` (each whole, or the part `parts[i]` gives) and apply them.
+    fn run_chunk_files(
+        &self,
+        tasks: &[(PathBuf, ChunkTask)],
+        parts: &[Option<Part>],
+        strides: &[usize],
+        view: &[OutView<'_>],
+        errors: &FirstError,
+        pool: &rayon::ThreadPool,
+    ) {
         let requests = tasks
             .iter()
+            .zip(parts)
             .enumerate()
-            .map(|(i, (path, _))| ReadRequest::new(path.as_path(), ByteRange::Whole, i));
+            .map(|(i, ((path, _), part))| {
+                let range = match part {
+                    Some(p) => ByteRange::new(p.first, p.len),
+                    None => ByteRange::Whole,
+                };
+                ReadRequest::new(path.as_path(), range, i)
+            });
         let stream = self.source.fetch(requests.collect(), FetchKind::Chunks);
         let fill = self.layout.fill.clone();
         on_pool_or_here(pool, tasks.len() == 1, |s| {
             for completion in stream {
                 let (path, task) = &tasks[completion.tag];
+                let part = parts[completion.tag];
                 match completion.result {
-                    Ok(bytes) => {
-                        s.run(move || self.decode_apply(path, task, &bytes, strides, view, errors));
-                    }
+                    Ok(bytes) => s.run(move || match part {
+                        Some(p) => {
+                            let part = (p.first, &*bytes);
+                            self.decode_apply_part(path, task, part, strides, view, errors);
+                        }
+                        None => self.decode_apply(path, task, &bytes, strides, view, errors),
+                    }),
                     Err(e) if e.is_not_found() => {
                         let fill = &fill;
                         s.run(move || self.fill_apply(task, fill, strides, view, errors));
@@ -381,17 +490,21 @@ impl ReadContext<'_> {
         let fill = self.layout.fill.clone();
         let mut missing: Vec<&ChunkTask> = Vec::new();
         let mut requests = Vec::new();
-        let mut targets: Vec<(&Path, &ChunkTask)> = Vec::new();
+        // Each chunk read with the first byte of the part of it read, when not all of it.
+        let mut targets: Vec<(&Path, &ChunkTask, Option<u64>)> = Vec::new();
         for (((_, chunks), (path, _)), shard_index) in shards.iter().zip(&files).zip(&indexes) {
             for (inner, task) in chunks {
                 match shard_index.as_ref().and_then(|ix| ix.chunk(*inner)) {
                     Some((offset, nbytes)) => {
-                        requests.push(ReadRequest::new(
-                            path.as_path(),
-                            ByteRange::new(offset, nbytes),
-                            targets.len(),
-                        ));
-                        targets.push((path.as_path(), task));
+                        let part = self
+                            .needed_part(task, strides)
+                            .filter(|p| p.chunk_len == nbytes);
+                        let range = match part {
+                            Some(p) => ByteRange::new(offset + p.first, p.len),
+                            None => ByteRange::new(offset, nbytes),
+                        };
+                        requests.push(ReadRequest::new(path.as_path(), range, targets.len()));
+                        targets.push((path.as_path(), task, part.map(|p| p.first)));
                     }
                     None => missing.push(task),
                 }
@@ -404,11 +517,15 @@ impl ReadContext<'_> {
                 s.run(move || self.fill_apply(task, fill, strides, view, errors));
             }
             for completion in stream {
-                let (path, task) = targets[completion.tag];
+                let (path, task, part) = targets[completion.tag];
                 match completion.result {
-                    Ok(bytes) => {
-                        s.run(move || self.decode_apply(path, task, &bytes, strides, view, errors));
-                    }
+                    Ok(bytes) => s.run(move || match part {
+                        Some(first) => {
+                            let part = (first, &*bytes);
+                            self.decode_apply_part(path, task, part, strides, view, errors);
+                        }
+                        None => self.decode_apply(path, task, &bytes, strides, view, errors),
+                    }),
                     // The shard went away after its index was read (only a store read by key
                     // can say so: local files are pinned by the probe): it reads as missing,
                     // as it would have a moment later (zarr-python does the same).

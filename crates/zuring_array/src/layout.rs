@@ -185,7 +185,13 @@ impl ArrayLayout {
         let mut chunk_codecs = Arc::clone(&codecs);
         let mut decoder = match array.metadata() {
             ArrayMetadata::V3(m) => ChunkDecoder::for_codecs(&m.codecs, &data_type, &fill_value),
-            ArrayMetadata::V2(_) => ChunkDecoder::Zarrs,
+            // Version 2's dtype, order, filters and compressor, as the codecs zarrs reads them
+            // with (`[bytes]` for an uncompressed C-order array).
+            ArrayMetadata::V2(_) => ChunkDecoder::for_codecs(
+                &codecs.create_metadatas(&CodecMetadataOptions::default()),
+                &data_type,
+                &fill_value,
+            ),
         };
         let mode = if element_size == 0 {
             ReadMode::Zarrs("variable-size data type".into())

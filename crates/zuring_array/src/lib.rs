@@ -44,7 +44,7 @@ mod write;
 pub use array::{StoredChunk, ZarrArray};
 pub use assemble::bytemuck_free::Plain;
 pub use context::{ArrayOptions, Context};
-pub use decode::{encode_chunk, with_decoded, ChunkDecoder};
+pub use decode::{encode_chunk, with_decoded, with_decoded_part, ChunkDecoder};
 pub use error::{ArrayError, Result};
 pub use group::{NodeKind, ZarrGroup};
 pub use layout::{ArrayLayout, IndexLayout, IndexLocation, ReadMode};

@@ -176,6 +176,59 @@ pub enum CopyOp {
     Points(Vec<(u64, usize)>),
 }
 
+/// The elements that `ops` read from a chunk of C strides `strides` (in elements), as the run
+/// `first..end` that holds them all, its first and last elements read; None when they read
+/// none (or the run does not fit in `usize`).
+pub(crate) fn element_span(ops: &[(usize, CopyOp)], strides: &[usize]) -> Option<(usize, usize)> {
+    // The element at per-dimension positions `at`.
+    let index = |at: &mut dyn Iterator<Item = u64>| -> Option<usize> {
+        at.zip(strides).try_fold(0usize, |acc, (i, &stride)| {
+            acc.checked_add(usize::try_from(i).ok()?.checked_mul(stride)?)
+        })
+    };
+    let mut span: Option<(usize, usize)> = None;
+    for (_, op) in ops {
+        let (first, last) = match op {
+            CopyOp::Box {
+                src_start, extent, ..
+            } => {
+                if extent.contains(&0) {
+                    continue;
+                }
+                let first = index(&mut src_start.iter().copied())?;
+                let last = index(&mut src_start.iter().zip(extent).map(|(s, e)| s + e - 1))?;
+                (first, last)
+            }
+            CopyOp::Gather { dims, .. } => {
+                if dims.iter().any(Vec::is_empty) {
+                    continue;
+                }
+                let ends = |pick: fn(u64, u64) -> u64| {
+                    dims.iter().map(move |d| {
+                        d.iter()
+                            .map(|&(within, _)| within)
+                            .reduce(pick)
+                            .unwrap_or(0)
+                    })
+                };
+                (index(&mut ends(u64::min))?, index(&mut ends(u64::max))?)
+            }
+            CopyOp::Points(pairs) => {
+                let (Some(first), Some(last)) = (
+                    pairs.iter().map(|&(within, _)| within).min(),
+                    pairs.iter().map(|&(within, _)| within).max(),
+                ) else {
+                    continue;
+                };
+                (usize::try_from(first).ok()?, usize::try_from(last).ok()?)
+            }
+        };
+        let end = last.checked_add(1)?;
+        span = Some(span.map_or((first, end), |(a, b)| (a.min(first), b.max(end))));
+    }
+    span
+}
+
 /// The chunks a read touches (coordinates in the read-granularity chunk grid, C order) and
 /// the copies each one serves, each with the index of the output it writes to (0 unless a
 /// batch of requests fills several outputs).
@@ -434,6 +487,16 @@ mod tests {
         for (k, ops) in plan {
             let chunk = grid.chunk_shape(k);
             let chunk_strides = c_strides(&chunk).unwrap();
+            // The chunk's elements the ops read, to check `element_span` against.
+            let mut touched: Vec<usize> = Vec::new();
+            let mut touch = |w: &[u64]| {
+                touched.push(
+                    w.iter()
+                        .zip(&chunk_strides)
+                        .map(|(&i, &s)| i as usize * s)
+                        .sum(),
+                );
+            };
             for (_, op) in ops {
                 match op {
                     CopyOp::Box {
@@ -455,6 +518,7 @@ mod tests {
                                     .sum::<usize>();
                             assert!(out[o].is_none(), "output element written twice");
                             out[o] = Some(value(k, w));
+                            touch(w);
                         });
                     }
                     CopyOp::Gather { out_strides, dims } => {
@@ -473,6 +537,7 @@ mod tests {
                                 .sum();
                             assert!(out[o].is_none());
                             out[o] = Some(value(k, &w));
+                            touch(&w);
                         });
                     }
                     CopyOp::Points(pairs) => {
@@ -484,10 +549,17 @@ mod tests {
                                 rest %= chunk_strides[d] as u64;
                             }
                             out[o] = Some(value(k, &w));
+                            touch(&w);
                         }
                     }
                 }
             }
+            let read = touched.iter().min().zip(touched.iter().max());
+            assert_eq!(
+                element_span(ops, &chunk_strides),
+                read.map(|(&first, &last)| (first, last + 1)),
+                "the span of chunk {k:?}'s reads"
+            );
         }
         out
     }

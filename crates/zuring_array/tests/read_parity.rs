@@ -74,6 +74,30 @@ fn cases() -> Vec<(&'static str, String, bool)> {
             meta(&shard(&gzip_crc, "end", &idx_crc), [4, 10, 7], "0"),
             true,
         ),
+        // Uncompressed inner chunks: a read of part of one fetches only that part.
+        (
+            "sharded uncompressed",
+            meta(
+                &shard(&format!("[{LE}]"), "end", &idx_crc),
+                [4, 10, 14],
+                "7",
+            ),
+            true,
+        ),
+        (
+            "sharded uncompressed big-endian, index at the start",
+            meta(
+                &shard(&format!("[{BE}]"), "start", &idx_be),
+                [2, 15, 7],
+                "9",
+            ),
+            true,
+        ),
+        (
+            "unsharded uncompressed big-endian",
+            meta(&format!("[{BE}]"), [3, 8, 8], "7"),
+            false,
+        ),
         (
             "transpose before sharding (zarrs path)",
             meta(
@@ -587,6 +611,110 @@ fn corrupt_shards_name_file_and_entry() {
         read_shard(&array).is_ok(),
         "a rewritten shard is re-read (cache keyed by file version)"
     );
+}
+
+#[test]
+fn uncompressed_chunks_read_in_part_are_checked_like_whole_ones() {
+    // Shards of 4x10x14 with inner 2x5x7 (70 elements, 280 bytes) stored uncompressed.
+    let (name, meta, _) = cases()
+        .into_iter()
+        .find(|(name, ..)| *name == "sharded uncompressed")
+        .unwrap();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let expected = write_with_zarrs(dir.path(), &meta);
+    let shard = dir.path().join("c/0/0/0");
+    let original = std::fs::read(&shard).unwrap();
+    let fresh = || {
+        ZarrArray::open_with(dir.path(), Context::new(ArrayOptions::default()).unwrap()).unwrap()
+    };
+    // One element of inner chunk 0, and a part of it: reads of less than the chunk.
+    let one = Selection::Points(vec![vec![1, 3, 4]]);
+    let part = Selection::Region(vec![
+        DimSlice::range(0, 1),
+        DimSlice::range(1, 3),
+        DimSlice::range(2, 6),
+    ]);
+    assert_eq!(
+        fresh().read::<u32>(&one).unwrap().as_slice().unwrap(),
+        &[at(&expected, &[1, 3, 4])],
+        "{name}"
+    );
+    let mut want = Vec::new();
+    for j in 1..3 {
+        for k in 2..6 {
+            want.push(at(&expected, &[0, j, k]));
+        }
+    }
+    assert_eq!(
+        fresh().read::<u32>(&part).unwrap().as_slice().unwrap(),
+        &want[..]
+    );
+
+    // An entry of another size than the chunk's: read whole and named, never read in part.
+    for nbytes in [276, 284] {
+        std::fs::write(&shard, &original).unwrap();
+        tamper_index(&shard, |e| e[1] = nbytes);
+        for selection in [&one, &part] {
+            let err = fresh().read::<u32>(selection).unwrap_err();
+            assert!(matches!(&err, ArrayError::CorruptChunk { .. }), "{err}");
+            let message = err.to_string();
+            assert!(
+                message.contains("c/0/0/0")
+                    && message.contains(&format!("stored {nbytes} bytes, expected 280")),
+                "{message}"
+            );
+        }
+    }
+
+    // The file cut short inside the chunk's part: the read of that part fails, naming the file.
+    std::fs::write(&shard, &original).unwrap();
+    let entries = index_entries(&original);
+    let last = (0..entries.len() / 2)
+        .max_by_key(|&i| entries[2 * i])
+        .unwrap();
+    // Keep the index (at the end) whole: cut the chunk's bytes out after its first 100.
+    let offset = entries[2 * last] as usize;
+    let mut cut = original[..offset + 100].to_vec();
+    cut.extend_from_slice(&original[original.len() - INDEX_LEN..]);
+    std::fs::write(&shard, &cut).unwrap();
+    // Inner chunk `last` is at (i, j, k) in the shard's 2x2x2 inner grid.
+    let (i, j, k) = (last as u64 / 4, last as u64 / 2 % 2, last as u64 % 2);
+    let late = Selection::Points(vec![vec![2 * i + 1, 5 * j + 4, 7 * k + 6]]);
+    let err = fresh().read::<u32>(&late).unwrap_err();
+    assert!(
+        err.to_string().contains("c/0/0/0") && err.to_string().contains("past the end"),
+        "{err}"
+    );
+
+    // Unsharded: a chunk file (3x8x8, 768 bytes) of another size is read whole and named.
+    let (_, meta, _) = cases()
+        .into_iter()
+        .find(|(name, ..)| *name == "unsharded uncompressed big-endian")
+        .unwrap();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let expected = write_with_zarrs(dir.path(), &meta);
+    let chunk = dir.path().join("c/0/1/0");
+    let original = std::fs::read(&chunk).unwrap();
+    assert_eq!(original.len(), 768);
+    let point = Selection::Points(vec![vec![1, 9, 2]]);
+    let array = ZarrArray::open(dir.path()).unwrap();
+    assert_eq!(
+        array.read::<u32>(&point).unwrap().as_slice().unwrap(),
+        &[at(&expected, &[1, 9, 2])]
+    );
+    for len in [764, 772] {
+        let mut bytes = original.clone();
+        bytes.resize(len, 0);
+        std::fs::write(&chunk, &bytes).unwrap();
+        let err = array.read::<u32>(&point).unwrap_err();
+        assert!(matches!(&err, ArrayError::CorruptChunk { .. }), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("c/0/1/0")
+                && message.contains(&format!("stored {len} bytes, expected 768")),
+            "{message}"
+        );
+    }
 }
 
 /// Every file under `root`, by key relative to it.
@@ -1164,6 +1292,14 @@ fn rectilinear_cases() -> Vec<(&'static str, String, [Vec<u64>; 3])> {
                 "[[4,3],[15,15],7]",
             ),
             [vec![4, 3], vec![15, 15], vec![7, 7, 7]],
+        ),
+        (
+            "rectilinear sharded uncompressed",
+            with_grid(
+                &shard_with(&[1, 5, 7], &format!("[{LE}]"), "end", &idx_crc),
+                "[[[2,2],3],[10,20],[14,14]]",
+            ),
+            [vec![2, 2, 3], vec![10, 20], vec![14, 14]],
         ),
     ]
 }

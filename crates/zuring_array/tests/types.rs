@@ -247,18 +247,33 @@ fn machine_learning_types_and_fill_values() {
 
 #[test]
 fn zarr_v2_arrays() {
-    for (compressor, order) in [
-        (r#"{"id":"zstd","level":3}"#, "C"),
+    use zuring_array::ChunkDecoder;
+    let zstd = ChunkDecoder::Zstd {
+        swap_unit: 1,
+        level: 3,
+        checksum: false,
+    };
+    for (compressor, order, dtype, decoder) in [
+        (r#"{"id":"zstd","level":3}"#, "C", "<i4", zstd),
         (
             r#"{"id":"blosc","cname":"lz4","clevel":5,"shuffle":1,"blocksize":0}"#,
             "C",
+            "<i4",
+            ChunkDecoder::Zarrs,
         ),
-        ("null", "C"),
+        // Uncompressed: read where the bytes lie, in part when a read needs part of a chunk.
+        ("null", "C", "<i4", ChunkDecoder::Raw { swap_unit: 1 }),
+        ("null", "C", ">i4", ChunkDecoder::Raw { swap_unit: 4 }),
+        ("null", "F", "<i4", ChunkDecoder::Zarrs),
     ] {
         let meta = format!(
-            r#"{{"zarr_format":2,"shape":[5,6],"chunks":[2,4],"dtype":"<i4","compressor":{compressor},
+            r#"{{"zarr_format":2,"shape":[5,6],"chunks":[2,4],"dtype":"{dtype}","compressor":{compressor},
             "fill_value":-1,"order":"{order}","filters":null,"dimension_separator":"."}}"#
         );
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        std::fs::write(dir.path().join(".zarray"), &meta).unwrap();
+        let array = ZarrArray::open(dir.path()).unwrap();
+        assert_eq!(array.layout().decoder, decoder, "{meta}");
         check_fixed(
             &meta,
             ".zarray",
