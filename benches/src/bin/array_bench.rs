@@ -6,8 +6,11 @@
 //!   1x256x256, zstd level 3, crc32c shard index; smooth fields plus noise (zstd ratio ~2-3).
 //! - `nwp.zarr`: float32, 32 x 1024 x 1024 (128 MiB), unsharded chunks 1x256x256, blosc lz4
 //!   with shuffle.
+//! - `raw.zarr`: `sat.zarr`'s values and layout stored uncompressed (inner chunks `[bytes]`):
+//!   no decoding, so no decode bound; a crop reads only the bytes of each chunk it needs.
 //!
-//! Usage: `array_bench [--dir DIR] [--quick] [--generate-only] [--writes-only]`
+//! Usage: `array_bench [--dir DIR] [--quick] [--generate-only] [--writes-only] [--only NAME]`
+//! (`--only sat`, `nwp` or `raw`: that dataset alone).
 #![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
 
 use std::borrow::Cow;
@@ -36,6 +39,8 @@ struct Dataset {
     name: &'static str,
     path: PathBuf,
     element_size: usize,
+    /// Whether chunks are compressed (else there is no decoding to bound a read).
+    compressed: bool,
 }
 
 fn sat_meta() -> &'static str {
@@ -46,6 +51,13 @@ fn sat_meta() -> &'static str {
       "codecs":[{"name":"bytes","configuration":{"endian":"little"}},{"name":"zstd","configuration":{"level":3,"checksum":false}}],
       "index_codecs":[{"name":"bytes","configuration":{"endian":"little"}},{"name":"crc32c"}],"index_location":"end"}}],
     "dimension_names":["time","y","x"]}"#
+}
+
+fn raw_meta() -> String {
+    sat_meta().replace(
+        r#"{"name":"bytes","configuration":{"endian":"little"}},{"name":"zstd","configuration":{"level":3,"checksum":false}}"#,
+        r#"{"name":"bytes","configuration":{"endian":"little"}}"#,
+    )
 }
 
 fn nwp_meta() -> &'static str {
@@ -482,6 +494,7 @@ fn main() {
     let mut repeats = 3usize;
     let mut generate_only = false;
     let mut writes_only = false;
+    let mut only: Option<String> = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -492,8 +505,9 @@ fn main() {
             }
             "--generate-only" => generate_only = true,
             "--writes-only" => writes_only = true,
+            "--only" => only = Some(it.next().expect("--only NAME")),
             "--help" | "-h" => {
-                println!("array_bench [--dir DIR] [--quick] [--generate-only] [--writes-only]");
+                println!("array_bench [--dir DIR] [--quick] [--generate-only] [--writes-only] [--only sat|nwp|raw]");
                 std::process::exit(0);
             }
             other => {
@@ -509,13 +523,32 @@ fn main() {
             name: "sat uint16 sharded zstd",
             path: generate(&dir, "sat.zarr", sat_meta(), false),
             element_size: 2,
+            compressed: true,
         },
         Dataset {
             name: "nwp float32 blosc-lz4",
             path: generate(&dir, "nwp.zarr", nwp_meta(), true),
             element_size: 4,
+            compressed: true,
+        },
+        Dataset {
+            name: "raw uint16 sharded uncompressed",
+            path: generate(&dir, "raw.zarr", &raw_meta(), false),
+            element_size: 2,
+            compressed: false,
         },
     ];
+    let datasets: Vec<Dataset> = datasets
+        .into_iter()
+        .filter(|ds| {
+            only.as_ref()
+                .is_none_or(|o| ds.path.ends_with(format!("{o}.zarr")))
+        })
+        .collect();
+    assert!(
+        !datasets.is_empty(),
+        "--only: no dataset named so (sat, nwp, raw)"
+    );
     eprintln!("datasets ready in {:.1}s", t.elapsed().as_secs_f64());
     if generate_only {
         return;
@@ -560,37 +593,46 @@ fn main() {
         let chunk = ours.chunk_shape().to_vec();
         let total = shape.iter().product::<u64>() * ds.element_size as u64;
         let stored = dir_bytes(&ds.path);
-        let (zarrs1, ours1, together) = decode_bound(&ours, 96, threads);
-        // The bound uses the faster single-thread decoder, so beating a slow reference is not
-        // mistaken for efficiency.
-        let bound1 = zarrs1.max(ours1);
-        let bound = bound1 * threads as f64;
-        println!(
-            "# {}: shape {shape:?}, read chunk {chunk:?}, shard {:?}, {:.0} MiB decoded, {:.0} MiB stored; single-thread decode: zarrs {:.0} MiB/s, zuring {:.0} MiB/s; decode bound {:.0} x {threads} = {:.0} MiB/s; {threads} threads decoding at once: {:.0} MiB/s",
-            ds.name, ours.shard_shape(), total as f64 / 1048576.0, stored as f64 / 1048576.0, zarrs1 / 1048576.0, ours1 / 1048576.0, bound1 / 1048576.0, bound / 1048576.0, together / 1048576.0
-        );
-        record(
-            Measurement {
-                bench: format!("{} decode bound", ds.name),
-                method: "single-thread decode x cores".into(),
-                cache: "-",
-                seconds: 1.0,
-                bytes: bound as u64,
-                ops: 0,
-            },
-            serde_json::json!({"zarrs_per_thread_mib_s": zarrs1 / 1048576.0, "zuring_per_thread_mib_s": ours1 / 1048576.0, "threads": threads}),
-        );
-        record(
-            Measurement {
-                bench: format!("{} decode bound", ds.name),
-                method: format!("{threads} threads decoding at once"),
-                cache: "-",
-                seconds: 1.0,
-                bytes: together as u64,
-                ops: 0,
-            },
-            serde_json::json!({"threads": threads}),
-        );
+        // Fractions of the decode bound are null (NaN) for data that is not decoded.
+        let (mut bound, mut together) = (f64::NAN, f64::NAN);
+        if ds.compressed {
+            let (zarrs1, ours1, all) = decode_bound(&ours, 96, threads);
+            // The bound uses the faster single-thread decoder, so beating a slow reference is
+            // not mistaken for efficiency.
+            let bound1 = zarrs1.max(ours1);
+            (bound, together) = (bound1 * threads as f64, all);
+            println!(
+                "# {}: shape {shape:?}, read chunk {chunk:?}, shard {:?}, {:.0} MiB decoded, {:.0} MiB stored; single-thread decode: zarrs {:.0} MiB/s, zuring {:.0} MiB/s; decode bound {:.0} x {threads} = {:.0} MiB/s; {threads} threads decoding at once: {:.0} MiB/s",
+                ds.name, ours.shard_shape(), total as f64 / 1048576.0, stored as f64 / 1048576.0, zarrs1 / 1048576.0, ours1 / 1048576.0, bound1 / 1048576.0, bound / 1048576.0, together / 1048576.0
+            );
+            record(
+                Measurement {
+                    bench: format!("{} decode bound", ds.name),
+                    method: "single-thread decode x cores".into(),
+                    cache: "-",
+                    seconds: 1.0,
+                    bytes: bound as u64,
+                    ops: 0,
+                },
+                serde_json::json!({"zarrs_per_thread_mib_s": zarrs1 / 1048576.0, "zuring_per_thread_mib_s": ours1 / 1048576.0, "threads": threads}),
+            );
+            record(
+                Measurement {
+                    bench: format!("{} decode bound", ds.name),
+                    method: format!("{threads} threads decoding at once"),
+                    cache: "-",
+                    seconds: 1.0,
+                    bytes: together as u64,
+                    ops: 0,
+                },
+                serde_json::json!({"threads": threads}),
+            );
+        } else {
+            println!(
+                "# {}: shape {shape:?}, read chunk {chunk:?}, shard {:?}, {:.0} MiB, {:.0} MiB stored uncompressed (no decode bound)",
+                ds.name, ours.shard_shape(), total as f64 / 1048576.0, stored as f64 / 1048576.0
+            );
+        }
         let warm_ctx = fresh_ctx();
         let caches: &[&'static str] = if cold_ok {
             &["warm", "cold"]
