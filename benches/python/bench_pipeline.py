@@ -4,6 +4,9 @@ it: run this script on Python >= 3.12 with zarr 3.4), zarr-python + zarrs-python
 (reads issued together as futures), zarr-python + zuring's pipeline, and zuring's native
 ``read_crops``. Peers that are not installed are left out.
 
+Datasets: sat (sharded, zstd), nwp (unsharded, blosc) and raw (sat's values and layout stored
+uncompressed: a crop reads only the bytes it needs of each chunk).
+
 Workloads: batches of 32 random crops (4 x 256 x 256), whole-array read, whole-array write;
 warm and cold cache (cold needs root: the page cache is dropped before each run); for the
 sharded dataset, 4 single time steps written into the existing array (each covers the shards
@@ -11,6 +14,7 @@ it touches in part).
 
 Prints JSON lines and a table (ratios to zarr-python + zarrs-python), and writes a PNG plot.
 Usage: python benches/python/bench_pipeline.py [--data DIR] [--batches N] [--quick] [--plot PNG]
+[--datasets sat.zarr,nwp.zarr,raw.zarr]
 """
 
 from __future__ import annotations
@@ -158,6 +162,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--plot", default="benches/results/pipeline_bench.png", help="PNG to write ('': none)")
     p.add_argument("--skip-slow", action="store_true", help="skip the default pipeline's whole-array runs")
+    p.add_argument("--datasets", default="sat.zarr,nwp.zarr,raw.zarr", help="comma-separated, under --data (array_bench generates them)")
     a = p.parse_args()
     batches_n = 2 if a.quick else a.batches
     cold_ok = drop_caches()
@@ -175,7 +180,7 @@ def main() -> None:
             results.append(dict(dataset=name, workload=workload, cache=cache, method=m, seconds=secs, mib_s=nbytes_of / secs / 2**20))
             print(json.dumps(results[-1]), flush=True)
 
-    for name in ("sat.zarr", "nwp.zarr"):
+    for name in a.datasets.split(","):
         path = os.path.join(a.data, name)
         arr = zuring.open_array(path)
         nbytes = arr.size * arr.dtype.itemsize

@@ -1,7 +1,9 @@
 //! Zarr arrays read in batches: every shard index a read needs is fetched in one batch (and
 //! cached), every chunk byte range in a second batch (coalesced), chunks decode on zuring's
 //! thread pool as their bytes arrive, and each decoded chunk is written straight into the
-//! caller's output.
+//! caller's output. Chunks stored uncompressed (`[bytes]` alone) are used where their bytes lie,
+//! and a read that needs part of one fetches only that part: the bytes from its first element
+//! needed to its last.
 //!
 //! Metadata, data types and codecs come from [`zarrs`]; bytes come through [`zuring_io`].
 //! Arrays whose layout the batched path does not cover (array-to-array codecs before sharding,
