@@ -2,7 +2,8 @@
 //! zuring's io_uring and pread backends against a std pread thread pool (one thread per core),
 //! zarrs' FilesystemStore (buffered and direct IO) and fio.
 //!
-//! Usage: `io_bench [--dir DIR] [--reads N] [--quick]`
+//! Usage: `io_bench [--dir DIR] [--reads N] [--repeats N] [--only METHOD] [--cache warm|cold]
+//! [--quick]`
 #![allow(clippy::cast_possible_truncation)]
 
 use std::os::unix::fs::FileExt;
@@ -17,6 +18,8 @@ use zuring_benches::{
     can_drop_caches, cores, drop_caches, print_table, take_turns, warm, Measurement,
 };
 use zuring_io::{BackendKind, ByteRange, ReadRequest, Reader, ReaderOptions};
+
+const USAGE: &str = "io_bench [--dir DIR] [--reads N] [--repeats N] [--only METHOD] [--cache warm|cold] [--quick]";
 
 const READ: u64 = 32 << 10;
 
@@ -54,7 +57,14 @@ fn args() -> Args {
                 a.reads = 2000;
                 a.repeats = 1;
             }
-            other => panic!("unknown argument {other}"),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("io_bench: unknown argument {other}\n{USAGE}");
+                std::process::exit(2);
+            }
         }
     }
     a
