@@ -19,7 +19,8 @@ use zuring_benches::{
 };
 use zuring_io::{BackendKind, ByteRange, ReadRequest, Reader, ReaderOptions};
 
-const USAGE: &str = "io_bench [--dir DIR] [--reads N] [--repeats N] [--only METHOD] [--cache warm|cold] [--quick]";
+const USAGE: &str =
+    "io_bench [--dir DIR] [--reads N] [--repeats N] [--only METHOD] [--cache warm|cold] [--quick]";
 
 const READ: u64 = 32 << 10;
 

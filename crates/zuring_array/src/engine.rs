@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use zarrs::array::CodecOptions;
-use zuring_io::{ByteRange, IoError, ReadRequest};
+use zuring_io::{ByteRange, Completion, IoError, ReadRequest};
 
 use crate::source::{ByteSource, FetchKind, Presence};
 
@@ -69,6 +69,17 @@ struct Part {
     /// The chunk's stored size: a chunk stored at another size is read whole, and decoding it
     /// says what is wrong.
     chunk_len: u64,
+}
+
+/// A stored chunk to read: where, and for what.
+#[derive(Clone, Copy)]
+struct Target<'t> {
+    path: &'t Path,
+    task: &'t ChunkTask,
+    /// Its bytes in the file (those of the part read, when `part` is given).
+    range: ByteRange,
+    /// The first byte of the part of the chunk read, when not all of it.
+    part: Option<u64>,
 }
 
 /// A shard's coordinates and the chunks to read from it, each with its position in the shard.
@@ -314,39 +325,85 @@ impl ReadContext<'_> {
         errors: &FirstError,
         pool: &rayon::ThreadPool,
     ) {
-        let requests = tasks
+        let targets: Vec<Target<'_>> = tasks
             .iter()
             .zip(parts)
+            .map(|((path, task), part)| Target {
+                path,
+                task,
+                range: part.map_or(ByteRange::Whole, |p| ByteRange::new(p.first, p.len)),
+                part: part.map(|p| p.first),
+            })
+            .collect();
+        self.read_targets(&targets, &[], (strides, view), errors, pool);
+    }
+
+    /// Read `targets` in one batch and apply each as its bytes arrive, and fill `missing`.
+    fn read_targets(
+        &self,
+        targets: &[Target<'_>],
+        missing: &[&ChunkTask],
+        (strides, view): (&[usize], &[OutView<'_>]),
+        errors: &FirstError,
+        pool: &rayon::ThreadPool,
+    ) {
+        let requests = targets
+            .iter()
             .enumerate()
-            .map(|(i, ((path, _), part))| {
-                let range = match part {
-                    Some(p) => ByteRange::new(p.first, p.len),
-                    None => ByteRange::Whole,
-                };
-                ReadRequest::new(path.as_path(), range, i)
-            });
-        let stream = self.source.fetch(requests.collect(), FetchKind::Chunks);
-        let fill = self.layout.fill.clone();
-        on_pool_or_here(pool, tasks.len() == 1, |s| {
-            for completion in stream {
-                let (path, task) = &tasks[completion.tag];
-                let part = parts[completion.tag];
-                match completion.result {
-                    Ok(bytes) => s.run(move || match part {
-                        Some(p) => {
-                            let part = (p.first, &*bytes);
-                            self.decode_apply_part(path, task, part, strides, view, errors);
-                        }
-                        None => self.decode_apply(path, task, &bytes, strides, view, errors),
-                    }),
-                    Err(e) if e.is_not_found() => {
-                        let fill = &fill;
-                        s.run(move || self.fill_apply(task, fill, strides, view, errors));
-                    }
-                    Err(e) => errors.set(e.into()),
-                }
+            .map(|(i, t)| ReadRequest::new(t.path, t.range, i))
+            .collect();
+        let stream = self.source.fetch(requests, FetchKind::Chunks);
+        on_pool_or_here(pool, targets.len() + missing.len() == 1, |s| {
+            let fill = &self.layout.fill;
+            for &task in missing {
+                s.run(move || self.fill_apply(task, fill, strides, view, errors));
             }
+            self.apply_completions(stream, targets, s, (strides, view), errors);
         });
+    }
+
+    /// Decode and apply each completion of `stream` (tagged with its index in `targets`) on `s`.
+    fn apply_completions<'s>(
+        &'s self,
+        stream: Box<dyn Iterator<Item = Completion<usize>> + '_>,
+        targets: &'s [Target<'s>],
+        s: &Runner<'_, 's>,
+        (strides, view): (&'s [usize], &'s [OutView<'s>]),
+        errors: &'s FirstError,
+    ) {
+        let fill = &self.layout.fill;
+        for completion in stream {
+            let Target {
+                path, task, part, ..
+            } = targets[completion.tag];
+            match completion.result {
+                Ok(bytes) => s.run(move || match part {
+                    Some(first) => {
+                        let part = (first, &*bytes);
+                        self.decode_apply_part(path, task, part, strides, view, errors);
+                    }
+                    None => self.decode_apply(path, task, &bytes, strides, view, errors),
+                }),
+                // The file went away after it was probed (only a store read by key can say so:
+                // local files are pinned by the probe), or an unsharded chunk was never written:
+                // it reads as missing, as it would have a moment later (zarr-python does the
+                // same).
+                Err(e) if e.is_not_found() => {
+                    s.run(move || self.fill_apply(task, fill, strides, view, errors));
+                }
+                Err(IoError::OutOfBounds {
+                    file_size, range, ..
+                }) => errors.set(ArrayError::CorruptChunk {
+                    path: path.to_path_buf(),
+                    chunk: task.coords.clone(),
+                    message: format!(
+                        "bytes {}..{} are past the end of the file ({file_size} bytes)",
+                        range.0, range.1
+                    ),
+                }),
+                Err(e) => errors.set(e.into()),
+            }
+        }
     }
 
     /// Read (or take from the cache) the indexes of `files` (each laid out as `layouts[i]`), in
@@ -487,11 +544,8 @@ impl ReadContext<'_> {
             .map(|(shard, _)| self.layout.shard_index(index, shard))
             .collect::<Result<Vec<_>>>()?;
         let indexes = self.load_indexes(&files, &layouts)?;
-        let fill = self.layout.fill.clone();
         let mut missing: Vec<&ChunkTask> = Vec::new();
-        let mut requests = Vec::new();
-        // Each chunk read with the first byte of the part of it read, when not all of it.
-        let mut targets: Vec<(&Path, &ChunkTask, Option<u64>)> = Vec::new();
+        let mut targets: Vec<Target<'_>> = Vec::new();
         for (((_, chunks), (path, _)), shard_index) in shards.iter().zip(&files).zip(&indexes) {
             for (inner, task) in chunks {
                 match shard_index.as_ref().and_then(|ix| ix.chunk(*inner)) {
@@ -499,53 +553,21 @@ impl ReadContext<'_> {
                         let part = self
                             .needed_part(task, strides)
                             .filter(|p| p.chunk_len == nbytes);
-                        let range = match part {
-                            Some(p) => ByteRange::new(offset + p.first, p.len),
-                            None => ByteRange::new(offset, nbytes),
-                        };
-                        requests.push(ReadRequest::new(path.as_path(), range, targets.len()));
-                        targets.push((path.as_path(), task, part.map(|p| p.first)));
+                        targets.push(Target {
+                            path,
+                            task,
+                            range: match part {
+                                Some(p) => ByteRange::new(offset + p.first, p.len),
+                                None => ByteRange::new(offset, nbytes),
+                            },
+                            part: part.map(|p| p.first),
+                        });
                     }
                     None => missing.push(task),
                 }
             }
         }
-        let stream = self.source.fetch(requests, FetchKind::Chunks);
-        on_pool_or_here(pool, targets.len() + missing.len() == 1, |s| {
-            let fill = &fill;
-            for task in missing {
-                s.run(move || self.fill_apply(task, fill, strides, view, errors));
-            }
-            for completion in stream {
-                let (path, task, part) = targets[completion.tag];
-                match completion.result {
-                    Ok(bytes) => s.run(move || match part {
-                        Some(first) => {
-                            let part = (first, &*bytes);
-                            self.decode_apply_part(path, task, part, strides, view, errors);
-                        }
-                        None => self.decode_apply(path, task, &bytes, strides, view, errors),
-                    }),
-                    // The shard went away after its index was read (only a store read by key
-                    // can say so: local files are pinned by the probe): it reads as missing,
-                    // as it would have a moment later (zarr-python does the same).
-                    Err(e) if e.is_not_found() => {
-                        s.run(move || self.fill_apply(task, fill, strides, view, errors));
-                    }
-                    Err(IoError::OutOfBounds {
-                        file_size, range, ..
-                    }) => errors.set(ArrayError::CorruptChunk {
-                        path: path.to_path_buf(),
-                        chunk: task.coords.clone(),
-                        message: format!(
-                            "bytes {}..{} are past the end of the file ({file_size} bytes)",
-                            range.0, range.1
-                        ),
-                    }),
-                    Err(e) => errors.set(e.into()),
-                }
-            }
-        });
+        self.read_targets(&targets, &missing, (strides, view), errors, pool);
         Ok(())
     }
 }
