@@ -402,19 +402,24 @@ mod tests {
         ),
     ];
 
+    /// `n` bytes of elements of every type in `TYPES`: code points for UTF-32 too (every fourth
+    /// byte 0, the one before it below 0x11).
+    fn elements(n: usize) -> Vec<u8> {
+        (0..n)
+            .map(|i| match i % 4 {
+                3 => 0,
+                2 => (i % 17).to_le_bytes()[0],
+                _ => (i * 7 % 251).to_le_bytes()[0],
+            })
+            .collect()
+    }
+
     #[test]
     fn zstd_fast_path_agrees_with_zarrs() {
         for (endian, dtype, fill, size, unit) in TYPES {
             let dir = tempfile::tempdir().unwrap();
             let array = ZarrArray::create(dir.path(), &meta(endian, dtype, fill)).unwrap();
-            // Code points for UTF-32 too (every fourth byte 0, the one before it below 0x11).
-            let data: Vec<u8> = (0..40 * 30 * size)
-                .map(|i| match i % 4 {
-                    3 => 0,
-                    2 => (i % 17).to_le_bytes()[0],
-                    _ => (i * 7 % 251).to_le_bytes()[0],
-                })
-                .collect();
+            let data = elements(40 * 30 * size);
             array.write_region(&[0..40, 0..30], &data).unwrap();
             let layout = array.layout();
             assert_eq!(
@@ -479,13 +484,7 @@ mod tests {
             let swap_unit = if endian == "big" { unit } else { 1 };
             assert_eq!(layout.decoder, ChunkDecoder::Raw { swap_unit }, "{dtype}");
             assert!(layout.decoder.decodes_parts());
-            let chunk: Vec<u8> = (0..16 * 16 * size)
-                .map(|i| match i % 4 {
-                    3 => 0,
-                    2 => (i % 17).to_le_bytes()[0],
-                    _ => (i * 7 % 251).to_le_bytes()[0],
-                })
-                .collect();
+            let chunk = elements(16 * 16 * size);
             let ours = encode_chunk(layout, layout.decoder, &chunk, &options).unwrap();
             let zarrs = encode_chunk(layout, ChunkDecoder::Zarrs, &chunk, &options).unwrap();
             assert_eq!(ours, zarrs, "{endian} {dtype}");
