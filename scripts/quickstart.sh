@@ -7,5 +7,6 @@ bash scripts/setup-venv.sh
 cargo build --release --workspace
 bash scripts/build-python.sh
 # The main job: random-crop batches (and whole-array reads and writes) on a generated sharded
-# zstd array and an unsharded blosc array, against zarrs, warm and (as root) cold cache.
+# zstd array, an unsharded blosc array and an uncompressed sharded array, against zarrs, warm
+# and (as root) cold cache.
 ./target/release/array_bench --quick
