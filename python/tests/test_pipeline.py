@@ -1630,6 +1630,50 @@ def test_store_without_get_ranges_gets_nearby_ranges_together():
         assert len(store.gets) == 2 + 8
 
 
+def test_uncompressed_inner_chunks_are_fetched_in_part():
+    """An uncompressed sharded array in a store read through its API: each inner chunk's range
+    asked of the store is only the bytes the read needs (from its first element needed to its
+    last), the index saying the chunk's size; an unsharded uncompressed chunk, whose size the
+    store does not say beforehand, is fetched whole (a chunk of another size is then reported)."""
+    from zarr.abc.store import RangeByteRequest, SuffixByteRequest
+
+    class Counting(zarr.storage.MemoryStore):
+        get_ranges = None  # every range through `get` (as a zarr 3.1 store)
+        gets: list = []  # every instance (a read-only reopening makes another)
+
+        async def get(self, key, prototype=None, byte_range=None):
+            self.gets.append((key, byte_range))
+            return await super().get(key, prototype, byte_range)
+
+    data = np.arange(16 * 64, dtype="<u4").reshape(16, 64) * 7
+    store = Counting()
+    with zarr.config.set({**ZURING, "codec_pipeline.strict": True}):
+        # Inner chunks of 2 x 4 elements (32 bytes), shards of 8 x 32, no compressor.
+        a = zarr.create_array(store, shape=data.shape, chunks=(2, 4), shards=(8, 32), dtype="<u4", fill_value=0, compressors=None)
+        a[:] = data
+        chunk_ranges = lambda: [r for k, r in store.gets if not isinstance(r, SuffixByteRequest)]
+        for key, want in (((1, 5), 4), ((0, slice(9, 11)), 8), ((slice(0, 2), 6), 20)):
+            store.gets.clear()
+            np.testing.assert_array_equal(a[key], data[key])
+            (got,) = chunk_ranges()
+            assert isinstance(got, RangeByteRequest) and got.end - got.start == want, (key, got)
+        # A whole inner chunk: all of its 32 bytes.
+        store.gets.clear()
+        np.testing.assert_array_equal(a[2:4, 4:8], data[2:4, 4:8])
+        ((got),) = chunk_ranges()
+        assert got.end - got.start == 32
+        # Unsharded: whole chunk objects, checked for their size.
+        flat = Counting()
+        b = zarr.create_array(flat, shape=data.shape, chunks=(2, 4), dtype="<u4", fill_value=0, compressors=None)
+        b[:] = data
+        flat.gets.clear()
+        np.testing.assert_array_equal(b[1, 5], data[1, 5])
+        assert flat.gets == [("c/0/1", None)]
+        flat._store_dict["c/0/1"] = flat._store_dict["c/0/1"][:-4]
+        with pytest.raises(zuring.CorruptDataError, match="stored 28 bytes, expected 32"):
+            b[1, 5]
+
+
 @pytest.mark.parametrize("dtype", ["<M8[ns]", ">m8[10s]", "<M8[D]"])
 def test_v2_datetime_arrays_run_in_rust(tmp_path, dtype):
     """Zarr v2 datetime64 / timedelta64 arrays (zarrs reads neither): read and written by zuring
