@@ -3,7 +3,7 @@
 //! buffer per thread instead of allocating both per chunk (measured in `benches/array_bench`:
 //! a fresh zstd compression context per chunk costs its setup and the page faults of its
 //! workspace). `[bytes]` alone stores the elements themselves: a chunk is used where its bytes
-//! lie, and a read that needs part of one fetches only that part (`benches/partial_bench`).
+//! lie, and a read that needs part of one fetches only that part (`array_bench`, its raw dataset).
 //! The tests below check both directions agree with zarrs byte for byte.
 
 use std::borrow::Cow;
