@@ -109,7 +109,7 @@ fn swap_unit(bytes: &MetadataV3, data_type: &DataType, fill: &FillValue) -> Opti
         .filter(|&unit| size % unit == 0 && (unit < 251 || unit == size))
         .find(|&unit| {
             let mut reversed = element.clone();
-            reversed.chunks_exact_mut(unit).for_each(<[u8]>::reverse);
+            reverse_runs(&mut reversed, unit);
             reversed == *stored
         })
 }
@@ -202,9 +202,7 @@ pub fn encode_chunk(
                 let swapped = &mut scratch.swapped;
                 swapped.clear();
                 swapped.extend_from_slice(decoded);
-                swapped
-                    .chunks_exact_mut(swap_unit)
-                    .for_each(<[u8]>::reverse);
+                reverse_runs(swapped, swap_unit);
                 let encoded = compress(swapped, &mut scratch.out);
                 trim(swapped);
                 encoded
@@ -214,9 +212,7 @@ pub fn encode_chunk(
         }),
         ChunkDecoder::Raw { swap_unit } => {
             let mut stored = decoded.to_vec();
-            if swap_unit > 1 {
-                stored.chunks_exact_mut(swap_unit).for_each(<[u8]>::reverse);
-            }
+            reverse_runs(&mut stored, swap_unit);
             Ok(stored)
         }
         ChunkDecoder::Zarrs => encode_with_zarrs(layout, decoded, options),
@@ -282,11 +278,7 @@ pub fn with_decoded<R>(
             if n != expected {
                 return Err(format!("zstd decoded {n} bytes, expected {expected}"));
             }
-            if swap_unit > 1 {
-                scratch
-                    .chunks_exact_mut(swap_unit)
-                    .for_each(<[u8]>::reverse);
-            }
+            reverse_runs(scratch, swap_unit);
             let result = f(scratch);
             trim(scratch);
             Ok(result)
@@ -352,14 +344,20 @@ pub fn with_decoded_part<R>(
     }
 }
 
+/// Reverse each run of `unit` bytes of `buf` (between native and stored byte order; nothing
+/// to do when `unit` is 1).
+fn reverse_runs(buf: &mut [u8], unit: usize) {
+    if unit > 1 {
+        buf.chunks_exact_mut(unit).for_each(<[u8]>::reverse);
+    }
+}
+
 /// `f` of `stored` with each run of `swap_unit` bytes reversed (as stored when 1).
 fn with_native_order<R>(swap_unit: usize, stored: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
     if swap_unit > 1 {
         with_scratch(|scratch| {
             scratch.extend_from_slice(stored);
-            scratch
-                .chunks_exact_mut(swap_unit)
-                .for_each(<[u8]>::reverse);
+            reverse_runs(scratch, swap_unit);
             f(scratch)
         })
     } else {
