@@ -82,6 +82,18 @@ struct Target<'t> {
     part: Option<u64>,
 }
 
+impl<'t> Target<'t> {
+    /// A chunk stored as a file of its own, read whole or in `part`.
+    fn chunk_file(path: &'t Path, task: &'t ChunkTask, part: Option<Part>) -> Self {
+        Self {
+            path,
+            task,
+            range: part.map_or(ByteRange::Whole, |p| ByteRange::new(p.first, p.len)),
+            part: part.map(|p| p.first),
+        }
+    }
+}
+
 /// A shard's coordinates and the chunks to read from it, each with its position in the shard.
 type ShardChunks = (Vec<u64>, Vec<(usize, ChunkTask)>);
 
@@ -293,9 +305,14 @@ impl ReadContext<'_> {
             .map(|(_, task)| self.needed_part(task, strides))
             .collect();
         if parts.iter().all(Option::is_none) {
-            return self.run_chunk_files(&tasks, &parts, strides, view, errors, pool);
+            let targets: Vec<Target<'_>> = tasks
+                .iter()
+                .map(|(path, task)| Target::chunk_file(path, task, None))
+                .collect();
+            return self.read_targets(&targets, &[], (strides, view), errors, pool);
         }
-        // Files read in part are probed for their sizes first, a group at a time as shards are.
+        // Files read in part are probed for their sizes first, a group at a time as shards are;
+        // a file the probe found missing reads as the fill value without being asked for again.
         let group = self.source.max_files_per_batch().max(1);
         for (tasks, parts) in tasks.chunks(group).zip(parts.chunks(group)) {
             let paths: Vec<PathBuf> = tasks.iter().map(|(path, _)| path.clone()).collect();
@@ -303,39 +320,20 @@ impl ReadContext<'_> {
                 Ok(presence) => presence,
                 Err(e) => return errors.set(e),
             };
-            let parts: Vec<Option<Part>> = parts
-                .iter()
-                .zip(presence)
-                .map(|(part, presence)| match presence {
-                    Presence::Version(v) => part.filter(|p| p.chunk_len == v.size),
-                    Presence::Missing | Presence::Unknown => None,
-                })
-                .collect();
-            self.run_chunk_files(tasks, &parts, strides, view, errors, pool);
+            let mut targets = Vec::with_capacity(tasks.len());
+            let mut missing = Vec::new();
+            for (((path, task), part), presence) in tasks.iter().zip(parts).zip(presence) {
+                match presence {
+                    Presence::Missing => missing.push(task),
+                    Presence::Version(v) => {
+                        let part = part.filter(|p| p.chunk_len == v.size);
+                        targets.push(Target::chunk_file(path, task, part));
+                    }
+                    Presence::Unknown => targets.push(Target::chunk_file(path, task, None)),
+                }
+            }
+            self.read_targets(&targets, &missing, (strides, view), errors, pool);
         }
-    }
-
-    /// Read the chunk files `tasks` (each whole, or the part `parts[i]` gives) and apply them.
-    fn run_chunk_files(
-        &self,
-        tasks: &[(PathBuf, ChunkTask)],
-        parts: &[Option<Part>],
-        strides: &[usize],
-        view: &[OutView<'_>],
-        errors: &FirstError,
-        pool: &rayon::ThreadPool,
-    ) {
-        let targets: Vec<Target<'_>> = tasks
-            .iter()
-            .zip(parts)
-            .map(|((path, task), part)| Target {
-                path,
-                task,
-                range: part.map_or(ByteRange::Whole, |p| ByteRange::new(p.first, p.len)),
-                part: part.map(|p| p.first),
-            })
-            .collect();
-        self.read_targets(&targets, &[], (strides, view), errors, pool);
     }
 
     /// Read `targets` in one batch and apply each as its bytes arrive, and fill `missing`.
