@@ -10,8 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY313="$(bash scripts/build-python313.sh)"
 # pytest-asyncio, pytest-xdist and pytest-benchmark: what zarr 3.4.2's own suite needs to run;
-# cast-value-rs: zarr 3.4's backend for the cast_value codec (its tests are skipped without it).
-REQS="zarr==3.4.2 pytest hypothesis numcodecs xarray==2026.9.0 dask==2026.8.0 pytest-asyncio pytest-xdist pytest-benchmark pcodec==1.1.0 cast-value-rs==0.5.1"
+# cast-value-rs: zarr 3.4's backend for the cast_value codec (its tests are skipped without it);
+# ml_dtypes and tensorstore: the machine-learning types' tests (skipped without them). torch is
+# left to the 3.11 venv (its tests there): its wheels with their CUDA libraries run to gigabytes.
+REQS="zarr==3.4.2 pytest hypothesis numcodecs xarray==2026.9.0 dask==2026.8.0 pytest-asyncio pytest-xdist pytest-benchmark pcodec==1.1.0 cast-value-rs==0.5.1 ml_dtypes==0.6.0 tensorstore==0.1.86"
 if [ ! -f .venv313/.zuring-setup ] || [ "$(cat .venv313/.zuring-setup)" != "$REQS" ]; then
   "$PY313" -m venv .venv313
   # shellcheck disable=SC2086

@@ -7,7 +7,8 @@ it: run this script on Python >= 3.12 with zarr 3.4), zarr-python + zarrs-python
 Datasets: sat (sharded, zstd), nwp (unsharded, blosc) and raw (sat's values and layout stored
 uncompressed: a crop reads only the bytes it needs of each chunk).
 
-Workloads: batches of 32 random crops (4 x 256 x 256), whole-array read, whole-array write;
+Workloads: batches of 32 random crops (4 x 256 x 256), whole-array read (also into a reused
+`out=`, warm), whole-array write;
 warm and cold cache (cold needs root: the page cache is dropped before each run); for the
 sharded dataset, 4 single time steps written into the existing array (each covers the shards
 it touches in part).
@@ -30,6 +31,7 @@ import importlib.util
 import numpy as np
 import zarr
 import zarr.core.codec_pipeline
+from zarr.core.buffer import default_buffer_prototype
 
 import zuring
 from _common import drop_caches, interleaved
@@ -95,6 +97,17 @@ def whole_read(method, path):
         return zuring.open_array(path)[...]
     with zarr.config.set({"codec_pipeline.path": PIPELINES[method]}):
         return zarr.open_array(path, mode="r")[...]
+
+
+def whole_read_into(method, path, out):
+    """The whole array read into `out` (allocated and touched once, reused by every run): no
+    page faults of a new output, which every method pays in `whole_read`. tensorstore's Python
+    reads have no `out=`."""
+    if method == "zuring native":
+        return zuring.open_array(path).get_basic_selection(Ellipsis, out=out)
+    with zarr.config.set({"codec_pipeline.path": PIPELINES[method]}):
+        buf = default_buffer_prototype().nd_buffer.from_numpy_array(out)
+        return zarr.open_array(path, mode="r").get_basic_selection(Ellipsis, out=buf)
 
 
 def whole_write(method, path, data, target):
@@ -200,6 +213,11 @@ def main() -> None:
             # the shared machine hits every method, not just one.
             record(name, "crops", cache, interleaved(crop_fns, rounds, cache == "cold", path), crop_bytes)
             record(name, "whole read", cache, interleaved(read_fns, rounds, cache == "cold", path), nbytes)
+        out = np.ones(arr.shape, arr.dtype)
+        into_fns = {m: (lambda m=m: whole_read_into(m, path, out)) for m in read_fns if m != "tensorstore"}
+        record(name, "whole read into out=", "warm", interleaved(into_fns, rounds, False, path), nbytes)
+        assert np.array_equal(out, zuring.open_array(path)[...])
+        del out
         data = zuring.open_array(path)[...]
         target = os.path.join(a.data, "py-write-target")
         write_fns = {m: (lambda m=m: whole_write(m, path, data, target)) for m in read_fns}

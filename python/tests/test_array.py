@@ -611,3 +611,144 @@ def test_tensorstore_v2_bfloat16(tmp_path):
     )
     subprocess.run([sys.executable, "-c", script], check=True)
     assert np.asarray(ts.open(spec).result().read().result()).astype(np.float32)[4] == 7
+
+
+SELECTION_LAYOUTS = [
+    pytest.param((3, 10, 7), (2, 4, 3), None, "uint16", id="chunks"),
+    pytest.param((3, 10, 7), (1, 2, 3), (2, 4, 6), "float32", id="shards"),
+    pytest.param((5, 9), (2, 4), (4, 8), "complex64", id="shards-2d"),
+]
+
+
+@pytest.mark.parametrize("shape, chunks, shards, dtype", SELECTION_LAYOUTS)
+def test_zarr_selection_methods_read_what_zarr_reads(tmp_path, shape, chunks, shards, dtype):
+    """zarr.Array's get_*_selection methods, same arguments on the same files: the same values,
+    with and without ``out=`` (a numpy array or a zarr NDBuffer; of the array's type it is filled
+    in place and returned; of another type or strided it gets the values as numpy assigns them)."""
+    from zarr.core.buffer import default_buffer_prototype
+
+    values = make_values(shape, dtype, seed=4)
+    za = zarr_array(tmp_path / "a.zarr", values, chunks, shards, compressors("zstd"))
+    a = zuring.open_array(tmp_path / "a.zarr")
+    ndim = len(shape)
+    rng = np.random.default_rng(5)
+    mask = rng.random(shape) < 0.3
+    coords = tuple(rng.integers(0, n, (4, 3)) for n in shape)
+    cases = [
+        ("get_basic_selection", Ellipsis),
+        ("get_basic_selection", (1,) + (slice(1, None, 2),) * (ndim - 1)),
+        ("get_basic_selection", (slice(None, None, 1), -1) + (slice(2, 5),) * (ndim - 2)),
+        ("get_basic_selection", (0,) * ndim),
+        ("get_orthogonal_selection", (np.array([2, 0, 1, 2]),) + (slice(None, None, 3),) * (ndim - 1)),
+        ("get_orthogonal_selection", (mask.any(axis=tuple(range(1, ndim))), 1) + (np.array([-1, 0]),) * (ndim - 2)),
+        ("get_coordinate_selection", coords),
+        ("get_mask_selection", mask),
+        ("get_block_selection", Ellipsis),
+        ("get_block_selection", (slice(0, 1),) + (-1,) * (ndim - 1)),
+        ("get_block_selection", (slice(None),) * (ndim - 1) + (slice(1, 3),)),
+    ]
+    for method, selection in cases:
+        want = np.asarray(getattr(za, method)(selection))
+        got = getattr(a, method)(selection)
+        np.testing.assert_array_equal(np.asarray(got), want, err_msg=f"{method} {selection}")
+        assert np.asarray(got).shape == want.shape
+        # Into out= of the array's type: filled in place, returned.
+        out = np.full(want.shape, 1, dtype=a.dtype)
+        assert getattr(a, method)(selection, out=out) is out
+        np.testing.assert_array_equal(out, want, err_msg=f"{method} {selection} out=")
+        # A zarr NDBuffer, as zarr's methods take it: its array is filled.
+        buf = default_buffer_prototype().nd_buffer.from_numpy_array(np.zeros(want.shape, dtype=a.dtype))
+        np.testing.assert_array_equal(getattr(a, method)(selection, out=buf), want)
+        np.testing.assert_array_equal(buf.as_ndarray_like(), want)
+        # Another type (complex128 or float64): numpy's assignment into it.
+        wide = np.zeros(want.shape, dtype=np.complex128 if a.dtype.kind == "c" else np.float64)
+        np.testing.assert_array_equal(getattr(a, method)(selection, out=wide), want.astype(wide.dtype))
+        if want.ndim >= 1 and want.size > 1:
+            # A strided view of a bigger array: only the view's elements change.
+            base = np.full(want.shape[:-1] + (want.shape[-1] * 2,), 7, dtype=a.dtype)
+            getattr(a, method)(selection, out=base[..., ::2])
+            np.testing.assert_array_equal(base[..., ::2], want)
+            np.testing.assert_array_equal(base[..., 1::2], np.full(base[..., 1::2].shape, 7, dtype=a.dtype))
+    # The blocks view is get_block_selection.
+    np.testing.assert_array_equal(a.blocks[-1], np.asarray(za.blocks[-1]))
+
+
+def test_zarr_selection_methods_refuse_what_zarr_refuses(tmp_path):
+    values = make_values((6, 5), "int32", seed=6)
+    za = zarr_array(tmp_path / "a.zarr", values, (2, 2), None, None)
+    a = zuring.open_array(tmp_path / "a.zarr")
+    bad = [
+        ("get_basic_selection", (np.array([0, 1]), slice(None)), IndexError),
+        ("get_mask_selection", np.ones((6, 4), dtype=bool), IndexError),
+        ("get_mask_selection", np.ones((6, 5), dtype=np.uint8), IndexError),
+        ("get_block_selection", (3, 0), IndexError),
+        ("get_block_selection", (slice(0, 2, 2), 0), IndexError),
+        ("get_orthogonal_selection", (np.array([6]), 0), IndexError),
+    ]
+    for method, selection, err in bad:
+        with pytest.raises(err):
+            getattr(za, method)(selection)
+        with pytest.raises(err):
+            getattr(a, method)(selection)
+    with pytest.raises(ValueError, match=r"out has shape \(6, 4\), the selection \(6, 5\)"):
+        a.get_basic_selection(Ellipsis, out=np.zeros((6, 4), np.int32))
+    with pytest.raises(ValueError, match="read-only"):
+        ro = np.zeros((6, 5), np.int32)
+        ro.flags.writeable = False
+        a.get_basic_selection(Ellipsis, out=ro)
+    with pytest.raises(TypeError, match="numpy array"):
+        a.get_basic_selection(Ellipsis, out=[[0] * 5] * 6)
+
+
+@pytest.mark.parametrize("shape, chunks, shards, dtype", SELECTION_LAYOUTS)
+def test_zarr_selection_methods_write_what_numpy_writes(tmp_path, shape, chunks, shards, dtype):
+    """set_*_selection with zarr's arguments: the values numpy's indexing writes, read back by
+    zarr. (zarr 3.1.6's own pipeline fails set_orthogonal_selection with an index array on a
+    sharded array, an IndexError inside its sharding codec, so numpy is the reference.)"""
+    values = make_values(shape, dtype, seed=7)
+    zarr_array(tmp_path / "u.zarr", values, chunks, shards, compressors("zstd"))
+    a = zuring.open_array(tmp_path / "u.zarr")
+    ndim = len(shape)
+    rng = np.random.default_rng(8)
+    mask = rng.random(shape) < 0.25
+    coords = tuple(rng.permutation(n)[:2] for n in shape)
+    orthogonal = (np.array([2, 0]),) + (slice(1, 4),) * (ndim - 1)
+    basic = (1,) + (slice(0, None, 2),) * (ndim - 1)
+    block = tuple(slice(0, (shards or chunks)[d]) for d in range(ndim))
+    cases = [
+        ("set_basic_selection", basic, basic),
+        ("set_orthogonal_selection", orthogonal, np.ix_(*numpy_lists(values, orthogonal))),
+        ("set_coordinate_selection", coords, coords),
+        ("set_mask_selection", mask, mask),
+        ("set_block_selection", (0,) * ndim, block),
+    ]
+    for k, (method, selection, numpy_key) in enumerate(cases):
+        value = make_values(values[numpy_key].shape, dtype, seed=20 + k)
+        getattr(a, method)(selection, value)
+        values[numpy_key] = value
+        np.testing.assert_array_equal(a[...], values, err_msg=method)
+        # A scalar broadcasts over the selection.
+        getattr(a, method)(selection, value.flat[-1])
+        values[numpy_key] = value.flat[-1]
+        np.testing.assert_array_equal(a[...], values, err_msg=f"{method} scalar")
+    a.blocks[..., -1] = 0
+    last = (shards or chunks)[-1] * ((shape[-1] - 1) // (shards or chunks)[-1])
+    values[..., last:] = 0
+    np.testing.assert_array_equal(a[...], values)
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "u.zarr"), mode="r")[...], values)
+
+
+def test_zarr_selection_methods_on_strings(tmp_path):
+    values = np.array([[f"{i}:{j}" * (j % 3) for j in range(5)] for i in range(4)], dtype=object)
+    with zarr.config.set({"codec_pipeline.path": "zarr.core.codec_pipeline.BatchedCodecPipeline"}):
+        za = zarr.create_array(store=str(tmp_path / "s.zarr"), shape=values.shape, dtype=str, chunks=(2, 2), shards=(2, 4), fill_value="")
+        za[...] = values
+    a = zuring.open_array(tmp_path / "s.zarr")
+    mask = np.zeros(values.shape, dtype=bool)
+    mask[1, 2] = mask[3, 0] = True
+    out = np.empty(2, dtype=object)
+    assert a.get_mask_selection(mask, out=out) is out
+    assert out.tolist() == values[mask].tolist()
+    out = np.empty((2, 5), dtype=object)
+    assert a.get_block_selection((1, slice(None)), out=out).tolist() == values[2:4].tolist()
+    assert a.get_coordinate_selection(([0, 3], [4, 1])).tolist() == [values[0, 4], values[3, 1]]

@@ -33,7 +33,7 @@ def _is_int(k: object) -> bool:
     return isinstance(k, numbers.Integral) and not isinstance(k, (bool, np.bool_))
 
 
-def _expand(key: object, ndim: int) -> tuple:
+def expand(key: object, ndim: int) -> tuple:
     if not isinstance(key, tuple):
         key = (key,)
     n_ellipsis = sum(k is Ellipsis for k in key)
@@ -73,7 +73,7 @@ def _index_array(k: object, n: int, dim: int) -> np.ndarray:
 def parse(key: object, shape: tuple[int, ...], *, orthogonal: bool = True) -> tuple[Region | Orthogonal, list[int]]:
     """Parse ``key``; returns the selection and the dimensions indexed by an integer (dropped)."""
     ndim = len(shape)
-    key = _expand(key, ndim)
+    key = expand(key, ndim)
     drop: list[int] = []
     parts: list[tuple[int, int, int] | np.ndarray] = []
     for dim, (k, n) in enumerate(zip(key, shape)):

@@ -12,7 +12,7 @@ import numpy as np
 
 from zuring import _mltypes, _native, _rawtypes
 from zuring._convert import as_dtype
-from zuring._selection import Orthogonal, Region, parse, parse_points
+from zuring._selection import Orthogonal, Region, expand, parse, parse_points
 
 def _dtype(name: str, metadata: dict, element_size: int) -> np.dtype:
     """The numpy dtype (native byte order) of a Zarr data type."""
@@ -148,7 +148,10 @@ class Array:
         out = np.empty(shape, dtype=self.dtype)
         return out, out.reshape(-1).view(np.uint8)
 
-    def _read(self, selection: Region | Orthogonal, drop: list[int]) -> Any:
+    def _read(self, selection: Region | Orthogonal, drop: list[int], out: Any = None) -> Any:
+        full = selection.shape
+        if out is not None:
+            out = _out_array(out, tuple(n for d, n in enumerate(full) if d not in drop))
         if self.dtype == object:
             # Strings, vlen bytes: planned and read in Rust, elements returned as objects.
             if isinstance(selection, Region):
@@ -156,18 +159,44 @@ class Array:
             else:
                 lists = [np.ascontiguousarray(x, dtype=np.uint64) for x in selection.lists]
             values = self._native.read_variable(lists)
-            out = np.empty(len(values), dtype=object)
-            out[:] = values
-            out = out.reshape(selection.shape)
+            target = np.empty(len(values), dtype=object)
+            target[:] = values
+            target = target.reshape(full)
         else:
-            out, raw = self._empty(selection.shape)
+            target, raw = self._target(full, out)
             if isinstance(selection, Region):
                 self._native.read_region_into(selection.starts, selection.stops, selection.steps, raw)
             else:
                 self._native.read_orthogonal_into(selection.lists, raw)
+        if out is not None:
+            return _settle(out, target, self.dtype)
         if drop:
-            out = out.reshape([n for d, n in enumerate(out.shape) if d not in drop])
-        return out[()] if out.ndim == 0 else out
+            target = target.reshape([n for d, n in enumerate(target.shape) if d not in drop])
+        return target[()] if target.ndim == 0 else target
+
+    def _target(self, shape: tuple[int, ...], out: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The array a read of ``shape`` fills and its bytes: ``out`` itself (viewed with the
+        dropped dimensions put back) when it is C-contiguous and of the array's type, else a
+        new array (copied into ``out`` afterwards by `_settle`, if given)."""
+        if out is not None and _fills_in_place(out, self.dtype):
+            target = out.reshape(shape)
+            return target, target.reshape(-1).view(np.uint8)
+        return self._empty(shape)
+
+    def _read_points(self, coords: np.ndarray, shape: tuple[int, ...], out: Any = None) -> np.ndarray:
+        """Read the elements at ``coords`` ((N, ndim)) into an array of ``shape`` (N elements)."""
+        if out is not None:
+            out = _out_array(out, shape)
+        if self.dtype == object:
+            values = self._native.read_variable([np.ascontiguousarray(coords.reshape(-1), dtype=np.uint64)], points=True)
+            target = np.empty(len(values), dtype=object)
+            target[:] = values
+        else:
+            target, raw = self._target((coords.shape[0],), out)
+            self._native.read_points_into(coords.reshape(-1), raw)
+        if out is not None:
+            return _settle(out, target, self.dtype)
+        return target.reshape(shape)
 
     def __getitem__(self, key: Any) -> Any:
         """numpy basic indexing (ints, slices with any step, ellipsis) and orthogonal indexing
@@ -234,6 +263,133 @@ class Array:
         selection, drop = parse(key, self.shape)
         self._write(selection, value, tuple(n for d, n in enumerate(selection.shape) if d not in drop))
 
+    # -- zarr.Array's selection methods --------------------------------------------------------
+    # The same names, selections and errors as zarr-python's, with ``out=``: a numpy array (or a
+    # zarr ``NDBuffer``) of the selection's shape to read into. One of the array's type and
+    # C-contiguous is filled in place, without a temporary (a read repeated into the same
+    # ``out`` skips the page faults of a new array); any other writable one gets the values as
+    # numpy assigns them. With ``out``, the call returns it (as a numpy array).
+
+    def get_basic_selection(self, selection: Any = Ellipsis, out: Any = None) -> Any:
+        """Read ints, slices (any step) and an ellipsis, as ``a[selection]``; index arrays are an
+        ``IndexError`` here, as in zarr (see :meth:`get_orthogonal_selection`)."""
+        parsed, drop = parse(selection, self.shape, orthogonal=False)
+        return self._read(parsed, drop, out)
+
+    def get_orthogonal_selection(self, selection: Any, out: Any = None) -> Any:
+        """Read with an integer or boolean array (or int, slice) per dimension, each applied on
+        its own (``a.oindex[selection]``)."""
+        parsed, drop = parse(selection, self.shape)
+        return self._read(parsed, drop, out)
+
+    def get_coordinate_selection(self, selection: Any, out: Any = None) -> np.ndarray:
+        """Read the points whose coordinates the integer arrays (one per dimension, broadcast
+        together) give (``a.vindex[selection]``)."""
+        coords, shape = parse_points(selection, self.shape)
+        return self._read_points(coords, shape, out)
+
+    def get_mask_selection(self, mask: Any, out: Any = None) -> np.ndarray:
+        """Read the elements where ``mask`` (booleans of the array's shape) is true, in C order."""
+        return self._read_points(*self._mask_points(mask), out)
+
+    def get_block_selection(self, selection: Any, out: Any = None) -> Any:
+        """Read whole chunks (shards, when sharded: the chunks zarr writes) by their indices:
+        an int or a slice of step 1 per dimension (``a.blocks[selection]``)."""
+        return self._read(self._block_region(selection), [], out)
+
+    def set_basic_selection(self, selection: Any, value: Any) -> None:
+        """Write ``value`` (broadcast) into a basic selection (ints, slices, ellipsis)."""
+        parsed, drop = parse(selection, self.shape, orthogonal=False)
+        self._write(parsed, value, tuple(n for d, n in enumerate(parsed.shape) if d not in drop))
+
+    def set_orthogonal_selection(self, selection: Any, value: Any) -> None:
+        """Write ``value`` (broadcast) into an orthogonal selection (``a.oindex[...] = value``)."""
+        self.oindex[selection] = value
+
+    def set_coordinate_selection(self, selection: Any, value: Any) -> None:
+        """Write ``value`` (broadcast) at the given points (``a.vindex[...] = value``)."""
+        self.vindex[selection] = value
+
+    def set_mask_selection(self, mask: Any, value: Any) -> None:
+        """Write ``value`` (broadcast) where ``mask`` (booleans of the array's shape) is true."""
+        coords, shape = self._mask_points(mask)
+        self._write(coords, value, shape)
+
+    def set_block_selection(self, selection: Any, value: Any) -> None:
+        """Write ``value`` (broadcast) over whole chunks chosen by their indices."""
+        region = self._block_region(selection)
+        self._write(region, value, region.shape)
+
+    @property
+    def blocks(self) -> "_Blocks":
+        """``a.blocks[i, j:k]``: whole chunks by index (see :meth:`get_block_selection`)."""
+        return _Blocks(self)
+
+    def _mask_points(self, mask: Any) -> tuple[np.ndarray, tuple[int, ...]]:
+        mask = np.asarray(mask)
+        if mask.dtype != bool or mask.shape != self.shape:
+            raise IndexError(f"a mask selection must be a boolean array of the array's shape {self.shape}, got {mask.dtype} {mask.shape}")
+        return parse_points(mask, self.shape)
+
+    def _block_region(self, selection: Any) -> Region:
+        """The region that the chunks (write chunks) chosen by ``selection`` cover."""
+        key = expand(selection, self.ndim)
+        starts, stops = [], []
+        for dim, (k, sizes) in enumerate(zip(key, self.write_chunk_sizes)):
+            edges = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
+            n = len(sizes)
+            if isinstance(k, slice):
+                if k.step not in (None, 1):
+                    raise IndexError(f"block selections take slices of step 1, got step {k.step} for dimension {dim}")
+                first, last, _ = k.indices(n)
+                last = max(first, last)
+            elif isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)):
+                first = int(k) + n if int(k) < 0 else int(k)
+                if not 0 <= first < n:
+                    raise IndexError(f"block index {int(k)} is out of bounds for dimension {dim} of {n} chunks")
+                last = first + 1
+            else:
+                raise IndexError(f"block selections take ints and slices, got {k!r} for dimension {dim}")
+            starts.append(int(edges[first]))
+            stops.append(int(edges[last]))
+        return Region(starts, stops, [1] * self.ndim)
+
+
+def _out_array(out: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """``out=`` as a writable numpy array of ``shape`` (a zarr ``NDBuffer`` gives its array)."""
+    if not isinstance(out, np.ndarray) and hasattr(out, "as_ndarray_like"):
+        out = out.as_ndarray_like()
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy array (or a zarr NDBuffer), got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"out has shape {out.shape}, the selection {shape}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    return out
+
+
+def _fills_in_place(out: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether a read goes straight into ``out`` (no temporary): C-contiguous, of ``dtype``."""
+    return out.dtype == dtype and out.flags.c_contiguous and dtype != object
+
+
+def _settle(out: np.ndarray, target: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``out`` once it holds what was read into ``target`` (itself, or a temporary)."""
+    if not _fills_in_place(out, dtype):
+        out[...] = target.reshape(out.shape)
+    return out
+
+
+class _Blocks:
+    def __init__(self, array: Array):
+        self._array = array
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._array.get_block_selection(key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._array.set_block_selection(key, value)
+
 
 class _OIndex:
     def __init__(self, array: Array):
@@ -253,16 +409,8 @@ class _VIndex:
         self._array = array
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        a = self._array
-        coords, out_shape = parse_points(key, a.shape)
-        if a.dtype == object:
-            values = a._native.read_variable([np.ascontiguousarray(coords.reshape(-1), dtype=np.uint64)], points=True)
-            out = np.empty(len(values), dtype=object)
-            out[:] = values
-            return out.reshape(out_shape)
-        out, raw = a._empty((coords.shape[0],))
-        a._native.read_points_into(coords.reshape(-1), raw)
-        return out.reshape(out_shape)
+        coords, out_shape = parse_points(key, self._array.shape)
+        return self._array._read_points(coords, out_shape)
 
     def __setitem__(self, key: Any, value: Any) -> None:
         coords, out_shape = parse_points(key, self._array.shape)
