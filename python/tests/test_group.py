@@ -2,6 +2,7 @@
 by zuring; groups zuring creates open in zarr-python; bad names and metadata raise clearly."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -81,3 +82,49 @@ def test_group_errors(tmp_path):
     (tmp_path / "bad" / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": 5}))
     with pytest.raises(ValueError, match="attributes"):
         zuring.open_group(tmp_path / "bad")
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_attribute_changes_are_written_for_zarr_to_read(tmp_path, zarr_format):
+    """``attrs`` of arrays and groups is zarr's: each change is written to the node's metadata
+    document at once (the rest of the document unchanged), and zarr-python and a fresh open
+    read it; values JSON cannot hold are refused with nothing written."""
+    root = zarr.open_group(str(tmp_path / "g.zarr"), mode="w", zarr_format=zarr_format, attributes={"keep": 1})
+    root.create_array("t", shape=(4, 3), chunks=(2, 3), dtype="float32", attributes={"units": "K"})
+    root["t"][...] = np.arange(12, dtype="float32").reshape(4, 3)
+    g = zuring.open_group(tmp_path / "g.zarr")
+    a = g["t"]
+    stored = {name: open(tmp_path / "g.zarr" / "t" / name, "rb").read() for name in os.listdir(tmp_path / "g.zarr" / "t") if name in (".zarray", "zarr.json")}
+
+    a.attrs["scale"] = np.float32(0.5)  # a numpy scalar is stored as the number
+    a.attrs.update({"offset": np.int64(3), "axes": np.array(["y", "x"])}, note="ü")
+    del a.attrs["units"]
+    g.attrs["title"] = "sat"
+    assert g.update_attributes({"n": [1, 2]}) is g
+    want_a = {"scale": 0.5, "offset": 3, "axes": ["y", "x"], "note": "ü"}
+    want_g = {"keep": 1, "title": "sat", "n": [1, 2]}
+    assert a.attrs == want_a and a.metadata["attributes"] == want_a and g.attrs == want_g
+    for reader in (zarr.open_group(str(tmp_path / "g.zarr"), mode="r"), zuring.open_group(tmp_path / "g.zarr")):
+        assert dict(reader.attrs) == want_g
+        assert dict(reader["t"].attrs) == want_a
+    assert zuring.open_array(tmp_path / "g.zarr" / "t").attrs == want_a
+    # Only the attributes changed: the array reads as before, its shape and codecs as stored.
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "g.zarr" / "t"), mode="r")[...], np.arange(12, dtype="float32").reshape(4, 3))
+    for name, before in stored.items():
+        after = json.loads(open(tmp_path / "g.zarr" / "t" / name, "rb").read())
+        before = json.loads(before)
+        before.pop("attributes", None), after.pop("attributes", None)
+        assert after == before, name
+
+    # put replaces everything; what JSON cannot hold is refused and nothing is written.
+    a.attrs.put({"only": True})
+    for bad, err in [({"x": float("nan")}, ValueError), ({"x": [1.0, np.inf]}, ValueError), ({1: "k"}, TypeError), ({"x": object()}, TypeError)]:
+        with pytest.raises(err):
+            a.attrs.update(bad)
+        with pytest.raises(err):
+            g.attrs.put(bad)
+    assert dict(zarr.open_array(str(tmp_path / "g.zarr" / "t"), mode="r").attrs) == {"only": True}
+    assert dict(zarr.open_group(str(tmp_path / "g.zarr"), mode="r").attrs) == want_g
+    assert [n for n in os.listdir(tmp_path / "g.zarr" / "t") if n.endswith(".tmp")] == []
+    with pytest.raises(KeyError):
+        del a.attrs["missing"]

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from zuring import _mltypes, _native, _rawtypes
+from zuring._attrs import Attributes
 from zuring._convert import as_dtype
 from zuring._selection import Orthogonal, Region, expand, parse, parse_points
 
@@ -111,8 +112,18 @@ class Array:
         return None if names is None else tuple(names)
 
     @property
-    def attrs(self) -> dict:
-        return dict(self._metadata.get("attributes", {}))
+    def attrs(self) -> Attributes:
+        """The user attributes, as zarr's ``attrs``: changes are written to the array's metadata
+        document at once (``zarr.json``, or ``.zattrs`` for v2), atomically."""
+        return Attributes(self.path, self._metadata.get("zarr_format", 3), self._metadata.get("attributes") or {}, self._attributes_changed)
+
+    def update_attributes(self, new_attributes: dict) -> "Array":
+        """Merge ``new_attributes`` into the attributes (one write); returns the array, as zarr."""
+        self.attrs.update(new_attributes)
+        return self
+
+    def _attributes_changed(self, values: dict) -> None:
+        self._metadata["attributes"] = values
 
     @property
     def metadata(self) -> dict:

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from zuring import _native
+from zuring._attrs import Attributes
 from zuring.array import Array, _opened, open_array
 
 
@@ -20,6 +21,8 @@ class Group(Mapping):
 
     def __init__(self, native: _native.Group):
         self._native = native
+        # The attributes as this object last wrote them (None: as the group was opened with).
+        self._attributes: dict | None = None
 
     @property
     def path(self) -> str:
@@ -30,8 +33,19 @@ class Group(Mapping):
         return self._native.zarr_format
 
     @property
-    def attrs(self) -> dict:
-        return json.loads(self._native.attributes_json())
+    def attrs(self) -> Attributes:
+        """The user attributes, as zarr's ``attrs``: changes are written to the group's metadata
+        document at once (``zarr.json``, or ``.zattrs`` for v2), atomically."""
+        values = json.loads(self._native.attributes_json()) if self._attributes is None else self._attributes
+        return Attributes(self.path, self.zarr_format, values, self._attributes_changed)
+
+    def update_attributes(self, new_attributes: dict) -> "Group":
+        """Merge ``new_attributes`` into the attributes (one write); returns the group, as zarr."""
+        self.attrs.update(new_attributes)
+        return self
+
+    def _attributes_changed(self, values: dict) -> None:
+        self._attributes = values
 
     def members(self) -> dict[str, str]:
         """The direct members: name -> ``"array"`` or ``"group"``, sorted by name."""
