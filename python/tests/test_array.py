@@ -752,3 +752,75 @@ def test_zarr_selection_methods_on_strings(tmp_path):
     out = np.empty((2, 5), dtype=object)
     assert a.get_block_selection((1, slice(None)), out=out).tolist() == values[2:4].tolist()
     assert a.get_coordinate_selection(([0, 3], [4, 1])).tolist() == [values[0, 4], values[3, 1]]
+
+
+def _stored_files(root):
+    import os
+
+    return sorted(
+        os.path.relpath(os.path.join(d, f), root)
+        for d, _, files in os.walk(root)
+        for f in files
+        if f not in ("zarr.json", ".zarray", ".zattrs")
+    )
+
+
+@pytest.mark.parametrize("zarr_format, shards", [(3, None), (3, (4, 6)), (2, None)])
+def test_resize_and_append_leave_what_zarr_leaves(tmp_path, zarr_format, shards):
+    """resize and append, step by step beside zarr-python doing the same on a copy: the same
+    values after each step (chunks the edge cuts keep what they held past it, as in zarr, so a
+    shrink then a grow shows them again), the same files on disk, and the metadata zarr reads."""
+    values = make_values((7, 11), "int16", seed=9)
+    kwargs = dict(shape=values.shape, dtype=values.dtype, chunks=(2, 3), fill_value=-1, zarr_format=zarr_format)
+    if shards is not None:
+        kwargs["shards"] = shards
+    with zarr.config.set({"codec_pipeline.path": "zarr.core.codec_pipeline.BatchedCodecPipeline"}):
+        theirs = zarr.create_array(store=str(tmp_path / "z.zarr"), **kwargs)
+        theirs[...] = values
+        zarr.create_array(store=str(tmp_path / "u.zarr"), **kwargs)[...] = values
+        ours = zuring.open_array(tmp_path / "u.zarr")
+        steps = [
+            ("resize", (5, 7)),
+            ("resize", (9, 13)),
+            ("append", np.arange(2 * 13, dtype="int16").reshape(2, 13)),
+            ("append", (np.arange(11 * 3, dtype="int16").reshape(11, 3), 1)),
+            ("resize", (1, 2)),
+            ("resize", (0, 4)),
+            ("resize", (3, 4)),
+        ]
+        for op, arg in steps:
+            if op == "resize":
+                theirs.resize(arg)
+                assert ours.resize(arg) is None
+            else:
+                data, axis = arg if isinstance(arg, tuple) else (arg, 0)
+                assert ours.append(data, axis=axis) == theirs.append(data, axis=axis)
+            assert ours.shape == theirs.shape, (op, arg)
+            np.testing.assert_array_equal(ours[...], np.asarray(theirs[...]), err_msg=f"{op} {arg}")
+            assert _stored_files(tmp_path / "u.zarr") == _stored_files(tmp_path / "z.zarr"), (op, arg)
+            reopened = zarr.open_array(str(tmp_path / "u.zarr"), mode="r")
+            assert reopened.shape == theirs.shape
+            np.testing.assert_array_equal(np.asarray(reopened[...]), np.asarray(theirs[...]))
+            np.testing.assert_array_equal(zuring.open_array(tmp_path / "u.zarr")[...], np.asarray(theirs[...]))
+    # Writes after a resize reach the new region.
+    ours[2, 3] = 77
+    assert zuring.open_array(tmp_path / "u.zarr")[2, 3] == 77
+
+
+def test_resize_and_append_errors(tmp_path):
+    values = make_values((4, 6), "float32", seed=3)
+    zarr_array(tmp_path / "a.zarr", values, (2, 3), None, None)
+    a = zuring.open_array(tmp_path / "a.zarr")
+    before = open(tmp_path / "a.zarr" / "zarr.json").read()
+    for bad in [(4,), (4, 6, 1), (4, -1), (4, 2.5)]:
+        with pytest.raises(ValueError):
+            a.resize(bad)
+    with pytest.raises(ValueError, match="cannot be appended along axis 0"):
+        a.append(np.zeros((1, 5), np.float32))
+    with pytest.raises(ValueError, match="3 dimensions"):
+        a.append(np.zeros((1, 6, 1), np.float32))
+    with pytest.raises(ValueError, match="axis 2"):
+        a.append(np.zeros((1, 6), np.float32), axis=2)
+    # Nothing changed on disk by the refused calls.
+    assert open(tmp_path / "a.zarr" / "zarr.json").read() == before
+    np.testing.assert_array_equal(zuring.open_array(tmp_path / "a.zarr")[...], values)

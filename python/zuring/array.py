@@ -274,6 +274,38 @@ class Array:
         selection, drop = parse(key, self.shape)
         self._write(selection, value, tuple(n for d, n in enumerate(selection.shape) if d not in drop))
 
+    # -- shape changes -------------------------------------------------------------------------
+    def resize(self, new_shape: Any) -> None:
+        """Change the shape, as zarr's ``Array.resize``: stored chunks (shards, when sharded)
+        wholly outside the new shape are deleted, then the metadata document is replaced
+        (atomically, only ``shape`` changed). Chunks the new edge cuts keep what they hold past
+        it, as in zarr; a grown region reads as the fill value. Other objects opened on the same
+        array keep the old shape (open it again). Regular chunk grids only."""
+        shape = (new_shape,) if isinstance(new_shape, (int, np.integer)) else tuple(new_shape)
+        if any(not isinstance(n, (int, np.integer)) or isinstance(n, (bool, np.bool_)) or n < 0 for n in shape):
+            raise ValueError(f"new_shape must be non-negative integers, got {new_shape!r}")
+        shape = tuple(int(n) for n in shape)
+        self._native = self._native.resize(list(shape))
+        self._metadata["shape"] = list(shape)
+
+    def append(self, data: Any, axis: int = 0) -> tuple[int, ...]:
+        """Grow the array along ``axis`` by ``data``'s length there and write ``data`` into the
+        new part (zarr's ``Array.append``); returns the new shape. ``data``'s other dimensions
+        must be the array's."""
+        data = np.asanyarray(data)
+        if data.ndim != self.ndim:
+            raise ValueError(f"data to append has {data.ndim} dimensions, the array {self.ndim}")
+        if not -self.ndim <= axis < self.ndim:
+            raise ValueError(f"axis {axis} is out of range for a {self.ndim}-dimensional array")
+        axis %= self.ndim
+        if any(d != axis and data.shape[d] != n for d, n in enumerate(self.shape)):
+            raise ValueError(f"data of shape {data.shape} cannot be appended along axis {axis} to an array of shape {self.shape}")
+        old = self.shape
+        new = tuple(n + data.shape[axis] if d == axis else n for d, n in enumerate(old))
+        self.resize(new)
+        self[tuple(slice(old[axis], None) if d == axis else slice(None) for d in range(self.ndim))] = data
+        return new
+
     # -- zarr.Array's selection methods --------------------------------------------------------
     # The same names, selections and errors as zarr-python's, with ``out=``: a numpy array (or a
     # zarr ``NDBuffer``) of the selection's shape to read into. One of the array's type and

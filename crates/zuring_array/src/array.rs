@@ -15,6 +15,7 @@ use crate::shard_write::InnerChunkOrder;
 use crate::context::Context;
 
 mod read;
+mod resize;
 
 /// A stored chunk (a shard, when sharded) by its coordinates: its bytes, or None when absent (or,
 /// returned from a write, to be deleted).

@@ -1725,3 +1725,101 @@ fn chunk_requests_report_the_stored_chunks_that_are_missing() {
         }
     }
 }
+
+/// Every file (chunk or shard) under `root` but the metadata, by relative path.
+fn chunk_files(root: &Path) -> std::collections::BTreeSet<String> {
+    files_by_key(root)
+        .into_keys()
+        .filter(|k| k != "zarr.json")
+        .collect()
+}
+
+#[test]
+fn resize_deletes_the_files_outside_and_zarrs_reads_the_new_shape() {
+    for (name, meta, _) in cases() {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let expected = write_with_zarrs(dir.path(), &meta);
+        let array = ZarrArray::open(dir.path()).unwrap();
+        let before = chunk_files(dir.path());
+        let small = [3u64, 17, 21];
+        let resized = array.resize(&small).unwrap();
+        assert_eq!(resized.shape(), small, "{name}");
+        assert_eq!(
+            array.shape(),
+            SHAPE,
+            "{name}: the old handle keeps its shape"
+        );
+        // The files left are those whose cell starts inside the new shape.
+        let file = resized.layout().file_shape.clone();
+        let kept: std::collections::BTreeSet<String> = before
+            .iter()
+            .filter(|key| {
+                let cell: Vec<u64> = key
+                    .trim_start_matches("c/")
+                    .split(['/', '.'])
+                    .map(|c| c.parse().unwrap())
+                    .collect();
+                cell.iter()
+                    .zip(&file)
+                    .zip(&small)
+                    .all(|((c, f), n)| c * f < *n)
+            })
+            .cloned()
+            .collect();
+        assert!(kept.len() < before.len(), "{name}: some files are outside");
+        assert_eq!(chunk_files(dir.path()), kept, "{name}");
+        // zarrs opens the stored metadata with the new shape and reads the values kept.
+        let store = Arc::new(FilesystemStore::new(dir.path()).unwrap());
+        let theirs = Array::open(store, "/").unwrap();
+        assert_eq!(theirs.shape(), small, "{name}");
+        let got: Vec<u32> = theirs
+            .retrieve_array_subset(&ArraySubset::new_with_shape(small.to_vec()))
+            .unwrap();
+        let mut want = Vec::new();
+        for i in 0..small[0] {
+            for j in 0..small[1] {
+                for k in 0..small[2] {
+                    want.push(at(&expected, &[i, j, k]));
+                }
+            }
+        }
+        assert_eq!(got, want, "{name}: zarrs");
+        let ours = resized.read::<u32>(&Selection::all(&small)).unwrap();
+        assert_eq!(ours.as_slice().unwrap(), want, "{name}: zuring");
+        // Growing back: no file written; the region read again is what the cut files still
+        // hold past the old edge, and fill elsewhere (zarrs agrees).
+        let grown = resized.resize(&SHAPE).unwrap();
+        assert_eq!(
+            chunk_files(dir.path()),
+            kept,
+            "{name}: growing writes no file"
+        );
+        let theirs = Array::open(Arc::new(FilesystemStore::new(dir.path()).unwrap()), "/").unwrap();
+        let all: Vec<u32> = theirs
+            .retrieve_array_subset(&ArraySubset::new_with_shape(SHAPE.to_vec()))
+            .unwrap();
+        let ours = grown.read::<u32>(&Selection::all(&SHAPE)).unwrap();
+        assert_eq!(ours.as_slice().unwrap(), all, "{name}: grown");
+        // Another number of dimensions is refused, nothing changed.
+        let err = grown.resize(&[3, 4]).unwrap_err();
+        assert!(matches!(err, ArrayError::Selection { .. }), "{name}: {err}");
+        assert_eq!(chunk_files(dir.path()), kept, "{name}");
+    }
+}
+
+#[test]
+fn resize_of_a_rectilinear_grid_is_refused_before_anything_changes() {
+    let (name, meta, _) = rectilinear_cases().remove(0);
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    write_with_zarrs(dir.path(), &meta);
+    let before = files_by_key(dir.path());
+    let err = ZarrArray::open(dir.path())
+        .unwrap()
+        .resize(&[2, 3, 4])
+        .unwrap_err();
+    assert!(
+        matches!(&err, ArrayError::Unsupported { what } if what.contains("rectilinear")),
+        "{name}: {err}"
+    );
+    assert_eq!(files_by_key(dir.path()), before, "{name}");
+}

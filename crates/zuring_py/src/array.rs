@@ -329,6 +329,15 @@ impl Array {
         self.variable_lists(py, &read)
     }
 
+    /// The array with its shape changed (chunks wholly outside deleted, the stored metadata
+    /// replaced): `ZarrArray::resize`. This handle keeps the old shape.
+    fn resize(&self, py: Python<'_>, new_shape: Vec<u64>) -> PyResult<Array> {
+        let inner = py
+            .detach(|| self.inner.resize(&new_shape))
+            .map_err(errors::array)?;
+        Ok(Array::new(inner))
+    }
+
     /// Write `data` (uint8, C order, native endian) into the region `starts..stops`.
     fn write_region(
         &self,
