@@ -824,3 +824,53 @@ def test_resize_and_append_errors(tmp_path):
     # Nothing changed on disk by the refused calls.
     assert open(tmp_path / "a.zarr" / "zarr.json").read() == before
     np.testing.assert_array_equal(zuring.open_array(tmp_path / "a.zarr")[...], values)
+
+
+def test_read_only_mode_refuses_every_change(tmp_path):
+    """``mode="r"`` as in zarr: reads work; writes, resize, append and attribute changes raise
+    ValueError with nothing on disk changed; the mode survives pickling and reaches a read-only
+    group's members."""
+    import os
+    import pickle
+
+    values = make_values((4, 6), "int32", seed=12)
+    root = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    za = root.create_array("a", shape=values.shape, dtype=values.dtype, chunks=(2, 3), attributes={"k": 1})
+    za[...] = values
+    snapshot = {f: open(os.path.join(d, f), "rb").read() for d, _, fs in os.walk(tmp_path / "g.zarr") for f in fs}
+    g = zuring.open_group(tmp_path / "g.zarr", mode="r")
+    for a in (zuring.open_array(tmp_path / "g.zarr" / "a", mode="r"), g["a"], dict(g.arrays())["a"], zuring.open(tmp_path / "g.zarr" / "a", mode="r"), pickle.loads(pickle.dumps(zuring.open_array(tmp_path / "g.zarr" / "a", mode="r")))):
+        assert a.read_only
+        np.testing.assert_array_equal(a[...], values)
+        np.testing.assert_array_equal(a.get_orthogonal_selection(([3, 0], slice(None))), values[[3, 0]])
+        changes = [
+            lambda: a.__setitem__((0, 0), 5),
+            lambda: a.oindex.__setitem__(([1], [2]), 5),
+            lambda: a.vindex.__setitem__(([1], [2]), 5),
+            lambda: a.set_basic_selection(Ellipsis, 0),
+            lambda: a.set_mask_selection(np.ones(values.shape, bool), 0),
+            lambda: a.blocks.__setitem__(0, 0),
+            lambda: a.resize((2, 2)),
+            lambda: a.append(values),
+            lambda: a.attrs.__setitem__("k", 2),
+            lambda: a.update_attributes({"x": 1}),
+        ]
+        for change in changes:
+            with pytest.raises(ValueError, match="read-only"):
+                change()
+        assert a.shape == values.shape and a.attrs == {"k": 1}
+    with pytest.raises(ValueError, match="read-only"):
+        g.attrs["t"] = 1
+    assert g.read_only and zuring.open(tmp_path / "g.zarr", mode="r").read_only
+    after = {f: open(os.path.join(d, f), "rb").read() for d, _, fs in os.walk(tmp_path / "g.zarr") for f in fs}
+    assert after == snapshot
+    # The default and "a" write; creating modes are for create_array / create_group.
+    w = zuring.open_array(tmp_path / "g.zarr" / "a", mode="a")
+    assert not w.read_only and not pickle.loads(pickle.dumps(w)).read_only
+    w[0, 0] = 99
+    assert zuring.open_array(tmp_path / "g.zarr" / "a")[0, 0] == 99
+    for mode in ("w", "w-", "x", "rw"):
+        with pytest.raises(ValueError, match="create_array"):
+            zuring.open_array(tmp_path / "g.zarr" / "a", mode=mode)
+        with pytest.raises(ValueError, match="create_array"):
+            zuring.open_group(tmp_path / "g.zarr", mode=mode)

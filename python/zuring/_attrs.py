@@ -97,13 +97,16 @@ class Attributes(MutableMapping):
     metadata document at once. Values are JSON: numbers, strings, booleans, None, lists and
     dicts of them (numpy scalars and arrays become these); NaN and infinities are refused."""
 
-    def __init__(self, node: str, zarr_format: int, values: dict, changed: Callable[[dict], None] | None = None):
+    def __init__(self, node: str, zarr_format: int, values: dict, changed: Callable[[dict], None] | None = None, read_only: bool = False):
         self._node = node
+        self._read_only = read_only
         self._format = zarr_format
         self._values = dict(values)
         self._changed = changed
 
     def _store(self, values: dict) -> None:
+        if self._read_only:
+            raise ValueError(f"{self._node}: opened read-only (mode='r'); attributes not written")
         write_attributes(self._node, self._format, values)
         # What a reader of the document gets (numpy values as plain ones).
         self._values = json.loads(_encode(values))

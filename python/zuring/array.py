@@ -44,6 +44,17 @@ class Array:
         self._native = native
         self._metadata = json.loads(native.metadata_json) if metadata is None else metadata
         self.dtype = _dtype(native.data_type, self._metadata, native.element_size) if dtype is None else dtype
+        self._read_only = False
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the array was opened with ``mode="r"``: writes, ``resize`` and attribute
+        changes raise ``ValueError``."""
+        return self._read_only
+
+    def _check_writable(self) -> None:
+        if self._read_only:
+            raise ValueError(f"{self.path}: opened read-only (mode='r')")
 
     # -- description ---------------------------------------------------------------------------
     @property
@@ -115,7 +126,7 @@ class Array:
     def attrs(self) -> Attributes:
         """The user attributes, as zarr's ``attrs``: changes are written to the array's metadata
         document at once (``zarr.json``, or ``.zattrs`` for v2), atomically."""
-        return Attributes(self.path, self._metadata.get("zarr_format", 3), self._metadata.get("attributes") or {}, self._attributes_changed)
+        return Attributes(self.path, self._metadata.get("zarr_format", 3), self._metadata.get("attributes") or {}, self._attributes_changed, self._read_only)
 
     def update_attributes(self, new_attributes: dict) -> "Array":
         """Merge ``new_attributes`` into the attributes (one write); returns the array, as zarr."""
@@ -147,7 +158,7 @@ class Array:
 
     def __reduce__(self):
         # Pickles by path (dask workers, spawned DataLoader workers reopen the array).
-        return (open_array, (self.path,))
+        return (open_array, (self.path, "r" if self._read_only else "r+"))
 
     def __repr__(self) -> str:
         if self._native.rectilinear:
@@ -247,6 +258,7 @@ class Array:
     def _write(self, selection: Region | Orthogonal | np.ndarray, value: Any, shape: tuple[int, ...]) -> None:
         """Write ``value`` (broadcast as numpy does to ``shape``, the selection's shape without
         the dropped dimensions) into a region, orthogonal lists, or points ((N, ndim) coords)."""
+        self._check_writable()
         points = isinstance(selection, np.ndarray)
         full = (selection.shape[0],) if points else selection.shape
         if self.dtype == object:
@@ -285,6 +297,7 @@ class Array:
         if any(not isinstance(n, (int, np.integer)) or isinstance(n, (bool, np.bool_)) or n < 0 for n in shape):
             raise ValueError(f"new_shape must be non-negative integers, got {new_shape!r}")
         shape = tuple(int(n) for n in shape)
+        self._check_writable()
         self._native = self._native.resize(list(shape))
         self._metadata["shape"] = list(shape)
 
@@ -512,10 +525,24 @@ def _opened(open_native: Any, path: str) -> Array:
     return Array(native)
 
 
-def open_array(path: str | os.PathLike) -> Array:
-    """Open the Zarr array in directory ``path``."""
+def open_array(path: str | os.PathLike, mode: str = "r+") -> Array:
+    """Open the Zarr array in directory ``path``: ``mode="r"`` read-only (writes raise
+    ``ValueError``), ``"r+"`` (default) or ``"a"`` readable and writable. Use
+    :func:`create_array` to make one."""
     path = os.fspath(path)
-    return _opened(lambda: _native.open_array(path), path)
+    read_only = _mode_read_only(mode)
+    array = _opened(lambda: _native.open_array(path), path)
+    array._read_only = read_only
+    return array
+
+
+def _mode_read_only(mode: str) -> bool:
+    """Whether ``mode`` (zarr's ``open`` modes for an existing node) opens read-only."""
+    if mode == "r":
+        return True
+    if mode in ("r+", "a"):
+        return False
+    raise ValueError(f"mode {mode!r}: zuring opens existing nodes with 'r' (read-only), 'r+' or 'a'; create_array and create_group make new ones")
 
 
 def create_array(path: str | os.PathLike, metadata: dict | str) -> Array:

@@ -11,7 +11,7 @@ from typing import Any
 
 from zuring import _native
 from zuring._attrs import Attributes
-from zuring.array import Array, _opened, open_array
+from zuring.array import Array, _mode_read_only, _opened, open_array
 
 
 class Group(Mapping):
@@ -19,8 +19,9 @@ class Group(Mapping):
     ``g["a/b"]``) as an :class:`~zuring.Array` or a :class:`Group`; iterating gives the direct
     members' names, sorted."""
 
-    def __init__(self, native: _native.Group):
+    def __init__(self, native: _native.Group, read_only: bool = False):
         self._native = native
+        self._read_only = read_only
         # The attributes as this object last wrote them (None: as the group was opened with).
         self._attributes: dict | None = None
 
@@ -37,7 +38,16 @@ class Group(Mapping):
         """The user attributes, as zarr's ``attrs``: changes are written to the group's metadata
         document at once (``zarr.json``, or ``.zattrs`` for v2), atomically."""
         values = json.loads(self._native.attributes_json()) if self._attributes is None else self._attributes
-        return Attributes(self.path, self.zarr_format, values, self._attributes_changed)
+        return Attributes(self.path, self.zarr_format, values, self._attributes_changed, self._read_only)
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the group was opened with ``mode="r"`` (its members are opened so too)."""
+        return self._read_only
+
+    def _member(self, array: Array) -> Array:
+        array._read_only = self._read_only
+        return array
 
     def update_attributes(self, new_attributes: dict) -> "Group":
         """Merge ``new_attributes`` into the attributes (one write); returns the group, as zarr."""
@@ -55,13 +65,13 @@ class Group(Mapping):
         """The direct member arrays, opened, sorted by name."""
         for name, kind in self._native.members():
             if kind == "array":
-                yield name, _opened(lambda: self._native.open_array(name), os.path.join(self.path, name))
+                yield name, self._member(_opened(lambda: self._native.open_array(name), os.path.join(self.path, name)))
 
     def groups(self) -> Iterator[tuple[str, "Group"]]:
         """The direct member groups, opened, sorted by name."""
         for name, kind in self._native.members():
             if kind == "group":
-                yield name, Group(self._native.open_group(name))
+                yield name, Group(self._native.open_group(name), self._read_only)
 
     def __getitem__(self, name: str) -> Array | Group:
         parts = name.split("/") if isinstance(name, str) else [""]
@@ -70,8 +80,8 @@ class Group(Mapping):
         target = os.path.join(self.path, *parts)
         try:
             if os.path.isfile(os.path.join(target, ".zgroup")) or _node_type(target) == "group":
-                return Group(self._native.open_group(name))
-            return _opened(lambda: self._native.open_array(name), target)
+                return Group(self._native.open_group(name), self._read_only)
+            return self._member(_opened(lambda: self._native.open_array(name), target))
         except FileNotFoundError as err:
             raise KeyError(f"{name!r}: {err}") from None
 
@@ -102,9 +112,11 @@ def _node_type(path: str) -> str | None:
         return None
 
 
-def open_group(path: str | os.PathLike) -> Group:
-    """Open the Zarr group in directory ``path`` (v3 or v2)."""
-    return Group(_native.open_group(os.fspath(path)))
+def open_group(path: str | os.PathLike, mode: str = "r+") -> Group:
+    """Open the Zarr group in directory ``path`` (v3 or v2); ``mode="r"``: read-only, its
+    members too (see :func:`zuring.open_array`)."""
+    read_only = _mode_read_only(mode)
+    return Group(_native.open_group(os.fspath(path)), read_only)
 
 
 def create_group(path: str | os.PathLike, attributes: dict | None = None) -> Group:
@@ -112,9 +124,10 @@ def create_group(path: str | os.PathLike, attributes: dict | None = None) -> Gro
     return Group(_native.create_group(os.fspath(path), json.dumps(attributes or {})))
 
 
-def open(path: str | os.PathLike) -> Array | Group:  # noqa: A001 - zarr.open's name
-    """Open whatever Zarr node is in directory ``path``: an array or a group."""
+def open(path: str | os.PathLike, mode: str = "r+") -> Array | Group:  # noqa: A001 - zarr.open's name
+    """Open whatever Zarr node is in directory ``path``: an array or a group (``mode`` as in
+    :func:`zuring.open_array`)."""
     path = os.fspath(path)
     if os.path.isfile(os.path.join(path, ".zgroup")) or _node_type(path) == "group":
-        return open_group(path)
-    return open_array(path)
+        return open_group(path, mode)
+    return open_array(path, mode)

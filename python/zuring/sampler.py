@@ -29,7 +29,7 @@ def _distributed_defaults() -> tuple[int, int]:
 
 
 def _as_array(a: Any) -> Array:
-    return a if isinstance(a, Array) else open_array(a)
+    return a if isinstance(a, Array) else open_array(a, mode="r")
 
 
 class CropSampler:
