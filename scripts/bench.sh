@@ -13,7 +13,6 @@ bash scripts/build-python.sh
 .venv/bin/python benches/python/bench_pipeline.py | tee benches/results/bench_pipeline.txt
 # zarr-python 3.4 (FusedCodecPipeline) needs Python >= 3.12: the same benchmark on CPython 3.13.
 bash scripts/setup-venv313.sh
-.venv313/bin/python -m pip install -q tensorstore==0.1.86
 .venv313/bin/python benches/python/bench_pipeline.py --plot '' | tee benches/results/bench_pipeline_zarr34.txt
 # Packed floats (scale_offset + cast_value, zarr 3.4's codecs): zarr's pipelines vs zuring's.
 .venv313/bin/python benches/python/bench_cast_value.py | tee benches/results/bench_cast_value.txt
