@@ -345,10 +345,12 @@ impl ReadContext<'_> {
         errors: &FirstError,
         pool: &rayon::ThreadPool,
     ) {
-        let requests = targets
-            .iter()
-            .enumerate()
-            .map(|(i, t)| ReadRequest::new(t.path, t.range, i))
+        // Requested (and so, mostly, decoded) in an order that hands the pool's threads chunks
+        // from far-apart parts of the plan: neighbouring chunks write into the same pages of the
+        // output, whose first writes fault them in, and two threads faulting the same pages wait
+        // on each other.
+        let requests = spread(targets.len(), pool.current_num_threads())
+            .map(|i| ReadRequest::new(targets[i].path, targets[i].range, i))
             .collect();
         let stream = self.source.fetch(requests, FetchKind::Chunks);
         on_pool_or_here(pool, targets.len() + missing.len() == 1, |s| {
@@ -570,6 +572,18 @@ impl ReadContext<'_> {
     }
 }
 
+/// `0..n` reordered so that `threads` consecutive positions come from `threads` equal, far-apart
+/// stretches of it: `0, s, 2s, .., 1, s + 1, ..` with `s = ceil(n / threads)`.
+fn spread(n: usize, threads: usize) -> impl Iterator<Item = usize> {
+    let threads = threads.clamp(1, n.max(1));
+    let stride = n.div_ceil(threads);
+    (0..stride).flat_map(move |j| {
+        (0..threads)
+            .map(move |k| k * stride + j)
+            .filter(move |&i| i < n)
+    })
+}
+
 pub(crate) fn unsafe_apply(
     op: &(usize, CopyOp),
     source: Source<'_>,
@@ -581,5 +595,28 @@ pub(crate) fn unsafe_apply(
     // SAFETY: callers pass ops from one plan, whose output elements are pairwise disjoint.
     unsafe {
         apply_to(op, source, strides, esize, view)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn spread_is_a_permutation_interleaving_far_apart_stretches() {
+        for n in 0..40 {
+            for threads in 0..6 {
+                let mut order: Vec<usize> = spread(n, threads).collect();
+                order.sort_unstable();
+                assert_eq!(
+                    order,
+                    (0..n).collect::<Vec<_>>(),
+                    "n {n}, threads {threads}"
+                );
+            }
+        }
+        assert_eq!(spread(7, 2).collect::<Vec<_>>(), [0, 4, 1, 5, 2, 6, 3]);
+        assert_eq!(spread(6, 3).collect::<Vec<_>>(), [0, 2, 4, 1, 3, 5]);
+        assert_eq!(spread(3, 1).collect::<Vec<_>>(), [0, 1, 2]);
     }
 }
