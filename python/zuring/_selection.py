@@ -29,7 +29,8 @@ class Orthogonal:
         return tuple(len(x) for x in self.lists)
 
 
-def _is_int(k: object) -> bool:
+def is_int(k: object) -> bool:
+    """Whether ``k`` is an integer index (numpy's included; booleans are not)."""
     return isinstance(k, numbers.Integral) and not isinstance(k, (bool, np.bool_))
 
 
@@ -70,6 +71,11 @@ def _index_array(k: object, n: int, dim: int) -> np.ndarray:
     return arr.astype(np.uint64)
 
 
+def kept(shape: tuple[int, ...], drop: list[int]) -> tuple[int, ...]:
+    """``shape`` without the dimensions ``drop`` (those indexed by an integer)."""
+    return tuple(n for d, n in enumerate(shape) if d not in drop)
+
+
 def parse(key: object, shape: tuple[int, ...], *, orthogonal: bool = True) -> tuple[Region | Orthogonal, list[int]]:
     """Parse ``key``; returns the selection and the dimensions indexed by an integer (dropped)."""
     ndim = len(shape)
@@ -77,7 +83,7 @@ def parse(key: object, shape: tuple[int, ...], *, orthogonal: bool = True) -> tu
     drop: list[int] = []
     parts: list[tuple[int, int, int] | np.ndarray] = []
     for dim, (k, n) in enumerate(zip(key, shape)):
-        if _is_int(k):
+        if is_int(k):
             i = int(k)
             if i < 0:
                 i += n

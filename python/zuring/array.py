@@ -13,7 +13,7 @@ import numpy as np
 from zuring import _mltypes, _native, _rawtypes
 from zuring._attrs import Attributes
 from zuring._convert import as_dtype
-from zuring._selection import Orthogonal, Region, expand, parse, parse_points
+from zuring._selection import Orthogonal, Region, expand, is_int, kept, parse, parse_points
 
 def _dtype(name: str, metadata: dict, element_size: int) -> np.dtype:
     """The numpy dtype (native byte order) of a Zarr data type."""
@@ -173,7 +173,7 @@ class Array:
     def _read(self, selection: Region | Orthogonal, drop: list[int], out: Any = None) -> Any:
         full = selection.shape
         if out is not None:
-            out = _out_array(out, tuple(n for d, n in enumerate(full) if d not in drop))
+            out = _out_array(out, kept(full, drop))
         if self.dtype == object:
             # Strings, vlen bytes: planned and read in Rust, elements returned as objects.
             if isinstance(selection, Region):
@@ -193,7 +193,7 @@ class Array:
         if out is not None:
             return _settle(out, target, self.dtype)
         if drop:
-            target = target.reshape([n for d, n in enumerate(target.shape) if d not in drop])
+            target = target.reshape(kept(target.shape, drop))
         return target[()] if target.ndim == 0 else target
 
     def _target(self, shape: tuple[int, ...], out: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -284,7 +284,7 @@ class Array:
         arrays; ``value`` broadcasts to the selection as in numpy. Stored chunks covered in part
         are read, modified and replaced atomically."""
         selection, drop = parse(key, self.shape)
-        self._write(selection, value, tuple(n for d, n in enumerate(selection.shape) if d not in drop))
+        self._write(selection, value, kept(selection.shape, drop))
 
     # -- shape changes -------------------------------------------------------------------------
     def resize(self, new_shape: Any) -> None:
@@ -294,7 +294,7 @@ class Array:
         it, as in zarr; a grown region reads as the fill value. Other objects opened on the same
         array keep the old shape (open it again). Regular chunk grids only."""
         shape = (new_shape,) if isinstance(new_shape, (int, np.integer)) else tuple(new_shape)
-        if any(not isinstance(n, (int, np.integer)) or isinstance(n, (bool, np.bool_)) or n < 0 for n in shape):
+        if not all(is_int(n) and n >= 0 for n in shape):
             raise ValueError(f"new_shape must be non-negative integers, got {new_shape!r}")
         shape = tuple(int(n) for n in shape)
         self._check_writable()
@@ -356,7 +356,7 @@ class Array:
     def set_basic_selection(self, selection: Any, value: Any) -> None:
         """Write ``value`` (broadcast) into a basic selection (ints, slices, ellipsis)."""
         parsed, drop = parse(selection, self.shape, orthogonal=False)
-        self._write(parsed, value, tuple(n for d, n in enumerate(parsed.shape) if d not in drop))
+        self._write(parsed, value, kept(parsed.shape, drop))
 
     def set_orthogonal_selection(self, selection: Any, value: Any) -> None:
         """Write ``value`` (broadcast) into an orthogonal selection (``a.oindex[...] = value``)."""
@@ -399,7 +399,7 @@ class Array:
                     raise IndexError(f"block selections take slices of step 1, got step {k.step} for dimension {dim}")
                 first, last, _ = k.indices(n)
                 last = max(first, last)
-            elif isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)):
+            elif is_int(k):
                 first = int(k) + n if int(k) < 0 else int(k)
                 if not 0 <= first < n:
                     raise IndexError(f"block index {int(k)} is out of bounds for dimension {dim} of {n} chunks")
@@ -457,7 +457,7 @@ class _OIndex:
 
     def __setitem__(self, key: Any, value: Any) -> None:
         selection, drop = parse(key, self._array.shape)
-        self._array._write(selection, value, tuple(n for d, n in enumerate(selection.shape) if d not in drop))
+        self._array._write(selection, value, kept(selection.shape, drop))
 
 
 class _VIndex:
