@@ -63,6 +63,25 @@ pub(crate) fn zarrs_error(path: &Path, err: impl std::fmt::Display) -> ArrayErro
     }
 }
 
+/// The array metadata document stored in directory `path` (`zarr.json`, else v2's `.zarray`):
+/// its name and bytes.
+fn read_stored_metadata(path: &Path) -> Result<(&'static str, Vec<u8>)> {
+    let file = if path.join("zarr.json").is_file() {
+        "zarr.json"
+    } else if path.join(".zarray").is_file() {
+        ".zarray"
+    } else {
+        return Err(ArrayError::NotFound {
+            path: path.to_path_buf(),
+        });
+    };
+    let text = std::fs::read(path.join(file)).map_err(|e| ArrayError::Metadata {
+        path: path.to_path_buf(),
+        message: format!("{file}: {e}"),
+    })?;
+    Ok((file, text))
+}
+
 fn open_error(path: &Path, err: &zarrs::array::ArrayCreateError) -> ArrayError {
     let message = err.to_string();
     let lower = message.to_ascii_lowercase();
@@ -95,17 +114,7 @@ impl ZarrArray {
     pub fn open_with(path: impl AsRef<Path>, ctx: Arc<Context>) -> Result<Self> {
         crate::register_codecs();
         let path = path.as_ref().to_path_buf();
-        let file = if path.join("zarr.json").is_file() {
-            "zarr.json"
-        } else if path.join(".zarray").is_file() {
-            ".zarray"
-        } else {
-            return Err(ArrayError::NotFound { path });
-        };
-        let text = std::fs::read(path.join(file)).map_err(|e| ArrayError::Metadata {
-            path: path.clone(),
-            message: format!("{file}: {e}"),
-        })?;
+        let (file, text) = read_stored_metadata(&path)?;
         crate::metadata::check_array_metadata(&path, file, &text)?;
         let text = String::from_utf8_lossy(&text);
         if file == "zarr.json" {

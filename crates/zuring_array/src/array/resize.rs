@@ -60,16 +60,7 @@ impl ZarrArray {
                 .map_err(ArrayError::Io)?;
         }
 
-        let file = if self.path.join("zarr.json").is_file() {
-            "zarr.json"
-        } else {
-            ".zarray"
-        };
-        let stored_path = self.path.join(file);
-        let text = std::fs::read(&stored_path).map_err(|e| ArrayError::Metadata {
-            path: self.path.clone(),
-            message: format!("{file}: {e}"),
-        })?;
+        let (file, text) = super::read_stored_metadata(&self.path)?;
         let mut stored: serde_json::Value =
             serde_json::from_slice(&text).map_err(|e| ArrayError::Metadata {
                 path: self.path.clone(),
@@ -85,7 +76,7 @@ impl ZarrArray {
         let text = serde_json::to_string_pretty(&stored).map_err(|e| self.metadata_error(&e))?;
         self.ctx
             .reader
-            .write_atomic(&stored_path, text.as_bytes(), false)
+            .write_atomic(&self.path.join(file), text.as_bytes(), false)
             .map_err(ArrayError::Io)?;
         Ok(resized)
     }
