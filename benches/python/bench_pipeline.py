@@ -216,9 +216,9 @@ def main() -> None:
         out = np.ones(arr.shape, arr.dtype)
         into_fns = {m: (lambda m=m: whole_read_into(m, path, out)) for m in read_fns if m != "tensorstore"}
         record(name, "whole read into out=", "warm", interleaved(into_fns, rounds, False, path), nbytes)
-        assert np.array_equal(out, zuring.open_array(path)[...])
-        del out
         data = zuring.open_array(path)[...]
+        assert np.array_equal(out, data)
+        del out
         target = os.path.join(a.data, "py-write-target")
         write_fns = {m: (lambda m=m: whole_write(m, path, data, target)) for m in read_fns}
         record(name, "whole write", "-", interleaved(write_fns, rounds, None, path, lambda: fresh(target)), nbytes)

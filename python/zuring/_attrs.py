@@ -69,14 +69,16 @@ def _replace(path: str, text: str) -> None:
         raise
 
 
-def write_attributes(node: str, zarr_format: int, values: dict) -> None:
+def write_attributes(node: str, zarr_format: int, values: dict) -> dict:
     """Store ``values`` as the user attributes of the node in directory ``node``: in its
     ``zarr.json`` (v3; the document is read again from disk and only ``attributes`` changes) or
-    as its ``.zattrs`` (v2)."""
+    as its ``.zattrs`` (v2). Returns them as a reader of the document gets them (numpy values
+    as plain ones)."""
     text = _encode(values)
+    stored = json.loads(text)
     if zarr_format == 2:
         _replace(os.path.join(node, ".zattrs"), text)
-        return
+        return stored
     path = os.path.join(node, "zarr.json")
     try:
         with open(path, "rb") as f:
@@ -87,8 +89,9 @@ def write_attributes(node: str, zarr_format: int, values: dict) -> None:
         raise ValueError(f"{path}: not valid JSON ({err}); attributes not written") from None
     if not isinstance(document, dict):
         raise ValueError(f"{path}: not a JSON object; attributes not written")
-    document["attributes"] = json.loads(text)
+    document["attributes"] = stored
     _replace(path, json.dumps(document, ensure_ascii=False, indent=2))
+    return stored
 
 
 class Attributes(MutableMapping):
@@ -107,9 +110,7 @@ class Attributes(MutableMapping):
     def _store(self, values: dict) -> None:
         if self._read_only:
             raise ValueError(f"{self._node}: opened read-only (mode='r'); attributes not written")
-        write_attributes(self._node, self._format, values)
-        # What a reader of the document gets (numpy values as plain ones).
-        self._values = json.loads(_encode(values))
+        self._values = write_attributes(self._node, self._format, values)
         if self._changed is not None:
             self._changed(dict(self._values))
 
