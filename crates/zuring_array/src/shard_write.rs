@@ -17,7 +17,7 @@ use crate::error::{ArrayError, Result};
 use crate::layout::{IndexLayout, IndexLocation};
 use crate::plan::{c_strides, try_for_each_coord, ChunkRequest};
 use crate::shard_index::{ShardIndex, MISSING};
-use crate::write::Scatter;
+use crate::write::{ChunkSink, NewBytes, Scatter};
 use zuring_io::Piece;
 
 /// Whether an element (native-endian bytes) is the fill value.
@@ -207,7 +207,8 @@ type ReadOld<'a> = dyn Fn(usize, u64, u64) -> Result<Cow<'a, [u8]>> + Sync + 'a;
 impl ZarrArray {
     /// Apply `requests` to the stored shard `old` (at `coords`, with index layout `index`; None:
     /// there is none, every inner chunk is missing) touching only the inner chunks they write;
-    /// returns the new shard, or None when no inner chunk is left and empty shards are not kept.
+    /// hands `sink` the new shard in parts (index, chunks and old runs in file order), or None
+    /// when no inner chunk is left and empty shards are not kept.
     ///
     /// # Errors
     /// A shard index that cannot be decoded or points outside the shard names the file; a
@@ -220,7 +221,8 @@ impl ZarrArray {
         requests: &[&ChunkRequest],
         old: Option<&Bytes>,
         how: &Rewrite<'_>,
-    ) -> Result<Option<Vec<u8>>> {
+        sink: &ChunkSink<'_>,
+    ) -> Result<()> {
         let path = self.file_path(coords);
         let old_index = match old {
             Some(old) => read_index(&path, old, index, how.options)?,
@@ -244,27 +246,21 @@ impl ZarrArray {
         let order = self.inner_order(index);
         let (pieces, entries) = shard_pieces(&old_index, &new, index, order.as_deref());
         if pieces.is_empty() && !how.store_empty {
-            return Ok(None);
+            return sink(coords, None);
         }
         let encoded = ShardIndex::encode(&path, &entries, index, how.options)?;
-        let len = pieces.iter().fold(encoded.len(), |n, piece| match piece {
-            Piece::Bytes(bytes) => n + bytes.len(),
-            Piece::Copy { len, .. } => n + usize::try_from(*len).unwrap_or(0),
-        });
-        let mut out = Vec::with_capacity(len);
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(pieces.len() + 1);
         if index.location == IndexLocation::Start {
-            out.extend_from_slice(&encoded);
+            parts.push(&encoded);
         }
-        for piece in pieces {
-            match piece {
-                Piece::Bytes(bytes) => out.extend_from_slice(bytes),
-                Piece::Copy { offset, len } => out.extend_from_slice(stored(offset, len)),
-            }
-        }
+        parts.extend(pieces.iter().map(|piece| match *piece {
+            Piece::Bytes(bytes) => bytes,
+            Piece::Copy { offset, len } => stored(offset, len),
+        }));
         if index.location == IndexLocation::End {
-            out.extend_from_slice(&encoded);
+            parts.push(&encoded);
         }
-        Ok(Some(out))
+        sink(coords, Some(NewBytes::Parts(&parts)))
     }
 
     /// As [`ZarrArray::rewrite_shard`] for a shard file in the array's directory, read and

@@ -24,7 +24,8 @@ use crate::plan::{
 };
 use crate::source::{ByteSource, LocalSource, NotingMissing};
 use crate::write::{
-    chunk_of, collect_chunks, group_by_chunk, ChunkGeometry, ChunkSink, Scatter, WriteValue,
+    chunk_of, collect_chunks, group_by_chunk, ChunkGeometry, ChunkSink, NewBytes, Scatter,
+    WriteValue,
 };
 
 /// A handle's bytes: handles are planned and copied as 8-byte elements.
@@ -471,7 +472,7 @@ impl ZarrArray {
                     chunk: coords.to_vec(),
                     message: e.to_string(),
                 })?;
-            sink(coords, Some(encoded.into_owned()))
+            sink(coords, Some(NewBytes::Whole(encoded.into_owned())))
         };
         let results: Vec<Result<()>> = self.context().pool.get().install(|| {
             use rayon::prelude::*;

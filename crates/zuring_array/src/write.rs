@@ -32,7 +32,7 @@ pub(crate) fn collect_chunks(
     encode(&|coords, bytes| {
         out.lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((coords.to_vec(), bytes));
+            .push((coords.to_vec(), bytes.map(NewBytes::into_vec)));
         Ok(())
     })?;
     let mut out = out
@@ -43,7 +43,24 @@ pub(crate) fn collect_chunks(
 }
 
 /// Where each encoded stored chunk goes: its coordinates and bytes (None: all fill, delete it).
-pub(crate) type ChunkSink<'a> = dyn Fn(&[u64], Option<Vec<u8>>) -> Result<()> + Sync + 'a;
+pub(crate) type ChunkSink<'a> = dyn Fn(&[u64], Option<NewBytes<'_>>) -> Result<()> + Sync + 'a;
+
+/// A stored chunk's new bytes: one buffer, or (a shard assembled from its inner chunks and
+/// index) parts in file order, which a local file gets with vectored writes instead of being
+/// copied into one buffer first (a 32 MiB shard: one copy and 32 MiB of page faults saved).
+pub(crate) enum NewBytes<'a> {
+    Whole(Vec<u8>),
+    Parts(&'a [&'a [u8]]),
+}
+
+impl NewBytes<'_> {
+    pub(crate) fn into_vec(self) -> Vec<u8> {
+        match self {
+            NewBytes::Whole(bytes) => bytes,
+            NewBytes::Parts(parts) => parts.concat(),
+        }
+    }
+}
 
 /// One stored chunk to encode: its coordinates, the requests writing into it, its old bytes.
 type ChunkTask<'a> = (Vec<u64>, Vec<&'a ChunkRequest>, Option<Bytes>);
@@ -152,13 +169,16 @@ impl ZarrArray {
 
     /// Where encoded stored chunks go in the array's directory: each file replaced atomically
     /// (or removed when None), the shard index cache told.
-    pub(crate) fn local_sink(&self) -> impl Fn(&[u64], Option<Vec<u8>>) -> Result<()> + Sync + '_ {
+    pub(crate) fn local_sink(
+        &self,
+    ) -> impl Fn(&[u64], Option<NewBytes<'_>>) -> Result<()> + Sync + '_ {
         let sharded = matches!(self.layout().mode, ReadMode::Sharded(_));
         move |coords, bytes| {
             let reader = &self.context().reader;
             let path = self.file_path(coords);
             let result = match bytes {
-                Some(b) => reader.write_atomic(&path, &b, false),
+                Some(NewBytes::Whole(b)) => reader.write_atomic(&path, &b, false),
+                Some(NewBytes::Parts(parts)) => reader.write_atomic_parts(&path, parts, false),
                 None => reader.remove(&path),
             };
             if sharded {
@@ -248,8 +268,7 @@ impl ZarrArray {
                 }
                 // Otherwise the shard is assembled here from its touched inner chunks (the
                 // rest stay as stored, or missing in a new shard).
-                let shard = self.rewrite_shard(index, coords, reqs, old.as_ref(), &rewrite)?;
-                return sink(coords, shard);
+                return self.rewrite_shard(index, coords, reqs, old.as_ref(), &rewrite, sink);
             }
             let key = || self.file_path(coords).display().to_string();
             let shape = nonzero(&geometry.shape);
@@ -302,7 +321,7 @@ impl ZarrArray {
                     chunk: coords.clone(),
                     message: e.to_string(),
                 })?;
-            sink(coords, Some(encoded.into_owned()))
+            sink(coords, Some(NewBytes::Whole(encoded.into_owned())))
         };
         let results: Vec<Result<()>> = pool.install(|| {
             use rayon::prelude::*;

@@ -51,5 +51,6 @@ pub use job::MAX_READ_BYTES;
 pub use reader::{BackendKind, Reader, ReaderOptions};
 pub use request::{ByteRange, Completion, PinnedFile, ReadRequest, ReadStream};
 pub use write::{
-    close_in_background, remove, write_atomic, write_atomic_pieces, write_many, Piece, CLOSE_QUEUE,
+    close_in_background, remove, write_atomic, write_atomic_parts, write_atomic_pieces, write_many,
+    Piece, CLOSE_QUEUE,
 };

@@ -568,6 +568,17 @@ impl Reader {
         result
     }
 
+    /// Replace `path` atomically with the concatenation of `parts` (see
+    /// [`crate::write_atomic_parts`]) and forget any cached descriptor for it.
+    ///
+    /// # Errors
+    /// [`IoError::Write`] naming the path.
+    pub fn write_atomic_parts(&self, path: &Path, parts: &[&[u8]], fsync: bool) -> Result<()> {
+        let result = crate::write::write_atomic_parts(path, parts, fsync);
+        self.invalidate(path);
+        result
+    }
+
     /// Replace `path` atomically with `pieces` (see [`crate::write_atomic_pieces`]) and forget
     /// any cached descriptor for it.
     ///
