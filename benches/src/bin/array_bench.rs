@@ -33,6 +33,30 @@ use zuring_array::{
 use zuring_benches::{can_drop_caches, cores, drop_caches, print_table, take_turns, Measurement};
 
 const CROP: [u64; 3] = [4, 256, 256];
+
+/// zarrs reading the whole array into `out` (the caller's buffer, of the array's size).
+#[allow(unsafe_code)]
+fn zarrs_read_into(
+    array: &Array<FilesystemStore>,
+    shape: &[u64],
+    element_size: usize,
+    out: &mut [u8],
+) {
+    let all = array.subset_all();
+    let bytes = unsafe_cell_slice::UnsafeCellSlice::new(out);
+    // SAFETY: the one view over `out` covers the whole array, so no other view overlaps it
+    // (zarrs' requirement), and `out` outlives it.
+    let mut view = unsafe {
+        zarrs::array::ArrayBytesFixedDisjointView::new(bytes, element_size, shape, all.clone())
+    }
+    .expect("a view of the whole array");
+    array
+        .retrieve_array_subset_into(
+            &all,
+            zarrs::array::ArrayBytesDecodeIntoTarget::Fixed(&mut view),
+        )
+        .expect("zarrs read");
+}
 const BATCH: usize = 32;
 
 struct Dataset {
@@ -707,8 +731,17 @@ fn main() {
                     serde_json::json!({"decoded_mib_s": decoded as f64 / 1048576.0 / best, "decode_bound_fraction": decoded as f64 / best / bound, "all_core_decode_fraction": decoded as f64 / best / together, "crop": CROP, "batch": BATCH}),
                 );
             }
-            // Whole-array read, the methods taking turns likewise.
-            let methods = ["zuring read", "zarrs retrieve_array_subset"];
+            // Whole-array read, the methods taking turns likewise: into a new buffer each time
+            // (as `read_bytes` and `retrieve_array_subset` return), and into one buffer the
+            // caller allocated once and reuses (`read_into`, `retrieve_array_subset_into`), which
+            // leaves out the kernel's zeroing of a fresh buffer's pages.
+            let methods = [
+                "zuring read",
+                "zarrs retrieve_array_subset",
+                "zuring read_into a reused buffer",
+                "zarrs retrieve_array_subset_into a reused buffer",
+            ];
+            let mut reused = vec![1u8; usize::try_from(total).unwrap()];
             let best = take_turns(methods.len(), repeats, |m| {
                 let ours_run = ZarrArray::open_with(&ds.path, fresh_ctx()).unwrap();
                 if cache == "cold" {
@@ -716,17 +749,29 @@ fn main() {
                 } else {
                     zuring_benches::warm(&ds.path);
                 }
+                let all = Selection::all(&shape);
                 let t = Instant::now();
-                if m == 0 {
-                    std::hint::black_box(ours_run.read_bytes(&Selection::all(&shape)).unwrap());
-                } else {
-                    let b: zarrs::array::ArrayBytes<'static> = zarrs_array
-                        .retrieve_array_subset(&zarrs_array.subset_all())
-                        .unwrap();
-                    std::hint::black_box(b);
+                match m {
+                    0 => {
+                        std::hint::black_box(ours_run.read_bytes(&all).unwrap());
+                    }
+                    1 => {
+                        let b: zarrs::array::ArrayBytes<'static> = zarrs_array
+                            .retrieve_array_subset(&zarrs_array.subset_all())
+                            .unwrap();
+                        std::hint::black_box(b);
+                    }
+                    2 => ours_run.read_into(&all, &mut reused).unwrap(),
+                    _ => zarrs_read_into(&zarrs_array, &shape, ds.element_size, &mut reused),
                 }
+                std::hint::black_box(&reused);
                 t.elapsed().as_secs_f64()
             });
+            assert!(
+                reused == ours.read_bytes(&Selection::all(&shape)).unwrap(),
+                "{}: a read into the reused buffer differs",
+                ds.name
+            );
             for (method, best) in methods.iter().zip(best) {
                 record(
                     Measurement {
