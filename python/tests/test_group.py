@@ -62,6 +62,27 @@ def test_created_groups_open_in_zarr(tmp_path):
         np.testing.assert_array_equal(theirs["x"][...], [1, 2, 3])
 
 
+def test_created_nodes_take_numpy_values(tmp_path):
+    """create_group's attributes are stored as attrs stores them (numpy values as JSON numbers
+    and lists); what JSON cannot hold is refused before anything is written. create_array takes
+    numpy numbers in its metadata document."""
+    g = zuring.create_group(tmp_path / "g", {"scale": np.float32(0.5), "axes": np.array([1, 2]), "n": np.int64(7)})
+    assert g.attrs == {"scale": 0.5, "axes": [1, 2], "n": 7}
+    with zarr.config.set(DEFAULT):
+        assert dict(zarr.open_group(str(tmp_path / "g"), mode="r").attrs) == {"scale": 0.5, "axes": [1, 2], "n": 7}
+    with pytest.raises(ValueError, match="'bad'.*NaN"):
+        zuring.create_group(tmp_path / "nan", {"bad": float("nan")})
+    with pytest.raises(TypeError, match="names must be strings"):
+        zuring.create_group(tmp_path / "key", {1: "one"})
+    assert not (tmp_path / "nan").exists() and not (tmp_path / "key").exists()
+    meta = {"zarr_format": 3, "node_type": "array", "shape": [np.int64(4)], "data_type": "int16",
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [np.uint32(2)]}},
+            "chunk_key_encoding": {"name": "default"}, "fill_value": np.int16(-1), "codecs": [{"name": "bytes"}]}
+    a = zuring.create_array(tmp_path / "g" / "a", meta)
+    assert a.shape == (4,) and a.chunks == (2,) and a.fill_value == -1
+    np.testing.assert_array_equal(a[...], [-1, -1, -1, -1])
+
+
 def test_group_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no Zarr group"):
         zuring.open_group(tmp_path / "missing")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """numpy scalars and arrays as the Python values JSON stores (zarr's encoder does the same)."""
     if isinstance(value, np.generic):
         return value.item()
@@ -23,7 +23,7 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"attribute values must be JSON-serialisable, got {type(value).__name__}")
 
 
-def _encode(values: dict) -> str:
+def encode_attributes(values: dict) -> str:
     """``values`` as JSON text, refusing what JSON cannot hold: keys other than strings, NaN
     and infinities (which would make the document unreadable to zarrs and other strict JSON
     readers), objects of other types."""
@@ -31,7 +31,7 @@ def _encode(values: dict) -> str:
         if not isinstance(key, str):
             raise TypeError(f"attribute names must be strings, got {key!r}")
     try:
-        return json.dumps(values, default=_plain, allow_nan=False, ensure_ascii=False, indent=2)
+        return json.dumps(values, default=plain, allow_nan=False, ensure_ascii=False, indent=2)
     except ValueError as err:
         bad = next((k for k, v in values.items() if _has_nonfinite(v)), None)
         where = f"attribute {bad!r}" if bad is not None else "an attribute"
@@ -74,7 +74,7 @@ def write_attributes(node: str, zarr_format: int, values: dict) -> dict:
     ``zarr.json`` (v3; the document is read again from disk and only ``attributes`` changes) or
     as its ``.zattrs`` (v2). Returns them as a reader of the document gets them (numpy values
     as plain ones)."""
-    text = _encode(values)
+    text = encode_attributes(values)
     stored = json.loads(text)
     if zarr_format == 2:
         _replace(os.path.join(node, ".zattrs"), text)

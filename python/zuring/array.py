@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from zuring import _mltypes, _native, _rawtypes
-from zuring._attrs import Attributes
+from zuring._attrs import Attributes, plain
 from zuring._convert import as_dtype
 from zuring._selection import Orthogonal, Region, expand, is_int, kept, parse, parse_points
 
@@ -550,7 +550,7 @@ def create_array(path: str | os.PathLike, metadata: dict | str) -> Array:
     Fixed-length and raw bytes and records (which Rust handles as raw bits) are checked in Rust
     as those before the metadata is written as given."""
     path = os.fspath(path)
-    text = metadata if isinstance(metadata, str) else json.dumps(metadata)
+    text = metadata if isinstance(metadata, str) else json.dumps(metadata, default=plain)
     try:
         return Array(_native.create_array(path, text))
     except (_native.ZuringError, ValueError) as err:

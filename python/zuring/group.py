@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from zuring import _native
-from zuring._attrs import Attributes
+from zuring._attrs import Attributes, encode_attributes
 from zuring.array import Array, _mode_read_only, _opened, open_array
 
 
@@ -120,8 +120,11 @@ def open_group(path: str | os.PathLike, mode: str = "r+") -> Group:
 
 
 def create_group(path: str | os.PathLike, attributes: dict | None = None) -> Group:
-    """Create a Zarr v3 group in directory ``path`` (made if missing) and open it."""
-    return Group(_native.create_group(os.fspath(path), json.dumps(attributes or {})))
+    """Create a Zarr v3 group in directory ``path`` (made if missing) and open it; its
+    ``attributes`` are checked and stored as ``attrs`` stores them (numpy values as JSON
+    numbers and lists; NaN, infinities and keys other than strings refused before anything is
+    written)."""
+    return Group(_native.create_group(os.fspath(path), encode_attributes(attributes or {})))
 
 
 def open(path: str | os.PathLike, mode: str = "r+") -> Array | Group:  # noqa: A001 - zarr.open's name
