@@ -33,6 +33,7 @@ use zuring_array::{
 use zuring_benches::{can_drop_caches, cores, drop_caches, print_table, take_turns, Measurement};
 
 const CROP: [u64; 3] = [4, 256, 256];
+const BATCH: usize = 32;
 
 /// zarrs reading the whole array into `out` (the caller's buffer, of the array's size).
 #[allow(unsafe_code)]
@@ -57,7 +58,6 @@ fn zarrs_read_into(
         )
         .expect("zarrs read");
 }
-const BATCH: usize = 32;
 
 struct Dataset {
     name: &'static str,
