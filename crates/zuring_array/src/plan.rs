@@ -273,7 +273,7 @@ pub fn num_elements(shape: &[u64]) -> Result<usize> {
 }
 
 /// Visit every coordinate of the box `lo..hi` (C order).
-fn for_each_coord(lo: &[u64], hi: &[u64], mut f: impl FnMut(&[u64])) {
+pub(crate) fn for_each_coord(lo: &[u64], hi: &[u64], mut f: impl FnMut(&[u64])) {
     let visited: std::result::Result<(), std::convert::Infallible> =
         try_for_each_coord(lo, hi, |c| {
             f(c);

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::ZarrArray;
 use crate::error::{ArrayError, Result};
+use crate::plan::for_each_coord;
 
 impl ZarrArray {
     /// The array with its shape changed to `new_shape`, as zarr-python's `Array.resize`: the
@@ -94,32 +95,15 @@ impl ZarrArray {
 /// grids (disjoint slabs, so each cell comes once).
 fn outside(old: &[u64], new: &[u64]) -> Vec<Vec<u64>> {
     let mut cells = Vec::new();
-    for d in 0..old.len() {
-        if new[d] >= old[d] {
-            continue;
-        }
-        let ranges: Vec<std::ops::Range<u64>> = (0..old.len())
+    for d in (0..old.len()).filter(|&d| new[d] < old[d]) {
+        let (lo, hi): (Vec<u64>, Vec<u64>) = (0..old.len())
             .map(|e| match e.cmp(&d) {
-                std::cmp::Ordering::Less => 0..old[e].min(new[e]),
-                std::cmp::Ordering::Equal => new[d]..old[d],
-                std::cmp::Ordering::Greater => 0..old[e],
+                std::cmp::Ordering::Less => (0, old[e].min(new[e])),
+                std::cmp::Ordering::Equal => (new[d], old[d]),
+                std::cmp::Ordering::Greater => (0, old[e]),
             })
-            .collect();
-        if ranges.iter().any(|r| r.is_empty()) {
-            continue;
-        }
-        let mut cell: Vec<u64> = ranges.iter().map(|r| r.start).collect();
-        'cells: loop {
-            cells.push(cell.clone());
-            for e in (0..cell.len()).rev() {
-                cell[e] += 1;
-                if cell[e] < ranges[e].end {
-                    continue 'cells;
-                }
-                cell[e] = ranges[e].start;
-            }
-            break;
-        }
+            .unzip();
+        for_each_coord(&lo, &hi, |cell| cells.push(cell.to_vec()));
     }
     cells
 }
