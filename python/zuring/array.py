@@ -512,17 +512,18 @@ def _raw_array(path: str, doc: Any, create: bool = False) -> Array | None:
     return Array(_native.open_array_with_metadata(path, text), stored, doc)
 
 
-def _opened(open_native: Any, path: str) -> Array:
+def _opened(open_native: Any, path: str, read_only: bool = False) -> Array:
     """``Array(open_native())``, or for the element types Rust reads as raw bits (which zarrs
-    refuses), the array opened as those."""
+    refuses), the array opened as those; read-only when ``read_only``."""
     try:
-        native = open_native()
+        array = Array(open_native())
     except (_native.ZuringError, ValueError):
         raw = _open_raw(path)
         if raw is None:
             raise
-        return raw
-    return Array(native)
+        array = raw
+    array._read_only = read_only
+    return array
 
 
 def open_array(path: str | os.PathLike, mode: str = "r+") -> Array:
@@ -530,10 +531,7 @@ def open_array(path: str | os.PathLike, mode: str = "r+") -> Array:
     ``ValueError``), ``"r+"`` (default) or ``"a"`` readable and writable. Use
     :func:`create_array` to make one."""
     path = os.fspath(path)
-    read_only = _mode_read_only(mode)
-    array = _opened(lambda: _native.open_array(path), path)
-    array._read_only = read_only
-    return array
+    return _opened(lambda: _native.open_array(path), path, _mode_read_only(mode))
 
 
 def _mode_read_only(mode: str) -> bool:

@@ -45,10 +45,6 @@ class Group(Mapping):
         """Whether the group was opened with ``mode="r"`` (its members are opened so too)."""
         return self._read_only
 
-    def _member(self, array: Array) -> Array:
-        array._read_only = self._read_only
-        return array
-
     def update_attributes(self, new_attributes: dict) -> "Group":
         """Merge ``new_attributes`` into the attributes (one write); returns the group, as zarr."""
         self.attrs.update(new_attributes)
@@ -65,7 +61,7 @@ class Group(Mapping):
         """The direct member arrays, opened, sorted by name."""
         for name, kind in self._native.members():
             if kind == "array":
-                yield name, self._member(_opened(lambda: self._native.open_array(name), os.path.join(self.path, name)))
+                yield name, _opened(lambda: self._native.open_array(name), os.path.join(self.path, name), self._read_only)
 
     def groups(self) -> Iterator[tuple[str, "Group"]]:
         """The direct member groups, opened, sorted by name."""
@@ -81,7 +77,7 @@ class Group(Mapping):
         try:
             if os.path.isfile(os.path.join(target, ".zgroup")) or _node_type(target) == "group":
                 return Group(self._native.open_group(name), self._read_only)
-            return self._member(_opened(lambda: self._native.open_array(name), target))
+            return _opened(lambda: self._native.open_array(name), target, self._read_only)
         except FileNotFoundError as err:
             raise KeyError(f"{name!r}: {err}") from None
 
