@@ -336,7 +336,10 @@ impl ReadContext<'_> {
         }
     }
 
-    /// Read `targets` in one batch and apply each as its bytes arrive, and fill `missing`.
+    /// Read `targets` and apply each as its bytes arrive, and fill `missing`. Targets whose
+    /// bytes the source has at hand (open files in the page cache) are read by the decode
+    /// threads themselves, each as it decodes it; the rest are fetched, in one batch when the
+    /// first is not at hand, else a group at a time as they turn up.
     fn read_targets(
         &self,
         targets: &[Target<'_>],
@@ -349,60 +352,145 @@ impl ReadContext<'_> {
         // from far-apart parts of the plan: neighbouring chunks write into the same pages of the
         // output, whose first writes fault them in, and two threads faulting the same pages wait
         // on each other.
-        let requests = spread(targets.len(), pool.current_num_threads())
-            .map(|i| ReadRequest::new(targets[i].path, targets[i].range, i))
-            .collect();
-        let stream = self.source.fetch(requests, FetchKind::Chunks);
-        on_pool_or_here(pool, targets.len() + missing.len() == 1, |s| {
+        let mut requests: Vec<ReadRequest<usize>> =
+            spread(targets.len(), pool.current_num_threads())
+                .map(|i| ReadRequest::new(targets[i].path, targets[i].range, i))
+                .collect();
+        let single = targets.len() + missing.len() == 1;
+        // The first request tells whether the batch is at hand: when it is not (a cold page
+        // cache), none is tried, since each try that finds no bytes may start the kernel's
+        // read-ahead of its range, out of the batch's order, beside the batch's own reads.
+        let first = match requests.first() {
+            Some(_) if !single && self.source.can_read_now() => {
+                match self.source.read_now(requests.remove(0)) {
+                    Ok(done) => Some(done),
+                    Err(request) => {
+                        requests.insert(0, request);
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let streams = match first {
+            Some(first) => {
+                self.read_now_each(first, requests, targets, (strides, view), errors, pool)
+            }
+            None if requests.is_empty() => Vec::new(),
+            None => vec![self.source.fetch(requests, FetchKind::Chunks)],
+        };
+        if streams.is_empty() && missing.is_empty() {
+            return;
+        }
+        on_pool_or_here(pool, single, |s| {
             let fill = &self.layout.fill;
             for &task in missing {
                 s.run(move || self.fill_apply(task, fill, strides, view, errors));
             }
-            self.apply_completions(stream, targets, s, (strides, view), errors);
+            for completion in streams.into_iter().flatten() {
+                s.run(move || self.apply_completion(completion, targets, (strides, view), errors));
+            }
         });
     }
 
-    /// Decode and apply each completion of `stream` (tagged with its index in `targets`) on `s`.
-    fn apply_completions<'s>(
+    /// Apply `first`, and have the pool's threads read each of `requests` now and apply it
+    /// (decode threads reading what they decode); return the fetches of those that are not at
+    /// hand, started while the others are decoded (waiting to be applied).
+    fn read_now_each<'s>(
         &'s self,
-        stream: Box<dyn Iterator<Item = Completion<usize>> + '_>,
-        targets: &'s [Target<'s>],
-        s: &Runner<'_, 's>,
-        (strides, view): (&'s [usize], &'s [OutView<'s>]),
-        errors: &'s FirstError,
-    ) {
-        let fill = &self.layout.fill;
-        for completion in stream {
-            let Target {
-                path, task, part, ..
-            } = targets[completion.tag];
-            match completion.result {
-                Ok(bytes) => s.run(move || match part {
-                    Some(first) => {
-                        let part = (first, &*bytes);
-                        self.decode_apply_part(path, task, part, strides, view, errors);
-                    }
-                    None => self.decode_apply(path, task, &bytes, strides, view, errors),
-                }),
-                // The file went away after it was probed (only a store read by key can say so:
-                // local files are pinned by the probe), or an unsharded chunk was never written:
-                // it reads as missing, as it would have a moment later (zarr-python does the
-                // same).
-                Err(e) if e.is_not_found() => {
-                    s.run(move || self.fill_apply(task, fill, strides, view, errors));
-                }
-                Err(IoError::OutOfBounds {
-                    file_size, range, ..
-                }) => errors.set(ArrayError::CorruptChunk {
-                    path: path.to_path_buf(),
-                    chunk: task.coords.clone(),
-                    message: format!(
-                        "bytes {}..{} are past the end of the file ({file_size} bytes)",
-                        range.0, range.1
-                    ),
-                }),
-                Err(e) => errors.set(e.into()),
+        first: Completion<usize>,
+        requests: Vec<ReadRequest<usize>>,
+        targets: &[Target<'_>],
+        (strides, view): (&[usize], &[OutView<'_>]),
+        errors: &FirstError,
+        pool: &rayon::ThreadPool,
+    ) -> Vec<Box<dyn Iterator<Item = Completion<usize>> + 's>> {
+        let tried = requests.len();
+        let (back_tx, back_rx) = crossbeam_channel::unbounded::<Option<ReadRequest<usize>>>();
+        let mut streams = Vec::new();
+        // A scope of its own, waited for before the fetched bytes are applied.
+        pool.in_place_scope(|s| {
+            s.spawn(move |_| self.apply_completion(first, targets, (strides, view), errors));
+            for request in requests {
+                let back_tx = back_tx.clone();
+                s.spawn(move |_| {
+                    let back = match self.source.read_now(request) {
+                        Ok(done) => {
+                            self.apply_completion(done, targets, (strides, view), errors);
+                            None
+                        }
+                        Err(request) => Some(request),
+                    };
+                    let _ = back_tx.send(back);
+                });
             }
+            // Each job holds a sender until it is done: a job that panics ends the wait below.
+            drop(back_tx);
+            // One of the pool's threads must not wait here for jobs it may have to run: it
+            // fetches the rest once they are done.
+            if pool.current_thread_index().is_some() {
+                return;
+            }
+            // Those not at hand are fetched as they turn up, a group at a time, while the
+            // threads go on with the others.
+            let mut reported = 0;
+            while reported < tried {
+                let Ok(one) = back_rx.recv() else { break };
+                let mut group: Vec<ReadRequest<usize>> = one.into_iter().collect();
+                reported += 1;
+                for more in back_rx.try_iter() {
+                    reported += 1;
+                    group.extend(more);
+                }
+                if !group.is_empty() {
+                    streams.push(self.source.fetch(group, FetchKind::Chunks));
+                }
+            }
+        });
+        let rest: Vec<ReadRequest<usize>> = back_rx.try_iter().flatten().collect();
+        if !rest.is_empty() {
+            streams.push(self.source.fetch(rest, FetchKind::Chunks));
+        }
+        streams
+    }
+
+    /// Decode and apply a completion (tagged with its index in `targets`), or fill its chunk,
+    /// or note its error.
+    fn apply_completion(
+        &self,
+        completion: Completion<usize>,
+        targets: &[Target<'_>],
+        (strides, view): (&[usize], &[OutView<'_>]),
+        errors: &FirstError,
+    ) {
+        let Target {
+            path, task, part, ..
+        } = targets[completion.tag];
+        match completion.result {
+            Ok(bytes) => match part {
+                Some(first) => {
+                    let part = (first, &*bytes);
+                    self.decode_apply_part(path, task, part, strides, view, errors);
+                }
+                None => self.decode_apply(path, task, &bytes, strides, view, errors),
+            },
+            // The file went away after it was probed (only a store read by key can say so:
+            // local files are pinned by the probe), or an unsharded chunk was never written: it
+            // reads as missing, as it would have a moment later (zarr-python does the same).
+            Err(e) if e.is_not_found() => {
+                self.fill_apply(task, &self.layout.fill, strides, view, errors);
+            }
+            Err(IoError::OutOfBounds {
+                file_size, range, ..
+            }) => errors.set(ArrayError::CorruptChunk {
+                path: path.to_path_buf(),
+                chunk: task.coords.clone(),
+                message: format!(
+                    "bytes {}..{} are past the end of the file ({file_size} bytes)",
+                    range.0, range.1
+                ),
+            }),
+            Err(e) => errors.set(e.into()),
         }
     }
 

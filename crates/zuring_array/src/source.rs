@@ -56,6 +56,25 @@ pub trait ByteSource: Sync {
         requests: Vec<ReadRequest<usize>>,
         kind: FetchKind,
     ) -> Box<dyn Iterator<Item = Completion<usize>> + '_>;
+
+    /// Whether [`ByteSource::read_now`] may give anything (else the engine does not ask).
+    fn can_read_now(&self) -> bool {
+        false
+    }
+
+    /// Read one request of a batch on this thread, now, if its bytes are at hand (local files
+    /// already open, in the page cache): its completion, as [`ByteSource::fetch`] would give
+    /// it; or the request back, to be fetched with the rest. Called on the decode threads, so
+    /// that each reads what it decodes. Default: never (every request is fetched).
+    ///
+    /// # Errors
+    /// The request itself, when it must be fetched.
+    fn read_now(
+        &self,
+        request: ReadRequest<usize>,
+    ) -> std::result::Result<Completion<usize>, ReadRequest<usize>> {
+        Err(request)
+    }
 }
 
 /// Local files through zuring's io_uring (or pread) reader. Files probed are opened (or their
@@ -144,6 +163,29 @@ impl ByteSource for LocalSource<'_> {
             Box::new(self.reader.fetch_cached(requests))
         } else {
             Box::new(self.reader.fetch(requests))
+        }
+    }
+
+    fn can_read_now(&self) -> bool {
+        !self.reader.options().direct_io
+    }
+
+    fn read_now(
+        &self,
+        request: ReadRequest<usize>,
+    ) -> std::result::Result<Completion<usize>, ReadRequest<usize>> {
+        let pinned = self
+            .pinned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&request.path)
+            .cloned();
+        match pinned {
+            Some(file) if request.file.is_none() => self.reader.read_now(ReadRequest {
+                file: Some(file),
+                ..request
+            }),
+            _ => self.reader.read_now(request),
         }
     }
 }
@@ -288,6 +330,13 @@ impl<'a> NotingMissing<'a> {
         }
     }
 
+    /// Note the file of a completion that says it is missing (its error names it).
+    fn note_missing(&self, completion: &Completion<usize>) {
+        if let Err(IoError::NotFound { path }) = &completion.result {
+            self.note(&Arc::from(path.as_path()), true);
+        }
+    }
+
     /// Of `files` (each a stored chunk's coordinates and path), the coordinates of those that do
     /// not exist, in order, each once. A file the read did not look at (nothing of it was
     /// asked for) is probed now; one the source cannot tell of without fetching it
@@ -349,11 +398,26 @@ impl ByteSource for NotingMissing<'_> {
             self.note(&r.path, false);
         }
         // A missing file's error names it (the request's path).
-        Box::new(self.inner.fetch(requests, kind).inspect(|c| {
-            if let Err(IoError::NotFound { path }) = &c.result {
-                self.note(&Arc::from(path.as_path()), true);
-            }
-        }))
+        Box::new(
+            self.inner
+                .fetch(requests, kind)
+                .inspect(|c| self.note_missing(c)),
+        )
+    }
+
+    fn can_read_now(&self) -> bool {
+        self.inner.can_read_now()
+    }
+
+    fn read_now(
+        &self,
+        request: ReadRequest<usize>,
+    ) -> std::result::Result<Completion<usize>, ReadRequest<usize>> {
+        let path = Arc::clone(&request.path);
+        let completion = self.inner.read_now(request)?;
+        self.note(&path, false);
+        self.note_missing(&completion);
+        Ok(completion)
     }
 }
 
@@ -391,6 +455,12 @@ mod tests {
         let mut got: Vec<&[u8]> = got.iter().map(|b| &b[..]).collect();
         got.sort_unstable();
         assert_eq!(got, [&b"old chunk"[..], &b"old index"[..]]);
+        // Read now (by a decode thread) from the probed version too, not the path's new file.
+        assert!(source.can_read_now());
+        let now = source
+            .read_now(ReadRequest::new(shard.as_path(), ByteRange::Suffix(9), 2))
+            .unwrap();
+        assert_eq!((now.tag, &now.result.unwrap()[..]), (2, &b"old index"[..]));
         // A new source (a new read) sees the new version.
         let fresh = LocalSource::new(&reader);
         assert_ne!(

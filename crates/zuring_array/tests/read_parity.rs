@@ -1823,3 +1823,146 @@ fn resize_of_a_rectilinear_grid_is_refused_before_anything_changes() {
     );
     assert_eq!(files_by_key(dir.path()), before, "{name}");
 }
+
+/// Bytes from memory, where a read asks for them: every request whose tag (its place in the
+/// batch) `hand_back` picks is handed back by `read_now`, to be fetched with the rest; the
+/// others are read now, by the decode threads.
+struct AtHand<F> {
+    inner: zuring_array::FetchedSource<F>,
+    hand_back: fn(usize) -> bool,
+    now: std::sync::atomic::AtomicUsize,
+    back: std::sync::atomic::AtomicUsize,
+}
+
+impl<F> zuring_array::ByteSource for AtHand<F>
+where
+    F: Fn(
+            &[(std::path::PathBuf, zuring_io::ByteRange)],
+            zuring_array::FetchKind,
+        ) -> Vec<zuring_array::Fetched>
+        + Sync,
+{
+    fn probe(
+        &self,
+        paths: &[std::path::PathBuf],
+    ) -> zuring_array::Result<Vec<zuring_array::Presence>> {
+        self.inner.probe(paths)
+    }
+
+    fn fetch(
+        &self,
+        requests: Vec<zuring_io::ReadRequest<usize>>,
+        kind: zuring_array::FetchKind,
+    ) -> Box<dyn Iterator<Item = zuring_io::Completion<usize>> + '_> {
+        self.inner.fetch(requests, kind)
+    }
+
+    fn can_read_now(&self) -> bool {
+        true
+    }
+
+    fn read_now(
+        &self,
+        request: zuring_io::ReadRequest<usize>,
+    ) -> Result<zuring_io::Completion<usize>, zuring_io::ReadRequest<usize>> {
+        use std::sync::atomic::Ordering;
+        if (self.hand_back)(request.tag) {
+            self.back.fetch_add(1, Ordering::Relaxed);
+            return Err(request);
+        }
+        self.now.fetch_add(1, Ordering::Relaxed);
+        let kind = zuring_array::FetchKind::Chunks;
+        Ok(self.inner.fetch(vec![request], kind).next().unwrap())
+    }
+}
+
+#[test]
+fn bytes_at_hand_are_read_by_the_decode_threads_like_fetched_ones() {
+    use std::sync::atomic::AtomicUsize;
+    let ctx = Context::new(ArrayOptions::default()).unwrap();
+    let cases = cases();
+    for (name, meta, sharded) in &cases {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let expected = write_with_zarrs(dir.path(), meta);
+        let array = ZarrArray::from_metadata("pre/fix", meta, Arc::clone(&ctx)).unwrap();
+        let requests = whole_array_requests(&array);
+        let batches = AtomicUsize::new(0);
+        let intact = files_by_key(dir.path());
+        let read = |files: &std::collections::HashMap<String, Vec<u8>>,
+                    hand_back: fn(usize) -> bool| {
+            let source = AtHand {
+                inner: zuring_array::FetchedSource::new(memory_fetch(files, &batches)),
+                hand_back,
+                now: AtomicUsize::new(0),
+                back: AtomicUsize::new(0),
+            };
+            let mut out = vec![0u8; expected.len() * 4];
+            let result = array
+                .read_chunk_requests_from(
+                    &source,
+                    &requests,
+                    &mut [(SHAPE.to_vec(), out.as_mut_slice())],
+                )
+                .map(|_| out)
+                .map_err(|e| e.to_string());
+            (result, source.now.into_inner(), source.back.into_inner())
+        };
+        let zarrs_path = name.contains("zarrs path");
+        // Two of three read now, the rest fetched: the same values.
+        let (got, now, back) = read(&intact, |tag| tag % 3 == 1);
+        let got: Vec<u32> = got
+            .unwrap()
+            .chunks_exact(4)
+            .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(got, expected, "{name}");
+        if !zarrs_path {
+            assert!(
+                now > 0 && back > 0,
+                "{name}: {now} read now, {back} handed back"
+            );
+        }
+        // The first handed back: the engine asks no more of them (a cold cache).
+        let (got, now, back) = read(&intact, |tag| tag % 3 == 0);
+        assert_eq!(got.unwrap().len(), expected.len() * 4, "{name}");
+        if !zarrs_path {
+            assert!(
+                now == 0 && back > 0,
+                "{name}: {now} read now, {back} handed back"
+            );
+        }
+        // Damaged, cut short or missing files read now say what fetched ones say (or read the
+        // same fill values). (A damaged shard may fail at its index, before any chunk read.)
+        let key = intact
+            .keys()
+            .filter(|k| k.starts_with("c/"))
+            .min()
+            .unwrap()
+            .clone();
+        let damaged: [fn(&mut Vec<u8>) -> bool; 3] = [
+            |bytes| {
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0x5a;
+                true
+            },
+            |bytes| {
+                bytes.truncate(bytes.len() / 3);
+                true
+            },
+            |_| false,
+        ];
+        for damage in damaged {
+            let mut files = intact.clone();
+            let bytes = files.get_mut(&key).unwrap();
+            if !damage(bytes) {
+                files.remove(&key);
+            }
+            let (fetched, _, _) = read(&files, |_| true);
+            let (now, read_now, _) = read(&files, |_| false);
+            assert_eq!(now, fetched, "{name}, {key}");
+            if !sharded {
+                assert!(read_now > 0, "{name}");
+            }
+        }
+    }
+}

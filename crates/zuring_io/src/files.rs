@@ -159,6 +159,26 @@ impl FileCache {
         Ok(entry)
     }
 
+    /// The cached descriptor for reading `path` through the page cache, if one is open and
+    /// still valid; never opens a file. A stale or failed entry is `None` (and forgotten).
+    pub(crate) fn get_open(&self, path: &Path) -> Option<Arc<OpenFile>> {
+        let entry = self
+            .entries
+            .lock()
+            .ok()
+            .and_then(|mut c| c.get(&(path.to_path_buf(), false)).cloned())?;
+        if !self.revalidate {
+            return Some(entry);
+        }
+        match std::fs::metadata(path) {
+            Ok(meta) if FileVersion::of(&meta) == entry.version => Some(entry),
+            _ => {
+                self.invalidate(path);
+                None
+            }
+        }
+    }
+
     fn open_uncached(path: &Arc<Path>, direct: bool, cached_lookup: bool) -> Result<OpenFile> {
         let mut options = std::fs::OpenOptions::new();
         options.read(true);

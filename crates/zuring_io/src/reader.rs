@@ -327,6 +327,71 @@ impl Reader {
         self.start(requests, ReadOn::CallerCachedOnly)
     }
 
+    /// Read one range on this thread, now, if that needs neither the disk nor an open: the
+    /// request is pinned to an open file ([`ReadRequest::pinned`]) or its path's descriptor is
+    /// in the cache (and still valid), and every byte is in the page cache (`preadv2` with
+    /// `RWF_NOWAIT`). The completion, as a batch would deliver it (a range past the end is
+    /// [`IoError::OutOfBounds`]); or the request back, untouched, when it cannot be read so
+    /// (then read it the usual way). For workers that decode what they read: the bytes are
+    /// copied on the core that uses them, and no thread hands them over. Never with `O_DIRECT`.
+    ///
+    /// # Errors
+    /// The request itself, when it must be read another way.
+    pub fn read_now<T>(
+        &self,
+        request: ReadRequest<T>,
+    ) -> std::result::Result<Completion<T>, ReadRequest<T>> {
+        if self.options.direct_io {
+            return Err(request);
+        }
+        let Ok(engine) = self.engine() else {
+            return Err(request);
+        };
+        let file = match &request.file {
+            Some(pinned) => Arc::clone(&pinned.0),
+            None => match engine.files.get_open(&request.path) {
+                Some(file) => file,
+                None => return Err(request),
+            },
+        };
+        if file.direct_align > 1 {
+            return Err(request);
+        }
+        let (start, end) = match request.range.resolve(&request.path, file.size) {
+            Ok(span) => span,
+            Err(err) => {
+                return Ok(Completion {
+                    tag: request.tag,
+                    result: Err(err),
+                })
+            }
+        };
+        let len = usize::try_from(end - start).unwrap_or(usize::MAX);
+        let (tx, rx) = crossbeam_channel::bounded::<Delivery>(1);
+        crate::pread::run_cached(Job {
+            file,
+            offset: start,
+            len,
+            buf: engine.buffers.take(len),
+            filled: 0,
+            parts: vec![Part {
+                index: 0,
+                start,
+                end,
+            }],
+            sink: tx,
+            _permit: None,
+        });
+        match rx.try_recv() {
+            Ok((_, Err(err))) if err.is_not_cached() => Err(request),
+            Ok((_, result)) => Ok(Completion {
+                tag: request.tag,
+                result,
+            }),
+            Err(_) => Err(request),
+        }
+    }
+
     fn start<T>(
         &self,
         requests: impl IntoIterator<Item = ReadRequest<T>>,

@@ -575,3 +575,131 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
         .map(|p| p.parse::<u32>().unwrap_or(0));
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
 }
+
+#[test]
+fn read_now_reads_only_open_files_from_the_page_cache() {
+    let dir = scratch();
+    let files = write_files(dir.path(), &[300_000, 50_000]);
+    for (path, _) in &files {
+        std::fs::File::open(path).unwrap().sync_all().unwrap();
+    }
+    let r = reader(
+        Backend {
+            kind: BackendKind::Uring,
+            inline: true,
+        },
+        false,
+        CoalesceOptions::disabled(),
+    );
+    let request =
+        |f: usize, range: ByteRange, tag: u32| ReadRequest::new(files[f].0.as_path(), range, tag);
+    let bytes = |result: zuring_io::Result<bytes::Bytes>| result.unwrap().to_vec();
+    // Never opened by the reader: handed back as it was, though its bytes are cached (just
+    // written), and nothing is opened.
+    let back = r
+        .read_now(request(0, ByteRange::new(10, 20), 7))
+        .unwrap_err();
+    assert_eq!(
+        (&*back.path, back.range, back.tag),
+        (files[0].0.as_path(), ByteRange::new(10, 20), 7)
+    );
+    // Once a read has opened it (its descriptor cached): read now, byte for byte; a suffix and
+    // an empty range too; a range past the end is out of bounds, as in a batch.
+    assert_eq!(
+        bytes(r.read(files[0].0.as_path(), ByteRange::new(0, 1))),
+        files[0].1[..1]
+    );
+    let done = r
+        .read_now(request(0, ByteRange::new(1000, 200_000), 3))
+        .unwrap();
+    assert_eq!(done.tag, 3);
+    assert_eq!(bytes(done.result), files[0].1[1000..201_000]);
+    let done = r.read_now(request(0, ByteRange::Suffix(4096), 4)).unwrap();
+    assert_eq!(bytes(done.result), files[0].1[300_000 - 4096..]);
+    assert!(bytes(
+        r.read_now(request(0, ByteRange::new(5, 0), 5))
+            .unwrap()
+            .result
+    )
+    .is_empty());
+    match r
+        .read_now(request(0, ByteRange::new(299_990, 20), 6))
+        .unwrap()
+        .result
+    {
+        Err(IoError::OutOfBounds {
+            path,
+            range,
+            file_size,
+        }) => {
+            assert_eq!(
+                (path, range, file_size),
+                (files[0].0.clone(), (299_990, 300_010), 300_000)
+            );
+        }
+        other => panic!("expected OutOfBounds, got {other:?}"),
+    }
+    // Pages not in the cache: handed back (the reader does not wait for the disk).
+    evict(&files[0].0);
+    let back = r
+        .read_now(request(0, ByteRange::new(100_000, 1000), 8))
+        .unwrap_err();
+    assert_eq!(back.tag, 8);
+    // Pinned to an open file: read from that version, even after the path is replaced; the
+    // path's cached descriptor is stale then, so an unpinned request is handed back.
+    let pinned = r
+        .open_files(&[Arc::clone(&request(1, ByteRange::Whole, 0).path)])
+        .pop()
+        .unwrap()
+        .unwrap();
+    zuring_io::write_atomic(&files[1].0, b"a new, shorter file", false).unwrap();
+    let done = r
+        .read_now(ReadRequest::pinned(&pinned, ByteRange::new(0, 50_000), 9))
+        .unwrap();
+    assert_eq!(bytes(done.result), files[1].1);
+    assert_eq!(
+        r.read_now(request(1, ByteRange::Whole, 10))
+            .unwrap_err()
+            .tag,
+        10
+    );
+    assert_eq!(
+        bytes(r.read(files[1].0.as_path(), ByteRange::Whole)),
+        b"a new, shorter file"
+    );
+    assert_eq!(
+        bytes(r.read_now(request(1, ByteRange::Whole, 11)).unwrap().result),
+        b"a new, shorter file"
+    );
+    // A removed file's cached descriptor is not used.
+    std::fs::remove_file(&files[1].0).unwrap();
+    assert_eq!(
+        r.read_now(request(1, ByteRange::Whole, 12))
+            .unwrap_err()
+            .tag,
+        12
+    );
+    // With O_DIRECT nothing is read now.
+    let direct = reader(
+        Backend {
+            kind: BackendKind::Uring,
+            inline: true,
+        },
+        true,
+        CoalesceOptions::disabled(),
+    );
+    assert_eq!(
+        direct
+            .read(files[0].0.as_path(), ByteRange::new(0, 4096))
+            .unwrap()
+            .len(),
+        4096
+    );
+    assert_eq!(
+        direct
+            .read_now(request(0, ByteRange::new(0, 4096), 13))
+            .unwrap_err()
+            .tag,
+        13
+    );
+}
