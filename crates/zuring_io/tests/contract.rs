@@ -444,6 +444,19 @@ fn env_and_parse() {
     assert_eq!(r.backend_name().unwrap(), "uring");
 }
 
+/// An io_uring reader that reads a batch of one on the calling thread, without coalescing, with
+/// or without O_DIRECT: the reader of the page-cache-only reads' tests.
+fn inline_uring(direct_io: bool) -> Reader {
+    reader(
+        Backend {
+            kind: BackendKind::Uring,
+            inline: true,
+        },
+        direct_io,
+        CoalesceOptions::disabled(),
+    )
+}
+
 /// Drop `path`'s pages from the page cache (clean pages: the file was synced).
 #[allow(unsafe_code)]
 fn evict(path: &Path) {
@@ -462,14 +475,7 @@ fn fetch_cached_reads_only_what_the_page_cache_holds() {
         std::fs::File::open(path).unwrap().sync_all().unwrap();
         evict(path);
     }
-    let r = reader(
-        Backend {
-            kind: BackendKind::Uring,
-            inline: true,
-        },
-        false,
-        CoalesceOptions::disabled(),
-    );
+    let r = inline_uring(false);
     let requests = |ranges: &[(usize, u64, u64)]| {
         ranges
             .iter()
@@ -522,14 +528,7 @@ fn fetch_cached_reads_only_what_the_page_cache_holds() {
         }
     }
     // With O_DIRECT nothing counts as cached.
-    let direct = reader(
-        Backend {
-            kind: BackendKind::Uring,
-            inline: true,
-        },
-        true,
-        CoalesceOptions::disabled(),
-    );
+    let direct = inline_uring(true);
     let c = direct
         .fetch_cached(requests(&[(0, 0, 4096)]))
         .next()
@@ -583,14 +582,7 @@ fn read_now_reads_only_open_files_from_the_page_cache() {
     for (path, _) in &files {
         std::fs::File::open(path).unwrap().sync_all().unwrap();
     }
-    let r = reader(
-        Backend {
-            kind: BackendKind::Uring,
-            inline: true,
-        },
-        false,
-        CoalesceOptions::disabled(),
-    );
+    let r = inline_uring(false);
     let request =
         |f: usize, range: ByteRange, tag: u32| ReadRequest::new(files[f].0.as_path(), range, tag);
     let bytes = |result: zuring_io::Result<bytes::Bytes>| result.unwrap().to_vec();
@@ -680,14 +672,7 @@ fn read_now_reads_only_open_files_from_the_page_cache() {
         12
     );
     // With O_DIRECT nothing is read now.
-    let direct = reader(
-        Backend {
-            kind: BackendKind::Uring,
-            inline: true,
-        },
-        true,
-        CoalesceOptions::disabled(),
-    );
+    let direct = inline_uring(true);
     assert_eq!(
         direct
             .read(files[0].0.as_path(), ByteRange::new(0, 4096))
