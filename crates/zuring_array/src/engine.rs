@@ -360,18 +360,13 @@ impl ReadContext<'_> {
         // The first request tells whether the batch is at hand: when it is not (a cold page
         // cache), none is tried, since each try that finds no bytes may start the kernel's
         // read-ahead of its range, out of the batch's order, beside the batch's own reads.
-        let first = match requests.first() {
-            Some(_) if !single && self.source.can_read_now() => {
-                match self.source.read_now(requests.remove(0)) {
-                    Ok(done) => Some(done),
-                    Err(request) => {
-                        requests.insert(0, request);
-                        None
-                    }
-                }
+        let mut first = None;
+        if !single && !requests.is_empty() && self.source.can_read_now() {
+            match self.source.read_now(requests.remove(0)) {
+                Ok(done) => first = Some(done),
+                Err(request) => requests.insert(0, request),
             }
-            _ => None,
-        };
+        }
         let streams = match first {
             Some(first) => {
                 self.read_now_each(first, requests, targets, (strides, view), errors, pool)

@@ -133,48 +133,48 @@ impl FileCache {
                 path: path.to_path_buf(),
             });
         }
-        let key = (path.to_path_buf(), direct);
-        let cached = self
-            .entries
-            .lock()
-            .ok()
-            .and_then(|mut c| c.get(&key).cloned());
-        if let Some(entry) = cached {
-            if !self.revalidate {
-                return Ok(entry);
-            }
-            match std::fs::metadata(path) {
-                Ok(meta) if FileVersion::of(&meta) == entry.version => return Ok(entry),
-                Ok(_) => {}
-                Err(err) => {
-                    self.invalidate(path);
-                    return Err(IoError::open(path, err));
-                }
-            }
+        if let Some(entry) = self
+            .cached(path, direct)
+            .map_err(|e| IoError::open(path, e))?
+        {
+            return Ok(entry);
         }
         let entry = Arc::new(Self::open_uncached(path, direct, cached_lookup)?);
         if let Ok(mut c) = self.entries.lock() {
-            c.put(key, Arc::clone(&entry));
+            c.put((path.to_path_buf(), direct), Arc::clone(&entry));
         }
         Ok(entry)
     }
 
     /// The cached descriptor for reading `path` through the page cache, if one is open and
-    /// still valid; never opens a file. A stale or failed entry is `None` (and forgotten).
+    /// still valid; never opens a file.
     pub(crate) fn get_open(&self, path: &Path) -> Option<Arc<OpenFile>> {
-        let entry = self
+        self.cached(path, false).ok().flatten()
+    }
+
+    /// The cached entry for `path` (opened with `direct` or not), if still valid (revalidated
+    /// with one `stat` of the path): `Ok(None)` when there is none or it is stale (the file was
+    /// replaced or changed).
+    ///
+    /// # Errors
+    /// When the path cannot be looked at (missing, say): the entry is forgotten.
+    fn cached(&self, path: &Path, direct: bool) -> std::io::Result<Option<Arc<OpenFile>>> {
+        let Some(entry) = self
             .entries
             .lock()
             .ok()
-            .and_then(|mut c| c.get(&(path.to_path_buf(), false)).cloned())?;
+            .and_then(|mut c| c.get(&(path.to_path_buf(), direct)).cloned())
+        else {
+            return Ok(None);
+        };
         if !self.revalidate {
-            return Some(entry);
+            return Ok(Some(entry));
         }
         match std::fs::metadata(path) {
-            Ok(meta) if FileVersion::of(&meta) == entry.version => Some(entry),
-            _ => {
+            Ok(meta) => Ok((FileVersion::of(&meta) == entry.version).then_some(entry)),
+            Err(err) => {
                 self.invalidate(path);
-                None
+                Err(err)
             }
         }
     }

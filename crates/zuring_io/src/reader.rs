@@ -354,9 +354,6 @@ impl Reader {
                 None => return Err(request),
             },
         };
-        if file.direct_align > 1 {
-            return Err(request);
-        }
         let (start, end) = match request.range.resolve(&request.path, file.size) {
             Ok(span) => span,
             Err(err) => {
@@ -368,6 +365,7 @@ impl Reader {
         };
         let len = usize::try_from(end - start).unwrap_or(usize::MAX);
         let (tx, rx) = crossbeam_channel::bounded::<Delivery>(1);
+        // A file opened with O_DIRECT (pinned by a direct reader) fails as not cached there.
         crate::pread::run_cached(Job {
             file,
             offset: start,
