@@ -184,7 +184,21 @@ def test_native_write_errors(tmp_store):
         a.vindex[[0, 6], [0, 0]] = 1
     with pytest.raises(ValueError):
         a[::2, ::3] = np.zeros((2, 2), dtype="int32")
+    # Python numbers are converted as numpy and zarr convert them: an integer out of range or
+    # NaN for an integer type is refused (not wrapped to 0 or INT_MIN), before anything changes.
+    z = zarr.open_array(tmp_store)
+    for value, err in [(2**40, OverflowError), (-(2**31) - 1, OverflowError), ([1, 2**31], OverflowError), (float("nan"), ValueError)]:
+        with pytest.raises(err):
+            z[0, 0:2] = value
+        with pytest.raises(err):
+            a[0, 0:2] = value
     np.testing.assert_array_equal(a[...], values)
+    # numpy's own scalars and arrays are cast as numpy casts them, as zarr does.
+    a[0, 0:2] = np.int64(2**32 + 5)
+    z[1, 0:2] = np.int64(2**32 + 5)
+    a[1, 2] = 7.9
+    z[0, 2] = 7.9
+    np.testing.assert_array_equal(a[0:2, 0:3], [[5, 5, 7], [5, 5, 7]])
 
 
 def test_numpy_array_protocol(tmp_store):
@@ -669,8 +683,11 @@ def test_zarr_selection_methods_read_what_zarr_reads(tmp_path, shape, chunks, sh
             getattr(a, method)(selection, out=base[..., ::2])
             np.testing.assert_array_equal(base[..., ::2], want)
             np.testing.assert_array_equal(base[..., 1::2], np.full(base[..., 1::2].shape, 7, dtype=a.dtype))
-    # The blocks view is get_block_selection.
+    # The blocks view is get_block_selection; a boolean array of the array's shape in [] is a
+    # mask selection, as numpy and zarr read it.
     np.testing.assert_array_equal(a.blocks[-1], np.asarray(za.blocks[-1]))
+    np.testing.assert_array_equal(a[mask], za[mask])
+    np.testing.assert_array_equal(a[(mask,)], values[mask])
 
 
 def test_zarr_selection_methods_refuse_what_zarr_refuses(tmp_path):
@@ -734,6 +751,9 @@ def test_zarr_selection_methods_write_what_numpy_writes(tmp_path, shape, chunks,
     a.blocks[..., -1] = 0
     last = (shards or chunks)[-1] * ((shape[-1] - 1) // (shards or chunks)[-1])
     values[..., last:] = 0
+    # A mask of the array's shape in [] writes where it is true, as in numpy and zarr.
+    a[mask] = values[0].flat[0]
+    values[mask] = values[0].flat[0]
     np.testing.assert_array_equal(a[...], values)
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "u.zarr"), mode="r")[...], values)
 

@@ -22,10 +22,13 @@ def _order_only(have: np.dtype, want: np.dtype) -> bool:
 
 
 def as_dtype(value: Any, dtype: np.dtype) -> np.ndarray:
-    """``value`` as a C-contiguous array of ``dtype`` (0-d stays 0-d)."""
-    if dtype.fields is not None and not isinstance(value, (np.ndarray, np.generic)):
-        # A record given as a tuple (or a list of them): numpy reads it field by field only
-        # when it knows the record type.
+    """``value`` as a C-contiguous array of ``dtype`` (0-d stays 0-d). Python scalars and
+    lists are converted as numpy (and zarr) convert what is assigned: straight to ``dtype``, so
+    an integer out of its range raises OverflowError and NaN for an integer type ValueError,
+    where a detour through numpy's own type would wrap or saturate without a word."""
+    if not hasattr(value, "dtype"):
+        # Python scalars and lists; a record given as a tuple (or a list of them) too: numpy
+        # reads it field by field only when it knows the record type.
         return np.asarray(value, dtype=dtype, order="C")
     a = np.asarray(value)
     if _order_only(a.dtype, dtype):

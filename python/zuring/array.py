@@ -221,10 +221,23 @@ class Array:
         return target.reshape(shape)
 
     def __getitem__(self, key: Any) -> Any:
-        """numpy basic indexing (ints, slices with any step, ellipsis) and orthogonal indexing
-        with integer or boolean arrays per dimension."""
+        """numpy basic indexing (ints, slices with any step, ellipsis), orthogonal indexing
+        with integer or boolean arrays per dimension, and a boolean mask of the array's shape
+        (the selected elements in C order, as numpy and zarr give them)."""
+        mask = self._whole_mask(key)
+        if mask is not None:
+            return self.get_mask_selection(mask)
         selection, drop = parse(key, self.shape)
         return self._read(selection, drop)
+
+    def _whole_mask(self, key: Any) -> np.ndarray | None:
+        """``key`` if it is one boolean array with a dimension per dimension of the array (a
+        mask selection, as numpy and zarr read ``a[mask]``; 1-d, the orthogonal reading is the
+        same), else None."""
+        k = key[0] if isinstance(key, tuple) and len(key) == 1 else key
+        if self.ndim > 1 and isinstance(k, np.ndarray) and k.dtype == bool and k.ndim == self.ndim:
+            return k
+        return None
 
     @property
     def oindex(self) -> "_OIndex":
@@ -282,7 +295,12 @@ class Array:
     def __setitem__(self, key: Any, value: Any) -> None:
         """Write with numpy basic indexing (ints, slices with any step) or orthogonal index
         arrays; ``value`` broadcasts to the selection as in numpy. Stored chunks covered in part
-        are read, modified and replaced atomically."""
+        are read, modified and replaced atomically. A boolean mask of the array's shape writes
+        where it is true, as in numpy and zarr."""
+        mask = self._whole_mask(key)
+        if mask is not None:
+            self.set_mask_selection(mask, value)
+            return
         selection, drop = parse(key, self.shape)
         self._write(selection, value, kept(selection.shape, drop))
 

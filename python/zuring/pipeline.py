@@ -26,11 +26,13 @@ true`` zuring raises :class:`zuring.UnsupportedError` instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+import weakref
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -792,12 +794,44 @@ def _check_writable(store: Any) -> None:
         raise ValueError("store was opened in read-only mode and does not support writing")
 
 
+# The stored chunks that writes through a store's own API hold, per event loop: key -> the
+# future set when the write holding it is done.
+_TAKEN: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], asyncio.Future]] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def _taking(setters: Iterable[Any]) -> AsyncIterator[None]:
+    """Hold the stored chunks of ``setters`` (byte setters: a store and a key) from other writes
+    through this pipeline on this event loop, waiting while any is held. A write reads what it
+    covers in part, merges and replaces it: two at once into one chunk or shard would each
+    start from what was stored and the later would drop the other's values. Taken all at once,
+    so writes never wait on each other in a cycle; as zuring's Rust writes do for LocalStore."""
+    loop = asyncio.get_running_loop()
+    taken = _TAKEN.setdefault(loop, {})
+    keys = {(str(s.store), s.path) for s in setters}
+    while busy := [taken[k] for k in keys if k in taken]:
+        await asyncio.wait(busy, return_when=asyncio.FIRST_COMPLETED)
+    done = loop.create_future()
+    for k in keys:
+        taken[k] = done
+    try:
+        yield
+    finally:
+        for k in keys:
+            del taken[k]
+        done.set_result(None)
+
+
 async def _write_through_store(encode: Any, setters: dict, prototype: Any, partial: list[list[int]]) -> None:
     """Read-modify-write through a store's async API (``setters``: each stored chunk's byte
     setter by coordinates): fetch the stored chunks the write covers in part, merge and encode in
     Rust (``encode(existing)``, on a worker thread), then set (or delete, when all fill) every
-    touched chunk."""
+    touched chunk; other writes through zuring into the same chunks wait meanwhile."""
+    async with _taking(setters.values()):
+        await _read_modify_write(encode, setters, prototype, partial)
 
+
+async def _read_modify_write(encode: Any, setters: dict, prototype: Any, partial: list[list[int]]) -> None:
     async def old(coords: list[int]) -> tuple:
         buf = await setters[tuple(coords)].get(prototype)
         return coords, None if buf is None else buf.as_numpy_array()

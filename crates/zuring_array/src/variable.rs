@@ -315,6 +315,7 @@ impl ZarrArray {
         partial: &[Vec<u64>],
         store_empty: bool,
     ) -> Result<()> {
+        let _taken = self.take_files(requests, partial);
         let existing = || -> Result<HashMap<Vec<u64>, Bytes>> {
             Ok(self
                 .read_stored(partial)?

@@ -19,6 +19,7 @@ use crate::layout::{nonzero, ReadMode};
 use crate::plan::{c_strides, num_elements, try_for_each_coord, ChunkRequest, Selection};
 use crate::shard_write::Rewrite;
 
+mod exclusive;
 mod scatter;
 
 pub use scatter::WriteValue;
@@ -128,6 +129,7 @@ impl ZarrArray {
         partial: &[Vec<u64>],
         store_empty: bool,
     ) -> Result<()> {
+        let _taken = self.take_files(requests, partial);
         // Shards covered in part are rewritten in place of being read whole (see
         // `rewrite_local_shard`); other stored chunks covered in part are read first.
         let (existing, in_place) = if matches!(self.layout().mode, ReadMode::Sharded(_)) {
@@ -144,6 +146,27 @@ impl ZarrArray {
             in_place.as_ref(),
             &self.local_sink(),
         )
+    }
+
+    /// Take every stored file that `requests` and `partial` touch from other writes in this
+    /// process, waiting while any is held by one (see [`exclusive`]): held until the returned
+    /// value is dropped, after the last file is replaced.
+    pub(crate) fn take_files(
+        &self,
+        requests: &[ChunkRequest],
+        partial: &[Vec<u64>],
+    ) -> exclusive::Taken {
+        let root = exclusive::canonical_root(self.path());
+        let files: HashSet<&[u64]> = requests
+            .iter()
+            .map(chunk_of)
+            .chain(partial.iter().map(Vec::as_slice))
+            .collect();
+        let keys = files
+            .into_iter()
+            .map(|c| exclusive::file_key(&root, self.zarrs_array().chunk_key(c).as_str()))
+            .collect();
+        exclusive::take(keys)
     }
 
     /// The current bytes of the stored chunks `coords` (None: absent), read in one batch.
