@@ -164,7 +164,7 @@ impl ZarrArray {
             .collect();
         let keys = files
             .into_iter()
-            .map(|c| exclusive::file_key(&root, self.zarrs_array().chunk_key(c).as_str()))
+            .map(|c| exclusive::file_key(&root, c))
             .collect();
         exclusive::take(keys)
     }

@@ -36,6 +36,7 @@ mod coalesce;
 mod error;
 mod files;
 mod job;
+mod locks;
 mod pread;
 mod reader;
 mod request;
@@ -48,6 +49,7 @@ pub use coalesce::{align_outwards, coalesce, CoalesceOptions, CoalescedRead, Spa
 pub use error::{IoError, Result};
 pub use files::FileVersion;
 pub use job::MAX_READ_BYTES;
+pub use locks::{lock_across_processes, lock_file_path, ProcessLocks, KEY_LIMIT};
 pub use reader::{BackendKind, Reader, ReaderOptions};
 pub use request::{ByteRange, Completion, PinnedFile, ReadRequest, ReadStream};
 pub use write::{

@@ -11,7 +11,10 @@
 //! canonical directory and their key, so two handles on one array opened by different paths
 //! exclude each other too (a collision only makes two writes take turns).
 //!
-//! Within one process only: writers in other processes are not seen (as in zarr-python).
+//! Writers in other processes of the machine are kept apart too: once a write has its files
+//! here, it takes them from other processes as well ([`zuring_io::lock_across_processes`]:
+//! record locks on a lock file in the temporary directory, in ascending order), before it reads
+//! any of them.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
@@ -37,11 +40,27 @@ fn table() -> MutexGuard<'static, Option<Table>> {
 pub(crate) struct Taken {
     keys: Vec<u64>,
     pid: u32,
+    /// Held against other processes; released (dropped) before the keys are given back here.
+    across: Option<zuring_io::ProcessLocks>,
 }
 
-/// The key of the file `key` (a chunk key) of the array in directory `root` (canonical).
-pub(crate) fn file_key(root: &Path, key: &str) -> u64 {
-    BuildHasherDefault::<DefaultHasher>::default().hash_one((root, key))
+/// Bits of a key that hold a file's last coordinate: the files along a row of the grid have
+/// consecutive keys, and another process takes a row of them with one lock.
+const LAST_BITS: u32 = 20;
+
+/// The key of the stored file at grid coordinates `coords` of the array in directory `root`
+/// (canonical): a hash of the directory and the leading coordinates, then the last coordinate
+/// (below [`zuring_io::KEY_LIMIT`]).
+pub(crate) fn file_key(root: &Path, coords: &[u64]) -> u64 {
+    let hasher = BuildHasherDefault::<DefaultHasher>::default();
+    let row_bits = 62 - LAST_BITS;
+    match coords.split_last() {
+        Some((&last, leading)) if last < 1 << LAST_BITS => {
+            let row = hasher.hash_one((root, leading)) >> (64 - row_bits);
+            row << LAST_BITS | last
+        }
+        _ => (hasher.hash_one((root, coords)) >> (64 - row_bits)) << LAST_BITS,
+    }
 }
 
 /// The canonical form of an array's directory (as given when it cannot be resolved).
@@ -67,7 +86,9 @@ pub(crate) fn take(mut keys: Vec<u64>) -> Taken {
         };
         if !keys.iter().any(|k| table.taken.contains(k)) {
             table.taken.extend(keys.iter().copied());
-            return Taken { keys, pid };
+            drop(guard);
+            let across = Some(zuring_io::lock_across_processes(&keys));
+            return Taken { keys, pid, across };
         }
         guard = FREED.wait(guard).unwrap_or_else(PoisonError::into_inner);
     }
@@ -75,6 +96,7 @@ pub(crate) fn take(mut keys: Vec<u64>) -> Taken {
 
 impl Drop for Taken {
     fn drop(&mut self) {
+        drop(self.across.take());
         if self.keys.is_empty() {
             return;
         }
@@ -98,9 +120,9 @@ mod tests {
     fn a_write_waits_for_the_files_it_shares_only() {
         let root = Path::new("/exclusive-test");
         let (a, b, c) = (
-            file_key(root, "c/0"),
-            file_key(root, "c/1"),
-            file_key(root, "c/2"),
+            file_key(root, &[0, 0]),
+            file_key(root, &[0, 1]),
+            file_key(root, &[0, 2]),
         );
         let first = take(vec![a, b]);
         // Disjoint files: taken at once.
@@ -126,10 +148,20 @@ mod tests {
     }
 
     #[test]
-    fn keys_tell_arrays_and_chunks_apart() {
-        let k = file_key(Path::new("/data/a.zarr"), "c/0/1");
-        assert_eq!(k, file_key(Path::new("/data/a.zarr"), "c/0/1"));
-        assert_ne!(k, file_key(Path::new("/data/b.zarr"), "c/0/1"));
-        assert_ne!(k, file_key(Path::new("/data/a.zarr"), "c/1/0"));
+    fn keys_tell_arrays_and_files_apart_and_follow_rows() {
+        let a = Path::new("/data/a.zarr");
+        let k = file_key(a, &[3, 0, 1]);
+        assert_eq!(k, file_key(a, &[3, 0, 1]));
+        assert_ne!(k, file_key(Path::new("/data/b.zarr"), &[3, 0, 1]));
+        assert_ne!(k, file_key(a, &[3, 1, 0]));
+        assert_ne!(k, file_key(a, &[0, 3, 1]));
+        // Along the last dimension, keys are consecutive.
+        assert_eq!(file_key(a, &[3, 0, 2]), k + 1);
+        // Every key is below the lock file's limit, a last coordinate too large for its bits
+        // included; 0-d arrays have one file.
+        for key in [k, file_key(a, &[1, 1 << 40]), file_key(a, &[])] {
+            assert!(key < zuring_io::KEY_LIMIT);
+        }
+        assert_ne!(file_key(a, &[1, 1 << 40]), file_key(a, &[1, 1 << 41]));
     }
 }
