@@ -415,7 +415,8 @@ impl ZarrArray {
     /// points; the value has the selection's output shape, and as in numpy its axes of length
     /// 1 and a 0-d value broadcast; an index listed twice takes the later value). Stored chunks
     /// the write covers in part are read, modified and replaced atomically (of a shard, only the
-    /// touched inner chunks are encoded again); chunks left all fill are deleted.
+    /// touched inner chunks are encoded again); chunks left all fill are deleted. Writes into
+    /// the same files from other threads or processes of the machine take turns with it.
     ///
     /// # Errors
     /// [`ArrayError::Selection`] when out of bounds or the value does not fit the selection

@@ -117,7 +117,9 @@ impl ZarrArray {
     /// Write `value` given as chunk requests into the array's directory: stored chunks in
     /// `partial` (those the write covers only in part) are read first; every touched stored
     /// chunk is replaced atomically as soon as it is encoded (encoding and writing overlap), or
-    /// deleted when all fill and `store_empty` is false.
+    /// deleted when all fill and `store_empty` is false. Other writes into any of the same files,
+    /// from this process or another on the machine, wait until this one is done, and this one
+    /// for them: concurrent writes into different parts of one chunk or shard lose nothing.
     ///
     /// # Errors
     /// As [`ZarrArray::encode_chunk_requests`] (a bad request fails before any file changes);
