@@ -49,6 +49,17 @@ pub fn check_array_metadata(path: &Path, file: &str, text: &[u8]) -> Result<()> 
             "codecs",
         ]
     };
+    // A group's document first: its missing array members would say less.
+    if let Some(kind) = object.get("node_type").filter(|_| !v2) {
+        if kind.as_str() != Some("array") {
+            let what = if kind.as_str() == Some("group") {
+                "a group, not an array: \"node_type\" is \"group\"".to_string()
+            } else {
+                format!("\"node_type\" must be \"array\", not {kind}")
+            };
+            return Err(fail(path, format!("{file}: {what}")));
+        }
+    }
     for member in required {
         if !object.contains_key(*member) {
             return Err(fail(
@@ -62,12 +73,6 @@ pub fn check_array_metadata(path: &Path, file: &str, text: &[u8]) -> Result<()> 
         return Err(fail(
             path,
             format!("{file}: \"zarr_format\" must be {expected_format}"),
-        ));
-    }
-    if !v2 && object.get("node_type").and_then(Value::as_str) != Some("array") {
-        return Err(fail(
-            path,
-            format!("{file}: \"node_type\" must be \"array\""),
         ));
     }
     let dims = |member: &str| -> Result<usize> {
@@ -331,6 +336,15 @@ mod tests {
             err(&GOOD.replace(r#""zarr_format":3"#, r#""zarr_format":4"#)).contains("zarr_format")
         );
         assert!(err("[1]").contains("JSON object"));
+        // A group's document says so, not which array members it lacks.
+        assert!(
+            err(r#"{"zarr_format":3,"node_type":"group","attributes":{}}"#)
+                .contains("zarr.json: a group, not an array"),
+        );
+        assert!(
+            err(&GOOD.replace(r#""node_type":"array""#, r#""node_type":"table""#))
+                .contains(r#""node_type" must be "array", not "table""#)
+        );
     }
 
     #[test]
