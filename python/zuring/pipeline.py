@@ -827,17 +827,10 @@ async def _write_through_store(encode: Any, setters: dict, prototype: Any, parti
     setter by coordinates): fetch the stored chunks the write covers in part, merge and encode in
     Rust (``encode(existing)``, on a worker thread), then set (or delete, when all fill) every
     touched chunk; other writes through zuring into the same chunks wait meanwhile."""
-    async with _taking(setters.values()):
-        await _read_modify_write(encode, setters, prototype, partial)
 
-
-async def _read_modify_write(encode: Any, setters: dict, prototype: Any, partial: list[list[int]]) -> None:
     async def old(coords: list[int]) -> tuple:
         buf = await setters[tuple(coords)].get(prototype)
         return coords, None if buf is None else buf.as_numpy_array()
-
-    existing = list(await asyncio.gather(*(old(c) for c in partial)))
-    encoded = await asyncio.to_thread(encode, existing)
 
     async def put(coords: list[int], data: bytes | None) -> None:
         setter = setters[tuple(coords)]
@@ -846,7 +839,10 @@ async def _read_modify_write(encode: Any, setters: dict, prototype: Any, partial
         else:
             await setter.set(prototype.buffer.from_bytes(data))
 
-    await asyncio.gather(*(put(c, d) for c, d in encoded))
+    async with _taking(setters.values()):
+        existing = list(await asyncio.gather(*(old(c) for c in partial)))
+        encoded = await asyncio.to_thread(encode, existing)
+        await asyncio.gather(*(put(c, d) for c, d in encoded))
 
 
 def _register() -> None:

@@ -150,9 +150,9 @@ impl ZarrArray {
         )
     }
 
-    /// Take every stored file that `requests` and `partial` touch from other writes in this
-    /// process, waiting while any is held by one (see [`exclusive`]): held until the returned
-    /// value is dropped, after the last file is replaced.
+    /// Take every stored file that `requests` and `partial` touch from other writes, in this
+    /// process and the machine's others, waiting while any is held by one (see [`exclusive`]):
+    /// held until the returned value is dropped, after the last file is replaced.
     pub(crate) fn take_files(
         &self,
         requests: &[ChunkRequest],

@@ -1,20 +1,21 @@
-//! Writes to the same stored files exclude each other within the process.
+//! Writes to the same stored files take turns: between the threads of the process here, and
+//! between processes of the machine through [`zuring_io::lock_across_processes`].
 //!
 //! A write reads a stored chunk or shard it covers in part, merges its values in and replaces
 //! the file. Two writes into different parts of one file at once would each start from the file
 //! as it was, and the one that replaced it last would drop the other's values (zarr-python,
-//! zarrs-python and zuring before this lost 2-54 of 64 inner chunks written by 8 threads into
+//! zarrs-python and zuring before this lost 2-55 of 64 inner chunks written by 8 threads into
 //! one shard). So a write takes every file it touches here, all at once, before it reads any of
 //! them, and gives them back when it is done: a write waits while another holds any of its
 //! files and holds none of them meanwhile, so writes never wait on each other in a cycle, and
-//! writes of disjoint files run side by side. Files are known by a hash of their array's
-//! canonical directory and their key, so two handles on one array opened by different paths
-//! exclude each other too (a collision only makes two writes take turns).
+//! writes of disjoint files run side by side. A file is known by a key made of its array's
+//! canonical directory and its grid coordinates ([`file_key`]), so two handles on one array
+//! opened by different paths exclude each other too (a collision of keys only makes two writes
+//! take turns).
 //!
-//! Writers in other processes of the machine are kept apart too: once a write has its files
-//! here, it takes them from other processes as well ([`zuring_io::lock_across_processes`]:
-//! record locks on a lock file in the temporary directory, in ascending order), before it reads
-//! any of them.
+//! Once a write has its files here, it takes them from other processes as well (record locks
+//! on a lock file in the temporary directory, in ascending order of key), before it reads any
+//! of them; no two threads of the process hold a key at once, as those locks require.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
