@@ -55,3 +55,22 @@ def test_xarray_dask_round_trip(tmp_path):
     assert pipeline.STATS["native_writes"] > before["native_writes"]
     with zarr.config.set(DEFAULT):
         xr.testing.assert_identical(xr.open_zarr(path, consolidated=False).compute(), full)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_dask_chunks_smaller_than_shards_written_by_threads_lose_nothing(tmp_path):
+    """``to_zarr(safe_chunks=False)`` with dask chunks that split shards, written by dask's
+    threads at once: each task's write reads the shards it covers in part, merges and replaces
+    them, and writes into the same shard take turns (zarr's default pipeline got 2.6 million
+    of these 4.2 million elements wrong, zarrs-python 2.1 million, in a larger run)."""
+    import dask
+    import dask.array as da
+
+    want = np.arange(16 * 64 * 64, dtype="i4").reshape(16, 64, 64)
+    ds = xr.Dataset({"v": (("t", "y", "x"), da.from_array(want, chunks=(2, 16, 16)))})
+    path = str(tmp_path / "split.zarr")
+    with zarr.config.set(ZURING), dask.config.set(scheduler="threads", num_workers=8):
+        ds.to_zarr(path, encoding={"v": {"chunks": (1, 16, 16), "shards": (8, 32, 32)}}, zarr_format=3, safe_chunks=False, mode="w")
+    with zarr.config.set(DEFAULT):
+        got = zarr.open_array(path, path="v", mode="r")[...]
+    assert int((got != want).sum()) == 0, f"{int((got != want).sum())} elements lost"
