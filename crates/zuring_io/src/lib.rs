@@ -1,5 +1,6 @@
-//! Batched byte-range reads over many local files, through io_uring (or a pread thread pool), and
-//! atomic file writes.
+//! Batched byte-range reads over many local files, through io_uring (or a pread thread pool),
+//! atomic file writes, and record locks that keep writers of the same files in different
+//! processes apart ([`lock_across_processes`]).
 //!
 //! A batch of [`ReadRequest`]s (path, [`ByteRange`], caller tag) is planned at once: files open
 //! through a bounded descriptor cache, nearby ranges of one file merge into one read
