@@ -827,6 +827,43 @@ def test_resize_and_append_leave_what_zarr_leaves(tmp_path, zarr_format, shards)
     assert zuring.open_array(tmp_path / "u.zarr")[2, 3] == 77
 
 
+def test_resizes_and_attribute_changes_at_once_lose_neither(tmp_path):
+    """One handle resizes (growing by one each time) while another changes an attribute over
+    and over: each reads the metadata document, changes it and replaces it, and they take turns
+    on it, so an attribute change never writes a shape from before a resize back, and the last
+    of each survives."""
+    import json
+    import threading
+
+    path = tmp_path / "a.zarr"
+    zarr.create_array(str(path), shape=(1,), chunks=(4,), dtype="i4", fill_value=0)
+    resizer, tagger = zuring.open_array(path), zuring.open_array(path)
+    stop, count = threading.Event(), [0]
+
+    def tag():
+        while not stop.is_set():
+            count[0] += 1
+            tagger.attrs["n"] = count[0]
+
+    thread = threading.Thread(target=tag)
+    thread.start()
+    undone = []
+    try:
+        for n in range(2, 150):
+            stored = json.loads((path / "zarr.json").read_text())["shape"][0]
+            if stored != n - 1:
+                undone.append((n - 1, stored))
+            resizer.resize((n,))
+    finally:
+        stop.set()
+        thread.join()
+    document = json.loads((path / "zarr.json").read_text())
+    assert count[0] > 10, "the attribute changes did not run beside the resizes"
+    assert not undone and document["shape"] == [149], f"resizes undone: {undone[:5]}"
+    assert document["attributes"] == {"n": count[0]}
+    assert zarr.open_array(str(path), mode="r").shape == (149,)
+
+
 def test_resize_and_append_errors(tmp_path):
     values = make_values((4, 6), "float32", seed=3)
     zarr_array(tmp_path / "a.zarr", values, (2, 3), None, None)

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from zuring import _native
+
 
 def plain(value: Any) -> Any:
     """numpy scalars and arrays as the Python values JSON stores (zarr's encoder does the same)."""
@@ -73,9 +75,16 @@ def write_attributes(node: str, zarr_format: int, values: dict) -> dict:
     """Store ``values`` as the user attributes of the node in directory ``node``: in its
     ``zarr.json`` (v3; the document is read again from disk and only ``attributes`` changes) or
     as its ``.zattrs`` (v2). Returns them as a reader of the document gets them (numpy values
-    as plain ones)."""
+    as plain ones). The document is held from zuring's other writers of it (resizes, attribute
+    changes; any thread or process of the machine) while it is read and replaced, so a resize
+    meanwhile is not undone by the old shape written back."""
     text = encode_attributes(values)
     stored = json.loads(text)
+    with _native.hold_metadata(node):
+        return _write_held(node, zarr_format, text, stored)
+
+
+def _write_held(node: str, zarr_format: int, text: str, stored: dict) -> dict:
     if zarr_format == 2:
         _replace(os.path.join(node, ".zattrs"), text)
         return stored

@@ -55,6 +55,7 @@ pub use shard_index::{FileVersion, ShardIndex, ShardIndexCache};
 pub use shard_write::InnerChunkOrder;
 pub use source::{ByteSource, FetchKind, Fetched, FetchedSource, Presence};
 pub use variable::VariableRead;
+pub use write::exclusive::{hold_metadata, MetadataHold};
 pub use write::WriteValue;
 
 /// Register with zarrs the codecs zuring adds ([`numcodecs::register`],

@@ -19,7 +19,7 @@ use crate::layout::{nonzero, ReadMode};
 use crate::plan::{c_strides, num_elements, try_for_each_coord, ChunkRequest, Selection};
 use crate::shard_write::Rewrite;
 
-mod exclusive;
+pub(crate) mod exclusive;
 mod scatter;
 
 pub use scatter::WriteValue;

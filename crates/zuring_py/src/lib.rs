@@ -7,6 +7,7 @@ mod array;
 mod buffer;
 mod errors;
 mod group;
+mod hold;
 mod reader;
 mod sampler;
 
@@ -18,6 +19,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<array::Array>()?;
     m.add_class::<buffer::Buffer>()?;
     m.add_class::<group::Group>()?;
+    m.add_class::<hold::MetadataHold>()?;
     m.add_class::<reader::Reader>()?;
     m.add_class::<sampler::Sampler>()?;
     m.add_function(wrap_pyfunction!(array::open_array, m)?)?;
@@ -25,6 +27,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(array::open_array_with_metadata, m)?)?;
     m.add_function(wrap_pyfunction!(group::open_group, m)?)?;
     m.add_function(wrap_pyfunction!(group::create_group, m)?)?;
+    m.add_function(wrap_pyfunction!(hold::hold_metadata, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

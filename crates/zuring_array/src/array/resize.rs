@@ -5,6 +5,7 @@ use std::sync::Arc;
 use super::ZarrArray;
 use crate::error::{ArrayError, Result};
 use crate::plan::for_each_coord;
+use crate::write::exclusive;
 
 impl ZarrArray {
     /// The array with its shape changed to `new_shape`, as zarr-python's `Array.resize`: the
@@ -54,7 +55,18 @@ impl ZarrArray {
                 .map(|(&n, &c)| n.div_ceil(c.max(1)))
                 .collect()
         };
-        for coords in outside(&counts(&old_shape), &counts(new_shape)) {
+        // The document and the files deleted are held from other writers until replaced and
+        // gone: an attribute change meanwhile would write the old shape back, a chunk write
+        // would put a deleted chunk back.
+        let doomed = outside(&counts(&old_shape), &counts(new_shape));
+        let root = exclusive::canonical_root(&self.path);
+        let mut keys: Vec<u64> = doomed
+            .iter()
+            .map(|c| exclusive::file_key(&root, c))
+            .collect();
+        keys.push(exclusive::metadata_key(&root));
+        let _held = exclusive::take(keys);
+        for coords in doomed {
             self.ctx
                 .reader
                 .remove(&self.file_path(&coords))

@@ -38,6 +38,7 @@ fn table() -> MutexGuard<'static, Option<Table>> {
 
 /// The files of one write, held until dropped.
 #[must_use = "the files are given back when this is dropped"]
+#[derive(Debug)]
 pub(crate) struct Taken {
     keys: Vec<u64>,
     pid: u32,
@@ -61,6 +62,34 @@ pub(crate) fn file_key(root: &Path, coords: &[u64]) -> u64 {
             row << LAST_BITS | last
         }
         _ => (hasher.hash_one((root, coords)) >> (64 - row_bits)) << LAST_BITS,
+    }
+}
+
+/// The key of the metadata document (`zarr.json`, `.zarray` / `.zattrs`) of the node in
+/// directory `root` (canonical): a row of its own, apart from every chunk's.
+pub(crate) fn metadata_key(root: &Path) -> u64 {
+    let row_bits = 62 - LAST_BITS;
+    let hasher = BuildHasherDefault::<DefaultHasher>::default();
+    (hasher.hash_one((root, "metadata document")) >> (64 - row_bits)) << LAST_BITS
+}
+
+/// The metadata document of a node, held against other writers of it (zuring's resizes and
+/// attribute changes) in this process and the machine's others until dropped: see
+/// [`hold_metadata`].
+#[must_use = "the document is given back when this is dropped"]
+#[derive(Debug)]
+pub struct MetadataHold {
+    _taken: Taken,
+}
+
+/// Hold the metadata document of the node (array or group) in directory `path` while it is
+/// read, changed and replaced: zuring's resizes and attribute changes of the node, from any
+/// thread of this process or another process of the machine, wait until the returned value is
+/// dropped. Without it, a change made between another's read and its replacement is lost
+/// (an attribute change carrying a shape from before a resize, say).
+pub fn hold_metadata(path: &Path) -> MetadataHold {
+    MetadataHold {
+        _taken: take(vec![metadata_key(&canonical_root(path))]),
     }
 }
 
@@ -164,5 +193,9 @@ mod tests {
             assert!(key < zuring_io::KEY_LIMIT);
         }
         assert_ne!(file_key(a, &[1, 1 << 40]), file_key(a, &[1, 1 << 41]));
+        // The metadata document's key is none of its chunks' and below the limit too.
+        let m = metadata_key(a);
+        assert!(m < zuring_io::KEY_LIMIT && m != file_key(a, &[]) && m != file_key(a, &[0]));
+        assert_ne!(m, metadata_key(Path::new("/data/b.zarr")));
     }
 }
