@@ -18,7 +18,7 @@
 //! of them; no two threads of the process hold a key at once, as those locks require.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash};
 use std::path::Path;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
@@ -54,23 +54,23 @@ const LAST_BITS: u32 = 20;
 /// (canonical): a hash of the directory and the leading coordinates, then the last coordinate
 /// (below [`zuring_io::KEY_LIMIT`]).
 pub(crate) fn file_key(root: &Path, coords: &[u64]) -> u64 {
-    let hasher = BuildHasherDefault::<DefaultHasher>::default();
-    let row_bits = 62 - LAST_BITS;
     match coords.split_last() {
-        Some((&last, leading)) if last < 1 << LAST_BITS => {
-            let row = hasher.hash_one((root, leading)) >> (64 - row_bits);
-            row << LAST_BITS | last
-        }
-        _ => (hasher.hash_one((root, coords)) >> (64 - row_bits)) << LAST_BITS,
+        Some((&last, leading)) if last < 1 << LAST_BITS => row((root, leading)) | last,
+        _ => row((root, coords)),
     }
 }
 
 /// The key of the metadata document (`zarr.json`, `.zarray` / `.zattrs`) of the node in
 /// directory `root` (canonical): a row of its own, apart from every chunk's.
 pub(crate) fn metadata_key(root: &Path) -> u64 {
+    row((root, "metadata document"))
+}
+
+/// The first key of the row that `what` hashes to: the hash's top bits above [`LAST_BITS`]
+/// zero bits, below [`zuring_io::KEY_LIMIT`].
+fn row(what: impl Hash) -> u64 {
     let row_bits = 62 - LAST_BITS;
-    let hasher = BuildHasherDefault::<DefaultHasher>::default();
-    (hasher.hash_one((root, "metadata document")) >> (64 - row_bits)) << LAST_BITS
+    (BuildHasherDefault::<DefaultHasher>::default().hash_one(what) >> (64 - row_bits)) << LAST_BITS
 }
 
 /// The metadata document of a node, held against other writers of it (zuring's resizes and
