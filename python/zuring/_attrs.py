@@ -81,26 +81,22 @@ def write_attributes(node: str, zarr_format: int, values: dict) -> dict:
     text = encode_attributes(values)
     stored = json.loads(text)
     with _native.hold_metadata(node):
-        return _write_held(node, zarr_format, text, stored)
-
-
-def _write_held(node: str, zarr_format: int, text: str, stored: dict) -> dict:
-    if zarr_format == 2:
-        _replace(os.path.join(node, ".zattrs"), text)
+        if zarr_format == 2:
+            _replace(os.path.join(node, ".zattrs"), text)
+            return stored
+        path = os.path.join(node, "zarr.json")
+        try:
+            with open(path, "rb") as f:
+                document = json.load(f)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: the node's metadata document is gone") from None
+        except ValueError as err:
+            raise ValueError(f"{path}: not valid JSON ({err}); attributes not written") from None
+        if not isinstance(document, dict):
+            raise ValueError(f"{path}: not a JSON object; attributes not written")
+        document["attributes"] = stored
+        _replace(path, json.dumps(document, ensure_ascii=False, indent=2))
         return stored
-    path = os.path.join(node, "zarr.json")
-    try:
-        with open(path, "rb") as f:
-            document = json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: the node's metadata document is gone") from None
-    except ValueError as err:
-        raise ValueError(f"{path}: not valid JSON ({err}); attributes not written") from None
-    if not isinstance(document, dict):
-        raise ValueError(f"{path}: not a JSON object; attributes not written")
-    document["attributes"] = stored
-    _replace(path, json.dumps(document, ensure_ascii=False, indent=2))
-    return stored
 
 
 class Attributes(MutableMapping):
