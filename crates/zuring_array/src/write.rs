@@ -158,15 +158,26 @@ impl ZarrArray {
         requests: &[ChunkRequest],
         partial: &[Vec<u64>],
     ) -> exclusive::Taken {
-        let root = exclusive::canonical_root(self.path());
-        let files: HashSet<&[u64]> = requests
+        let files = requests
             .iter()
             .map(chunk_of)
-            .chain(partial.iter().map(Vec::as_slice))
-            .collect();
+            .chain(partial.iter().map(Vec::as_slice));
+        self.take_stored(files, false)
+    }
+
+    /// Take the stored files at `files` (grid coordinates, each once or more), and the
+    /// metadata document too when `metadata` (see [`ZarrArray::take_files`]).
+    pub(crate) fn take_stored<'c>(
+        &self,
+        files: impl Iterator<Item = &'c [u64]>,
+        metadata: bool,
+    ) -> exclusive::Taken {
+        let root = exclusive::canonical_root(self.path());
+        let files: HashSet<&[u64]> = files.collect();
         let keys = files
             .into_iter()
             .map(|c| exclusive::file_key(&root, c))
+            .chain(metadata.then(|| exclusive::metadata_key(&root)))
             .collect();
         exclusive::take(keys)
     }

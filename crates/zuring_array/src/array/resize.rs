@@ -5,7 +5,6 @@ use std::sync::Arc;
 use super::ZarrArray;
 use crate::error::{ArrayError, Result};
 use crate::plan::for_each_coord;
-use crate::write::exclusive;
 
 impl ZarrArray {
     /// The array with its shape changed to `new_shape`, as zarr-python's `Array.resize`: the
@@ -59,13 +58,7 @@ impl ZarrArray {
         // gone: an attribute change meanwhile would write the old shape back, a chunk write
         // would put a deleted chunk back.
         let doomed = outside(&counts(&old_shape), &counts(new_shape));
-        let root = exclusive::canonical_root(&self.path);
-        let mut keys: Vec<u64> = doomed
-            .iter()
-            .map(|c| exclusive::file_key(&root, c))
-            .collect();
-        keys.push(exclusive::metadata_key(&root));
-        let _held = exclusive::take(keys);
+        let _held = self.take_stored(doomed.iter().map(Vec::as_slice), true);
         for coords in doomed {
             self.ctx
                 .reader
