@@ -44,6 +44,33 @@ def test_errors_name_the_file(tmp_path, reader):
     assert (err.value.batch, err.value.index) == (None, 1)
 
 
+def test_requests_are_checked_before_any_read(tmp_path, reader):
+    """Paths as str, bytes (os.fsencode) or os.PathLike, as Python's own file functions take
+    them; a negative or too-large offset or length is a ValueError naming the request, a wrong
+    type a TypeError, and nothing of the batch is read."""
+    import os
+
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"0123456789")
+    bufs = reader.read_ranges([(os.fsencode(f), 1, 2), (f, 3, 1), (str(f), 8, None)])
+    assert [bytes(b) for b in bufs] == [b"12", b"3", b"89"]
+    batch = reader.submit([(os.fsencode(f), 4, 2)])
+    assert reader.wait_get(timeout=10)[:2] == (batch, 0)
+    for bad, kind, words in [
+        ((f, -1, 2), ValueError, "read 1: the offset must be >= 0, got -1"),
+        ((f, 0, -5), ValueError, "read 1: the length must be >= 0, got -5"),
+        ((f, 2**70, 1), ValueError, "read 1: the offset 1180591620717411303424 is past any file"),
+        ((f, 0, 2**64), ValueError, "read 1: the length 18446744073709551616 is past any file"),
+        ((f, 1.5, 1), TypeError, "read 1: the offset must be an integer"),
+        ((3, 0, 1), TypeError, "read 1: the path must be str, bytes or os.PathLike, not int"),
+    ]:
+        with pytest.raises(kind, match=words):
+            reader.read_ranges([(f, 0, 1), bad])
+        with pytest.raises(kind, match=words):
+            reader.submit([(f, 0, 1), bad])
+    assert reader.pending() == 0
+
+
 def test_a_failed_read_says_which_it_was(tmp_path, reader):
     """With many reads in flight, a failure raised from wait_get / try_get carries the read's
     batch id and index; the other reads of its batch still arrive."""

@@ -3,11 +3,14 @@
 //! overlap reads with other work.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
+use pyo3::types::{PyBytes, PyInt};
 use pyo3::prelude::*;
 use zuring_io::{BackendKind, ByteRange, ReadRequest, ReadStream, ReaderOptions};
 
@@ -35,15 +38,58 @@ struct Batches {
     streams: HashMap<u64, ReadStream<usize>>,
 }
 
-fn requests(ranges: Vec<(PathBuf, u64, Option<u64>)>) -> Vec<ReadRequest<usize>> {
+/// One `(path, offset, length)` request from Python: the path a `str`, `bytes` (as `os.fsdecode`
+/// takes them) or `os.PathLike`; the offset and length non-negative integers (length None: to
+/// the end of the file). A bad one raises naming its index in the batch.
+type RangeArg<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>);
+
+fn requests(ranges: &[RangeArg<'_>]) -> PyResult<Vec<ReadRequest<usize>>> {
     ranges
-        .into_iter()
+        .iter()
         .enumerate()
         .map(|(i, (path, offset, length))| {
-            let range = length.map_or(ByteRange::From(offset), |len| ByteRange::new(offset, len));
-            ReadRequest::new(Arc::<Path>::from(path), range, i)
+            let path = request_path(i, path)?;
+            let offset = request_number(i, "offset", offset)?;
+            let range = if length.is_none() {
+                ByteRange::From(offset)
+            } else {
+                ByteRange::new(offset, request_number(i, "length", length)?)
+            };
+            Ok(ReadRequest::new(Arc::<Path>::from(path), range, i))
         })
         .collect()
+}
+
+fn request_path(i: usize, path: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
+    if let Ok(bytes) = path.cast::<PyBytes>() {
+        return Ok(PathBuf::from(OsStr::from_bytes(bytes.as_bytes())));
+    }
+    path.extract::<PathBuf>().map_err(|_| {
+        let kind = path
+            .get_type()
+            .name()
+            .map_or_else(|_| "?".to_string(), |n| n.to_string());
+        PyTypeError::new_err(format!(
+            "read {i}: the path must be str, bytes or os.PathLike, not {kind}"
+        ))
+    })
+}
+
+fn request_number(i: usize, what: &str, value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    match value.extract::<u64>() {
+        Ok(n) => Ok(n),
+        Err(err) => match value.extract::<i64>() {
+            Ok(n) if n < 0 => Err(PyValueError::new_err(format!(
+                "read {i}: the {what} must be >= 0, got {n}"
+            ))),
+            _ if value.cast::<PyInt>().is_ok() => Err(PyValueError::new_err(format!(
+                "read {i}: the {what} {value} is past any file (at most 2**64 - 1)"
+            ))),
+            _ => Err(PyTypeError::new_err(format!(
+                "read {i}: the {what} must be an integer ({err})"
+            ))),
+        },
+    }
 }
 
 type Completed = (u64, usize, Result<Buffer, zuring_io::IoError>);
@@ -97,9 +143,9 @@ impl Reader {
     fn read_ranges(
         &self,
         py: Python<'_>,
-        ranges: Vec<(PathBuf, u64, Option<u64>)>,
+        ranges: Vec<RangeArg<'_>>,
     ) -> PyResult<Vec<Buffer>> {
-        let reqs = requests(ranges);
+        let reqs = requests(&ranges)?;
         let inner = Arc::clone(&self.inner);
         let done = py.detach(move || inner.read_ordered(reqs));
         done.into_iter()
@@ -109,8 +155,8 @@ impl Reader {
     }
 
     /// Start reading a batch; returns its id. Results come from `try_get` / `wait_get`.
-    fn submit(&self, py: Python<'_>, ranges: Vec<(PathBuf, u64, Option<u64>)>) -> PyResult<u64> {
-        let reqs = requests(ranges);
+    fn submit(&self, py: Python<'_>, ranges: Vec<RangeArg<'_>>) -> PyResult<u64> {
+        let reqs = requests(&ranges)?;
         let inner = Arc::clone(&self.inner);
         let stream = py.detach(move || inner.submit(reqs));
         let mut batches = self
