@@ -149,3 +149,44 @@ def test_attribute_changes_are_written_for_zarr_to_read(tmp_path, zarr_format):
     assert [n for n in os.listdir(tmp_path / "g.zarr" / "t") if n.endswith(".tmp")] == []
     with pytest.raises(KeyError):
         del a.attrs["missing"]
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_attributes_holding_lone_surrogates_are_read_and_kept(tmp_path, zarr_format):
+    """A Python string may hold a lone UTF-16 surrogate; zarr-python stores one in a node's
+    attributes as the JSON escape ``\\ud800``, which Rust's JSON readers refuse. zuring opens
+    such nodes and lists, reads and writes them as zarr does, and what it writes back (an
+    attribute change, a resize, a new node) keeps the surrogates as they were."""
+    path = str(tmp_path / "h.zarr")
+    odd = {"note": "bad\ud800tail", "list": ["\udfff", "\U0001f600", "\\ud800"], "key\udc00": 1}
+    with zarr.config.set(DEFAULT):
+        root = zarr.open_group(path, mode="w", zarr_format=zarr_format, attributes=odd)
+        a = root.create_array("a", shape=(4, 4), chunks=(2, 2), dtype="int16", attributes=odd)
+        a[...] = np.arange(16, dtype="int16").reshape(4, 4)
+        root.create_group("sub", attributes={"s": "\udbff"})
+    g = zuring.open_group(path)
+    assert g.attrs == odd and g.members() == {"a": "array", "sub": "group"}
+    assert g["sub"].attrs == {"s": "\udbff"}
+    z = g["a"]
+    assert z.attrs == odd
+    np.testing.assert_array_equal(z[...], np.arange(16).reshape(4, 4))
+    z.attrs["more"] = "x\udc80"
+    z.resize((2, 6))
+    z[:, 4:] = 9
+    g.attrs["n"] = 2
+    with zarr.config.set(DEFAULT):
+        theirs = zarr.open_array(f"{path}/a", mode="r")
+        assert theirs.attrs.asdict() == {**odd, "more": "x\udc80"}
+        assert theirs.shape == (2, 6)
+        np.testing.assert_array_equal(theirs[...], [[0, 1, 2, 3, 9, 9], [4, 5, 6, 7, 9, 9]])
+        assert zarr.open_group(path, mode="r").attrs.asdict() == {**odd, "n": 2}
+    # Through the pipeline (strict: a fallback would raise), no surrogate refused either.
+    with zarr.config.set({"codec_pipeline.path": "zuring.ZuringCodecPipeline", "codec_pipeline.strict": True}):
+        theirs = zarr.open_array(f"{path}/a", mode="r+")
+        theirs[0, :2] = [-1, -2]
+        np.testing.assert_array_equal(theirs[0], [-1, -2, 2, 3, 9, 9])
+    if zarr_format == 3:
+        made = zuring.create_group(tmp_path / "made", odd)
+        assert made.attrs == odd
+        with zarr.config.set(DEFAULT):
+            assert zarr.open_group(str(tmp_path / "made"), mode="r").attrs.asdict() == odd

@@ -25,6 +25,17 @@ def plain(value: Any) -> Any:
     raise TypeError(f"attribute values must be JSON-serialisable, got {type(value).__name__}")
 
 
+def _dumps(value: Any, **options: Any) -> str:
+    """``value`` as JSON text, non-ASCII characters as they are, or (when a string holds a lone
+    surrogate, which UTF-8 cannot hold) every one escaped, as zarr-python writes them."""
+    text = json.dumps(value, ensure_ascii=False, **options)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, **options)
+    return text
+
+
 def encode_attributes(values: dict) -> str:
     """``values`` as JSON text, refusing what JSON cannot hold: keys other than strings, NaN
     and infinities (which would make the document unreadable to zarrs and other strict JSON
@@ -33,7 +44,7 @@ def encode_attributes(values: dict) -> str:
         if not isinstance(key, str):
             raise TypeError(f"attribute names must be strings, got {key!r}")
     try:
-        return json.dumps(values, default=plain, allow_nan=False, ensure_ascii=False, indent=2)
+        return _dumps(values, default=plain, allow_nan=False, indent=2)
     except ValueError as err:
         bad = next((k for k, v in values.items() if _has_nonfinite(v)), None)
         where = f"attribute {bad!r}" if bad is not None else "an attribute"
@@ -95,7 +106,7 @@ def write_attributes(node: str, zarr_format: int, values: dict) -> dict:
         if not isinstance(document, dict):
             raise ValueError(f"{path}: not a JSON object; attributes not written")
         document["attributes"] = stored
-        _replace(path, json.dumps(document, ensure_ascii=False, indent=2))
+        _replace(path, _dumps(document, indent=2))
         return stored
 
 

@@ -54,6 +54,9 @@ pub struct ZarrArray {
     /// datetime64 / timedelta64 arrays, read as int64; `codecs` naming numcodecs' zstd, gzip or
     /// blosc: see [`crate::metadata::for_zarrs`]); [`ZarrArray::metadata_json`] reports these.
     stored_members: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Whether the metadata held lone UTF-16 surrogate escapes (in its attributes, as
+    /// zarr-python writes a Python string holding one), read masked: see [`crate::json_text`].
+    masked: bool,
 }
 
 pub(crate) fn zarrs_error(path: &Path, err: impl std::fmt::Display) -> ArrayError {
@@ -123,20 +126,22 @@ impl ZarrArray {
             return Self::from_metadata(&path, &text, ctx);
         }
         // v2: with the attributes zarrs would have read from `.zattrs` itself.
-        let mut value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ArrayError::Metadata {
+        let (mut value, mut masked) =
+            crate::json_text::parse(text.as_bytes()).map_err(|message| ArrayError::Metadata {
                 path: path.clone(),
-                message: format!("{file}: {e}"),
+                message: format!("{file}: {message}"),
             })?;
         if let Ok(attrs) = std::fs::read(path.join(".zattrs")) {
-            let attrs: serde_json::Value =
-                serde_json::from_slice(&attrs).map_err(|e| ArrayError::Metadata {
+            let (attrs, attrs_masked) =
+                crate::json_text::parse(&attrs).map_err(|message| ArrayError::Metadata {
                     path: path.clone(),
-                    message: format!(".zattrs: {e}"),
+                    message: format!(".zattrs: {message}"),
                 })?;
             value["attributes"] = attrs;
+            masked |= attrs_masked;
         }
-        Self::from_metadata(&path, &value.to_string(), ctx)
+        let text = crate::json_text::write(&value, masked, false);
+        Self::from_metadata(&path, &text, ctx)
     }
 
     /// Open the array in directory `path` whose metadata is `metadata_json` (v3 `zarr.json` or v2
@@ -151,6 +156,13 @@ impl ZarrArray {
     ) -> Result<Self> {
         crate::register_codecs();
         let path = path.as_ref().to_path_buf();
+        let given =
+            crate::json_text::mask(metadata_json).map_err(|message| ArrayError::Metadata {
+                path: path.clone(),
+                message,
+            })?;
+        let masked = matches!(given, std::borrow::Cow::Owned(_));
+        let metadata_json = given.as_ref();
         let rewritten = crate::metadata::for_zarrs(metadata_json);
         // The members given to zarrs in another form, as they were.
         let stored_members = rewritten.as_ref().and_then(|new| {
@@ -210,6 +222,7 @@ impl ZarrArray {
             ctx,
             inner_order: None,
             stored_members,
+            masked,
         })
     }
 
@@ -253,12 +266,14 @@ impl ZarrArray {
         // Store the metadata as given (pretty-printed), not zarrs' re-serialisation: zarrs writes
         // Zarr 3.1 short-hand names (`"chunk_key_encoding": "default"`) that zarr-python 3.1
         // and other 3.0 readers reject. zuring writes the 3.0 object form it was given.
-        let value: serde_json::Value =
-            serde_json::from_str(stored_json).map_err(|e| ArrayError::Metadata {
-                path: path.clone(),
-                message: e.to_string(),
+        let (value, masked) =
+            crate::json_text::parse(stored_json.as_bytes()).map_err(|message| {
+                ArrayError::Metadata {
+                    path: path.clone(),
+                    message,
+                }
             })?;
-        let text = serde_json::to_string_pretty(&value).map_err(|e| zarrs_error(&path, e))?;
+        let text = crate::json_text::write(&value, masked, true);
         ctx.reader
             .write_atomic(&path.join("zarr.json"), text.as_bytes(), false)
             .map_err(ArrayError::Io)?;
@@ -325,13 +340,22 @@ impl ZarrArray {
     pub fn metadata_json(&self) -> String {
         let text = self.array.metadata().to_string_pretty();
         let Some(members) = &self.stored_members else {
-            return text;
+            return self.unmasked(text);
         };
         let Ok(serde_json::Value::Object(mut object)) = serde_json::from_str(&text) else {
-            return text;
+            return self.unmasked(text);
         };
         object.extend(members.clone());
-        serde_json::to_string_pretty(&object).unwrap_or(text)
+        crate::json_text::write(&serde_json::Value::Object(object), self.masked, true)
+    }
+
+    /// Text made from the metadata, with its lone surrogate escapes back.
+    fn unmasked(&self, text: String) -> String {
+        if self.masked {
+            crate::json_text::unmask(&text).into_owned()
+        } else {
+            text
+        }
     }
 
     /// Shapes, codecs and keys (for tools and benchmarks).

@@ -6,7 +6,8 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use zarrs::group::Group;
+use zarrs::group::{Group, GroupMetadata};
+use zarrs::metadata::v2::GroupMetadataV2;
 use zarrs::node::NodeMetadata;
 use zuring_zarrs::UringStore;
 
@@ -29,6 +30,8 @@ pub struct ZarrGroup {
     path: PathBuf,
     group: Group<UringStore>,
     ctx: Arc<Context>,
+    /// Whether the metadata held lone UTF-16 surrogate escapes: see [`crate::json_text`].
+    masked: bool,
 }
 
 fn metadata_error(path: &Path, message: String) -> ArrayError {
@@ -54,9 +57,15 @@ impl ZarrGroup {
     /// As [`ZarrGroup::open`].
     pub fn open_with(path: impl AsRef<Path>, ctx: Arc<Context>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        let parse = |file: &str, text: &[u8]| {
+            crate::json_text::parse(text)
+                .map_err(|e| metadata_error(&path, format!("{file} is not valid JSON: {e}")))
+        };
+        // The metadata zarrs is given when the documents held lone surrogate escapes (zarrs
+        // would refuse them); else zarrs reads it itself.
+        let mut masked_metadata = None;
         if let Ok(text) = std::fs::read(path.join("zarr.json")) {
-            let value: Value = serde_json::from_slice(&text)
-                .map_err(|e| metadata_error(&path, format!("zarr.json is not valid JSON: {e}")))?;
+            let (value, masked) = parse("zarr.json", &text)?;
             match value.get("node_type").and_then(Value::as_str) {
                 Some("group") => {}
                 Some(other) => {
@@ -78,15 +87,42 @@ impl ZarrGroup {
                     "zarr.json: \"attributes\" must be a JSON object".into(),
                 ));
             }
-        } else if !path.join(".zgroup").is_file() {
+            if masked {
+                let metadata = serde_json::from_value(value)
+                    .map_err(|e| metadata_error(&path, format!("zarr.json: {e}")))?;
+                masked_metadata = Some(GroupMetadata::V3(metadata));
+            }
+        } else if let Ok(text) = std::fs::read(path.join(".zgroup")) {
+            if let Ok(attrs) = std::fs::read(path.join(".zattrs")) {
+                let (attrs, masked) = parse(".zattrs", &attrs)?;
+                if masked {
+                    let (zgroup, _) = parse(".zgroup", &text)?;
+                    let mut metadata: GroupMetadataV2 = serde_json::from_value(zgroup)
+                        .map_err(|e| metadata_error(&path, format!(".zgroup: {e}")))?;
+                    metadata.attributes = serde_json::from_value(attrs)
+                        .map_err(|e| metadata_error(&path, format!(".zattrs: {e}")))?;
+                    masked_metadata = Some(GroupMetadata::V2(metadata));
+                }
+            }
+        } else {
             return Err(ArrayError::GroupNotFound { path });
         }
         let store = Arc::new(
             UringStore::with_reader(&path, Arc::clone(&ctx.reader))
                 .map_err(|e| zarrs_error(&path, e))?,
         );
-        let group = Group::open(store, "/").map_err(|e| metadata_error(&path, e.to_string()))?;
-        Ok(Self { path, group, ctx })
+        let masked = masked_metadata.is_some();
+        let group = match masked_metadata {
+            Some(metadata) => Group::new_with_metadata(store, "/", metadata),
+            None => Group::open(store, "/"),
+        }
+        .map_err(|e| metadata_error(&path, e.to_string()))?;
+        Ok(Self {
+            path,
+            group,
+            ctx,
+            masked,
+        })
     }
 
     /// Create a Zarr v3 group in directory `path` (made if missing) with `attributes`: its
@@ -95,15 +131,35 @@ impl ZarrGroup {
     /// # Errors
     /// IO errors naming the file.
     pub fn create(path: impl AsRef<Path>, attributes: Map<String, Value>) -> Result<Self> {
+        Self::create_masked(path.as_ref(), attributes, false)
+    }
+
+    /// [`ZarrGroup::create`] with the attributes as JSON text (an object), lone UTF-16
+    /// surrogate escapes included, as Python's `json` writes a string holding one.
+    ///
+    /// # Errors
+    /// [`ArrayError::Metadata`] when the text is not a JSON object; as [`ZarrGroup::create`].
+    pub fn create_with_attributes_json(path: impl AsRef<Path>, attributes: &str) -> Result<Self> {
         let path = path.as_ref();
+        let (value, masked) = crate::json_text::parse(attributes.as_bytes())
+            .map_err(|e| metadata_error(path, format!("attributes: {e}")))?;
+        let Value::Object(attributes) = value else {
+            return Err(metadata_error(
+                path,
+                "attributes: must be a JSON object".into(),
+            ));
+        };
+        Self::create_masked(path, attributes, masked)
+    }
+
+    fn create_masked(path: &Path, attributes: Map<String, Value>, masked: bool) -> Result<Self> {
         let metadata = serde_json::json!({
             "zarr_format": 3,
             "node_type": "group",
             "attributes": attributes,
         });
-        let text = serde_json::to_vec_pretty(&metadata)
-            .map_err(|e| metadata_error(path, e.to_string()))?;
-        zuring_io::write_atomic(&path.join("zarr.json"), &text, false)?;
+        let text = crate::json_text::write(&metadata, masked, true);
+        zuring_io::write_atomic(&path.join("zarr.json"), text.as_bytes(), false)?;
         Self::open(path)
     }
 
@@ -122,22 +178,65 @@ impl ZarrGroup {
         }
     }
 
-    /// The group's attributes.
+    /// The group's attributes (a lone UTF-16 surrogate in a string, which Rust strings cannot
+    /// hold, as a character of U+10F800..=U+10FFFF; [`ZarrGroup::attributes_json`] has it).
     #[must_use]
     pub fn attributes(&self) -> &Map<String, Value> {
         self.group.attributes()
     }
 
-    /// The direct members (arrays and groups, v3 or v2), sorted by name.
+    /// The group's attributes as JSON text, lone surrogates as the escapes they were stored as.
+    #[must_use]
+    pub fn attributes_json(&self) -> String {
+        crate::json_text::write(
+            &Value::Object(self.attributes().clone()),
+            self.masked,
+            false,
+        )
+    }
+
+    /// The direct members (arrays and groups, v3 or v2), sorted by name: those a consolidated
+    /// metadata block lists when the group's document has one, else the subdirectories holding
+    /// a node's metadata (others are not part of the hierarchy), each known by its document's
+    /// `node_type` alone (a member whose document zarrs could not read, such as one holding
+    /// lone surrogate escapes, is listed all the same).
     ///
     /// # Errors
-    /// [`ArrayError::Metadata`] naming the group when a member's metadata cannot be read.
+    /// [`ArrayError::Metadata`] naming the group when the directory cannot be listed, or the
+    /// member when its `zarr.json` is not JSON or not an array's or a group's.
     pub fn members(&self) -> Result<Vec<(String, NodeKind)>> {
+        let mut members = if self.group.consolidated_metadata().is_some() {
+            self.consolidated_members()?
+        } else {
+            let entries = std::fs::read_dir(&self.path)
+                .map_err(|e| metadata_error(&self.path, format!("listing the members: {e}")))?;
+            let mut members = Vec::new();
+            for entry in entries {
+                let entry = entry
+                    .map_err(|e| metadata_error(&self.path, format!("listing the members: {e}")))?;
+                let dir = entry.path();
+                // (A name that is not UTF-8 cannot be a node's.)
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if dir.is_dir() {
+                    if let Some(kind) = node_kind(&dir)? {
+                        members.push((name, kind));
+                    }
+                }
+            }
+            members
+        };
+        members.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(members)
+    }
+
+    fn consolidated_members(&self) -> Result<Vec<(String, NodeKind)>> {
         let children = self
             .group
             .children(false)
             .map_err(|e| metadata_error(&self.path, e.to_string()))?;
-        let mut members: Vec<(String, NodeKind)> = children
+        Ok(children
             .into_iter()
             .map(|node| {
                 let name = node
@@ -153,9 +252,7 @@ impl ZarrGroup {
                 };
                 (name, kind)
             })
-            .collect();
-        members.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(members)
+            .collect())
     }
 
     /// The directory of member `name` (a relative path, `/`-separated for nested members).
@@ -188,5 +285,34 @@ impl ZarrGroup {
     /// As [`ZarrGroup::open`]; a name leaving the group is a selection error.
     pub fn open_group(&self, name: &str) -> Result<ZarrGroup> {
         ZarrGroup::open_with(self.member_path(name)?, Arc::clone(&self.ctx))
+    }
+}
+
+/// What the directory `dir` holds: an array or a group (by its `zarr.json`'s `node_type`, or a
+/// v2 `.zarray` / `.zgroup`), or None when it holds no node's metadata.
+fn node_kind(dir: &Path) -> Result<Option<NodeKind>> {
+    match std::fs::read(dir.join("zarr.json")) {
+        Ok(text) => {
+            let (value, _) = crate::json_text::parse(&text)
+                .map_err(|e| metadata_error(dir, format!("zarr.json is not valid JSON: {e}")))?;
+            match value.get("node_type").and_then(Value::as_str) {
+                Some("array") => Ok(Some(NodeKind::Array)),
+                Some("group") => Ok(Some(NodeKind::Group)),
+                _ => Err(metadata_error(
+                    dir,
+                    "zarr.json: \"node_type\" must be \"array\" or \"group\"".into(),
+                )),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(if dir.join(".zarray").is_file() {
+                Some(NodeKind::Array)
+            } else if dir.join(".zgroup").is_file() {
+                Some(NodeKind::Group)
+            } else {
+                None
+            })
+        }
+        Err(e) => Err(metadata_error(dir, format!("zarr.json: {e}"))),
     }
 }

@@ -31,6 +31,7 @@ mod engine;
 mod error;
 pub mod grid;
 mod group;
+mod json_text;
 mod layout;
 mod metadata;
 pub mod numcodecs;

@@ -20,7 +20,7 @@ fn fail(path: &Path, message: String) -> ArrayError {
 /// # Errors
 /// [`ArrayError::Metadata`] naming the file and the member that is missing or malformed.
 pub fn check_array_metadata(path: &Path, file: &str, text: &[u8]) -> Result<()> {
-    let value: Value = serde_json::from_slice(text)
+    let (value, _) = crate::json_text::parse(text)
         .map_err(|e| fail(path, format!("{file} is not valid JSON: {e}")))?;
     let Some(object) = value.as_object() else {
         return Err(fail(path, format!("{file} must hold a JSON object")));

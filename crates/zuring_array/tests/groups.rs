@@ -135,3 +135,89 @@ fn created_groups_open_in_zarrs() {
     let theirs = zarrs::group::Group::open(store, "/made").unwrap();
     assert_eq!(theirs.attributes()["n"], serde_json::json!([1, 2]));
 }
+
+/// Python's `json` (and so zarr-python) writes a string holding a lone UTF-16 surrogate as the
+/// escape `\ud800`, which serde_json refuses: such documents open, list and resize, and what
+/// zuring writes back keeps the escapes.
+#[test]
+fn lone_surrogate_escapes_are_read_and_kept() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let store = Arc::new(FilesystemStore::new(dir.path()).unwrap());
+    GroupBuilder::new()
+        .build(store.clone(), "/")
+        .unwrap()
+        .store_metadata()
+        .unwrap();
+    let array = ArrayBuilder::new(
+        vec![6],
+        vec![4],
+        zarrs::array::data_type::uint8(),
+        zarrs::array::FillValue::from(0u8),
+    )
+    .build(store.clone(), "/a")
+    .unwrap();
+    array.store_metadata().unwrap();
+    array
+        .store_array_subset(
+            &ArraySubset::new_with_shape(vec![6]),
+            vec![1u8, 2, 3, 4, 5, 6],
+        )
+        .unwrap();
+    let odd = r#"{"note": "x\ud800y", "pair": "\ud83d\ude00", "text": "\\udc00", "\udfffk": [1]}"#;
+    for doc in ["zarr.json", "a/zarr.json"] {
+        let path = dir.path().join(doc);
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        value["attributes"] = serde_json::json!("ATTRS");
+        let text = value.to_string().replace("\"ATTRS\"", odd);
+        std::fs::write(&path, text).unwrap();
+    }
+    std::fs::create_dir(dir.path().join("not-a-node")).unwrap();
+
+    let group = ZarrGroup::open(dir.path()).unwrap();
+    let attributes = group.attributes_json();
+    assert!(
+        attributes.contains(r#""note":"x\ud800y""#) && attributes.contains(r#""\udfffk":[1]"#),
+        "{attributes}"
+    );
+    assert!(
+        attributes.contains("\"pair\":\"\u{1F600}\""),
+        "{attributes}"
+    );
+    assert!(attributes.contains(r#""text":"\\udc00""#), "{attributes}");
+    assert_eq!(
+        group.members().unwrap(),
+        [("a".to_owned(), NodeKind::Array)]
+    );
+
+    let a = group.open_array("a").unwrap();
+    let read = |a: &zuring_array::ZarrArray| {
+        a.read::<u8>(&Selection::all(a.shape()))
+            .unwrap()
+            .into_raw_vec_and_offset()
+            .0
+    };
+    assert_eq!(read(&a), [1, 2, 3, 4, 5, 6]);
+    assert!(a.metadata_json().contains(r#""note": "x\ud800y""#));
+    let smaller = a.resize(&[3]).unwrap();
+    assert_eq!(read(&smaller), [1, 2, 3]);
+    let stored = std::fs::read_to_string(dir.path().join("a/zarr.json")).unwrap();
+    assert!(stored.contains(r#""note": "x\ud800y""#), "{stored}");
+    assert!(stored.contains(r#""\udfffk": ["#), "{stored}");
+    assert_eq!(
+        ZarrGroup::open(dir.path())
+            .unwrap()
+            .open_array("a")
+            .unwrap()
+            .shape(),
+        [3]
+    );
+
+    // A member whose document is not JSON is named.
+    std::fs::write(dir.path().join("not-a-node/zarr.json"), b"{oops").unwrap();
+    let err = group.members().unwrap_err().to_string();
+    assert!(
+        err.contains("not-a-node") && err.contains("zarr.json is not valid JSON"),
+        "{err}"
+    );
+}

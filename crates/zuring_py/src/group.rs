@@ -27,11 +27,8 @@ pub fn open_group(py: Python<'_>, path: PathBuf) -> PyResult<Group> {
 /// Create a Zarr v3 group in directory `path` with attributes given as JSON text.
 #[pyfunction]
 pub fn create_group(py: Python<'_>, path: PathBuf, attributes_json: &str) -> PyResult<Group> {
-    let attributes: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(attributes_json)
-            .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("attributes: {e}")))?;
     let inner = py
-        .detach(|| ZarrGroup::create(&path, attributes))
+        .detach(|| ZarrGroup::create_with_attributes_json(&path, attributes_json))
         .map_err(errors::array)?;
     Ok(Group { inner })
 }
@@ -50,7 +47,7 @@ impl Group {
 
     /// The attributes as JSON text.
     fn attributes_json(&self) -> String {
-        serde_json::Value::Object(self.inner.attributes().clone()).to_string()
+        self.inner.attributes_json()
     }
 
     /// The direct members, sorted: `(name, "array" | "group")`.

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
-use pyo3::types::{PyBytes, PyInt};
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyInt};
 use zuring_io::{BackendKind, ByteRange, ReadRequest, ReadStream, ReaderOptions};
 
 use crate::buffer::Buffer;
@@ -140,11 +140,7 @@ impl Reader {
 
     /// Read `(path, offset, length)` ranges (length None: to the end of the file) and return
     /// their buffers in order. The first failed range raises (its `index` attribute says which).
-    fn read_ranges(
-        &self,
-        py: Python<'_>,
-        ranges: Vec<RangeArg<'_>>,
-    ) -> PyResult<Vec<Buffer>> {
+    fn read_ranges(&self, py: Python<'_>, ranges: Vec<RangeArg<'_>>) -> PyResult<Vec<Buffer>> {
         let reqs = requests(&ranges)?;
         let inner = Arc::clone(&self.inner);
         let done = py.detach(move || inner.read_ordered(reqs));

@@ -39,11 +39,11 @@ impl ZarrArray {
             });
         }
         // The handle of the new shape first: a shape zarrs refuses fails before anything changes.
-        let mut opened: serde_json::Value =
-            serde_json::from_str(&self.metadata_json()).map_err(|e| self.metadata_error(&e))?;
+        let (mut opened, masked) = crate::json_text::parse(self.metadata_json().as_bytes())
+            .map_err(|e| self.metadata_error(e))?;
         opened["shape"] = serde_json::json!(new_shape);
-        let mut resized =
-            Self::from_metadata(&self.path, &opened.to_string(), Arc::clone(&self.ctx))?;
+        let opened = crate::json_text::write(&opened, masked, false);
+        let mut resized = Self::from_metadata(&self.path, &opened, Arc::clone(&self.ctx))?;
         resized.inner_order.clone_from(&self.inner_order);
 
         let file_shape = &self.layout.file_shape;
@@ -67,11 +67,8 @@ impl ZarrArray {
         }
 
         let (file, text) = super::read_stored_metadata(&self.path)?;
-        let mut stored: serde_json::Value =
-            serde_json::from_slice(&text).map_err(|e| ArrayError::Metadata {
-                path: self.path.clone(),
-                message: format!("{file}: {e}"),
-            })?;
+        let (mut stored, masked) = crate::json_text::parse(&text)
+            .map_err(|e| self.metadata_error(format!("{file}: {e}")))?;
         if !stored.is_object() {
             return Err(ArrayError::Metadata {
                 path: self.path.clone(),
@@ -79,7 +76,7 @@ impl ZarrArray {
             });
         }
         stored["shape"] = serde_json::json!(new_shape);
-        let text = serde_json::to_string_pretty(&stored).map_err(|e| self.metadata_error(&e))?;
+        let text = crate::json_text::write(&stored, masked, true);
         self.ctx
             .reader
             .write_atomic(&self.path.join(file), text.as_bytes(), false)
@@ -87,10 +84,10 @@ impl ZarrArray {
         Ok(resized)
     }
 
-    fn metadata_error(&self, err: &serde_json::Error) -> ArrayError {
+    fn metadata_error(&self, message: String) -> ArrayError {
         ArrayError::Metadata {
             path: self.path.clone(),
-            message: err.to_string(),
+            message,
         }
     }
 }
