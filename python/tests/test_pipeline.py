@@ -1946,6 +1946,49 @@ def test_rectilinear_grids(tmp_path, case):
         np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "zuring"), mode="r")[...], expected)
 
 
+@pytest.mark.parametrize("case", list(RECTILINEAR_CASES))
+def test_rectilinear_resize_as_zarr(tmp_path, case):
+    """zuring's native ``resize`` and ``append`` of a rectilinear grid (zarr 3.4), step by step
+    beside zarr doing the same on a copy: grown past its listed edges, a dimension gets one edge
+    more reaching the new extent (a run of equal edges as zarr writes it); shrunk, its edges
+    stay; the same chunks or shards deleted, the same values read, and each reads the other's
+    array."""
+    if not hasattr(zarr.Array, "read_chunk_sizes"):
+        pytest.skip("rectilinear chunk grids need zarr >= 3.4")
+    dtype, chunks, shards, fill = RECTILINEAR_CASES[case]
+    rect = {"array.rectilinear_chunks": True}
+    values = (np.random.default_rng(2).standard_normal((7, 30, 7)) * 1000).astype(dtype)
+    for who in ("default", "zuring"):
+        with zarr.config.set({**DEFAULT, **rect}):
+            a = zarr.create_array(str(tmp_path / who), shape=(7, 30, 7), dtype=dtype, chunks=chunks, shards=shards, fill_value=fill)
+            a[...] = values
+    ours = zuring.open_array(tmp_path / "zuring")
+    edges = lambda root: json.loads((root / "zarr.json").read_text())["chunk_grid"]["configuration"]["chunk_shapes"]  # noqa: E731
+    steps = [("resize", (9, 35, 7)), ("resize", (5, 12, 7)), ("resize", (6, 12, 9)), ("append", 2), ("append", 2), ("resize", (3, 40, 11))]
+    for op, arg in steps:
+        with zarr.config.set({**DEFAULT, **rect}):
+            theirs = zarr.open_array(str(tmp_path / "default"), mode="r+")
+            if op == "resize":
+                theirs.resize(arg)
+                ours.resize(arg)
+            else:
+                block = np.full((arg, *theirs.shape[1:]), 5, dtype=dtype)
+                theirs.append(block)
+                assert ours.append(block) == theirs.shape
+            expected = theirs[...]
+        assert ours.shape == theirs.shape, op
+        np.testing.assert_array_equal(ours[...], expected, err_msg=f"{op} {arg}")
+        assert edges(tmp_path / "zuring") == edges(tmp_path / "default"), (op, arg)
+        assert (ours.read_chunk_sizes, ours.write_chunk_sizes) == (theirs.read_chunk_sizes, theirs.write_chunk_sizes)
+        with zarr.config.set(rect):
+            _same_files_as_zarr(tmp_path, same_bytes=False)
+        reopened = zuring.open_array(tmp_path / "zuring")
+        assert reopened.write_chunk_sizes == ours.write_chunk_sizes
+        np.testing.assert_array_equal(reopened[...], expected)
+    if shards is None:  # runs of equal edges merged as zarr merges them
+        assert edges(tmp_path / "zuring") == [[1, 2, 4, 2, 1], [[5, 2], 8, 12, [5, 2]], [4, 3, [2, 2]]]
+
+
 def test_rectilinear_grid_strings(tmp_path):
     """Strings in a rectilinear grid (zarr 3.4): zuring's pipeline (strict) writes the chunks
     zarr writes, each of its own shape, and reads them back; so does the native API."""

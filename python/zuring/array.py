@@ -310,7 +310,8 @@ class Array:
         wholly outside the new shape are deleted, then the metadata document is replaced
         (atomically, only ``shape`` changed). Chunks the new edge cuts keep what they hold past
         it, as in zarr; a grown region reads as the fill value. Other objects opened on the same
-        array keep the old shape (open it again). Regular chunk grids only."""
+        array keep the old shape (open it again). A rectilinear chunk grid (zarr 3.4) grown past
+        its listed edges gets one edge more reaching the new extent, as zarr 3.4 adds it."""
         shape = (new_shape,) if isinstance(new_shape, (int, np.integer)) else tuple(new_shape)
         if not all(is_int(n) and n >= 0 for n in shape):
             raise ValueError(f"new_shape must be non-negative integers, got {new_shape!r}")
@@ -318,6 +319,10 @@ class Array:
         self._check_writable()
         self._native = self._native.resize(list(shape))
         self._metadata["shape"] = list(shape)
+        if self._native.rectilinear:
+            grid = json.loads(self._native.metadata_json).get("chunk_grid")
+            if grid is not None:
+                self._metadata["chunk_grid"] = grid
 
     def append(self, data: Any, axis: int = 0) -> tuple[int, ...]:
         """Grow the array along ``axis`` by ``data``'s length there and write ``data`` into the

@@ -1807,21 +1807,79 @@ fn resize_deletes_the_files_outside_and_zarrs_reads_the_new_shape() {
     }
 }
 
+/// A rectilinear grid resized as zarr-python 3.4 resizes it: a dimension whose listed edges
+/// end before the new extent gets one edge more reaching it; a smaller extent keeps its edges,
+/// the files starting past it deleted; zarrs reads the document written and the same values.
 #[test]
-fn resize_of_a_rectilinear_grid_is_refused_before_anything_changes() {
-    let (name, meta, _) = rectilinear_cases().remove(0);
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    write_with_zarrs(dir.path(), &meta);
-    let before = files_by_key(dir.path());
-    let err = ZarrArray::open(dir.path())
-        .unwrap()
-        .resize(&[2, 3, 4])
-        .unwrap_err();
-    assert!(
-        matches!(&err, ArrayError::Unsupported { what } if what.contains("rectilinear")),
-        "{name}: {err}"
-    );
-    assert_eq!(files_by_key(dir.path()), before, "{name}");
+fn resize_of_a_rectilinear_grid_grows_its_edges_as_zarr_python() {
+    let new_shape = [5u64, 35, 21];
+    let grown = [
+        "[[1,2,[2,2]],[[5,2],8,12,5],8]",
+        "[[[2,2],3],[10,20,5],[14,14]]",
+        "[[4,3],[15,15,5],7]",
+        "[[4,3],[15,15,5],7]",
+        "[[[2,2],3],[10,20,5],[14,14]]",
+    ];
+    for ((name, meta, edges), want_edges) in rectilinear_cases().into_iter().zip(grown) {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let expected = write_with_zarrs(dir.path(), &meta);
+        let before = chunk_files(dir.path());
+        let resized = ZarrArray::open(dir.path())
+            .unwrap()
+            .resize(&new_shape)
+            .unwrap();
+        assert_eq!(resized.shape(), new_shape, "{name}");
+        let stored: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("zarr.json")).unwrap()).unwrap();
+        assert_eq!(
+            stored["chunk_grid"]["configuration"]["chunk_shapes"],
+            serde_json::from_str::<serde_json::Value>(want_edges).unwrap(),
+            "{name}"
+        );
+        assert_eq!(stored["shape"], serde_json::json!(new_shape), "{name}");
+        // The files kept: those whose first time step is before 5 (dimension 0 shrank).
+        let starts: Vec<u64> = edges[0]
+            .iter()
+            .scan(0, |at, len| {
+                let start = *at;
+                *at += len;
+                Some(start)
+            })
+            .collect();
+        let kept: std::collections::BTreeSet<String> = before
+            .iter()
+            .filter(|key| {
+                let first: usize = key
+                    .trim_start_matches("c/")
+                    .split('/')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                starts[first] < new_shape[0]
+            })
+            .cloned()
+            .collect();
+        assert_eq!(chunk_files(dir.path()), kept, "{name}");
+        let theirs = Array::open(Arc::new(FilesystemStore::new(dir.path()).unwrap()), "/").unwrap();
+        assert_eq!(theirs.shape(), new_shape, "{name}");
+        let all: Vec<u32> = theirs
+            .retrieve_array_subset(&ArraySubset::new_with_shape(new_shape.to_vec()))
+            .unwrap();
+        let ours = resized.read::<u32>(&Selection::all(&new_shape)).unwrap();
+        assert_eq!(ours.as_slice().unwrap(), all, "{name}");
+        // Within the old extent, the values written; past it, the fill value (7).
+        for (n, &v) in all.iter().enumerate() {
+            let n = n as u64;
+            let c = [n / (35 * 21), n / 21 % 35, n % 21];
+            let want = if c[1] < SHAPE[1] {
+                at(&expected, &c)
+            } else {
+                7
+            };
+            assert_eq!(v, want, "{name} at {c:?}");
+        }
+    }
 }
 
 /// Bytes from memory, where a read asks for them: every request whose tag (its place in the

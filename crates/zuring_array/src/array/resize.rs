@@ -4,20 +4,21 @@ use std::sync::Arc;
 
 use super::ZarrArray;
 use crate::error::{ArrayError, Result};
+use crate::grid::{DimGrid, Grid};
 use crate::plan::for_each_coord;
 
 impl ZarrArray {
     /// The array with its shape changed to `new_shape`, as zarr-python's `Array.resize`: the
     /// stored chunks (shards, when sharded) wholly outside the new shape are deleted, then the
     /// stored metadata document (`zarr.json`, or `.zarray` for v2) is replaced, atomically, with
-    /// only its `shape` changed. Chunks the new edge cuts keep what they hold past it (as zarr
+    /// only its `shape` changed (and, for a rectilinear chunk grid grown past its listed edges,
+    /// one edge more where zarr-python 3.4 adds it). Chunks the new edge cuts keep what they hold past it (as zarr
     /// keeps it), and growing writes no chunk: the new region reads as the fill value where no
     /// chunk is stored. This handle keeps the old shape; use the one returned.
     ///
     /// # Errors
     /// [`ArrayError::Selection`] when `new_shape` has another number of dimensions;
-    /// [`ArrayError::Unsupported`] for a rectilinear chunk grid (growing it changes its listed
-    /// edges, which zuring does not write); [`ArrayError::Metadata`] when the stored document is
+    /// [`ArrayError::Metadata`] when the stored document is
     /// unreadable; IO errors deleting chunks or writing the document (chunks already deleted stay
     /// deleted, as in zarr-python).
     pub fn resize(&self, new_shape: &[u64]) -> Result<Self> {
@@ -29,29 +30,28 @@ impl ZarrArray {
                 new_shape.len()
             )));
         }
-        if !self.layout.file_grid.is_regular() {
-            return Err(ArrayError::Unsupported {
-                what: format!(
-                    "{}: resizing an array with a rectilinear chunk grid (its listed chunk edges \
-                     would change; zarr-python 3.4 resizes such arrays)",
-                    self.path.display()
-                ),
-            });
-        }
+        let grid = &self.layout.file_grid;
         // The handle of the new shape first: a shape zarrs refuses fails before anything changes.
         let (mut opened, masked) = crate::json_text::parse(self.metadata_json().as_bytes())
             .map_err(|e| self.metadata_error(e))?;
         opened["shape"] = serde_json::json!(new_shape);
+        grow_edges(&mut opened, grid, new_shape);
         let opened = crate::json_text::write(&opened, masked, false);
         let mut resized = Self::from_metadata(&self.path, &opened, Arc::clone(&self.ctx))?;
         resized.inner_order.clone_from(&self.inner_order);
 
-        let file_shape = &self.layout.file_shape;
+        // Per dimension, the files (chunks or shards) an extent has: those starting before it.
         let counts = |shape: &[u64]| -> Vec<u64> {
             shape
                 .iter()
-                .zip(file_shape)
-                .map(|(&n, &c)| n.div_ceil(c.max(1)))
+                .zip(grid.dims())
+                .map(|(&n, g)| match g {
+                    DimGrid::Regular(c) => n.div_ceil((*c).max(1)),
+                    DimGrid::Varying(offsets) => {
+                        let starts = &offsets[..offsets.len().saturating_sub(1)];
+                        starts.partition_point(|&o| o < n) as u64
+                    }
+                })
                 .collect()
         };
         // The document and the files deleted are held from other writers until replaced and
@@ -76,6 +76,7 @@ impl ZarrArray {
             });
         }
         stored["shape"] = serde_json::json!(new_shape);
+        grow_edges(&mut stored, grid, new_shape);
         let text = crate::json_text::write(&stored, masked, true);
         self.ctx
             .reader
@@ -88,6 +89,47 @@ impl ZarrArray {
         ArrayError::Metadata {
             path: self.path.clone(),
             message,
+        }
+    }
+}
+
+/// In a v3 document whose chunk grid is `grid`, the edges of a rectilinear grid grown to cover
+/// `new_shape`, as zarr-python 3.4 grows them: each dimension listing its edges whose edges
+/// end before the new extent gets one more edge reaching it (merged into the last run-length
+/// element when of the same length); edges past a smaller extent stay listed (the spec allows
+/// it), as do a regular dimension's single length.
+fn grow_edges(doc: &mut serde_json::Value, grid: &Grid, new_shape: &[u64]) {
+    for (d, (g, &extent)) in grid.dims().iter().zip(new_shape).enumerate() {
+        let DimGrid::Varying(offsets) = g else {
+            continue;
+        };
+        let end = offsets.last().copied().unwrap_or(0);
+        if extent <= end {
+            continue;
+        }
+        let edge = extent - end;
+        let Some(list) = doc
+            .pointer_mut(&format!("/chunk_grid/configuration/chunk_shapes/{d}"))
+            .and_then(serde_json::Value::as_array_mut)
+        else {
+            continue;
+        };
+        let run = match list.last() {
+            Some(serde_json::Value::Number(n)) if n.as_u64() == Some(edge) => Some(2),
+            Some(serde_json::Value::Array(pair))
+                if pair.len() == 2 && pair[0].as_u64() == Some(edge) =>
+            {
+                pair[1].as_u64().map(|count| count + 1)
+            }
+            _ => None,
+        };
+        match run {
+            Some(count) => {
+                if let Some(last) = list.last_mut() {
+                    *last = serde_json::json!([edge, count]);
+                }
+            }
+            None => list.push(serde_json::json!(edge)),
         }
     }
 }
