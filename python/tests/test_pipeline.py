@@ -298,6 +298,40 @@ def test_writes_into_one_shard_at_once_lose_nothing(tmp_path, writer, workers):
         assert zp.STATS[kind] >= before[kind] + 64
 
 
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_fallback_writes_into_one_chunk_at_once_lose_nothing(tmp_path, where):
+    """Writes that fall back to zarr's pipeline (a numcodecs filter zuring leaves to zarr) take
+    turns in the stored chunks they share, as zuring's own writes do: 8 threads each writing
+    their own rows of one chunk lose none (zarr's own pipeline, each write reading the chunk
+    and replacing it, loses some)."""
+    import threading
+
+    from numcodecs import Delta
+
+    store = zarr.storage.MemoryStore() if where == "memory" else str(tmp_path / "a")
+    with zarr.config.set(ZURING), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = zarr.create_array(store=store, shape=(8, 4096), chunks=(8, 4096), dtype="<i4", zarr_format=2, filters=[Delta(dtype="<i4", astype="<f8")], fill_value=0)
+        before = dict(zp.STATS)
+        start = threading.Barrier(8)
+
+        def work(t):
+            start.wait()
+            for i in range(4):
+                a[t, i * 1024 : (i + 1) * 1024] = t * 10 + i + 1
+
+        runs = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+        for r in runs:
+            r.start()
+        for r in runs:
+            r.join()
+        got = zarr.open_array(store, mode="r")[...]
+    assert zp.STATS["fallback_writes"] >= before["fallback_writes"] + 32
+    want = np.repeat(np.arange(8)[:, None] * 10 + np.arange(4)[None, :] + 1, 1024, axis=1)
+    lost = int((got != want).sum()) // 1024
+    assert lost == 0, f"{lost} of 32 writes lost"
+
+
 def test_unsupported_fall_back_or_raise_when_strict():
     # numcodecs filters of v2 arrays that zuring leaves to zarr-python (Delta storing floats of
     # integers: numpy sums them as floats) are zarr-python's to handle.

@@ -764,7 +764,12 @@ class ZuringCodecPipeline(CodecPipeline):
         except _Unsupported as why:
             self._fallback(str(why))
             STATS["fallback_writes"] += 1
-            await self._inner.write(batch, value, drop_axes)
+            # zarr's pipeline reads and replaces what a write covers in part as zuring's does:
+            # its writes into the same stored chunks take turns too (a shard's inner chunks,
+            # written by zarr's sharding codec into the shard in memory, need not).
+            stored = [s for s, *_ in batch if hasattr(s, "store") and isinstance(getattr(s, "path", None), str)]
+            async with _taking(stored):
+                await self._inner.write(batch, value, drop_axes)
 
 
 def _statuses(chunks: list[tuple[int, ...]], missing: set[tuple[int, ...]]) -> Any:
@@ -802,7 +807,8 @@ _TAKEN: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str
 @contextlib.asynccontextmanager
 async def _taking(setters: Iterable[Any]) -> AsyncIterator[None]:
     """Hold the stored chunks of ``setters`` (byte setters: a store and a key) from other writes
-    through this pipeline on this event loop, waiting while any is held. A write reads what it
+    through this pipeline on this event loop (through a store's API, or falling back to
+    zarr's pipeline), waiting while any is held. A write reads what it
     covers in part, merges and replaces it: two at once into one chunk or shard would each
     start from what was stored and the later would drop the other's values. Taken all at once,
     so writes never wait on each other in a cycle; as zuring's Rust writes do for LocalStore."""

@@ -17,23 +17,61 @@
 //! on a lock file in the temporary directory, in ascending order of key), before it reads any
 //! of them; no two threads of the process hold a key at once, as those locks require.
 
+#![allow(unsafe_code)] // the process's table behind an atomic pointer (see `shared`)
+
 use std::collections::HashSet;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash};
 use std::path::Path;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-/// The files taken, and the process that took them: a forked child starts with none taken
-/// (the writers that held them are threads of its parent).
-struct Table {
+/// The files taken by the threads of one process.
+struct Shared {
     pid: u32,
-    taken: HashSet<u64>,
+    taken: Mutex<HashSet<u64>>,
+    freed: Condvar,
 }
 
-static TABLE: Mutex<Option<Table>> = Mutex::new(None);
-static FREED: Condvar = Condvar::new();
+impl Shared {
+    fn taken(&self) -> MutexGuard<'_, HashSet<u64>> {
+        self.taken.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
-fn table() -> MutexGuard<'static, Option<Table>> {
-    TABLE.lock().unwrap_or_else(PoisonError::into_inner)
+/// The table of the process that made it (never freed; null until the first write).
+static CURRENT: AtomicPtr<Shared> = AtomicPtr::new(std::ptr::null_mut());
+
+/// This process's table. A forked child gets a table of its own, fresh, on its first write:
+/// it starts with no file taken (the writers holding them are threads of its parent, which it
+/// does not have), and a table whose mutex one of those threads held at the instant of the
+/// fork (locked forever in the child) is never touched again.
+fn shared() -> &'static Shared {
+    let pid = std::process::id();
+    loop {
+        let current = CURRENT.load(Ordering::Acquire);
+        // SAFETY: CURRENT holds null or a pointer from `Box::leak` (below), never freed, to a
+        // `Shared` fully made before it was published (the release of the exchange below,
+        // paired with the acquire of this load).
+        if let Some(table) = unsafe { current.as_ref() } {
+            if table.pid == pid {
+                return table;
+            }
+        }
+        let fresh = Box::leak(Box::new(Shared {
+            pid,
+            taken: Mutex::new(HashSet::new()),
+            freed: Condvar::new(),
+        }));
+        let fresh_ptr: *mut Shared = fresh;
+        if CURRENT
+            .compare_exchange(current, fresh_ptr, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return fresh;
+        }
+        // Another thread of this process made its table first: use that one (this one, never
+        // published, stays leaked: a few bytes, once per race).
+    }
 }
 
 /// The files of one write, held until dropped.
@@ -41,7 +79,7 @@ fn table() -> MutexGuard<'static, Option<Table>> {
 #[derive(Debug)]
 pub(crate) struct Taken {
     keys: Vec<u64>,
-    pid: u32,
+    table: &'static Shared,
     /// Held against other processes; released (dropped) before the keys are given back here.
     across: Option<zuring_io::ProcessLocks>,
 }
@@ -104,38 +142,46 @@ pub(crate) fn canonical_root(root: &Path) -> std::path::PathBuf {
 pub(crate) fn take(mut keys: Vec<u64>) -> Taken {
     keys.sort_unstable();
     keys.dedup();
-    let pid = std::process::id();
-    let mut guard = table();
-    loop {
-        let table = match &mut *guard {
-            Some(t) if t.pid == pid => t,
-            other => other.insert(Table {
-                pid,
-                taken: HashSet::new(),
-            }),
-        };
-        if !keys.iter().any(|k| table.taken.contains(k)) {
-            table.taken.extend(keys.iter().copied());
-            drop(guard);
-            let across = Some(zuring_io::lock_across_processes(&keys));
-            return Taken { keys, pid, across };
-        }
-        guard = FREED.wait(guard).unwrap_or_else(PoisonError::into_inner);
+    let table = shared();
+    let mut taken = table.taken();
+    while keys.iter().any(|k| taken.contains(k)) {
+        taken = table
+            .freed
+            .wait(taken)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+    taken.extend(keys.iter().copied());
+    drop(taken);
+    let across = Some(zuring_io::lock_across_processes(&keys));
+    Taken {
+        keys,
+        table,
+        across,
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
     }
 }
 
 impl Drop for Taken {
     fn drop(&mut self) {
         drop(self.across.take());
-        if self.keys.is_empty() {
+        // In a forked child, a write of the parent's (copied with the thread that forked) is
+        // not given back: the child's writes use a table of their own.
+        if self.keys.is_empty() || self.table.pid != std::process::id() {
             return;
         }
-        if let Some(table) = table().as_mut().filter(|t| t.pid == self.pid) {
-            for k in &self.keys {
-                table.taken.remove(k);
-            }
+        let mut taken = self.table.taken();
+        for k in &self.keys {
+            taken.remove(k);
         }
-        FREED.notify_all();
+        drop(taken);
+        self.table.freed.notify_all();
     }
 }
 
@@ -175,6 +221,60 @@ mod tests {
         assert!(done.load(Ordering::SeqCst));
         // All given back: every file can be taken again.
         drop(take(vec![a, b, c]));
+    }
+
+    /// A child forked while a thread of its parent holds the table's mutex (an instant of a
+    /// take or a give-back) writes all the same: its first write makes it a table of its own.
+    #[test]
+    fn a_forked_child_takes_files_while_the_parents_table_is_locked() {
+        let key = file_key(Path::new("/exclusive-fork-test"), &[7]);
+        drop(take(vec![key]));
+        let table = shared();
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (forked_tx, forked_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let guard = table.taken();
+            locked_tx.send(()).unwrap();
+            forked_rx.recv().unwrap();
+            drop(guard);
+        });
+        locked_rx.recv().unwrap();
+        // SAFETY: the child only takes and gives back a file (allocating, locking a fresh
+        // mutex, fcntl on the lock file) and leaves with `_exit`, running no destructor or
+        // test-harness code of the parent's.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            drop(take(vec![key]));
+            // SAFETY: `_exit` ends the child at once, as intended.
+            unsafe { libc::_exit(0) };
+        }
+        assert!(child > 0, "fork failed");
+        let mut status = 0;
+        let mut exited = false;
+        for _ in 0..500 {
+            // SAFETY: waiting for our own child, with a valid status pointer.
+            if unsafe { libc::waitpid(child, &raw mut status, libc::WNOHANG) } == child {
+                exited = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !exited {
+            // SAFETY: killing and reaping our own child.
+            unsafe {
+                libc::kill(child, libc::SIGKILL);
+                libc::waitpid(child, &raw mut status, 0);
+            }
+        }
+        forked_tx.send(()).unwrap();
+        holder.join().unwrap();
+        assert!(
+            exited,
+            "the forked child waited forever on its parent's table"
+        );
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        // The parent's table is as it was: the file is free.
+        drop(take(vec![key]));
     }
 
     #[test]
