@@ -931,3 +931,44 @@ def test_read_only_mode_refuses_every_change(tmp_path):
             zuring.open_array(tmp_path / "g.zarr" / "a", mode=mode)
         with pytest.raises(ValueError, match="create_array"):
             zuring.open_group(tmp_path / "g.zarr", mode=mode)
+
+
+def test_getitem_and_setitem_read_keys_as_zarr(tmp_path):
+    """``a[key]`` and ``a[key] = v`` read every key as zarr's ``Array`` does: integer arrays
+    alone (one per dimension, with integers) select points as in numpy, keys with slices are
+    orthogonal; of 1,331 keys made of integers, slices, integer lists and arrays (1-d and 2-d,
+    repeated indices), boolean lists and empty lists, the 594 zarr reads (322 of them read
+    otherwise before: orthogonally), and writes of some, beside zarr."""
+    import itertools
+
+    DEFAULT = {"codec_pipeline.path": "zarr.core.codec_pipeline.BatchedCodecPipeline"}
+    path = str(tmp_path / "a")
+    values = np.arange(240, dtype="i4").reshape(6, 8, 5)
+    with zarr.config.set(DEFAULT):
+        z = zarr.create_array(path, shape=(6, 8, 5), chunks=(4, 3, 2), dtype="i4", fill_value=-1)
+        z[...] = values
+    a = zuring.open_array(path)
+    parts = [0, 3, -1, [1, 2], np.array([4, 0]), np.array([[1, 2], [3, 0]]), slice(1, 3), [], [True, False, True, False, True], np.array([5]), [1, 1]]
+    compared = points = 0
+    for key in itertools.product(parts, repeat=3):
+        with zarr.config.set(DEFAULT):
+            try:
+                want = z[key]
+            except Exception:  # zarr refuses it (zuring may read it as numpy does)
+                continue
+        got = a[key]
+        assert got.shape == want.shape and got.tolist() == want.tolist(), key
+        compared += 1
+        arrays = [k for k in key if isinstance(k, (list, np.ndarray)) and len(k) and np.asarray(k).dtype.kind in "iu"]
+        points += len(arrays) >= 2
+    assert compared == 594 and points == 311, (compared, points)
+    for key in [([1, 2], [3, 4], 0), ([1, 2], [3, 4], [0, 1]), (np.array([[1, 2], [0, 0]]), 1, 2), (3, [1, 2], [0, 4]), ([1, 2], slice(0, 2), 0)]:
+        with zarr.config.set(DEFAULT):
+            z[...] = values
+            z[key] = 999
+            want = z[...]
+            z[...] = values
+        a[key] = 999
+        with zarr.config.set(DEFAULT):
+            got = z[...]
+        assert (got == want).all() and (want == 999).any(), key

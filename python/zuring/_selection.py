@@ -110,6 +110,28 @@ def parse(key: object, shape: tuple[int, ...], *, orthogonal: bool = True) -> tu
     return Orthogonal(lists), drop
 
 
+def selects_points(key: object, ndim: int) -> bool:
+    """Whether ``key`` in ``a[key]`` selects points (numpy's vectorised indexing, which zarr's
+    ``__getitem__`` and ``__setitem__`` use for "pure fancy" keys): one index per dimension,
+    each an integer or a non-empty integer list or array, with two or more arrays or one of
+    more than one dimension. (One 1-d array among integers selects the same elements read
+    either way; keys with slices are orthogonal, as in zarr.)"""
+    if not isinstance(key, tuple) or len(key) != ndim:
+        return False
+    arrays, multi = 0, False
+    for k in key:
+        if is_int(k):
+            continue
+        if not isinstance(k, (list, np.ndarray)) or len(k) == 0:
+            return False
+        a = np.asarray(k)
+        if a.dtype.kind not in "iu":
+            return False
+        arrays += 1
+        multi |= a.ndim > 1
+    return arrays >= 2 or multi
+
+
 def parse_points(key: object, shape: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, ...]]:
     """Parse a vectorised (``vindex``) key: one broadcastable integer array per dimension.
     Returns the (N, ndim) coordinates and the output shape."""

@@ -13,7 +13,7 @@ import numpy as np
 from zuring import _mltypes, _native, _rawtypes
 from zuring._attrs import Attributes, plain
 from zuring._convert import as_dtype
-from zuring._selection import Orthogonal, Region, expand, is_int, kept, parse, parse_points
+from zuring._selection import Orthogonal, Region, expand, is_int, kept, parse, parse_points, selects_points
 
 def _dtype(name: str, metadata: dict, element_size: int) -> np.dtype:
     """The numpy dtype (native byte order) of a Zarr data type."""
@@ -223,10 +223,15 @@ class Array:
     def __getitem__(self, key: Any) -> Any:
         """numpy basic indexing (ints, slices with any step, ellipsis), orthogonal indexing
         with integer or boolean arrays per dimension, and a boolean mask of the array's shape
-        (the selected elements in C order, as numpy and zarr give them)."""
+        (the selected elements in C order, as numpy and zarr give them). Integer arrays alone,
+        one per dimension (with integers), two or more of them or one of several dimensions,
+        select points, as in numpy and zarr (``vindex``): ``a[[1, 2], [3, 4]]`` is two
+        elements."""
         mask = self._whole_mask(key)
         if mask is not None:
             return self.get_mask_selection(mask)
+        if selects_points(key, self.ndim):
+            return self.vindex[key]
         selection, drop = parse(key, self.shape)
         return self._read(selection, drop)
 
@@ -296,10 +301,14 @@ class Array:
         """Write with numpy basic indexing (ints, slices with any step) or orthogonal index
         arrays; ``value`` broadcasts to the selection as in numpy. Stored chunks covered in part
         are read, modified and replaced atomically. A boolean mask of the array's shape writes
-        where it is true, as in numpy and zarr."""
+        where it is true, and integer arrays alone select points (as in ``__getitem__``), as in
+        numpy and zarr."""
         mask = self._whole_mask(key)
         if mask is not None:
             self.set_mask_selection(mask, value)
+            return
+        if selects_points(key, self.ndim):
+            self.vindex[key] = value
             return
         selection, drop = parse(key, self.shape)
         self._write(selection, value, kept(selection.shape, drop))
