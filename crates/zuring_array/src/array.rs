@@ -85,6 +85,32 @@ fn read_stored_metadata(path: &Path) -> Result<(&'static str, Vec<u8>)> {
     Ok((file, text))
 }
 
+/// `err` (from zarrs reading the metadata `metadata_json`) saying where the metadata is
+/// malformed when zarrs' message does not (an untagged enum matching no variant): see
+/// [`crate::metadata::diagnose`]. The kind of error is kept.
+fn diagnosed(err: ArrayError, metadata_json: &str) -> ArrayError {
+    if !err.to_string().contains("did not match any variant") {
+        return err;
+    }
+    let Some(place) = crate::metadata::diagnose(metadata_json) else {
+        return err;
+    };
+    match err {
+        ArrayError::Metadata { path, .. } => ArrayError::Metadata {
+            path,
+            message: format!("zarr.json: {place}"),
+        },
+        ArrayError::Unsupported { what } => {
+            // `what` starts with the array's path and a colon.
+            let path = what.split(": ").next().unwrap_or_default();
+            ArrayError::Unsupported {
+                what: format!("{path}: zarr.json: {place}"),
+            }
+        }
+        other => other,
+    }
+}
+
 fn open_error(path: &Path, err: &zarrs::array::ArrayCreateError) -> ArrayError {
     let message = err.to_string();
     let lower = message.to_ascii_lowercase();
@@ -177,11 +203,12 @@ impl ZarrArray {
             Some(members)
         });
         let metadata_json = rewritten.as_deref().unwrap_or(metadata_json);
-        let metadata: ArrayMetadata =
-            serde_json::from_str(metadata_json).map_err(|e| ArrayError::Metadata {
+        let metadata: ArrayMetadata = serde_json::from_str(metadata_json)
+            .map_err(|e| ArrayError::Metadata {
                 path: path.clone(),
                 message: e.to_string(),
-            })?;
+            })
+            .map_err(|e| diagnosed(e, metadata_json))?;
         if let ArrayMetadata::V3(m) = &metadata {
             // Members no implementation may ignore (`"must_understand": true`, the default),
             // refused as zarrs' `Array::open` refuses them (`new_with_metadata` does not).
@@ -212,8 +239,8 @@ impl ZarrArray {
             UringStore::with_reader(&path, Arc::clone(&ctx.reader))
                 .map_err(|e| zarrs_error(&path, e))?,
         );
-        let array =
-            Array::new_with_metadata(store, "/", metadata).map_err(|e| open_error(&path, &e))?;
+        let array = Array::new_with_metadata(store, "/", metadata)
+            .map_err(|e| diagnosed(open_error(&path, &e), metadata_json))?;
         let layout = ArrayLayout::new(&array, &path)?;
         Ok(Self {
             path,

@@ -129,6 +129,117 @@ pub fn check_array_metadata(path: &Path, file: &str, text: &[u8]) -> Result<()> 
     Ok(())
 }
 
+/// Where a v3 array's metadata `text` is malformed in a way zarrs reports without naming the
+/// place ("data did not match any variant of untagged enum ..."): the first named
+/// configuration (chunk grid, chunk key encoding, codec at any depth of sharding, storage
+/// transformer) that is neither a name nor an object of `name` and `configuration`, or whose
+/// configuration the registered codec's (grid's, encoding's) version 1 does not read, with
+/// serde's reason (an unknown or missing field, a value of another type or outside the
+/// listed ones). None when nothing is found (or `text` is not a v3 document).
+#[must_use]
+pub fn diagnose(text: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    let object = value.as_object()?;
+    if object.get("zarr_format").and_then(Value::as_u64) != Some(3) {
+        return None;
+    }
+    let mut places: Vec<(String, &Value)> = Vec::new();
+    for member in ["chunk_grid", "chunk_key_encoding"] {
+        if let Some(v) = object.get(member) {
+            places.push((member.to_owned(), v));
+        }
+    }
+    for member in ["codecs", "storage_transformers"] {
+        if let Some(list) = object.get(member).and_then(Value::as_array) {
+            places.extend(
+                list.iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("{member}[{i}]"), v)),
+            );
+        }
+    }
+    let empty = Value::Object(serde_json::Map::new());
+    while !places.is_empty() {
+        let (at, v) = places.remove(0);
+        let (name, configuration) = match v {
+            Value::String(name) => (name.as_str(), None),
+            Value::Object(named) => {
+                if let Some(other) = named
+                    .keys()
+                    .find(|k| !matches!(k.as_str(), "name" | "configuration" | "must_understand"))
+                {
+                    return Some(format!(
+                        "{at}: unknown member \"{other}\" (expected \"name\" and \"configuration\")"
+                    ));
+                }
+                let Some(name) = named.get("name").and_then(Value::as_str) else {
+                    return Some(format!("{at}: \"name\" must be a string"));
+                };
+                let configuration = named.get("configuration");
+                if configuration.is_some_and(|c| !c.is_object()) {
+                    return Some(format!("{at}: \"configuration\" must be a JSON object"));
+                }
+                (name, configuration)
+            }
+            _ => return Some(format!("{at}: must be a name or an object with \"name\"")),
+        };
+        let config = configuration.unwrap_or(&empty);
+        // Sharding's codec lists are checked entry by entry below, each named.
+        let mut own = config.clone();
+        if name == "sharding_indexed" {
+            for member in ["codecs", "index_codecs"] {
+                if let Some(list) = own.get_mut(member).and_then(Value::as_array_mut) {
+                    list.clear();
+                }
+            }
+        }
+        if let Some(why) = configuration_error(&at, name, &own) {
+            return Some(format!("{at} ({name}): configuration: {why}"));
+        }
+        if name == "sharding_indexed" {
+            for member in ["codecs", "index_codecs"] {
+                if let Some(list) = config.get(member).and_then(Value::as_array) {
+                    let inner = list
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| (format!("{at}.configuration.{member}[{i}]"), v));
+                    places.extend(inner);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Why the registered version 1 configuration of `name` (where `at` says: codec, chunk grid or
+/// chunk key encoding) does not read `config`; None when it does or `name` is not one known.
+fn configuration_error(at: &str, name: &str, config: &Value) -> Option<String> {
+    use zarrs::metadata_ext::chunk_grid::regular::RegularChunkGridConfiguration;
+    use zarrs::metadata_ext::chunk_key_encoding::default::DefaultChunkKeyEncodingConfiguration;
+    use zarrs::metadata_ext::chunk_key_encoding::v2::V2ChunkKeyEncodingConfiguration;
+    use zarrs::metadata_ext::codec::{blosc, bytes, crc32c, gzip, sharding, transpose, zstd};
+    macro_rules! read {
+        ($t:ty) => {
+            serde_json::from_value::<$t>(config.clone())
+                .err()
+                .map(|e| e.to_string())
+        };
+    }
+    match (at, name) {
+        ("chunk_grid", "regular") => read!(RegularChunkGridConfiguration),
+        ("chunk_key_encoding", "default") => read!(DefaultChunkKeyEncodingConfiguration),
+        ("chunk_key_encoding", "v2") => read!(V2ChunkKeyEncodingConfiguration),
+        (_, "bytes") => read!(bytes::BytesCodecConfigurationV1),
+        (_, "sharding_indexed") => read!(sharding::ShardingCodecConfigurationV1),
+        (_, "zstd") => read!(zstd::ZstdCodecConfigurationV1),
+        (_, "blosc") => read!(blosc::BloscCodecConfigurationV1),
+        (_, "gzip") => read!(gzip::GzipCodecConfigurationV1),
+        (_, "transpose") => read!(transpose::TransposeCodecConfigurationV1),
+        (_, "crc32c") => read!(crc32c::Crc32cCodecConfigurationV1),
+        _ => None,
+    }
+}
+
 /// Array metadata (`zarr.json` or `.zarray` text) in the form zarrs reads when zuring gives it
 /// in another; None when zarrs reads it as it is. The rewrites, each of only what zarrs would
 /// refuse or read otherwise:
@@ -307,6 +418,89 @@ mod tests {
         check_array_metadata(Path::new("a"), "zarr.json", text.as_bytes())
             .unwrap_err()
             .to_string()
+    }
+
+    /// zarr-python's metadata for a sharded array with every codec `diagnose` knows.
+    const SHARDED: &str = r#"{"zarr_format":3,"node_type":"array","shape":[8,8],
+        "data_type":"float32","fill_value":0.0,"attributes":{},"storage_transformers":[],
+        "chunk_grid":{"name":"regular","configuration":{"chunk_shape":[4,8]}},
+        "chunk_key_encoding":{"name":"default","configuration":{"separator":"/"}},
+        "codecs":[{"name":"transpose","configuration":{"order":[1,0]}},
+          {"name":"sharding_indexed","configuration":{"chunk_shape":[4,4],
+            "codecs":[{"name":"bytes","configuration":{"endian":"little"}},
+              {"name":"blosc","configuration":{"typesize":4,"cname":"lz4","clevel":5,
+                "shuffle":"shuffle","blocksize":0}},
+              {"name":"zstd","configuration":{"level":0,"checksum":false}},
+              {"name":"gzip","configuration":{"level":1}}],
+            "index_codecs":[{"name":"bytes","configuration":{"endian":"little"}},
+              {"name":"crc32c"}],
+            "index_location":"end"}}]}"#;
+
+    /// Where zarrs says only that a document matched no variant of its types, the place and
+    /// the reason are found; valid documents have nothing to find.
+    #[test]
+    fn diagnoses_what_zarrs_does_not_name() {
+        assert_eq!(diagnose(SHARDED), None);
+        assert_eq!(diagnose(GOOD), None);
+        for (from, to, want) in [
+            (
+                r#""endian":"little"}},"#,
+                r#""endian":"littl3"}},"#,
+                "codecs[1].configuration.codecs[0] (bytes): configuration: unknown variant \
+                 `littl3`, expected `little` or `big`",
+            ),
+            (
+                r#""index_location":"end""#,
+                r#""index_locatzon":"end""#,
+                "codecs[1] (sharding_indexed): configuration: unknown field `index_locatzon`",
+            ),
+            (
+                r#"{"name":"crc32c"}"#,
+                r#"{"nam3":"crc32c"}"#,
+                "codecs[1].configuration.index_codecs[1]: unknown member \"nam3\"",
+            ),
+            (
+                r#""clevel":5,"#,
+                r#""clevel":"5","#,
+                "codecs[1].configuration.codecs[1] (blosc): configuration: invalid type",
+            ),
+            (
+                r#"{"name":"transpose","configuration""#,
+                r#"{"name":"transpose","konfiguration""#,
+                "codecs[0]: unknown member \"konfiguration\"",
+            ),
+            (
+                r#""chunk_shape":[4,8]"#,
+                r#""chunk_shap":[4,8]"#,
+                "chunk_grid (regular): configuration: unknown field `chunk_shap`",
+            ),
+            (
+                r#""storage_transformers":[]"#,
+                r#""storage_transformers":[7]"#,
+                "storage_transformers[0]: must be a name",
+            ),
+        ] {
+            assert!(SHARDED.contains(from), "{from}");
+            let bad = SHARDED.replacen(from, to, 1);
+            let found = diagnose(&bad).unwrap_or_default();
+            assert!(found.starts_with(want), "{to}: {found}");
+            // Opening it says where, keeping the kind of error zarrs' message gave (before:
+            // "data did not match any variant of untagged enum ...").
+            let err = crate::ZarrArray::from_metadata(
+                "diagnosed",
+                &bad,
+                crate::Context::shared().unwrap(),
+            )
+            .unwrap_err()
+            .to_string();
+            // (zarrs names a chunk grid's unknown field itself.)
+            let named = err.contains(&format!("zarr.json: {want}"))
+                || (to.contains("chunk_shap") && err.contains("unknown field `chunk_shap`"));
+            assert!(named, "{to}: {err}");
+        }
+        // Not a v3 document: nothing said.
+        assert_eq!(diagnose(r#"{"zarr_format":2}"#), None);
+        assert_eq!(diagnose("[1"), None);
     }
 
     #[test]
