@@ -96,7 +96,8 @@ def stored_layout(doc: dict) -> np.dtype | None:
     v3 types are taken little-endian, zarr's layout in memory)."""
     try:
         dtype = _v2_dtype(doc["dtype"]) if doc.get("zarr_format") == 2 else v3_dtype(doc["data_type"])
-    except (KeyError, IndexError, TypeError, ValueError):
+    except (KeyError, IndexError, TypeError, ValueError, SyntaxError):
+        # (numpy's parser of type strings raises SyntaxError for some, such as ",i2")
         return None
     return raw_layout(dtype, doc)
 

@@ -96,6 +96,34 @@ pub fn check_array_metadata(path: &Path, file: &str, text: &[u8]) -> Result<()> 
                 format!("{file}: \"chunks\" must have one entry per dimension of \"shape\""),
             ));
         }
+        let chunks = object.get("chunks").and_then(Value::as_array);
+        if chunks.is_some_and(|c| c.iter().any(|d| d.as_u64() == Some(0))) {
+            return Err(fail(
+                path,
+                format!("{file}: \"chunks\" must be positive integers"),
+            ));
+        }
+        let one_of = |member: &str, allowed: &[&str], required: bool| -> Result<()> {
+            let value = object.get(member);
+            let ok = match value.and_then(Value::as_str) {
+                Some(v) => allowed.contains(&v),
+                None => value.is_none_or(Value::is_null) && !required,
+            };
+            if ok {
+                return Ok(());
+            }
+            let allowed: Vec<String> = allowed.iter().map(|a| format!("\"{a}\"")).collect();
+            Err(fail(
+                path,
+                format!(
+                    "{file}: \"{member}\" must be {}, not {}",
+                    allowed.join(" or "),
+                    value.map_or_else(|| "missing".to_owned(), Value::to_string)
+                ),
+            ))
+        };
+        one_of("order", &["C", "F"], true)?;
+        one_of("dimension_separator", &[".", "/"], false)?;
     } else {
         match object.get("codecs").and_then(Value::as_array) {
             Some(codecs) if !codecs.is_empty() => {}
@@ -418,6 +446,36 @@ mod tests {
         check_array_metadata(Path::new("a"), "zarr.json", text.as_bytes())
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn names_the_v2_member() {
+        let good = r#"{"zarr_format":2,"shape":[4],"chunks":[2],"dtype":"<i2","compressor":null,
+            "fill_value":0,"order":"C","filters":null,"dimension_separator":"."}"#;
+        let check = |text: &str| check_array_metadata(Path::new("a"), ".zarray", text.as_bytes());
+        assert!(check(good).is_ok());
+        assert!(check(&good.replace(r#""order":"C""#, r#""order":"F""#)).is_ok());
+        assert!(check(&good.replace(r#","dimension_separator":".""#, "")).is_ok());
+        for (from, to, want) in [
+            (
+                r#""order":"C""#,
+                r#""order":"Z""#,
+                r#".zarray: "order" must be "C" or "F", not "Z""#,
+            ),
+            (
+                r#""dimension_separator":".""#,
+                r#""dimension_separator":"-""#,
+                r#".zarray: "dimension_separator" must be "." or "/", not "-""#,
+            ),
+            (
+                r#""chunks":[2]"#,
+                r#""chunks":[0]"#,
+                r#".zarray: "chunks" must be positive integers"#,
+            ),
+        ] {
+            let err = check(&good.replace(from, to)).unwrap_err().to_string();
+            assert!(err.contains(want), "{to}: {err}");
+        }
     }
 
     /// zarr-python's metadata for a sharded array with every codec `diagnose` knows.
