@@ -1,5 +1,6 @@
 """zuring's native array API against zarr-python's default pipeline on the same files."""
 
+import collections
 import json
 import multiprocessing as mp
 import warnings
@@ -972,3 +973,85 @@ def test_getitem_and_setitem_read_keys_as_zarr(tmp_path):
         with zarr.config.set(DEFAULT):
             got = z[...]
         assert (got == want).all() and (want == 999).any(), key
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_damaged_files_raise_errors_that_name_them(tmp_path, zarr_format):
+    """Random damage (seeded): one byte of the metadata document changed (kept valid JSON), or
+    bits of a chunk or shard flipped, the file cut short, extended or zeroed in part. Opening,
+    reading, cropping and writing raise zuring's errors or ValueError only (never a panic or
+    another exception: numpy's SyntaxError on some damaged type strings was one), and a
+    damaged document's error names the document and never says only that zarrs' types
+    matched no variant (before: 42 of the 89 errors of the v3 sharded array's document with
+    these seeds, 2 of the 84 of the v2 array's)."""
+    import random
+    import shutil
+
+    from zarr.codecs import BloscCodec, ZstdCodec
+
+    rng = random.Random(zarr_format)
+    base = tmp_path / "a"
+    document = "zarr.json" if zarr_format == 3 else ".zarray"
+    DEFAULT = {"codec_pipeline.path": "zarr.core.codec_pipeline.BatchedCodecPipeline"}
+
+    def make():
+        shutil.rmtree(base, ignore_errors=True)
+        with zarr.config.set(DEFAULT):
+            if zarr_format == 3:
+                z = zarr.create_array(str(base), shape=(9, 17), dtype="i2", fill_value=0, chunks=(2, 4), shards=(4, 8), compressors=[ZstdCodec(level=1)], dimension_names=["y", "x"])
+            else:
+                z = zarr.create_array(str(base), shape=(9, 17), dtype="<i2", fill_value=0, chunks=(3, 5), zarr_format=2, compressors=[BloscCodec(cname="lz4")] if False else None)
+            z[...] = np.arange(9 * 17).reshape(9, 17) % 120
+
+    def use():
+        a = zuring.open_array(base)
+        a[...]
+        a[1:5, 3:9]
+        a.read_crops(np.array([[0, 0], [4, 8]]), (3, 5))
+        a[0, 0] = 1
+
+    make()
+    original = (base / document).read_bytes()
+    named = 0
+    for trial in range(300):
+        damaged = bytearray(original)
+        at = rng.randrange(len(damaged))
+        damaged[at] = rng.choice(b'0123456789azAZ"{}[],: -.')
+        try:
+            json.loads(damaged)
+        except ValueError:
+            continue
+        (base / document).write_bytes(bytes(damaged))
+        try:
+            use()
+        except (zuring.ZuringError, ValueError) as err:
+            assert "did not match any variant" not in str(err), (bytes(damaged[max(0, at - 30) : at + 10]), str(err))
+            assert document in str(err) or str(base) in str(err), str(err)
+            named += 1
+        (base / document).write_bytes(original)
+    assert named > 60, named
+    kinds = collections.Counter()
+    for trial in range(150):
+        make()
+        files = [p for p in base.rglob("*") if p.is_file()]
+        f = rng.choice(files)
+        data = bytearray(f.read_bytes())
+        how = rng.choice(["flip", "cut", "extend", "zero"])
+        if how == "flip" and data:
+            for _ in range(rng.randint(1, 4)):
+                i = rng.randrange(len(data))
+                data[i] ^= 1 << rng.randrange(8)
+        elif how == "cut":
+            data = data[: rng.randrange(len(data) + 1)]
+        elif how == "extend":
+            data += bytes(rng.randrange(256) for _ in range(rng.randint(1, 20)))
+        else:
+            i = rng.randrange(len(data) + 1)
+            data[i : i + 8] = bytes(8)
+        f.write_bytes(bytes(data))
+        try:
+            use()
+            kinds["read"] += 1
+        except (zuring.ZuringError, ValueError) as err:
+            kinds[type(err).__name__] += 1
+    assert kinds["CorruptDataError"] > 30, kinds
