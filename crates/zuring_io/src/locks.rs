@@ -1,5 +1,6 @@
 //! Writers to the same files in different processes of this machine take turns: each holds
-//! POSIX record locks on a lock file shared by every process (in the temporary directory), one
+//! POSIX record locks on a lock file shared by every process (in `/dev/shm` or the temporary
+//! directory), one
 //! byte per file at an offset given by the file's key, while it reads, merges and replaces the
 //! files. Consecutive keys are locked as one range: a caller whose keys for neighbouring files
 //! are consecutive (zuring_array's are, along a row of chunks) takes a row with one call.
@@ -22,47 +23,77 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// The lock file: `zuring-write-locks` in the temporary directory (`TMPDIR`, else `/tmp`), or
-/// the path in `ZURING_LOCK_FILE`. Processes exclude each other only if they name the same one.
+/// Where the lock file may be, in order: the path in `ZURING_LOCK_FILE` alone when set; else
+/// `zuring-write-locks` in `/dev/shm` (one directory for the whole machine, where a job
+/// scheduler often gives each job a temporary directory of its own), then in the temporary
+/// directory (`TMPDIR`, else `/tmp`).
+fn candidates() -> Vec<PathBuf> {
+    candidates_in(
+        std::env::var_os("ZURING_LOCK_FILE"),
+        std::path::Path::new("/dev/shm"),
+        &std::env::temp_dir(),
+    )
+}
+
+fn candidates_in(
+    named: Option<std::ffi::OsString>,
+    shm: &std::path::Path,
+    temp: &std::path::Path,
+) -> Vec<PathBuf> {
+    const NAME: &str = "zuring-write-locks";
+    if let Some(path) = named {
+        return vec![PathBuf::from(path)];
+    }
+    let mut paths = Vec::new();
+    if shm.is_dir() {
+        paths.push(shm.join(NAME));
+    }
+    paths.push(temp.join(NAME));
+    paths
+}
+
+/// The lock file this process uses (the first of the places above it could open), or would
+/// use. Processes exclude each other only if they use the same one.
 #[must_use]
 pub fn lock_file_path() -> PathBuf {
-    std::env::var_os("ZURING_LOCK_FILE").map_or_else(
-        || std::env::temp_dir().join("zuring-write-locks"),
-        PathBuf::from,
-    )
+    match lock_file() {
+        Some((path, _)) => path.clone(),
+        None => candidates().swap_remove(0),
+    }
 }
 
 /// The lock file, opened once per process (None when it cannot be: locks are then taken within
 /// the process only).
-fn lock_file() -> Option<&'static File> {
-    static FILE: OnceLock<Option<File>> = OnceLock::new();
+fn lock_file() -> Option<&'static (PathBuf, File)> {
+    static FILE: OnceLock<Option<(PathBuf, File)>> = OnceLock::new();
     FILE.get_or_init(|| {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let path = lock_file_path();
-        // An existing file is opened without O_CREAT: in a sticky world-writable directory
-        // (/tmp) with fs.protected_regular set, creating opens of other users' files fail.
-        let open = || {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-        };
-        open()
-            .or_else(|_| {
-                let file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .mode(0o666)
-                    .open(&path)?;
-                // Writable by every user's processes, whatever the umask.
-                let _ = file.set_permissions(std::fs::Permissions::from_mode(0o666));
-                Ok::<_, std::io::Error>(file)
-            })
-            .ok()
+        candidates()
+            .into_iter()
+            .find_map(|path| open_lock_file(&path).ok().map(|file| (path, file)))
     })
     .as_ref()
+}
+
+fn open_lock_file(path: &std::path::Path) -> std::io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    // An existing file is opened without O_CREAT: in a sticky world-writable directory
+    // (/tmp, /dev/shm) with fs.protected_regular set, creating opens of other users' files fail.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .or_else(|_| {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o666)
+                .open(path)?;
+            // Writable by every user's processes, whatever the umask.
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(0o666));
+            Ok(file)
+        })
 }
 
 /// Record locks held on the lock file for a set of keys; released when dropped.
@@ -122,7 +153,7 @@ fn record_lock(file: &File, (at, len): (i64, i64), kind: i32) -> std::io::Result
 /// exclusion within the process is all there is.
 pub fn lock_across_processes(keys: &[u64]) -> ProcessLocks {
     let mut held = ProcessLocks { ranges: Vec::new() };
-    let Some(file) = lock_file() else {
+    let Some((_, file)) = lock_file() else {
         return held;
     };
     for range in runs(keys) {
@@ -162,7 +193,7 @@ impl ProcessLocks {
 
 impl Drop for ProcessLocks {
     fn drop(&mut self) {
-        if let Some(file) = lock_file() {
+        if let Some((_, file)) = lock_file() {
             for &range in &self.ranges {
                 let _ = record_lock(file, range, libc::F_UNLCK);
             }
@@ -177,7 +208,7 @@ mod tests {
     /// Run in a child process (this test binary, `ZURING_LOCK_PROBE` set): whether the byte of
     /// `key` can be locked now, without waiting; exits 0 (free) or 3 (held by another process).
     fn probe_and_exit(key: u64) -> ! {
-        let file = lock_file().expect("lock file");
+        let (_, file) = lock_file().expect("lock file");
         let mut lock = record(i64::try_from(key).unwrap(), 1, libc::F_WRLCK);
         // SAFETY: an open descriptor and a valid `flock`.
         let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &raw mut lock) };
@@ -196,6 +227,33 @@ mod tests {
             .status
             .code()
             .unwrap()
+    }
+
+    #[test]
+    fn the_lock_file_is_one_for_the_machine_unless_named() {
+        let temp = std::path::Path::new("/job/tmp");
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            candidates_in(None, dir.path(), temp),
+            [
+                dir.path().join("zuring-write-locks"),
+                temp.join("zuring-write-locks")
+            ]
+        );
+        // No /dev/shm: the temporary directory.
+        assert_eq!(
+            candidates_in(None, &dir.path().join("none"), temp),
+            [temp.join("zuring-write-locks")]
+        );
+        // Named: that file alone (another that cannot be opened means no locks across
+        // processes, rather than other processes' file).
+        assert_eq!(
+            candidates_in(Some("/x/y".into()), dir.path(), temp),
+            [PathBuf::from("/x/y")]
+        );
+        // This process uses the first it could open.
+        let used = lock_file_path();
+        assert!(candidates().contains(&used), "{}", used.display());
     }
 
     #[test]
