@@ -1055,3 +1055,38 @@ def test_damaged_files_raise_errors_that_name_them(tmp_path, zarr_format):
         except (zuring.ZuringError, ValueError) as err:
             kinds[type(err).__name__] += 1
     assert kinds["CorruptDataError"] > 30, kinds
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        dict(chunks=(2, 3)),
+        dict(chunks=(2, 3), shards=(4, 6)),
+        dict(chunks=(2, 3), zarr_format=2),
+        dict(chunks=(2, 3), zarr_format=2, chunk_key_encoding={"name": "v2", "separator": "/"}),
+        dict(chunks=(2, 3), chunk_key_encoding={"name": "default", "separator": "."}),
+    ],
+)
+def test_chunk_counts_and_stored_bytes_as_zarr(tmp_path, layout):
+    """``cdata_shape``, ``nchunks``, ``nchunks_initialized`` and ``nbytes_stored()`` give zarr's
+    figures: chunks (inner chunks) per dimension and in all; chunks stored (a shard counts with
+    all its inner chunks), after writes that leave some missing and delete an all-fill one; bytes
+    of every stored file, metadata included."""
+    path = str(tmp_path / "a")
+    DEFAULT = {"codec_pipeline.path": "zarr.core.codec_pipeline.BatchedCodecPipeline"}
+    with zarr.config.set(DEFAULT):
+        z = zarr.create_array(path, shape=(9, 13), dtype="i2", fill_value=0, **layout)
+        z[:3, :4] = 1
+        z[8, 12] = 5
+        z[0:2, 0:3] = 0  # an all-fill chunk: deleted
+    a = zuring.open_array(path)
+    counts = []
+    for step in range(2):
+        with zarr.config.set(DEFAULT):
+            z = zarr.open_array(path, mode="r")
+            want = (z.cdata_shape, z.nchunks, z.nchunks_initialized, z.nbytes_stored())
+        got = (a.cdata_shape, a.nchunks, a.nchunks_initialized, a.nbytes_stored())
+        assert got == want, (step, got, want)
+        counts.append(got[2])
+        a[4:9, 6:13] = 3  # zuring's own writes counted too
+    assert counts[0] < counts[1] < a.nchunks or "shards" in layout

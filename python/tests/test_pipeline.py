@@ -2017,7 +2017,9 @@ def test_rectilinear_resize_as_zarr(tmp_path, case):
                 theirs.append(block)
                 assert ours.append(block) == theirs.shape
             expected = theirs[...]
+            their_counts = (theirs.cdata_shape, theirs.nchunks, theirs.nchunks_initialized)
         assert ours.shape == theirs.shape, op
+        assert (ours.cdata_shape, ours.nchunks, ours.nchunks_initialized) == their_counts, (op, arg)
         np.testing.assert_array_equal(ours[...], expected, err_msg=f"{op} {arg}")
         assert edges(tmp_path / "zuring") == edges(tmp_path / "default"), (op, arg)
         assert (ours.read_chunk_sizes, ours.write_chunk_sizes) == (theirs.read_chunk_sizes, theirs.write_chunk_sizes)

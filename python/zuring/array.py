@@ -99,6 +99,28 @@ class Array:
         return None if shards is None else tuple(shards)
 
     @property
+    def cdata_shape(self) -> tuple[int, ...]:
+        """The number of chunks (inner chunks when sharded) along each dimension, as zarr's."""
+        return tuple(len(d) for d in self._native.read_chunk_sizes)
+
+    @property
+    def nchunks(self) -> int:
+        """The number of chunks (inner chunks when sharded) of the array, as zarr's."""
+        return math.prod(self.cdata_shape)
+
+    @property
+    def nchunks_initialized(self) -> int:
+        """The number of chunks stored, as zarr counts them: the stored files (chunks, or
+        shards), a shard counted with all the inner chunks of its shape, however few of them
+        it holds."""
+        return self._native.chunks_stored()
+
+    def nbytes_stored(self) -> int:
+        """The bytes of every file in the array's directory, metadata included, as zarr's
+        ``nbytes_stored()`` for a local store."""
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(self.path) for f in files)
+
+    @property
     def read_chunk_sizes(self) -> tuple[tuple[int, ...], ...]:
         """Per dimension, the lengths of the chunks reads decode (inner chunks when sharded),
         the last cut at the array's end (zarr-python's ``read_chunk_sizes``, dask's

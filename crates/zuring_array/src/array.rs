@@ -425,6 +425,65 @@ impl ZarrArray {
         self.layout.file_path(&self.array, coords)
     }
 
+    /// The grid coordinates of the files stored (chunks, or shards when sharded; zarr-python's
+    /// "initialized" ones), in C order: the array's directory is listed once and each file of
+    /// the grid looked up in the listing.
+    ///
+    /// # Errors
+    /// IO errors listing the directory, naming it.
+    pub fn stored_files(&self) -> Result<Vec<Vec<u64>>> {
+        let mut listed = std::collections::HashSet::new();
+        let mut dirs = vec![self.path.clone()];
+        while let Some(dir) = dirs.pop() {
+            let entries = std::fs::read_dir(&dir).map_err(|e| ArrayError::Metadata {
+                path: dir.clone(),
+                message: format!("listing the stored chunks: {e}"),
+            })?;
+            for entry in entries.flatten() {
+                match entry.file_type() {
+                    Ok(kind) if kind.is_dir() => dirs.push(entry.path()),
+                    Ok(_) => {
+                        listed.insert(entry.path());
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        let counts = self.layout.file_grid.counts(self.shape());
+        let mut stored = Vec::new();
+        crate::plan::for_each_coord(&vec![0; counts.len()], &counts, |coords| {
+            if listed.contains(&self.file_path(coords)) {
+                stored.push(coords.to_vec());
+            }
+        });
+        Ok(stored)
+    }
+
+    /// How many chunks are stored, as zarr-python counts them (its `nchunks_initialized`): the
+    /// stored files, each shard counted with all the inner chunks of its shape, however few it
+    /// holds.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::stored_files`].
+    pub fn chunks_stored(&self) -> Result<u64> {
+        let files = self.stored_files()?;
+        if self.shard_shape().is_none() {
+            return Ok(files.len() as u64);
+        }
+        let inner = self.chunk_shape();
+        Ok(files
+            .iter()
+            .map(|coords| {
+                let shard = self.layout.file_grid.chunk_shape(coords);
+                shard
+                    .iter()
+                    .zip(inner)
+                    .map(|(s, c)| s / c.max(&1))
+                    .product::<u64>()
+            })
+            .sum())
+    }
+
     /// How reads are carried out (for diagnostics).
     #[must_use]
     pub fn read_mode(&self) -> &ReadMode {

@@ -215,6 +215,23 @@ impl Grid {
             .collect()
     }
 
+    /// Per dimension, how many chunks an array of `shape` has: those starting before its end
+    /// (a varying grid's listed chunks at most).
+    #[must_use]
+    pub fn counts(&self, shape: &[u64]) -> Vec<u64> {
+        self.0
+            .iter()
+            .zip(shape)
+            .map(|(g, &n)| match g {
+                DimGrid::Regular(c) => n.div_ceil((*c).max(1)),
+                DimGrid::Varying(offsets) => {
+                    let starts = &offsets[..offsets.len().saturating_sub(1)];
+                    starts.partition_point(|&o| o < n) as u64
+                }
+            })
+            .collect()
+    }
+
     /// The largest chunk's length along each dimension.
     #[must_use]
     pub fn max_shape(&self) -> Vec<u64> {

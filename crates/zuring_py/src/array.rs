@@ -148,6 +148,12 @@ impl Array {
         self.inner.layout().file_grid.has_chunk(&coords)
     }
 
+    /// How many chunks are stored, as zarr-python's `nchunks_initialized` counts them.
+    fn chunks_stored(&self, py: Python<'_>) -> PyResult<u64> {
+        py.detach(|| self.inner.chunks_stored())
+            .map_err(errors::array)
+    }
+
     /// Per dimension, the lengths of the read-granularity chunks (inner chunks when sharded),
     /// the last cut at the array's end.
     #[getter]

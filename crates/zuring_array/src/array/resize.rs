@@ -40,24 +40,10 @@ impl ZarrArray {
         let mut resized = Self::from_metadata(&self.path, &opened, Arc::clone(&self.ctx))?;
         resized.inner_order.clone_from(&self.inner_order);
 
-        // Per dimension, the files (chunks or shards) an extent has: those starting before it.
-        let counts = |shape: &[u64]| -> Vec<u64> {
-            shape
-                .iter()
-                .zip(grid.dims())
-                .map(|(&n, g)| match g {
-                    DimGrid::Regular(c) => n.div_ceil((*c).max(1)),
-                    DimGrid::Varying(offsets) => {
-                        let starts = &offsets[..offsets.len().saturating_sub(1)];
-                        starts.partition_point(|&o| o < n) as u64
-                    }
-                })
-                .collect()
-        };
         // The document and the files deleted are held from other writers until replaced and
         // gone: an attribute change meanwhile would write the old shape back, a chunk write
         // would put a deleted chunk back.
-        let doomed = outside(&counts(&old_shape), &counts(new_shape));
+        let doomed = outside(&grid.counts(&old_shape), &grid.counts(new_shape));
         let _held = self.take_stored(doomed.iter().map(Vec::as_slice), true);
         for coords in doomed {
             self.ctx
