@@ -53,21 +53,47 @@ class Group(Mapping):
     def _attributes_changed(self, values: dict) -> None:
         self._attributes = values
 
-    def members(self) -> dict[str, str]:
-        """The direct members: name -> ``"array"`` or ``"group"``, sorted by name."""
-        return dict(self._native.members())
+    def members(self, max_depth: int | None = 0) -> tuple[tuple[str, "Array | Group"], ...]:
+        """The members, opened, as zarr's ``Group.members``: ``(name, array or group)`` pairs
+        sorted by name; with ``max_depth`` n > 0 those of member groups too, n levels down
+        (``None``: all), named by their path from this group (``"sub/deep"``)."""
+        if max_depth is not None and max_depth < 0:
+            raise ValueError(f"max_depth must be None or >= 0, got {max_depth}")
+        found: list[tuple[str, Array | Group]] = []
+        for name, kind in self._native.members():
+            node = self._member(name, kind)
+            found.append((name, node))
+            if kind == "group" and (max_depth is None or max_depth > 0):
+                deeper = node.members(None if max_depth is None else max_depth - 1)
+                found.extend((f"{name}/{sub}", n) for sub, n in deeper)
+        return tuple(found)
+
+    def keys(self) -> Iterator[str]:
+        """The direct members' names, sorted (zarr's ``Group.keys``)."""
+        return iter(self)
+
+    def array_keys(self) -> Iterator[str]:
+        """The direct member arrays' names, sorted (zarr's ``Group.array_keys``)."""
+        return (name for name, kind in self._native.members() if kind == "array")
+
+    def group_keys(self) -> Iterator[str]:
+        """The direct member groups' names, sorted (zarr's ``Group.group_keys``)."""
+        return (name for name, kind in self._native.members() if kind == "group")
+
+    def _member(self, name: str, kind: str) -> "Array | Group":
+        if kind == "group":
+            return Group(self._native.open_group(name), self._read_only)
+        return _opened(lambda: self._native.open_array(name), os.path.join(self.path, name), self._read_only)
 
     def arrays(self) -> Iterator[tuple[str, Array]]:
         """The direct member arrays, opened, sorted by name."""
-        for name, kind in self._native.members():
-            if kind == "array":
-                yield name, _opened(lambda: self._native.open_array(name), os.path.join(self.path, name), self._read_only)
+        for name in self.array_keys():
+            yield name, self._member(name, "array")
 
     def groups(self) -> Iterator[tuple[str, "Group"]]:
         """The direct member groups, opened, sorted by name."""
-        for name, kind in self._native.members():
-            if kind == "group":
-                yield name, Group(self._native.open_group(name), self._read_only)
+        for name in self.group_keys():
+            yield name, self._member(name, "group")
 
     def __getitem__(self, name: str) -> Array | Group:
         parts = name.split("/") if isinstance(name, str) else [""]
