@@ -55,8 +55,9 @@ class Group(Mapping):
 
     def members(self, max_depth: int | None = 0) -> tuple[tuple[str, "Array | Group"], ...]:
         """The members, opened, as zarr's ``Group.members``: ``(name, array or group)`` pairs
-        sorted by name; with ``max_depth`` n > 0 those of member groups too, n levels down
-        (``None``: all), named by their path from this group (``"sub/deep"``)."""
+        sorted by name; with ``max_depth`` n > 0 each member group followed by its own members,
+        n levels down (``None``: all), named by their path from this group (``"sub/deep"``).
+        (``keys()``, as the mapping's, ``array_keys()`` and ``group_keys()`` give the names.)"""
         if max_depth is not None and max_depth < 0:
             raise ValueError(f"max_depth must be None or >= 0, got {max_depth}")
         found: list[tuple[str, Array | Group]] = []
@@ -67,10 +68,6 @@ class Group(Mapping):
                 deeper = node.members(None if max_depth is None else max_depth - 1)
                 found.extend((f"{name}/{sub}", n) for sub, n in deeper)
         return tuple(found)
-
-    def keys(self) -> Iterator[str]:
-        """The direct members' names, sorted (zarr's ``Group.keys``)."""
-        return iter(self)
 
     def array_keys(self) -> Iterator[str]:
         """The direct member arrays' names, sorted (zarr's ``Group.array_keys``)."""
