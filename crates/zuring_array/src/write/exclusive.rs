@@ -14,7 +14,7 @@
 //! take turns).
 //!
 //! Once a write has its files here, it takes them from other processes as well (record locks
-//! on a lock file in the temporary directory, in ascending order of key), before it reads any
+//! on one lock file for the machine, in ascending order of key), before it reads any
 //! of them; no two threads of the process hold a key at once, as those locks require.
 
 #![allow(unsafe_code)] // the process's table behind an atomic pointer (see `shared`)
