@@ -89,8 +89,8 @@ fn index(h: u64) -> usize {
 
 /// View handles as the bytes the copy machinery moves.
 fn handle_bytes(handles: &[u64]) -> &[u8] {
-    // SAFETY: u64 has no padding and the length covers exactly the slice.
     #[allow(unsafe_code)]
+    // SAFETY: u64 has no padding and the length covers exactly the slice.
     unsafe {
         std::slice::from_raw_parts(
             handles.as_ptr().cast::<u8>(),
