@@ -1090,3 +1090,79 @@ def test_chunk_counts_and_stored_bytes_as_zarr(tmp_path, layout):
         counts.append(got[2])
         a[4:9, 6:13] = 3  # zuring's own writes counted too
     assert counts[0] < counts[1] < a.nchunks or "shards" in layout
+
+
+CREATE_CASES = [
+    (dict(shape=(10, 7), dtype="f4", chunks=(4, 3)), "auto", "auto"),
+    (dict(shape=(10, 7), dtype="i2", chunks=(2, 3), shards=(4, 6), fill_value=-1, dimension_names=["y", "x"], attributes={"units": "K"}), "auto", "auto"),
+    (dict(shape=(5,), dtype=str, chunks=(2,)), "auto", "auto"),
+    (dict(shape=(5,), dtype="M8[s]", chunks=(2,)), "auto", "auto"),
+    (dict(shape=(6,), dtype="m8[ms]", chunks=(3,), fill_value=np.timedelta64(5, "s")), "auto", "auto"),
+    (dict(shape=(5,), dtype="c8", chunks=(2,), fill_value=1 + 2j), "blosc", "BloscCodec"),
+    (dict(shape=(5,), dtype="u1", chunks=(2,)), "blosc", "BloscCodec"),
+    (dict(shape=(5,), dtype="bool", chunks=(5,), fill_value=True), None, None),
+    (dict(shape=(6,), dtype="f8", chunks=(3,), fill_value=float("nan")), ["gzip"], ["GzipCodec"]),
+    (dict(shape=(6,), dtype="f2", chunks=(3,), fill_value=float("-inf")), "zstd", "auto"),
+    (dict(shape=(6,), dtype="u8", chunks=(3,), fill_value=2**64 - 1), "auto", "auto"),
+    (dict(shape=(), dtype="i4", chunks=(), fill_value=3), "auto", "auto"),
+    (dict(shape=(9, 8), dtype="f4", chunks=(3, 4), chunk_key_separator="."), "auto", "auto"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CREATE_CASES)))
+def test_create_array_from_zarr_keywords(tmp_path, case):
+    """``zuring.create_array(path, shape=, dtype=, chunks=, ...)`` writes the ``zarr.json`` that
+    ``zarr.create_array`` writes for the same keywords (zarr's defaults for the compressor and
+    fill value, compressors named or given as metadata), and values written by either are read
+    by the other."""
+    import zarr.codecs as zc
+
+    DEFAULT = {"codec_pipeline.path": "zarr.core.codec_pipeline.BatchedCodecPipeline"}
+    keywords, ours, theirs = CREATE_CASES[case]
+    theirs = [getattr(zc, t)() for t in theirs] if isinstance(theirs, list) else getattr(zc, theirs)() if theirs not in ("auto", None) else theirs
+    zkw = dict(keywords)
+    if "chunk_key_separator" in zkw:
+        zkw["chunk_key_encoding"] = {"name": "default", "separator": zkw.pop("chunk_key_separator")}
+    a = zuring.create_array(tmp_path / "ours", compressors=ours, **keywords)
+    with zarr.config.set(DEFAULT):
+        z = zarr.create_array(str(tmp_path / "theirs"), compressors=theirs, **zkw)
+    assert json.loads((tmp_path / "ours" / "zarr.json").read_text()) == json.loads((tmp_path / "theirs" / "zarr.json").read_text())
+    assert a.shape == z.shape and (a.dtype == z.dtype or a.dtype == object)  # strings: object arrays
+    if a.size:
+        rng = np.random.default_rng(case)
+        if a.dtype.kind in "iub":
+            values = rng.integers(0, 2 if a.dtype.kind == "b" else 100, a.shape).astype(a.dtype)
+        elif a.dtype.kind in "Mm":
+            values = rng.integers(0, 10**6, a.shape).astype(a.dtype)
+        elif a.dtype.kind in "fc":
+            values = (rng.standard_normal(a.shape) * 100).astype(a.dtype)
+        else:
+            values = np.array([f"s{i}" for i in range(a.size)], dtype=object).reshape(a.shape)
+        first = tuple(slice(0, max(1, n // 2)) for n in a.shape)
+        a[first] = values[first]
+        with zarr.config.set(DEFAULT):
+            z[first] = values[first]
+            back = zarr.open_array(str(tmp_path / "ours"), mode="r")[...]
+        mine = zuring.open_array(tmp_path / "theirs")[...]
+        for got in (back, mine, a[...]):
+            np.testing.assert_array_equal(got, z[...])
+
+
+def test_create_array_keyword_errors(tmp_path):
+    bad = [
+        (dict(shape=(4,), dtype="f4"), ValueError, "chunks is required"),
+        (dict(shape=(4,), dtype="f4", chunks=(2, 2)), ValueError, "chunks must be 1"),
+        (dict(shape=(4,), dtype="f4", chunks=(0,)), ValueError, "chunks must be positive"),
+        (dict(shape=(8,), dtype="f4", chunks=(3,), shards=(8,)), ValueError, "multiples of chunks"),
+        (dict(shape=(4,), dtype="u1", chunks=(2,), fill_value=300), OverflowError, "out of range"),
+        (dict(shape=(4,), dtype="i4", chunks=(2,), fill_value=1.5), ValueError, "not an integer"),
+        (dict(shape=(4,), dtype="V4", chunks=(2,)), ValueError, "give the array's zarr.json"),
+        (dict(shape=(4,), dtype="f4", chunks=(2,), compressors="lz5"), ValueError, "compressor 'lz5'"),
+        (dict(shape=(4,), dtype="f4", chunks=(2,), dimension_names=["x", "y"]), ValueError, "dimension_names"),
+    ]
+    for keywords, kind, words in bad:
+        with pytest.raises(kind, match=words):
+            zuring.create_array(tmp_path / "a", **keywords)
+        assert not (tmp_path / "a").exists(), keywords
+    with pytest.raises(TypeError, match="not both"):
+        zuring.create_array(tmp_path / "a", {"zarr_format": 3}, shape=(4,))

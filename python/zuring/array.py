@@ -13,6 +13,7 @@ import numpy as np
 from zuring import _mltypes, _native, _rawtypes
 from zuring._attrs import Attributes, plain
 from zuring._convert import as_dtype
+from zuring._create import array_metadata
 from zuring._selection import Orthogonal, Region, expand, is_int, kept, parse, parse_points, selects_points
 
 def _dtype(name: str, metadata: dict, element_size: int) -> np.dtype:
@@ -597,11 +598,20 @@ def _mode_read_only(mode: str) -> bool:
     raise ValueError(f"mode {mode!r}: zuring opens existing nodes with 'r' (read-only), 'r+' or 'a'; create_array and create_group make new ones")
 
 
-def create_array(path: str | os.PathLike, metadata: dict | str) -> Array:
-    """Create an array from its ``zarr.json`` content (a dict or JSON text) and open it.
-    Fixed-length and raw bytes and records (which Rust handles as raw bits) are checked in Rust
-    as those before the metadata is written as given."""
+def create_array(path: str | os.PathLike, metadata: dict | str | None = None, **keywords: Any) -> Array:
+    """Create an array and open it, from its ``zarr.json`` content (a dict or JSON text), or
+    from zarr-python's ``create_array`` keywords: ``shape``, ``dtype``, ``chunks`` (the inner
+    chunks when ``shards`` is given), ``shards``, ``compressors`` (``"auto"``: zarr's zstd; None;
+    ``"zstd"``, ``"gzip"``, ``"blosc"`` with zarr's defaults, or codec metadata dicts),
+    ``fill_value`` (zarr's default for the type when None), ``dimension_names``, ``attributes``,
+    ``chunk_key_separator`` — written as zarr-python writes the same array. Fixed-length and raw
+    bytes and records (which Rust handles as raw bits) are checked in Rust as those before the
+    metadata is written as given."""
     path = os.fspath(path)
+    if metadata is None:
+        metadata = array_metadata(**keywords)
+    elif keywords:
+        raise TypeError(f"create_array takes the metadata or keywords, not both (got {sorted(keywords)})")
     text = metadata if isinstance(metadata, str) else json.dumps(metadata, default=plain)
     try:
         return Array(_native.create_array(path, text))
