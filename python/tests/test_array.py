@@ -1166,3 +1166,42 @@ def test_create_array_keyword_errors(tmp_path):
         assert not (tmp_path / "a").exists(), keywords
     with pytest.raises(TypeError, match="not both"):
         zuring.create_array(tmp_path / "a", {"zarr_format": 3}, shape=(4,))
+
+
+def test_create_over_an_existing_node_loses_nothing(tmp_path):
+    """``create_array`` and ``create_group`` where an array or group is already stored raise
+    FileExistsError and write nothing (before, the new metadata replaced the old over its
+    chunks: the array's data was read under another shape and type, or orphaned under a
+    group's document); with ``overwrite=True`` the node is removed first, as zarr's."""
+    a = zuring.create_array(tmp_path / "a", shape=(4,), dtype="i4", chunks=(2,))
+    a[...] = [1, 2, 3, 4]
+    zuring.create_group(tmp_path / "g", {"x": 1})
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for make in [
+        lambda: zuring.create_array(tmp_path / "a", shape=(8,), dtype="f8", chunks=(4,)),
+        lambda: zuring.create_group(tmp_path / "a"),
+        lambda: zuring.create_group(tmp_path / "g", {"y": 2}),
+        lambda: zuring.create_array(tmp_path / "g", shape=(2,), dtype="u1", chunks=(2,)),
+    ]:
+        with pytest.raises(FileExistsError, match="already here"):
+            make()
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert zuring.open_array(tmp_path / "a")[...].tolist() == [1, 2, 3, 4]
+    assert dict(zuring.open_group(tmp_path / "g").attrs) == {"x": 1}
+    # A v2 array is a node too.
+    with zarr.config.set({"codec_pipeline.path": "zarr.core.codec_pipeline.BatchedCodecPipeline"}):
+        zarr.create_array(str(tmp_path / "v2"), shape=(3,), dtype="<i2", chunks=(3,), zarr_format=2)[...] = 7
+    with pytest.raises(FileExistsError, match="array is already here .*zarray"):
+        zuring.create_array(tmp_path / "v2", shape=(3,), dtype="i2", chunks=(3,))
+    # overwrite=True: the old node and its chunks are gone; new metadata that cannot be
+    # stored (checked in Python, or refused in Rust) leaves the old node as it was.
+    with pytest.raises(ValueError, match="chunks"):
+        zuring.create_array(tmp_path / "a", shape=(8,), dtype="f8", chunks=(0,), overwrite=True)
+    with pytest.raises(ValueError, match='"shape" is missing'):
+        zuring.create_array(tmp_path / "a", {"zarr_format": 3, "node_type": "array"}, overwrite=True)
+    assert zuring.open_array(tmp_path / "a")[...].tolist() == [1, 2, 3, 4]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "g", "v2"]
+    b = zuring.create_array(tmp_path / "a", shape=(8,), dtype="f8", chunks=(4,), overwrite=True)
+    assert b[...].tolist() == [0.0] * 8 and not (tmp_path / "a" / "c").exists()
+    g = zuring.create_group(tmp_path / "g", {"y": 2}, overwrite=True)
+    assert dict(g.attrs) == {"y": 2}

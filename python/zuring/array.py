@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import struct
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -589,6 +590,28 @@ def open_array(path: str | os.PathLike, mode: str = "r+") -> Array:
     return _opened(lambda: _native.open_array(path), path, _mode_read_only(mode))
 
 
+@contextlib.contextmanager
+def _replacing(path: str, overwrite: bool) -> Iterator[None]:
+    """With ``overwrite``, the directory ``path`` (if any) moved aside while the body creates a
+    node there, then removed with all it holds; put back if the body fails."""
+    if not (overwrite and os.path.isdir(path)):
+        yield
+        return
+    import shutil
+    import uuid
+
+    aside = f"{path.rstrip(os.sep)}.zuring-overwritten-{uuid.uuid4().hex}"
+    os.rename(path, aside)
+    try:
+        yield
+    except BaseException:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        os.rename(aside, path)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def _mode_read_only(mode: str) -> bool:
     """Whether ``mode`` (zarr's ``open`` modes for an existing node) opens read-only."""
     if mode == "r":
@@ -598,7 +621,7 @@ def _mode_read_only(mode: str) -> bool:
     raise ValueError(f"mode {mode!r}: zuring opens existing nodes with 'r' (read-only), 'r+' or 'a'; create_array and create_group make new ones")
 
 
-def create_array(path: str | os.PathLike, metadata: dict | str | None = None, **keywords: Any) -> Array:
+def create_array(path: str | os.PathLike, metadata: dict | str | None = None, *, overwrite: bool = False, **keywords: Any) -> Array:
     """Create an array and open it, from its ``zarr.json`` content (a dict or JSON text), or
     from zarr-python's ``create_array`` keywords: ``shape``, ``dtype``, ``chunks`` (the inner
     chunks when ``shards`` is given), ``shards``, ``compressors`` (``"auto"``: zarr's zstd; None;
@@ -606,12 +629,21 @@ def create_array(path: str | os.PathLike, metadata: dict | str | None = None, **
     ``fill_value`` (zarr's default for the type when None), ``dimension_names``, ``attributes``,
     ``chunk_key_separator`` — written as zarr-python writes the same array. Fixed-length and raw
     bytes and records (which Rust handles as raw bits) are checked in Rust as those before the
-    metadata is written as given."""
+    metadata is written as given. An array or group already in ``path`` raises
+    FileExistsError, nothing written, unless ``overwrite`` (as zarr's): then the directory and
+    all it holds are replaced (moved aside, removed once the new array is made; put back if it
+    cannot be)."""
     path = os.fspath(path)
     if metadata is None:
         metadata = array_metadata(**keywords)
     elif keywords:
         raise TypeError(f"create_array takes the metadata or keywords, not both (got {sorted(keywords)})")
+    with _replacing(path, overwrite):
+        return _create_from_metadata(path, metadata)
+
+
+def _create_from_metadata(path: str, metadata: dict | str) -> Array:
+    """:func:`create_array` of ``metadata`` (nothing there: the caller checked)."""
     text = metadata if isinstance(metadata, str) else json.dumps(metadata, default=plain)
     try:
         return Array(_native.create_array(path, text))

@@ -11,7 +11,7 @@ from typing import Any
 
 from zuring import _native
 from zuring._attrs import Attributes, encode_attributes
-from zuring.array import Array, _mode_read_only, _opened, open_array
+from zuring.array import Array, _mode_read_only, _opened, _replacing, open_array
 
 
 class Group(Mapping):
@@ -138,12 +138,16 @@ def open_group(path: str | os.PathLike, mode: str = "r+") -> Group:
     return Group(_native.open_group(os.fspath(path)), read_only)
 
 
-def create_group(path: str | os.PathLike, attributes: dict | None = None) -> Group:
+def create_group(path: str | os.PathLike, attributes: dict | None = None, *, overwrite: bool = False) -> Group:
     """Create a Zarr v3 group in directory ``path`` (made if missing) and open it; its
     ``attributes`` are checked and stored as ``attrs`` stores them (numpy values as JSON
     numbers and lists; NaN, infinities and keys other than strings refused before anything is
-    written)."""
-    return Group(_native.create_group(os.fspath(path), encode_attributes(attributes or {})))
+    written). An array or group already in ``path`` raises FileExistsError, nothing written,
+    unless ``overwrite`` (as zarr's): then the directory and all it holds are replaced (moved
+    aside, removed once the group is made; put back if it cannot be)."""
+    text = encode_attributes(attributes or {})
+    with _replacing(os.fspath(path), overwrite):
+        return Group(_native.create_group(os.fspath(path), text))
 
 
 def open(path: str | os.PathLike, mode: str = "r+") -> Array | Group:  # noqa: A001 - zarr.open's name

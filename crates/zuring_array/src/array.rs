@@ -256,6 +256,7 @@ impl ZarrArray {
     /// Create an array from its `zarr.json` text (v3) and open it.
     ///
     /// # Errors
+    /// [`ArrayError::NodeExists`] when an array or group is already stored in `path`;
     /// [`ArrayError::Metadata`] when zarrs rejects the metadata; IO errors writing it.
     pub fn create(path: impl AsRef<Path>, metadata_json: &str) -> Result<Self> {
         Self::create_with(path, metadata_json, Context::shared()?)
@@ -287,6 +288,7 @@ impl ZarrArray {
         ctx: Arc<Context>,
     ) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        crate::metadata::refuse_existing_node(&path)?;
         crate::metadata::check_array_metadata(&path, "zarr.json", metadata_json.as_bytes())?;
         crate::metadata::check_array_metadata(&path, "zarr.json", stored_json.as_bytes())?;
         let array = Self::from_metadata(&path, metadata_json, Arc::clone(&ctx))?;

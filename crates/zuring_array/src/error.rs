@@ -20,6 +20,17 @@ pub enum ArrayError {
         /// The group's directory.
         path: PathBuf,
     },
+    /// A node (array or group) is already stored where one was to be created; nothing was
+    /// written.
+    #[error("{}: a Zarr {what} is already here ({file}); nothing was written (remove it first)", path.display())]
+    NodeExists {
+        /// The directory.
+        path: PathBuf,
+        /// "array" or "group" (or "node" when its document does not say).
+        what: &'static str,
+        /// The metadata document found.
+        file: &'static str,
+    },
     /// The metadata (of an array or a group) is malformed or names something invalid.
     #[error("{}: invalid metadata: {message}", path.display())]
     Metadata {

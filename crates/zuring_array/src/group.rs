@@ -129,7 +129,8 @@ impl ZarrGroup {
     /// `zarr.json` is written atomically.
     ///
     /// # Errors
-    /// IO errors naming the file.
+    /// [`ArrayError::NodeExists`] when an array or group is already stored in `path`; IO
+    /// errors naming the file.
     pub fn create(path: impl AsRef<Path>, attributes: Map<String, Value>) -> Result<Self> {
         Self::create_masked(path.as_ref(), attributes, false)
     }
@@ -153,6 +154,7 @@ impl ZarrGroup {
     }
 
     fn create_masked(path: &Path, attributes: Map<String, Value>, masked: bool) -> Result<Self> {
+        crate::metadata::refuse_existing_node(path)?;
         let metadata = serde_json::json!({
             "zarr_format": 3,
             "node_type": "group",

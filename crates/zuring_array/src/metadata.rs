@@ -14,6 +14,42 @@ fn fail(path: &Path, message: String) -> ArrayError {
     }
 }
 
+/// The node already stored in directory `path`, if any: refused by the functions that create
+/// one ([`ArrayError::NodeExists`]), so that nothing stored there is lost or left behind under
+/// another node's metadata.
+///
+/// # Errors
+/// [`ArrayError::NodeExists`] naming what is there.
+pub(crate) fn refuse_existing_node(path: &Path) -> Result<()> {
+    let found = if let Ok(text) = std::fs::read(path.join("zarr.json")) {
+        let kind = crate::json_text::parse(&text).ok().and_then(|(v, _)| {
+            v.get("node_type")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+        let what = match kind.as_deref() {
+            Some("array") => "array",
+            Some("group") => "group",
+            _ => "node",
+        };
+        Some((what, "zarr.json"))
+    } else if path.join(".zarray").is_file() {
+        Some(("array", ".zarray"))
+    } else if path.join(".zgroup").is_file() {
+        Some(("group", ".zgroup"))
+    } else {
+        None
+    };
+    match found {
+        Some((what, file)) => Err(ArrayError::NodeExists {
+            path: path.to_path_buf(),
+            what,
+            file,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Check that the array metadata in `text` (from `file` in array directory `path`) has every
 /// required member with the right JSON type.
 ///

@@ -1,6 +1,8 @@
 //! The one place where Rust errors become Python exceptions.
 
-use pyo3::exceptions::{PyFileNotFoundError, PyIndexError, PyMemoryError, PyOSError, PyValueError};
+use pyo3::exceptions::{
+    PyFileExistsError, PyFileNotFoundError, PyIndexError, PyMemoryError, PyOSError, PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
@@ -93,6 +95,7 @@ pub fn array(err: ArrayError) -> PyErr {
         ArrayError::NotFound { .. } | ArrayError::GroupNotFound { .. } => {
             PyFileNotFoundError::new_err(text)
         }
+        ArrayError::NodeExists { .. } => PyFileExistsError::new_err(text),
         ArrayError::Selection { .. } => {
             if text.contains("out of bounds") || text.contains("spans") {
                 PyIndexError::new_err(text)
