@@ -134,6 +134,38 @@ fn created_groups_open_in_zarrs() {
     let store = Arc::new(FilesystemStore::new(dir.path()).unwrap());
     let theirs = zarrs::group::Group::open(store, "/made").unwrap();
     assert_eq!(theirs.attributes()["n"], serde_json::json!([1, 2]));
+    // Where a node is already stored, creating another writes nothing.
+    let before = std::fs::read(dir.path().join("made/zarr.json")).unwrap();
+    let err = ZarrGroup::create(dir.path().join("made"), serde_json::Map::new()).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ArrayError::NodeExists {
+                what: "group",
+                file: "zarr.json",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let meta = r#"{"zarr_format":3,"node_type":"array","shape":[2],"data_type":"uint8",
+        "chunk_grid":{"name":"regular","configuration":{"chunk_shape":[2]}},
+        "chunk_key_encoding":{"name":"default"},"fill_value":0,"codecs":[{"name":"bytes"}]}"#;
+    let err = zuring_array::ZarrArray::create(dir.path().join("made"), meta).unwrap_err();
+    assert!(
+        err.to_string().contains("a Zarr group is already here"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("made/zarr.json")).unwrap(),
+        before
+    );
+    zuring_array::ZarrArray::create(dir.path().join("arr"), meta).unwrap();
+    let err = ZarrGroup::create(dir.path().join("arr"), serde_json::Map::new()).unwrap_err();
+    assert!(
+        matches!(&err, ArrayError::NodeExists { what: "array", .. }),
+        "{err}"
+    );
 }
 
 /// Python's `json` (and so zarr-python) writes a string holding a lone UTF-16 surrogate as the
