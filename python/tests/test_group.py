@@ -197,3 +197,40 @@ def test_attributes_holding_lone_surrogates_are_read_and_kept(tmp_path, zarr_for
         assert made.attrs == odd
         with zarr.config.set(DEFAULT):
             assert zarr.open_group(str(tmp_path / "made"), mode="r").attrs.asdict() == odd
+
+
+def test_groups_create_members_as_zarr(tmp_path):
+    """``Group.create_group``, ``create_array`` and ``require_group``, as zarr's: nested names
+    make their missing parent groups; a stored node is refused unless ``overwrite``; zarr reads
+    the hierarchy made; a read-only group creates nothing."""
+    root = zuring.create_group(tmp_path / "h", {"title": "made"})
+    t2m = root.create_array("t2m", shape=(4, 6), dtype="f4", chunks=(2, 3), dimension_names=["y", "x"])
+    t2m[...] = np.arange(24, dtype="f4").reshape(4, 6)
+    deep = root.create_array("a/b/c", shape=(5,), dtype="i2", chunks=(2,), fill_value=-1)
+    deep[:2] = [7, 8]
+    sub = root.require_group("a")
+    assert isinstance(sub, zuring.Group) and sub.path == str(tmp_path / "h" / "a")
+    made = root.require_group("n", {"k": 1})
+    assert dict(made.attrs) == {"k": 1} and dict(root.require_group("n").attrs) == {"k": 1}
+    with pytest.raises(FileExistsError, match="array is already here"):
+        root.require_group("t2m")
+    with pytest.raises(FileExistsError, match="already here"):
+        root.create_array("t2m", shape=(1,), dtype="u1", chunks=(1,))
+    with pytest.raises(FileExistsError, match="already here"):
+        root.create_group("a")
+    root.create_group("n", {"k": 2}, overwrite=True)
+    with pytest.raises(KeyError, match="not a member name"):
+        root.create_group("../out")
+    kinds = {n: type(m).__name__ for n, m in root.members(max_depth=None)}
+    assert kinds == {"a": "Group", "a/b": "Group", "a/b/c": "Array", "n": "Group", "t2m": "Array"}
+    with zarr.config.set(DEFAULT):
+        theirs = zarr.open_group(str(tmp_path / "h"), mode="r")
+        assert sorted(n for n, _ in theirs.members(max_depth=None)) == sorted(kinds)
+        assert theirs.attrs.asdict() == {"title": "made"} and theirs["n"].attrs.asdict() == {"k": 2}
+        np.testing.assert_array_equal(theirs["a/b/c"][...], [7, 8, -1, -1, -1])
+        np.testing.assert_array_equal(theirs["t2m"][...], np.arange(24).reshape(4, 6))
+    read_only = zuring.open_group(tmp_path / "h", mode="r")
+    for make in (lambda: read_only.create_group("x"), lambda: read_only.create_array("y", shape=(1,), dtype="u1", chunks=(1,))):
+        with pytest.raises(ValueError, match="read-only"):
+            make()
+    assert not (tmp_path / "h" / "x").exists() and not (tmp_path / "h" / "y").exists()

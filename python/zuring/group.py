@@ -11,7 +11,7 @@ from typing import Any
 
 from zuring import _native
 from zuring._attrs import Attributes, encode_attributes
-from zuring.array import Array, _mode_read_only, _opened, _replacing, open_array
+from zuring.array import Array, _mode_read_only, _opened, _replacing, create_array, open_array
 
 
 class Group(Mapping):
@@ -92,11 +92,49 @@ class Group(Mapping):
         for name in self.group_keys():
             yield name, self._member(name, "group")
 
-    def __getitem__(self, name: str) -> Array | Group:
+    def _member_dir(self, name: str) -> str:
+        """The directory of member ``name`` (nested: ``"a/b"``); KeyError for a name that is
+        not a relative, ``/``-separated path inside the group."""
         parts = name.split("/") if isinstance(name, str) else [""]
         if any(p in ("", ".", "..") for p in parts):
             raise KeyError(f"{name!r}: not a member name (relative, '/'-separated, no '..')")
-        target = os.path.join(self.path, *parts)
+        return os.path.join(self.path, *parts)
+
+    def _creating(self, name: str) -> str:
+        """The directory for a new member ``name``, its missing parent groups made (as zarr
+        makes them); ValueError when the group was opened read-only."""
+        if self._read_only:
+            raise ValueError(f"{self.path}: opened read-only (mode='r'); {name!r} not created")
+        target = self._member_dir(name)
+        parts = name.split("/")
+        for depth in range(1, len(parts)):
+            parent = os.path.join(self.path, *parts[:depth])
+            if not (os.path.isfile(os.path.join(parent, ".zgroup")) or _node_type(parent) == "group"):
+                create_group(parent)
+        return target
+
+    def create_group(self, name: str, attributes: dict | None = None, *, overwrite: bool = False) -> "Group":
+        """Create the member group ``name`` (nested: ``"a/b"``; missing parents made as groups),
+        as zarr's ``Group.create_group``: FileExistsError where a node is stored, unless
+        ``overwrite``."""
+        return create_group(self._creating(name), attributes, overwrite=overwrite)
+
+    def require_group(self, name: str, attributes: dict | None = None) -> "Group":
+        """The member group ``name``, created (as :meth:`create_group`) if nothing is there;
+        FileExistsError where an array is, as zarr's ``Group.require_group``."""
+        target = self._member_dir(name)
+        if os.path.isfile(os.path.join(target, ".zgroup")) or _node_type(target) == "group":
+            return Group(self._native.open_group(name), self._read_only)
+        return self.create_group(name, attributes)
+
+    def create_array(self, name: str, metadata: dict | str | None = None, *, overwrite: bool = False, **keywords: Any) -> Array:
+        """Create the member array ``name`` (nested: ``"a/b"``; missing parents made as
+        groups) from zarr's ``create_array`` keywords or its ``zarr.json``, as
+        :func:`zuring.create_array`."""
+        return create_array(self._creating(name), metadata, overwrite=overwrite, **keywords)
+
+    def __getitem__(self, name: str) -> Array | Group:
+        target = self._member_dir(name)
         try:
             if os.path.isfile(os.path.join(target, ".zgroup")) or _node_type(target) == "group":
                 return Group(self._native.open_group(name), self._read_only)
