@@ -222,7 +222,7 @@ impl ZarrGroup {
                     continue;
                 };
                 if dir.is_dir() {
-                    if let Some(kind) = node_kind(&dir)? {
+                    if let Some((kind, _)) = crate::metadata::stored_node(&dir)? {
                         members.push((name, kind));
                     }
                 }
@@ -287,34 +287,5 @@ impl ZarrGroup {
     /// As [`ZarrGroup::open`]; a name leaving the group is a selection error.
     pub fn open_group(&self, name: &str) -> Result<ZarrGroup> {
         ZarrGroup::open_with(self.member_path(name)?, Arc::clone(&self.ctx))
-    }
-}
-
-/// What the directory `dir` holds: an array or a group (by its `zarr.json`'s `node_type`, or a
-/// v2 `.zarray` / `.zgroup`), or None when it holds no node's metadata.
-fn node_kind(dir: &Path) -> Result<Option<NodeKind>> {
-    match std::fs::read(dir.join("zarr.json")) {
-        Ok(text) => {
-            let (value, _) = crate::json_text::parse(&text)
-                .map_err(|e| metadata_error(dir, format!("zarr.json is not valid JSON: {e}")))?;
-            match value.get("node_type").and_then(Value::as_str) {
-                Some("array") => Ok(Some(NodeKind::Array)),
-                Some("group") => Ok(Some(NodeKind::Group)),
-                _ => Err(metadata_error(
-                    dir,
-                    "zarr.json: \"node_type\" must be \"array\" or \"group\"".into(),
-                )),
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok(if dir.join(".zarray").is_file() {
-                Some(NodeKind::Array)
-            } else if dir.join(".zgroup").is_file() {
-                Some(NodeKind::Group)
-            } else {
-                None
-            })
-        }
-        Err(e) => Err(metadata_error(dir, format!("zarr.json: {e}"))),
     }
 }

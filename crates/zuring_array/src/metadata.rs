@@ -6,6 +6,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::{ArrayError, Result};
+use crate::group::NodeKind;
 
 fn fail(path: &Path, message: String) -> ArrayError {
     ArrayError::Metadata {
@@ -14,40 +15,58 @@ fn fail(path: &Path, message: String) -> ArrayError {
     }
 }
 
-/// The node already stored in directory `path`, if any: refused by the functions that create
-/// one ([`ArrayError::NodeExists`]), so that nothing stored there is lost or left behind under
-/// another node's metadata.
+/// What the directory `dir` holds: an array or a group (by its `zarr.json`'s `node_type`, or a
+/// v2 `.zarray` / `.zgroup`) and the document that says so, or None when it holds no node's
+/// metadata.
 ///
 /// # Errors
-/// [`ArrayError::NodeExists`] naming what is there.
-pub(crate) fn refuse_existing_node(path: &Path) -> Result<()> {
-    let found = if let Ok(text) = std::fs::read(path.join("zarr.json")) {
-        let kind = crate::json_text::parse(&text).ok().and_then(|(v, _)| {
-            v.get("node_type")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        });
-        let what = match kind.as_deref() {
-            Some("array") => "array",
-            Some("group") => "group",
-            _ => "node",
-        };
-        Some((what, "zarr.json"))
-    } else if path.join(".zarray").is_file() {
-        Some(("array", ".zarray"))
-    } else if path.join(".zgroup").is_file() {
-        Some(("group", ".zgroup"))
-    } else {
-        None
-    };
-    match found {
-        Some((what, file)) => Err(ArrayError::NodeExists {
-            path: path.to_path_buf(),
-            what,
-            file,
-        }),
-        None => Ok(()),
+/// [`ArrayError::Metadata`] naming `dir` when its `zarr.json` cannot be read, is not JSON or
+/// names no node type.
+pub(crate) fn stored_node(dir: &Path) -> Result<Option<(NodeKind, &'static str)>> {
+    match std::fs::read(dir.join("zarr.json")) {
+        Ok(text) => {
+            let (value, _) = crate::json_text::parse(&text)
+                .map_err(|e| fail(dir, format!("zarr.json is not valid JSON: {e}")))?;
+            match value.get("node_type").and_then(Value::as_str) {
+                Some("array") => Ok(Some((NodeKind::Array, "zarr.json"))),
+                Some("group") => Ok(Some((NodeKind::Group, "zarr.json"))),
+                _ => Err(fail(
+                    dir,
+                    "zarr.json: \"node_type\" must be \"array\" or \"group\"".into(),
+                )),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(if dir.join(".zarray").is_file() {
+                Some((NodeKind::Array, ".zarray"))
+            } else if dir.join(".zgroup").is_file() {
+                Some((NodeKind::Group, ".zgroup"))
+            } else {
+                None
+            })
+        }
+        Err(e) => Err(fail(dir, format!("zarr.json: {e}"))),
     }
+}
+
+/// Refuse to create a node in directory `path` where one is already stored ([`stored_node`]),
+/// so that nothing stored there is lost or left behind under another node's metadata.
+///
+/// # Errors
+/// [`ArrayError::NodeExists`] naming what is there (a `zarr.json` that names no node type is
+/// "a node").
+pub(crate) fn refuse_existing_node(path: &Path) -> Result<()> {
+    let (what, file) = match stored_node(path) {
+        Ok(None) => return Ok(()),
+        Ok(Some((NodeKind::Array, file))) => ("array", file),
+        Ok(Some((NodeKind::Group, file))) => ("group", file),
+        Err(_) => ("node", "zarr.json"),
+    };
+    Err(ArrayError::NodeExists {
+        path: path.to_path_buf(),
+        what,
+        file,
+    })
 }
 
 /// Check that the array metadata in `text` (from `file` in array directory `path`) has every
