@@ -88,7 +88,7 @@ fn read_stored_metadata(path: &Path) -> Result<(&'static str, Vec<u8>)> {
 /// `err` (from zarrs reading the metadata `metadata_json`) saying where the metadata is
 /// malformed when zarrs' message does not (an untagged enum matching no variant): see
 /// [`crate::metadata::diagnose`]. The kind of error is kept.
-fn diagnosed(err: ArrayError, metadata_json: &str) -> ArrayError {
+fn diagnosed(err: ArrayError, path: &Path, metadata_json: &str) -> ArrayError {
     if !err.to_string().contains("did not match any variant") {
         return err;
     }
@@ -100,13 +100,9 @@ fn diagnosed(err: ArrayError, metadata_json: &str) -> ArrayError {
             path,
             message: format!("zarr.json: {place}"),
         },
-        ArrayError::Unsupported { what } => {
-            // `what` starts with the array's path and a colon.
-            let path = what.split(": ").next().unwrap_or_default();
-            ArrayError::Unsupported {
-                what: format!("{path}: zarr.json: {place}"),
-            }
-        }
+        ArrayError::Unsupported { .. } => ArrayError::Unsupported {
+            what: format!("{}: zarr.json: {place}", path.display()),
+        },
         other => other,
     }
 }
@@ -208,7 +204,7 @@ impl ZarrArray {
                 path: path.clone(),
                 message: e.to_string(),
             })
-            .map_err(|e| diagnosed(e, metadata_json))?;
+            .map_err(|e| diagnosed(e, &path, metadata_json))?;
         if let ArrayMetadata::V3(m) = &metadata {
             // Members no implementation may ignore (`"must_understand": true`, the default),
             // refused as zarrs' `Array::open` refuses them (`new_with_metadata` does not).
@@ -240,7 +236,7 @@ impl ZarrArray {
                 .map_err(|e| zarrs_error(&path, e))?,
         );
         let array = Array::new_with_metadata(store, "/", metadata)
-            .map_err(|e| diagnosed(open_error(&path, &e), metadata_json))?;
+            .map_err(|e| diagnosed(open_error(&path, &e), &path, metadata_json))?;
         let layout = ArrayLayout::new(&array, &path)?;
         Ok(Self {
             path,

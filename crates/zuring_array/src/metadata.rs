@@ -226,10 +226,11 @@ pub fn diagnose(text: &str) -> Option<String> {
     if object.get("zarr_format").and_then(Value::as_u64) != Some(3) {
         return None;
     }
-    let mut places: Vec<(String, &Value)> = Vec::new();
+    let mut places: std::collections::VecDeque<(String, &Value)> =
+        std::collections::VecDeque::new();
     for member in ["chunk_grid", "chunk_key_encoding"] {
         if let Some(v) = object.get(member) {
-            places.push((member.to_owned(), v));
+            places.push_back((member.to_owned(), v));
         }
     }
     for member in ["codecs", "storage_transformers"] {
@@ -242,8 +243,7 @@ pub fn diagnose(text: &str) -> Option<String> {
         }
     }
     let empty = Value::Object(serde_json::Map::new());
-    while !places.is_empty() {
-        let (at, v) = places.remove(0);
+    while let Some((at, v)) = places.pop_front() {
         let (name, configuration) = match v {
             Value::String(name) => (name.as_str(), None),
             Value::Object(named) => {
