@@ -109,7 +109,7 @@ class Group(Mapping):
         parts = name.split("/")
         for depth in range(1, len(parts)):
             parent = os.path.join(self.path, *parts[:depth])
-            if not (os.path.isfile(os.path.join(parent, ".zgroup")) or _node_type(parent) == "group"):
+            if not _is_group(parent):
                 create_group(parent)
         return target
 
@@ -123,7 +123,7 @@ class Group(Mapping):
         """The member group ``name``, created (as :meth:`create_group`) if nothing is there;
         FileExistsError where an array is, as zarr's ``Group.require_group``."""
         target = self._member_dir(name)
-        if os.path.isfile(os.path.join(target, ".zgroup")) or _node_type(target) == "group":
+        if _is_group(target):
             return Group(self._native.open_group(name), self._read_only)
         return self.create_group(name, attributes)
 
@@ -136,7 +136,7 @@ class Group(Mapping):
     def __getitem__(self, name: str) -> Array | Group:
         target = self._member_dir(name)
         try:
-            if os.path.isfile(os.path.join(target, ".zgroup")) or _node_type(target) == "group":
+            if _is_group(target):
                 return Group(self._native.open_group(name), self._read_only)
             return _opened(lambda: self._native.open_array(name), target, self._read_only)
         except FileNotFoundError as err:
@@ -161,12 +161,16 @@ class Group(Mapping):
         return f"<zuring.Group {self.path!r} members={list(self)}>"
 
 
-def _node_type(path: str) -> str | None:
+def _is_group(path: str) -> bool:
+    """Whether directory ``path`` holds a group: a v2 ``.zgroup``, or a ``zarr.json`` whose
+    ``node_type`` is ``"group"``."""
+    if os.path.isfile(os.path.join(path, ".zgroup")):
+        return True
     try:
         with builtins.open(os.path.join(path, "zarr.json"), "rb") as f:
-            return json.load(f).get("node_type")
+            return json.load(f).get("node_type") == "group"
     except (OSError, ValueError, AttributeError):
-        return None
+        return False
 
 
 def open_group(path: str | os.PathLike, mode: str = "r+") -> Group:
@@ -192,6 +196,6 @@ def open(path: str | os.PathLike, mode: str = "r+") -> Array | Group:  # noqa: A
     """Open whatever Zarr node is in directory ``path``: an array or a group (``mode`` as in
     :func:`zuring.open_array`)."""
     path = os.fspath(path)
-    if os.path.isfile(os.path.join(path, ".zgroup")) or _node_type(path) == "group":
+    if _is_group(path):
         return open_group(path, mode)
     return open_array(path, mode)
