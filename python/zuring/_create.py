@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from zuring._rawtypes import _V3_SIMPLE
 from zuring._selection import is_int
 
 # zarr-python's default compressor configurations, by the name given.
@@ -20,11 +21,6 @@ _COMPRESSORS = {
         "name": "blosc",
         "configuration": {"typesize": itemsize, "cname": "zstd", "clevel": 5, "shuffle": "shuffle" if itemsize > 1 else "bitshuffle", "blocksize": 0},
     },
-}
-
-_NUMERIC = {
-    "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-    "float16", "float32", "float64", "complex64", "complex128",
 }
 
 
@@ -38,7 +34,7 @@ def _data_type(dtype: np.dtype) -> Any:
         name = "numpy.datetime64" if dtype.kind == "M" else "numpy.timedelta64"
         return {"name": name, "configuration": {"unit": unit, "scale_factor": count}}
     name = dtype.newbyteorder("=").name
-    if name not in _NUMERIC:
+    if name not in _V3_SIMPLE:
         raise ValueError(
             f"dtype {dtype}: create_array(path, shape=..., dtype=...) makes booleans, integers, floats, "
             "complex numbers, datetime64 / timedelta64 and strings; give the array's zarr.json as "
