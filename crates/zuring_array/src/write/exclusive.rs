@@ -49,9 +49,8 @@ fn shared() -> &'static Shared {
     let pid = std::process::id();
     loop {
         let current = CURRENT.load(Ordering::Acquire);
-        // SAFETY: CURRENT holds null or a pointer from `Box::leak` (below), never freed, to a
-        // `Shared` fully made before it was published (the release of the exchange below,
-        // paired with the acquire of this load).
+        // A pointer published (release) after its `Shared` was made, seen here (acquire).
+        // SAFETY: null or from `Box::leak` (below), never freed: valid for 'static.
         if let Some(table) = unsafe { current.as_ref() } {
             if table.pid == pid {
                 return table;
@@ -239,9 +238,8 @@ mod tests {
             drop(guard);
         });
         locked_rx.recv().unwrap();
-        // SAFETY: the child only takes and gives back a file (allocating, locking a fresh
-        // mutex, fcntl on the lock file) and leaves with `_exit`, running no destructor or
-        // test-harness code of the parent's.
+        // The child only takes and gives back a file (allocating, a fresh mutex, fcntl).
+        // SAFETY: it leaves with `_exit`, running none of the parent's destructors or harness.
         let child = unsafe { libc::fork() };
         if child == 0 {
             drop(take(vec![key]));
