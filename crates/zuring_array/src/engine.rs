@@ -97,14 +97,36 @@ impl<'t> Target<'t> {
 /// A shard's coordinates and the chunks to read from it, each with its position in the shard.
 type ShardChunks = (Vec<u64>, Vec<(usize, ChunkTask)>);
 
-/// The first error of a parallel run.
+/// The error a parallel run reports: of the errors that name a file and chunk (a corrupt
+/// chunk or shard index), the first in (file, chunk) order, whichever thread met it first, so
+/// the same damage gives the same error from run to run and from one read path to another;
+/// else the first met.
 #[derive(Default)]
 pub(crate) struct FirstError(Mutex<Option<ArrayError>>);
+
+/// Where an error lies, for [`FirstError`]'s order: its file and chunk (a shard index: none).
+fn place(err: &ArrayError) -> Option<(&std::path::Path, &[u64])> {
+    match err {
+        ArrayError::CorruptChunk { path, chunk, .. } | ArrayError::Encode { path, chunk, .. } => {
+            Some((path.as_path(), chunk.as_slice()))
+        }
+        ArrayError::CorruptShardIndex { path, .. }
+        | ArrayError::UnreadableShardIndex { path, .. } => Some((path.as_path(), &[])),
+        _ => None,
+    }
+}
 
 impl FirstError {
     pub(crate) fn set(&self, err: ArrayError) {
         if let Ok(mut slot) = self.0.lock() {
-            slot.get_or_insert(err);
+            let earlier = match (slot.as_ref().map(place), place(&err)) {
+                (None, _) => true,
+                (Some(Some(held)), Some(new)) => new < held,
+                _ => false,
+            };
+            if earlier {
+                *slot = Some(err);
+            }
         }
     }
 
