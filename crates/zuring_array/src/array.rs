@@ -86,10 +86,21 @@ fn read_stored_metadata(path: &Path) -> Result<(&'static str, Vec<u8>)> {
 }
 
 /// `err` (from zarrs reading the metadata `metadata_json`) saying where the metadata is
-/// malformed when zarrs' message does not (an untagged enum matching no variant): see
-/// [`crate::metadata::diagnose`]. The kind of error is kept.
+/// malformed when zarrs' message does not: an untagged enum matching no variant, or serde's
+/// reason (an unknown or missing field, a value of another type) without the member it is
+/// in. See [`crate::metadata::diagnose`]. The kind of error is kept.
 fn diagnosed(err: ArrayError, path: &Path, metadata_json: &str) -> ArrayError {
-    if !err.to_string().contains("did not match any variant") {
+    let message = err.to_string();
+    let unplaced = [
+        "did not match any variant",
+        "unknown field",
+        "missing field",
+        "invalid type",
+        "unknown variant",
+        "invalid value",
+        "invalid length",
+    ];
+    if !unplaced.iter().any(|m| message.contains(m)) {
         return err;
     }
     let Some(place) = crate::metadata::diagnose(metadata_json) else {
