@@ -310,9 +310,9 @@ impl ZarrArray {
                 }
             })?;
         let text = crate::json_text::write(&value, masked, true);
-        ctx.reader
-            .write_atomic(&path.join("zarr.json"), text.as_bytes(), false)
-            .map_err(ArrayError::Io)?;
+        crate::metadata::store_new_node(&path, &text, |file, bytes| {
+            ctx.reader.write_new_atomic(file, bytes, false)
+        })?;
         Ok(array)
     }
 

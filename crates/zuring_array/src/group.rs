@@ -161,7 +161,9 @@ impl ZarrGroup {
             "attributes": attributes,
         });
         let text = crate::json_text::write(&metadata, masked, true);
-        zuring_io::write_atomic(&path.join("zarr.json"), text.as_bytes(), false)?;
+        crate::metadata::store_new_node(path, &text, |file, bytes| {
+            zuring_io::write_new_atomic(file, bytes, false)
+        })?;
         Self::open(path)
     }
 

@@ -69,6 +69,33 @@ pub(crate) fn refuse_existing_node(path: &Path) -> Result<()> {
     })
 }
 
+/// Store `text` as the `zarr.json` of a node created in directory `path`, with `write` (a
+/// no-replace atomic write such as [`zuring_io::write_new_atomic`]): where a `zarr.json` is
+/// there by then (another thread or process created a node meanwhile, after
+/// [`refuse_existing_node`] found none), it is left as it is and the creation refused.
+///
+/// # Errors
+/// [`ArrayError::NodeExists`] when a `zarr.json` is stored there; [`ArrayError::Io`].
+pub(crate) fn store_new_node(
+    path: &Path,
+    text: &str,
+    write: impl FnOnce(&Path, &[u8]) -> zuring_io::Result<()>,
+) -> Result<()> {
+    match write(&path.join("zarr.json"), text.as_bytes()) {
+        Err(zuring_io::IoError::Write { source, .. })
+            if source.kind() == std::io::ErrorKind::AlreadyExists =>
+        {
+            refuse_existing_node(path)?;
+            Err(ArrayError::NodeExists {
+                path: path.to_path_buf(),
+                what: "node",
+                file: "zarr.json",
+            })
+        }
+        written => written.map_err(ArrayError::Io),
+    }
+}
+
 /// Check that the array metadata in `text` (from `file` in array directory `path`) has every
 /// required member with the right JSON type.
 ///

@@ -168,6 +168,71 @@ fn created_groups_open_in_zarrs() {
     );
 }
 
+/// Threads creating one node at once, arrays and groups mixed: one creates it, every other is
+/// refused, and the stored document is the one creator's (checking for a node, then writing,
+/// let several through: the last document written replaced the others').
+#[test]
+fn concurrent_creations_of_one_node_leave_one() {
+    const THREADS: usize = 8;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    for round in 0..20 {
+        let path = dir.path().join(format!("node{round}"));
+        let barrier = std::sync::Barrier::new(THREADS);
+        let results: Vec<(usize, Result<(), ArrayError>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let (path, barrier) = (&path, &barrier);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        let created = if t % 2 == 0 {
+                            let meta = format!(
+                                r#"{{"zarr_format":3,"node_type":"array","shape":[{}],
+                                "data_type":"uint8","chunk_grid":{{"name":"regular",
+                                "configuration":{{"chunk_shape":[2]}}}},
+                                "chunk_key_encoding":{{"name":"default"}},"fill_value":0,
+                                "codecs":[{{"name":"bytes"}}]}}"#,
+                                t + 1
+                            );
+                            zuring_array::ZarrArray::create(path, &meta).map(drop)
+                        } else {
+                            let mut attributes = serde_json::Map::new();
+                            attributes.insert("creator".into(), serde_json::json!(t));
+                            ZarrGroup::create(path, attributes).map(drop)
+                        };
+                        (t, created)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let winners: Vec<usize> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(t, _)| *t)
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        for (_, r) in &results {
+            if let Err(err) = r {
+                assert!(matches!(err, ArrayError::NodeExists { .. }), "{err}");
+            }
+        }
+        let stored: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path.join("zarr.json")).unwrap()).unwrap();
+        let t = winners[0];
+        if t % 2 == 0 {
+            assert_eq!(stored["shape"], serde_json::json!([t + 1]), "round {round}");
+        } else {
+            assert_eq!(stored["attributes"]["creator"], serde_json::json!(t));
+        }
+        // Nothing else is left in the directory (no temp files).
+        let names: Vec<_> = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["zarr.json"], "round {round}");
+    }
+}
+
 /// Python's `json` (and so zarr-python) writes a string holding a lone UTF-16 surrogate as the
 /// escape `\ud800`, which serde_json refuses: such documents open, list and resize, and what
 /// zuring writes back keeps the escapes.

@@ -55,5 +55,5 @@ pub use reader::{BackendKind, Reader, ReaderOptions};
 pub use request::{ByteRange, Completion, PinnedFile, ReadRequest, ReadStream};
 pub use write::{
     close_in_background, remove, write_atomic, write_atomic_parts, write_atomic_pieces, write_many,
-    Piece, CLOSE_QUEUE,
+    write_new_atomic, Piece, CLOSE_QUEUE,
 };

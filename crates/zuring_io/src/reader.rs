@@ -631,6 +631,17 @@ impl Reader {
         result
     }
 
+    /// Write `data` to `path`, which must not exist, atomically (see
+    /// [`crate::write_new_atomic`]) and forget any cached descriptor for it.
+    ///
+    /// # Errors
+    /// [`IoError::Write`] naming the path, of kind `AlreadyExists` when it exists.
+    pub fn write_new_atomic(&self, path: &Path, data: &[u8], fsync: bool) -> Result<()> {
+        let result = crate::write::write_new_atomic(path, data, fsync);
+        self.invalidate(path);
+        result
+    }
+
     /// Replace `path` atomically with the concatenation of `parts` (see
     /// [`crate::write_atomic_parts`]) and forget any cached descriptor for it.
     ///

@@ -117,24 +117,68 @@ pub fn write_atomic_pieces(
     })
 }
 
+/// Write `data` to `path`, which must not exist, atomically: readers (and other writers) see no
+/// file or the whole of it, never a part, and of two writers creating `path` at once, from any
+/// processes, one succeeds. Parent directories are created. With `fsync`, as [`write_atomic`].
+///
+/// # Errors
+/// [`IoError::Write`] naming the path, of kind [`std::io::ErrorKind::AlreadyExists`] when
+/// `path` exists (it is left as it was); no temp file is left.
+pub fn write_new_atomic(path: &Path, data: &[u8], fsync: bool) -> Result<()> {
+    finish_with(path, fsync, |file| file.write_all(data), Finish::New)
+}
+
 /// Write a temp file beside `path` with `fill`, then rename it over `path`.
 fn replace_with(
     path: &Path,
     fsync: bool,
     fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
 ) -> Result<()> {
+    finish_with(path, fsync, fill, Finish::Replace)
+}
+
+/// How a written temp file takes its place.
+#[derive(Clone, Copy)]
+enum Finish {
+    /// Renamed over the file there, if any.
+    Replace,
+    /// Linked in where no file is (`link` fails where one is), then unlinked.
+    New,
+}
+
+/// Write a temp file beside `path` with `fill`, then put it in place as `finish` says. The
+/// parent directories are made only when the temp file cannot be created for their lack (a
+/// write into an existing directory, the common case, makes no `mkdir` and `stat` calls).
+fn finish_with(
+    path: &Path,
+    fsync: bool,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+    finish: Finish,
+) -> Result<()> {
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-    if let Some(parent) = parent {
-        std::fs::create_dir_all(parent).map_err(|e| IoError::write(parent, e))?;
-    }
     let tmp = temp_path(path);
+    let mut file = match std::fs::File::create(&tmp) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && parent.is_some() => {
+            if let Some(parent) = parent {
+                std::fs::create_dir_all(parent).map_err(|e| IoError::write(parent, e))?;
+            }
+            std::fs::File::create(&tmp)
+        }
+        created => created,
+    }
+    .map_err(|e| IoError::write(path, e))?;
     let written = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
         fill(&mut file)?;
         if fsync {
             file.sync_all()?;
         }
-        std::fs::rename(&tmp, path)
+        drop(file);
+        match finish {
+            Finish::Replace => std::fs::rename(&tmp, path),
+            Finish::New => std::fs::hard_link(&tmp, path).map(|()| {
+                let _ = std::fs::remove_file(&tmp);
+            }),
+        }
     })();
     if let Err(err) = written {
         let _ = std::fs::remove_file(&tmp);
@@ -360,6 +404,31 @@ mod tests {
             1,
             "no temp file left"
         );
+    }
+
+    #[test]
+    fn new_files_are_written_where_none_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/zarr.json");
+        write_new_atomic(&path, b"first", false).unwrap();
+        let err = write_new_atomic(&path, b"second", true).unwrap_err();
+        match &err {
+            IoError::Write { source, .. } => {
+                assert_eq!(source.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
+            }
+            other => panic!("{other}"),
+        }
+        assert!(err.to_string().contains("zarr.json"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("zarr.json")]);
+        // A file where a parent directory should be: the error names the directory.
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        let err = write_atomic(&dir.path().join("file/sub/c"), b"x", false).unwrap_err();
+        assert!(err.to_string().contains("file/sub"), "{err}");
     }
 
     #[test]
