@@ -184,7 +184,7 @@ fn concurrent_creations_of_one_node_leave_one() {
                     let (path, barrier) = (&path, &barrier);
                     scope.spawn(move || {
                         barrier.wait();
-                        let created = if t % 2 == 0 {
+                        let created = if t.is_multiple_of(2) {
                             let meta = format!(
                                 r#"{{"zarr_format":3,"node_type":"array","shape":[{}],
                                 "data_type":"uint8","chunk_grid":{{"name":"regular",
@@ -219,7 +219,7 @@ fn concurrent_creations_of_one_node_leave_one() {
         let stored: serde_json::Value =
             serde_json::from_slice(&std::fs::read(path.join("zarr.json")).unwrap()).unwrap();
         let t = winners[0];
-        if t % 2 == 0 {
+        if t.is_multiple_of(2) {
             assert_eq!(stored["shape"], serde_json::json!([t + 1]), "round {round}");
         } else {
             assert_eq!(stored["attributes"]["creator"], serde_json::json!(t));
