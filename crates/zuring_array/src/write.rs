@@ -178,13 +178,15 @@ impl ZarrArray {
         let writers = (4 * self.context().pool.threads())
             .clamp(4, 16)
             .min(IN_FLIGHT / chunk_bytes / 2);
-        let files: HashSet<&[u64]> = requests.iter().map(chunk_of).collect();
-        let replacing = || {
-            requests
-                .first()
-                .is_some_and(|r| self.file_path(chunk_of(r)).exists())
-        };
-        if writers < 2 || files.len() < 2 * writers || !replacing() {
+        // Cheapest first: a file per request at most, then one lookup, then the files counted.
+        let enough = |n: usize| writers >= 2 && n >= 2 * writers;
+        let replacing = requests
+            .first()
+            .is_some_and(|r| self.file_path(chunk_of(r)).exists());
+        if !enough(requests.len())
+            || !replacing
+            || !enough(requests.iter().map(chunk_of).collect::<HashSet<_>>().len())
+        {
             return 0;
         }
         writers
@@ -229,9 +231,16 @@ impl ZarrArray {
                 return encode(&direct);
             }
             let sink = |coords: &[u64], bytes: Option<NewBytes<'_>>| match bytes {
-                Some(NewBytes::Whole(bytes)) => tx
-                    .send((coords.to_vec(), bytes))
-                    .map_err(|_| ArrayError::selection("the writer threads are gone")),
+                // The writers end only when `tx` is dropped, or by panicking (which the scope
+                // passes on): a failed send names the chunk it could not hand over.
+                Some(NewBytes::Whole(bytes)) => {
+                    tx.send((coords.to_vec(), bytes))
+                        .map_err(|_| ArrayError::Encode {
+                            path: self.file_path(coords),
+                            chunk: coords.to_vec(),
+                            message: "no writer thread is left to write it".into(),
+                        })
+                }
                 other => direct(coords, other),
             };
             encode(&sink)

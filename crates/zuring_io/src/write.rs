@@ -157,14 +157,12 @@ fn finish_with(
 ) -> Result<()> {
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
     let tmp = temp_path(path);
-    let mut file = match std::fs::File::create(&tmp) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && parent.is_some() => {
-            if let Some(parent) = parent {
-                std::fs::create_dir_all(parent).map_err(|e| IoError::write(parent, e))?;
-            }
+    let mut file = match (std::fs::File::create(&tmp), parent) {
+        (Err(e), Some(parent)) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(parent).map_err(|e| IoError::write(parent, e))?;
             std::fs::File::create(&tmp)
         }
-        created => created,
+        (created, _) => created,
     }
     .map_err(|e| IoError::write(path, e))?;
     let written = (|| {
