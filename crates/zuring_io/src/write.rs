@@ -379,11 +379,15 @@ mod tests {
         write_atomic(&path, b"first", true).unwrap();
         write_atomic(&path, b"second", false).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"second");
-        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        assert_eq!(names_in(path.parent().unwrap()), ["c.bin"]);
+    }
+
+    /// The names of the entries of `dir`.
+    fn names_in(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
             .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("c.bin")]);
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
     }
 
     #[test]
@@ -418,11 +422,7 @@ mod tests {
         }
         assert!(err.to_string().contains("zarr.json"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), b"first");
-        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("zarr.json")]);
+        assert_eq!(names_in(path.parent().unwrap()), ["zarr.json"]);
         // A file where a parent directory should be: the error names the directory.
         std::fs::write(dir.path().join("file"), b"x").unwrap();
         let err = write_atomic(&dir.path().join("file/sub/c"), b"x", false).unwrap_err();
