@@ -98,6 +98,8 @@ test_truncated_chunks.rows = ["C3", "C4", "C6"]
         (lambda m: m.__setitem__("fill_value", "not a number"), ValueError, "fill"),
         (lambda m: m.__setitem__("new_extension", {"must_understand": True}), zuring.UnsupportedError, "new_extension"),
         (lambda m: m["codecs"].append({"name": "no-such-codec"}), zuring.UnsupportedError, "no-such-codec"),
+        # A misspelled member of the regular grid: malformed (zarrs calls the grid unsupported).
+        (lambda m: m["chunk_grid"]["configuration"].update(chunk_shap=m["chunk_grid"]["configuration"].pop("chunk_shape")), ValueError, r"chunk_grid \(regular\): configuration: unknown field `chunk_shap`"),
     ],
 )
 def test_bad_metadata(tmp_path, change, error, match):

@@ -88,7 +88,10 @@ fn read_stored_metadata(path: &Path) -> Result<(&'static str, Vec<u8>)> {
 /// `err` (from zarrs reading the metadata `metadata_json`) saying where the metadata is
 /// malformed when zarrs' message does not: an untagged enum matching no variant, or serde's
 /// reason (an unknown or missing field, a value of another type) without the member it is
-/// in. See [`crate::metadata::diagnose`]. The kind of error is kept.
+/// in. See [`crate::metadata::diagnose`]. The kind of error is kept, but where the fault lies
+/// in the chunk grid or the chunk key encoding (the core specification's, which every writer
+/// writes alike): zarrs calls a grid it cannot read "unsupported", and a misspelled
+/// `chunk_shape` is malformed metadata ([`ArrayError::Metadata`], Python's `ValueError`).
 fn diagnosed(err: ArrayError, path: &Path, metadata_json: &str) -> ArrayError {
     let message = err.to_string();
     let unplaced = [
@@ -106,9 +109,14 @@ fn diagnosed(err: ArrayError, path: &Path, metadata_json: &str) -> ArrayError {
     let Some(place) = crate::metadata::diagnose(metadata_json) else {
         return err;
     };
+    let core = place.starts_with("chunk_grid") || place.starts_with("chunk_key_encoding");
     match err {
         ArrayError::Metadata { path, .. } => ArrayError::Metadata {
             path,
+            message: format!("zarr.json: {place}"),
+        },
+        ArrayError::Unsupported { .. } if core => ArrayError::Metadata {
+            path: path.to_path_buf(),
             message: format!("zarr.json: {place}"),
         },
         ArrayError::Unsupported { .. } => ArrayError::Unsupported {

@@ -635,8 +635,12 @@ mod tests {
             .unwrap_err()
             .to_string();
             // (zarrs names a chunk grid's unknown field itself, without the member it is in:
-            // "unknown field `chunk_shap`, expected `chunk_shape`".)
+            // "unknown field `chunk_shap`, expected `chunk_shape`", and calls the grid
+            // unsupported: it is malformed.)
             assert!(err.contains(&format!("zarr.json: {want}")), "{to}: {err}");
+            if want.starts_with("chunk_grid") {
+                assert!(err.contains("invalid metadata"), "{to}: {err}");
+            }
         }
         // Not a v3 document: nothing said.
         assert_eq!(diagnose(r#"{"zarr_format":2}"#), None);
