@@ -63,10 +63,9 @@ def main() -> None:
     by_row: dict[str, list[tuple[str, str]]] = {}
     for node, r in results.items():
         for row in r["rows"]:
+            # A matrix row's id ("M1", "G4"), or a rule or decision named as it is ("rule 1").
             for rid in re.findall(r"\b[A-Z]\d+\b", row) or [row]:
                 by_row.setdefault(rid, []).append((node, r["outcome"]))
-            if not re.findall(r"\b[A-Z]\d+\b", row):
-                by_row.setdefault(row, []).append((node, r["outcome"]))
     # The matrix's rows (id, feature); where the matrix is not beside the checkout (a fresh
     # clone elsewhere), the rows of the last report, which has the same first two columns.
     source = MATRIX[0] if MATRIX else HERE / "README.md"
