@@ -169,12 +169,9 @@ impl ZarrArray {
     fn writers_for(&self, requests: &[ChunkRequest]) -> usize {
         const IN_FLIGHT: usize = 256 << 20;
         let layout = self.layout();
-        let chunk_bytes = layout
-            .file_shape
-            .iter()
-            .fold(layout.element_size.max(1), |n, &d| {
-                n.saturating_mul(usize::try_from(d).unwrap_or(usize::MAX))
-            });
+        let chunk_bytes = num_elements(&layout.file_shape)
+            .map_or(usize::MAX, |n| n.saturating_mul(layout.element_size))
+            .max(1);
         let writers = (4 * self.context().pool.threads())
             .clamp(4, 16)
             .min(IN_FLIGHT / chunk_bytes / 2);
