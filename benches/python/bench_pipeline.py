@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -130,17 +131,24 @@ def whole_write(method, path, data, target):
         arr[...] = data
 
 
+def write_into(method, target, parts):
+    """Write each `(index, values)` of `parts`, in order, into the existing array at `target`."""
+    if method == "tensorstore":
+        arr = ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": target}}).result()
+        for index, values in parts:
+            arr[index].write(values).result()
+        return
+    native = method == "zuring native"
+    with contextlib.nullcontext() if native else zarr.config.set({"codec_pipeline.path": PIPELINES[method]}):
+        arr = zuring.open_array(target) if native else zarr.open_array(target, mode="r+")
+        for index, values in parts:
+            arr[index] = values
+
+
 def whole_rewrite(method, target, data):
     """Write `data` over the whole existing array at `target`, every stored chunk or shard
     replaced (a recomputed array saved in place)."""
-    if method == "tensorstore":
-        ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": target}}).result().write(data).result()
-        return
-    if method == "zuring native":
-        zuring.open_array(target)[...] = data
-        return
-    with zarr.config.set({"codec_pipeline.path": PIPELINES[method]}):
-        zarr.open_array(target, mode="r+")[...] = data
+    write_into(method, target, [(Ellipsis, data)])
 
 
 STEPS = (1, 5, 9, 13)
@@ -149,20 +157,7 @@ STEPS = (1, 5, 9, 13)
 def step_write(method, target, data):
     """Write `data[k]` into time step `STEPS[k]` of the existing array at `target`, one step after
     another: each step covers the shards it touches in part (read-modify-write)."""
-    if method == "tensorstore":
-        arr = ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": target}}).result()
-        for k, s in enumerate(STEPS):
-            arr[s : s + 1].write(data[k : k + 1]).result()
-        return
-    if method == "zuring native":
-        arr = zuring.open_array(target)
-        for k, s in enumerate(STEPS):
-            arr[s : s + 1] = data[k : k + 1]
-        return
-    with zarr.config.set({"codec_pipeline.path": PIPELINES[method]}):
-        arr = zarr.open_array(target, mode="r+")
-        for k, s in enumerate(STEPS):
-            arr[s : s + 1] = data[k : k + 1]
+    write_into(method, target, [(slice(s, s + 1), data[k : k + 1]) for k, s in enumerate(STEPS)])
 
 
 def restore(path, target):
