@@ -145,3 +145,68 @@ pub fn print_table(results: &[Measurement], baseline: &str) {
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
+
+/// Reset this process's peak resident memory (`VmHWM`) to its current size; false where the
+/// kernel does not allow it (then [`peak_rss`] is the peak since the process started).
+pub fn reset_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// A field of `/proc/self/status` given in kB, in bytes (0 when unreadable).
+fn status_bytes(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// Peak resident memory (`VmHWM`) in bytes, since the last [`reset_peak`].
+#[must_use]
+pub fn peak_rss() -> u64 {
+    status_bytes("VmHWM:")
+}
+
+/// Resident memory (`VmRSS`) in bytes.
+#[must_use]
+pub fn current_rss() -> u64 {
+    status_bytes("VmRSS:")
+}
+
+/// A new zuring context (empty caches) with one decode thread per core.
+///
+/// # Panics
+/// When the context cannot be made (its thread pool cannot start).
+#[must_use]
+pub fn fresh_ctx() -> std::sync::Arc<zuring_array::Context> {
+    zuring_array::Context::new(zuring_array::ArrayOptions {
+        threads: cores(),
+        ..zuring_array::ArrayOptions::default()
+    })
+    .expect("a zuring context")
+}
+
+/// A new zarrs array at `path` (created with its parents) with metadata `meta` (zarr.json text).
+///
+/// # Panics
+/// When the directory, the store or the array cannot be made.
+#[must_use]
+pub fn zarrs_create(
+    path: &Path,
+    meta: &str,
+) -> zarrs::array::Array<zarrs_filesystem::FilesystemStore> {
+    use zarrs::storage::WritableStorageTraits;
+    std::fs::create_dir_all(path).expect("the array's directory");
+    let store = std::sync::Arc::new(zarrs_filesystem::FilesystemStore::new(path).expect("a store"));
+    store
+        .set(
+            &zarrs::storage::StoreKey::new("zarr.json").expect("a key"),
+            meta.as_bytes().to_vec().into(),
+        )
+        .expect("zarr.json written");
+    zarrs::array::Array::open(store, "/").expect("the array opened")
+}

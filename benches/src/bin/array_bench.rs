@@ -25,12 +25,12 @@ use zarrs::array::{
     Array, ArrayShardedReadableExt, ArrayShardedReadableExtCache, ArraySubset,
     ArrayToBytesCodecTraits, CodecOptions,
 };
-use zarrs::storage::{StoreKey, WritableStorageTraits};
 use zarrs_filesystem::FilesystemStore;
-use zuring_array::{
-    with_decoded, ArrayOptions, Context, ReadMode, Selection, ShardIndex, ZarrArray,
+use zuring_array::{with_decoded, ReadMode, Selection, ShardIndex, ZarrArray};
+use zuring_benches::{
+    can_drop_caches, cores, current_rss, drop_caches, fresh_ctx, peak_rss, print_table, reset_peak,
+    take_turns, zarrs_create, Measurement,
 };
-use zuring_benches::{can_drop_caches, cores, drop_caches, print_table, take_turns, Measurement};
 
 const CROP: [u64; 3] = [4, 256, 256];
 const BATCH: usize = 32;
@@ -296,44 +296,6 @@ fn decode_bound(array: &ZarrArray, n: usize, threads: usize) -> (f64, f64, f64) 
     (zarrs, ours, together)
 }
 
-/// Peak resident memory (VmHWM) in bytes, after resetting it.
-fn reset_peak() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
-}
-
-fn current_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
-}
-
-/// A new context (empty caches) with one decode thread per core.
-fn fresh_ctx() -> Arc<Context> {
-    Context::new(ArrayOptions {
-        threads: cores(),
-        ..ArrayOptions::default()
-    })
-    .unwrap()
-}
-
 /// Copy the directory tree `from` to `to` (files and directories only).
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -355,19 +317,6 @@ fn copy_tree(from: &Path, to: &Path) {
 /// its experimental partial encoding it appends the new inner chunks to the shard in place (not
 /// crash-safe). The touched shards are restored from `src` (untimed) before every timed run.
 /// None when the array is not sharded along time.
-/// A new zarrs array at `path` (created with its parents) with metadata `meta` (zarr.json text).
-fn zarrs_create(path: &Path, meta: &str) -> Array<FilesystemStore> {
-    std::fs::create_dir_all(path).unwrap();
-    let store = Arc::new(FilesystemStore::new(path).unwrap());
-    store
-        .set(
-            &StoreKey::new("zarr.json").unwrap(),
-            meta.as_bytes().to_vec().into(),
-        )
-        .unwrap();
-    Array::open(store, "/").unwrap()
-}
-
 /// Whole-array writes of `data` (the array at `src`, read whole) into a fresh directory at
 /// `target` each time (page cache, no fsync): zuring vs zarrs, taking turns; the previous target
 /// is removed and the page cache written back (`sync`) before each timed write, so no method

@@ -214,10 +214,11 @@ impl ReadContext<'_> {
     }
 
     /// The part of its chunk that `task` reads, when that is less than all of it and the
-    /// chunk's decoder decodes parts alone (a chunk stored uncompressed).
+    /// chunk's decoder decodes parts alone (a chunk stored uncompressed). Small chunks of a shard
+    /// are read whole, in runs (see [`Runs`]).
     fn needed_part(&self, task: &ChunkTask, strides: &[usize]) -> Option<Part> {
         let l = self.layout;
-        if self.variable.is_some() || !l.decoder.decodes_parts() {
+        if self.variable.is_some() || !l.decoder.decodes_parts() || self.small_chunk_bytes() > 0 {
             return None;
         }
         let elements = num_elements(&l.read_chunk_shape(&task.coords)).ok()?;
@@ -370,15 +371,16 @@ impl ReadContext<'_> {
         errors: &FirstError,
         pool: &rayon::ThreadPool,
     ) {
-        // Requested (and so, mostly, decoded) in an order that hands the pool's threads chunks
-        // from far-apart parts of the plan: neighbouring chunks write into the same pages of the
-        // output, whose first writes fault them in, and two threads faulting the same pages wait
-        // on each other.
-        let mut requests: Vec<ReadRequest<usize>> =
-            spread(targets.len(), pool.current_num_threads())
-                .map(|i| ReadRequest::new(targets[i].path, targets[i].range, i))
-                .collect();
-        let single = targets.len() + missing.len() == 1;
+        // Read in runs (small chunks lying close together read as one range), requested (and
+        // so, mostly, decoded) in an order that hands the pool's threads chunks from far-apart
+        // parts of the plan: neighbouring chunks write into the same pages of the output, whose
+        // first writes fault them in, and two threads faulting the same pages wait on each other.
+        let runs = Runs::of(targets, self.small_chunk_bytes());
+        let targets = (targets, &runs);
+        let mut requests: Vec<ReadRequest<usize>> = spread(runs.len(), pool.current_num_threads())
+            .map(|r| ReadRequest::new(runs.path(targets.0, r), runs.range(r), r))
+            .collect();
+        let single = targets.0.len() + missing.len() == 1;
         // The first request tells whether the batch is at hand: when it is not (a cold page
         // cache), none is tried, since each try that finds no bytes may start the kernel's
         // read-ahead of its range, out of the batch's order, beside the batch's own reads.
@@ -401,8 +403,14 @@ impl ReadContext<'_> {
         }
         on_pool_or_here(pool, single, |s| {
             let fill = &self.layout.fill;
-            for &task in missing {
-                s.run(move || self.fill_apply(task, fill, strides, view, errors));
+            // Small chunks are filled a run's worth at a time, as they are read.
+            let per_job = chunks_per_run(self.small_chunk_bytes());
+            for tasks in missing.chunks(per_job) {
+                s.run(move || {
+                    for &task in tasks {
+                        self.fill_apply(task, fill, strides, view, errors);
+                    }
+                });
             }
             for completion in streams.into_iter().flatten() {
                 s.run(move || self.apply_completion(completion, targets, (strides, view), errors));
@@ -417,7 +425,7 @@ impl ReadContext<'_> {
         &'s self,
         first: Completion<usize>,
         requests: Vec<ReadRequest<usize>>,
-        targets: &[Target<'_>],
+        targets: (&[Target<'_>], &Runs),
         (strides, view): (&[usize], &[OutView<'_>]),
         errors: &FirstError,
         pool: &rayon::ThreadPool,
@@ -471,19 +479,81 @@ impl ReadContext<'_> {
         streams
     }
 
-    /// Decode and apply a completion (tagged with its index in `targets`), or fill its chunk,
-    /// or note its error.
+    /// The decoded size (bytes) up to which stored chunks lying close together in a file are
+    /// read together (see [`Runs`]); 0 when none are: chunks of their own shapes (a rectilinear
+    /// grid's) or of variable-size elements.
+    fn small_chunk_bytes(&self) -> usize {
+        let l = self.layout;
+        if self.variable.is_some()
+            || !l.read_grid.is_regular()
+            || !matches!(l.mode, ReadMode::Sharded(_))
+        {
+            return 0;
+        }
+        num_elements(&l.chunk_shape)
+            .ok()
+            .and_then(|n| n.checked_mul(l.element_size))
+            .filter(|&bytes| bytes <= RUN_CHUNK_BYTES)
+            .unwrap_or(0)
+    }
+
+    /// Decode and apply a completion (tagged with its run's index in `runs`): each chunk of the
+    /// run from its bytes, or filled, or its error noted. A run of several chunks whose read
+    /// failed is read again a chunk at a time, so that each error names its own chunk.
     fn apply_completion(
         &self,
         completion: Completion<usize>,
-        targets: &[Target<'_>],
+        (targets, runs): (&[Target<'_>], &Runs),
+        (strides, view): (&[usize], &[OutView<'_>]),
+        errors: &FirstError,
+    ) {
+        let members = runs.members(completion.tag);
+        if let [one] = members {
+            return self.apply_result(&targets[*one], completion.result, (strides, view), errors);
+        }
+        match completion.result {
+            Ok(bytes) => {
+                let start = runs.start(completion.tag);
+                for &t in members {
+                    let target = &targets[t];
+                    let ByteRange::Range { offset, len } = target.range else {
+                        unreachable!("runs join ranges only")
+                    };
+                    let at = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+                    let first = at(offset - start);
+                    let own = bytes.slice(first..first + at(len));
+                    self.apply_result(target, Ok(own), (strides, view), errors);
+                }
+            }
+            Err(e) if e.is_not_found() => {
+                for &t in members {
+                    self.fill_apply(targets[t].task, &self.layout.fill, strides, view, errors);
+                }
+            }
+            Err(_) => {
+                let alone = members
+                    .iter()
+                    .map(|&t| ReadRequest::new(targets[t].path, targets[t].range, t))
+                    .collect();
+                for c in self.source.fetch(alone, FetchKind::Chunks) {
+                    self.apply_result(&targets[c.tag], c.result, (strides, view), errors);
+                }
+            }
+        }
+    }
+
+    /// Decode and apply the bytes read for `target`, or fill its chunk, or note its error.
+    fn apply_result(
+        &self,
+        target: &Target<'_>,
+        result: zuring_io::Result<bytes::Bytes>,
         (strides, view): (&[usize], &[OutView<'_>]),
         errors: &FirstError,
     ) {
         let Target {
             path, task, part, ..
-        } = targets[completion.tag];
-        match completion.result {
+        } = *target;
+        match result {
             Ok(bytes) => match part {
                 Some(first) => {
                     let part = (first, &*bytes);
@@ -598,8 +668,10 @@ impl ReadContext<'_> {
         let regular = l.file_grid.is_regular();
         // Group chunks by shard file.
         let mut by_file: BTreeMap<Vec<u64>, Vec<(usize, ChunkTask)>> = BTreeMap::new();
+        // The shard of the chunk at hand (a key of its own is made only for a new shard).
+        let mut shard = Vec::with_capacity(cps.len());
         for (id, (coords, ops)) in plan.into_iter().enumerate() {
-            let mut shard = Vec::with_capacity(coords.len());
+            shard.clear();
             let mut inner = 0u64;
             for (d, (&c, &n)) in coords.iter().zip(cps).enumerate() {
                 if regular {
@@ -615,10 +687,13 @@ impl ReadContext<'_> {
                 }
             }
             let inner = usize::try_from(inner).unwrap_or(usize::MAX);
-            by_file
-                .entry(shard)
-                .or_default()
-                .push((inner, ChunkTask { id, coords, ops }));
+            let task = (inner, ChunkTask { id, coords, ops });
+            match by_file.get_mut(shard.as_slice()) {
+                Some(tasks) => tasks.push(task),
+                None => {
+                    by_file.insert(shard.clone(), vec![task]);
+                }
+            }
         }
         // At most as many shards at a time as the source keeps open (a local read pins each
         // shard it reads to one open version of it): per group, the indexes in one batch, the
@@ -650,7 +725,8 @@ impl ReadContext<'_> {
             .collect::<Result<Vec<_>>>()?;
         let indexes = self.load_indexes(&files, &layouts)?;
         let mut missing: Vec<&ChunkTask> = Vec::new();
-        let mut targets: Vec<Target<'_>> = Vec::new();
+        let mut targets: Vec<Target<'_>> =
+            Vec::with_capacity(shards.iter().map(|(_, chunks)| chunks.len()).sum());
         for (((_, chunks), (path, _)), shard_index) in shards.iter().zip(&files).zip(&indexes) {
             for (inner, task) in chunks {
                 match shard_index.as_ref().and_then(|ix| ix.chunk(*inner)) {
@@ -674,6 +750,124 @@ impl ReadContext<'_> {
         }
         self.read_targets(&targets, &missing, (strides, view), errors, pool);
         Ok(())
+    }
+}
+
+/// The decoded size up to which a stored chunk counts as small: small chunks lying close
+/// together in one file are read as one range and decoded one after another by one thread, where
+/// the work per chunk (a read of its own, a hand-off to a thread) would cost more than decoding it.
+const RUN_CHUNK_BYTES: usize = 32 << 10;
+/// The decoded bytes of a run at most: a thread's share of work between two hand-offs.
+const RUN_DECODED_BYTES: usize = 256 << 10;
+/// The chunks of a run at most.
+const RUN_CHUNKS: usize = 4096;
+/// The bytes a run reads at most, gaps included.
+const RUN_READ_BYTES: u64 = 1 << 20;
+/// The widest gap between two chunks of a run (bytes read and dropped).
+const RUN_GAP: u64 = 4 << 10;
+
+/// The chunks of `small` decoded bytes in a full run (1 when chunks are not small: 0).
+fn chunks_per_run(small: usize) -> usize {
+    RUN_DECODED_BYTES
+        .checked_div(small)
+        .map_or(1, |n| n.clamp(1, RUN_CHUNKS))
+}
+
+/// The targets of a read in runs, a read request each: a run is one target, or several small
+/// chunks lying close together in one shard (at most [`RUN_CHUNKS`] of them, of
+/// [`RUN_DECODED_BYTES`] decoded and [`RUN_READ_BYTES`] read, at most [`RUN_GAP`] bytes apart),
+/// read as one range and each decoded from its part of it.
+struct Runs {
+    /// The targets' indexes, run after run.
+    order: Vec<usize>,
+    /// Per run: the range it reads, and where its members end in `order`.
+    bounds: Vec<(ByteRange, usize)>,
+}
+
+impl Runs {
+    /// Runs of `targets`, joining chunks of `small` decoded bytes (none when 0).
+    fn of(targets: &[Target<'_>], small: usize) -> Self {
+        let mut order: Vec<usize> = (0..targets.len()).collect();
+        if small == 0 || targets.len() < 2 {
+            let bounds = order.iter().map(|&t| (targets[t].range, t + 1)).collect();
+            return Self { order, bounds };
+        }
+        // By file, then by place in it; the targets of one shard share one path.
+        let key = |t: usize| {
+            let offset = match targets[t].range {
+                ByteRange::Range { offset, .. } => offset,
+                _ => 0,
+            };
+            (
+                std::ptr::from_ref(targets[t].path).cast::<u8>().addr(),
+                offset,
+            )
+        };
+        if !order.is_sorted_by_key(|&t| key(t)) {
+            order.sort_unstable_by_key(|&t| key(t));
+        }
+        let most = chunks_per_run(small);
+        let mut bounds = Vec::new();
+        let mut i = 0;
+        while i < order.len() {
+            let first = &targets[order[i]];
+            let mut j = i + 1;
+            let mut range = first.range;
+            if let ByteRange::Range { offset: start, len } = first.range {
+                let mut end = start.saturating_add(len);
+                while j < order.len() && j - i < most {
+                    let next = &targets[order[j]];
+                    let ByteRange::Range { offset, len } = next.range else {
+                        break;
+                    };
+                    // Sorted by offset, so `offset >= start`; chunks sharing bytes (an index
+                    // may point two entries at one stored chunk) join the run too.
+                    let next_end = end.max(offset.saturating_add(len));
+                    if !std::ptr::eq(next.path, first.path)
+                        || offset.saturating_sub(end) > RUN_GAP
+                        || next_end - start > RUN_READ_BYTES
+                    {
+                        break;
+                    }
+                    end = next_end;
+                    j += 1;
+                }
+                if j - i > 1 {
+                    range = ByteRange::new(start, end - start);
+                }
+            }
+            bounds.push((range, j));
+            i = j;
+        }
+        Self { order, bounds }
+    }
+
+    fn len(&self) -> usize {
+        self.bounds.len()
+    }
+
+    /// The indexes of run `r`'s targets, in the order of their bytes.
+    fn members(&self, r: usize) -> &[usize] {
+        let begin = if r == 0 { 0 } else { self.bounds[r - 1].1 };
+        &self.order[begin..self.bounds[r].1]
+    }
+
+    /// The range run `r` reads.
+    fn range(&self, r: usize) -> ByteRange {
+        self.bounds[r].0
+    }
+
+    /// The first byte run `r` reads (0 for a range not given by its offset).
+    fn start(&self, r: usize) -> u64 {
+        match self.bounds[r].0 {
+            ByteRange::Range { offset, .. } => offset,
+            _ => 0,
+        }
+    }
+
+    /// The file run `r` reads.
+    fn path<'t>(&self, targets: &[Target<'t>], r: usize) -> &'t Path {
+        targets[self.members(r)[0]].path
     }
 }
 

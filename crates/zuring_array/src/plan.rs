@@ -360,16 +360,29 @@ pub fn plan_box_to(
             extent.push(hi - lo);
             offset += usize::try_from(lo - start[d]).unwrap_or(0) * out_strides[d];
         }
-        plan.entry(chunk.to_vec()).or_default().push((
-            target,
-            CopyOp::Box {
-                out_offset: offset,
-                out_strides: Arc::clone(out_strides),
-                src_start,
-                extent,
-            },
-        ));
+        let op = CopyOp::Box {
+            out_offset: offset,
+            out_strides: Arc::clone(out_strides),
+            src_start,
+            extent,
+        };
+        match plan.get_mut(chunk) {
+            Some(ops) => ops.push((target, op)),
+            None => push_op(plan, chunk.to_vec(), (target, op)),
+        }
     });
+}
+
+/// Add `op` to the copies of `chunk` in `plan`. A chunk's first copy gets a list of exactly one
+/// (most chunks of a plan get one copy; `or_default().push` would reserve room for four, 320
+/// bytes a chunk, which a plan of a million small chunks feels).
+fn push_op(plan: &mut ChunkPlan, chunk: Vec<u64>, op: (usize, CopyOp)) {
+    match plan.entry(chunk) {
+        std::collections::btree_map::Entry::Occupied(mut ops) => ops.get_mut().push(op),
+        std::collections::btree_map::Entry::Vacant(slot) => {
+            slot.insert(vec![op]);
+        }
+    }
 }
 
 /// Plan an orthogonal gather of `lists` (one index list per dimension) into a C-contiguous output.
@@ -427,13 +440,11 @@ fn push_gathers(
             .enumerate()
             .map(|(d, k)| per_dim[d][k].clone())
             .collect();
-        plan.entry(chunk).or_default().push((
-            target,
-            CopyOp::Gather {
-                out_strides: Arc::clone(out_strides),
-                dims,
-            },
-        ));
+        let op = CopyOp::Gather {
+            out_strides: Arc::clone(out_strides),
+            dims,
+        };
+        push_op(plan, chunk, (target, op));
     });
 }
 
@@ -451,9 +462,7 @@ pub fn plan_points(plan: &mut ChunkPlan, grid: &Grid, points: &[Vec<u64>]) {
         by_chunk.entry(chunk).or_default().push((within, out));
     }
     for (chunk, pairs) in by_chunk {
-        plan.entry(chunk)
-            .or_default()
-            .push((0, CopyOp::Points(pairs)));
+        push_op(plan, chunk, (0, CopyOp::Points(pairs)));
     }
 }
 

@@ -85,7 +85,13 @@ pub(crate) fn group_by_chunk(
                 "stored chunk {chunk:?} does not have {ndim} dimensions"
             )));
         }
-        by_chunk.entry(chunk.to_vec()).or_default().push(request);
+        // Most chunks get one request: a list of exactly one, not room for four.
+        match by_chunk.get_mut(chunk) {
+            Some(list) => list.push(request),
+            None => {
+                by_chunk.insert(chunk.to_vec(), vec![request]);
+            }
+        }
     }
     Ok(by_chunk)
 }

@@ -2024,3 +2024,178 @@ fn bytes_at_hand_are_read_by_the_decode_threads_like_fetched_ones() {
         }
     }
 }
+
+/// A 16 x 16 uint16 array in one shard of 2 x 2 inner chunks (64 chunks of 8 bytes, index at the
+/// start without a checksum), laid out by hand as no writer here would: chunks in a scrambled
+/// order, gaps of 0-400 bytes between them and one of 5,000, chunks 0-4 missing, chunk 11
+/// sharing chunk 10's bytes. Small chunks close together in a file are read in runs (one range,
+/// each chunk decoded from its part); returns the shard's bytes and the values a read must give.
+fn hand_laid_shard() -> (Vec<u8>, Vec<u16>) {
+    const N: u64 = 16;
+    const FILL: u16 = 9;
+    let chunk_bytes = |c: u64| -> Vec<u8> {
+        let (cy, cx) = (c / 8, c % 8);
+        let mut b = Vec::new();
+        for y in 2 * cy..2 * cy + 2 {
+            for x in 2 * cx..2 * cx + 2 {
+                b.extend_from_slice(&((y * N + x) as u16 + 1).to_le_bytes());
+            }
+        }
+        b
+    };
+    let mut index = vec![u64::MAX; 128];
+    let mut body = Vec::new();
+    let index_bytes = 128 * 8;
+    for k in 0..64u64 {
+        let c = (k * 37) % 64;
+        if c < 5 || c == 11 {
+            continue;
+        }
+        body.resize(
+            body.len()
+                + if k == 30 {
+                    5000
+                } else {
+                    (k % 5) as usize * 100
+                },
+            0xee,
+        );
+        index[2 * c as usize] = (index_bytes + body.len()) as u64;
+        index[2 * c as usize + 1] = 8;
+        body.extend(chunk_bytes(c));
+    }
+    index[22] = index[20];
+    index[23] = 8;
+    let mut shard: Vec<u8> = index.iter().flat_map(|e| e.to_le_bytes()).collect();
+    shard.extend(body);
+    let expected = (0..N * N)
+        .map(|i| {
+            let (y, x) = (i / N, i % N);
+            let c = (y / 2) * 8 + x / 2;
+            match c {
+                0..=4 => FILL,
+                11 => ((y * N + x - 2) as u16) + 1,
+                _ => (i as u16) + 1,
+            }
+        })
+        .collect();
+    (shard, expected)
+}
+
+const HAND_LAID_META: &str = r#"{"zarr_format":3,"node_type":"array","shape":[16,16],"data_type":"uint16",
+    "chunk_grid":{"name":"regular","configuration":{"chunk_shape":[16,16]}},
+    "chunk_key_encoding":{"name":"default"},"fill_value":9,
+    "codecs":[{"name":"sharding_indexed","configuration":{"chunk_shape":[2,2],
+      "codecs":[{"name":"bytes","configuration":{"endian":"little"}}],
+      "index_codecs":[{"name":"bytes","configuration":{"endian":"little"}}],"index_location":"start"}}]}"#;
+
+#[test]
+fn small_chunks_read_in_runs_land_where_their_index_says() {
+    let (shard, expected) = hand_laid_shard();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    std::fs::write(dir.path().join("zarr.json"), HAND_LAID_META).unwrap();
+    std::fs::create_dir_all(dir.path().join("c/0")).unwrap();
+    std::fs::write(dir.path().join("c/0/0"), &shard).unwrap();
+    let values = |bytes: &[u8]| -> Vec<u16> {
+        bytes
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect()
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    for ctx in contexts() {
+        let array = ZarrArray::open_with(dir.path(), Arc::clone(&ctx)).unwrap();
+        // Twice: the second read finds the shard in the page cache and its index cached.
+        for _ in 0..2 {
+            let all = array.read_bytes(&Selection::all(&[16, 16])).unwrap();
+            assert_eq!(values(&all), expected);
+        }
+        for _ in 0..20 {
+            let (y, x) = (rng.gen_range(0..16u64), rng.gen_range(0..16u64));
+            let (h, w) = (rng.gen_range(1..=16 - y), rng.gen_range(1..=16 - x));
+            let got = values(
+                &array
+                    .read_bytes(&Selection::from_ranges(&[y..y + h, x..x + w]))
+                    .unwrap(),
+            );
+            let want: Vec<u16> = (y..y + h)
+                .flat_map(|r| (x..x + w).map(move |c| (r, c)))
+                .map(|(r, c)| expected[(r * 16 + c) as usize])
+                .collect();
+            assert_eq!(got, want, "box at ({y}, {x}) of {h} x {w}");
+        }
+        let starts = [0, 0, 5, 3, 9, 9, 1, 14];
+        let crops = values(&array.read_crops_bytes(&starts, &[7, 2]).unwrap());
+        for (k, s) in starts.chunks(2).enumerate() {
+            for r in 0..7 {
+                for c in 0..2 {
+                    let want = expected[((s[0] + r) * 16 + s[1] + c) as usize];
+                    assert_eq!(crops[k * 14 + (r * 2 + c) as usize], want, "crop {k}");
+                }
+            }
+        }
+    }
+
+    // Through a store's fetch: the same values; a shard cut short (its index, at the start,
+    // cannot tell: the size of a fetched shard is not known) fails naming the first chunk whose
+    // bytes are missing, not the first chunk of the run that held it.
+    let ctx = Context::new(ArrayOptions::default()).unwrap();
+    let array = ZarrArray::from_metadata("pre/fix", HAND_LAID_META, ctx).unwrap();
+    let request = zuring_array::ChunkRequest::Orthogonal {
+        target: 0,
+        chunk: vec![0, 0],
+        indices: vec![(0..16).collect(), (0..16).collect()],
+        positions: vec![Some((0..16).collect()), Some((0..16).collect())],
+    };
+    let read = |shard: &[u8]| {
+        let files = std::collections::HashMap::from([("c/0/0".to_owned(), shard.to_vec())]);
+        let batches = std::sync::atomic::AtomicUsize::new(0);
+        let source = zuring_array::FetchedSource::new(memory_fetch(&files, &batches));
+        let mut out = vec![0u8; 512];
+        array
+            .read_chunk_requests_from(
+                &source,
+                std::slice::from_ref(&request),
+                &mut [(vec![16, 16], out.as_mut_slice())],
+            )
+            .map(|_| values(&out))
+    };
+    assert_eq!(read(&shard).unwrap(), expected);
+    // In runs: the 58 stored chunks asked for as two ranges (split at the 5,000-byte gap).
+    let files = std::collections::HashMap::from([("c/0/0".to_owned(), shard.clone())]);
+    let batches = std::sync::atomic::AtomicUsize::new(0);
+    let asked = std::sync::Mutex::new(Vec::new());
+    let inner = memory_fetch(&files, &batches);
+    let source = zuring_array::FetchedSource::new(
+        |asks: &[(std::path::PathBuf, zuring_io::ByteRange)], kind| {
+            if kind == zuring_array::FetchKind::Chunks {
+                asked.lock().unwrap().extend(asks.iter().map(|(_, r)| *r));
+            }
+            inner(asks, kind)
+        },
+    );
+    let mut out = vec![0u8; 512];
+    array
+        .read_chunk_requests_from(
+            &source,
+            std::slice::from_ref(&request),
+            &mut [(vec![16, 16], out.as_mut_slice())],
+        )
+        .unwrap();
+    assert_eq!(values(&out), expected);
+    let asked = asked.into_inner().unwrap();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    // The last chunk laid out in the file.
+    let last = (0..64u64)
+        .map(|k| (k * 37) % 64)
+        .rfind(|&c| c >= 5 && c != 11)
+        .unwrap();
+    let err = read(&shard[..shard.len() - 3]).unwrap_err();
+    match &err {
+        ArrayError::CorruptChunk { path, chunk, .. } => {
+            assert!(path.ends_with("pre/fix/c/0/0"), "{err}");
+            assert_eq!(chunk, &vec![last / 8, last % 8], "{err}");
+        }
+        other => panic!("expected a corrupt chunk, got {other}"),
+    }
+}
