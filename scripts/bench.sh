@@ -10,6 +10,7 @@ cargo build --release -p zuring_benches
 bash scripts/build-python.sh
 ./target/release/io_bench | tee benches/results/io_bench.txt
 ./target/release/array_bench | tee benches/results/array_bench.txt
+./target/release/small_chunks_bench | tee benches/results/small_chunks_bench.txt
 .venv/bin/python benches/python/bench_pipeline.py | tee benches/results/bench_pipeline.txt
 # zarr-python 3.4 (FusedCodecPipeline) needs Python >= 3.12: the same benchmark on CPython 3.13.
 bash scripts/setup-venv313.sh

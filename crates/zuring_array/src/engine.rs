@@ -214,11 +214,10 @@ impl ReadContext<'_> {
     }
 
     /// The part of its chunk that `task` reads, when that is less than all of it and the
-    /// chunk's decoder decodes parts alone (a chunk stored uncompressed). Small chunks of a shard
-    /// are read whole, in runs (see [`Runs`]).
+    /// chunk's decoder decodes parts alone (a chunk stored uncompressed).
     fn needed_part(&self, task: &ChunkTask, strides: &[usize]) -> Option<Part> {
         let l = self.layout;
-        if self.variable.is_some() || !l.decoder.decodes_parts() || self.small_chunk_bytes() > 0 {
+        if self.variable.is_some() || !l.decoder.decodes_parts() {
             return None;
         }
         let elements = num_elements(&l.read_chunk_shape(&task.coords)).ok()?;
@@ -481,12 +480,13 @@ impl ReadContext<'_> {
 
     /// The decoded size (bytes) up to which stored chunks lying close together in a file are
     /// read together (see [`Runs`]); 0 when none are: chunks of their own shapes (a rectilinear
-    /// grid's) or of variable-size elements.
+    /// grid's) or of variable-size elements, or from a source asked for each chunk alone.
     fn small_chunk_bytes(&self) -> usize {
         let l = self.layout;
         if self.variable.is_some()
             || !l.read_grid.is_regular()
             || !matches!(l.mode, ReadMode::Sharded(_))
+            || !self.source.joins_small_chunks()
         {
             return 0;
         }

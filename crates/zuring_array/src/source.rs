@@ -62,6 +62,13 @@ pub trait ByteSource: Sync {
         false
     }
 
+    /// Whether small inner chunks lying close together in a shard may be asked for as one
+    /// range (a run; see the engine): so for local files; a store read by key merges ranges
+    /// as its owner configured it, and is asked for each chunk's own.
+    fn joins_small_chunks(&self) -> bool {
+        false
+    }
+
     /// Read one request of a batch on this thread, now, if its bytes are at hand (local files
     /// already open, in the page cache): its completion, as [`ByteSource::fetch`] would give
     /// it; or the request back, to be fetched with the rest. Called on the decode threads, so
@@ -170,6 +177,10 @@ impl ByteSource for LocalSource<'_> {
         !self.reader.options().direct_io
     }
 
+    fn joins_small_chunks(&self) -> bool {
+        true
+    }
+
     fn read_now(
         &self,
         request: ReadRequest<usize>,
@@ -207,6 +218,7 @@ pub enum Fetched {
 /// says when a foreign object changes.
 pub struct FetchedSource<F> {
     fetch: F,
+    joins_small_chunks: bool,
 }
 
 impl<F> std::fmt::Debug for FetchedSource<F> {
@@ -219,9 +231,24 @@ impl<F> FetchedSource<F>
 where
     F: Fn(&[(PathBuf, ByteRange)], FetchKind) -> Vec<Fetched> + Sync,
 {
-    /// A source that calls `fetch` once per batch, with what the batch is for.
+    /// A source that calls `fetch` once per batch, with what the batch is for; each inner
+    /// chunk is asked for as its own range.
     pub fn new(fetch: F) -> Self {
-        Self { fetch }
+        Self {
+            fetch,
+            joins_small_chunks: false,
+        }
+    }
+
+    /// This source, asked for small inner chunks lying close together in a shard as one range
+    /// (as local files are read: chunks of at most 32 KiB decoded, at most 4 KiB apart, runs of
+    /// at most 1 MiB), where asking for each costs more than the bytes between them.
+    #[must_use]
+    pub fn joining_small_chunks(self) -> Self {
+        Self {
+            joins_small_chunks: true,
+            ..self
+        }
     }
 }
 
@@ -254,6 +281,10 @@ impl<F> ByteSource for FetchedSource<F>
 where
     F: Fn(&[(PathBuf, ByteRange)], FetchKind) -> Vec<Fetched> + Sync,
 {
+    fn joins_small_chunks(&self) -> bool {
+        self.joins_small_chunks
+    }
+
     fn probe(&self, paths: &[PathBuf]) -> Result<Vec<Presence>> {
         Ok(vec![Presence::Unknown; paths.len()])
     }
@@ -407,6 +438,10 @@ impl ByteSource for NotingMissing<'_> {
 
     fn can_read_now(&self) -> bool {
         self.inner.can_read_now()
+    }
+
+    fn joins_small_chunks(&self) -> bool {
+        self.inner.joins_small_chunks()
     }
 
     fn read_now(

@@ -2150,7 +2150,8 @@ fn small_chunks_read_in_runs_land_where_their_index_says() {
     let read = |shard: &[u8]| {
         let files = std::collections::HashMap::from([("c/0/0".to_owned(), shard.to_vec())]);
         let batches = std::sync::atomic::AtomicUsize::new(0);
-        let source = zuring_array::FetchedSource::new(memory_fetch(&files, &batches));
+        let source =
+            zuring_array::FetchedSource::new(memory_fetch(&files, &batches)).joining_small_chunks();
         let mut out = vec![0u8; 512];
         array
             .read_chunk_requests_from(
@@ -2161,30 +2162,38 @@ fn small_chunks_read_in_runs_land_where_their_index_says() {
             .map(|_| values(&out))
     };
     assert_eq!(read(&shard).unwrap(), expected);
-    // In runs: the 58 stored chunks asked for as two ranges (split at the 5,000-byte gap).
+    // In runs: the 59 stored chunks asked for as two ranges (split at the 5,000-byte gap);
+    // without, each alone.
     let files = std::collections::HashMap::from([("c/0/0".to_owned(), shard.clone())]);
     let batches = std::sync::atomic::AtomicUsize::new(0);
-    let asked = std::sync::Mutex::new(Vec::new());
     let inner = memory_fetch(&files, &batches);
-    let source = zuring_array::FetchedSource::new(
-        |asks: &[(std::path::PathBuf, zuring_io::ByteRange)], kind| {
-            if kind == zuring_array::FetchKind::Chunks {
-                asked.lock().unwrap().extend(asks.iter().map(|(_, r)| *r));
-            }
-            inner(asks, kind)
-        },
-    );
-    let mut out = vec![0u8; 512];
-    array
-        .read_chunk_requests_from(
-            &source,
-            std::slice::from_ref(&request),
-            &mut [(vec![16, 16], out.as_mut_slice())],
-        )
-        .unwrap();
-    assert_eq!(values(&out), expected);
-    let asked = asked.into_inner().unwrap();
-    assert_eq!(asked.len(), 2, "{asked:?}");
+    for (joining, ranges) in [(true, 2), (false, 59)] {
+        let asked = std::sync::Mutex::new(Vec::new());
+        let source = zuring_array::FetchedSource::new(
+            |asks: &[(std::path::PathBuf, zuring_io::ByteRange)], kind| {
+                if kind == zuring_array::FetchKind::Chunks {
+                    asked.lock().unwrap().extend(asks.iter().map(|(_, r)| *r));
+                }
+                inner(asks, kind)
+            },
+        );
+        let source = if joining {
+            source.joining_small_chunks()
+        } else {
+            source
+        };
+        let mut out = vec![0u8; 512];
+        array
+            .read_chunk_requests_from(
+                &source,
+                std::slice::from_ref(&request),
+                &mut [(vec![16, 16], out.as_mut_slice())],
+            )
+            .unwrap();
+        assert_eq!(values(&out), expected);
+        let asked = asked.into_inner().unwrap();
+        assert_eq!(asked.len(), ranges, "{asked:?}");
+    }
     // The last chunk laid out in the file.
     let last = (0..64u64)
         .map(|k| (k * 37) % 64)
