@@ -69,6 +69,25 @@ pub struct Measurement {
 }
 
 impl Measurement {
+    /// A measurement of `method` on `bench`: `bytes` delivered and `ops` done in `seconds`.
+    #[must_use]
+    pub fn new(
+        bench: String,
+        method: &str,
+        cache: &'static str,
+        seconds: f64,
+        (bytes, ops): (u64, u64),
+    ) -> Self {
+        Self {
+            bench,
+            method: method.into(),
+            cache,
+            seconds,
+            bytes,
+            ops,
+        }
+    }
+
     /// MiB/s.
     #[must_use]
     pub fn mib_s(&self) -> f64 {

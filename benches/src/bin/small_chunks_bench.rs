@@ -233,14 +233,13 @@ fn main() {
             for (m, (method, best)) in methods.iter().zip(best).enumerate() {
                 let peak = (cache == "warm").then(|| peak_in_child(&path, m));
                 record(
-                    Measurement {
-                        bench: format!("{} whole read", ds.name),
-                        method: (*method).into(),
+                    Measurement::new(
+                        format!("{} whole read", ds.name),
+                        method,
                         cache,
-                        seconds: best,
-                        bytes: total,
-                        ops: 1,
-                    },
+                        best,
+                        (total, 1),
+                    ),
                     serde_json::json!({"peak_extra_bytes": peak, "output_bytes": total}),
                 );
             }
@@ -308,14 +307,16 @@ fn main() {
             });
             for (method, best) in methods.iter().zip(best) {
                 record(
-                    Measurement {
-                        bench: format!("{} crops", ds.name),
-                        method: (*method).into(),
+                    Measurement::new(
+                        format!("{} crops", ds.name),
+                        method,
                         cache,
-                        seconds: best,
-                        bytes: (batches.len() * BATCH * crop_len) as u64,
-                        ops: (batches.len() * BATCH) as u64,
-                    },
+                        best,
+                        (
+                            (batches.len() * BATCH * crop_len) as u64,
+                            (batches.len() * BATCH) as u64,
+                        ),
+                    ),
                     serde_json::json!({"crop": ds.crop, "batch": BATCH}),
                 );
             }
@@ -348,14 +349,13 @@ fn main() {
         let _ = std::fs::remove_dir_all(&target);
         for (method, best) in methods.iter().zip(best) {
             record(
-                Measurement {
-                    bench: format!("{} whole write", ds.name),
-                    method: (*method).into(),
-                    cache: "-",
-                    seconds: best,
-                    bytes: total,
-                    ops: 1,
-                },
+                Measurement::new(
+                    format!("{} whole write", ds.name),
+                    method,
+                    "-",
+                    best,
+                    (total, 1),
+                ),
                 serde_json::json!({}),
             );
         }

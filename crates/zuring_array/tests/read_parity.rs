@@ -2147,19 +2147,23 @@ fn small_chunks_read_in_runs_land_where_their_index_says() {
         indices: vec![(0..16).collect(), (0..16).collect()],
         positions: vec![Some((0..16).collect()), Some((0..16).collect())],
     };
+    // The shard's values read through `source`.
+    let read_from = |source: &dyn zuring_array::ByteSource| {
+        let mut out = vec![0u8; 512];
+        array
+            .read_chunk_requests_from(
+                source,
+                std::slice::from_ref(&request),
+                &mut [(vec![16, 16], out.as_mut_slice())],
+            )
+            .map(|_| values(&out))
+    };
     let read = |shard: &[u8]| {
         let files = std::collections::HashMap::from([("c/0/0".to_owned(), shard.to_vec())]);
         let batches = std::sync::atomic::AtomicUsize::new(0);
         let source =
             zuring_array::FetchedSource::new(memory_fetch(&files, &batches)).joining_small_chunks();
-        let mut out = vec![0u8; 512];
-        array
-            .read_chunk_requests_from(
-                &source,
-                std::slice::from_ref(&request),
-                &mut [(vec![16, 16], out.as_mut_slice())],
-            )
-            .map(|_| values(&out))
+        read_from(&source)
     };
     assert_eq!(read(&shard).unwrap(), expected);
     // In runs: the 59 stored chunks asked for as two ranges (split at the 5,000-byte gap);
@@ -2177,20 +2181,12 @@ fn small_chunks_read_in_runs_land_where_their_index_says() {
                 inner(asks, kind)
             },
         );
-        let source = if joining {
-            source.joining_small_chunks()
+        let got = if joining {
+            read_from(&source.joining_small_chunks())
         } else {
-            source
+            read_from(&source)
         };
-        let mut out = vec![0u8; 512];
-        array
-            .read_chunk_requests_from(
-                &source,
-                std::slice::from_ref(&request),
-                &mut [(vec![16, 16], out.as_mut_slice())],
-            )
-            .unwrap();
-        assert_eq!(values(&out), expected);
+        assert_eq!(got.unwrap(), expected);
         let asked = asked.into_inner().unwrap();
         assert_eq!(asked.len(), ranges, "{asked:?}");
     }
