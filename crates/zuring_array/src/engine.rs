@@ -511,18 +511,28 @@ impl ReadContext<'_> {
         if let [one] = members {
             return self.apply_result(&targets[*one], completion.result, (strides, view), errors);
         }
+        // Members to read again, each alone: all of them when the run's read failed, else any
+        // whose bytes the run did not bring (a source answering short).
+        let mut alone = Vec::new();
         match completion.result {
             Ok(bytes) => {
                 let start = runs.start(completion.tag);
                 for &t in members {
                     let target = &targets[t];
-                    let ByteRange::Range { offset, len } = target.range else {
-                        unreachable!("runs join ranges only")
+                    let own = match target.range {
+                        ByteRange::Range { offset, len } => offset
+                            .checked_sub(start)
+                            .and_then(|first| Some((usize::try_from(first).ok()?, len)))
+                            .and_then(|(first, len)| {
+                                let end = first.checked_add(usize::try_from(len).ok()?)?;
+                                (end <= bytes.len()).then(|| bytes.slice(first..end))
+                            }),
+                        _ => None,
                     };
-                    let at = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-                    let first = at(offset - start);
-                    let own = bytes.slice(first..first + at(len));
-                    self.apply_result(target, Ok(own), (strides, view), errors);
+                    match own {
+                        Some(own) => self.apply_result(target, Ok(own), (strides, view), errors),
+                        None => alone.push(t),
+                    }
                 }
             }
             Err(e) if e.is_not_found() => {
@@ -530,14 +540,15 @@ impl ReadContext<'_> {
                     self.fill_apply(targets[t].task, &self.layout.fill, strides, view, errors);
                 }
             }
-            Err(_) => {
-                let alone = members
-                    .iter()
-                    .map(|&t| ReadRequest::new(targets[t].path, targets[t].range, t))
-                    .collect();
-                for c in self.source.fetch(alone, FetchKind::Chunks) {
-                    self.apply_result(&targets[c.tag], c.result, (strides, view), errors);
-                }
+            Err(_) => alone.extend_from_slice(members),
+        }
+        if !alone.is_empty() {
+            let requests = alone
+                .iter()
+                .map(|&t| ReadRequest::new(targets[t].path, targets[t].range, t))
+                .collect();
+            for c in self.source.fetch(requests, FetchKind::Chunks) {
+                self.apply_result(&targets[c.tag], c.result, (strides, view), errors);
             }
         }
     }
