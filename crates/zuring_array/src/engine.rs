@@ -374,7 +374,8 @@ impl ReadContext<'_> {
         // so, mostly, decoded) in an order that hands the pool's threads chunks from far-apart
         // parts of the plan: neighbouring chunks write into the same pages of the output, whose
         // first writes fault them in, and two threads faulting the same pages wait on each other.
-        let runs = Runs::of(targets, self.small_chunk_bytes());
+        let small = self.small_chunk_bytes();
+        let runs = Runs::of(targets, small);
         let targets = (targets, &runs);
         let mut requests: Vec<ReadRequest<usize>> = spread(runs.len(), pool.current_num_threads())
             .map(|r| ReadRequest::new(runs.path(targets.0, r), runs.range(r), r))
@@ -403,7 +404,7 @@ impl ReadContext<'_> {
         on_pool_or_here(pool, single, |s| {
             let fill = &self.layout.fill;
             // Small chunks are filled a run's worth at a time, as they are read.
-            let per_job = chunks_per_run(self.small_chunk_bytes());
+            let per_job = chunks_per_run(small);
             for tasks in missing.chunks(per_job) {
                 s.run(move || {
                     for &task in tasks {

@@ -366,21 +366,19 @@ pub fn plan_box_to(
             src_start,
             extent,
         };
-        match plan.get_mut(chunk) {
-            Some(ops) => ops.push((target, op)),
-            None => push_op(plan, chunk.to_vec(), (target, op)),
-        }
+        push_one(plan, chunk.to_vec(), (target, op));
     });
 }
 
-/// Add `op` to the copies of `chunk` in `plan`. A chunk's first copy gets a list of exactly one
-/// (most chunks of a plan get one copy; `or_default().push` would reserve room for four, 320
-/// bytes a chunk, which a plan of a million small chunks feels).
-fn push_op(plan: &mut ChunkPlan, chunk: Vec<u64>, op: (usize, CopyOp)) {
-    match plan.entry(chunk) {
-        std::collections::btree_map::Entry::Occupied(mut ops) => ops.get_mut().push(op),
+/// Add `value` to the list of `key` in `map`. A key's first value gets a list of exactly one
+/// (most chunks of a plan get one copy, most stored chunks of a write one request;
+/// `or_default().push` would reserve room for four: 320 bytes a chunk of a plan, which a plan
+/// of a million small chunks feels).
+pub(crate) fn push_one<K: Ord, V>(map: &mut BTreeMap<K, Vec<V>>, key: K, value: V) {
+    match map.entry(key) {
+        std::collections::btree_map::Entry::Occupied(mut list) => list.get_mut().push(value),
         std::collections::btree_map::Entry::Vacant(slot) => {
-            slot.insert(vec![op]);
+            slot.insert(vec![value]);
         }
     }
 }
@@ -444,7 +442,7 @@ fn push_gathers(
             out_strides: Arc::clone(out_strides),
             dims,
         };
-        push_op(plan, chunk, (target, op));
+        push_one(plan, chunk, (target, op));
     });
 }
 
@@ -462,7 +460,7 @@ pub fn plan_points(plan: &mut ChunkPlan, grid: &Grid, points: &[Vec<u64>]) {
         by_chunk.entry(chunk).or_default().push((within, out));
     }
     for (chunk, pairs) in by_chunk {
-        push_op(plan, chunk, (0, CopyOp::Points(pairs)));
+        push_one(plan, chunk, (0, CopyOp::Points(pairs)));
     }
 }
 

@@ -85,13 +85,7 @@ pub(crate) fn group_by_chunk(
                 "stored chunk {chunk:?} does not have {ndim} dimensions"
             )));
         }
-        // Most chunks get one request: a list of exactly one, not room for four.
-        match by_chunk.get_mut(chunk) {
-            Some(list) => list.push(request),
-            None => {
-                by_chunk.insert(chunk.to_vec(), vec![request]);
-            }
-        }
+        crate::plan::push_one(&mut by_chunk, chunk.to_vec(), request);
     }
     Ok(by_chunk)
 }
