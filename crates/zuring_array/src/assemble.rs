@@ -136,6 +136,61 @@ pub(crate) unsafe fn apply_to(
     unsafe { apply(op, source, chunk_strides, esize, out) }
 }
 
+/// `v` as an index; past the address space, a copy outside the output.
+fn to_usize(v: u64) -> Result<usize, OutOfOutput> {
+    usize::try_from(v).map_err(|_| OutOfOutput)
+}
+
+/// Copy the box of `extent` elements from `src_start` in the chunk to `out` from element
+/// `out_offset` on, with `out_strides` (a [`CopyOp::Box`]).
+///
+/// # Safety
+/// As [`apply`].
+pub(crate) unsafe fn copy_box(
+    (out_offset, out_strides): (usize, &[usize]),
+    (src_start, extent): (&[u64], &[u64]),
+    source: Source<'_>,
+    chunk_strides: &[usize],
+    esize: usize,
+    out: &OutView<'_>,
+) -> Result<(), OutOfOutput> {
+    let ndim = extent.len();
+    let row = if ndim == 0 {
+        1
+    } else {
+        to_usize(extent[ndim - 1])?
+    };
+    let outer = ndim.saturating_sub(1);
+    let mut idx: smallvec::SmallVec<[u64; 8]> = smallvec::smallvec![0; outer];
+    loop {
+        let mut src = 0usize;
+        let mut dst = out_offset;
+        for d in 0..outer {
+            src += to_usize(src_start[d] + idx[d])? * chunk_strides[d];
+            dst += to_usize(idx[d])? * out_strides[d];
+        }
+        if ndim > 0 {
+            src += to_usize(src_start[ndim - 1])?;
+        }
+        // SAFETY: disjoint by the planner's guarantee (this function's contract).
+        let dst_bytes = unsafe { out.slice(dst * esize, row * esize)? };
+        source.copy(dst_bytes, src, esize)?;
+        // Next row (odometer over the outer dimensions).
+        let mut d = outer;
+        loop {
+            if d == 0 {
+                return Ok(());
+            }
+            d -= 1;
+            idx[d] += 1;
+            if idx[d] < extent[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
 /// Apply one copy operation. The chunk source must hold `chunk_elements` elements.
 ///
 /// # Safety
@@ -148,7 +203,6 @@ pub(crate) unsafe fn apply(
     esize: usize,
     out: &OutView<'_>,
 ) -> Result<(), OutOfOutput> {
-    let to_usize = |v: u64| usize::try_from(v).map_err(|_| OutOfOutput);
     match op {
         CopyOp::Box {
             out_offset,
@@ -156,40 +210,16 @@ pub(crate) unsafe fn apply(
             src_start,
             extent,
         } => {
-            let ndim = extent.len();
-            let row = if ndim == 0 {
-                1
-            } else {
-                to_usize(extent[ndim - 1])?
-            };
-            let outer = ndim.saturating_sub(1);
-            let mut idx = vec![0u64; outer];
-            loop {
-                let mut src = 0usize;
-                let mut dst = *out_offset;
-                for d in 0..outer {
-                    src += to_usize(src_start[d] + idx[d])? * chunk_strides[d];
-                    dst += to_usize(idx[d])? * out_strides[d];
-                }
-                if ndim > 0 {
-                    src += to_usize(src_start[ndim - 1])?;
-                }
-                // SAFETY: disjoint by the planner's guarantee (this function's contract).
-                let dst_bytes = unsafe { out.slice(dst * esize, row * esize)? };
-                source.copy(dst_bytes, src, esize)?;
-                // Next row (odometer over the outer dimensions).
-                let mut d = outer;
-                loop {
-                    if d == 0 {
-                        return Ok(());
-                    }
-                    d -= 1;
-                    idx[d] += 1;
-                    if idx[d] < extent[d] {
-                        break;
-                    }
-                    idx[d] = 0;
-                }
+            // SAFETY: forwarded contract.
+            unsafe {
+                copy_box(
+                    (*out_offset, out_strides),
+                    (src_start, extent),
+                    source,
+                    chunk_strides,
+                    esize,
+                    out,
+                )
             }
         }
         CopyOp::Gather { out_strides, dims } => {

@@ -11,12 +11,14 @@ use zuring_io::{ByteRange, Completion, IoError, ReadRequest};
 
 use crate::source::{ByteSource, FetchKind, Presence};
 
-use crate::assemble::{apply_to, OutView, Source};
+use crate::assemble::{apply_to, copy_box, OutOfOutput, OutView, Source};
 use crate::context::Context;
 use crate::decode::{with_decoded, with_decoded_part};
 use crate::error::{ArrayError, Result};
 use crate::layout::{ArrayLayout, IndexLayout, IndexLocation, ReadMode};
-use crate::plan::{c_strides, element_span, num_elements, ChunkPlan, CopyOp};
+use crate::plan::{
+    c_strides, element_span, for_each_coord, num_elements, BoxRead, ChunkPlan, CopyOp, ReadPlan,
+};
 use crate::shard_index::ShardIndex;
 use crate::variable::{VariableChunks, HANDLE};
 
@@ -52,11 +54,20 @@ fn on_pool_or_here<'scope>(
 }
 
 /// One chunk to fetch: where its bytes are and what to do with them.
+#[derive(Clone)]
 pub(crate) struct ChunkTask {
     /// Its place in the plan (C order of chunk coordinates).
     pub id: usize,
     pub coords: Vec<u64>,
     pub ops: Vec<(usize, CopyOp)>,
+}
+
+/// A chunk of a read: listed with its copies, or chunk `at` (C order) of a box read's chunks,
+/// whose coordinates and copy are worked out when it is decoded (see [`BoxRead`]).
+#[derive(Clone, Copy)]
+pub(crate) enum TaskRef<'t> {
+    Listed(&'t ChunkTask),
+    Box(&'t BoxRead, usize),
 }
 
 /// The bytes of a stored chunk a read needs, when fewer than all (see `needed_part`).
@@ -75,7 +86,7 @@ struct Part {
 #[derive(Clone, Copy)]
 struct Target<'t> {
     path: &'t Path,
-    task: &'t ChunkTask,
+    task: TaskRef<'t>,
     /// Its bytes in the file (those of the part read, when `part` is given).
     range: ByteRange,
     /// The first byte of the part of the chunk read, when not all of it.
@@ -87,15 +98,27 @@ impl<'t> Target<'t> {
     fn chunk_file(path: &'t Path, task: &'t ChunkTask, part: Option<Part>) -> Self {
         Self {
             path,
-            task,
+            task: TaskRef::Listed(task),
             range: part.map_or(ByteRange::Whole, |p| ByteRange::new(p.first, p.len)),
             part: part.map(|p| p.first),
         }
     }
 }
 
-/// A shard's coordinates and the chunks to read from it, each with its position in the shard.
-type ShardChunks = (Vec<u64>, Vec<(usize, ChunkTask)>);
+/// A shard's coordinates and the chunks to read from it.
+type ShardChunks<'p> = (Vec<u64>, ShardTasks<'p>);
+
+/// The chunks to read from a shard.
+enum ShardTasks<'p> {
+    /// Each with its position in the shard.
+    Listed(Vec<(usize, ChunkTask)>),
+    /// Those of box read `read` in `lo..hi` (chunk coordinates).
+    Box {
+        read: &'p BoxRead,
+        lo: Vec<u64>,
+        hi: Vec<u64>,
+    },
+}
 
 /// The error a parallel run reports: of the errors that name a file and chunk (a corrupt
 /// chunk or shard index), the first in (file, chunk) order, whichever thread met it first, so
@@ -154,7 +177,8 @@ impl ReadContext<'_> {
     }
 
     /// Carry out `plan`, writing through `view`; on success every byte of the selection was written.
-    pub fn execute_view(&self, plan: ChunkPlan, view: &[OutView<'_>]) -> Result<()> {
+    pub fn execute_view(&self, plan: impl Into<ReadPlan>, view: &[OutView<'_>]) -> Result<()> {
+        let plan = plan.into();
         // A rectilinear grid's chunks each have their own shape, so their strides are worked
         // out chunk by chunk (`apply_all`); a regular grid's once.
         let chunk_strides = if self.layout.read_grid.is_regular() {
@@ -167,10 +191,33 @@ impl ReadContext<'_> {
         match &self.layout.mode {
             // Codecs around sharding: each file decodes whole through zarrs' codec chain.
             ReadMode::Unsharded | ReadMode::Zarrs(_) => {
+                let plan = plan.into_listed(&self.layout.read_grid);
                 self.run_unsharded(plan, &chunk_strides, view, &errors, &pool);
             }
             ReadMode::Sharded(index) => {
-                self.run_sharded(plan, index, &chunk_strides, view, &errors, &pool)?
+                let l = self.layout;
+                // A box read of regular grids is grouped by shard from its bounds; other plans
+                // chunk by chunk.
+                let boxed;
+                let shards = match plan {
+                    ReadPlan::Box(read)
+                        if self.variable.is_none()
+                            && l.read_grid.is_regular()
+                            && l.file_grid.is_regular() =>
+                    {
+                        boxed = read;
+                        box_shards(&boxed, &index.chunks_per_shard)
+                    }
+                    plan => self.shards_of(plan.into_listed(&l.read_grid), index),
+                };
+                // At most as many shards at a time as the source keeps open (a local read pins
+                // each shard it reads to one open version of it): per group, the indexes in one
+                // batch, the chunk ranges in a second one, each chunk decoded and written into
+                // `view` as its bytes arrive.
+                for group in shards.chunks(self.source.max_files_per_batch().max(1)) {
+                    let chunks = (index, &chunk_strides[..], view);
+                    self.run_shard_group(group, chunks, &errors, &pool)?;
+                }
             }
         }
         errors.into_result()
@@ -186,42 +233,96 @@ impl ReadContext<'_> {
         }
     }
 
+    /// Apply `task`'s copies from `source`.
     pub(crate) fn apply_all(
         &self,
-        task: &ChunkTask,
+        task: TaskRef<'_>,
         source: Source<'_>,
         strides: &[usize],
         view: &[OutView<'_>],
         errors: &FirstError,
     ) {
-        let strides = match self.strides_of(task, strides) {
-            Ok(s) => s,
-            Err(e) => return errors.set(e),
-        };
         // Variable-size data moves 8-byte handles.
         let esize = match self.variable {
             Some(_) => HANDLE,
             None => self.layout.element_size,
         };
-        for op in &task.ops {
-            // SAFETY: the planner gives every output element to exactly one (chunk, op).
-            if unsafe_apply(op, source, &strides, esize, view).is_err() {
-                errors.set(ArrayError::selection(
-                    "internal planning error: a copy outside its chunk or output",
-                ));
+        let applied = match task {
+            TaskRef::Listed(task) => {
+                let strides = match self.strides_of(task, strides) {
+                    Ok(s) => s,
+                    Err(e) => return errors.set(e),
+                };
+                task.ops.iter().try_for_each(|op| {
+                    // SAFETY: the planner gives every output element to exactly one (chunk, op).
+                    unsafe_apply(op, source, &strides, esize, view)
+                })
+            }
+            // A box read's chunk: its copy worked out on the stack (into output 0; the grid is
+            // regular, so `strides` are every chunk's).
+            TaskRef::Box(read, at) => {
+                let copy = read.copy_of(&self.layout.read_grid, &read.coords_at(at));
+                let out = view.first().ok_or(OutOfOutput);
+                #[allow(unsafe_code)]
+                // SAFETY: a box read's chunks write pairwise disjoint elements of its output.
+                out.and_then(|out| unsafe {
+                    copy_box(
+                        (copy.out_offset, read.out_strides()),
+                        (&copy.src_start, &copy.extent),
+                        source,
+                        strides,
+                        esize,
+                        out,
+                    )
+                })
+            }
+        };
+        if applied.is_err() {
+            errors.set(ArrayError::selection(
+                "internal planning error: a copy outside its chunk or output",
+            ));
+        }
+    }
+
+    /// The chunk `task` of a read, its copies listed.
+    fn task<'t>(&self, task: TaskRef<'t>) -> Cow<'t, ChunkTask> {
+        match task {
+            TaskRef::Listed(task) => Cow::Borrowed(task),
+            TaskRef::Box(read, at) => {
+                let coords = read.coords_at(at).to_vec();
+                let ops = vec![(0, read.op(&self.layout.read_grid, &coords))];
+                Cow::Owned(ChunkTask {
+                    id: at,
+                    coords,
+                    ops,
+                })
             }
         }
     }
 
-    /// The part of its chunk that `task` reads, when that is less than all of it and the
-    /// chunk's decoder decodes parts alone (a chunk stored uncompressed).
-    fn needed_part(&self, task: &ChunkTask, strides: &[usize]) -> Option<Part> {
+    /// The coordinates of `task`'s chunk.
+    fn coords(task: TaskRef<'_>) -> Vec<u64> {
+        match task {
+            TaskRef::Listed(task) => task.coords.clone(),
+            TaskRef::Box(read, at) => read.coords_at(at).to_vec(),
+        }
+    }
+
+    /// The part of its chunk (of coordinates `coords`) that `task` reads, when that is less
+    /// than all of it and the chunk's decoder decodes parts alone (a chunk stored uncompressed).
+    fn needed_part(&self, task: TaskRef<'_>, coords: &[u64], strides: &[usize]) -> Option<Part> {
         let l = self.layout;
         if self.variable.is_some() || !l.decoder.decodes_parts() {
             return None;
         }
-        let elements = num_elements(&l.read_chunk_shape(&task.coords)).ok()?;
-        let (first, end) = element_span(&task.ops, &self.strides_of(task, strides).ok()?)?;
+        let elements = num_elements(&l.read_chunk_shape(coords)).ok()?;
+        let (first, end) = match task {
+            TaskRef::Listed(task) => {
+                element_span(&task.ops, &self.strides_of(task, strides).ok()?)?
+            }
+            // Box reads are of regular grids: `strides` are every chunk's.
+            TaskRef::Box(read, _) => read.span(&l.read_grid, coords, strides)?,
+        };
         if end - first >= elements {
             return None;
         }
@@ -237,7 +338,7 @@ impl ReadContext<'_> {
     fn decode_apply_part(
         &self,
         path: &Path,
-        task: &ChunkTask,
+        task: TaskRef<'_>,
         (first, bytes): (u64, &[u8]),
         strides: &[usize],
         view: &[OutView<'_>],
@@ -254,7 +355,7 @@ impl ReadContext<'_> {
         if let Err(message) = applied {
             errors.set(ArrayError::CorruptChunk {
                 path: path.to_path_buf(),
-                chunk: task.coords.clone(),
+                chunk: Self::coords(task),
                 message,
             });
         }
@@ -264,17 +365,21 @@ impl ReadContext<'_> {
     fn decode_apply(
         &self,
         path: &Path,
-        task: &ChunkTask,
+        task: TaskRef<'_>,
         bytes: &[u8],
         strides: &[usize],
         view: &[OutView<'_>],
         errors: &FirstError,
     ) {
         if let Some(chunks) = self.variable {
-            return chunks.decode_apply(self, path, task, bytes, strides, view, errors);
+            let task = self.task(task);
+            return chunks.decode_apply(self, path, &task, bytes, strides, view, errors);
         }
         let l = self.layout;
-        let shape = l.read_chunk_shape(&task.coords);
+        let shape = match task {
+            TaskRef::Listed(task) => l.read_chunk_shape(&task.coords),
+            TaskRef::Box(..) => Cow::Borrowed(&l.chunk_shape[..]),
+        };
         let options = self.codec_options();
         let applied = with_decoded(l, l.decoder, &shape, bytes, &options, |decoded| {
             self.apply_all(task, Source::Chunk(decoded), strides, view, errors);
@@ -282,7 +387,7 @@ impl ReadContext<'_> {
         if let Err(message) = applied {
             errors.set(ArrayError::CorruptChunk {
                 path: path.to_path_buf(),
-                chunk: task.coords.clone(),
+                chunk: Self::coords(task),
                 message,
             });
         }
@@ -291,7 +396,7 @@ impl ReadContext<'_> {
     /// Apply the copies of a chunk that is not stored: the fill value everywhere.
     fn fill_apply(
         &self,
-        task: &ChunkTask,
+        task: TaskRef<'_>,
         fill: &[u8],
         strides: &[usize],
         view: &[OutView<'_>],
@@ -299,7 +404,7 @@ impl ReadContext<'_> {
     ) {
         match self.variable {
             Some(chunks) => {
-                let handle = chunks.fill(task.id);
+                let handle = chunks.fill(self.task(task).id);
                 self.apply_all(task, Source::Fill(&handle), strides, view, errors);
             }
             None => self.apply_all(task, Source::Fill(fill), strides, view, errors),
@@ -324,7 +429,7 @@ impl ReadContext<'_> {
             .collect();
         let parts: Vec<Option<Part>> = tasks
             .iter()
-            .map(|(_, task)| self.needed_part(task, strides))
+            .map(|(_, task)| self.needed_part(TaskRef::Listed(task), &task.coords, strides))
             .collect();
         if parts.iter().all(Option::is_none) {
             let targets: Vec<Target<'_>> = tasks
@@ -346,7 +451,7 @@ impl ReadContext<'_> {
             let mut missing = Vec::new();
             for (((path, task), part), presence) in tasks.iter().zip(parts).zip(presence) {
                 match presence {
-                    Presence::Missing => missing.push(task),
+                    Presence::Missing => missing.push(TaskRef::Listed(task)),
                     Presence::Version(v) => {
                         let part = part.filter(|p| p.chunk_len == v.size);
                         targets.push(Target::chunk_file(path, task, part));
@@ -365,7 +470,7 @@ impl ReadContext<'_> {
     fn read_targets(
         &self,
         targets: &[Target<'_>],
-        missing: &[&ChunkTask],
+        missing: &[TaskRef<'_>],
         (strides, view): (&[usize], &[OutView<'_>]),
         errors: &FirstError,
         pool: &rayon::ThreadPool,
@@ -526,19 +631,20 @@ impl ReadContext<'_> {
                             .and_then(|first| Some((usize::try_from(first).ok()?, len)))
                             .and_then(|(first, len)| {
                                 let end = first.checked_add(usize::try_from(len).ok()?)?;
-                                (end <= bytes.len()).then(|| bytes.slice(first..end))
+                                bytes.get(first..end)
                             }),
                         _ => None,
                     };
                     match own {
-                        Some(own) => self.apply_result(target, Ok(own), (strides, view), errors),
+                        Some(own) => self.apply_bytes(target, own, (strides, view), errors),
                         None => alone.push(t),
                     }
                 }
             }
             Err(e) if e.is_not_found() => {
                 for &t in members {
-                    self.fill_apply(targets[t].task, &self.layout.fill, strides, view, errors);
+                    let task = targets[t].task;
+                    self.fill_apply(task, &self.layout.fill, strides, view, errors);
                 }
             }
             Err(_) => alone.extend_from_slice(members),
@@ -562,17 +668,9 @@ impl ReadContext<'_> {
         (strides, view): (&[usize], &[OutView<'_>]),
         errors: &FirstError,
     ) {
-        let Target {
-            path, task, part, ..
-        } = *target;
+        let Target { path, task, .. } = *target;
         match result {
-            Ok(bytes) => match part {
-                Some(first) => {
-                    let part = (first, &*bytes);
-                    self.decode_apply_part(path, task, part, strides, view, errors);
-                }
-                None => self.decode_apply(path, task, &bytes, strides, view, errors),
-            },
+            Ok(bytes) => self.apply_bytes(target, &bytes, (strides, view), errors),
             // The file went away after it was probed (only a store read by key can say so:
             // local files are pinned by the probe), or an unsharded chunk was never written: it
             // reads as missing, as it would have a moment later (zarr-python does the same).
@@ -583,13 +681,32 @@ impl ReadContext<'_> {
                 file_size, range, ..
             }) => errors.set(ArrayError::CorruptChunk {
                 path: path.to_path_buf(),
-                chunk: task.coords.clone(),
+                chunk: Self::coords(task),
                 message: format!(
                     "bytes {}..{} are past the end of the file ({file_size} bytes)",
                     range.0, range.1
                 ),
             }),
             Err(e) => errors.set(e.into()),
+        }
+    }
+
+    /// Decode and apply `bytes`, those read for `target`.
+    fn apply_bytes(
+        &self,
+        target: &Target<'_>,
+        bytes: &[u8],
+        (strides, view): (&[usize], &[OutView<'_>]),
+        errors: &FirstError,
+    ) {
+        let Target {
+            path, task, part, ..
+        } = *target;
+        match part {
+            Some(first) => {
+                self.decode_apply_part(path, task, (first, bytes), strides, view, errors);
+            }
+            None => self.decode_apply(path, task, bytes, strides, view, errors),
         }
     }
 
@@ -666,19 +783,11 @@ impl ReadContext<'_> {
         Ok(out)
     }
 
-    fn run_sharded(
-        &self,
-        plan: ChunkPlan,
-        index: &IndexLayout,
-        strides: &[usize],
-        view: &[OutView<'_>],
-        errors: &FirstError,
-        pool: &rayon::ThreadPool,
-    ) -> Result<()> {
+    /// The chunks of `plan` grouped by shard, each with its position in its shard.
+    fn shards_of(&self, plan: ChunkPlan, index: &IndexLayout) -> Vec<ShardChunks<'static>> {
         let cps = &index.chunks_per_shard;
         let l = self.layout;
         let regular = l.file_grid.is_regular();
-        // Group chunks by shard file.
         let mut by_file: BTreeMap<Vec<u64>, Vec<(usize, ChunkTask)>> = BTreeMap::new();
         // The shard of the chunk at hand (a key of its own is made only for a new shard).
         let mut shard = Vec::with_capacity(cps.len());
@@ -707,20 +816,16 @@ impl ReadContext<'_> {
                 }
             }
         }
-        // At most as many shards at a time as the source keeps open (a local read pins each
-        // shard it reads to one open version of it): per group, the indexes in one batch, the
-        // chunk ranges in a second one, each chunk decoded and written into `view` as its bytes
-        // arrive.
-        let shards: Vec<ShardChunks> = by_file.into_iter().collect();
-        for group in shards.chunks(self.source.max_files_per_batch().max(1)) {
-            self.run_shard_group(group, (index, strides, view), errors, pool)?;
-        }
-        Ok(())
+        by_file
+            .into_iter()
+            .map(|(shard, tasks)| (shard, ShardTasks::Listed(tasks)))
+            .collect()
     }
 
+    /// Read the chunks of `shards`.
     fn run_shard_group(
         &self,
-        shards: &[ShardChunks],
+        shards: &[ShardChunks<'_>],
         (index, strides, view): (&IndexLayout, &[usize], &[OutView<'_>]),
         errors: &FirstError,
         pool: &rayon::ThreadPool,
@@ -736,15 +841,28 @@ impl ReadContext<'_> {
             .map(|(shard, _)| self.layout.shard_index(index, shard))
             .collect::<Result<Vec<_>>>()?;
         let indexes = self.load_indexes(&files, &layouts)?;
-        let mut missing: Vec<&ChunkTask> = Vec::new();
-        let mut targets: Vec<Target<'_>> =
-            Vec::with_capacity(shards.iter().map(|(_, chunks)| chunks.len()).sum());
+        // The chunks are read a window at a time: a read of a million small chunks holds the
+        // targets of a window's worth, not of all of them.
+        let chunks: usize = shards
+            .iter()
+            .map(|(_, chunks)| match chunks {
+                ShardTasks::Listed(tasks) => tasks.len(),
+                ShardTasks::Box { lo, hi, .. } => lo
+                    .iter()
+                    .zip(hi)
+                    .map(|(l, h)| usize::try_from(h - l).unwrap_or(usize::MAX))
+                    .fold(1, usize::saturating_mul),
+            })
+            .fold(0, usize::saturating_add);
+        let mut missing: Vec<TaskRef<'_>> = Vec::new();
+        let mut targets: Vec<Target<'_>> = Vec::with_capacity(chunks.min(READ_WINDOW));
+        let cps = &index.chunks_per_shard;
         for (((_, chunks), (path, _)), shard_index) in shards.iter().zip(&files).zip(&indexes) {
-            for (inner, task) in chunks {
-                match shard_index.as_ref().and_then(|ix| ix.chunk(*inner)) {
+            let mut add = |inner: usize, task, coords: &[u64]| {
+                match shard_index.as_ref().and_then(|ix| ix.chunk(inner)) {
                     Some((offset, nbytes)) => {
                         let part = self
-                            .needed_part(task, strides)
+                            .needed_part(task, coords, strides)
                             .filter(|p| p.chunk_len == nbytes);
                         targets.push(Target {
                             path,
@@ -758,12 +876,66 @@ impl ReadContext<'_> {
                     }
                     None => missing.push(task),
                 }
+                if targets.len() + missing.len() == READ_WINDOW {
+                    self.read_targets(&targets, &missing, (strides, view), errors, pool);
+                    targets.clear();
+                    missing.clear();
+                }
+            };
+            match chunks {
+                ShardTasks::Listed(tasks) => {
+                    for (inner, task) in tasks {
+                        add(*inner, TaskRef::Listed(task), &task.coords);
+                    }
+                }
+                ShardTasks::Box { read, lo, hi } => {
+                    // Chunk `c`'s place among the box's chunks, and in its shard, C order.
+                    for_each_coord(lo, hi, |c| {
+                        let (mut at, mut inner) = (0u64, 0u64);
+                        for d in 0..c.len() {
+                            at = at * (read.last[d] - read.first[d]) + (c[d] - read.first[d]);
+                            inner = inner * cps[d] + c[d] % cps[d];
+                        }
+                        let at = usize::try_from(at).unwrap_or(usize::MAX);
+                        let inner = usize::try_from(inner).unwrap_or(usize::MAX);
+                        add(inner, TaskRef::Box(read, at), c);
+                    });
+                }
             }
         }
         self.read_targets(&targets, &missing, (strides, view), errors, pool);
         Ok(())
     }
 }
+
+/// The shards a box read of regular grids touches (`cps` chunks per shard), each with the chunks
+/// of the box it holds, in C order.
+fn box_shards<'p>(read: &'p BoxRead, cps: &[u64]) -> Vec<ShardChunks<'p>> {
+    let lo: Vec<u64> = read.first.iter().zip(cps).map(|(f, n)| f / n).collect();
+    let hi: Vec<u64> = read
+        .last
+        .iter()
+        .zip(cps)
+        .map(|(l, n)| (l - 1) / n + 1)
+        .collect();
+    let mut shards = Vec::new();
+    for_each_coord(&lo, &hi, |shard| {
+        let chunks = ShardTasks::Box {
+            read,
+            lo: (0..shard.len())
+                .map(|d| read.first[d].max(shard[d] * cps[d]))
+                .collect(),
+            hi: (0..shard.len())
+                .map(|d| read.last[d].min((shard[d] + 1) * cps[d]))
+                .collect(),
+        };
+        shards.push((shard.to_vec(), chunks));
+    });
+    shards
+}
+
+/// The chunks of a read whose targets are held at a time (see `run_shard_group`).
+const READ_WINDOW: usize = 1 << 16;
 
 /// The decoded size up to which a stored chunk counts as small: small chunks lying close
 /// together in one file are read as one range and decoded one after another by one thread, where

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::error::{ArrayError, Result};
 use crate::grid::Grid;
 
@@ -333,41 +335,182 @@ pub fn plan_box_to(
     out_offset: usize,
     out_strides: &Arc<[usize]>,
 ) {
-    if shape.contains(&0) {
-        return;
+    if let Some(read) = BoxRead::new(grid, start, shape, out_offset, out_strides) {
+        read.plan_into(plan, target, grid);
     }
-    let dims = grid.dims();
-    let first: Vec<u64> = start
-        .iter()
-        .zip(dims)
-        .map(|(&s, g)| g.locate(s).0)
-        .collect();
-    let last: Vec<u64> = start
-        .iter()
-        .zip(shape)
-        .zip(dims)
-        .map(|((s, n), g)| g.locate(s + n - 1).0 + 1)
-        .collect();
-    for_each_coord(&first, &last, |chunk| {
-        let mut src_start = Vec::with_capacity(chunk.len());
-        let mut extent = Vec::with_capacity(chunk.len());
-        let mut offset = out_offset;
-        for d in 0..chunk.len() {
-            let c0 = dims[d].start(chunk[d]);
-            let lo = start[d].max(c0);
-            let hi = (start[d] + shape[d]).min(c0 + dims[d].size(chunk[d]));
-            src_start.push(lo - c0);
-            extent.push(hi - lo);
-            offset += usize::try_from(lo - start[d]).unwrap_or(0) * out_strides[d];
+}
+
+/// A box read into one output, planned by its bounds alone: the chunks it touches and each
+/// one's copy are worked out when they are needed, not stored (a whole read of a shard of a
+/// million small chunks would otherwise hold a million of each).
+#[derive(Debug, Clone)]
+pub(crate) struct BoxRead {
+    /// The box's first element.
+    start: Vec<u64>,
+    /// Its extent (no dimension empty).
+    shape: Vec<u64>,
+    /// Output element index of its first element.
+    out_offset: usize,
+    /// Output strides, in elements.
+    out_strides: Arc<[usize]>,
+    /// The chunks it touches: `first..last` in the grid (C order).
+    pub first: Vec<u64>,
+    /// See `first`.
+    pub last: Vec<u64>,
+}
+
+impl BoxRead {
+    /// The box `start..start+shape` of `grid`'s array into the output from `out_offset` with
+    /// `out_strides`; None when it is empty.
+    pub(crate) fn new(
+        grid: &Grid,
+        start: &[u64],
+        shape: &[u64],
+        out_offset: usize,
+        out_strides: &Arc<[usize]>,
+    ) -> Option<Self> {
+        if shape.contains(&0) {
+            return None;
         }
-        let op = CopyOp::Box {
-            out_offset: offset,
+        let dims = grid.dims();
+        let first = start
+            .iter()
+            .zip(dims)
+            .map(|(&s, g)| g.locate(s).0)
+            .collect();
+        let last = start
+            .iter()
+            .zip(shape)
+            .zip(dims)
+            .map(|((s, n), g)| g.locate(s + n - 1).0 + 1)
+            .collect();
+        Some(Self {
+            start: start.to_vec(),
+            shape: shape.to_vec(),
+            out_offset,
             out_strides: Arc::clone(out_strides),
-            src_start,
-            extent,
+            first,
+            last,
+        })
+    }
+
+    /// The elements of chunk `k` of dimension `d` the box reads: `lo..hi` within the chunk, and
+    /// how far `lo` lies from the box's start.
+    fn dim_part(&self, grid: &Grid, d: usize, k: u64) -> (u64, u64, u64) {
+        let g = &grid.dims()[d];
+        let c0 = g.start(k);
+        let lo = self.start[d].max(c0);
+        let hi = (self.start[d] + self.shape[d]).min(c0 + g.size(k));
+        (lo - c0, hi - c0, lo - self.start[d])
+    }
+
+    /// The copy that chunk `chunk` (one of `first..last`) serves.
+    pub(crate) fn op(&self, grid: &Grid, chunk: &[u64]) -> CopyOp {
+        let copy = self.copy_of(grid, chunk);
+        CopyOp::Box {
+            out_offset: copy.out_offset,
+            out_strides: Arc::clone(&self.out_strides),
+            src_start: copy.src_start.to_vec(),
+            extent: copy.extent.to_vec(),
+        }
+    }
+
+    /// The copy that chunk `chunk` serves, held on the stack (see [`BoxRead::op`]).
+    pub(crate) fn copy_of(&self, grid: &Grid, chunk: &[u64]) -> BoxCopy {
+        let mut copy = BoxCopy {
+            out_offset: self.out_offset,
+            src_start: SmallVec::with_capacity(chunk.len()),
+            extent: SmallVec::with_capacity(chunk.len()),
         };
-        push_one(plan, chunk.to_vec(), (target, op));
-    });
+        for (d, &k) in chunk.iter().enumerate() {
+            let (lo, hi, from_start) = self.dim_part(grid, d, k);
+            copy.src_start.push(lo);
+            copy.extent.push(hi - lo);
+            copy.out_offset += usize::try_from(from_start).unwrap_or(0) * self.out_strides[d];
+        }
+        copy
+    }
+
+    /// The output's strides, in elements.
+    pub(crate) fn out_strides(&self) -> &[usize] {
+        &self.out_strides
+    }
+
+    /// Add its chunks and copies (into output `target`) to `plan`.
+    fn plan_into(&self, plan: &mut ChunkPlan, target: usize, grid: &Grid) {
+        for_each_coord(&self.first, &self.last, |chunk| {
+            push_one(plan, chunk.to_vec(), (target, self.op(grid, chunk)));
+        });
+    }
+
+    /// Chunk `at` (in C order) of `first..last`, as coordinates in the grid.
+    pub(crate) fn coords_at(&self, mut at: usize) -> Coords {
+        let mut coords: Coords = smallvec::smallvec![0; self.first.len()];
+        for d in (0..self.first.len()).rev() {
+            let n = usize::try_from(self.last[d] - self.first[d]).unwrap_or(usize::MAX);
+            coords[d] = self.first[d] + (at % n) as u64;
+            at /= n;
+        }
+        coords
+    }
+
+    /// [`element_span`] of the copy chunk `chunk` serves, without making it.
+    pub(crate) fn span(
+        &self,
+        grid: &Grid,
+        chunk: &[u64],
+        strides: &[usize],
+    ) -> Option<(usize, usize)> {
+        let (mut first, mut last) = (0usize, 0usize);
+        for (d, (&k, &stride)) in chunk.iter().zip(strides).enumerate() {
+            let (lo, hi, _) = self.dim_part(grid, d, k);
+            first = first.checked_add(usize::try_from(lo).ok()?.checked_mul(stride)?)?;
+            last = last.checked_add(usize::try_from(hi - 1).ok()?.checked_mul(stride)?)?;
+        }
+        Some((first, last.checked_add(1)?))
+    }
+}
+
+/// Per-dimension values of a chunk held on the stack (arrays of up to 8 dimensions).
+pub(crate) type Coords = SmallVec<[u64; 8]>;
+
+/// The copy a chunk of a [`BoxRead`] serves: a [`CopyOp::Box`] with the read's output strides.
+#[derive(Debug)]
+pub(crate) struct BoxCopy {
+    /// Output element index of the box's first element.
+    pub out_offset: usize,
+    /// First element within the chunk.
+    pub src_start: Coords,
+    /// Box extent.
+    pub extent: Coords,
+}
+
+/// A read's plan: its chunks and their copies listed, or a box read planned by its bounds.
+pub(crate) enum ReadPlan {
+    /// Every chunk with its copies.
+    Listed(ChunkPlan),
+    /// One box into one output (output 0).
+    Box(BoxRead),
+}
+
+impl From<ChunkPlan> for ReadPlan {
+    fn from(plan: ChunkPlan) -> Self {
+        Self::Listed(plan)
+    }
+}
+
+impl ReadPlan {
+    /// The plan with every chunk listed.
+    pub(crate) fn into_listed(self, grid: &Grid) -> ChunkPlan {
+        match self {
+            Self::Listed(plan) => plan,
+            Self::Box(read) => {
+                let mut plan = ChunkPlan::new();
+                read.plan_into(&mut plan, 0, grid);
+                plan
+            }
+        }
+    }
 }
 
 /// Add `value` to the list of `key` in `map`. A key's first value gets a list of exactly one
@@ -594,6 +737,39 @@ mod tests {
                     i += 1;
                 });
             }
+        }
+
+        #[test]
+        fn a_box_read_works_out_each_chunk_as_its_listed_plan_holds_it((shape, grid) in crate::grid::tests::shape_and_grid(), seeds in prop::collection::vec(any::<u64>(), 2)) {
+            // A box from seeds[0] of extent from seeds[1], within the array.
+            let start: Vec<u64> = shape.iter().enumerate().map(|(d, s)| (seeds[0] >> (d * 5)) % s).collect();
+            let extent: Vec<u64> = shape.iter().zip(&start).enumerate().map(|(d, (s, a))| 1 + (seeds[1] >> (d * 5)) % (s - a)).collect();
+            let strides: Arc<[usize]> = c_strides(&extent).unwrap().into();
+            let read = BoxRead::new(&grid, &start, &extent, 0, &strides).unwrap();
+            let listed = ReadPlan::Box(read.clone()).into_listed(&grid);
+            let mut at = 0;
+            for (chunk, ops) in &listed {
+                // The listed plan is in C order of chunks: chunk `at` is the box's `at`-th.
+                prop_assert_eq!(&read.coords_at(at)[..], &chunk[..]);
+                prop_assert_eq!(ops.len(), 1);
+                prop_assert_eq!(&ops[0].1, &read.op(&grid, chunk));
+                let chunk_strides = c_strides(&grid.chunk_shape(chunk)).unwrap();
+                prop_assert_eq!(read.span(&grid, chunk, &chunk_strides), element_span(ops, &chunk_strides));
+                at += 1;
+            }
+            let chunks: u64 = read.first.iter().zip(&read.last).map(|(f, l)| l - f).product();
+            prop_assert_eq!(at as u64, chunks);
+            // And every element of the box lands once where it belongs.
+            let n = num_elements(&extent).unwrap();
+            let out = execute(&listed, &shape, &grid, n);
+            let array_strides = c_strides(&shape).unwrap();
+            let hi: Vec<u64> = start.iter().zip(&extent).map(|(s, e)| s + e).collect();
+            let mut i = 0;
+            for_each_coord(&start, &hi, |c| {
+                let want: u64 = c.iter().zip(&array_strides).map(|(x, s)| x * *s as u64).sum();
+                assert_eq!(out[i], Some(want));
+                i += 1;
+            });
         }
 
         #[test]

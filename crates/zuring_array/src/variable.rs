@@ -16,7 +16,7 @@ use zarrs::array::{
 
 use crate::array::{zarrs_error, StoredChunk, ZarrArray};
 use crate::assemble::{as_bytes_mut, OutView, Source};
-use crate::engine::{ChunkTask, FirstError, ReadContext};
+use crate::engine::{ChunkTask, FirstError, ReadContext, TaskRef};
 use crate::error::{ArrayError, Result};
 use crate::layout::nonzero;
 use crate::plan::{
@@ -166,7 +166,7 @@ impl VariableChunks {
                 let id = (task.id as u64) << 32;
                 let handles: Vec<u64> = (0..expected as u64).map(|i| id | i).collect();
                 cx.apply_all(
-                    task,
+                    TaskRef::Listed(task),
                     Source::Chunk(handle_bytes(&handles)),
                     strides,
                     view,
@@ -238,6 +238,7 @@ impl ZarrArray {
     pub fn read_variable(&self, selection: &Selection) -> Result<VariableRead> {
         self.require_variable_size("read_variable")?;
         let plan = self.plan_selection(selection)?;
+        let plan = plan.into_listed(&self.layout().read_grid);
         let local = LocalSource::new(&self.context().reader);
         self.run_variable(&local, plan, &[selection.output_shape()])
     }
@@ -273,7 +274,7 @@ impl ZarrArray {
                 .iter_mut()
                 .map(|o| OutView::new(as_bytes_mut(o)))
                 .collect();
-            self.execute(source, plan, &views, Some(&chunks))?;
+            self.execute(source, plan.into(), &views, Some(&chunks))?;
         }
         let chunks = chunks
             .slots

@@ -2204,3 +2204,105 @@ fn small_chunks_read_in_runs_land_where_their_index_says() {
         other => panic!("expected a corrupt chunk, got {other}"),
     }
 }
+
+#[test]
+fn a_shard_of_more_chunks_than_a_read_window_reads_each_where_it_belongs() {
+    // 320 x 320 uint16 in one shard of 1 x 1 inner chunks: 102,400 chunks, more than a read
+    // holds at a time (65,536), so a whole read goes in two windows. Every 7th element is the
+    // fill value, its chunk not stored (filled, not read); each chunk has a checksum.
+    const N: u64 = 320;
+    let meta = format!(
+        r#"{{"zarr_format":3,"node_type":"array","shape":[{N},{N}],"data_type":"uint16",
+        "chunk_grid":{{"name":"regular","configuration":{{"chunk_shape":[{N},{N}]}}}},
+        "chunk_key_encoding":{{"name":"default"}},"fill_value":0,
+        "codecs":[{{"name":"sharding_indexed","configuration":{{"chunk_shape":[1,1],
+          "codecs":[{{"name":"bytes","configuration":{{"endian":"little"}}}},{{"name":"crc32c"}}],
+          "index_codecs":[{{"name":"bytes","configuration":{{"endian":"little"}}}}],
+          "index_location":"start"}}}}]}}"#
+    );
+    let expected: Vec<u16> = (0..N * N)
+        .map(|i| {
+            if i % 7 == 0 {
+                0
+            } else {
+                (i % 65_521) as u16 + 1
+            }
+        })
+        .collect();
+    let bytes = |v: &[u16]| -> Vec<u8> { v.iter().flat_map(|x| x.to_ne_bytes()).collect() };
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let ctx = Context::new(ArrayOptions::default()).unwrap();
+    let array = ZarrArray::create_with(dir.path(), &meta, ctx).unwrap();
+    array
+        .write_region(&[0..N, 0..N], &bytes(&expected))
+        .unwrap();
+    let shard = std::fs::read(dir.path().join("c/0/0")).unwrap();
+    let entries = index_entries_at_start(&shard, (N * N) as usize);
+    let stored = entries.iter().filter(|e| e.0 != u64::MAX).count();
+    assert_eq!(
+        stored as u64,
+        N * N - (N * N).div_ceil(7),
+        "fill chunks are not stored"
+    );
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for ctx in contexts() {
+        let array = ZarrArray::open_with(dir.path(), ctx).unwrap();
+        let all = array.read_bytes(&Selection::all(&[N, N])).unwrap();
+        assert!(all == bytes(&expected), "whole read");
+        // Boxes about the windows' seam (chunk 65,536: row 204, column 256) and anywhere.
+        for k in 0..12 {
+            let (y, x) = if k < 6 {
+                (rng.gen_range(150..205), rng.gen_range(0..N))
+            } else {
+                (rng.gen_range(0..N), rng.gen_range(0..N))
+            };
+            let (h, w) = (rng.gen_range(1..=N - y), rng.gen_range(1..=N - x));
+            let got = array
+                .read_bytes(&Selection::from_ranges(&[y..y + h, x..x + w]))
+                .unwrap();
+            let want: Vec<u16> = (y..y + h)
+                .flat_map(|r| (x..x + w).map(move |c| r * N + c))
+                .map(|i| expected[i as usize])
+                .collect();
+            assert!(got == bytes(&want), "box at ({y}, {x}) of {h} x {w}");
+        }
+    }
+
+    // A byte of the chunk laid out last changed: the error names it (the second window reads it).
+    let (last, &(offset, _)) = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.0 != u64::MAX)
+        .max_by_key(|(_, e)| e.0)
+        .unwrap();
+    assert!(
+        last >= 1 << 16,
+        "the last chunk in the file is in the second window"
+    );
+    let mut damaged = shard.clone();
+    damaged[offset as usize] ^= 0x5a;
+    std::fs::write(dir.path().join("c/0/0"), &damaged).unwrap();
+    for ctx in contexts() {
+        let array = ZarrArray::open_with(dir.path(), ctx).unwrap();
+        let err = array.read_bytes(&Selection::all(&[N, N])).unwrap_err();
+        match &err {
+            ArrayError::CorruptChunk { path, chunk, .. } => {
+                assert!(path.ends_with("c/0/0"), "{err}");
+                assert_eq!(chunk, &vec![last as u64 / N, last as u64 % N], "{err}");
+            }
+            other => panic!("expected a corrupt chunk, got {other}"),
+        }
+    }
+}
+
+/// The (offset, size) entries of a shard index of `n` entries at the start of `shard`.
+fn index_entries_at_start(shard: &[u8], n: usize) -> Vec<(u64, u64)> {
+    shard[..16 * n]
+        .chunks_exact(16)
+        .map(|e| {
+            let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap());
+            (word(&e[..8]), word(&e[8..]))
+        })
+        .collect()
+}

@@ -12,29 +12,29 @@ use crate::engine::ReadContext;
 use crate::error::{ArrayError, Result};
 use crate::plan::{
     c_strides, num_elements, plan_box, plan_chunk_requests, plan_orthogonal, plan_points,
-    slices_to_lists, ChunkPlan, ChunkRequest, Selection,
+    slices_to_lists, BoxRead, ChunkPlan, ChunkRequest, ReadPlan, Selection,
 };
 use crate::source::{ByteSource, LocalSource, NotingMissing};
 
 impl ZarrArray {
-    fn run(&self, plan: ChunkPlan, out: &mut [u8]) -> Result<()> {
+    fn run(&self, plan: impl Into<ReadPlan>, out: &mut [u8]) -> Result<()> {
         // Outputs from callers (numpy's `empty`) are often untouched: ask for huge pages before
         // the decode threads fault them in.
         zuring_io::advise_huge_pages(out.as_mut_ptr(), out.len());
         self.run_view(plan, &[OutView::new(out)])
     }
 
-    fn run_view(&self, plan: ChunkPlan, view: &[OutView<'_>]) -> Result<()> {
+    fn run_view(&self, plan: impl Into<ReadPlan>, view: &[OutView<'_>]) -> Result<()> {
         self.run_view_from(&LocalSource::new(&self.ctx.reader), plan, view)
     }
 
     fn run_view_from(
         &self,
         source: &dyn ByteSource,
-        plan: ChunkPlan,
+        plan: impl Into<ReadPlan>,
         view: &[OutView<'_>],
     ) -> Result<()> {
-        self.execute(source, plan, view, None)
+        self.execute(source, plan.into(), view, None)
     }
 
     /// Carry out `plan` with bytes from `source` into `view` (for variable-size data, decoded
@@ -42,7 +42,7 @@ impl ZarrArray {
     pub(crate) fn execute(
         &self,
         source: &dyn ByteSource,
-        plan: ChunkPlan,
+        plan: ReadPlan,
         view: &[OutView<'_>],
         variable: Option<&crate::variable::VariableChunks>,
     ) -> Result<()> {
@@ -102,22 +102,25 @@ impl ZarrArray {
     }
 
     /// Plan `selection`, after checking it against the array.
-    fn plan(&self, selection: &Selection) -> Result<ChunkPlan> {
+    fn plan(&self, selection: &Selection) -> Result<ReadPlan> {
         self.require_fixed_size()?;
         self.plan_selection(selection)
     }
 
     /// Plan `selection` (any data type), after checking it against the array.
-    pub(crate) fn plan_selection(&self, selection: &Selection) -> Result<ChunkPlan> {
+    pub(crate) fn plan_selection(&self, selection: &Selection) -> Result<ReadPlan> {
         selection.validate(&self.layout.shape)?;
         let out_shape = selection.output_shape();
         let mut plan = ChunkPlan::new();
         let chunk = &self.layout.read_grid;
         match selection {
+            // A box is planned by its bounds, its chunks worked out as they are read.
             Selection::Region(slices) if slices.iter().all(|s| s.step == 1) => {
                 let start: Vec<u64> = slices.iter().map(|s| s.start).collect();
                 let strides = c_strides(&out_shape)?.into();
-                plan_box(&mut plan, chunk, &start, &out_shape, 0, &strides);
+                if let Some(read) = BoxRead::new(chunk, &start, &out_shape, 0, &strides) {
+                    return Ok(ReadPlan::Box(read));
+                }
             }
             Selection::Region(slices) => {
                 plan_orthogonal(&mut plan, chunk, &slices_to_lists(slices))?
@@ -125,7 +128,7 @@ impl ZarrArray {
             Selection::Orthogonal(lists) => plan_orthogonal(&mut plan, chunk, lists)?,
             Selection::Points(points) => plan_points(&mut plan, chunk, points),
         }
-        Ok(plan)
+        Ok(plan.into())
     }
 
     /// Read `selection` into `out` (C order of the selection's output shape, native endian).
