@@ -200,12 +200,12 @@ impl ReadContext<'_> {
                 // chunk by chunk.
                 let boxed;
                 let shards = match plan {
-                    ReadPlan::Box(read)
+                    ReadPlan::Boxes(reads)
                         if self.variable.is_none()
                             && l.read_grid.is_regular()
                             && l.file_grid.is_regular() =>
                     {
-                        boxed = read;
+                        boxed = reads;
                         box_shards(&boxed, &index.chunks_per_shard)
                     }
                     plan => self.shards_of(plan.into_listed(&l.read_grid), index),
@@ -258,11 +258,11 @@ impl ReadContext<'_> {
                     unsafe_apply(op, source, &strides, esize, view)
                 })
             }
-            // A box read's chunk: its copy worked out on the stack (into output 0; the grid is
-            // regular, so `strides` are every chunk's).
+            // A box read's chunk: its copy worked out on the stack (the grid is regular, so
+            // `strides` are every chunk's).
             TaskRef::Box(read, at) => {
                 let copy = read.copy_of(&self.layout.read_grid, &read.coords_at(at));
-                let out = view.first().ok_or(OutOfOutput);
+                let out = view.get(read.target).ok_or(OutOfOutput);
                 #[allow(unsafe_code)]
                 // SAFETY: a box read's chunks write pairwise disjoint elements of its output.
                 out.and_then(|out| unsafe {
@@ -290,7 +290,7 @@ impl ReadContext<'_> {
             TaskRef::Listed(task) => Cow::Borrowed(task),
             TaskRef::Box(read, at) => {
                 let coords = read.coords_at(at).to_vec();
-                let ops = vec![(0, read.op(&self.layout.read_grid, &coords))];
+                let ops = vec![(read.target, read.op(&self.layout.read_grid, &coords))];
                 Cow::Owned(ChunkTask {
                     id: at,
                     coords,
@@ -908,29 +908,31 @@ impl ReadContext<'_> {
     }
 }
 
-/// The shards a box read of regular grids touches (`cps` chunks per shard), each with the chunks
-/// of the box it holds, in C order.
-fn box_shards<'p>(read: &'p BoxRead, cps: &[u64]) -> Vec<ShardChunks<'p>> {
-    let lo: Vec<u64> = read.first.iter().zip(cps).map(|(f, n)| f / n).collect();
-    let hi: Vec<u64> = read
-        .last
-        .iter()
-        .zip(cps)
-        .map(|(l, n)| (l - 1) / n + 1)
-        .collect();
+/// The shards box reads of regular grids touch (`cps` chunks per shard), each with the chunks of
+/// a box it holds, in C order, box after box (a shard that two boxes touch is listed twice).
+fn box_shards<'p>(reads: &'p [BoxRead], cps: &[u64]) -> Vec<ShardChunks<'p>> {
     let mut shards = Vec::new();
-    for_each_coord(&lo, &hi, |shard| {
-        let chunks = ShardTasks::Box {
-            read,
-            lo: (0..shard.len())
-                .map(|d| read.first[d].max(shard[d] * cps[d]))
-                .collect(),
-            hi: (0..shard.len())
-                .map(|d| read.last[d].min((shard[d] + 1) * cps[d]))
-                .collect(),
-        };
-        shards.push((shard.to_vec(), chunks));
-    });
+    for read in reads {
+        let lo: Vec<u64> = read.first.iter().zip(cps).map(|(f, n)| f / n).collect();
+        let hi: Vec<u64> = read
+            .last
+            .iter()
+            .zip(cps)
+            .map(|(l, n)| (l - 1) / n + 1)
+            .collect();
+        for_each_coord(&lo, &hi, |shard| {
+            let chunks = ShardTasks::Box {
+                read,
+                lo: (0..shard.len())
+                    .map(|d| read.first[d].max(shard[d] * cps[d]))
+                    .collect(),
+                hi: (0..shard.len())
+                    .map(|d| read.last[d].min((shard[d] + 1) * cps[d]))
+                    .collect(),
+            };
+            shards.push((shard.to_vec(), chunks));
+        });
+    }
     shards
 }
 

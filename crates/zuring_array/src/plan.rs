@@ -11,7 +11,8 @@ use crate::grid::Grid;
 
 mod requests;
 
-pub use requests::{plan_chunk_requests, ChunkRequest};
+pub(crate) use requests::plan_chunk_requests;
+pub use requests::ChunkRequest;
 
 /// One dimension of a basic selection: `start..stop` by `step` (`step >= 1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,15 +337,17 @@ pub fn plan_box_to(
     out_strides: &Arc<[usize]>,
 ) {
     if let Some(read) = BoxRead::new(grid, start, shape, out_offset, out_strides) {
-        read.plan_into(plan, target, grid);
+        read.to(target).plan_into(plan, grid);
     }
 }
 
-/// A box read into one output, planned by its bounds alone: the chunks it touches and each
+/// A box read into an output, planned by its bounds alone: the chunks it touches and each
 /// one's copy are worked out when they are needed, not stored (a whole read of a shard of a
 /// million small chunks would otherwise hold a million of each).
 #[derive(Debug, Clone)]
 pub(crate) struct BoxRead {
+    /// The output it fills (of a multi-output read).
+    pub target: usize,
     /// The box's first element.
     start: Vec<u64>,
     /// Its extent (no dimension empty).
@@ -360,7 +363,7 @@ pub(crate) struct BoxRead {
 }
 
 impl BoxRead {
-    /// The box `start..start+shape` of `grid`'s array into the output from `out_offset` with
+    /// The box `start..start+shape` of `grid`'s array into output 0 from `out_offset` with
     /// `out_strides`; None when it is empty.
     pub(crate) fn new(
         grid: &Grid,
@@ -385,6 +388,7 @@ impl BoxRead {
             .map(|((s, n), g)| g.locate(s + n - 1).0 + 1)
             .collect();
         Some(Self {
+            target: 0,
             start: start.to_vec(),
             shape: shape.to_vec(),
             out_offset,
@@ -436,10 +440,16 @@ impl BoxRead {
         &self.out_strides
     }
 
-    /// Add its chunks and copies (into output `target`) to `plan`.
-    fn plan_into(&self, plan: &mut ChunkPlan, target: usize, grid: &Grid) {
+    /// The same box into output `target`.
+    #[must_use]
+    pub(crate) fn to(self, target: usize) -> Self {
+        Self { target, ..self }
+    }
+
+    /// Add its chunks and copies to `plan`.
+    pub(crate) fn plan_into(&self, plan: &mut ChunkPlan, grid: &Grid) {
         for_each_coord(&self.first, &self.last, |chunk| {
-            push_one(plan, chunk.to_vec(), (target, self.op(grid, chunk)));
+            push_one(plan, chunk.to_vec(), (self.target, self.op(grid, chunk)));
         });
     }
 
@@ -489,8 +499,8 @@ pub(crate) struct BoxCopy {
 pub(crate) enum ReadPlan {
     /// Every chunk with its copies.
     Listed(ChunkPlan),
-    /// One box into one output (output 0).
-    Box(BoxRead),
+    /// Box reads whose chunks are pairwise distinct (each chunk serves one copy).
+    Boxes(Vec<BoxRead>),
 }
 
 impl From<ChunkPlan> for ReadPlan {
@@ -504,9 +514,11 @@ impl ReadPlan {
     pub(crate) fn into_listed(self, grid: &Grid) -> ChunkPlan {
         match self {
             Self::Listed(plan) => plan,
-            Self::Box(read) => {
+            Self::Boxes(reads) => {
                 let mut plan = ChunkPlan::new();
-                read.plan_into(&mut plan, 0, grid);
+                for read in &reads {
+                    read.plan_into(&mut plan, grid);
+                }
                 plan
             }
         }
@@ -746,7 +758,7 @@ mod tests {
             let extent: Vec<u64> = shape.iter().zip(&start).enumerate().map(|(d, (s, a))| 1 + (seeds[1] >> (d * 5)) % (s - a)).collect();
             let strides: Arc<[usize]> = c_strides(&extent).unwrap().into();
             let read = BoxRead::new(&grid, &start, &extent, 0, &strides).unwrap();
-            let listed = ReadPlan::Box(read.clone()).into_listed(&grid);
+            let listed = ReadPlan::Boxes(vec![read.clone()]).into_listed(&grid);
             let mut at = 0;
             for (chunk, ops) in &listed {
                 // The listed plan is in C order of chunks: chunk `at` is the box's `at`-th.

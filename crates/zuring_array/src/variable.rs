@@ -215,15 +215,8 @@ impl ZarrArray {
     ) -> Result<VariableRead> {
         self.require_variable_size("read_variable_chunk_requests")?;
         let l = self.layout();
-        let mut plan = ChunkPlan::new();
-        plan_chunk_requests(
-            &mut plan,
-            &l.shape,
-            &l.file_grid,
-            &l.read_grid,
-            out_shapes,
-            requests,
-        )?;
+        let plan = plan_chunk_requests(&l.shape, &l.file_grid, &l.read_grid, out_shapes, requests)?
+            .into_listed(&l.read_grid);
         let noting = NotingMissing::new(source);
         let mut read = self.run_variable(&noting, plan, out_shapes)?;
         read.missing = noting.missing(self.request_files(requests))?;

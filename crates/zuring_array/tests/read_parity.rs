@@ -2269,6 +2269,57 @@ fn a_shard_of_more_chunks_than_a_read_window_reads_each_where_it_belongs() {
         }
     }
 
+    // As zarr-python's pipeline asks, by stored chunk: a box into the second of two outputs
+    // alone (read by its bounds), then with a second box of the same shard into the first
+    // (read chunk by chunk).
+    let array =
+        ZarrArray::open_with(dir.path(), Context::new(ArrayOptions::default()).unwrap()).unwrap();
+    let request = |target: usize, rows: std::ops::Range<u64>, cols: std::ops::Range<u64>| {
+        zuring_array::ChunkRequest::Orthogonal {
+            target,
+            chunk: vec![0, 0],
+            positions: vec![
+                Some((0..rows.end - rows.start).collect()),
+                Some((0..cols.end - cols.start).collect()),
+            ],
+            indices: vec![rows.collect(), cols.collect()],
+        }
+    };
+    let region = |rows: std::ops::Range<u64>, cols: std::ops::Range<u64>| -> Vec<u8> {
+        let want: Vec<u16> = rows
+            .flat_map(|r| cols.clone().map(move |c| r * N + c))
+            .map(|i| expected[i as usize])
+            .collect();
+        bytes(&want)
+    };
+    for both in [false, true] {
+        let mut first = vec![0xabu8; (N * N * 2) as usize];
+        let mut second = vec![0xabu8; 290 * 195 * 2];
+        let mut requests = vec![request(1, 10..300, 5..200)];
+        if both {
+            requests.push(request(0, 0..N, 0..N));
+        }
+        let missing = array
+            .read_chunk_requests(
+                &requests,
+                &mut [
+                    (vec![N, N], first.as_mut_slice()),
+                    (vec![290, 195], second.as_mut_slice()),
+                ],
+            )
+            .unwrap();
+        assert!(missing.is_empty());
+        assert!(second == region(10..300, 5..200), "the box, both: {both}");
+        if both {
+            assert!(first == bytes(&expected), "the whole shard");
+        } else {
+            assert!(
+                first.iter().all(|&b| b == 0xab),
+                "an output no request asks for"
+            );
+        }
+    }
+
     // A byte of the chunk laid out last changed: the error names it (the second window reads it).
     let (last, &(offset, _)) = entries
         .iter()

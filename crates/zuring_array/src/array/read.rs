@@ -119,7 +119,7 @@ impl ZarrArray {
                 let start: Vec<u64> = slices.iter().map(|s| s.start).collect();
                 let strides = c_strides(&out_shape)?.into();
                 if let Some(read) = BoxRead::new(chunk, &start, &out_shape, 0, &strides) {
-                    return Ok(ReadPlan::Box(read));
+                    return Ok(ReadPlan::Boxes(vec![read]));
                 }
             }
             Selection::Region(slices) => {
@@ -203,16 +203,8 @@ impl ZarrArray {
             self.check_out(shape, out)?;
         }
         let shapes: Vec<Vec<u64>> = outputs.iter().map(|(s, _)| s.clone()).collect();
-        let mut plan = ChunkPlan::new();
         let l = &self.layout;
-        plan_chunk_requests(
-            &mut plan,
-            &l.shape,
-            &l.file_grid,
-            &l.read_grid,
-            &shapes,
-            requests,
-        )?;
+        let plan = plan_chunk_requests(&l.shape, &l.file_grid, &l.read_grid, &shapes, requests)?;
         let views: Vec<OutView<'_>> = outputs
             .iter_mut()
             .map(|(_, out)| {

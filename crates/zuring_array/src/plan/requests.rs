@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{c_strides, num_elements, plan_box_to, push_gathers, ChunkPlan, CopyOp, DimGather};
+use super::{
+    c_strides, num_elements, push_gathers, BoxRead, ChunkPlan, CopyOp, DimGather, ReadPlan,
+};
 use crate::error::{ArrayError, Result};
 use crate::grid::Grid;
 
@@ -51,7 +53,8 @@ impl ChunkRequest {
 
 /// Plan chunk requests against the read grid `read_grid` (inner chunks, when sharded) inside
 /// stored chunks of `file_grid`, each into its target output, of shape `out_shapes[target]` (C
-/// order).
+/// order). Requests that are all boxes (basic indexing with step 1), of distinct stored chunks,
+/// are planned by their bounds ([`ReadPlan::Boxes`]); others chunk by chunk.
 ///
 /// A request addresses a stored chunk, which always holds its grid cell's elements: indices are
 /// checked against it, not against the array's `shape` (only its rank is used), so requests from
@@ -61,14 +64,15 @@ impl ChunkRequest {
 /// # Errors
 /// [`ArrayError::Selection`] when a request's lengths disagree or an index leaves its chunk or the
 /// output; [`ArrayError::TooLarge`] on overflow.
-pub fn plan_chunk_requests(
-    plan: &mut ChunkPlan,
+pub(crate) fn plan_chunk_requests(
     shape: &[u64],
     file_grid: &Grid,
     read_grid: &Grid,
     out_shapes: &[Vec<u64>],
     requests: &[ChunkRequest],
-) -> Result<()> {
+) -> Result<ReadPlan> {
+    let mut plan = ChunkPlan::new();
+    let mut boxes: Vec<BoxRead> = Vec::new();
     let ndim = shape.len();
     let bad = |m: String| ArrayError::selection(m);
     for request in requests {
@@ -95,9 +99,7 @@ pub fn plan_chunk_requests(
                         "chunk request for {chunk:?} does not have {ndim} dimensions"
                     )));
                 }
-                if plan_contiguous(
-                    plan,
-                    *target,
+                if let Some(read) = contiguous(
                     shape,
                     (file_grid, read_grid),
                     out_shape,
@@ -106,6 +108,7 @@ pub fn plan_chunk_requests(
                     indices,
                     positions,
                 ) {
+                    boxes.push(read.to(*target));
                     continue;
                 }
                 // Output axis of each array dimension.
@@ -149,7 +152,7 @@ pub fn plan_chunk_requests(
                     }
                     per_dim.push(m);
                 }
-                push_gathers(plan, *target, &per_dim, &strides.into());
+                push_gathers(&mut plan, *target, &per_dim, &strides.into());
             }
             ChunkRequest::Points {
                 chunk,
@@ -195,7 +198,16 @@ pub fn plan_chunk_requests(
             }
         }
     }
-    Ok(())
+    // Boxes each inside a stored chunk of their own touch distinct read chunks.
+    let mut chunks: Vec<&[u64]> = requests.iter().map(ChunkRequest::chunk).collect();
+    chunks.sort_unstable();
+    if plan.is_empty() && chunks.windows(2).all(|w| w[0] != w[1]) {
+        return Ok(ReadPlan::Boxes(boxes));
+    }
+    for read in &boxes {
+        read.plan_into(&mut plan, read_grid);
+    }
+    Ok(plan.into())
 }
 
 fn is_run(v: &[u64]) -> bool {
@@ -203,12 +215,9 @@ fn is_run(v: &[u64]) -> bool {
 }
 
 /// A request whose indices and positions are contiguous runs in every dimension (basic
-/// indexing with step 1) is a box: planned as box copies, row by row, not element by element.
-/// Returns false (planning nothing) when the request is not of that form or does not fit.
-#[allow(clippy::too_many_arguments)]
-fn plan_contiguous(
-    plan: &mut ChunkPlan,
-    target: usize,
+/// indexing with step 1) is a box (into output 0), copied row by row, not element by element;
+/// None when the request is not of that form or does not fit.
+fn contiguous(
     shape: &[u64],
     (file_grid, read_grid): (&Grid, &Grid),
     out_shape: &[u64],
@@ -216,7 +225,7 @@ fn plan_contiguous(
     chunk: &[u64],
     indices: &[Vec<u64>],
     positions: &[Option<Vec<u64>>],
-) -> bool {
+) -> Option<BoxRead> {
     let ndim = shape.len();
     let mut start = Vec::with_capacity(ndim);
     let mut extent = Vec::with_capacity(ndim);
@@ -226,7 +235,7 @@ fn plan_contiguous(
     for d in 0..ndim {
         let idx = &indices[d];
         let (Some(&first), true) = (idx.first(), is_run(idx)) else {
-            return false;
+            return None;
         };
         // The run's first and last indices inside the stored chunk.
         let g = &file_grid.dims()[d];
@@ -235,24 +244,24 @@ fn plan_contiguous(
             g.global(chunk[d], first),
             last.and_then(|l| g.global(chunk[d], l)),
         ) else {
-            return false;
+            return None;
         };
         match &positions[d] {
             None => {
                 if idx.len() != 1 {
-                    return false;
+                    return None;
                 }
                 strides.push(0);
             }
             Some(p) => {
                 let (Some(&p0), true) = (p.first(), is_run(p) && p.len() == idx.len()) else {
-                    return false;
+                    return None;
                 };
                 let Some(&n) = out_shape.get(axis) else {
-                    return false;
+                    return None;
                 };
                 if p0 + p.len() as u64 > n {
-                    return false;
+                    return None;
                 }
                 let stride = out_strides[axis];
                 offset += usize::try_from(p0).unwrap_or(usize::MAX / 2) * stride;
@@ -264,6 +273,5 @@ fn plan_contiguous(
         extent.push(idx.len() as u64);
     }
     let strides: Arc<[usize]> = strides.into();
-    plan_box_to(plan, target, read_grid, &start, &extent, offset, &strides);
-    true
+    BoxRead::new(read_grid, &start, &extent, offset, &strides)
 }
