@@ -234,18 +234,12 @@ fn contiguous(
     let mut axis = 0usize;
     for d in 0..ndim {
         let idx = &indices[d];
-        let (Some(&first), true) = (idx.first(), is_run(idx)) else {
-            return None;
-        };
+        let &first = idx.first().filter(|_| is_run(idx))?;
         // The run's first and last indices inside the stored chunk.
         let g = &file_grid.dims()[d];
         let last = first.checked_add(idx.len() as u64 - 1);
-        let (Some(global), Some(_)) = (
-            g.global(chunk[d], first),
-            last.and_then(|l| g.global(chunk[d], l)),
-        ) else {
-            return None;
-        };
+        last.and_then(|l| g.global(chunk[d], l))?;
+        let global = g.global(chunk[d], first)?;
         match &positions[d] {
             None => {
                 if idx.len() != 1 {
@@ -254,12 +248,8 @@ fn contiguous(
                 strides.push(0);
             }
             Some(p) => {
-                let (Some(&p0), true) = (p.first(), is_run(p) && p.len() == idx.len()) else {
-                    return None;
-                };
-                let Some(&n) = out_shape.get(axis) else {
-                    return None;
-                };
+                let &p0 = p.first().filter(|_| is_run(p) && p.len() == idx.len())?;
+                let &n = out_shape.get(axis)?;
                 if p0 + p.len() as u64 > n {
                     return None;
                 }
