@@ -295,7 +295,7 @@ pub(crate) fn try_for_each_coord<E>(
     if lo.iter().zip(hi).any(|(l, h)| l >= h) {
         return Ok(());
     }
-    let mut c = lo.to_vec();
+    let mut c: Coords = SmallVec::from_slice(lo);
     loop {
         f(&c)?;
         let mut d = c.len();

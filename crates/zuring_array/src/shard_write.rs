@@ -9,6 +9,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use rayon::prelude::*;
+use smallvec::SmallVec;
 use zarrs::array::CodecOptions;
 
 use crate::array::ZarrArray;
@@ -17,27 +18,26 @@ use crate::error::{ArrayError, Result};
 use crate::layout::{IndexLayout, IndexLocation};
 use crate::plan::{c_strides, try_for_each_coord, ChunkRequest};
 use crate::shard_index::{ShardIndex, MISSING};
-use crate::write::{ChunkSink, NewBytes, Scatter};
+use crate::write::{ChunkSink, Dim, NewBytes, Scatter};
 use zuring_io::Piece;
 
 /// Whether an element (native-endian bytes) is the fill value.
 pub(crate) type IsFill<'a> = dyn Fn(&[u8]) -> bool + Sync + 'a;
 
 /// The inner chunks the requests (split along the inner chunk grid, see [`Split`]) write into
-/// (C-order index within the shard), each with whether one request writes every element of it
-/// (then its old contents are not needed; points never claim that). `inner` is the inner chunk
+/// (C-order index within the shard, ascending, each once), each with whether one request writes
+/// every element of it (then its old contents are not needed; points never claim that). `inner` is the inner chunk
 /// shape, `grid_strides` the C-order strides of the shard's inner chunk grid; the requests'
 /// indices must already be checked to lie inside the shard.
 fn touched_inner_chunks(
     splits: &[Split],
     inner: &[u64],
     grid_strides: &[usize],
-) -> Result<BTreeMap<usize, bool>> {
-    let mut touched: BTreeMap<usize, bool> = BTreeMap::new();
-    let mut mark = |at: usize, full: bool| {
-        let entry = touched.entry(at).or_insert(false);
-        *entry |= full;
-    };
+) -> Result<Vec<(usize, bool)>> {
+    // Listed as met, then sorted (a region's are met in order) and merged: a shard of a million
+    // small inner chunks is not a million map insertions.
+    let mut touched: Vec<(usize, bool)> = Vec::new();
+    let mut mark = |at: usize, full: bool| touched.push((at, full));
     for split in splits {
         match split {
             Split::Orthogonal { per_dim, .. } => {
@@ -73,6 +73,14 @@ fn touched_inner_chunks(
             Split::Points { by_chunk, .. } => by_chunk.keys().for_each(|&at| mark(at, false)),
         }
     }
+    if !touched.is_sorted_by_key(|&(at, _)| at) {
+        touched.sort_by_key(|&(at, _)| at);
+    }
+    touched.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        kept.1 |= same && later.1;
+        same
+    });
     Ok(touched)
 }
 
@@ -85,14 +93,10 @@ type Part = (Vec<u64>, Option<Vec<u64>>);
 /// that chunk's buffer: no whole-shard buffer, one copy of each value.
 enum Split {
     /// Per dimension: inner chunk coordinate -> indices within it and their value positions.
-    Orthogonal {
-        target: usize,
-        per_dim: Vec<BTreeMap<u64, Part>>,
-    },
+    Orthogonal { per_dim: Vec<BTreeMap<u64, Part>> },
     /// Inner chunk (C-order index in the shard) -> its points (coordinates within it) and their
     /// value positions.
     Points {
-        target: usize,
         by_chunk: BTreeMap<usize, (Vec<Vec<u64>>, Vec<u64>)>,
     },
 }
@@ -101,10 +105,7 @@ impl Split {
     fn new(request: &ChunkRequest, inner: &[u64], grid_strides: &[usize]) -> Self {
         match request {
             ChunkRequest::Orthogonal {
-                target,
-                indices,
-                positions,
-                ..
+                indices, positions, ..
             } => {
                 let per_dim = indices
                     .iter()
@@ -125,16 +126,10 @@ impl Split {
                         parts
                     })
                     .collect();
-                Split::Orthogonal {
-                    target: *target,
-                    per_dim,
-                }
+                Split::Orthogonal { per_dim }
             }
             ChunkRequest::Points {
-                target,
-                coords,
-                positions,
-                ..
+                coords, positions, ..
             } => {
                 let mut by_chunk: BTreeMap<usize, (Vec<Vec<u64>>, Vec<u64>)> = BTreeMap::new();
                 for (point, &p) in coords.iter().zip(positions) {
@@ -149,42 +144,38 @@ impl Split {
                         .push(point.iter().zip(inner).map(|(&i, &n)| i % n).collect());
                     part.1.push(p);
                 }
-                Split::Points {
-                    target: *target,
-                    by_chunk,
-                }
+                Split::Points { by_chunk }
             }
         }
     }
 
-    /// The part of the request inside inner chunk `at` (at grid coordinates `grid` in the
-    /// shard), or None when it writes nothing there.
-    fn part(&self, at: usize, grid: &[u64]) -> Option<ChunkRequest> {
+    /// Apply the part of the request inside inner chunk `at` (at grid coordinates `grid` in
+    /// the shard) to that chunk's decoded `buf` through `scatter`; false when it writes nothing
+    /// there.
+    fn apply_part(
+        &self,
+        scatter: &Scatter<'_>,
+        buf: &mut [u8],
+        at: usize,
+        grid: &[u64],
+    ) -> Result<bool> {
         match self {
-            Split::Orthogonal { target, per_dim } => {
-                let mut indices = Vec::with_capacity(per_dim.len());
-                let mut positions = Vec::with_capacity(per_dim.len());
+            Split::Orthogonal { per_dim, .. } => {
+                let mut dims: SmallVec<[Dim<'_>; 8]> = SmallVec::new();
                 for (parts, c) in per_dim.iter().zip(grid) {
-                    let (i, p) = parts.get(c)?;
-                    indices.push(i.clone());
-                    positions.push(p.clone());
+                    let Some((indices, positions)) = parts.get(c) else {
+                        return Ok(false);
+                    };
+                    dims.push((indices, positions.as_deref()));
                 }
-                Some(ChunkRequest::Orthogonal {
-                    target: *target,
-                    chunk: grid.to_vec(),
-                    indices,
-                    positions,
-                })
+                scatter.apply_orthogonal(Some(buf), &dims).map(|()| true)
             }
-            Split::Points { target, by_chunk } => {
-                let (coords, positions) = by_chunk.get(&at)?;
-                Some(ChunkRequest::Points {
-                    target: *target,
-                    chunk: grid.to_vec(),
-                    coords: coords.clone(),
-                    positions: positions.clone(),
-                })
-            }
+            Split::Points { by_chunk, .. } => match by_chunk.get(&at) {
+                Some((coords, positions)) => scatter
+                    .apply_points(Some(buf), coords, positions)
+                    .map(|()| true),
+                None => Ok(false),
+            },
         }
     }
 }
@@ -198,8 +189,9 @@ pub(crate) struct Rewrite<'a> {
     pub options: &'a CodecOptions,
 }
 
-/// The new bytes of the touched inner chunks of a shard (None: all fill, left out), by index.
-type Touched = BTreeMap<usize, Option<Vec<u8>>>;
+/// The new bytes of the touched inner chunks of a shard (None: all fill, left out), by index
+/// (ascending).
+type Touched = Vec<(usize, Option<Vec<u8>>)>;
 
 /// How a rewrite reads an old inner chunk: its index in the shard, offset and length.
 type ReadOld<'a> = dyn Fn(usize, u64, u64) -> Result<Cow<'a, [u8]>> + Sync + 'a;
@@ -361,14 +353,13 @@ impl ZarrArray {
             chunk_bytes: inner_bytes,
             ..*how.scatter
         };
-        let touched: Vec<(usize, bool)> = touched.into_iter().collect();
         // Each touched inner chunk in parallel: its old contents when the write covers it in
         // part (fill value where absent), the write's values, then encoded (all-fill ones are
         // left out).
         let encoded: Vec<Option<Vec<u8>>> = touched
             .par_iter()
             .map(|&(at, full)| -> Result<Option<Vec<u8>>> {
-                let grid: Vec<u64> = grid_strides
+                let grid: SmallVec<[u64; 8]> = grid_strides
                     .iter()
                     .zip(&index.chunks_per_shard)
                     .map(|(&s, &n)| (at / s) as u64 % n)
@@ -418,9 +409,7 @@ impl ZarrArray {
                         return Err(ArrayError::selection("inner chunk of an unexpected size"));
                     }
                     for split in &splits {
-                        if let Some(part) = split.part(at, &grid) {
-                            scatter.apply(Some(chunk), &part)?;
-                        }
+                        split.apply_part(&scatter, chunk, at, &grid)?;
                     }
                     if chunk.chunks_exact(esize.max(1)).all(how.is_fill) {
                         return Ok(None);
@@ -559,8 +548,15 @@ fn shard_pieces<'a>(
         _ => (0..old_index.len()).collect(),
     };
     cells.sort_by_key(|&at| old_index.chunk(at).map_or(u64::MAX, |(offset, _)| offset));
+    // Each cell's new bytes, if touched.
+    let mut touched: Vec<Option<&Option<Vec<u8>>>> = vec![None; old_index.len()];
+    for (at, bytes) in new {
+        if let Some(slot) = touched.get_mut(*at) {
+            *slot = Some(bytes);
+        }
+    }
     for at in cells {
-        let piece = match new.get(&at) {
+        let piece = match touched[at] {
             Some(Some(bytes)) => Piece::Bytes(bytes),
             Some(None) => continue,
             None => match old_index.chunk(at) {
@@ -623,6 +619,37 @@ mod tests {
             InnerChunkOrder::Morton.permutation(&[4, 4]),
             [0, 4, 1, 5, 8, 12, 9, 13, 2, 6, 3, 7, 10, 14, 11, 15]
         );
+    }
+
+    #[test]
+    fn inner_chunks_touched_by_several_requests_are_listed_once() {
+        // A 4 x 4 shard of 2 x 2 inner chunks: a request writing inner chunks 2 and 3 in part
+        // (rows 3 and 2 of columns 3 and 1), one writing inner chunk 3 whole, and points in
+        // chunks 3 and 0: each chunk once, in order, whole when one request writes all of it.
+        let (inner, strides) = ([2, 2], [2, 1]);
+        let orthogonal = |rows: Vec<u64>, cols: Vec<u64>| ChunkRequest::Orthogonal {
+            target: 0,
+            chunk: vec![0, 0],
+            positions: vec![None, None],
+            indices: vec![rows, cols],
+        };
+        let points = ChunkRequest::Points {
+            target: 0,
+            chunk: vec![0, 0],
+            coords: vec![vec![3, 3], vec![0, 1]],
+            positions: vec![0, 0],
+        };
+        let requests = [
+            orthogonal(vec![3, 2], vec![3, 1]),
+            orthogonal(vec![2, 3], vec![2, 3]),
+            points,
+        ];
+        let splits: Vec<Split> = requests
+            .iter()
+            .map(|r| Split::new(r, &inner, &strides))
+            .collect();
+        let touched = touched_inner_chunks(&splits, &inner, &strides).unwrap();
+        assert_eq!(touched, [(0, false), (2, false), (3, true)]);
     }
 
     /// A random request inside a shard of `shard` elements: orthogonal (per dimension 1-5
@@ -708,14 +735,12 @@ mod tests {
             };
             let split = Split::new(&request, &inner, &grid_strides);
             let touched = touched_inner_chunks(std::slice::from_ref(&split), &inner, &grid_strides).unwrap();
+            prop_assert!(touched.windows(2).all(|w| w[0].0 < w[1].0), "ascending, each once");
             for at in 0..elements(&per_shard) {
                 let grid: Vec<u64> =
                     grid_strides.iter().zip(&per_shard).map(|(&s, &n)| (at / s) as u64 % n).collect();
                 let mut buf = vec![0xffu8; 2 * elements(&inner)];
-                let part = split.part(at, &grid);
-                if let Some(part) = &part {
-                    scatter.apply(Some(&mut buf), part).unwrap();
-                }
+                let wrote = split.apply_part(&scatter, &mut buf, at, &grid).unwrap();
                 // The same inner chunk cut out of the whole-shard buffer.
                 let lo: Vec<u64> = grid.iter().zip(&inner).map(|(g, i)| g * i).collect();
                 let hi: Vec<u64> = lo.iter().zip(&inner).map(|(l, i)| l + i).collect();
@@ -727,10 +752,11 @@ mod tests {
                 })
                 .unwrap();
                 prop_assert_eq!(&buf, &expected, "inner chunk {}", at);
-                prop_assert_eq!(part.is_some(), touched.contains_key(&at));
+                let found = touched.binary_search_by_key(&at, |t| t.0);
+                prop_assert_eq!(wrote, found.is_ok());
                 // Points never claim a whole inner chunk (its old contents are read).
                 let unwritten = buf.chunks_exact(2).any(|e| e == [0xff, 0xff]);
-                let full = touched.get(&at).copied().unwrap_or(false);
+                let full = found.is_ok_and(|i| touched[i].1);
                 let agrees = if points { !full || !unwritten } else { full != unwritten };
                 prop_assert!(agrees, "inner chunk {} full {} unwritten {}", at, full, unwritten);
             }

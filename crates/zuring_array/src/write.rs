@@ -23,7 +23,7 @@ pub(crate) mod exclusive;
 mod scatter;
 
 pub use scatter::WriteValue;
-pub(crate) use scatter::{ChunkGeometry, Scatter};
+pub(crate) use scatter::{ChunkGeometry, Dim, Scatter};
 
 /// The stored chunks `encode` hands to its sink, sorted by coordinates.
 pub(crate) fn collect_chunks(

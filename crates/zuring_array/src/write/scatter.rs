@@ -5,7 +5,13 @@ use std::borrow::Cow;
 
 use crate::error::{ArrayError, Result};
 use crate::grid::Grid;
+use smallvec::SmallVec;
+
 use crate::plan::{c_strides, num_elements, try_for_each_coord, ChunkRequest};
+
+/// One dimension of an orthogonal write request: indices within the chunk, and their positions
+/// along the value's axis (None: the dimension is not in the value).
+pub(crate) type Dim<'a> = (&'a [u64], Option<&'a [u64]>);
 
 /// A write's values: C order, native endian, of `shape`. As in numpy, an axis of length 1 is
 /// broadcast (its positions are ignored), and so is a 0-d value.
@@ -119,107 +125,138 @@ impl Scatter<'_> {
         }
     }
 
+    /// The error of a request with another number of dimensions than the chunk.
+    fn wrong_rank(&self) -> ArrayError {
+        ArrayError::selection(format!(
+            "write request does not have {} dimensions",
+            self.file_shape.len()
+        ))
+    }
+
     /// Apply one request to the decoded chunk `buf` (None: only check the request).
-    pub fn apply(&self, mut buf: Option<&mut [u8]>, request: &ChunkRequest) -> Result<()> {
+    pub fn apply(&self, buf: Option<&mut [u8]>, request: &ChunkRequest) -> Result<()> {
         match request {
             ChunkRequest::Orthogonal {
                 indices, positions, ..
             } => {
-                let ndim = self.file_shape.len();
-                if indices.len() != ndim || positions.len() != ndim {
-                    return Err(ArrayError::selection(format!(
-                        "write request does not have {ndim} dimensions"
-                    )));
+                if indices.len() != positions.len() {
+                    return Err(self.wrong_rank());
                 }
-                // Per dimension: (offset in the chunk, offset in the value), in elements.
-                let mut axis = 0usize;
-                let mut offsets: Vec<Vec<(usize, usize)>> = Vec::with_capacity(ndim);
-                for d in 0..ndim {
-                    let stride = match &positions[d] {
-                        Some(_) if !self.broadcast() => {
-                            let s = *self.value_strides.get(axis).ok_or_else(|| {
-                                ArrayError::selection("more value axes than the value has")
-                            })?;
-                            axis += 1;
-                            Some((s, self.value.shape[axis - 1]))
-                        }
-                        _ => None,
-                    };
-                    let mut dim = Vec::with_capacity(indices[d].len());
-                    for (k, &i) in indices[d].iter().enumerate() {
-                        let c = self.check_index(d, i)? * self.chunk_strides[d];
-                        let v = match (stride, &positions[d]) {
-                            (Some((_, 1)), Some(_)) => 0,
-                            (Some((s, n)), Some(p)) => {
-                                let p = *p.get(k).ok_or_else(|| {
-                                    ArrayError::selection("fewer value positions than indices")
-                                })?;
-                                if p >= n {
-                                    return Err(ArrayError::selection(format!(
-                                        "value position {p} outside the value axis of {n}"
-                                    )));
-                                }
-                                usize::try_from(p).unwrap_or(usize::MAX) * s
-                            }
-                            _ => 0,
-                        };
-                        dim.push((c, v));
-                    }
-                    offsets.push(dim);
-                }
-                if offsets.iter().any(Vec::is_empty) {
-                    return Ok(());
-                }
-                // When the last dimension is a run in both the chunk and the value (a slice with
-                // step 1: every region write), each run is one copy.
-                let runs = ndim > 0 && {
-                    let last = &offsets[ndim - 1];
-                    last.iter()
-                        .enumerate()
-                        .all(|(k, &(c, v))| c == last[0].0 + k && v == last[0].1 + k)
-                };
-                let (dims, width, base) = if runs {
-                    (ndim - 1, offsets[ndim - 1].len(), offsets[ndim - 1][0])
-                } else {
-                    (ndim, 1, (0, 0))
-                };
-                // Every combination of the other dimensions' entries.
-                let lens: Vec<u64> = offsets[..dims].iter().map(|o| o.len() as u64).collect();
-                try_for_each_coord(&vec![0; dims], &lens, |at| {
-                    let (mut c, mut v) = base;
-                    for (d, &k) in at.iter().enumerate() {
-                        let (dc, dv) = offsets[d][usize::try_from(k).unwrap_or(usize::MAX)];
-                        c += dc;
-                        v += dv;
-                    }
-                    self.copy(buf.as_deref_mut(), c, v, width)
-                })
+                let dims: SmallVec<[Dim<'_>; 8]> = indices
+                    .iter()
+                    .zip(positions)
+                    .map(|(i, p)| (i.as_slice(), p.as_deref()))
+                    .collect();
+                self.apply_orthogonal(buf, &dims)
             }
             ChunkRequest::Points {
                 coords, positions, ..
-            } => {
-                if coords.len() != positions.len() {
-                    return Err(ArrayError::selection(
-                        "points and value positions differ in number",
-                    ));
-                }
-                for (point, &p) in coords.iter().zip(positions) {
-                    if point.len() != self.file_shape.len() {
-                        return Err(ArrayError::selection("point of the wrong dimension"));
-                    }
-                    let mut c = 0usize;
-                    for (d, &i) in point.iter().enumerate() {
-                        c += self.check_index(d, i)? * self.chunk_strides[d];
-                    }
-                    let v = if self.broadcast() || self.value.bytes.len() == self.esize {
-                        0
-                    } else {
-                        usize::try_from(p).unwrap_or(usize::MAX)
-                    };
-                    self.copy(buf.as_deref_mut(), c, v, 1)?;
-                }
-                Ok(())
-            }
+            } => self.apply_points(buf, coords, positions),
         }
+    }
+
+    /// Apply an orthogonal request, given per dimension as its indices within the chunk and
+    /// their value positions (None: the dimension is not in the value), to the decoded chunk
+    /// `buf` (None: only check it).
+    pub fn apply_orthogonal(&self, mut buf: Option<&mut [u8]>, dims: &[Dim<'_>]) -> Result<()> {
+        let ndim = self.file_shape.len();
+        if dims.len() != ndim {
+            return Err(self.wrong_rank());
+        }
+        // Per dimension: (offset in the chunk, offset in the value), in elements.
+        let mut axis = 0usize;
+        let mut offsets: SmallVec<[Vec<(usize, usize)>; 8]> = SmallVec::new();
+        for (d, &(indices, positions)) in dims.iter().enumerate() {
+            let stride = match positions {
+                Some(_) if !self.broadcast() => {
+                    let s = *self.value_strides.get(axis).ok_or_else(|| {
+                        ArrayError::selection("more value axes than the value has")
+                    })?;
+                    axis += 1;
+                    Some((s, self.value.shape[axis - 1]))
+                }
+                _ => None,
+            };
+            let mut dim = Vec::with_capacity(indices.len());
+            for (k, &i) in indices.iter().enumerate() {
+                let c = self.check_index(d, i)? * self.chunk_strides[d];
+                let v = match (stride, positions) {
+                    (Some((_, 1)), Some(_)) => 0,
+                    (Some((s, n)), Some(p)) => {
+                        let p = *p.get(k).ok_or_else(|| {
+                            ArrayError::selection("fewer value positions than indices")
+                        })?;
+                        if p >= n {
+                            return Err(ArrayError::selection(format!(
+                                "value position {p} outside the value axis of {n}"
+                            )));
+                        }
+                        usize::try_from(p).unwrap_or(usize::MAX) * s
+                    }
+                    _ => 0,
+                };
+                dim.push((c, v));
+            }
+            offsets.push(dim);
+        }
+        if offsets.iter().any(Vec::is_empty) {
+            return Ok(());
+        }
+        // When the last dimension is a run in both the chunk and the value (a slice with
+        // step 1: every region write), each run is one copy.
+        let runs = ndim > 0 && {
+            let last = &offsets[ndim - 1];
+            last.iter()
+                .enumerate()
+                .all(|(k, &(c, v))| c == last[0].0 + k && v == last[0].1 + k)
+        };
+        let (dims, width, base) = if runs {
+            (ndim - 1, offsets[ndim - 1].len(), offsets[ndim - 1][0])
+        } else {
+            (ndim, 1, (0, 0))
+        };
+        // Every combination of the other dimensions' entries.
+        let lens: SmallVec<[u64; 8]> = offsets[..dims].iter().map(|o| o.len() as u64).collect();
+        let zeros: SmallVec<[u64; 8]> = smallvec::smallvec![0; dims];
+        try_for_each_coord(&zeros, &lens, |at| {
+            let (mut c, mut v) = base;
+            for (d, &k) in at.iter().enumerate() {
+                let (dc, dv) = offsets[d][usize::try_from(k).unwrap_or(usize::MAX)];
+                c += dc;
+                v += dv;
+            }
+            self.copy(buf.as_deref_mut(), c, v, width)
+        })
+    }
+
+    /// Apply a points request (coordinates within the chunk, and value positions) to the
+    /// decoded chunk `buf` (None: only check it).
+    pub fn apply_points(
+        &self,
+        mut buf: Option<&mut [u8]>,
+        coords: &[Vec<u64>],
+        positions: &[u64],
+    ) -> Result<()> {
+        if coords.len() != positions.len() {
+            return Err(ArrayError::selection(
+                "points and value positions differ in number",
+            ));
+        }
+        for (point, &p) in coords.iter().zip(positions) {
+            if point.len() != self.file_shape.len() {
+                return Err(ArrayError::selection("point of the wrong dimension"));
+            }
+            let mut c = 0usize;
+            for (d, &i) in point.iter().enumerate() {
+                c += self.check_index(d, i)? * self.chunk_strides[d];
+            }
+            let v = if self.broadcast() || self.value.bytes.len() == self.esize {
+                0
+            } else {
+                usize::try_from(p).unwrap_or(usize::MAX)
+            };
+            self.copy(buf.as_deref_mut(), c, v, 1)?;
+        }
+        Ok(())
     }
 }
