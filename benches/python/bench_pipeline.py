@@ -52,9 +52,14 @@ if importlib.util.find_spec("zarrs") is not None:
 PIPELINES["zarr-python + zuring"] = "zuring.ZuringCodecPipeline"
 
 
+def crop_of(shape):
+    """The crop for an array of `shape`: CROP's last dimensions (2-d arrays: 256 x 256)."""
+    return CROP[len(CROP) - len(shape) :]
+
+
 def crop_batches(shape, batches, seed):
     rng = np.random.default_rng(seed)
-    return [np.stack([rng.integers(0, n - c + 1, BATCH) for n, c in zip(shape, CROP)], axis=1) for _ in range(batches)]
+    return [np.stack([rng.integers(0, n - c + 1, BATCH) for n, c in zip(shape, crop_of(shape))], axis=1) for _ in range(batches)]
 
 
 def zarr_crops(path, pipeline, batches):
@@ -63,7 +68,8 @@ def zarr_crops(path, pipeline, batches):
         aarr = arr._async_array
 
         async def one_batch(starts):
-            return await asyncio.gather(*[aarr.getitem(tuple(slice(s, s + c) for s, c in zip(st, CROP))) for st in starts])
+            crop = crop_of(arr.shape)
+            return await asyncio.gather(*[aarr.getitem(tuple(slice(s, s + c) for s, c in zip(st, crop))) for st in starts])
 
         async def run():
             for starts in batches:
@@ -78,17 +84,19 @@ def ts_open(path):
 
 def ts_crops(path, batches):
     arr = ts_open(path)
+    crop = crop_of(arr.shape)
     for starts in batches:
-        futures = [arr[tuple(slice(int(s), int(s) + c) for s, c in zip(st, CROP))].read() for st in starts]
+        futures = [arr[tuple(slice(int(s), int(s) + c) for s, c in zip(st, crop))].read() for st in starts]
         for f in futures:
             f.result()
 
 
 def native_crops(path, batches):
     arr = zuring.open_array(path)
-    out = np.empty((BATCH, *CROP), dtype=arr.dtype)
+    crop = crop_of(arr.shape)
+    out = np.empty((BATCH, *crop), dtype=arr.dtype)
     for starts in batches:
-        arr.read_crops(starts, CROP, out=out)
+        arr.read_crops(starts, crop, out=out)
 
 
 def whole_read(method, path):
@@ -183,8 +191,13 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--plot", default="benches/results/pipeline_bench.png", help="PNG to write ('': none)")
     p.add_argument("--skip-slow", action="store_true", help="skip the default pipeline's whole-array runs")
+    p.add_argument("--skip-default", action="store_true", help="leave zarr-python's own pipelines out (arrays of a million chunks)")
+    p.add_argument("--reads-only", action="store_true", help="no writes (the peers' writes of a million chunks take minutes and gigabytes)")
     p.add_argument("--datasets", default="sat.zarr,nwp.zarr,raw.zarr", help="comma-separated, under --data (array_bench generates them)")
     a = p.parse_args()
+    if a.skip_default:
+        for name in [m for m in PIPELINES if m.startswith("zarr-python (default)") or m.startswith("zarr-python Fused")]:
+            del PIPELINES[name]
     batches_n = 2 if a.quick else a.batches
     cold_ok = drop_caches()
     results = []
@@ -206,7 +219,7 @@ def main() -> None:
         arr = zuring.open_array(path)
         nbytes = arr.size * arr.dtype.itemsize
         batches = crop_batches(arr.shape, batches_n, 5)
-        crop_bytes = batches_n * BATCH * int(np.prod(CROP)) * arr.dtype.itemsize
+        crop_bytes = batches_n * BATCH * int(np.prod(crop_of(arr.shape))) * arr.dtype.itemsize
         crop_fns = {}
         for m in methods_crop:
             if m in PIPELINES:
@@ -227,6 +240,8 @@ def main() -> None:
         data = zuring.open_array(path)[...]
         assert np.array_equal(out, data)
         del out
+        if a.reads_only:
+            continue
         target = os.path.join(a.data, "py-write-target")
         write_fns = {m: (lambda m=m: whole_write(m, path, data, target)) for m in read_fns}
         # Writes vary most from run to run (the file system's state: see the README): arrays

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use zarrs::array::{Array, ArrayMetadata};
 use zuring_zarrs::UringStore;
@@ -47,9 +47,11 @@ pub struct ZarrArray {
     array: Array<UringStore>,
     layout: ArrayLayout,
     ctx: Arc<Context>,
-    /// The order shards written by this handle lay out their inner chunks in (C-order
-    /// indexes); None: C order.
-    inner_order: Option<(InnerChunkOrder, Arc<[usize]>)>,
+    /// The order shards written by this handle lay out their inner chunks in, and its C-order
+    /// indexes for the nominal shard, worked out at the first write that needs them (a shard of
+    /// a million inner chunks takes a while to sort, which a read-only handle never needs);
+    /// None: C order.
+    inner_order: Option<(InnerChunkOrder, Arc<OnceLock<Vec<usize>>>)>,
     /// The members zarrs was given in another form, as stored (`dtype` and `fill_value` of v2
     /// datetime64 / timedelta64 arrays, read as int64; `codecs` naming numcodecs' zstd, gzip or
     /// blosc: see [`crate::metadata::for_zarrs`]); [`ZarrArray::metadata_json`] reports these.
@@ -412,10 +414,9 @@ impl ZarrArray {
     /// order, as zarrs writes them; zarr-python writes Morton order). No effect when unsharded.
     pub fn set_inner_chunk_order(&mut self, order: InnerChunkOrder) {
         self.inner_order = match (&self.layout.mode, order) {
-            (
-                ReadMode::Sharded(index),
-                InnerChunkOrder::Colexicographic | InnerChunkOrder::Morton,
-            ) => Some((order, order.permutation(&index.chunks_per_shard).into())),
+            (ReadMode::Sharded(_), InnerChunkOrder::Colexicographic | InnerChunkOrder::Morton) => {
+                Some((order, Arc::default()))
+            }
             _ => None,
         };
     }
@@ -430,7 +431,7 @@ impl ZarrArray {
             _ => &[],
         };
         Some(if index.chunks_per_shard == nominal {
-            Cow::Borrowed(largest)
+            Cow::Borrowed(largest.get_or_init(|| order.permutation(nominal)))
         } else {
             Cow::Owned(order.permutation(&index.chunks_per_shard))
         })
