@@ -11,6 +11,9 @@ bash scripts/build-python.sh
 ./target/release/io_bench | tee benches/results/io_bench.txt
 ./target/release/array_bench | tee benches/results/array_bench.txt
 ./target/release/small_chunks_bench | tee benches/results/small_chunks_bench.txt
+# The same small-chunk arrays through zarr-python (reads only; one batch of crops: tensorstore takes
+# seconds a crop of the 1M-chunk shard).
+.venv/bin/python benches/python/bench_pipeline.py --data target/bench-data/small-chunks --datasets tiny.zarr,labels.zarr --skip-default --reads-only --batches 1 --plot '' | tee benches/results/bench_pipeline_small_chunks.txt
 .venv/bin/python benches/python/bench_pipeline.py | tee benches/results/bench_pipeline.txt
 # zarr-python 3.4 (FusedCodecPipeline) needs Python >= 3.12: the same benchmark on CPython 3.13.
 bash scripts/setup-venv313.sh
