@@ -24,7 +24,7 @@ NOTES = {
     "G4": "read and written, each chunk or shard of its own shape (each shard's index sized for its own inner chunks); run-length edges expanded after their count is checked",
     "C10": "numcodecs.bz2, adler32, fletcher32, zlib, shuffle, bitround, pcodec read and written in Rust; numcodecs.zstd, gzip, blosc as the v3 codecs that write the same streams (numcodecs' defaults filled in); v2 bitround too; numcodecs.delta (v2 delta; storing the type it reads or another of the same kind), numcodecs.lz4 (v2 lz4), numcodecs.crc32 / crc32c (either end), numcodecs.jenkins_lookup3, numcodecs.fixedscaleoffset, quantize, astype, packbits (v2 ids too), zarrs codecs of zuring's own with numpy 2's arithmetic; numcodecs.lzma (v2 lzma; liblzma, byte for byte Python's lzma); numcodecs.* that numpy would run otherwise or refuse (delta storing floats of integers; fixedscaleoffset with an offset out of the elements' range; bitround of integers or of more bits than the mantissa's): UnsupportedError naming the codec; zarr's pipeline falls back",
     "C11": "packbits, bitround, pcodec supported; zfp: UnsupportedError (zarrs' zfp feature needs cmake, not built)",
-    "E7": "1M-entry index decoded once and cached; small inner chunks read in runs; time and peak memory measured by `small_chunks_bench` (`tiny`: whole read 0.49 s and 455 MiB beyond the output, zarrs 0.16 s and 48 MiB; crops 5.6x zarrs)",
+    "E7": "1M-entry index decoded once and cached; small inner chunks read in runs; a region read planned by its bounds (no per-chunk plan); time and peak memory measured by `small_chunks_bench` (`tiny`: whole read 93 ms and 49 MiB beyond the output, zarrs 264 ms and 48 MiB; crops 5.4x zarrs)",
 }
 UNSUPPORTED: dict[str, str] = {}
 
