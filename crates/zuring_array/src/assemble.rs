@@ -3,7 +3,7 @@
 
 use std::marker::PhantomData;
 
-use crate::plan::CopyOp;
+use crate::plan::{try_for_each_coord, CopyOp};
 
 /// A caller's output buffer, shared by decode tasks that each write disjoint elements.
 ///
@@ -161,8 +161,9 @@ pub(crate) unsafe fn copy_box(
         to_usize(extent[ndim - 1])?
     };
     let outer = ndim.saturating_sub(1);
-    let mut idx: smallvec::SmallVec<[u64; 8]> = smallvec::smallvec![0; outer];
-    loop {
+    let zeros: smallvec::SmallVec<[u64; 8]> = smallvec::smallvec![0; outer];
+    // Row by row: every position of the outer dimensions.
+    try_for_each_coord(&zeros, &extent[..outer], |idx| {
         let mut src = 0usize;
         let mut dst = out_offset;
         for d in 0..outer {
@@ -174,21 +175,8 @@ pub(crate) unsafe fn copy_box(
         }
         // SAFETY: disjoint by the planner's guarantee (this function's contract).
         let dst_bytes = unsafe { out.slice(dst * esize, row * esize)? };
-        source.copy(dst_bytes, src, esize)?;
-        // Next row (odometer over the outer dimensions).
-        let mut d = outer;
-        loop {
-            if d == 0 {
-                return Ok(());
-            }
-            d -= 1;
-            idx[d] += 1;
-            if idx[d] < extent[d] {
-                break;
-            }
-            idx[d] = 0;
-        }
-    }
+        source.copy(dst_bytes, src, esize)
+    })
 }
 
 /// Apply one copy operation. The chunk source must hold `chunk_elements` elements.
