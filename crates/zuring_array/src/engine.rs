@@ -289,7 +289,7 @@ impl ReadContext<'_> {
         match task {
             TaskRef::Listed(task) => Cow::Borrowed(task),
             TaskRef::Box(read, at) => {
-                let coords = read.coords_at(at).to_vec();
+                let coords = Self::coords(task);
                 let ops = vec![(read.target, read.op(&self.layout.read_grid, &coords))];
                 Cow::Owned(ChunkTask {
                     id: at,
@@ -889,16 +889,11 @@ impl ReadContext<'_> {
                     }
                 }
                 ShardTasks::Box { read, lo, hi } => {
-                    // Chunk `c`'s place among the box's chunks, and in its shard, C order.
+                    // Chunk `c`'s place in its shard (C order), and among the box's chunks.
                     for_each_coord(lo, hi, |c| {
-                        let (mut at, mut inner) = (0u64, 0u64);
-                        for d in 0..c.len() {
-                            at = at * (read.last[d] - read.first[d]) + (c[d] - read.first[d]);
-                            inner = inner * cps[d] + c[d] % cps[d];
-                        }
-                        let at = usize::try_from(at).unwrap_or(usize::MAX);
+                        let inner = c.iter().zip(cps).fold(0u64, |i, (c, n)| i * n + c % n);
                         let inner = usize::try_from(inner).unwrap_or(usize::MAX);
-                        add(inner, TaskRef::Box(read, at), c);
+                        add(inner, TaskRef::Box(read, read.index_of(c)), c);
                     });
                 }
             }

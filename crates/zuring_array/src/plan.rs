@@ -183,12 +183,7 @@ pub enum CopyOp {
 /// `first..end` that holds them all, its first and last elements read; None when they read
 /// none (or the run does not fit in `usize`).
 pub(crate) fn element_span(ops: &[(usize, CopyOp)], strides: &[usize]) -> Option<(usize, usize)> {
-    // The element at per-dimension positions `at`.
-    let index = |at: &mut dyn Iterator<Item = u64>| -> Option<usize> {
-        at.zip(strides).try_fold(0usize, |acc, (i, &stride)| {
-            acc.checked_add(usize::try_from(i).ok()?.checked_mul(stride)?)
-        })
-    };
+    let index = |at: &mut dyn Iterator<Item = u64>| element_at(at, strides);
     let mut span: Option<(usize, usize)> = None;
     for (_, op) in ops {
         let (first, last) = match op {
@@ -198,9 +193,8 @@ pub(crate) fn element_span(ops: &[(usize, CopyOp)], strides: &[usize]) -> Option
                 if extent.contains(&0) {
                     continue;
                 }
-                let first = index(&mut src_start.iter().copied())?;
-                let last = index(&mut src_start.iter().zip(extent).map(|(s, e)| s + e - 1))?;
-                (first, last)
+                let (first, end) = box_span(src_start, extent, strides)?;
+                (first, end - 1)
             }
             CopyOp::Gather { dims, .. } => {
                 if dims.iter().any(Vec::is_empty) {
@@ -230,6 +224,25 @@ pub(crate) fn element_span(ops: &[(usize, CopyOp)], strides: &[usize]) -> Option
         span = Some(span.map_or((first, end), |(a, b)| (a.min(first), b.max(end))));
     }
     span
+}
+
+/// The element at per-dimension positions `at` of a chunk of C strides `strides`; None past
+/// `usize`.
+fn element_at(at: &mut dyn Iterator<Item = u64>, strides: &[usize]) -> Option<usize> {
+    at.zip(strides).try_fold(0usize, |acc, (i, &stride)| {
+        acc.checked_add(usize::try_from(i).ok()?.checked_mul(stride)?)
+    })
+}
+
+/// The run `first..end` of the elements of a chunk (C strides `strides`) that the box of
+/// `extent` (none empty) from `src_start` reads: its first and last elements; None past `usize`.
+fn box_span(src_start: &[u64], extent: &[u64], strides: &[usize]) -> Option<(usize, usize)> {
+    let first = element_at(&mut src_start.iter().copied(), strides)?;
+    let last = element_at(
+        &mut src_start.iter().zip(extent).map(|(s, e)| s + e - 1),
+        strides,
+    )?;
+    Some((first, last.checked_add(1)?))
 }
 
 /// The chunks a read touches (coordinates in the read-granularity chunk grid, C order) and
@@ -464,6 +477,16 @@ impl BoxRead {
         coords
     }
 
+    /// The place (C order) of chunk `chunk` (one of `first..last`) among the box's chunks: the
+    /// inverse of [`BoxRead::coords_at`].
+    pub(crate) fn index_of(&self, chunk: &[u64]) -> usize {
+        let at = chunk
+            .iter()
+            .zip(self.first.iter().zip(&self.last))
+            .fold(0u64, |at, (c, (f, l))| at * (l - f) + (c - f));
+        usize::try_from(at).unwrap_or(usize::MAX)
+    }
+
     /// [`element_span`] of the copy chunk `chunk` serves, without making it.
     pub(crate) fn span(
         &self,
@@ -471,13 +494,8 @@ impl BoxRead {
         chunk: &[u64],
         strides: &[usize],
     ) -> Option<(usize, usize)> {
-        let (mut first, mut last) = (0usize, 0usize);
-        for (d, (&k, &stride)) in chunk.iter().zip(strides).enumerate() {
-            let (lo, hi, _) = self.dim_part(grid, d, k);
-            first = first.checked_add(usize::try_from(lo).ok()?.checked_mul(stride)?)?;
-            last = last.checked_add(usize::try_from(hi - 1).ok()?.checked_mul(stride)?)?;
-        }
-        Some((first, last.checked_add(1)?))
+        let copy = self.copy_of(grid, chunk);
+        box_span(&copy.src_start, &copy.extent, strides)
     }
 }
 
@@ -763,6 +781,7 @@ mod tests {
             for (chunk, ops) in &listed {
                 // The listed plan is in C order of chunks: chunk `at` is the box's `at`-th.
                 prop_assert_eq!(&read.coords_at(at)[..], &chunk[..]);
+                prop_assert_eq!(read.index_of(chunk), at);
                 prop_assert_eq!(ops.len(), 1);
                 prop_assert_eq!(&ops[0].1, &read.op(&grid, chunk));
                 let chunk_strides = c_strides(&grid.chunk_shape(chunk)).unwrap();

@@ -26,9 +26,9 @@ pub(crate) type IsFill<'a> = dyn Fn(&[u8]) -> bool + Sync + 'a;
 
 /// The inner chunks the requests (split along the inner chunk grid, see [`Split`]) write into
 /// (C-order index within the shard, ascending, each once), each with whether one request writes
-/// every element of it (then its old contents are not needed; points never claim that). `inner` is the inner chunk
-/// shape, `grid_strides` the C-order strides of the shard's inner chunk grid; the requests'
-/// indices must already be checked to lie inside the shard.
+/// every element of it (then its old contents are not needed; points never claim that).
+/// `inner` is the inner chunk shape, `grid_strides` the C-order strides of the shard's inner
+/// chunk grid; the requests' indices must already be checked to lie inside the shard.
 fn touched_inner_chunks(
     splits: &[Split],
     inner: &[u64],
@@ -40,7 +40,7 @@ fn touched_inner_chunks(
     let mut mark = |at: usize, full: bool| touched.push((at, full));
     for split in splits {
         match split {
-            Split::Orthogonal { per_dim, .. } => {
+            Split::Orthogonal { per_dim } => {
                 // Per dimension: the inner chunk positions written, each with whether every
                 // index of it is written.
                 let dims: Vec<Vec<(u64, bool)>> = per_dim
@@ -160,7 +160,7 @@ impl Split {
         grid: &[u64],
     ) -> Result<bool> {
         match self {
-            Split::Orthogonal { per_dim, .. } => {
+            Split::Orthogonal { per_dim } => {
                 let mut dims: SmallVec<[Dim<'_>; 8]> = SmallVec::new();
                 for (parts, c) in per_dim.iter().zip(grid) {
                     let Some((indices, positions)) = parts.get(c) else {
@@ -170,7 +170,7 @@ impl Split {
                 }
                 scatter.apply_orthogonal(Some(buf), &dims).map(|()| true)
             }
-            Split::Points { by_chunk, .. } => match by_chunk.get(&at) {
+            Split::Points { by_chunk } => match by_chunk.get(&at) {
                 Some((coords, positions)) => scatter
                     .apply_points(Some(buf), coords, positions)
                     .map(|()| true),
