@@ -183,7 +183,12 @@ pub enum CopyOp {
 /// `first..end` that holds them all, its first and last elements read; None when they read
 /// none (or the run does not fit in `usize`).
 pub(crate) fn element_span(ops: &[(usize, CopyOp)], strides: &[usize]) -> Option<(usize, usize)> {
-    let index = |at: &mut dyn Iterator<Item = u64>| element_at(at, strides);
+    // The element at per-dimension positions `at`.
+    let index = |at: &mut dyn Iterator<Item = u64>| -> Option<usize> {
+        at.zip(strides).try_fold(0usize, |acc, (i, &stride)| {
+            acc.checked_add(usize::try_from(i).ok()?.checked_mul(stride)?)
+        })
+    };
     let mut span: Option<(usize, usize)> = None;
     for (_, op) in ops {
         let (first, last) = match op {
@@ -193,8 +198,9 @@ pub(crate) fn element_span(ops: &[(usize, CopyOp)], strides: &[usize]) -> Option
                 if extent.contains(&0) {
                     continue;
                 }
-                let (first, end) = box_span(src_start, extent, strides)?;
-                (first, end - 1)
+                let first = index(&mut src_start.iter().copied())?;
+                let last = index(&mut src_start.iter().zip(extent).map(|(s, e)| s + e - 1))?;
+                (first, last)
             }
             CopyOp::Gather { dims, .. } => {
                 if dims.iter().any(Vec::is_empty) {
@@ -224,25 +230,6 @@ pub(crate) fn element_span(ops: &[(usize, CopyOp)], strides: &[usize]) -> Option
         span = Some(span.map_or((first, end), |(a, b)| (a.min(first), b.max(end))));
     }
     span
-}
-
-/// The element at per-dimension positions `at` of a chunk of C strides `strides`; None past
-/// `usize`.
-fn element_at(at: &mut dyn Iterator<Item = u64>, strides: &[usize]) -> Option<usize> {
-    at.zip(strides).try_fold(0usize, |acc, (i, &stride)| {
-        acc.checked_add(usize::try_from(i).ok()?.checked_mul(stride)?)
-    })
-}
-
-/// The run `first..end` of the elements of a chunk (C strides `strides`) that the box of
-/// `extent` (none empty) from `src_start` reads: its first and last elements; None past `usize`.
-fn box_span(src_start: &[u64], extent: &[u64], strides: &[usize]) -> Option<(usize, usize)> {
-    let first = element_at(&mut src_start.iter().copied(), strides)?;
-    let last = element_at(
-        &mut src_start.iter().zip(extent).map(|(s, e)| s + e - 1),
-        strides,
-    )?;
-    Some((first, last.checked_add(1)?))
 }
 
 /// The chunks a read touches (coordinates in the read-granularity chunk grid, C order) and
@@ -494,8 +481,15 @@ impl BoxRead {
         chunk: &[u64],
         strides: &[usize],
     ) -> Option<(usize, usize)> {
-        let copy = self.copy_of(grid, chunk);
-        box_span(&copy.src_start, &copy.extent, strides)
+        // As `element_span` of the copy, from each dimension's part alone: this runs for every
+        // chunk of a read of uncompressed chunks, on the thread that lists them.
+        let (mut first, mut last) = (0usize, 0usize);
+        for (d, (&k, &stride)) in chunk.iter().zip(strides).enumerate() {
+            let (lo, hi, _) = self.dim_part(grid, d, k);
+            first = first.checked_add(usize::try_from(lo).ok()?.checked_mul(stride)?)?;
+            last = last.checked_add(usize::try_from(hi - 1).ok()?.checked_mul(stride)?)?;
+        }
+        Some((first, last.checked_add(1)?))
     }
 }
 
