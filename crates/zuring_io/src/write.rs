@@ -172,7 +172,14 @@ fn finish_with(
         }
         drop(file);
         match finish {
-            Finish::Replace => std::fs::rename(&tmp, path),
+            Finish::Replace => {
+                let old = hold(path);
+                std::fs::rename(&tmp, path)?;
+                if let Some(old) = old {
+                    close_in_background(old);
+                }
+                Ok(())
+            }
             Finish::New => std::fs::hard_link(&tmp, path).map(|()| {
                 let _ = std::fs::remove_file(&tmp);
             }),
@@ -238,11 +245,34 @@ pub fn write_many(items: &[(PathBuf, Bytes)], fsync: bool) -> Vec<Result<()>> {
 /// # Errors
 /// [`IoError::Write`] naming the path.
 pub fn remove(path: &Path) -> Result<()> {
+    let old = hold(path);
     match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            if let Some(old) = old {
+                close_in_background(old);
+            }
+            Ok(())
+        }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(err) => Err(IoError::write(path, err)),
     }
+}
+
+/// The file at `path`, if there is one, held by an `O_PATH` descriptor (no permission needed,
+/// nothing read): a file replaced (renamed over) or removed while held is freed when the last
+/// descriptor closes, not by the `rename` or `unlink` itself, so handing the holder to
+/// [`close_in_background`] takes that work (its page cache, its blocks and, on a file system
+/// mounted with `discard`, waiting for the device to discard them) off the writing thread.
+/// A whole rewrite of the `nwp` benchmark array (512 files of ~190 KB) by the pool's two threads
+/// alone: 135-190 ms with the replaced files held, 200-255 ms without (four runs each, taking
+/// turns); with the writer threads rewrites get by default, 139-192 and 141-265.
+fn hold(path: &Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .open(path)
+        .ok()
 }
 
 /// Close `file` on a background thread. Closing the last descriptor of a large file that was
@@ -277,6 +307,41 @@ pub const CLOSE_QUEUE: usize = 16;
 #[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_file_outlives_its_replacement_and_removal() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chunk");
+        assert!(hold(&path).is_none(), "nothing to hold");
+        std::fs::write(&path, vec![1u8; 100_000]).unwrap();
+        let held = hold(&path).unwrap();
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        write_atomic(&path, b"new", false).unwrap();
+        // The old version: unlinked, whole, still there until the holder closes.
+        let old = held.metadata().unwrap();
+        assert_eq!((old.ino(), old.nlink(), old.len()), (ino, 0, 100_000));
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        let held = hold(&path).unwrap();
+        remove(&path).unwrap();
+        assert!(!path.exists());
+        assert_eq!(
+            (
+                held.metadata().unwrap().nlink(),
+                held.metadata().unwrap().len()
+            ),
+            (0, 3)
+        );
+        // A link is held as itself (not followed): replacing it leaves its target alone.
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"target").unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let held = hold(&path).unwrap();
+        write_atomic(&path, b"replaced the link", false).unwrap();
+        assert!(held.metadata().unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(&target).unwrap(), b"target");
+        assert_eq!(std::fs::read(&path).unwrap(), b"replaced the link");
+    }
 
     #[test]
     fn files_closed_in_background_are_closed() {
