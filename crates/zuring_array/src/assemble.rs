@@ -8,7 +8,8 @@ use crate::plan::{try_for_each_coord, CopyOp};
 /// A caller's output buffer, shared by decode tasks that each write disjoint elements.
 ///
 /// Planning gives every output element to exactly one (chunk, op) pair, so no two tasks write the
-/// same bytes; every write is bounds-checked against the buffer.
+/// same bytes (a caller's chunk requests, which planning does not make, are checked for it before
+/// any is read: `plan::disjoint`); every write is bounds-checked against the buffer.
 #[derive(Debug)]
 pub(crate) struct OutView<'a> {
     ptr: *mut u8,

@@ -9,6 +9,7 @@ use smallvec::SmallVec;
 use crate::error::{ArrayError, Result};
 use crate::grid::Grid;
 
+mod disjoint;
 mod requests;
 
 pub(crate) use requests::plan_chunk_requests;

@@ -1726,6 +1726,87 @@ fn chunk_requests_report_the_stored_chunks_that_are_missing() {
     }
 }
 
+#[test]
+fn chunk_requests_writing_an_element_twice_are_refused_before_any_read() {
+    // The decode threads copy chunks into the output in parallel: requests (a caller's, not
+    // planned here) whose output elements meet would race. They are refused before anything is
+    // read or written, naming what is written twice; requests into distinct places read.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use zuring_array::ChunkRequest;
+    let ctx = Context::new(ArrayOptions::default()).unwrap();
+    for (name, meta, _) in cases() {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let expected = write_with_zarrs(dir.path(), &meta);
+        let files = files_by_key(dir.path());
+        let batches = AtomicUsize::new(0);
+        let source = zuring_array::FetchedSource::new(memory_fetch(&files, &batches));
+        let array = ZarrArray::from_metadata("pre/fix", &meta, Arc::clone(&ctx)).unwrap();
+        let local = ZarrArray::open_with(dir.path(), Arc::clone(&ctx)).unwrap();
+        let requests = whole_array_requests(&array);
+        assert!(requests.len() >= 2, "{name}");
+        // The second stored chunk's elements read into the first one's place (where they fit).
+        let ChunkRequest::Orthogonal {
+            positions: first, ..
+        } = requests[0].clone()
+        else {
+            unreachable!()
+        };
+        let mut moved = requests.clone();
+        if let ChunkRequest::Orthogonal {
+            indices, positions, ..
+        } = &mut moved[1]
+        {
+            for (d, (idx, pos)) in indices.iter_mut().zip(positions.iter_mut()).enumerate() {
+                let want = first[d].as_ref().unwrap();
+                idx.truncate(want.len());
+                *pos = Some(want[..idx.len()].to_vec());
+            }
+        }
+        let mut again = requests.clone();
+        again.push(requests[requests.len() - 1].clone());
+        for (what, bad) in [("moved", &moved), ("repeated", &again)] {
+            let mut out = vec![7u8; expected.len() * 4];
+            let err = array
+                .read_chunk_requests_from(&source, bad, &mut [(SHAPE.to_vec(), out.as_mut_slice())])
+                .unwrap_err();
+            assert!(
+                matches!(err, ArrayError::Selection { .. }),
+                "{name} {what}: {err}"
+            );
+            assert!(
+                err.to_string().contains("written twice"),
+                "{name} {what}: {err}"
+            );
+            assert_eq!(
+                batches.load(Ordering::Relaxed),
+                0,
+                "{name} {what}: nothing fetched"
+            );
+            let err = local
+                .read_chunk_requests(bad, &mut [(SHAPE.to_vec(), out.as_mut_slice())])
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("written twice"),
+                "{name} {what}: {err}"
+            );
+            assert!(
+                out.iter().all(|&b| b == 7),
+                "{name} {what}: the output untouched"
+            );
+        }
+        // The same requests, each into its own place: read.
+        let mut out = vec![0u8; expected.len() * 4];
+        local
+            .read_chunk_requests(&requests, &mut [(SHAPE.to_vec(), out.as_mut_slice())])
+            .unwrap();
+        let got: Vec<u32> = out
+            .chunks_exact(4)
+            .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(got, expected, "{name}");
+    }
+}
+
 /// Every file (chunk or shard) under `root` but the metadata, by relative path.
 fn chunk_files(root: &Path) -> std::collections::BTreeSet<String> {
     files_by_key(root)

@@ -62,8 +62,9 @@ impl ChunkRequest {
 /// still read what is stored.
 ///
 /// # Errors
-/// [`ArrayError::Selection`] when a request's lengths disagree or an index leaves its chunk or the
-/// output; [`ArrayError::TooLarge`] on overflow.
+/// [`ArrayError::Selection`] when a request's lengths disagree, an index leaves its chunk or the
+/// output, or two requests (or one twice) write the same output element; [`ArrayError::TooLarge`]
+/// on overflow.
 pub(crate) fn plan_chunk_requests(
     shape: &[u64],
     file_grid: &Grid,
@@ -198,6 +199,8 @@ pub(crate) fn plan_chunk_requests(
             }
         }
     }
+    // The decode threads copy into the outputs in parallel: no element may be written twice.
+    super::disjoint::check_disjoint(out_shapes, requests)?;
     // Boxes each inside a stored chunk of their own touch distinct read chunks.
     let mut chunks: Vec<&[u64]> = requests.iter().map(ChunkRequest::chunk).collect();
     chunks.sort_unstable();

@@ -1,0 +1,388 @@
+//! A caller's chunk requests must write pairwise distinct output elements: the decode threads
+//! copy chunks into the outputs in parallel, so two requests writing one element would race.
+//! [`check_disjoint`] proves it before anything is read, or names the element written twice.
+//!
+//! Requests that split a selection by stored chunk (zarr-python's, and any orthogonal
+//! selection's) have, along each output axis, one set of positions per chunk of that dimension,
+//! and the sets of different chunks do not meet: grouped by those sets, two requests meet only if
+//! they have the same set on every axis. That is checked in time proportional to the requests'
+//! index lists; anything else (points, or sets that meet on some axis) is checked element by
+//! element against a bitmap of the output.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use super::requests::ChunkRequest;
+use crate::error::{ArrayError, Result};
+
+/// The positions one request writes along one output axis, sorted: a run `lo..lo + len`, or a
+/// list of positions (distinct; checked when made).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum AxisSet<'a> {
+    Run { lo: u64, len: u64 },
+    List(Cow<'a, [u64]>),
+}
+
+impl<'a> AxisSet<'a> {
+    /// The set of `positions`; None when a position repeats (the request writes its elements
+    /// along this axis twice).
+    fn of(positions: &'a [u64]) -> Option<Self> {
+        let increasing = positions.windows(2).all(|w| w[0] < w[1]);
+        let list: Cow<'a, [u64]> = if increasing {
+            Cow::Borrowed(positions)
+        } else {
+            let mut sorted = positions.to_vec();
+            sorted.sort_unstable();
+            if sorted.windows(2).any(|w| w[0] == w[1]) {
+                return None;
+            }
+            Cow::Owned(sorted)
+        };
+        Some(match (list.first(), list.last()) {
+            (Some(&lo), Some(&hi)) if hi - lo + 1 == list.len() as u64 => Self::Run {
+                lo,
+                len: list.len() as u64,
+            },
+            _ => Self::List(list),
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Self::Run { len, .. } => *len == 0,
+            Self::List(l) => l.is_empty(),
+        }
+    }
+
+    /// The set as half-open intervals.
+    fn intervals(&self) -> Vec<(u64, u64)> {
+        match self {
+            Self::Run { lo, len } => vec![(*lo, lo + len)],
+            Self::List(l) => l.iter().map(|&p| (p, p + 1)).collect(),
+        }
+    }
+}
+
+/// Check that `requests` (already checked to fit their outputs, of shapes `out_shapes`) write
+/// pairwise distinct elements of each output.
+///
+/// # Errors
+/// [`ArrayError::Selection`] naming an output element two requests (or one request twice) write.
+pub(crate) fn check_disjoint(out_shapes: &[Vec<u64>], requests: &[ChunkRequest]) -> Result<()> {
+    let mut by_target: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, r) in requests.iter().enumerate() {
+        by_target.entry(target_of(r)).or_default().push(i);
+    }
+    for (target, members) in by_target {
+        let Some(shape) = out_shapes.get(target) else {
+            continue; // planning refuses these
+        };
+        let points = members
+            .iter()
+            .any(|&i| matches!(requests[i], ChunkRequest::Points { .. }));
+        if points || !by_sets(shape, target, requests, &members)? {
+            by_elements(shape, target, requests, &members)?;
+        }
+    }
+    Ok(())
+}
+
+fn target_of(r: &ChunkRequest) -> usize {
+    match r {
+        ChunkRequest::Orthogonal { target, .. } | ChunkRequest::Points { target, .. } => *target,
+    }
+}
+
+/// The output positions of an orthogonal request along each axis of an output of `naxes` axes
+/// (an axis its dimensions do not reach is written at 0).
+fn axis_positions(positions: &[Option<Vec<u64>>], naxes: usize) -> Vec<&[u64]> {
+    const AT_ZERO: &[u64] = &[0];
+    let mut axes: Vec<&[u64]> = positions.iter().flatten().map(Vec::as_slice).collect();
+    while axes.len() < naxes {
+        axes.push(AT_ZERO);
+    }
+    axes
+}
+
+fn twice(target: usize, what: String) -> ArrayError {
+    ArrayError::selection(format!(
+        "chunk requests must write distinct output elements: {what} of output {target} is written twice"
+    ))
+}
+
+/// The check by per-axis sets (see the module docs): whether it could decide (false: sets of
+/// different requests meet on some axis, so only the elements can tell).
+fn by_sets(
+    shape: &[u64],
+    target: usize,
+    requests: &[ChunkRequest],
+    members: &[usize],
+) -> Result<bool> {
+    let naxes = shape.len();
+    let mut classes: Vec<HashMap<AxisSet<'_>, u32>> = vec![HashMap::new(); naxes];
+    let mut tuples: Vec<(Vec<u32>, usize)> = Vec::with_capacity(members.len());
+    'requests: for &i in members {
+        let ChunkRequest::Orthogonal { positions, .. } = &requests[i] else {
+            return Ok(false);
+        };
+        let axes = axis_positions(positions, naxes);
+        if axes.len() != naxes {
+            return Ok(false);
+        }
+        let mut sets = Vec::with_capacity(naxes);
+        for &p in &axes {
+            if p.is_empty() {
+                continue 'requests; // writes nothing
+            }
+            sets.push(AxisSet::of(p));
+        }
+        let mut tuple = Vec::with_capacity(naxes);
+        for (a, set) in sets.into_iter().enumerate() {
+            let Some(set) = set else {
+                return Err(twice(
+                    target,
+                    format!("a position along axis {a} (request {i} lists it twice)"),
+                ));
+            };
+            let next = u32::try_from(classes[a].len()).unwrap_or(u32::MAX);
+            tuple.push(*classes[a].entry(set).or_insert(next));
+        }
+        tuples.push((tuple, i));
+    }
+    // Different sets along an axis must not meet, or equal class tuples no longer tell.
+    for axis in &classes {
+        let mut intervals: Vec<(u64, u64)> = axis
+            .keys()
+            .filter(|s| !s.is_empty())
+            .flat_map(AxisSet::intervals)
+            .collect();
+        intervals.sort_unstable();
+        if intervals.windows(2).any(|w| w[1].0 < w[0].1) {
+            return Ok(false);
+        }
+    }
+    tuples.sort_unstable();
+    if let Some(w) = tuples.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(twice(
+            target,
+            format!(
+                "every element requests {} and {} write (they read into the same positions)",
+                w[0].1, w[1].1
+            ),
+        ));
+    }
+    Ok(true)
+}
+
+/// The check element by element: every element each request writes marked in a bitmap of the
+/// output.
+fn by_elements(
+    shape: &[u64],
+    target: usize,
+    requests: &[ChunkRequest],
+    members: &[usize],
+) -> Result<()> {
+    let len = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d));
+    let words = len
+        .and_then(|n| usize::try_from(n.div_ceil(64)).ok())
+        .ok_or(ArrayError::TooLarge {
+            what: "output",
+            elements: u64::MAX,
+            element_size: 1,
+        })?;
+    let mut seen = vec![0u64; words];
+    let mut mark = |flat: u64, i: usize| -> Result<()> {
+        let word = usize::try_from(flat / 64)
+            .ok()
+            .and_then(|w| seen.get_mut(w))
+            .ok_or_else(|| ArrayError::selection(format!("request {i} writes past its output")))?;
+        let bit = 1u64 << (flat % 64);
+        if *word & bit != 0 {
+            return Err(twice(target, format!("element {flat} (request {i})")));
+        }
+        *word |= bit;
+        Ok(())
+    };
+    // C-order strides of the output.
+    let mut strides = vec![1u64; shape.len()];
+    for a in (0..shape.len().saturating_sub(1)).rev() {
+        strides[a] = strides[a + 1].saturating_mul(shape[a + 1]);
+    }
+    for &i in members {
+        match &requests[i] {
+            ChunkRequest::Points { positions, .. } => {
+                for &flat in positions {
+                    mark(flat, i)?;
+                }
+            }
+            ChunkRequest::Orthogonal { positions, .. } => {
+                let axes = axis_positions(positions, shape.len());
+                if axes.iter().any(|p| p.is_empty()) {
+                    continue;
+                }
+                // An odometer over the positions of every axis.
+                let mut at = vec![0usize; axes.len()];
+                'elements: loop {
+                    let flat = at
+                        .iter()
+                        .zip(&axes)
+                        .zip(&strides)
+                        .map(|((&k, p), &s)| p[k].saturating_mul(s))
+                        .fold(0u64, u64::saturating_add);
+                    mark(flat, i)?;
+                    for a in (0..at.len()).rev() {
+                        at[a] += 1;
+                        if at[a] < axes[a].len() {
+                            continue 'elements;
+                        }
+                        at[a] = 0;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn orthogonal(target: usize, positions: Vec<Option<Vec<u64>>>) -> ChunkRequest {
+        let indices = positions
+            .iter()
+            .map(|p| {
+                p.as_ref()
+                    .map_or_else(|| vec![0], |p| (0..p.len() as u64).collect())
+            })
+            .collect();
+        ChunkRequest::Orthogonal {
+            target,
+            chunk: vec![0; positions.len()],
+            indices,
+            positions,
+        }
+    }
+
+    /// Whether some output element is written twice, by listing every element written.
+    fn written_twice(out_shapes: &[Vec<u64>], requests: &[ChunkRequest]) -> bool {
+        let mut seen = std::collections::HashSet::new();
+        for r in requests {
+            let target = target_of(r);
+            let shape = &out_shapes[target];
+            let flats: Vec<u64> = match r {
+                ChunkRequest::Points { positions, .. } => positions.clone(),
+                ChunkRequest::Orthogonal { positions, .. } => {
+                    let axes = axis_positions(positions, shape.len());
+                    let mut flats = vec![0u64];
+                    for (a, p) in axes.iter().enumerate() {
+                        let stride: u64 = shape[a + 1..].iter().product();
+                        flats = flats
+                            .iter()
+                            .flat_map(|f| p.iter().map(move |x| f + x * stride))
+                            .collect();
+                    }
+                    flats
+                }
+            };
+            for f in flats {
+                if !seen.insert((target, f)) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn a_grid_of_boxes_is_disjoint_and_a_repeated_box_is_named() {
+        // A 4 x 6 output read from 2 x 3 chunks, as zarr-python splits it, one dimension dropped.
+        let mut requests = Vec::new();
+        for i in 0..2u64 {
+            for j in 0..2u64 {
+                requests.push(orthogonal(
+                    0,
+                    vec![
+                        Some((2 * i..2 * i + 2).collect()),
+                        None,
+                        Some((3 * j..3 * j + 3).collect()),
+                    ],
+                ));
+            }
+        }
+        let shapes = vec![vec![4, 6]];
+        check_disjoint(&shapes, &requests).unwrap();
+        // The same box again, from another chunk.
+        requests.push(orthogonal(
+            0,
+            vec![Some(vec![2, 3]), None, Some(vec![0, 1, 2])],
+        ));
+        let err = check_disjoint(&shapes, &requests).unwrap_err().to_string();
+        assert!(err.contains("requests 2 and 4"), "{err}");
+        // Into another output, the same positions are another output's elements.
+        let last = requests.len() - 1;
+        if let ChunkRequest::Orthogonal { target, .. } = &mut requests[last] {
+            *target = 1;
+        }
+        check_disjoint(&[vec![4, 6], vec![4, 6]], &requests).unwrap();
+        // Overlapping in part (rows 1..3 meet rows 0..2 and 2..4): decided element by element.
+        requests[last] = orthogonal(0, vec![Some(vec![1, 2]), None, Some(vec![5])]);
+        let err = check_disjoint(&shapes, &requests).unwrap_err().to_string();
+        assert!(err.contains("element 11 (request 4)"), "{err}");
+        // A position listed twice by one request.
+        let one = [orthogonal(
+            0,
+            vec![Some(vec![0, 3, 0]), None, Some(vec![1])],
+        )];
+        let err = check_disjoint(&shapes, &one).unwrap_err().to_string();
+        assert!(err.contains("axis 0 (request 0"), "{err}");
+    }
+
+    fn axis() -> impl Strategy<Value = Option<Vec<u64>>> {
+        prop_oneof![
+            1 => Just(None),
+            2 => (0u64..5, 0u64..4).prop_map(|(lo, n)| Some((lo..(lo + n).min(5)).collect())),
+            2 => prop::collection::vec(0u64..5, 0..4).prop_map(Some),
+        ]
+    }
+
+    fn request() -> impl Strategy<Value = ChunkRequest> {
+        prop_oneof![
+            3 => (0usize..2, prop::collection::vec(axis(), 1..4)).prop_map(|(t, mut p)| {
+                // At most two output axes.
+                let mut seen = 0;
+                for d in &mut p {
+                    if d.is_some() {
+                        seen += 1;
+                        if seen > 2 {
+                            *d = None;
+                        }
+                    }
+                }
+                orthogonal(t, p)
+            }),
+            1 => (0usize..2, prop::collection::vec(0u64..25, 0..4)).prop_map(|(t, positions)| {
+                ChunkRequest::Points {
+                    target: t,
+                    chunk: vec![0, 0],
+                    coords: positions.iter().map(|_| vec![0, 0]).collect(),
+                    positions,
+                }
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn requests_pass_exactly_when_no_element_is_written_twice(
+            requests in prop::collection::vec(request(), 0..6)
+        ) {
+            let shapes = vec![vec![5, 5], vec![5, 5]];
+            let twice = written_twice(&shapes, &requests);
+            let checked = check_disjoint(&shapes, &requests);
+            prop_assert_eq!(checked.is_err(), twice, "{:?}: {:?}", requests, checked);
+        }
+    }
+}
