@@ -69,7 +69,7 @@ def windows(n, seed, sat_shape):
 class ZarrCrops(Dataset):
     """One sample = the satellite crop and the NWP crop of one window, read with zarr-python."""
 
-    def __init__(self, sat, nwp, wins, pipeline):
+    def __init__(self, sat, nwp, wins, pipeline, workers=2):
         self.paths, self.wins, self.pipeline = (sat, nwp), wins, pipeline
         self.arrays = None
 
@@ -106,16 +106,16 @@ class Indices(torch.utils.data.Sampler):
 
 
 class Loader:
-    """A DataLoader with 2 persistent (spawned) workers: started and warmed up on other windows
-    before the timed epoch, so worker start-up is not counted."""
+    """A DataLoader with `workers` persistent (spawned) workers (2: the issue's baseline): started
+    and warmed up on other windows before the timed epoch, so worker start-up is not counted."""
 
     worker_peak_mib = 0.0  # the largest peak resident memory a worker reported
 
-    def __init__(self, sat, nwp, wins, pipeline):
+    def __init__(self, sat, nwp, wins, pipeline, workers=2):
         self.half = len(wins) // 2
         self.sampler = Indices()
         ds = ZarrCrops(sat, nwp, wins, pipeline)
-        self.loader = DataLoader(ds, batch_size=BATCH, sampler=self.sampler, num_workers=2,
+        self.loader = DataLoader(ds, batch_size=BATCH, sampler=self.sampler, num_workers=workers,
                                  multiprocessing_context=mp.get_context("spawn"), persistent_workers=True)
         self.epoch(0)
 
@@ -179,20 +179,23 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=8)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--workers", default="2", help="DataLoader worker counts, comma-separated (the baseline: 2)")
     a = p.parse_args()
+    worker_counts = [int(w) for w in a.workers.split(",")]
     batches = 3 if a.quick else a.batches
     rounds = 1 if a.quick else a.rounds
     sat, nwp = os.path.join(a.data, "sat.zarr"), os.path.join(a.data, "nwp.zarr")
     sat_shape = zuring.open_array(sat).shape
     sample_bytes = int(np.prod(SAT_CROP)) * 2 + int(np.prod(NWP_CROP)) * 4
     cold_ok = drop_caches()
-    print(f"# bench_sampler: best of {rounds} rounds of {batches} batches of {BATCH} joint crops sat {SAT_CROP} + nwp {NWP_CROP}, {os.cpu_count()} cpus, cold {'by drop_caches' if cold_ok else 'unavailable'}")
+    print(f"# bench_sampler: best of {rounds} rounds of {batches} batches of {BATCH} joint crops sat {SAT_CROP} + nwp {NWP_CROP}, {os.cpu_count()} cpus, DataLoader workers {a.workers}, cold {'by drop_caches' if cold_ok else 'unavailable'}")
     results = []
     for cache in (["warm", "cold"] if cold_ok else ["warm"]):
         seed = 11 if cache == "warm" else 12
         wins = windows(2 * batches * BATCH, seed, sat_shape)
         loaders = {
-            p: Loader(sat, nwp, wins, path)
+            (p, w): Loader(sat, nwp, wins, path, w)
+            for w in worker_counts
             for p, path in (("default", "zarr.core.codec_pipeline.BatchedCodecPipeline"), ("zarrs", "zarrs.ZarrsCodecPipeline"))
         }
         _, sampler_wins = run_sampler(sat, nwp, batches, seed)
@@ -200,9 +203,10 @@ def main() -> None:
             "zuring CropSampler": lambda: run_sampler(sat, nwp, batches, seed),
             "zuring CropSampler, readers=2": lambda: run_sampler(sat, nwp, batches, seed, readers=2),
             "zuring read_crops (same windows)": lambda: run_direct(sat, nwp, sampler_wins),
-            "DataLoader(2 workers) + zarr default": lambda: loaders["default"].epoch(1),
-            "DataLoader(2 workers) + zarrs-python": lambda: loaders["zarrs"].epoch(1),
         }
+        for w in worker_counts:
+            methods[f"DataLoader({w} workers) + zarr default"] = lambda w=w: loaders["default", w].epoch(1)
+            methods[f"DataLoader({w} workers) + zarrs-python"] = lambda w=w: loaders["zarrs", w].epoch(1)
         if importlib.util.find_spec("xbatcher") is not None:
             methods["xbatcher BatchGenerator (sat only)"] = lambda: run_xbatcher(sat, batches * BATCH)
         else:
