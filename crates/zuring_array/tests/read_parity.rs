@@ -783,6 +783,29 @@ fn memory_fetch<'a>(
     }
 }
 
+/// An array of `meta` written by zarrs into a new directory: the directory, the values written
+/// and the stored files by key.
+fn written_by_zarrs(
+    meta: &str,
+) -> (
+    tempfile::TempDir,
+    Vec<u32>,
+    std::collections::HashMap<String, Vec<u8>>,
+) {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let expected = write_with_zarrs(dir.path(), meta);
+    let files = files_by_key(dir.path());
+    (dir, expected, files)
+}
+
+/// Native-endian `u32`s of `bytes`.
+fn native_u32s(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
 /// One request per stored chunk of the array's (regular) grid covering all of it, into an output
 /// of the array's shape: what zarr-python's pipeline asks for a whole-array read.
 fn whole_array_requests(array: &ZarrArray) -> Vec<zuring_array::ChunkRequest> {
@@ -796,9 +819,7 @@ fn fetched_bytes_read_like_local_files() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let ctx = Context::new(ArrayOptions::default()).unwrap();
     for (name, meta, sharded) in cases() {
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let expected = write_with_zarrs(dir.path(), &meta);
-        let files = files_by_key(dir.path());
+        let (dir, expected, files) = written_by_zarrs(&meta);
         let batches = AtomicUsize::new(0);
         let source = zuring_array::FetchedSource::new(memory_fetch(&files, &batches));
         // Keys are the store's: the array lives at the prefix "pre/fix", not on disk.
@@ -809,11 +830,7 @@ fn fetched_bytes_read_like_local_files() {
         array
             .read_chunk_requests_from(&source, &requests, &mut outputs)
             .unwrap();
-        let got: Vec<u32> = out
-            .chunks_exact(4)
-            .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
-            .collect();
-        assert_eq!(got, expected, "{name}");
+        assert_eq!(native_u32s(&out), expected, "{name}");
         // Shard indexes in one batch, chunk ranges in a second; unsharded: one batch.
         let want = if sharded && !name.contains("zarrs path") {
             2
@@ -1735,9 +1752,7 @@ fn chunk_requests_writing_an_element_twice_are_refused_before_any_read() {
     use zuring_array::ChunkRequest;
     let ctx = Context::new(ArrayOptions::default()).unwrap();
     for (name, meta, _) in cases() {
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let expected = write_with_zarrs(dir.path(), &meta);
-        let files = files_by_key(dir.path());
+        let (dir, expected, files) = written_by_zarrs(&meta);
         let batches = AtomicUsize::new(0);
         let source = zuring_array::FetchedSource::new(memory_fetch(&files, &batches));
         let array = ZarrArray::from_metadata("pre/fix", &meta, Arc::clone(&ctx)).unwrap();
@@ -1799,11 +1814,7 @@ fn chunk_requests_writing_an_element_twice_are_refused_before_any_read() {
         local
             .read_chunk_requests(&requests, &mut [(SHAPE.to_vec(), out.as_mut_slice())])
             .unwrap();
-        let got: Vec<u32> = out
-            .chunks_exact(4)
-            .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
-            .collect();
-        assert_eq!(got, expected, "{name}");
+        assert_eq!(native_u32s(&out), expected, "{name}");
     }
 }
 
