@@ -72,6 +72,26 @@ pub(crate) fn check_disjoint(out_shapes: &[Vec<u64>], requests: &[ChunkRequest])
     let mut by_target: HashMap<usize, Vec<usize>> = HashMap::new();
     for (i, r) in requests.iter().enumerate() {
         by_target.entry(target_of(r)).or_default().push(i);
+        // A dimension with no output axis writes every element once per index it lists.
+        if let ChunkRequest::Orthogonal {
+            indices, positions, ..
+        } = r
+        {
+            let writes = indices.iter().all(|idx| !idx.is_empty());
+            let dropped = positions
+                .iter()
+                .zip(indices)
+                .position(|(p, idx)| p.is_none() && idx.len() > 1);
+            if let (true, Some(d)) = (writes, dropped) {
+                return Err(twice(
+                    target_of(r),
+                    format!(
+                        "every element request {i} writes ({} indices of dimension {d}, which has no output axis)",
+                        indices[d].len()
+                    ),
+                ));
+            }
+        }
     }
     for (target, members) in by_target {
         let Some(shape) = out_shapes.get(target) else {
@@ -122,9 +142,15 @@ fn by_sets(
     let mut classes: Vec<HashMap<AxisSet<'_>, u32>> = vec![HashMap::new(); naxes];
     let mut tuples: Vec<(Vec<u32>, usize)> = Vec::with_capacity(members.len());
     'requests: for &i in members {
-        let ChunkRequest::Orthogonal { positions, .. } = &requests[i] else {
+        let ChunkRequest::Orthogonal {
+            positions, indices, ..
+        } = &requests[i]
+        else {
             return Ok(false);
         };
+        if indices.iter().any(Vec::is_empty) {
+            continue; // writes nothing
+        }
         let axes = axis_positions(positions, naxes);
         if axes.len() != naxes {
             return Ok(false);
@@ -215,10 +241,12 @@ fn by_elements(
                     mark(flat, i)?;
                 }
             }
-            ChunkRequest::Orthogonal { positions, .. } => {
+            ChunkRequest::Orthogonal {
+                positions, indices, ..
+            } => {
                 let axes = axis_positions(positions, shape.len());
-                if axes.iter().any(|p| p.is_empty()) {
-                    continue;
+                if axes.iter().any(|p| p.is_empty()) || indices.iter().any(Vec::is_empty) {
+                    continue; // writes nothing
                 }
                 // An odometer over the positions of every axis.
                 let mut at = vec![0usize; axes.len()];
@@ -251,11 +279,25 @@ mod tests {
     use proptest::prelude::*;
 
     fn orthogonal(target: usize, positions: Vec<Option<Vec<u64>>>) -> ChunkRequest {
+        let dropped = vec![1; positions.len()];
+        orthogonal_dropping(target, positions, &dropped)
+    }
+
+    /// An orthogonal request listing `dropped[d]` indices of each dimension `d` with no output
+    /// axis.
+    fn orthogonal_dropping(
+        target: usize,
+        positions: Vec<Option<Vec<u64>>>,
+        dropped: &[usize],
+    ) -> ChunkRequest {
         let indices = positions
             .iter()
-            .map(|p| {
-                p.as_ref()
-                    .map_or_else(|| vec![0], |p| (0..p.len() as u64).collect())
+            .zip(dropped)
+            .map(|(p, &n)| {
+                p.as_ref().map_or_else(
+                    || (0..n as u64).collect(),
+                    |p| (0..p.len() as u64).collect(),
+                )
             })
             .collect();
         ChunkRequest::Orthogonal {
@@ -274,7 +316,9 @@ mod tests {
             let shape = &out_shapes[target];
             let flats: Vec<u64> = match r {
                 ChunkRequest::Points { positions, .. } => positions.clone(),
-                ChunkRequest::Orthogonal { positions, .. } => {
+                ChunkRequest::Orthogonal {
+                    positions, indices, ..
+                } => {
                     let axes = axis_positions(positions, shape.len());
                     let mut flats = vec![0u64];
                     for (a, p) in axes.iter().enumerate() {
@@ -284,7 +328,18 @@ mod tests {
                             .flat_map(|f| p.iter().map(move |x| f + x * stride))
                             .collect();
                     }
-                    flats
+                    // Each index of a dimension with no output axis writes them all again.
+                    let again: usize = positions
+                        .iter()
+                        .zip(indices)
+                        .filter(|(p, _)| p.is_none())
+                        .map(|(_, idx)| idx.len())
+                        .product();
+                    if indices.iter().any(Vec::is_empty) {
+                        Vec::new()
+                    } else {
+                        flats.repeat(again)
+                    }
                 }
             };
             for f in flats {
@@ -331,6 +386,14 @@ mod tests {
         requests[last] = orthogonal(0, vec![Some(vec![1, 2]), None, Some(vec![5])]);
         let err = check_disjoint(&shapes, &requests).unwrap_err().to_string();
         assert!(err.contains("element 11 (request 4)"), "{err}");
+        // Two indices of a dimension with no output axis, read into the same elements.
+        let two = [orthogonal_dropping(
+            0,
+            vec![Some(vec![0]), None, Some(vec![1])],
+            &[1, 2, 1],
+        )];
+        let err = check_disjoint(&shapes, &two).unwrap_err().to_string();
+        assert!(err.contains("2 indices of dimension 1"), "{err}");
         // A position listed twice by one request.
         let one = [orthogonal(
             0,
@@ -350,7 +413,12 @@ mod tests {
 
     fn request() -> impl Strategy<Value = ChunkRequest> {
         prop_oneof![
-            3 => (0usize..2, prop::collection::vec(axis(), 1..4)).prop_map(|(t, mut p)| {
+            3 => (
+                0usize..2,
+                prop::collection::vec(axis(), 1..4),
+                prop::collection::vec(prop_oneof![6 => Just(1usize), 1 => 0usize..3], 4),
+            )
+                .prop_map(|(t, mut p, dropped)| {
                 // At most two output axes.
                 let mut seen = 0;
                 for d in &mut p {
@@ -361,7 +429,7 @@ mod tests {
                         }
                     }
                 }
-                orthogonal(t, p)
+                orthogonal_dropping(t, p, &dropped)
             }),
             1 => (0usize..2, prop::collection::vec(0u64..25, 0..4)).prop_map(|(t, positions)| {
                 ChunkRequest::Points {
