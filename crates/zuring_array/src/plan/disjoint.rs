@@ -47,13 +47,6 @@ impl<'a> AxisSet<'a> {
         })
     }
 
-    fn is_empty(&self) -> bool {
-        match self {
-            Self::Run { len, .. } => *len == 0,
-            Self::List(l) => l.is_empty(),
-        }
-    }
-
     /// The set as half-open intervals.
     fn intervals(&self) -> Vec<(u64, u64)> {
         match self {
@@ -141,7 +134,7 @@ fn by_sets(
     let naxes = shape.len();
     let mut classes: Vec<HashMap<AxisSet<'_>, u32>> = vec![HashMap::new(); naxes];
     let mut tuples: Vec<(Vec<u32>, usize)> = Vec::with_capacity(members.len());
-    'requests: for &i in members {
+    for &i in members {
         let ChunkRequest::Orthogonal {
             positions, indices, ..
         } = &requests[i]
@@ -155,16 +148,10 @@ fn by_sets(
         if axes.len() != naxes {
             return Ok(false);
         }
-        let mut sets = Vec::with_capacity(naxes);
-        for &p in &axes {
-            if p.is_empty() {
-                continue 'requests; // writes nothing
-            }
-            sets.push(AxisSet::of(p));
-        }
+        // (A positioned dimension lists as many positions as indices: none is empty here.)
         let mut tuple = Vec::with_capacity(naxes);
-        for (a, set) in sets.into_iter().enumerate() {
-            let Some(set) = set else {
+        for (a, &p) in axes.iter().enumerate() {
+            let Some(set) = AxisSet::of(p) else {
                 return Err(twice(
                     target,
                     format!("a position along axis {a} (request {i} lists it twice)"),
@@ -177,11 +164,7 @@ fn by_sets(
     }
     // Different sets along an axis must not meet, or equal class tuples no longer tell.
     for axis in &classes {
-        let mut intervals: Vec<(u64, u64)> = axis
-            .keys()
-            .filter(|s| !s.is_empty())
-            .flat_map(AxisSet::intervals)
-            .collect();
+        let mut intervals: Vec<(u64, u64)> = axis.keys().flat_map(AxisSet::intervals).collect();
         intervals.sort_unstable();
         if intervals.windows(2).any(|w| w[1].0 < w[0].1) {
             return Ok(false);
@@ -245,7 +228,7 @@ fn by_elements(
                 positions, indices, ..
             } => {
                 let axes = axis_positions(positions, shape.len());
-                if axes.iter().any(|p| p.is_empty()) || indices.iter().any(Vec::is_empty) {
+                if indices.iter().any(Vec::is_empty) {
                     continue; // writes nothing
                 }
                 // An odometer over the positions of every axis.
