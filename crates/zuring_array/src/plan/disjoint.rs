@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::requests::ChunkRequest;
+use super::{c_strides, num_elements, try_for_each_coord};
 use crate::error::{ArrayError, Result};
 
 /// The positions one request writes along one output axis, sorted: a run `lo..lo + len`, or a
@@ -64,7 +65,7 @@ impl<'a> AxisSet<'a> {
 pub(crate) fn check_disjoint(out_shapes: &[Vec<u64>], requests: &[ChunkRequest]) -> Result<()> {
     let mut by_target: HashMap<usize, Vec<usize>> = HashMap::new();
     for (i, r) in requests.iter().enumerate() {
-        by_target.entry(target_of(r)).or_default().push(i);
+        by_target.entry(r.target()).or_default().push(i);
         // A dimension with no output axis writes every element once per index it lists.
         if let ChunkRequest::Orthogonal {
             indices, positions, ..
@@ -77,7 +78,7 @@ pub(crate) fn check_disjoint(out_shapes: &[Vec<u64>], requests: &[ChunkRequest])
                 .position(|(p, idx)| p.is_none() && idx.len() > 1);
             if let (true, Some(d)) = (writes, dropped) {
                 return Err(twice(
-                    target_of(r),
+                    r.target(),
                     format!(
                         "every element request {i} writes ({} indices of dimension {d}, which has no output axis)",
                         indices[d].len()
@@ -98,12 +99,6 @@ pub(crate) fn check_disjoint(out_shapes: &[Vec<u64>], requests: &[ChunkRequest])
         }
     }
     Ok(())
-}
-
-fn target_of(r: &ChunkRequest) -> usize {
-    match r {
-        ChunkRequest::Orthogonal { target, .. } | ChunkRequest::Points { target, .. } => *target,
-    }
 }
 
 /// The output positions of an orthogonal request along each axis of an output of `naxes` axes
@@ -191,19 +186,10 @@ fn by_elements(
     requests: &[ChunkRequest],
     members: &[usize],
 ) -> Result<()> {
-    let len = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d));
-    let words = len
-        .and_then(|n| usize::try_from(n.div_ceil(64)).ok())
-        .ok_or(ArrayError::TooLarge {
-            what: "output",
-            elements: u64::MAX,
-            element_size: 1,
-        })?;
-    let mut seen = vec![0u64; words];
-    let mut mark = |flat: u64, i: usize| -> Result<()> {
-        let word = usize::try_from(flat / 64)
-            .ok()
-            .and_then(|w| seen.get_mut(w))
+    let mut seen = vec![0u64; num_elements(shape)?.div_ceil(64)];
+    let mut mark = |flat: usize, i: usize| -> Result<()> {
+        let word = seen
+            .get_mut(flat / 64)
             .ok_or_else(|| ArrayError::selection(format!("request {i} writes past its output")))?;
         let bit = 1u64 << (flat % 64);
         if *word & bit != 0 {
@@ -212,44 +198,36 @@ fn by_elements(
         *word |= bit;
         Ok(())
     };
-    // C-order strides of the output.
-    let mut strides = vec![1u64; shape.len()];
-    for a in (0..shape.len().saturating_sub(1)).rev() {
-        strides[a] = strides[a + 1].saturating_mul(shape[a + 1]);
-    }
+    let strides = c_strides(shape)?;
     for &i in members {
         match &requests[i] {
             ChunkRequest::Points { positions, .. } => {
                 for &flat in positions {
-                    mark(flat, i)?;
+                    mark(usize::try_from(flat).unwrap_or(usize::MAX), i)?;
                 }
             }
             ChunkRequest::Orthogonal {
                 positions, indices, ..
             } => {
-                let axes = axis_positions(positions, shape.len());
                 if indices.iter().any(Vec::is_empty) {
                     continue; // writes nothing
                 }
-                // An odometer over the positions of every axis.
-                let mut at = vec![0usize; axes.len()];
-                'elements: loop {
+                let axes = axis_positions(positions, shape.len());
+                // Every combination of the axes' positions, by their places in the lists.
+                let counts: Vec<u64> = axes.iter().map(|p| p.len() as u64).collect();
+                try_for_each_coord(&vec![0; axes.len()], &counts, |at| {
                     let flat = at
                         .iter()
                         .zip(&axes)
                         .zip(&strides)
-                        .map(|((&k, p), &s)| p[k].saturating_mul(s))
-                        .fold(0u64, u64::saturating_add);
-                    mark(flat, i)?;
-                    for a in (0..at.len()).rev() {
-                        at[a] += 1;
-                        if at[a] < axes[a].len() {
-                            continue 'elements;
-                        }
-                        at[a] = 0;
-                    }
-                    break;
-                }
+                        .map(|((&k, p), &s)| {
+                            let x = usize::try_from(k).ok().and_then(|k| p.get(k));
+                            x.and_then(|&x| usize::try_from(x).ok())
+                                .map_or(usize::MAX, |x| x.saturating_mul(s))
+                        })
+                        .fold(0usize, usize::saturating_add);
+                    mark(flat, i)
+                })?;
             }
         }
     }
@@ -295,7 +273,7 @@ mod tests {
     fn written_twice(out_shapes: &[Vec<u64>], requests: &[ChunkRequest]) -> bool {
         let mut seen = std::collections::HashSet::new();
         for r in requests {
-            let target = target_of(r);
+            let target = r.target();
             let shape = &out_shapes[target];
             let flats: Vec<u64> = match r {
                 ChunkRequest::Points { positions, .. } => positions.clone(),

@@ -49,6 +49,14 @@ impl ChunkRequest {
             Self::Orthogonal { chunk, .. } | Self::Points { chunk, .. } => chunk,
         }
     }
+
+    /// Which output of the batch the request fills.
+    #[must_use]
+    pub fn target(&self) -> usize {
+        match self {
+            Self::Orthogonal { target, .. } | Self::Points { target, .. } => *target,
+        }
+    }
 }
 
 /// Plan chunk requests against the read grid `read_grid` (inner chunks, when sharded) inside
@@ -77,9 +85,7 @@ pub(crate) fn plan_chunk_requests(
     let ndim = shape.len();
     let bad = |m: String| ArrayError::selection(m);
     for request in requests {
-        let target = match request {
-            ChunkRequest::Orthogonal { target, .. } | ChunkRequest::Points { target, .. } => target,
-        };
+        let target = &request.target();
         let out_shape = out_shapes.get(*target).ok_or_else(|| {
             bad(format!(
                 "request for output {target}, but there are {}",
