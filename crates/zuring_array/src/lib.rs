@@ -51,7 +51,7 @@ pub use decode::{encode_chunk, with_decoded, with_decoded_part, ChunkDecoder};
 pub use error::{ArrayError, Result};
 pub use group::{NodeKind, ZarrGroup};
 pub use layout::{ArrayLayout, IndexLayout, IndexLocation, ReadMode};
-pub use plan::{ChunkRequest, DimSlice, Selection};
+pub use plan::{ChunkRequest, DimSlice, Indices, Selection};
 pub use shard_index::{FileVersion, ShardIndex, ShardIndexCache};
 pub use shard_write::InnerChunkOrder;
 pub use source::{ByteSource, FetchKind, Fetched, FetchedSource, Presence};

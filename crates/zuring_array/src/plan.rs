@@ -13,7 +13,7 @@ mod disjoint;
 mod requests;
 
 pub(crate) use requests::plan_chunk_requests;
-pub use requests::ChunkRequest;
+pub use requests::{ChunkRequest, Indices};
 
 /// One dimension of a basic selection: `start..stop` by `step` (`step >= 1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -113,14 +113,14 @@ impl Split {
                     .zip(inner)
                     .map(|((list, pos), &n)| {
                         let mut parts: BTreeMap<u64, Part> = BTreeMap::new();
-                        for (k, &i) in list.iter().enumerate() {
+                        for (k, i) in list.iter().enumerate() {
                             let part = parts
                                 .entry(i / n)
                                 .or_insert_with(|| (Vec::new(), pos.as_ref().map(|_| Vec::new())));
                             part.0.push(i % n);
                             if let (Some(out), Some(pos)) = (part.1.as_mut(), pos) {
                                 // Lengths were checked with the request (`Scatter::apply`).
-                                out.push(pos.get(k).copied().unwrap_or(u64::MAX));
+                                out.push(pos.get(k).unwrap_or(u64::MAX));
                             }
                         }
                         parts
@@ -589,6 +589,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::plan::Indices;
     use crate::write::WriteValue;
 
     #[test]
@@ -631,7 +632,7 @@ mod tests {
             target: 0,
             chunk: vec![0, 0],
             positions: vec![None, None],
-            indices: vec![rows, cols],
+            indices: vec![rows.into(), cols.into()],
         };
         let points = ChunkRequest::Points {
             target: 0,
@@ -653,7 +654,8 @@ mod tests {
     }
 
     /// A random request inside a shard of `shard` elements: orthogonal (per dimension 1-5
-    /// indices, unsorted, repeats allowed) or points (1-12); the value's shape with it.
+    /// indices, unsorted, repeats allowed, or a run given by its bounds) or points (1-12); the
+    /// value's shape with it.
     fn request(shard: &[u64], seed: u64, points: bool) -> (ChunkRequest, Vec<u64>) {
         let mut rng = seed;
         let mut next = |n: u64| {
@@ -675,9 +677,16 @@ mod tests {
             };
             return (request, vec![n]);
         }
-        let indices: Vec<Vec<u64>> = shard
+        let indices: Vec<Indices> = shard
             .iter()
-            .map(|&s| (0..1 + next(5)).map(|_| next(s)).collect())
+            .map(|&s| {
+                if next(3) == 0 {
+                    let start = next(s);
+                    (start..start + 1 + next((s - start).min(5))).into()
+                } else {
+                    (0..1 + next(5)).map(|_| next(s)).collect()
+                }
+            })
             .collect();
         let shape: Vec<u64> = indices.iter().map(|i| i.len() as u64).collect();
         let request = ChunkRequest::Orthogonal {
@@ -685,7 +694,7 @@ mod tests {
             chunk: vec![0; shard.len()],
             positions: indices
                 .iter()
-                .map(|i| Some((0..i.len() as u64).collect()))
+                .map(|i| Some((0..i.len() as u64).into()))
                 .collect(),
             indices,
         };

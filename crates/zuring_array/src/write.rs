@@ -568,8 +568,8 @@ pub(crate) fn selection_requests(
             requests.push(ChunkRequest::Orthogonal {
                 target: 0,
                 chunk,
-                indices: pieces.iter().map(|p| p.1.clone()).collect(),
-                positions: pieces.iter().map(|p| Some(p.2.clone())).collect(),
+                indices: pieces.iter().map(|p| p.1.clone().into()).collect(),
+                positions: pieces.iter().map(|p| Some(p.2.clone().into())).collect(),
             });
             Ok(())
         });
@@ -641,10 +641,10 @@ mod tests {
                     let lens: Vec<u64> = indices.iter().map(|i| i.len() as u64).collect();
                     try_for_each_coord(&vec![0; ndim], &lens, |at| {
                         let coord = (0..ndim)
-                            .map(|d| g[d].start(chunk[d]) + indices[d][at[d] as usize])
+                            .map(|d| g[d].start(chunk[d]) + indices[d].get(at[d] as usize).unwrap())
                             .collect();
                         let pos = (0..ndim)
-                            .map(|d| positions[d].as_ref().unwrap()[at[d] as usize])
+                            .map(|d| positions[d].as_ref().unwrap().get(at[d] as usize).unwrap())
                             .collect();
                         out.push((coord, pos));
                         Ok::<(), ArrayError>(())
@@ -739,7 +739,7 @@ mod tests {
             for request in &requests {
                 let ChunkRequest::Orthogonal { chunk, indices, .. } = request else { unreachable!() };
                 let sizes = file.chunk_shape(chunk);
-                prop_assert!(indices.iter().zip(&sizes).all(|(i, f)| i.iter().all(|x| x < f)));
+                prop_assert!(indices.iter().zip(&sizes).all(|(i, f)| i.iter().all(|x| x < *f)));
                 prop_assert_eq!(partial.contains(chunk), !covered(chunk, &shape, &file, &written));
             }
         }

@@ -968,8 +968,8 @@ fn orthogonal_requests(lists: &[Vec<u64>], file: &[u64]) -> Vec<zuring_array::Ch
                 out.push(zuring_array::ChunkRequest::Orthogonal {
                     target: 0,
                     chunk: vec![*c0, *c1, *c2],
-                    indices: vec![i0.clone(), i1.clone(), i2.clone()],
-                    positions: vec![Some(p0.clone()), Some(p1.clone()), Some(p2.clone())],
+                    indices: vec![i0.clone().into(), i1.clone().into(), i2.clone().into()],
+                    positions: [p0, p1, p2].map(|p| Some(p.clone().into())).to_vec(),
                 });
             }
         }
@@ -1341,8 +1341,8 @@ fn whole_grid_requests(edges: &[Vec<u64>; 3]) -> Vec<zuring_array::ChunkRequest>
                 for d in 0..3 {
                     let lo = starts[d][chunk[d] as usize];
                     let hi = starts[d][chunk[d] as usize + 1].min(SHAPE[d]);
-                    indices.push((0..hi - lo).collect::<Vec<u64>>());
-                    positions.push(Some((lo..hi).collect::<Vec<u64>>()));
+                    indices.push((0..hi - lo).into());
+                    positions.push(Some((lo..hi).into()));
                 }
                 requests.push(zuring_array::ChunkRequest::Orthogonal {
                     target: 0,
@@ -1662,8 +1662,8 @@ fn chunk_requests_report_the_stored_chunks_that_are_missing() {
     let empty = |chunk: Vec<u64>| ChunkRequest::Orthogonal {
         target: 0,
         chunk,
-        indices: vec![vec![]; 3],
-        positions: vec![Some(vec![]); 3],
+        indices: vec![Vec::new().into(); 3],
+        positions: vec![Some(Vec::new().into()); 3],
     };
     for ctx in contexts() {
         for (name, meta, _) in cases() {
@@ -1773,8 +1773,9 @@ fn chunk_requests_writing_an_element_twice_are_refused_before_any_read() {
         {
             for (d, (idx, pos)) in indices.iter_mut().zip(positions.iter_mut()).enumerate() {
                 let want = first[d].as_ref().unwrap();
-                idx.truncate(want.len());
-                *pos = Some(want[..idx.len()].to_vec());
+                let n = idx.len().min(want.len());
+                *idx = idx.iter().take(n).collect();
+                *pos = Some(want.iter().take(n).collect());
             }
         }
         let mut again = requests.clone();
@@ -2448,4 +2449,96 @@ fn index_entries_at_start(shard: &[u8], n: usize) -> Vec<(u64, u64)> {
             (word(&e[..8]), word(&e[8..]))
         })
         .collect()
+}
+
+/// `requests` with every index and position list that is a run given as its bounds instead
+/// (`listed`: false), or with every run listed (`listed`: true).
+fn in_form(
+    requests: &[zuring_array::ChunkRequest],
+    listed: bool,
+) -> Vec<zuring_array::ChunkRequest> {
+    use zuring_array::{ChunkRequest, Indices};
+    let form = |i: &Indices| match (listed, i.as_run()) {
+        (true, _) | (false, None) => Indices::List(i.as_list().into_owned()),
+        (false, Some((start, len))) => Indices::Run { start, len },
+    };
+    requests
+        .iter()
+        .map(|r| match r {
+            ChunkRequest::Orthogonal {
+                target,
+                chunk,
+                indices,
+                positions,
+            } => ChunkRequest::Orthogonal {
+                target: *target,
+                chunk: chunk.clone(),
+                indices: indices.iter().map(form).collect(),
+                positions: positions.iter().map(|p| p.as_ref().map(form)).collect(),
+            },
+            points => points.clone(),
+        })
+        .collect()
+}
+
+#[test]
+fn runs_and_lists_read_alike() {
+    // zarr-python's slices reach the engine as runs (their bounds); integer arrays as lists.
+    // The same requests in either form read the same elements, through local files and
+    // through fetched bytes: a whole-array read (every request a box), and an orthogonal
+    // selection mixing runs with an unsorted list (boxes in part, gathered elsewhere).
+    use std::sync::atomic::AtomicUsize;
+    for ctx in contexts() {
+        for (name, meta, _) in cases() {
+            let (dir, expected, files) = written_by_zarrs(&meta);
+            let local = ZarrArray::open_with(dir.path(), Arc::clone(&ctx)).unwrap();
+            let batches = AtomicUsize::new(0);
+            let source = zuring_array::FetchedSource::new(memory_fetch(&files, &batches));
+            let file = local.shard_shape().unwrap_or(local.chunk_shape()).to_vec();
+            let lists = vec![
+                (1..6).collect::<Vec<u64>>(),
+                (3..29).collect(),
+                vec![20, 2, 7, 8, 9, 0],
+            ];
+            let shape: Vec<u64> = lists.iter().map(|l| l.len() as u64).collect();
+            let mut want = Vec::new();
+            for &i in &lists[0] {
+                for &j in &lists[1] {
+                    for &k in &lists[2] {
+                        want.push(expected[((i * SHAPE[1] + j) * SHAPE[2] + k) as usize]);
+                    }
+                }
+            }
+            let selections = [
+                (whole_array_requests(&local), SHAPE.to_vec(), &expected),
+                (orthogonal_requests(&lists, &file), shape, &want),
+            ];
+            for (requests, shape, want) in selections {
+                for listed in [false, true] {
+                    let requests = in_form(&requests, listed);
+                    let runs = requests.iter().any(|r| {
+                        matches!(r, zuring_array::ChunkRequest::Orthogonal { indices, .. }
+                            if indices.iter().any(|i| matches!(i, zuring_array::Indices::Run { .. })))
+                    });
+                    assert_eq!(runs, !listed, "{name}: the form asked for");
+                    let mut out = vec![0u8; want.len() * 4];
+                    local
+                        .read_chunk_requests(&requests, &mut [(shape.clone(), out.as_mut_slice())])
+                        .unwrap();
+                    assert_eq!(&native_u32s(&out), want, "{name}, listed {listed}: local");
+                    let mut out = vec![0u8; want.len() * 4];
+                    let foreign = ZarrArray::from_metadata("pre/fix", &meta, Arc::clone(&ctx));
+                    foreign
+                        .unwrap()
+                        .read_chunk_requests_from(
+                            &source,
+                            &requests,
+                            &mut [(shape.clone(), out.as_mut_slice())],
+                        )
+                        .unwrap();
+                    assert_eq!(&native_u32s(&out), want, "{name}, listed {listed}: fetched");
+                }
+            }
+        }
+    }
 }

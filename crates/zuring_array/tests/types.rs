@@ -531,8 +531,8 @@ fn orthogonal_requests(
             out.push(zuring_array::ChunkRequest::Orthogonal {
                 target,
                 chunk: vec![r, c],
-                indices: vec![ri.clone(), ci],
-                positions: vec![Some(rp.clone()), Some(cp)],
+                indices: vec![ri.clone().into(), ci.into()],
+                positions: vec![Some(rp.clone().into()), Some(cp.into())],
             });
         }
     }
@@ -674,7 +674,7 @@ fn strings_through_chunk_requests() {
         } => zuring_array::ChunkRequest::Orthogonal {
             target,
             chunk,
-            indices: vec![vec![4], vec![0]],
+            indices: vec![vec![4].into(), vec![0].into()],
             positions,
         },
         other => other,

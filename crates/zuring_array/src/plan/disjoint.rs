@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use super::requests::ChunkRequest;
+use super::requests::{ChunkRequest, Indices};
 use super::{c_strides, num_elements, try_for_each_coord};
 use crate::error::{ArrayError, Result};
 
@@ -25,9 +25,16 @@ enum AxisSet<'a> {
 }
 
 impl<'a> AxisSet<'a> {
-    /// The set of `positions`; None when a position repeats (the request writes its elements
-    /// along this axis twice).
-    fn of(positions: &'a [u64]) -> Option<Self> {
+    /// The set of `positions` (not empty); None when a position repeats (the request writes
+    /// its elements along this axis twice).
+    fn of(positions: &'a Indices) -> Option<Self> {
+        let positions = match positions {
+            Indices::Run { start, .. } => {
+                let len = positions.len() as u64;
+                return Some(Self::Run { lo: *start, len });
+            }
+            Indices::List(list) => list.as_slice(),
+        };
         let increasing = positions.windows(2).all(|w| w[0] < w[1]);
         let list: Cow<'a, [u64]> = if increasing {
             Cow::Borrowed(positions)
@@ -103,11 +110,11 @@ pub(crate) fn check_disjoint(out_shapes: &[Vec<u64>], requests: &[ChunkRequest])
 
 /// The output positions of an orthogonal request along each axis of an output of `naxes` axes
 /// (an axis its dimensions do not reach is written at 0).
-fn axis_positions(positions: &[Option<Vec<u64>>], naxes: usize) -> Vec<&[u64]> {
-    const AT_ZERO: &[u64] = &[0];
-    let mut axes: Vec<&[u64]> = positions.iter().flatten().map(Vec::as_slice).collect();
+fn axis_positions(positions: &[Option<Indices>], naxes: usize) -> Vec<&Indices> {
+    static AT_ZERO: Indices = Indices::Run { start: 0, len: 1 };
+    let mut axes: Vec<&Indices> = positions.iter().flatten().collect();
     while axes.len() < naxes {
-        axes.push(AT_ZERO);
+        axes.push(&AT_ZERO);
     }
     axes
 }
@@ -136,7 +143,7 @@ fn by_sets(
         else {
             return Ok(false);
         };
-        if indices.iter().any(Vec::is_empty) {
+        if indices.iter().any(Indices::is_empty) {
             continue; // writes nothing
         }
         let axes = axis_positions(positions, naxes);
@@ -209,7 +216,7 @@ fn by_elements(
             ChunkRequest::Orthogonal {
                 positions, indices, ..
             } => {
-                if indices.iter().any(Vec::is_empty) {
+                if indices.iter().any(Indices::is_empty) {
                     continue; // writes nothing
                 }
                 let axes = axis_positions(positions, shape.len());
@@ -222,7 +229,7 @@ fn by_elements(
                         .zip(&strides)
                         .map(|((&k, p), &s)| {
                             let x = usize::try_from(k).ok().and_then(|k| p.get(k));
-                            x.and_then(|&x| usize::try_from(x).ok())
+                            x.and_then(|x| usize::try_from(x).ok())
                                 .map_or(usize::MAX, |x| x.saturating_mul(s))
                         })
                         .fold(0usize, usize::saturating_add);
@@ -239,7 +246,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn orthogonal(target: usize, positions: Vec<Option<Vec<u64>>>) -> ChunkRequest {
+    fn orthogonal(target: usize, positions: Vec<Option<Indices>>) -> ChunkRequest {
         let dropped = vec![1; positions.len()];
         orthogonal_dropping(target, positions, &dropped)
     }
@@ -248,17 +255,15 @@ mod tests {
     /// axis.
     fn orthogonal_dropping(
         target: usize,
-        positions: Vec<Option<Vec<u64>>>,
+        positions: Vec<Option<Indices>>,
         dropped: &[usize],
     ) -> ChunkRequest {
         let indices = positions
             .iter()
             .zip(dropped)
             .map(|(p, &n)| {
-                p.as_ref().map_or_else(
-                    || (0..n as u64).collect(),
-                    |p| (0..p.len() as u64).collect(),
-                )
+                p.as_ref()
+                    .map_or_else(|| (0..n as u64).collect(), |p| (0..p.len() as u64).into())
             })
             .collect();
         ChunkRequest::Orthogonal {
@@ -296,7 +301,7 @@ mod tests {
                         .filter(|(p, _)| p.is_none())
                         .map(|(_, idx)| idx.len())
                         .product();
-                    if indices.iter().any(Vec::is_empty) {
+                    if indices.iter().any(Indices::is_empty) {
                         Vec::new()
                     } else {
                         flats.repeat(again)
@@ -321,7 +326,7 @@ mod tests {
                 requests.push(orthogonal(
                     0,
                     vec![
-                        Some((2 * i..2 * i + 2).collect()),
+                        Some((2 * i..2 * i + 2).into()),
                         None,
                         Some((3 * j..3 * j + 3).collect()),
                     ],
@@ -333,7 +338,7 @@ mod tests {
         // The same box again, from another chunk.
         requests.push(orthogonal(
             0,
-            vec![Some(vec![2, 3]), None, Some(vec![0, 1, 2])],
+            vec![Some(vec![2, 3].into()), None, Some((0..3).into())],
         ));
         let err = check_disjoint(&shapes, &requests).unwrap_err().to_string();
         assert!(err.contains("requests 2 and 4"), "{err}");
@@ -344,13 +349,13 @@ mod tests {
         }
         check_disjoint(&[vec![4, 6], vec![4, 6]], &requests).unwrap();
         // Overlapping in part (rows 1..3 meet rows 0..2 and 2..4): decided element by element.
-        requests[last] = orthogonal(0, vec![Some(vec![1, 2]), None, Some(vec![5])]);
+        requests[last] = orthogonal(0, vec![Some((1..3).into()), None, Some(vec![5].into())]);
         let err = check_disjoint(&shapes, &requests).unwrap_err().to_string();
         assert!(err.contains("element 11 (request 4)"), "{err}");
         // Two indices of a dimension with no output axis, read into the same elements.
         let two = [orthogonal_dropping(
             0,
-            vec![Some(vec![0]), None, Some(vec![1])],
+            vec![Some(vec![0].into()), None, Some((1..2).into())],
             &[1, 2, 1],
         )];
         let err = check_disjoint(&shapes, &two).unwrap_err().to_string();
@@ -358,17 +363,20 @@ mod tests {
         // A position listed twice by one request.
         let one = [orthogonal(
             0,
-            vec![Some(vec![0, 3, 0]), None, Some(vec![1])],
+            vec![Some(vec![0, 3, 0].into()), None, Some(vec![1].into())],
         )];
         let err = check_disjoint(&shapes, &one).unwrap_err().to_string();
         assert!(err.contains("axis 0 (request 0"), "{err}");
     }
 
-    fn axis() -> impl Strategy<Value = Option<Vec<u64>>> {
+    /// Positions along one axis: none (a dropped dimension), a run (as its bounds, or listed)
+    /// or any list.
+    fn axis() -> impl Strategy<Value = Option<Indices>> {
         prop_oneof![
             1 => Just(None),
-            2 => (0u64..5, 0u64..4).prop_map(|(lo, n)| Some((lo..(lo + n).min(5)).collect())),
-            2 => prop::collection::vec(0u64..5, 0..4).prop_map(Some),
+            1 => (0u64..5, 0u64..4).prop_map(|(lo, n)| Some((lo..(lo + n).min(5)).into())),
+            1 => (0u64..5, 0u64..4).prop_map(|(lo, n)| Some((lo..(lo + n).min(5)).collect())),
+            2 => prop::collection::vec(0u64..5, 0..4).prop_map(|l| Some(l.into())),
         ]
     }
 

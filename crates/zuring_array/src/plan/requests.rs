@@ -1,6 +1,7 @@
 //! Requests from a caller that already split its selection by stored chunk (zarr-python's
 //! pipeline): planned against the read grid (inner chunks when sharded).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -9,6 +10,116 @@ use super::{
 };
 use crate::error::{ArrayError, Result};
 use crate::grid::Grid;
+
+/// Indices along one dimension of a [`ChunkRequest`]: a run `start..start + len` (a slice with
+/// step 1, kept as its bounds: planning and the request checks take it whole, in constant time,
+/// where a list would be walked index by index) or a list, in the caller's order.
+///
+/// Equality is of the form: a run and the list of its indices are different values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Indices {
+    /// `start..start + len` (a run reaching past `u64::MAX` ends there).
+    Run {
+        /// The first index.
+        start: u64,
+        /// How many.
+        len: u64,
+    },
+    /// Each index, in order.
+    List(Vec<u64>),
+}
+
+impl Indices {
+    /// One past the last index of a run.
+    fn end(start: u64, len: u64) -> u64 {
+        start.saturating_add(len)
+    }
+
+    /// How many indices.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Run { start, len } => {
+                usize::try_from(Self::end(*start, *len) - start).unwrap_or(usize::MAX)
+            }
+            Self::List(list) => list.len(),
+        }
+    }
+
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `k`-th index.
+    #[must_use]
+    pub fn get(&self, k: usize) -> Option<u64> {
+        match self {
+            Self::Run { start, len } => {
+                let k = u64::try_from(k).ok()?;
+                (k < Self::end(*start, *len) - start).then(|| start + k)
+            }
+            Self::List(list) => list.get(k).copied(),
+        }
+    }
+
+    /// The indices in order.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        let (run, list) = match self {
+            Self::Run { start, len } => (*start..Self::end(*start, *len), &[][..]),
+            Self::List(list) => (0..0, list.as_slice()),
+        };
+        run.chain(list.iter().copied())
+    }
+
+    /// The run the indices form, as `(first, len)`: at once for a run, by walking a list; None
+    /// when there are none or they are not consecutive.
+    #[must_use]
+    pub fn as_run(&self) -> Option<(u64, u64)> {
+        match self {
+            Self::Run { start, len } => {
+                let len = Self::end(*start, *len) - start;
+                (len > 0).then_some((*start, len))
+            }
+            Self::List(list) => {
+                let &first = list.first()?;
+                let run = list.windows(2).all(|w| w[0].checked_add(1) == Some(w[1]));
+                run.then_some((first, list.len() as u64))
+            }
+        }
+    }
+
+    /// The indices as a list (a run's made).
+    #[must_use]
+    pub fn as_list(&self) -> Cow<'_, [u64]> {
+        match self {
+            Self::Run { .. } => Cow::Owned(self.iter().collect()),
+            Self::List(list) => Cow::Borrowed(list),
+        }
+    }
+}
+
+impl From<Vec<u64>> for Indices {
+    fn from(list: Vec<u64>) -> Self {
+        Self::List(list)
+    }
+}
+
+impl FromIterator<u64> for Indices {
+    fn from_iter<I: IntoIterator<Item = u64>>(iter: I) -> Self {
+        Self::List(iter.into_iter().collect())
+    }
+}
+
+impl From<std::ops::Range<u64>> for Indices {
+    fn from(range: std::ops::Range<u64>) -> Self {
+        Self::Run {
+            start: range.start,
+            len: range.end.saturating_sub(range.start),
+        }
+    }
+}
 
 /// What a caller (zarr-python's pipeline) wants from one stored chunk (shard, when sharded):
 /// indices within that chunk and where they go in the output.
@@ -22,10 +133,10 @@ pub enum ChunkRequest {
         /// The stored chunk's coordinates in the array's chunk grid.
         chunk: Vec<u64>,
         /// Per dimension, indices within the chunk.
-        indices: Vec<Vec<u64>>,
-        /// Per dimension, output positions (same length as `indices[d]`), or `None` when the
+        indices: Vec<Indices>,
+        /// Per dimension, output positions (as many as `indices[d]`), or `None` when the
         /// dimension does not appear in the output.
-        positions: Vec<Option<Vec<u64>>>,
+        positions: Vec<Option<Indices>>,
     },
     /// Points: coordinates within the stored chunk, and each point's flat output index.
     Points {
@@ -135,7 +246,7 @@ pub(crate) fn plan_chunk_requests(
                         let n = *out_shape
                             .get(axis)
                             .ok_or_else(|| bad("more output axes than the output has".into()))?;
-                        if p.iter().any(|&x| x >= n) {
+                        if p.iter().any(|x| x >= n) {
                             return Err(bad(format!(
                                 "output position out of range for output axis {axis} of size {n}"
                             )));
@@ -144,7 +255,8 @@ pub(crate) fn plan_chunk_requests(
                         axis += 1;
                     }
                     let mut m = DimGather::new();
-                    for (k, &within) in indices[d].iter().enumerate() {
+                    let mut out_positions = pos.map(Indices::iter);
+                    for within in indices[d].iter() {
                         let global =
                             file_grid.dims()[d]
                                 .global(chunk[d], within)
@@ -153,7 +265,8 @@ pub(crate) fn plan_chunk_requests(
                                         "index {within} leaves chunk {chunk:?} in dimension {d}"
                                     ))
                                 })?;
-                        let out_pos = pos.map_or(0, |p| p[k]);
+                        let out_pos = out_positions.as_mut().and_then(Iterator::next);
+                        let out_pos = out_pos.unwrap_or(0);
                         let (inner, at) = read_grid.dims()[d].locate(global);
                         m.entry(inner).or_default().push((at, out_pos));
                     }
@@ -219,21 +332,17 @@ pub(crate) fn plan_chunk_requests(
     Ok(plan.into())
 }
 
-fn is_run(v: &[u64]) -> bool {
-    v.windows(2).all(|w| w[1] == w[0] + 1)
-}
-
-/// A request whose indices and positions are contiguous runs in every dimension (basic
-/// indexing with step 1) is a box (into output 0), copied row by row, not element by element;
-/// None when the request is not of that form or does not fit.
+/// A request whose indices and positions are runs in every dimension (basic indexing with
+/// step 1) is a box (into output 0), copied row by row, not element by element; None when the
+/// request is not of that form or does not fit.
 fn contiguous(
     shape: &[u64],
     (file_grid, read_grid): (&Grid, &Grid),
     out_shape: &[u64],
     out_strides: &[usize],
     chunk: &[u64],
-    indices: &[Vec<u64>],
-    positions: &[Option<Vec<u64>>],
+    indices: &[Indices],
+    positions: &[Option<Indices>],
 ) -> Option<BoxRead> {
     let ndim = shape.len();
     let mut start = Vec::with_capacity(ndim);
@@ -242,24 +351,23 @@ fn contiguous(
     let mut offset = 0usize;
     let mut axis = 0usize;
     for d in 0..ndim {
-        let idx = &indices[d];
-        let &first = idx.first().filter(|_| is_run(idx))?;
+        let (first, len) = indices[d].as_run()?;
         // The run's first and last indices inside the stored chunk.
         let g = &file_grid.dims()[d];
-        let last = first.checked_add(idx.len() as u64 - 1);
+        let last = first.checked_add(len - 1);
         last.and_then(|l| g.global(chunk[d], l))?;
         let global = g.global(chunk[d], first)?;
         match &positions[d] {
             None => {
-                if idx.len() != 1 {
+                if len != 1 {
                     return None;
                 }
                 strides.push(0);
             }
             Some(p) => {
-                let &p0 = p.first().filter(|_| is_run(p) && p.len() == idx.len())?;
+                let (p0, p_len) = p.as_run().filter(|&(_, n)| n == len)?;
                 let &n = out_shape.get(axis)?;
-                if p0 + p.len() as u64 > n {
+                if p0.checked_add(p_len)? > n {
                     return None;
                 }
                 let stride = out_strides[axis];
@@ -269,8 +377,49 @@ fn contiguous(
             }
         }
         start.push(global);
-        extent.push(idx.len() as u64);
+        extent.push(len);
     }
     let strides: Arc<[usize]> = strides.into();
     BoxRead::new(read_grid, &start, &extent, offset, &strides)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Indices;
+
+    #[test]
+    fn a_run_reads_as_the_list_of_its_indices() {
+        let run = Indices::Run { start: 3, len: 4 };
+        assert_eq!((run.len(), run.is_empty()), (4, false));
+        assert_eq!(run.iter().collect::<Vec<_>>(), [3, 4, 5, 6]);
+        assert_eq!(
+            [run.get(0), run.get(3), run.get(4)],
+            [Some(3), Some(6), None]
+        );
+        assert_eq!(run.as_run(), Some((3, 4)));
+        assert_eq!(&*run.as_list(), &[3, 4, 5, 6]);
+        assert_eq!(Indices::from(3..7), run);
+        // A run reaching past the last index ends there; an empty one has no run.
+        let edge = Indices::Run {
+            start: u64::MAX - 1,
+            len: 5,
+        };
+        assert_eq!(edge.len(), 1);
+        assert_eq!(edge.iter().collect::<Vec<_>>(), [u64::MAX - 1]);
+        assert_eq!((edge.get(0), edge.get(1)), (Some(u64::MAX - 1), None));
+        assert_eq!(edge.as_run(), Some((u64::MAX - 1, 1)));
+        #[allow(clippy::reversed_empty_ranges)] // a slice whose stop is before its start
+        let backwards = Indices::from(5..3);
+        assert!(backwards.is_empty());
+        assert_eq!(backwards.as_run(), None);
+        // Lists: a run only when consecutive and ascending.
+        let list = |v: &[u64]| Indices::from(v.to_vec());
+        assert_eq!(list(&[2, 3, 4]).as_run(), Some((2, 3)));
+        assert_eq!(list(&[u64::MAX]).as_run(), Some((u64::MAX, 1)));
+        for not_run in [&[][..], &[2, 4], &[4, 3], &[2, 3, 3]] {
+            assert_eq!(list(not_run).as_run(), None, "{not_run:?}");
+        }
+        assert_eq!(list(&[9, 1]).get(1), Some(1));
+        assert_eq!(list(&[9, 1]).iter().collect::<Vec<_>>(), [9, 1]);
+    }
 }

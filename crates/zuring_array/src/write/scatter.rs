@@ -7,7 +7,7 @@ use crate::error::{ArrayError, Result};
 use crate::grid::Grid;
 use smallvec::SmallVec;
 
-use crate::plan::{c_strides, num_elements, try_for_each_coord, ChunkRequest};
+use crate::plan::{c_strides, num_elements, try_for_each_coord, ChunkRequest, Indices};
 
 /// One dimension of an orthogonal write request: indices within the chunk, and their positions
 /// along the value's axis (None: the dimension is not in the value).
@@ -142,11 +142,15 @@ impl Scatter<'_> {
                 if indices.len() != positions.len() {
                     return Err(self.wrong_rank());
                 }
-                let dims: SmallVec<[Dim<'_>; 8]> = indices
+                // Runs listed: a write copies index by index.
+                type Lists<'a> = (Cow<'a, [u64]>, Option<Cow<'a, [u64]>>);
+                let lists: SmallVec<[Lists<'_>; 8]> = indices
                     .iter()
                     .zip(positions)
-                    .map(|(i, p)| (i.as_slice(), p.as_deref()))
+                    .map(|(i, p)| (i.as_list(), p.as_ref().map(Indices::as_list)))
                     .collect();
+                let dims: SmallVec<[Dim<'_>; 8]> =
+                    lists.iter().map(|(i, p)| (&**i, p.as_deref())).collect();
                 self.apply_orthogonal(buf, &dims)
             }
             ChunkRequest::Points {

@@ -8,7 +8,9 @@ use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::PySlice;
 use zuring_array::grid::Grid;
-use zuring_array::{ByteSource, ChunkRequest, FetchKind, Fetched, FetchedSource, StoredChunk};
+use zuring_array::{
+    ByteSource, ChunkRequest, FetchKind, Fetched, FetchedSource, Indices, StoredChunk,
+};
 use zuring_io::ByteRange;
 
 use super::{out_slice, PyStoredChunk};
@@ -29,28 +31,35 @@ pub enum PyDimSel<'py> {
 }
 
 impl PyDimSel<'_> {
-    /// The indices selected along a dimension of `len` (used by Python slices).
-    fn to_vec(&self, len: u64) -> PyResult<Vec<u64>> {
+    /// The indices selected along a dimension of `len` (used by Python slices): a slice with
+    /// step 1 as its bounds, others listed.
+    fn to_indices(&self, len: u64) -> PyResult<Indices> {
         match self {
-            Self::Slice((start, stop, step)) => {
-                if *step == 0 {
-                    return Err(pyo3::exceptions::PyValueError::new_err("slice step 0"));
-                }
-                Ok((*start..*stop)
-                    .step_by(usize::try_from(*step).unwrap_or(usize::MAX))
-                    .collect())
-            }
+            Self::Slice((start, stop, step)) => match *step {
+                0 => Err(pyo3::exceptions::PyValueError::new_err("slice step 0")),
+                1 => Ok((*start..*stop).into()),
+                step => Ok((*start..*stop)
+                    .step_by(usize::try_from(step).unwrap_or(usize::MAX))
+                    .collect()),
+            },
             Self::PySlice(slice) => {
                 let len = isize::try_from(len).map_err(|_| {
                     pyo3::exceptions::PyValueError::new_err("dimension too long for a slice")
                 })?;
                 let ind = slice.indices(len)?;
                 // `indices` clamps start and stop to the dimension, so every index lies in it.
+                let start = ind.start.cast_unsigned() as u64;
+                if ind.step == 1 {
+                    return Ok(Indices::Run {
+                        start,
+                        len: ind.slicelength as u64,
+                    });
+                }
                 Ok((0..ind.slicelength)
                     .map(|k| (ind.start + k.cast_signed() * ind.step).cast_unsigned() as u64)
                     .collect())
             }
-            Self::Array(a) => Ok(a.as_array().to_vec()),
+            Self::Array(a) => Ok(a.as_array().to_vec().into()),
         }
     }
 }
@@ -93,7 +102,7 @@ impl PyChunkRequest<'_> {
                         .enumerate()
                         .map(|(d, sel)| {
                             let size = grid.dims().get(d).zip(chunk.get(d));
-                            sel.to_vec(size.map_or(0, |(g, &k)| g.size(k)))
+                            sel.to_indices(size.map_or(0, |(g, &k)| g.size(k)))
                         })
                         .collect::<PyResult<_>>()?,
                     positions: positions
@@ -103,7 +112,7 @@ impl PyChunkRequest<'_> {
                                 .map(|sel| {
                                     let len = out_shape.get(axis).copied().unwrap_or(0);
                                     axis += 1;
-                                    sel.to_vec(len)
+                                    sel.to_indices(len)
                                 })
                                 .transpose()
                         })
