@@ -16,7 +16,7 @@ use crate::array::ZarrArray;
 use crate::decode::{encode_chunk, with_decoded, with_scratch};
 use crate::error::{ArrayError, Result};
 use crate::layout::{IndexLayout, IndexLocation};
-use crate::plan::{c_strides, try_for_each_coord, ChunkRequest};
+use crate::plan::{c_strides, try_for_each_coord, ChunkRequest, Indices};
 use crate::shard_index::{ShardIndex, MISSING};
 use crate::write::{ChunkSink, Dim, NewBytes, Scatter};
 use zuring_io::Piece;
@@ -50,7 +50,7 @@ fn touched_inner_chunks(
                         parts
                             .iter()
                             .map(|(&c, (indices, _))| {
-                                let mut distinct = indices.clone();
+                                let mut distinct = indices.as_list().into_owned();
                                 distinct.sort_unstable();
                                 distinct.dedup();
                                 (c, distinct.len() as u64 == n)
@@ -86,7 +86,7 @@ fn touched_inner_chunks(
 
 /// Indices within one inner chunk along one dimension, with their value positions (None: the
 /// dimension is dropped from the value).
-type Part = (Vec<u64>, Option<Vec<u64>>);
+type Part = (Indices, Option<Indices>);
 
 /// A write request split along the inner chunk grid of its shard, so that each inner chunk gets
 /// the part of it that falls inside (indices relative to the inner chunk), applied straight to
@@ -112,7 +112,8 @@ impl Split {
                     .zip(positions)
                     .zip(inner)
                     .map(|((list, pos), &n)| {
-                        let mut parts: BTreeMap<u64, Part> = BTreeMap::new();
+                        let mut parts: BTreeMap<u64, (Vec<u64>, Option<Vec<u64>>)> =
+                            BTreeMap::new();
                         for (k, i) in list.iter().enumerate() {
                             let part = parts
                                 .entry(i / n)
@@ -124,6 +125,9 @@ impl Split {
                             }
                         }
                         parts
+                            .into_iter()
+                            .map(|(c, (i, p))| (c, (Indices::List(i), p.map(Indices::List))))
+                            .collect()
                     })
                     .collect();
                 Split::Orthogonal { per_dim }
@@ -166,7 +170,7 @@ impl Split {
                     let Some((indices, positions)) = parts.get(c) else {
                         return Ok(false);
                     };
-                    dims.push((indices, positions.as_deref()));
+                    dims.push((indices, positions.as_ref()));
                 }
                 scatter.apply_orthogonal(Some(buf), &dims).map(|()| true)
             }
@@ -589,7 +593,6 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::plan::Indices;
     use crate::write::WriteValue;
 
     #[test]

@@ -24,8 +24,7 @@ use crate::plan::{
 };
 use crate::source::{ByteSource, LocalSource, NotingMissing};
 use crate::write::{
-    chunk_of, collect_chunks, group_by_chunk, ChunkGeometry, ChunkSink, NewBytes, Scatter,
-    WriteValue,
+    collect_chunks, group_by_chunk, ChunkGeometry, ChunkSink, NewBytes, Scatter, WriteValue,
 };
 
 /// A handle's bytes: handles are planned and copied as 8-byte elements.
@@ -386,7 +385,7 @@ impl ZarrArray {
         };
         for request in requests {
             scatter
-                .for_chunk(&*geometry(chunk_of(request))?)?
+                .for_chunk(&*geometry(request.chunk())?)?
                 .apply(None, request)?;
         }
         // The stored chunks covered in part, read in one batch before anything is written.

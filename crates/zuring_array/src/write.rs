@@ -66,12 +66,6 @@ impl NewBytes<'_> {
 /// One stored chunk to encode: its coordinates, the requests writing into it, its old bytes.
 type ChunkTask<'a> = (Vec<u64>, Vec<&'a ChunkRequest>, Option<Bytes>);
 
-pub(crate) fn chunk_of(request: &ChunkRequest) -> &[u64] {
-    match request {
-        ChunkRequest::Orthogonal { chunk, .. } | ChunkRequest::Points { chunk, .. } => chunk,
-    }
-}
-
 /// The requests of a write by the stored chunk they address (of `ndim` dimensions).
 pub(crate) fn group_by_chunk(
     requests: &[ChunkRequest],
@@ -79,7 +73,7 @@ pub(crate) fn group_by_chunk(
 ) -> Result<BTreeMap<Vec<u64>, Vec<&ChunkRequest>>> {
     let mut by_chunk: BTreeMap<Vec<u64>, Vec<&ChunkRequest>> = BTreeMap::new();
     for request in requests {
-        let chunk = chunk_of(request);
+        let chunk = request.chunk();
         if chunk.len() != ndim {
             return Err(ArrayError::selection(format!(
                 "stored chunk {chunk:?} does not have {ndim} dimensions"
@@ -179,10 +173,16 @@ impl ZarrArray {
         let enough = |n: usize| writers >= 2 && n >= 2 * writers;
         let replacing = requests
             .first()
-            .is_some_and(|r| self.file_path(chunk_of(r)).exists());
+            .is_some_and(|r| self.file_path(r.chunk()).exists());
         if !enough(requests.len())
             || !replacing
-            || !enough(requests.iter().map(chunk_of).collect::<HashSet<_>>().len())
+            || !enough(
+                requests
+                    .iter()
+                    .map(ChunkRequest::chunk)
+                    .collect::<HashSet<_>>()
+                    .len(),
+            )
         {
             return 0;
         }
@@ -263,7 +263,7 @@ impl ZarrArray {
     ) -> exclusive::Taken {
         let files = requests
             .iter()
-            .map(chunk_of)
+            .map(ChunkRequest::chunk)
             .chain(partial.iter().map(Vec::as_slice));
         self.take_stored(files, false)
     }
@@ -371,7 +371,7 @@ impl ZarrArray {
         };
         for request in requests {
             scatter
-                .for_chunk(&*geometry(chunk_of(request))?)?
+                .for_chunk(&*geometry(request.chunk())?)?
                 .apply(None, request)?;
         }
         let codecs = self.zarrs_array().codecs();
@@ -589,14 +589,14 @@ pub(crate) fn add_edge_shards(
 ) {
     let mut listed: HashSet<Vec<u64>> = partial.iter().cloned().collect();
     for request in requests {
-        let (ChunkRequest::Orthogonal { chunk, .. } | ChunkRequest::Points { chunk, .. }) = request;
+        let chunk = request.chunk();
         let past_edge = chunk
             .iter()
             .zip(grid.dims())
             .zip(shape)
             .any(|((&c, g), &n)| g.start(c).saturating_add(g.size(c)) > n);
-        if past_edge && listed.insert(chunk.clone()) {
-            partial.push(chunk.clone());
+        if past_edge && listed.insert(chunk.to_vec()) {
+            partial.push(chunk.to_vec());
         }
     }
 }

@@ -30,9 +30,9 @@ pub enum Indices {
 }
 
 impl Indices {
-    /// One past the last index of a run.
-    fn end(start: u64, len: u64) -> u64 {
-        start.saturating_add(len)
+    /// How many indices a run holds (it ends at `u64::MAX`).
+    fn run_len(start: u64, len: u64) -> u64 {
+        start.saturating_add(len) - start
     }
 
     /// How many indices.
@@ -40,7 +40,7 @@ impl Indices {
     pub fn len(&self) -> usize {
         match self {
             Self::Run { start, len } => {
-                usize::try_from(Self::end(*start, *len) - start).unwrap_or(usize::MAX)
+                usize::try_from(Self::run_len(*start, *len)).unwrap_or(usize::MAX)
             }
             Self::List(list) => list.len(),
         }
@@ -58,7 +58,7 @@ impl Indices {
         match self {
             Self::Run { start, len } => {
                 let k = u64::try_from(k).ok()?;
-                (k < Self::end(*start, *len) - start).then(|| start + k)
+                (k < Self::run_len(*start, *len)).then(|| start + k)
             }
             Self::List(list) => list.get(k).copied(),
         }
@@ -67,7 +67,7 @@ impl Indices {
     /// The indices in order.
     pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
         let (run, list) = match self {
-            Self::Run { start, len } => (*start..Self::end(*start, *len), &[][..]),
+            Self::Run { start, len } => (*start..start + Self::run_len(*start, *len), &[][..]),
             Self::List(list) => (0..0, list.as_slice()),
         };
         run.chain(list.iter().copied())
@@ -79,7 +79,7 @@ impl Indices {
     pub fn as_run(&self) -> Option<(u64, u64)> {
         match self {
             Self::Run { start, len } => {
-                let len = Self::end(*start, *len) - start;
+                let len = Self::run_len(*start, *len);
                 (len > 0).then_some((*start, len))
             }
             Self::List(list) => {

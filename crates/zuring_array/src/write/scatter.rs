@@ -11,7 +11,7 @@ use crate::plan::{c_strides, num_elements, try_for_each_coord, ChunkRequest, Ind
 
 /// One dimension of an orthogonal write request: indices within the chunk, and their positions
 /// along the value's axis (None: the dimension is not in the value).
-pub(crate) type Dim<'a> = (&'a [u64], Option<&'a [u64]>);
+pub(crate) type Dim<'a> = (&'a Indices, Option<&'a Indices>);
 
 /// A write's values: C order, native endian, of `shape`. As in numpy, an axis of length 1 is
 /// broadcast (its positions are ignored), and so is a 0-d value.
@@ -142,15 +142,11 @@ impl Scatter<'_> {
                 if indices.len() != positions.len() {
                     return Err(self.wrong_rank());
                 }
-                // Runs listed: a write copies index by index.
-                type Lists<'a> = (Cow<'a, [u64]>, Option<Cow<'a, [u64]>>);
-                let lists: SmallVec<[Lists<'_>; 8]> = indices
+                let dims: SmallVec<[Dim<'_>; 8]> = indices
                     .iter()
                     .zip(positions)
-                    .map(|(i, p)| (i.as_list(), p.as_ref().map(Indices::as_list)))
+                    .map(|(i, p)| (i, p.as_ref()))
                     .collect();
-                let dims: SmallVec<[Dim<'_>; 8]> =
-                    lists.iter().map(|(i, p)| (&**i, p.as_deref())).collect();
                 self.apply_orthogonal(buf, &dims)
             }
             ChunkRequest::Points {
@@ -182,12 +178,12 @@ impl Scatter<'_> {
                 _ => None,
             };
             let mut dim = Vec::with_capacity(indices.len());
-            for (k, &i) in indices.iter().enumerate() {
+            for (k, i) in indices.iter().enumerate() {
                 let c = self.check_index(d, i)? * self.chunk_strides[d];
                 let v = match (stride, positions) {
                     (Some((_, 1)), Some(_)) => 0,
                     (Some((s, n)), Some(p)) => {
-                        let p = *p.get(k).ok_or_else(|| {
+                        let p = p.get(k).ok_or_else(|| {
                             ArrayError::selection("fewer value positions than indices")
                         })?;
                         if p >= n {
