@@ -298,6 +298,127 @@ def test_writes_into_one_shard_at_once_lose_nothing(tmp_path, writer, workers):
         assert zp.STATS[kind] >= before[kind] + 64
 
 
+def _in_loops_of_their_own(work, threads):
+    """Run ``work(t)`` (a coroutine function) for t in range(threads), each in a thread running
+    an event loop of its own (``asyncio.run``), all started at once; the errors they raised."""
+    import asyncio
+    import threading
+
+    start, errors = threading.Barrier(threads), []
+
+    def run(t):
+        start.wait()
+        try:
+            asyncio.run(work(t))
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(repr(err))
+
+    runs = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+    for r in runs:
+        r.start()
+    for r in runs:
+        r.join()
+    return errors
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_reads_from_event_loops_of_their_own_at_once(tmp_path, where):
+    """Threads that each run an event loop of their own read one array at once (zarr's async
+    API): every read is answered, on its own loop, with the right values. Before, the reads
+    waiting to be gathered into one Rust call were kept for one loop at a time: a read of
+    another loop in between dropped them, and their callers waited forever (3 of 4 threads hung
+    here)."""
+    import asyncio
+
+    store = str(tmp_path / "a") if where == "local" else zarr.storage.MemoryStore()
+    values = np.arange(64 * 64, dtype="i4").reshape(64, 64)
+    with zarr.config.set({**ZURING, "codec_pipeline.strict": True}):
+        a = zarr.create_array(store=store, shape=(64, 64), chunks=(8, 8), dtype="i4", fill_value=0)
+        a[...] = values
+        a = a._async_array
+        calls = zp.STATS["native_calls"]
+        wrong = []
+
+        async def work(t):
+            rng = np.random.default_rng(t)
+            for _ in range(150):
+                sels = [(slice(int(i), int(i) + 5), slice(int(j), int(j) + 7)) for i, j in rng.integers(0, 57, (4, 2))]
+                got = await asyncio.wait_for(asyncio.gather(*[a.getitem(s) for s in sels]), 30)
+                wrong.extend(s for s, g in zip(sels, got) if not np.array_equal(g, values[s]))
+
+        errors = _in_loops_of_their_own(work, 4)
+    assert errors == [] and wrong == [], (errors[:3], wrong[:3])
+    assert zp.STATS["native_calls"] > calls
+
+
+@pytest.mark.parametrize("where", ["memory", "local"])
+def test_writes_from_event_loops_of_their_own_take_turns(tmp_path, where):
+    """8 threads, each running an event loop of its own, write their own 8 inner chunks of one
+    shard at once (zarr's async API): none of the 64 is lost. A MemoryStore's writes take turns
+    in the pipeline (before, only the writes of one event loop did: 53-56 chunks lost in five
+    runs); a LocalStore's in Rust."""
+    store = str(tmp_path / "a") if where == "local" else zarr.storage.MemoryStore()
+    with zarr.config.set({**ZURING, "codec_pipeline.strict": True}):
+        a = zarr.create_array(store=store, shape=(64, 64), chunks=(8, 8), shards=(64, 64), dtype="i4", fill_value=0, compressors=[ZstdCodec(level=1)])
+        aa = a._async_array
+
+        async def work(t):
+            for i in range(8):
+                await aa.setitem((slice(t * 8, (t + 1) * 8), slice(i * 8, (i + 1) * 8)), np.full((8, 8), t * 100 + i + 1, "i4"))
+
+        errors = _in_loops_of_their_own(work, 8)
+        got = zarr.open_array(store, mode="r")[...]
+    want = np.kron(np.arange(8)[:, None] * 100 + np.arange(8)[None, :] + 1, np.ones((8, 8), "i4"))
+    assert errors == [], errors[:3]
+    assert int((got != want).sum()) // 64 == 0, f"{int((got != want).sum()) // 64} chunks lost"
+
+
+def _take_in_a_loop_of_its_own(setter, queue):
+    """Take ``setter``'s stored chunk as a write through a store's API would (within 10 s) and
+    say whether that worked."""
+    import asyncio
+
+    async def take():
+        async with zp._taking([setter]):
+            return "taken"
+
+    try:
+        queue.put(asyncio.run(asyncio.wait_for(take(), 10)))
+    except Exception as err:  # noqa: BLE001 - reported to the parent
+        queue.put(repr(err))
+
+
+def test_a_forked_child_waits_for_none_of_the_parents_writes():
+    """A process forked while a write of the parent holds a stored chunk (a DataLoader worker
+    forked mid-write) writes into that chunk at once: the parent's writes are not the child's to
+    wait for. Another thread of the parent waits until the write is done."""
+    import asyncio
+    import queue
+    import threading
+    import types
+
+    setter = types.SimpleNamespace(store="memory://fork-test", path="c/0/0")
+    ctx = mp.get_context("fork")
+    answers = ctx.Queue()
+
+    async def hold():
+        async with zp._taking([setter]):
+            child = ctx.Process(target=_take_in_a_loop_of_its_own, args=(setter, answers))
+            child.start()
+            child.join(30)
+            in_child = answers.get(timeout=5)
+            waiting = queue.Queue()
+            other = threading.Thread(target=_take_in_a_loop_of_its_own, args=(setter, waiting))
+            other.start()
+            await asyncio.sleep(0.3)
+            still_waiting = other.is_alive()
+        other.join(30)
+        return in_child, still_waiting, waiting.get(timeout=5)
+
+    assert asyncio.run(hold()) == ("taken", True, "taken")
+    assert zp._TAKEN == {}
+
+
 @pytest.mark.parametrize("where", ["local", "memory", "local, sharded"])
 def test_fallback_writes_into_one_chunk_at_once_lose_nothing(tmp_path, where):
     """Writes that fall back to zarr's pipeline (a numcodecs filter zuring leaves to zarr) take

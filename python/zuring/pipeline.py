@@ -26,12 +26,13 @@ true`` zuring raises :class:`zuring.UnsupportedError` instead.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import math
 import os
+import threading
 import warnings
-import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
@@ -371,32 +372,33 @@ def _merge_ranges(items: list[tuple[int, int, int]], max_gap: int, max_bytes: in
 
 class _Coalescer:
     """Reads of one array that arrive in the same event-loop tick (say, 32 crops issued with
-    ``asyncio.gather``) become one Rust call: one IO batch, one decode pool run."""
+    ``asyncio.gather``) become one Rust call: one IO batch, one decode pool run. Each event loop
+    has its reads gathered apart: threads that each run a loop of their own (``asyncio.run`` per
+    thread) read the same array at once, and a loop's reads are settled on that loop."""
 
     def __init__(self, array: Any, store: Any = None) -> None:
         self.array = array
         # A store zuring does not read itself: its bytes come through its async API.
         self.store = store
-        self.pending: list[tuple] = []
-        self.loop: asyncio.AbstractEventLoop | None = None
+        # Reads waiting for their loop's next flush, by loop (an entry lives from a loop's first
+        # read of a tick to that tick's flush; each loop's list is touched only on its thread).
+        self.pending: dict[asyncio.AbstractEventLoop, list[tuple]] = {}
         self.tasks: set[asyncio.Task] = set()
 
     def submit(self, requests: list[tuple], shape: list[int], raw: np.ndarray, spec: Any = None, nbytes: int = -1) -> asyncio.Future:
         loop = asyncio.get_running_loop()
-        if self.loop is not loop:
-            self.loop, self.pending = loop, []
+        pending = self.pending.setdefault(loop, [])
         future = loop.create_future()
-        if not self.pending:
-            loop.call_soon(self._flush)
+        if not pending:
+            loop.call_soon(self._flush, loop)
         # `spec` (the chunks' ArraySpec): the buffer prototype and config for a store's reads;
         # `nbytes`: the decoded size of the chunks read (-1: unknown).
-        self.pending.append((requests, shape, raw, future, spec, nbytes))
+        pending.append((requests, shape, raw, future, spec, nbytes))
         return future
 
-    def _flush(self) -> None:
-        items, self.pending = self.pending, []
-        loop = self.loop
-        if not items or loop is None:
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        items = self.pending.pop(loop, None)
+        if not items:
             return
         if len({id(item[2]) for item in items}) != len(items):
             # Shared output buffers: read one by one.
@@ -799,32 +801,67 @@ def _check_writable(store: Any) -> None:
         raise ValueError("store was opened in read-only mode and does not support writing")
 
 
-# The stored chunks that writes through a store's own API hold, per event loop: key -> the
-# future set when the write holding it is done.
-_TAKEN: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], asyncio.Future]] = weakref.WeakKeyDictionary()
+# The stored chunks that writes through a store's own API hold, in this process: key -> the
+# future (a thread-safe one) set when the write holding it is done. Writes from any thread and
+# any event loop take turns (threads that each run a loop of their own write into one shard).
+_TAKEN: dict[tuple[str, str], concurrent.futures.Future] = {}
+_TAKEN_LOCK = threading.Lock()
+
+
+def _forget_taken() -> None:
+    """In a forked child: the parent's writes are not the child's to wait for."""
+    global _TAKEN_LOCK
+    _TAKEN.clear()
+    _TAKEN_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_taken)
+
+
+def _wake_on(loop: asyncio.AbstractEventLoop, held: list[concurrent.futures.Future]) -> asyncio.Future:
+    """A future of ``loop`` done when any of ``held`` is (set from whichever thread ends a write;
+    the writes' own futures are never cancelled from here)."""
+    waiter = loop.create_future()
+
+    def settle() -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    def wake(_: concurrent.futures.Future) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+            loop.call_soon_threadsafe(settle)
+
+    for future in held:
+        future.add_done_callback(wake)
+    return waiter
 
 
 @contextlib.asynccontextmanager
 async def _taking(setters: Iterable[Any]) -> AsyncIterator[None]:
     """Hold the stored chunks of ``setters`` (byte setters: a store and a key) from other writes
-    through this pipeline on this event loop (through a store's API, or falling back to
-    zarr's pipeline), waiting while any is held. A write reads what it
-    covers in part, merges and replaces it: two at once into one chunk or shard would each
-    start from what was stored and the later would drop the other's values. Taken all at once,
-    so writes never wait on each other in a cycle; as zuring's Rust writes do for LocalStore."""
+    through this pipeline in this process (through a store's API, or falling back to zarr's
+    pipeline), waiting while any is held. A write reads what it covers in part, merges and
+    replaces it: two at once into one chunk or shard would each start from what was stored and
+    the later would drop the other's values. Taken all at once, so writes never wait on each
+    other in a cycle; as zuring's Rust writes do for LocalStore."""
     loop = asyncio.get_running_loop()
-    taken = _TAKEN.setdefault(loop, {})
     keys = {(str(s.store), s.path) for s in setters}
-    while busy := [taken[k] for k in keys if k in taken]:
-        await asyncio.wait(busy, return_when=asyncio.FIRST_COMPLETED)
-    done = loop.create_future()
-    for k in keys:
-        taken[k] = done
+    done: concurrent.futures.Future = concurrent.futures.Future()
+    while True:
+        with _TAKEN_LOCK:
+            held = [_TAKEN[k] for k in keys if k in _TAKEN]
+            if not held:
+                for k in keys:
+                    _TAKEN[k] = done
+                break
+        await _wake_on(loop, held)
     try:
         yield
     finally:
-        for k in keys:
-            del taken[k]
+        with _TAKEN_LOCK:
+            for k in keys:
+                if _TAKEN.get(k) is done:
+                    del _TAKEN[k]
         done.set_result(None)
 
 
