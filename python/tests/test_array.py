@@ -326,6 +326,65 @@ def test_fork_after_reading(tmp_store):
     assert int(a[...].sum()) == int(values.sum()), "the parent keeps working"
 
 
+def test_fork_while_other_threads_read(tmp_path):
+    """Children forked while two threads of the parent keep reading (a DataLoader's workers
+    forked while the main process reads): each child reads the arrays right, none waits on a
+    lock one of the parent's threads held at the instant of the fork (the IO engine's, the
+    decode pool's, the shard index cache's, the write table's: each process makes its own)."""
+    import os
+    import threading
+    import time
+
+    values = np.arange(64 * 96, dtype="uint16").reshape(64, 96)
+    sharded, plain = str(tmp_path / "sharded.zarr"), str(tmp_path / "plain.zarr")
+    zarr_array(sharded, values, (4, 8), (16, 32), compressors("zstd"))
+    zarr_array(plain, values, (4, 8), None, compressors("zstd"))
+    arrays = [zuring.open_array(sharded), zuring.open_array(plain)]
+    stop, wrong = threading.Event(), []
+
+    def read(k):
+        rng = np.random.default_rng(k)
+        while not stop.is_set():
+            starts = np.stack([rng.integers(0, 60, 8), rng.integers(0, 88, 8)], axis=1)
+            for a in arrays:
+                crops = a.read_crops(starts, (4, 8))
+                if not all(np.array_equal(c, values[y : y + 4, x : x + 8]) for c, (y, x) in zip(crops, starts)):
+                    wrong.append(k)
+            arrays[k % 2][k : k + 9, 3:50] = values[k : k + 9, 3:50]
+
+    readers = [threading.Thread(target=read, args=(k,)) for k in range(2)]
+    for r in readers:
+        r.start()
+    hung, failed = 0, 0
+    try:
+        for _ in range(40):
+            time.sleep(0.005)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running
+                pid = os.fork()
+            if pid == 0:
+                ok = False
+                try:
+                    ok = all(np.array_equal(zuring.open_array(p)[10:30, 5:70], values[10:30, 5:70]) for p in (sharded, plain))
+                    arrays[0][0:2, 0:2] = values[0:2, 0:2]
+                finally:
+                    os._exit(0 if ok else 3)
+            deadline = time.monotonic() + 20
+            while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            if done[0] == 0:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                hung += 1
+            elif os.waitstatus_to_exitcode(done[1]) != 0:
+                failed += 1
+    finally:
+        stop.set()
+        for r in readers:
+            r.join()
+    assert (hung, failed, wrong) == (0, 0, [])
+
+
 _FD_LIMIT_SCRIPT = r"""
 import resource
 import sys

@@ -140,3 +140,70 @@ impl Context {
         self.pool.threads()
     }
 }
+
+#[cfg(test)]
+#[allow(unsafe_code)] // fork, in a test of what a forked child does
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ZarrArray;
+
+    /// A child forked while a thread of its parent holds the process-wide context's shard
+    /// index cache (an instant of a read of a sharded array, as when a DataLoader worker is
+    /// forked while the parent reads) reads a sharded array all the same, with a cache of its
+    /// own; before, it waited forever for that lock. (The IO engine's lock: zuring_io's
+    /// `a_child_forked_while_the_engine_is_locked_reads`.)
+    #[test]
+    fn a_child_forked_while_the_shared_context_is_locked_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = r#"{"zarr_format":3,"node_type":"array","shape":[8,8],"data_type":"uint16",
+            "chunk_grid":{"name":"regular","configuration":{"chunk_shape":[4,8]}},
+            "chunk_key_encoding":{"name":"default"},"fill_value":0,
+            "codecs":[{"name":"sharding_indexed","configuration":{"chunk_shape":[2,2],
+                "codecs":[{"name":"bytes","configuration":{"endian":"little"}},{"name":"zstd","configuration":{"level":1,"checksum":false}}],
+                "index_codecs":[{"name":"bytes","configuration":{"endian":"little"}},{"name":"crc32c"}]}}]}"#;
+        let array = ZarrArray::create(dir.path(), meta).unwrap();
+        let values: Vec<u16> = (0..64).collect();
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        array.write_region(&[0..8, 0..8], &bytes).unwrap();
+        // The parent reads: the shared context, its reader and its caches are in use.
+        assert_eq!(
+            array.read_crops::<u16>(&[1, 3], &[2, 2]).unwrap(),
+            [11, 12, 19, 20]
+        );
+        let ctx = Context::shared().unwrap();
+        assert!(
+            ctx.indexes.bytes() > 0,
+            "the parent cached the shard indexes"
+        );
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (forked_tx, forked_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let cache = ctx.indexes.state().lock().unwrap();
+            locked_tx.send(()).unwrap();
+            forked_rx.recv().unwrap();
+            drop(cache);
+        });
+        locked_rx.recv().unwrap();
+        // SAFETY: the child only opens and reads the array and leaves with `_exit`, running
+        // none of the parent's destructors or harness.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            let ok = ZarrArray::open(dir.path())
+                .and_then(|a| a.read_crops::<u16>(&[5, 6, 0, 0], &[2, 2]))
+                .is_ok_and(|v| v == [46, 47, 54, 55, 0, 1, 8, 9]);
+            // SAFETY: `_exit` ends the child at once, as intended.
+            unsafe { libc::_exit(if ok { 0 } else { 3 }) };
+        }
+        assert!(child > 0, "fork failed");
+        let exited = crate::testing::wait_for(child, Duration::from_secs(20));
+        forked_tx.send(()).unwrap();
+        holder.join().unwrap();
+        assert_eq!(
+            exited,
+            Some(0),
+            "the child hung (None) or read wrong values"
+        );
+    }
+}

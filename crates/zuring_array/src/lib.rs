@@ -41,6 +41,8 @@ pub mod scale_offset;
 mod shard_index;
 mod shard_write;
 mod source;
+#[cfg(test)]
+mod testing;
 mod variable;
 mod write;
 

@@ -1,12 +1,16 @@
 //! zuring's decode thread pool, rebuilt in a forked child.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use zuring_io::PerProcess;
 
 /// A rayon pool that a forked child replaces instead of deadlocking on the parent's threads.
 #[derive(Debug)]
 pub struct DecodePool {
     threads: usize,
-    pool: Mutex<Option<(u32, Arc<rayon::ThreadPool>)>>,
+    /// This process's pool: a forked child starts one of its own and never touches (nor
+    /// drops) its parent's, whose workers do not exist there.
+    pool: PerProcess<Arc<rayon::ThreadPool>>,
 }
 
 impl DecodePool {
@@ -20,7 +24,7 @@ impl DecodePool {
         };
         Self {
             threads,
-            pool: Mutex::new(None),
+            pool: PerProcess::new(),
         }
     }
 
@@ -35,29 +39,14 @@ impl DecodePool {
     /// # Panics
     /// When no thread can be spawned at all.
     pub fn get(&self) -> Arc<rayon::ThreadPool> {
-        let pid = std::process::id();
-        let mut guard = self
-            .pool
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((owner, pool)) = guard.as_ref() {
-            if *owner == pid {
-                return Arc::clone(pool);
-            }
-            // Forked: the parent's workers do not exist here; leak the handle rather than
-            // join threads that will never answer.
-            if let Some(stale) = guard.take() {
-                std::mem::forget(stale);
-            }
-        }
-        let pool = Arc::new(
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(self.threads)
-                .thread_name(|i| format!("zuring-decode-{i}"))
-                .build()
-                .expect("spawn decode threads"),
-        );
-        *guard = Some((pid, Arc::clone(&pool)));
-        pool
+        Arc::clone(self.pool.get_or_init(|| {
+            Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(self.threads)
+                    .thread_name(|i| format!("zuring-decode-{i}"))
+                    .build()
+                    .expect("spawn decode threads"),
+            )
+        }))
     }
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use lru::LruCache;
 use zarrs::array::FillValue;
 use zarrs::array::{ArrayBytes, ArrayToBytesCodecTraits, CodecOptions};
+use zuring_io::PerProcess;
 
 use crate::error::{ArrayError, Result};
 use crate::layout::IndexLayout;
@@ -180,15 +181,17 @@ fn index_shape(layout: &IndexLayout) -> Vec<NonZeroU64> {
 /// whose reads can be pinned to that version.
 pub use zuring_io::FileVersion;
 
-/// Decoded shard indexes, shared across calls and threads, bounded in bytes (LRU).
+/// Decoded shard indexes, shared across calls and threads, bounded in bytes (LRU). A forked
+/// child starts with an empty cache of its own (its parent's lock may have been held by one of
+/// the parent's threads at the fork).
 #[derive(Debug)]
 pub struct ShardIndexCache {
-    inner: Mutex<CacheState>,
+    inner: PerProcess<Mutex<CacheState>>,
     max_bytes: usize,
 }
 
 #[derive(Debug)]
-struct CacheState {
+pub(crate) struct CacheState {
     entries: LruCache<PathBuf, (FileVersion, Arc<ShardIndex>)>,
     bytes: usize,
 }
@@ -198,18 +201,25 @@ impl ShardIndexCache {
     #[must_use]
     pub fn new(max_bytes: usize) -> Self {
         Self {
-            inner: Mutex::new(CacheState {
-                entries: LruCache::unbounded(),
-                bytes: 0,
-            }),
+            inner: PerProcess::new(),
             max_bytes,
         }
+    }
+
+    /// This process's state.
+    pub(crate) fn state(&self) -> &Mutex<CacheState> {
+        self.inner.get_or_init(|| {
+            Mutex::new(CacheState {
+                entries: LruCache::unbounded(),
+                bytes: 0,
+            })
+        })
     }
 
     /// The cached index of `path` if it is for `version`.
     #[must_use]
     pub fn get(&self, path: &Path, version: FileVersion) -> Option<Arc<ShardIndex>> {
-        let mut state = self.inner.lock().ok()?;
+        let mut state = self.state().lock().ok()?;
         match state.entries.get(path) {
             Some((v, index)) if *v == version => Some(Arc::clone(index)),
             _ => None,
@@ -218,7 +228,7 @@ impl ShardIndexCache {
 
     /// Remember `index` for `path` at `version`, evicting the least recently used beyond the bound.
     pub fn insert(&self, path: PathBuf, version: FileVersion, index: Arc<ShardIndex>) {
-        let Ok(mut state) = self.inner.lock() else {
+        let Ok(mut state) = self.state().lock() else {
             return;
         };
         let size = index.bytes();
@@ -239,7 +249,7 @@ impl ShardIndexCache {
 
     /// Forget the index of `path`.
     pub fn invalidate(&self, path: &Path) {
-        if let Ok(mut state) = self.inner.lock() {
+        if let Ok(mut state) = self.state().lock() {
             if let Some((_, old)) = state.entries.pop(path) {
                 state.bytes -= old.bytes();
             }
@@ -249,7 +259,7 @@ impl ShardIndexCache {
     /// Bytes held.
     #[must_use]
     pub fn bytes(&self) -> usize {
-        self.inner.lock().map_or(0, |s| s.bytes)
+        self.state().lock().map_or(0, |s| s.bytes)
     }
 }
 

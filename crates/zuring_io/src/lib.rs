@@ -38,6 +38,7 @@ mod error;
 mod files;
 mod job;
 mod locks;
+mod per_process;
 mod pread;
 mod reader;
 mod request;
@@ -51,6 +52,7 @@ pub use error::{IoError, Result};
 pub use files::FileVersion;
 pub use job::MAX_READ_BYTES;
 pub use locks::{lock_across_processes, lock_file_path, ProcessLocks, KEY_LIMIT};
+pub use per_process::PerProcess;
 pub use reader::{BackendKind, Reader, ReaderOptions};
 pub use request::{ByteRange, Completion, PinnedFile, ReadRequest, ReadStream};
 pub use write::{

@@ -13,6 +13,7 @@ use crate::files::{
     default_cache_capacity, open_each, FileBudget, FileCache, FilePermit, OpenFile,
 };
 use crate::job::{Delivery, Job, Part};
+use crate::per_process::PerProcess;
 use crate::request::{ByteRange, Completion, PinnedFile, ReadRequest, ReadStream};
 use crate::uring::RingConfig;
 use crate::workers::Workers;
@@ -149,7 +150,6 @@ impl ReaderOptions {
 /// Everything that must be rebuilt in a forked child: threads, rings, locks.
 #[derive(Debug)]
 struct Engine {
-    pid: u32,
     workers: Workers,
     files: FileCache,
     /// Descriptors held by queued and running reads (as many as the cache keeps).
@@ -183,7 +183,6 @@ impl Engine {
             },
         };
         Ok(Self {
-            pid: std::process::id(),
             workers,
             files: FileCache::new(options.fd_cache_capacity, options.revalidate_fds),
             budget: FileBudget::new(options.fd_cache_capacity),
@@ -229,7 +228,7 @@ struct Submission<'a> {
 #[derive(Debug)]
 pub struct Reader {
     options: ReaderOptions,
-    engine: Mutex<Option<Arc<Engine>>>,
+    engine: PerProcess<Mutex<Option<Arc<Engine>>>>,
 }
 
 impl Reader {
@@ -240,7 +239,7 @@ impl Reader {
     pub fn new(options: ReaderOptions) -> Result<Self> {
         let reader = Self {
             options,
-            engine: Mutex::new(None),
+            engine: PerProcess::new(),
         };
         reader.engine()?;
         Ok(reader)
@@ -272,21 +271,17 @@ impl Reader {
     }
 
     fn engine(&self) -> Result<Arc<Engine>> {
-        let pid = std::process::id();
+        // This process's engine: a forked child starts one of its own, never touching (nor
+        // dropping) its parent's, whose threads it does not have and whose lock a thread of the
+        // parent may have held at the fork.
         let mut guard = self
             .engine
+            .get_or_init(|| Mutex::new(None))
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(engine) = guard.as_ref() {
-            if engine.pid == pid && engine.workers.alive() {
+            if engine.workers.alive() {
                 return Ok(Arc::clone(engine));
-            }
-            if engine.pid != pid {
-                // Forked: the parent's threads do not exist here, so the engine can be neither
-                // joined nor drained. Leak it; the parent still owns the real one.
-                if let Some(stale) = guard.take() {
-                    std::mem::forget(stale);
-                }
             }
         }
         let engine = Arc::new(Engine::start(&self.options)?);
@@ -730,5 +725,52 @@ mod tests {
         ));
         let now = reader.open_files(&[Arc::clone(&path)]);
         assert_ne!(now[0].as_ref().unwrap().version(), pinned.version());
+    }
+
+    /// A child forked while a thread of its parent holds the reader's engine lock (an instant
+    /// of any read: a DataLoader worker forked while the parent reads) reads all the same,
+    /// with an engine of its own; before, it waited forever for that lock.
+    #[test]
+    #[allow(unsafe_code)]
+    fn a_child_forked_while_the_engine_is_locked_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        std::fs::write(&path, b"read in the parent and in the child").unwrap();
+        let reader = Arc::new(Reader::new(ReaderOptions::default()).unwrap());
+        assert_eq!(
+            &reader.read(path.as_path(), ByteRange::new(0, 4)).unwrap()[..],
+            b"read"
+        );
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (forked_tx, forked_rx) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let reader = Arc::clone(&reader);
+            std::thread::spawn(move || {
+                let guard = reader.engine.get_or_init(|| Mutex::new(None)).lock();
+                locked_tx.send(()).unwrap();
+                forked_rx.recv().unwrap();
+                drop(guard);
+            })
+        };
+        locked_rx.recv().unwrap();
+        // SAFETY: the child only reads through the reader and leaves with `_exit`, running
+        // none of the parent's destructors or harness.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            let ok = reader
+                .read(path.as_path(), ByteRange::Suffix(9))
+                .is_ok_and(|b| &b[..] == b"the child");
+            // SAFETY: `_exit` ends the child at once, as intended.
+            unsafe { libc::_exit(if ok { 0 } else { 3 }) };
+        }
+        assert!(child > 0, "fork failed");
+        let exited = crate::per_process::tests::wait_for(child, std::time::Duration::from_secs(10));
+        forked_tx.send(()).unwrap();
+        holder.join().unwrap();
+        assert_eq!(exited, Some(0), "the child hung (None) or read wrong bytes");
+        assert_eq!(
+            &reader.read(path.as_path(), ByteRange::new(5, 2)).unwrap()[..],
+            b"in"
+        );
     }
 }

@@ -17,13 +17,12 @@
 //! on one lock file for the machine, in ascending order of key), before it reads any
 //! of them; no two threads of the process hold a key at once, as those locks require.
 
-#![allow(unsafe_code)] // the process's table behind an atomic pointer (see `shared`)
-
 use std::collections::HashSet;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash};
 use std::path::Path;
-use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+use zuring_io::PerProcess;
 
 /// The files taken by the threads of one process.
 struct Shared {
@@ -38,39 +37,19 @@ impl Shared {
     }
 }
 
-/// The table of the process that made it (never freed; null until the first write).
-static CURRENT: AtomicPtr<Shared> = AtomicPtr::new(std::ptr::null_mut());
+/// The table of each process (made on its first write).
+static CURRENT: PerProcess<Shared> = PerProcess::new();
 
 /// This process's table. A forked child gets a table of its own, fresh, on its first write:
 /// it starts with no file taken (the writers holding them are threads of its parent, which it
 /// does not have), and a table whose mutex one of those threads held at the instant of the
 /// fork (locked forever in the child) is never touched again.
 fn shared() -> &'static Shared {
-    let pid = std::process::id();
-    loop {
-        let current = CURRENT.load(Ordering::Acquire);
-        // A pointer published (release) after its `Shared` was made, seen here (acquire).
-        // SAFETY: null or from `Box::leak` (below), never freed: valid for 'static.
-        if let Some(table) = unsafe { current.as_ref() } {
-            if table.pid == pid {
-                return table;
-            }
-        }
-        let fresh = Box::leak(Box::new(Shared {
-            pid,
-            taken: Mutex::new(HashSet::new()),
-            freed: Condvar::new(),
-        }));
-        let fresh_ptr: *mut Shared = fresh;
-        if CURRENT
-            .compare_exchange(current, fresh_ptr, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            return fresh;
-        }
-        // Another thread of this process made its table first: use that one (this one, never
-        // published, stays leaked: a few bytes, once per race).
-    }
+    CURRENT.get_or_init(|| Shared {
+        pid: std::process::id(),
+        taken: Mutex::new(HashSet::new()),
+        freed: Condvar::new(),
+    })
 }
 
 /// The files of one write, held until dropped.
@@ -185,6 +164,7 @@ impl Drop for Taken {
 }
 
 #[cfg(test)]
+#[allow(unsafe_code)] // fork, in a test of what a forked child does
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -247,30 +227,14 @@ mod tests {
             unsafe { libc::_exit(0) };
         }
         assert!(child > 0, "fork failed");
-        let mut status = 0;
-        let mut exited = false;
-        for _ in 0..500 {
-            // SAFETY: waiting for our own child, with a valid status pointer.
-            if unsafe { libc::waitpid(child, &raw mut status, libc::WNOHANG) } == child {
-                exited = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if !exited {
-            // SAFETY: killing and reaping our own child.
-            unsafe {
-                libc::kill(child, libc::SIGKILL);
-                libc::waitpid(child, &raw mut status, 0);
-            }
-        }
+        let exited = crate::testing::wait_for(child, Duration::from_secs(5));
         forked_tx.send(()).unwrap();
         holder.join().unwrap();
-        assert!(
+        assert_eq!(
             exited,
+            Some(0),
             "the forked child waited forever on its parent's table"
         );
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
         // The parent's table is as it was: the file is free.
         drop(take(vec![key]));
     }
