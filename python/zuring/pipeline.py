@@ -216,9 +216,10 @@ def _slices(sel: Any, shape: Any) -> list | None:
     return out
 
 
-def _basic(sel: Any, ndim: int) -> bool:
-    """Whether ``sel`` is a tuple of one slice per dimension (most reads: Rust resolves them)."""
-    return sel.__class__ is tuple and len(sel) == ndim and all(s.__class__ is slice for s in sel)
+def _basic(sel: Any, slices: tuple) -> bool:
+    """Whether ``sel`` is a tuple of one slice per dimension (most reads: Rust resolves them);
+    ``slices``: ``(slice,) * ndim``."""
+    return sel.__class__ is tuple and tuple(map(type, sel)) == slices
 
 
 def _covers(sel: Any, shape: Any) -> bool:
@@ -643,14 +644,24 @@ class ZuringCodecPipeline(CodecPipeline):
             entry, array = None, None
             requests, chunks = [], []
             ndim = len(out_nd.shape)
+            slices = (slice,) * ndim
+            # A batch is of one array: its first chunk finds the array (checking the store);
+            # the others, of the same store and array prefix, need only their keys parsed.
+            first, rectilinear = None, False
             for byte_getter, chunk_spec, chunk_sel, out_sel, *_ in batch:
-                array, coords, entry = self._native_entry(byte_getter)
-                if array.rectilinear and not array.has_chunk(coords):
+                parsed = self._keys.get(byte_getter.path) if first is not None else None
+                if parsed is not None and parsed[0] == first[1] and byte_getter.store is first[0]:
+                    coords = parsed[1]
+                else:
+                    array, coords, entry = self._native_entry(byte_getter)
+                    parsed = self._keys.get(byte_getter.path)
+                    first = None if parsed is None else (byte_getter.store, parsed[0])
+                    rectilinear = array.rectilinear
+                if rectilinear and not array.has_chunk(coords):
                     array, coords, entry = await self._grown_entry(byte_getter, coords)
+                    first = None
                 chunks.append(coords)
-                if not drop_axes and len(coords) == ndim and _basic(chunk_sel, ndim) and _basic(out_sel, ndim):
-                    # Slices go to Rust as they are (resolved there against the chunk's and
-                    # the output's shapes).
+                if not drop_axes and len(coords) == ndim and _basic(chunk_sel, slices) and _basic(out_sel, slices):
                     requests.append(("o", coords, chunk_sel, out_sel))
                 else:
                     requests.append(_request(coords, chunk_spec.shape, chunk_sel, out_sel, drop_axes, out_nd.shape))
@@ -718,6 +729,7 @@ class ZuringCodecPipeline(CodecPipeline):
             requests, partial, store_empty, entry, array = [], [], False, None, None
             setters = {}
             ndim = len(self._metadata.shape) if self._metadata is not None else -1
+            slices = (slice,) * ndim  # (unused when ndim is -1: `plain` is then false)
             # A value of the selection's full shape (nothing to broadcast): basic selections
             # go to Rust as slices, as in `read`.
             plain = not drop_axes and data.ndim == ndim and 1 not in data.shape
@@ -732,7 +744,7 @@ class ZuringCodecPipeline(CodecPipeline):
                 if not (rest and rest[0]) or (array.shards is not None and not _covers(chunk_sel, chunk_spec.shape)):
                     partial.append(list(coords))
                 store_empty = bool(chunk_spec.config.write_empty_chunks)
-                if plain and _basic(chunk_sel, ndim) and _basic(out_sel, ndim):
+                if plain and _basic(chunk_sel, slices) and _basic(out_sel, slices):
                     requests.append(("o", 0, coords, chunk_sel, out_sel))
                     continue
                 # numpy broadcasting: missing leading axes, and axes of length 1, repeat (Rust
