@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 /// owns exist in the parent only. The parent's value is left as it is in the child, never
 /// dropped (dropping it could join threads that do not exist there).
 ///
-/// zuring's process-wide state (the IO engine, the decode pool, the shard index cache, the
-/// table of files being written) lives in these, so that a PyTorch DataLoader worker forked
+/// zuring's process-wide state (the IO engine, the buffer pool, the decode pool, the shard index
+/// cache, the table of files being written) lives in these, so that a PyTorch DataLoader worker forked
 /// while other threads of the parent read or write starts clean instead of hanging.
 pub struct PerProcess<T> {
     /// The value of the process that made it last: null, or from `Box::into_raw`, freed only
