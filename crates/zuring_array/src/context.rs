@@ -142,7 +142,6 @@ impl Context {
 }
 
 #[cfg(test)]
-#[allow(unsafe_code)] // fork, in a test of what a forked child does
 mod tests {
     use std::time::Duration;
 
@@ -177,29 +176,18 @@ mod tests {
             ctx.indexes.bytes() > 0,
             "the parent cached the shard indexes"
         );
-        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-        let (forked_tx, forked_rx) = std::sync::mpsc::channel::<()>();
-        let holder = std::thread::spawn(move || {
-            let cache = ctx.indexes.state().lock().unwrap();
-            locked_tx.send(()).unwrap();
-            forked_rx.recv().unwrap();
-            drop(cache);
-        });
-        locked_rx.recv().unwrap();
-        // SAFETY: the child only opens and reads the array and leaves with `_exit`, running
-        // none of the parent's destructors or harness.
-        let child = unsafe { libc::fork() };
-        if child == 0 {
-            let ok = ZarrArray::open(dir.path())
-                .and_then(|a| a.read_crops::<u16>(&[5, 6, 0, 0], &[2, 2]))
-                .is_ok_and(|v| v == [46, 47, 54, 55, 0, 1, 8, 9]);
-            // SAFETY: `_exit` ends the child at once, as intended.
-            unsafe { libc::_exit(if ok { 0 } else { 3 }) };
-        }
-        assert!(child > 0, "fork failed");
-        let exited = crate::testing::wait_for(child, Duration::from_secs(20));
-        forked_tx.send(()).unwrap();
-        holder.join().unwrap();
+        let exited = zuring_io::testing::fork_while_held(
+            move |held| {
+                let _locked = ctx.indexes.state().lock();
+                held();
+            },
+            || {
+                ZarrArray::open(dir.path())
+                    .and_then(|a| a.read_crops::<u16>(&[5, 6, 0, 0], &[2, 2]))
+                    .is_ok_and(|v| v == [46, 47, 54, 55, 0, 1, 8, 9])
+            },
+            Duration::from_secs(20),
+        );
         assert_eq!(
             exited,
             Some(0),

@@ -41,8 +41,6 @@ pub mod scale_offset;
 mod shard_index;
 mod shard_write;
 mod source;
-#[cfg(test)]
-mod testing;
 mod variable;
 mod write;
 

@@ -410,35 +410,23 @@ mod tests {
     /// in the child, which then mapped a fresh buffer for every read (and `pooled_bytes`
     /// waited forever).
     #[test]
-    #[allow(unsafe_code)]
     fn a_child_forked_while_the_shared_pool_is_locked_recycles() {
         let pool = BufferPool::shared(1 << 20);
         drop(pool.take(4096));
-        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-        let (forked_tx, forked_rx) = std::sync::mpsc::channel::<()>();
-        let holder = std::thread::spawn(move || {
-            let guard = pool.state.lock();
-            locked_tx.send(()).unwrap();
-            forked_rx.recv().unwrap();
-            drop(guard);
-        });
-        locked_rx.recv().unwrap();
-        // SAFETY: the child only takes and gives back buffers and leaves with `_exit`,
-        // running none of the parent's destructors or harness.
-        let child = unsafe { libc::fork() };
-        if child == 0 {
-            let pool = BufferPool::shared(1 << 20);
-            drop(pool.take(70_000));
-            let kept = pool.pooled_bytes();
-            let again = pool.take(70_000);
-            let ok = kept == 128 << 10 && pool.pooled_bytes() == 0 && again.capacity() == kept;
-            // SAFETY: `_exit` ends the child at once, as intended.
-            unsafe { libc::_exit(if ok { 0 } else { 3 }) };
-        }
-        assert!(child > 0, "fork failed");
-        let exited = crate::per_process::tests::wait_for(child, std::time::Duration::from_secs(10));
-        forked_tx.send(()).unwrap();
-        holder.join().unwrap();
+        let exited = crate::testing::fork_while_held(
+            move |held| {
+                let _locked = pool.state.lock();
+                held();
+            },
+            || {
+                let pool = BufferPool::shared(1 << 20);
+                drop(pool.take(70_000));
+                let kept = pool.pooled_bytes();
+                let again = pool.take(70_000);
+                kept == 128 << 10 && pool.pooled_bytes() == 0 && again.capacity() == kept
+            },
+            std::time::Duration::from_secs(10),
+        );
         assert_eq!(exited, Some(0), "the child hung (None) or did not recycle");
     }
 }

@@ -42,6 +42,9 @@ mod per_process;
 mod pread;
 mod reader;
 mod request;
+#[cfg(any(test, feature = "test-helpers"))]
+#[doc(hidden)]
+pub mod testing;
 mod uring;
 mod workers;
 mod write;

@@ -114,7 +114,7 @@ impl<T> Drop for PerProcess<T> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
     use std::sync::{Arc, Mutex};
@@ -170,51 +170,19 @@ pub(crate) mod tests {
         static CELL: PerProcess<(u32, Mutex<u32>)> = PerProcess::new();
         let parent = CELL.get_or_init(|| (std::process::id(), Mutex::new(7)));
         assert_eq!(parent.0, std::process::id());
-        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-        let (forked_tx, forked_rx) = std::sync::mpsc::channel::<()>();
-        let holder = std::thread::spawn(move || {
-            let guard = CELL.get_or_init(|| unreachable!()).1.lock().unwrap();
-            locked_tx.send(()).unwrap();
-            forked_rx.recv().unwrap();
-            drop(guard);
-        });
-        locked_rx.recv().unwrap();
-        // SAFETY: the child only makes its value, locks it and leaves with `_exit`, running
-        // none of the parent's destructors or harness.
-        let child = unsafe { libc::fork() };
-        if child == 0 {
-            let (pid, lock) = CELL.get_or_init(|| (std::process::id(), Mutex::new(1)));
-            let ok = *pid == std::process::id() && lock.lock().map(|v| *v == 1).unwrap_or(false);
-            // SAFETY: `_exit` ends the child at once, as intended.
-            unsafe { libc::_exit(if ok { 0 } else { 3 }) };
-        }
-        assert!(child > 0, "fork failed");
-        let exited = wait_for(child, Duration::from_secs(5));
-        forked_tx.send(()).unwrap();
-        holder.join().unwrap();
+        let exited = crate::testing::fork_while_held(
+            |held| {
+                let _locked = CELL.get_or_init(|| unreachable!()).1.lock();
+                held();
+            },
+            || {
+                let (pid, lock) = CELL.get_or_init(|| (std::process::id(), Mutex::new(1)));
+                *pid == std::process::id() && lock.lock().is_ok_and(|v| *v == 1)
+            },
+            Duration::from_secs(5),
+        );
         assert_eq!(exited, Some(0), "the child hung (None) or failed");
         let (pid, lock) = CELL.get_or_init(|| unreachable!());
         assert_eq!((*pid, *lock.lock().unwrap()), (std::process::id(), 7));
-    }
-
-    /// The exit code of `child` if it exits within `limit`, else None (it is killed).
-    pub(crate) fn wait_for(child: libc::pid_t, limit: Duration) -> Option<i32> {
-        let deadline = std::time::Instant::now() + limit;
-        let mut status = 0;
-        loop {
-            // SAFETY: waiting for our own child, with a valid status pointer.
-            if unsafe { libc::waitpid(child, &raw mut status, libc::WNOHANG) } == child {
-                return libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-            }
-            if std::time::Instant::now() >= deadline {
-                // SAFETY: killing and reaping our own child.
-                unsafe {
-                    libc::kill(child, libc::SIGKILL);
-                    libc::waitpid(child, &raw mut status, 0);
-                }
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
     }
 }

@@ -731,7 +731,6 @@ mod tests {
     /// of any read: a DataLoader worker forked while the parent reads) reads all the same,
     /// with an engine of its own; before, it waited forever for that lock.
     #[test]
-    #[allow(unsafe_code)]
     fn a_child_forked_while_the_engine_is_locked_reads() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data");
@@ -741,32 +740,19 @@ mod tests {
             &reader.read(path.as_path(), ByteRange::new(0, 4)).unwrap()[..],
             b"read"
         );
-        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-        let (forked_tx, forked_rx) = std::sync::mpsc::channel::<()>();
-        let holder = {
-            let reader = Arc::clone(&reader);
-            std::thread::spawn(move || {
-                let guard = reader.engine.get_or_init(|| Mutex::new(None)).lock();
-                locked_tx.send(()).unwrap();
-                forked_rx.recv().unwrap();
-                drop(guard);
-            })
-        };
-        locked_rx.recv().unwrap();
-        // SAFETY: the child only reads through the reader and leaves with `_exit`, running
-        // none of the parent's destructors or harness.
-        let child = unsafe { libc::fork() };
-        if child == 0 {
-            let ok = reader
-                .read(path.as_path(), ByteRange::Suffix(9))
-                .is_ok_and(|b| &b[..] == b"the child");
-            // SAFETY: `_exit` ends the child at once, as intended.
-            unsafe { libc::_exit(if ok { 0 } else { 3 }) };
-        }
-        assert!(child > 0, "fork failed");
-        let exited = crate::per_process::tests::wait_for(child, std::time::Duration::from_secs(10));
-        forked_tx.send(()).unwrap();
-        holder.join().unwrap();
+        let holder = Arc::clone(&reader);
+        let exited = crate::testing::fork_while_held(
+            move |held| {
+                let _locked = holder.engine.get_or_init(|| Mutex::new(None)).lock();
+                held();
+            },
+            || {
+                reader
+                    .read(path.as_path(), ByteRange::Suffix(9))
+                    .is_ok_and(|b| &b[..] == b"the child")
+            },
+            std::time::Duration::from_secs(10),
+        );
         assert_eq!(exited, Some(0), "the child hung (None) or read wrong bytes");
         assert_eq!(
             &reader.read(path.as_path(), ByteRange::new(5, 2)).unwrap()[..],

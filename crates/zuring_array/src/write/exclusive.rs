@@ -164,7 +164,6 @@ impl Drop for Taken {
 }
 
 #[cfg(test)]
-#[allow(unsafe_code)] // fork, in a test of what a forked child does
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -209,27 +208,18 @@ mod tests {
         let key = file_key(Path::new("/exclusive-fork-test"), &[7]);
         drop(take(vec![key]));
         let table = shared();
-        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-        let (forked_tx, forked_rx) = std::sync::mpsc::channel::<()>();
-        let holder = std::thread::spawn(move || {
-            let guard = table.taken();
-            locked_tx.send(()).unwrap();
-            forked_rx.recv().unwrap();
-            drop(guard);
-        });
-        locked_rx.recv().unwrap();
         // The child only takes and gives back a file (allocating, a fresh mutex, fcntl).
-        // SAFETY: it leaves with `_exit`, running none of the parent's destructors or harness.
-        let child = unsafe { libc::fork() };
-        if child == 0 {
-            drop(take(vec![key]));
-            // SAFETY: `_exit` ends the child at once, as intended.
-            unsafe { libc::_exit(0) };
-        }
-        assert!(child > 0, "fork failed");
-        let exited = crate::testing::wait_for(child, Duration::from_secs(5));
-        forked_tx.send(()).unwrap();
-        holder.join().unwrap();
+        let exited = zuring_io::testing::fork_while_held(
+            move |held| {
+                let _locked = table.taken();
+                held();
+            },
+            || {
+                drop(take(vec![key]));
+                true
+            },
+            Duration::from_secs(5),
+        );
         assert_eq!(
             exited,
             Some(0),
