@@ -48,9 +48,8 @@ impl<T> PerProcess<T> {
     pub fn get_or_init(&self, init: impl FnOnce() -> T) -> &T {
         let pid = std::process::id();
         let mut current = self.current.load(Ordering::Acquire);
-        // SAFETY: null, or a slot published (release) by the exchange below and seen here
-        // (acquire); slots are freed only by `drop`, which has `&mut self`, so this one lives
-        // as long as `&self`.
+        // SAFETY: null, or a slot published (release) by the exchange below, seen here
+        // (acquire); freed only by `drop` (`&mut self`), so it lives as long as `&self`.
         if let Some(slot) = unsafe { current.as_ref() } {
             if slot.pid == pid {
                 return &slot.value;
