@@ -662,6 +662,8 @@ class ZuringCodecPipeline(CodecPipeline):
                     first = None
                 chunks.append(coords)
                 if not drop_axes and len(coords) == ndim and _basic(chunk_sel, slices) and _basic(out_sel, slices):
+                    # Slices go to Rust as they are (resolved there against the chunk's and
+                    # the output's shapes).
                     requests.append(("o", coords, chunk_sel, out_sel))
                 else:
                     requests.append(_request(coords, chunk_spec.shape, chunk_sel, out_sel, drop_axes, out_nd.shape))
