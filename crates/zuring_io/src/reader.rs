@@ -250,10 +250,16 @@ impl Reader {
     /// # Errors
     /// When the environment holds an invalid value or no backend can start.
     pub fn shared() -> Result<Arc<Self>> {
-        static SHARED: OnceLock<Result<Arc<Reader>>> = OnceLock::new();
-        SHARED
-            .get_or_init(|| Ok(Arc::new(Self::new(ReaderOptions::from_env()?)?)))
-            .clone()
+        static SHARED: OnceLock<Arc<Reader>> = OnceLock::new();
+        if let Some(reader) = SHARED.get() {
+            return Ok(Arc::clone(reader));
+        }
+        // Started outside the `OnceLock`, which only takes the finished reader: a process
+        // forked while another thread starts it (rings, threads) does not inherit the lock's
+        // initialisation in progress, which its child would wait for forever. (Threads racing
+        // here may each start one; all but the first kept are dropped.)
+        let reader = Arc::new(Self::new(ReaderOptions::from_env()?)?);
+        Ok(Arc::clone(SHARED.get_or_init(|| reader)))
     }
 
     /// The options this reader was made with.
