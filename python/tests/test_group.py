@@ -112,6 +112,48 @@ def test_group_errors(tmp_path):
         zuring.open_group(tmp_path / "bad")
 
 
+def _set_attributes(path, tag, handle=None):
+    node = handle if handle is not None else zuring.open_array(path)
+    for i in range(20):
+        node.attrs[f"{tag}.{i}"] = i
+    if tag % 3 == 0:
+        node.attrs.update({f"{tag}.u": tag, f"{tag}.v": -tag})
+        del node.attrs[f"{tag}.0"]
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_attribute_changes_of_many_writers_at_once_are_all_kept(tmp_path, zarr_format):
+    """8 threads (4 sharing one handle, 4 with handles of their own) and 4 forked processes
+    each set their own 20 attributes of one array at once, some also updating and deleting
+    theirs: every change is kept. Each change is applied to the attributes stored at that
+    moment, read again while the document is held; before, a handle wrote its own copy of all
+    of them, and 200 of the 240 were lost in a run of this."""
+    import multiprocessing as mp
+    import threading
+
+    path = str(tmp_path / "a.zarr")
+    zarr.create_array(path, shape=(10,), chunks=(5,), dtype="i4", zarr_format=zarr_format, attributes={"keep": True})
+    shared = zuring.open_array(path)
+    threads = [threading.Thread(target=_set_attributes, args=(path, t, shared if t % 2 else None)) for t in range(8)]
+    processes = [mp.get_context("fork").Process(target=_set_attributes, args=(path, 100 + t)) for t in range(4)]
+    for w in threads + processes:
+        w.start()
+    for w in threads + processes:
+        w.join()
+    assert all(p.exitcode == 0 for p in processes)
+    want = {"keep": True}
+    for tag in [*range(8), *range(100, 104)]:
+        want.update({f"{tag}.{i}": i for i in range(20)})
+        if tag % 3 == 0:
+            want.update({f"{tag}.u": tag, f"{tag}.v": -tag})
+            del want[f"{tag}.0"]
+    assert dict(zarr.open_array(path, mode="r").attrs) == want
+    assert dict(zuring.open_array(path).attrs) == want
+    # A handle's own view is what it stored: other writers' keys included.
+    shared.attrs["last"] = 1
+    assert dict(shared.attrs) == {**want, "last": 1}
+
+
 @pytest.mark.parametrize("zarr_format", [2, 3])
 def test_attribute_changes_are_written_for_zarr_to_read(tmp_path, zarr_format):
     """``attrs`` of arrays and groups is zarr's: each change is written to the node's metadata

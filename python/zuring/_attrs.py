@@ -82,29 +82,43 @@ def _replace(path: str, text: str) -> None:
         raise
 
 
-def write_attributes(node: str, zarr_format: int, values: dict) -> dict:
-    """Store ``values`` as the user attributes of the node in directory ``node``: in its
-    ``zarr.json`` (v3; the document is read again from disk and only ``attributes`` changes) or
-    as its ``.zattrs`` (v2). Returns them as a reader of the document gets them (numpy values
-    as plain ones). The document is held from zuring's other writers of it (resizes, attribute
-    changes; any thread or process of the machine) while it is read and replaced, so a resize
-    meanwhile is not undone by the old shape written back."""
-    text = encode_attributes(values)
-    stored = json.loads(text)
+def _read_object(path: str, missing: dict | None = None) -> dict:
+    """The JSON object stored at ``path``; ``missing`` when there is no such file (None: an
+    error)."""
+    try:
+        with open(path, "rb") as f:
+            document = json.load(f)
+    except FileNotFoundError:
+        if missing is not None:
+            return missing
+        raise FileNotFoundError(f"{path}: the node's metadata document is gone") from None
+    except ValueError as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); attributes not written") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: not a JSON object; attributes not written")
+    return document
+
+
+def write_attributes(node: str, zarr_format: int, change: Callable[[dict], dict]) -> dict:
+    """Change the user attributes of the node in directory ``node``: ``change`` gets those
+    stored now (read again from disk: ``zarr.json``'s ``attributes`` for v3, where nothing else
+    changes, or ``.zattrs`` for v2) and gives the new ones, which are stored. Returns them as a
+    reader of the document gets them (numpy values as plain ones). The document is held from
+    zuring's other writers of it (resizes, attribute changes; any thread or process of the
+    machine) from the read to the replacement, so a resize meanwhile is not undone by the old
+    shape written back, and changes of other keys meanwhile, by other handles, threads or
+    processes, are kept."""
     with _native.hold_metadata(node):
         if zarr_format == 2:
-            _replace(os.path.join(node, ".zattrs"), text)
-            return stored
+            path = os.path.join(node, ".zattrs")
+            text = encode_attributes(change(_read_object(path, missing={})))
+            _replace(path, text)
+            return json.loads(text)
         path = os.path.join(node, "zarr.json")
-        try:
-            with open(path, "rb") as f:
-                document = json.load(f)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: the node's metadata document is gone") from None
-        except ValueError as err:
-            raise ValueError(f"{path}: not valid JSON ({err}); attributes not written") from None
-        if not isinstance(document, dict):
-            raise ValueError(f"{path}: not a JSON object; attributes not written")
+        document = _read_object(path)
+        current = document.get("attributes")
+        text = encode_attributes(change(dict(current) if isinstance(current, dict) else {}))
+        stored = json.loads(text)
         document["attributes"] = stored
         _replace(path, _dumps(document, indent=2))
         return stored
@@ -123,10 +137,12 @@ class Attributes(MutableMapping):
         self._values = dict(values)
         self._changed = changed
 
-    def _store(self, values: dict) -> None:
+    def _store(self, change: Callable[[dict], dict]) -> None:
+        """Apply ``change`` to the stored attributes (see :func:`write_attributes`); this
+        mapping then holds what was stored."""
         if self._read_only:
             raise ValueError(f"{self._node}: opened read-only (mode='r'); attributes not written")
-        self._values = write_attributes(self._node, self._format, values)
+        self._values = write_attributes(self._node, self._format, change)
         if self._changed is not None:
             self._changed(dict(self._values))
 
@@ -140,21 +156,22 @@ class Attributes(MutableMapping):
         return len(self._values)
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._store({**self._values, key: value})
+        self._store(lambda stored: {**stored, key: value})
 
     def __delitem__(self, key: str) -> None:
         if key not in self._values:
             raise KeyError(key)
-        self._store({k: v for k, v in self._values.items() if k != key})
+        self._store(lambda stored: {k: v for k, v in stored.items() if k != key})
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:  # one write for all of them
-        merged = dict(self._values)
-        merged.update(other, **kwargs)
-        self._store(merged)
+        changes: dict = {}
+        changes.update(other, **kwargs)
+        self._store(lambda stored: {**stored, **changes})
 
     def put(self, values: Mapping) -> None:
         """Replace all the attributes with ``values`` (zarr's ``Attributes.put``)."""
-        self._store(dict(values))
+        values = dict(values)
+        self._store(lambda stored: values)
 
     def asdict(self) -> dict:
         """A copy of the attributes as a dict."""
