@@ -146,9 +146,13 @@ enum Finish {
     New,
 }
 
-/// Write a temp file beside `path` with `fill`, then put it in place as `finish` says. The
+/// Write a temp file beside `path` with `fill`, then put it in place as `finish` says. The temp
+/// file is an unnamed one (`O_TMPFILE`) where the file system has them: it has no name until it
+/// is whole, so a writer that dies meanwhile (killed, out of memory) leaves nothing behind, not
+/// even a temp file. Where no file is at `path` yet (a new array's chunks) it is linked in as
+/// `path` at once; else it is linked in under a temp name and renamed over the old version. The
 /// parent directories are made only when the temp file cannot be created for their lack (a
-/// write into an existing directory, the common case, makes no `mkdir` and `stat` calls).
+/// write into an existing directory makes no `mkdir` and `stat` calls).
 fn finish_with(
     path: &Path,
     fsync: bool,
@@ -156,15 +160,36 @@ fn finish_with(
     finish: Finish,
 ) -> Result<()> {
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-    let tmp = temp_path(path);
-    let mut file = match (std::fs::File::create(&tmp), parent) {
-        (Err(e), Some(parent)) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(parent).map_err(|e| IoError::write(parent, e))?;
-            std::fs::File::create(&tmp)
-        }
-        (created, _) => created,
+    let old = match finish {
+        Finish::Replace => hold(path),
+        Finish::New => None,
+    };
+    if let Some(mut file) = unnamed_temp(parent.unwrap_or(Path::new(".")))? {
+        return (|| {
+            fill(&mut file)?;
+            if fsync {
+                file.sync_all()?;
+            }
+            link_unnamed(&file, path, finish, old)
+        })()
+        .map_err(|e| IoError::write(path, e))
+        .and_then(|()| sync_parent(parent, fsync));
     }
-    .map_err(|e| IoError::write(path, e))?;
+    finish_named(path, fsync, fill, finish, old)
+}
+
+/// [`finish_with`] through a named temp file (`.<name>.zuring-tmp.<pid>.<n>` beside `path`),
+/// where the file system has no unnamed files; `old` holds the version of `path` replaced.
+fn finish_named(
+    path: &Path,
+    fsync: bool,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+    finish: Finish,
+    old: Option<std::fs::File>,
+) -> Result<()> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let tmp = temp_path(path);
+    let mut file = create_beside(&tmp, parent, path)?;
     let written = (|| {
         fill(&mut file)?;
         if fsync {
@@ -172,14 +197,7 @@ fn finish_with(
         }
         drop(file);
         match finish {
-            Finish::Replace => {
-                let old = hold(path);
-                std::fs::rename(&tmp, path)?;
-                if let Some(old) = old {
-                    close_in_background(old);
-                }
-                Ok(())
-            }
+            Finish::Replace => rename_over(&tmp, path, old),
             Finish::New => std::fs::hard_link(&tmp, path).map(|()| {
                 let _ = std::fs::remove_file(&tmp);
             }),
@@ -189,14 +207,129 @@ fn finish_with(
         let _ = std::fs::remove_file(&tmp);
         return Err(IoError::write(path, err));
     }
-    if fsync {
-        if let Some(parent) = parent {
-            std::fs::File::open(parent)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| IoError::write(parent, e))?;
+    sync_parent(parent, fsync)
+}
+
+/// Create the temp file `tmp`, making `parent` first if it is missing; errors name `parent`
+/// or `path`, the file the temp file is for.
+fn create_beside(tmp: &Path, parent: Option<&Path>, path: &Path) -> Result<std::fs::File> {
+    match (std::fs::File::create(tmp), parent) {
+        (Err(e), Some(parent)) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(parent).map_err(|e| IoError::write(parent, e))?;
+            std::fs::File::create(tmp)
         }
+        (created, _) => created,
+    }
+    .map_err(|e| IoError::write(path, e))
+}
+
+/// Rename `tmp` over `path`, whose old version `old` holds (if there was one) and then closes
+/// in the background. A `None` is looked at again: a file may have turned up since.
+fn rename_over(tmp: &Path, path: &Path, old: Option<std::fs::File>) -> std::io::Result<()> {
+    let old = old.or_else(|| hold(path));
+    std::fs::rename(tmp, path)?;
+    if let Some(old) = old {
+        close_in_background(old);
     }
     Ok(())
+}
+
+/// With `fsync`, flush `parent`'s entries (the one just made or replaced) to disk.
+fn sync_parent(parent: Option<&Path>, fsync: bool) -> Result<()> {
+    if let (true, Some(parent)) = (fsync, parent) {
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| IoError::write(parent, e))?;
+    }
+    Ok(())
+}
+
+/// An unnamed file (`O_TMPFILE`) in `dir`, made first if it is missing; `None` where the file
+/// system has no unnamed files (NFS, old kernels) or `/proc` is not mounted (linking one in
+/// goes through `/proc/self/fd`): the caller writes a named temp file instead.
+fn unnamed_temp(dir: &Path) -> Result<Option<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::atomic::AtomicU8;
+    // 0: not looked at yet, 1: `/proc/self/fd` is there, 2: it is not.
+    static PROC: AtomicU8 = AtomicU8::new(0);
+    if PROC.load(Ordering::Relaxed) == 0 {
+        let there = Path::new("/proc/self/fd").is_dir();
+        PROC.store(if there { 1 } else { 2 }, Ordering::Relaxed);
+    }
+    if PROC.load(Ordering::Relaxed) != 1 {
+        return Ok(None);
+    }
+    let open = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .mode(0o666)
+            .custom_flags(libc::O_TMPFILE)
+            .open(dir)
+    };
+    let opened = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| IoError::write(dir, e))?;
+            open()
+        }
+        opened => opened,
+    };
+    match opened {
+        Ok(file) => Ok(Some(file)),
+        // No unnamed files here (EOPNOTSUPP, EISDIR and EINVAL are how file systems and old
+        // kernels say it); anything else (a file where the directory should be, no permission)
+        // is the named temp file's to report, naming the path.
+        Err(_) => Ok(None),
+    }
+}
+
+/// Give the unnamed file `file` the name `path` (`linkat` through `/proc/self/fd`, which
+/// needs no privilege, unlike `AT_EMPTY_PATH`): linked in as `path` where no file was (`old`
+/// is None), else under a temp name renamed over it. A file at `path` already: for
+/// [`Finish::New`] the `AlreadyExists` error; for [`Finish::Replace`] (one turned up since
+/// `path` was looked at) it is replaced all the same.
+fn link_unnamed(
+    file: &std::fs::File,
+    path: &Path,
+    finish: Finish,
+    old: Option<std::fs::File>,
+) -> std::io::Result<()> {
+    if old.is_none() {
+        match (link_at(file, path), finish) {
+            (Err(e), Finish::Replace) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            (linked, _) => return linked,
+        }
+    }
+    let tmp = temp_path(path);
+    link_at(file, &tmp)?;
+    rename_over(&tmp, path, old).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// `linkat(AT_FDCWD, "/proc/self/fd/<file>", AT_FDCWD, path, AT_SYMLINK_FOLLOW)`.
+#[allow(unsafe_code)]
+fn link_at(file: &std::fs::File, path: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let from = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    let to = CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: both are NUL-terminated strings that outlive the call; linkat reads them only.
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Write many files atomically, in parallel; one result per item, in order.
@@ -491,6 +624,130 @@ mod tests {
         // A file where a parent directory should be: the error names the directory.
         std::fs::write(dir.path().join("file"), b"x").unwrap();
         let err = write_atomic(&dir.path().join("file/sub/c"), b"x", false).unwrap_err();
+        assert!(err.to_string().contains("file/sub"), "{err}");
+    }
+
+    #[test]
+    fn a_new_file_is_unnamed_until_whole() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c/0");
+        // While a new file is written, nothing in its directory names it or a temp file: a
+        // reader (or a crash) meets no file at all, or the whole of it.
+        for finish in [Finish::Replace, Finish::New] {
+            let _ = std::fs::remove_file(&path);
+            let fill = |file: &mut std::fs::File| {
+                assert_eq!(names_in(path.parent().unwrap()), Vec::<String>::new());
+                file.write_all(b"chunk")
+            };
+            finish_with(&path, true, fill, finish).unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), b"chunk");
+            assert_eq!(names_in(path.parent().unwrap()), ["0"]);
+        }
+        // Made with the mode a created file gets (0o666 less the umask), as a replaced one.
+        let replaced = dir.path().join("c/1");
+        std::fs::write(&replaced, b"old").unwrap();
+        write_atomic(&replaced, b"new", false).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let created = dir.path().join("c/created");
+        std::fs::File::create(&created).unwrap();
+        assert_eq!(mode(&path), mode(&created));
+        assert_eq!(mode(&replaced), mode(&created));
+    }
+
+    #[test]
+    fn a_file_turning_up_while_a_new_one_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chunk");
+        // Another writer makes the file after this one found none: a replacing write replaces
+        // it, a write of a new file fails with AlreadyExists and leaves it; no temp file stays.
+        let meanwhile = |file: &mut std::fs::File| {
+            std::fs::write(&path, b"theirs")?;
+            file.write_all(b"ours")
+        };
+        finish_with(&path, false, meanwhile, Finish::Replace).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"ours");
+        std::fs::remove_file(&path).unwrap();
+        let err = finish_with(&path, false, meanwhile, Finish::New).unwrap_err();
+        match &err {
+            IoError::Write { source, .. } => {
+                assert_eq!(source.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
+            }
+            other => panic!("{other}"),
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), b"theirs");
+        assert_eq!(names_in(dir.path()), ["chunk"]);
+        // A failing fill leaves nothing either.
+        std::fs::remove_file(&path).unwrap();
+        let failing = |_: &mut std::fs::File| Err(std::io::Error::other("encoder failed"));
+        let err = finish_with(&path, false, failing, Finish::Replace).unwrap_err();
+        assert!(err.to_string().contains("chunk"), "{err}");
+        assert_eq!(names_in(dir.path()), Vec::<String>::new());
+    }
+
+    #[test]
+    #[allow(unsafe_code)] // _exit
+    fn a_writer_dying_mid_write_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunks = dir.path().join("c");
+        std::fs::create_dir(&chunks).unwrap();
+        std::fs::write(chunks.join("1"), b"old version").unwrap();
+        // A child process dies halfway through writing a new file and a replacement: no temp
+        // file stays (a killed writer's named temp files would sit among the chunks for good),
+        // the old version is whole.
+        for name in ["0", "1"] {
+            let path = chunks.join(name);
+            let die = |file: &mut std::fs::File| {
+                file.write_all(&[7; 1 << 20])?;
+                // SAFETY: ends the forked child at once, as intended, mid-write.
+                unsafe { libc::_exit(0) }
+            };
+            let code = crate::testing::fork_while_held(
+                |forked| forked(),
+                || finish_with(&path, false, die, Finish::Replace).is_ok(),
+                std::time::Duration::from_secs(20),
+            );
+            assert_eq!(code, Some(0), "the child died in the write");
+            assert_eq!(names_in(&chunks), ["1"], "after dying writing {name}");
+            assert_eq!(std::fs::read(chunks.join("1")).unwrap(), b"old version");
+        }
+    }
+
+    #[test]
+    fn named_temp_files_where_there_are_no_unnamed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = &dir.path().join("a/b/chunk");
+        // Written under a temp name beside the file, then renamed or linked in; a failing fill
+        // or a file already there for a new one leaves no temp file and the old file whole.
+        let fill = |data: &'static [u8]| {
+            move |file: &mut std::fs::File| {
+                assert_eq!(
+                    names_in(path.parent().unwrap()).len(),
+                    1 + usize::from(path.exists())
+                );
+                file.write_all(data)
+            }
+        };
+        finish_named(path, true, fill(b"first"), Finish::New, None).unwrap();
+        finish_named(path, false, fill(b"second"), Finish::Replace, hold(path)).unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), b"second");
+        let err = finish_named(path, false, fill(b"third"), Finish::New, None).unwrap_err();
+        assert!(err.to_string().contains("chunk"), "{err}");
+        let failing = |_: &mut std::fs::File| Err(std::io::Error::other("encoder failed"));
+        let err = finish_named(path, false, failing, Finish::Replace, None).unwrap_err();
+        assert!(err.to_string().contains("encoder failed"), "{err}");
+        assert_eq!(std::fs::read(path).unwrap(), b"second");
+        assert_eq!(names_in(path.parent().unwrap()), ["chunk"]);
+        // A file where a parent directory should be: the error names the directory.
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        let err = finish_named(
+            &dir.path().join("file/sub/c"),
+            false,
+            fill(b""),
+            Finish::New,
+            None,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("file/sub"), "{err}");
     }
 
