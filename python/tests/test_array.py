@@ -385,6 +385,50 @@ def test_fork_while_other_threads_read(tmp_path):
     assert (hung, failed, wrong) == (0, 0, [])
 
 
+@pytest.mark.parametrize("shards", [None, (2, 256, 256)], ids=["chunks", "shards"])
+@pytest.mark.parametrize("files", ["new", "replaced"])
+def test_a_writer_killed_mid_write_leaves_whole_files(tmp_path, shards, files):
+    """A process killed while it writes (out of memory, a DataLoader worker shut down) leaves
+    each stored chunk or shard as one whole write made it. Where it was writing new files, it
+    leaves no temp file among them either: zuring writes each file unnamed and names it once it
+    is whole (a file replacing another gets a temp name for the instant before it is renamed
+    over the old one: a writer killed just then leaves that temp file)."""
+    import os
+    import time
+
+    shape = (8, 256, 512)
+    path = str(tmp_path / "a.zarr")
+    zarr_array(path, np.full(shape, 1, "float32"), (1, 128, 128), shards, compressors("zstd"))
+    unit = (2, 256, 256) if shards else (1, 128, 128)  # what one file holds
+    rng = np.random.default_rng(7)
+    for kill in range(4):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running
+            pid = os.fork()
+        if pid == 0:
+            try:
+                a = zuring.open_array(path)
+                for k in range(2, 1 << 30):  # writes of k everywhere, until killed
+                    a[...] = np.full(shape, k, "float32")
+                    if files == "new":
+                        a[...] = 0  # all fill: every file deleted, the next write makes new ones
+            finally:
+                os._exit(3)
+        time.sleep(rng.uniform(0.1, 0.4))
+        os.kill(pid, 9)
+        # Killed while writing (it stops writing only by failing, exiting with 3).
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == -9, f"kill {kill}"
+        if files == "new":
+            left = [f for _, _, names in os.walk(path) for f in names if f != "zarr.json" and not f.isdigit()]
+            assert left == [], f"kill {kill}"
+        values = zuring.open_array(path)[...]
+        for t in range(0, shape[0], unit[0]):
+            for y in range(0, shape[1], unit[1]):
+                for x in range(0, shape[2], unit[2]):
+                    held = np.unique(values[t : t + unit[0], y : y + unit[1], x : x + unit[2]])
+                    assert len(held) == 1, (kill, t, y, x, held)
+
+
 _FD_LIMIT_SCRIPT = r"""
 import resource
 import sys
