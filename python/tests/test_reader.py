@@ -111,3 +111,69 @@ def test_submit_and_poll(tmp_path, reader):
         **{(b2, i): bytes([3 + i]) * 10 for i in range(2)},
     }
     assert reader.try_get() is None
+
+
+def test_threads_waiting_on_many_batches_get_each_read_once(tmp_path, reader):
+    """Threads submitting batches and waiting with wait_get at once, on one reader: each read of
+    every batch comes back once, to one of them, with its bytes (the wait holds neither the GIL
+    nor the reader's lock, and a result another thread took first is waited for again)."""
+    import threading
+
+    files = []
+    for i in range(8):
+        f = tmp_path / f"{i}.bin"
+        f.write_bytes(np.random.default_rng(i).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
+        files.append(f)
+    ranges = [[(files[(b + k) % 8], 97 * k, 1000 + k) for k in range(6)] for b in range(40)]
+    batches, got, lock = {}, [], threading.Lock()
+
+    def work(t):
+        for b in range(t, 40, 4):
+            with lock:
+                batches[reader.submit(ranges[b])] = b
+        while True:
+            item = reader.wait_get(timeout=0.5)
+            if item is None:
+                break
+            with lock:
+                got.append((item[0], item[1], bytes(item[2])))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert reader.pending() == 0
+    assert len(got) == len({(b, i) for b, i, _ in got}) == 40 * 6
+    for batch, index, data in got:
+        path, offset, length = ranges[batches[batch]][index]
+        assert data == path.read_bytes()[offset : offset + length]
+
+
+def test_a_signal_ends_a_wait(tmp_path, reader):
+    """A signal whose Python handler raises (Ctrl-C's KeyboardInterrupt, say) ends wait_get
+    while a read is still under way; the read can be waited for again after."""
+    import signal
+
+    big = tmp_path / "sparse.bin"
+    with open(big, "wb") as f:
+        f.truncate(1 << 29)  # a second or so to read, and no disk space
+
+    class Interrupted(Exception):
+        pass
+
+    def raise_(*_):
+        raise Interrupted
+
+    old = signal.signal(signal.SIGALRM, raise_)
+    try:
+        batch = reader.submit([(big, 0, None)])
+        signal.setitimer(signal.ITIMER_REAL, 0.002)
+        with pytest.raises(Interrupted):
+            reader.wait_get()
+        assert reader.pending() == 1
+        item = reader.wait_get(timeout=60)
+        assert item[:2] == (batch, 0) and len(item[2]) == 1 << 29
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

@@ -57,7 +57,7 @@ pub use job::MAX_READ_BYTES;
 pub use locks::{lock_across_processes, lock_file_path, ProcessLocks, KEY_LIMIT};
 pub use per_process::PerProcess;
 pub use reader::{BackendKind, Reader, ReaderOptions};
-pub use request::{ByteRange, Completion, PinnedFile, ReadRequest, ReadStream};
+pub use request::{ByteRange, Completion, PinnedFile, ReadRequest, ReadStream, Ready};
 pub use write::{
     close_in_background, remove, write_atomic, write_atomic_parts, write_atomic_pieces, write_many,
     write_new_atomic, Piece, CLOSE_QUEUE,

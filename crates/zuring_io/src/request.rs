@@ -180,6 +180,16 @@ impl<T> ReadStream<T> {
         self.remaining
     }
 
+    /// A handle that tells when this batch has a result ready, to wait on apart from the
+    /// stream (which may sit behind a lock other threads take meanwhile), and on many batches
+    /// at once: [`Ready::wait_any`].
+    #[must_use]
+    pub fn ready(&self) -> Ready {
+        Ready {
+            rx: self.rx.clone(),
+        }
+    }
+
     fn deliver(&mut self, (index, result): Delivery) -> Option<(usize, Completion<T>)> {
         let tag = self.tags.get_mut(index)?.take()?;
         self.remaining -= 1;
@@ -238,6 +248,27 @@ impl<T> ReadStream<T> {
     }
 }
 
+/// Tells when a [`ReadStream`] has a result ready ([`ReadStream::ready`]).
+#[derive(Debug, Clone)]
+pub struct Ready {
+    rx: Receiver<Delivery>,
+}
+
+impl Ready {
+    /// Wait at most `timeout` until one of `batches` has a result ready (or its backend has
+    /// gone, which its stream then reports); that one's index in `batches`, or None when the
+    /// timeout passed first. Nothing is taken: the result is the stream's to hand out (and
+    /// another thread may take it first).
+    #[must_use]
+    pub fn wait_any(batches: &[Ready], timeout: Duration) -> Option<usize> {
+        let mut select = crossbeam_channel::Select::new();
+        for batch in batches {
+            select.recv(&batch.rx);
+        }
+        select.ready_timeout(timeout).ok()
+    }
+}
+
 /// Why no delivery came.
 enum Wait {
     /// None yet (nothing ready, or the timeout passed).
@@ -257,6 +288,41 @@ impl<T> Iterator for ReadStream<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ready_says_which_batch_has_a_result() {
+        let (tx_a, rx_a) = crossbeam_channel::unbounded();
+        let (tx_b, rx_b) = crossbeam_channel::unbounded();
+        let mut a = ReadStream::new(vec![Some('a')], rx_a);
+        let mut b = ReadStream::new(vec![Some('b'), Some('c')], rx_b);
+        let watch = [a.ready(), b.ready()];
+        let short = Duration::from_millis(20);
+        assert_eq!(Ready::wait_any(&watch, short), None);
+        // The newer batch's result ends the wait at once, and is still the stream's to give.
+        tx_b.send((1, Ok(Bytes::from_static(b"c")))).unwrap();
+        assert_eq!(Ready::wait_any(&watch, Duration::from_secs(60)), Some(1));
+        assert_eq!(Ready::wait_any(&watch, Duration::from_secs(60)), Some(1));
+        let (index, done) = b.try_next().unwrap();
+        assert_eq!(
+            (index, done.tag, &done.result.unwrap()[..]),
+            (1, 'c', &b"c"[..])
+        );
+        assert_eq!(Ready::wait_any(&watch, short), None);
+        // A batch whose backend is gone is ready: its stream fails the reads still waiting.
+        drop(tx_a);
+        assert_eq!(Ready::wait_any(&watch, Duration::from_secs(60)), Some(0));
+        assert!(matches!(
+            a.try_next(),
+            Some((
+                0,
+                Completion {
+                    tag: 'a',
+                    result: Err(IoError::BackendStopped { .. })
+                }
+            ))
+        ));
+        drop(tx_b);
+    }
 
     #[test]
     fn resolve_ranges() {

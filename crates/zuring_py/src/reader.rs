@@ -12,7 +12,7 @@ use std::time::Duration;
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt};
-use zuring_io::{BackendKind, ByteRange, ReadRequest, ReadStream, ReaderOptions};
+use zuring_io::{BackendKind, ByteRange, ReadRequest, ReadStream, ReaderOptions, Ready};
 
 use crate::buffer::Buffer;
 use crate::errors;
@@ -169,36 +169,46 @@ impl Reader {
     /// A failed read raises (naming the file and range; the exception's `batch` and `index`
     /// say which read it was).
     fn try_get(&self, py: Python<'_>) -> PyResult<Option<(u64, usize, Buffer)>> {
-        self.next(None)?
+        self.next()?
             .map(|(id, i, r)| deliver(py, Some(id), i, r).map(|b| (id, i, b)))
             .transpose()
     }
 
     /// Wait for a completed read (at most `timeout` seconds); None when no batch is pending or
-    /// the wait timed out. A failed read raises as in `try_get`.
+    /// the wait timed out. The first read to complete, of any batch, comes back at once; other
+    /// threads may submit, poll and wait meanwhile; Ctrl-C (a signal's Python handler raising)
+    /// ends the wait. A failed read raises as in `try_get`.
     #[pyo3(signature = (timeout = None))]
     fn wait_get(
         &self,
         py: Python<'_>,
         timeout: Option<f64>,
     ) -> PyResult<Option<(u64, usize, Buffer)>> {
+        /// How long a wait goes without looking at Python's signal handlers.
+        const SIGNALS_EVERY: Duration = Duration::from_millis(50);
         let deadline =
             timeout.map(|t| std::time::Instant::now() + Duration::from_secs_f64(t.max(0.0)));
         loop {
-            if let Some((id, i, r)) = self.next(None)? {
+            if let Some((id, i, r)) = self.next()? {
                 return deliver(py, Some(id), i, r).map(|b| Some((id, i, b)));
             }
-            if self.pending()? == 0 {
+            let pending: Vec<Ready> = self
+                .batches
+                .lock()
+                .map_err(|_| PyValueError::new_err("reader lock poisoned"))?
+                .streams
+                .values()
+                .map(ReadStream::ready)
+                .collect();
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            if pending.is_empty() || left == Some(Duration::ZERO) {
                 return Ok(None);
             }
-            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                return Ok(None);
-            }
-            // Block briefly without the GIL, then poll every batch again.
-            let waited = py.detach(|| self.next(Some(Duration::from_millis(5))));
-            if let Some((id, i, r)) = waited? {
-                return deliver(py, Some(id), i, r).map(|b| Some((id, i, b)));
-            }
+            // Without the GIL nor the batches' lock: a result ready in any batch ends the wait
+            // (another thread may take it first: then wait again).
+            let wait = left.map_or(SIGNALS_EVERY, |l| l.min(SIGNALS_EVERY));
+            py.detach(|| Ready::wait_any(&pending, wait));
+            py.check_signals()?;
         }
     }
 
@@ -226,28 +236,18 @@ impl Reader {
 }
 
 impl Reader {
-    /// One completion from any batch; `wait` blocks on the oldest batch up to that long.
-    fn next(&self, wait: Option<Duration>) -> PyResult<Option<Completed>> {
+    /// A completion from any batch, the oldest batch's first, if one is ready.
+    fn next(&self) -> PyResult<Option<Completed>> {
         let mut batches = self
             .batches
             .lock()
             .map_err(|_| PyValueError::new_err("reader lock poisoned"))?;
         let mut ids: Vec<u64> = batches.streams.keys().copied().collect();
         ids.sort_unstable();
-        let mut found = None;
-        for (n, id) in ids.iter().enumerate() {
-            let Some(stream) = batches.streams.get_mut(id) else {
-                continue;
-            };
-            let got = match wait {
-                Some(d) if n == 0 => stream.next_timeout(d),
-                _ => stream.try_next(),
-            };
-            if let Some((index, completion)) = got {
-                found = Some((*id, index, completion.result.map(Buffer::new)));
-                break;
-            }
-        }
+        let found = ids.iter().find_map(|id| {
+            let (index, completion) = batches.streams.get_mut(id)?.try_next()?;
+            Some((*id, index, completion.result.map(Buffer::new)))
+        });
         batches.streams.retain(|_, s| s.remaining() > 0);
         Ok(found)
     }
