@@ -201,3 +201,69 @@ def test_types_read_as_raw_bits_are_sampled(tmp_path):
             assert batch[name].dtype == a.dtype and batch[name].shape == (4, 3, 4)
             for b, (y, x) in enumerate(s.last_windows):
                 assert batch[name][b].tobytes() == a[y : y + 3, x : x + 4].tobytes()
+
+
+def test_iterating_again_ends_the_older_iterator_only(tmp_path):
+    """Iterating a sampler again ends an iterator still running (its next batch raises) and
+    goes on from the batches served; dropping the older iterator later leaves the newer one
+    reading (before, its clean-up stopped the newer one's prefetching: the newer iterator
+    raised)."""
+    import gc
+
+    a = coord_array(tmp_path / "a", (8, 40, 40), (2, 10, 10))
+    s = zuring.CropSampler(a, (2, 10, 10), batch_size=2, mode="grid", seed=1)
+    every = [starts_of(b) for b in s]
+    assert len(every) == len(s) == 32
+    old = iter(s)
+    first = starts_of(next(old))
+    new = iter(s)
+    second = starts_of(next(new))
+    with pytest.raises(RuntimeError, match="iterated again"):
+        next(old)
+    del old
+    gc.collect()
+    rest = [starts_of(b) for b in new]
+    assert [first, second, *rest] == every
+
+
+def test_threads_iterating_one_sampler_at_once_never_hang(tmp_path):
+    """Two threads start iterations of one sampler over and over: each start ends the
+    iterator running, and neither thread waits on the other (before, a thread waiting
+    for a batch held the sampler's lock while the other, holding the GIL, waited for it: both
+    hung). Run in a child process so that a hang fails the test instead of stalling it."""
+    import subprocess
+    import sys
+
+    coord_array(tmp_path / "a", (16, 64, 64), (2, 16, 16))
+    script = f"""
+import threading, zuring
+s = zuring.CropSampler({str(tmp_path / "a")!r}, (2, 32, 32), batch_size=8, seed=1)
+got, ended, done = [0, 0], [0], threading.Event()
+def reader():
+    while not done.is_set():
+        try:
+            for _ in s:
+                got[0] += 1
+                if done.is_set():
+                    break
+        except RuntimeError:
+            ended[0] += 1
+t = threading.Thread(target=reader)
+t.start()
+try:
+    for _ in range(200):
+        it = iter(s)
+        try:
+            next(it)
+            got[1] += 1
+        except RuntimeError:  # the other thread started an iteration meanwhile
+            ended[0] += 1
+        del it
+finally:
+    done.set()
+    t.join()
+print(got[0] > 0, got[1] > 0, ended[0] > 0)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "True"]

@@ -193,15 +193,20 @@ class CropSampler:
         self.epoch, self._served = int(state["epoch"]), int(state["batches_served"])
 
     def __iter__(self) -> Iterator[Any]:
+        """Batches of this epoch, from the first not yet served. Iterating the sampler again
+        (in any thread) ends an iterator still running: its next ``next()`` raises
+        ``RuntimeError``, and the newest reads on from the batches served."""
         offset, step = self._batch_share
-        self._native.start(self.epoch, offset + self._served * step, step)
+        run = self._native.start(self.epoch, offset + self._served * step, step)
         try:
             while True:
                 try:
-                    item = self._native.next()
+                    item = self._native.next(run)
                 except Exception:
-                    # The failed batch is skipped: iterating again continues after it.
-                    self._served += 1
+                    # A failed batch is skipped: iterating again continues after it (an
+                    # iteration that has ended served nothing).
+                    if self._native.running(run):
+                        self._served += 1
                     raise
                 if item is None:
                     break
@@ -215,4 +220,5 @@ class CropSampler:
                 yield out["data"] if self._single else out
             self._served = 0
         finally:
-            self._native.stop()
+            # Only this iteration's prefetching (a newer one's goes on).
+            self._native.stop(run)

@@ -1,9 +1,10 @@
 //! `zuring._native.Sampler`: the crop sampler's prefetching iterator for Python.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use zuring_sampler::{
     ArraySpec, Geometry, Lookahead, Mode, Prefetcher, RankSplit, SamplerError, Schedule,
@@ -39,7 +40,10 @@ pub struct Sampler {
     split: RankSplit,
     ahead: Lookahead,
     drop_last: bool,
-    running: Mutex<Option<Prefetcher>>,
+    /// The iteration running (its number, from `start`) and its prefetcher.
+    running: Mutex<Option<(u64, Arc<Prefetcher>)>>,
+    /// Iterations started.
+    runs: AtomicU64,
 }
 
 impl std::fmt::Debug for Sampler {
@@ -63,6 +67,18 @@ type ArrayArg = (
 );
 
 impl Sampler {
+    /// Iteration `run`'s prefetcher, if it is the one running.
+    fn prefetcher(&self, run: u64) -> PyResult<Option<Arc<Prefetcher>>> {
+        let running = self
+            .running
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("sampler lock poisoned"))?;
+        Ok(running
+            .as_ref()
+            .filter(|(id, _)| *id == run)
+            .map(|(_, p)| Arc::clone(p)))
+    }
+
     /// This rank's schedule of `epoch`.
     fn schedule(&self, epoch: u64) -> PyResult<Schedule> {
         Schedule::with_split(
@@ -184,6 +200,7 @@ impl Sampler {
             ahead,
             drop_last,
             running: Mutex::new(None),
+            runs: AtomicU64::new(0),
         };
         // Check the schedule once (rank, strides) so that errors surface at construction.
         sampler.schedule(0)?;
@@ -215,10 +232,17 @@ impl Sampler {
             .collect()
     }
 
-    /// (Re)start prefetching `epoch` from batch `first_batch`, then every `batch_step`-th
-    /// batch (a DataLoader worker's share of the rank's batches).
+    /// Start an iteration: prefetching `epoch` from batch `first_batch`, then every
+    /// `batch_step`-th batch (a DataLoader worker's share of the rank's batches). Returns the
+    /// iteration's number, for `next` and `stop`; an iteration running ends (its `next` raises).
     #[pyo3(signature = (epoch, first_batch, batch_step = 1))]
-    fn start(&self, py: Python<'_>, epoch: u64, first_batch: u64, batch_step: u64) -> PyResult<()> {
+    fn start(
+        &self,
+        py: Python<'_>,
+        epoch: u64,
+        first_batch: u64,
+        batch_step: u64,
+    ) -> PyResult<u64> {
         let schedule = self.schedule(epoch)?;
         let prefetcher = Prefetcher::start(
             schedule,
@@ -228,49 +252,68 @@ impl Sampler {
             self.ahead,
             self.drop_last,
         );
+        let run = self.runs.fetch_add(1, Ordering::Relaxed) + 1;
         let old = self
             .running
             .lock()
             .map_err(|_| PyRuntimeError::new_err("sampler lock poisoned"))?
-            .replace(prefetcher);
+            .replace((run, Arc::new(prefetcher)));
         // Stopping the old prefetcher joins its readers: do it without the GIL.
         py.detach(move || drop(old));
-        Ok(())
+        Ok(run)
     }
 
-    /// The next batch: per array (shape, writable buffer whose memory returns to the sampler's
-    /// pool when released), plus the windows; None at the end of the epoch.
+    /// Whether iteration `run` is the one running (not stopped, nor followed by another).
+    fn running(&self, run: u64) -> PyResult<bool> {
+        Ok(self.prefetcher(run)?.is_some())
+    }
+
+    /// Iteration `run`'s next batch: per array (shape, writable buffer whose memory returns to
+    /// the sampler's pool when released), plus the windows; None at the end of the epoch. Waits
+    /// holding neither the GIL nor the sampler's lock, so other threads may start, stop or
+    /// iterate meanwhile.
     #[allow(clippy::type_complexity)]
-    fn next(&self, py: Python<'_>) -> PyResult<Option<(Vec<(Vec<u64>, Buffer)>, Vec<Vec<u64>>)>> {
-        let guard = self
-            .running
-            .lock()
-            .map_err(|_| PyRuntimeError::new_err("sampler lock poisoned"))?;
-        let Some(prefetcher) = guard.as_ref() else {
-            return Err(PyTypeError::new_err("call start() first"));
+    fn next(
+        &self,
+        py: Python<'_>,
+        run: u64,
+    ) -> PyResult<Option<(Vec<(Vec<u64>, Buffer)>, Vec<Vec<u64>>)>> {
+        let Some(prefetcher) = self.prefetcher(run)? else {
+            return Err(PyRuntimeError::new_err(
+                "this iteration of the sampler has ended: it was stopped, or the sampler was \
+                 iterated again (its newest iterator reads the batches)",
+            ));
         };
-        let item = py.detach(|| prefetcher.next());
+        let pools = prefetcher.pools().to_vec();
+        // The prefetcher is dropped here if the iteration was stopped meanwhile (its last
+        // holder): joining its readers, without the GIL.
+        let item = py.detach(move || prefetcher.next());
         let Some(item) = item else { return Ok(None) };
         let batch = item.map_err(sampler_error)?;
         let arrays = batch
             .arrays
             .into_iter()
-            .zip(prefetcher.pools())
+            .zip(pools)
             .map(|((shape, data), pool)| {
-                let pool = Arc::clone(pool);
                 (shape, Buffer::from_vec(data, move |v| pool.give_back(v)))
             })
             .collect();
         Ok(Some((arrays, batch.windows)))
     }
 
-    /// Stop prefetching.
-    fn stop(&self, py: Python<'_>) -> PyResult<()> {
-        let old = self
-            .running
-            .lock()
-            .map_err(|_| PyRuntimeError::new_err("sampler lock poisoned"))?
-            .take();
+    /// Stop iteration `run` (nothing when another one has started since).
+    fn stop(&self, py: Python<'_>, run: u64) -> PyResult<()> {
+        let old = {
+            let mut running = self
+                .running
+                .lock()
+                .map_err(|_| PyRuntimeError::new_err("sampler lock poisoned"))?;
+            if running.as_ref().is_some_and(|(id, _)| *id == run) {
+                running.take()
+            } else {
+                None
+            }
+        };
         py.detach(move || drop(old));
         Ok(())
     }
