@@ -164,18 +164,40 @@ fn finish_with(
         Finish::Replace => hold(path),
         Finish::New => None,
     };
-    if let Some(mut file) = unnamed_temp(parent.unwrap_or(Path::new(".")))? {
-        return (|| {
-            fill(&mut file)?;
-            if fsync {
-                file.sync_all()?;
-            }
-            link_unnamed(&file, path, finish, old)
-        })()
-        .map_err(|e| IoError::write(path, e))
-        .and_then(|()| sync_parent(parent, fsync));
+    let Some(mut file) = unnamed_temp(parent.unwrap_or(Path::new(".")))? else {
+        return finish_named(path, fsync, fill, finish, old);
+    };
+    (|| {
+        fill(&mut file)?;
+        if fsync {
+            file.sync_all()?;
+        }
+        Ok(())
+    })()
+    .map_err(|e| IoError::write(path, e))?;
+    place_unnamed(&file, path, fsync, finish, old)
+}
+
+/// Put the written unnamed file `file` in place as `path` ([`link_unnamed`]); where the file
+/// system made it but cannot link it in (no hard links, a sandbox hiding `/proc`), its bytes
+/// go to a named temp file instead.
+fn place_unnamed(
+    file: &std::fs::File,
+    path: &Path,
+    fsync: bool,
+    finish: Finish,
+    mut old: Option<std::fs::File>,
+) -> Result<()> {
+    if link_unnamed(file, path, finish, &mut old).map_err(|e| IoError::write(path, e))? {
+        return sync_parent(path.parent().filter(|p| !p.as_os_str().is_empty()), fsync);
     }
-    finish_named(path, fsync, fill, finish, old)
+    let copy = |named: &mut std::fs::File| {
+        use std::io::Seek;
+        let mut from = file;
+        from.seek(std::io::SeekFrom::Start(0))?;
+        std::io::copy(&mut from, named).map(|_| ())
+    };
+    finish_named(path, fsync, copy, finish, old)
 }
 
 /// [`finish_with`] through a named temp file (`.<name>.zuring-tmp.<pid>.<n>` beside `path`),
@@ -285,26 +307,34 @@ fn unnamed_temp(dir: &Path) -> Result<Option<std::fs::File>> {
 
 /// Give the unnamed file `file` the name `path` (`linkat` through `/proc/self/fd`, which
 /// needs no privilege, unlike `AT_EMPTY_PATH`): linked in as `path` where no file was (`old`
-/// is None), else under a temp name renamed over it. A file at `path` already: for
-/// [`Finish::New`] the `AlreadyExists` error; for [`Finish::Replace`] (one turned up since
-/// `path` was looked at) it is replaced all the same.
+/// is None), else under a temp name renamed over it (`old` then taken to be closed in the
+/// background). A file at `path` already: for [`Finish::New`] the `AlreadyExists` error; for
+/// [`Finish::Replace`] (one turned up since `path` was looked at) it is replaced all the same.
+/// False, with nothing done, when the file cannot be linked in at all.
 fn link_unnamed(
     file: &std::fs::File,
     path: &Path,
     finish: Finish,
-    old: Option<std::fs::File>,
-) -> std::io::Result<()> {
+    old: &mut Option<std::fs::File>,
+) -> std::io::Result<bool> {
     if old.is_none() {
         match (link_at(file, path), finish) {
+            (Ok(()), _) => return Ok(true),
             (Err(e), Finish::Replace) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            (linked, _) => return linked,
+            (Err(e), Finish::New) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(e)
+            }
+            (Err(_), _) => return Ok(false),
         }
     }
     let tmp = temp_path(path);
-    link_at(file, &tmp)?;
-    rename_over(&tmp, path, old).inspect_err(|_| {
+    if link_at(file, &tmp).is_err() {
+        return Ok(false);
+    }
+    rename_over(&tmp, path, old.take()).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
-    })
+    })?;
+    Ok(true)
 }
 
 /// `linkat(AT_FDCWD, "/proc/self/fd/<file>", AT_FDCWD, path, AT_SYMLINK_FOLLOW)`.
@@ -749,6 +779,38 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("file/sub"), "{err}");
+    }
+
+    #[test]
+    fn an_unnamed_file_that_cannot_be_linked_in_is_copied() {
+        use std::os::unix::fs::MetadataExt;
+        // An unnamed file on another file system than its target (linkat fails, EXDEV), as on
+        // one that has unnamed files but no hard links: its bytes are written under a temp name
+        // and put in place, for a new file and over an old one.
+        let dir = tempfile::tempdir().unwrap();
+        let shm = Path::new("/dev/shm");
+        let other_device = std::fs::metadata(shm)
+            .is_ok_and(|m| m.dev() != std::fs::metadata(dir.path()).unwrap().dev());
+        if !other_device {
+            eprintln!("skipped: no /dev/shm on another file system than the temp directory");
+            return;
+        }
+        let path = dir.path().join("chunk");
+        for (finish, data) in [(Finish::New, b"first"), (Finish::Replace, b"again")] {
+            let Some(mut file) = unnamed_temp(shm).unwrap() else {
+                return; // no unnamed files in /dev/shm: nothing to check
+            };
+            file.write_all(data).unwrap();
+            place_unnamed(&file, &path, true, finish, hold(&path)).unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), data);
+            assert_eq!(names_in(dir.path()), ["chunk"]);
+        }
+        let mut file = unnamed_temp(shm).unwrap().unwrap();
+        file.write_all(b"third").unwrap();
+        let err = place_unnamed(&file, &path, false, Finish::New, None).unwrap_err();
+        assert!(err.to_string().contains("chunk"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"again");
+        assert_eq!(names_in(dir.path()), ["chunk"]);
     }
 
     #[test]
