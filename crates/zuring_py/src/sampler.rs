@@ -278,16 +278,23 @@ impl Sampler {
         py: Python<'_>,
         run: u64,
     ) -> PyResult<Option<(Vec<(Vec<u64>, Buffer)>, Vec<Vec<u64>>)>> {
-        let Some(prefetcher) = self.prefetcher(run)? else {
-            return Err(PyRuntimeError::new_err(
+        let ended = || {
+            PyRuntimeError::new_err(
                 "this iteration of the sampler has ended: it was stopped, or the sampler was \
                  iterated again (its newest iterator reads the batches)",
-            ));
+            )
+        };
+        let Some(prefetcher) = self.prefetcher(run)? else {
+            return Err(ended());
         };
         let pools = prefetcher.pools().to_vec();
         // The prefetcher is dropped here if the iteration was stopped meanwhile (its last
         // holder): joining its readers, without the GIL.
         let item = py.detach(move || prefetcher.next());
+        // Ended while waiting: the batch is the newer iteration's to serve, not this one's.
+        if !self.running(run)? {
+            return Err(ended());
+        }
         let Some(item) = item else { return Ok(None) };
         let batch = item.map_err(sampler_error)?;
         let arrays = batch
