@@ -67,7 +67,8 @@ type ArrayArg = (
 );
 
 impl Sampler {
-    /// Iteration `run`'s prefetcher, if it is the one running.
+    /// Iteration `run`'s prefetcher, if it is the one running (and was started in this process:
+    /// a forked child iterates anew).
     fn prefetcher(&self, run: u64) -> PyResult<Option<Arc<Prefetcher>>> {
         let running = self
             .running
@@ -75,7 +76,7 @@ impl Sampler {
             .map_err(|_| PyRuntimeError::new_err("sampler lock poisoned"))?;
         Ok(running
             .as_ref()
-            .filter(|(id, _)| *id == run)
+            .filter(|(id, p)| *id == run && p.in_this_process())
             .map(|(_, p)| Arc::clone(p)))
     }
 
@@ -281,7 +282,8 @@ impl Sampler {
         let ended = || {
             PyRuntimeError::new_err(
                 "this iteration of the sampler has ended: it was stopped, or the sampler was \
-                 iterated again (its newest iterator reads the batches)",
+                 iterated again (its newest iterator reads the batches), or it was started in \
+                 the process this one was forked from (iterate the sampler again here)",
             )
         };
         let Some(prefetcher) = self.prefetcher(run)? else {

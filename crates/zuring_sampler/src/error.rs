@@ -20,6 +20,10 @@ pub enum SamplerError {
     /// The prefetch thread is gone.
     #[error("the prefetch thread stopped")]
     Stopped,
+    /// The prefetcher was started by another process, this one forked from it: its reader
+    /// threads are that process's.
+    #[error("the prefetcher was started in the process this one was forked from: start another")]
+    Forked,
 }
 
 /// A `Result` with [`SamplerError`].

@@ -82,6 +82,8 @@ pub struct Prefetcher {
     turn: Arc<Turn>,
     handles: Vec<JoinHandle<()>>,
     pools: Vec<Arc<BufferPool>>,
+    /// The process that started it (its reader threads are that process's).
+    pid: u32,
 }
 
 /// The readers' order of delivery: the sequence number of the batch to send next.
@@ -263,13 +265,24 @@ impl Prefetcher {
             turn,
             handles,
             pools,
+            pid: std::process::id(),
         }
+    }
+
+    /// Whether this process started it: a process forked from the one that did has none of
+    /// its reader threads (its batches never come there; [`Prefetcher::next`] says so).
+    #[must_use]
+    pub fn in_this_process(&self) -> bool {
+        self.pid == std::process::id()
     }
 
     /// The next batch, waiting for it; `None` at the end of the epoch. A failed batch is
     /// returned as an error and the following call continues with the next batch.
     #[must_use]
     pub fn next(&self) -> Option<Result<Batch>> {
+        if !self.in_this_process() {
+            return Some(Err(SamplerError::Forked));
+        }
         match &self.rx {
             Some(rx) => match rx.recv() {
                 Ok(item) => Some(item),
@@ -390,6 +403,15 @@ fn read_array(
 
 impl Drop for Prefetcher {
     fn drop(&mut self) {
+        if !self.in_this_process() {
+            // Dropped in a forked child: the reader threads are the parent's (joining them
+            // here panics), and one of them may have held the channel's insides or the turn's
+            // lock at the fork. Leave the handles and the channel as they are (leaked) and wake
+            // no one; the rest is plain memory.
+            std::mem::forget(std::mem::take(&mut self.handles));
+            std::mem::forget(self.rx.take());
+            return;
+        }
         self.stop.store(true, Ordering::SeqCst);
         // Dropping the receiver makes a blocked send fail; a reader waiting for its turn is
         // woken (the lock taken first, so a reader between its check of `stop` and its wait

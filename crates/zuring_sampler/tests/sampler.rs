@@ -477,3 +477,33 @@ fn batches_read_at_once_arrive_in_order_and_stop_when_dropped() {
         }
     }
 }
+
+#[test]
+fn a_forked_child_neither_reads_nor_joins_its_parents_prefetcher() {
+    // A process forked while a prefetcher runs (a DataLoader's workers forked after the main
+    // process iterated a sampler) has none of its reader threads: its `next` says so at once
+    // instead of waiting forever, dropping it there leaves the parent's threads alone (joining
+    // them panicked), and a prefetcher the child starts reads.
+    let dir = tempfile::tempdir().unwrap();
+    let a = array(dir.path(), "a", [8, 32, 32], [2, 16, 16]);
+    let g = Geometry::new(vec![spec("a", a, &[])], &crop(2, 8, 8), &BTreeMap::new()).unwrap();
+    let random = Mode::Random {
+        samples_per_epoch: None,
+    };
+    let s = Schedule::new(g, random, 1, 0, 0, 1).unwrap();
+    let p = Prefetcher::start(s.clone(), 4, 0, 1, Lookahead::new(2), true);
+    let first = p.next().unwrap().unwrap();
+    let code = zuring_io::testing::fork_while_held(
+        |forked| forked(),
+        || {
+            let told = matches!(p.next(), Some(Err(SamplerError::Forked)));
+            let theirs = !p.in_this_process();
+            drop(p);
+            let mine = Prefetcher::start(s, 4, 0, 1, Lookahead::new(2), true);
+            let again = mine.next().unwrap().unwrap();
+            told && theirs && mine.in_this_process() && again.windows == first.windows
+        },
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(0));
+}
