@@ -326,12 +326,11 @@ def test_fork_after_reading(tmp_store):
     assert int(a[...].sum()) == int(values.sum()), "the parent keeps working"
 
 
-def test_fork_while_other_threads_read(tmp_path):
+def test_fork_while_other_threads_read(tmp_path, fork_child):
     """Children forked while two threads of the parent keep reading (a DataLoader's workers
     forked while the main process reads): each child reads the arrays right, none waits on a
     lock one of the parent's threads held at the instant of the fork (the IO engine's, the
     decode pool's, the shard index cache's, the write table's: each process makes its own)."""
-    import os
     import threading
     import time
 
@@ -357,27 +356,16 @@ def test_fork_while_other_threads_read(tmp_path):
         r.start()
     hung, failed = 0, 0
     try:
+        def child():
+            ok = all(np.array_equal(zuring.open_array(p)[10:30, 5:70], values[10:30, 5:70]) for p in (sharded, plain))
+            arrays[0][0:2, 0:2] = values[0:2, 0:2]
+            return ok
+
         for _ in range(40):
             time.sleep(0.005)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running
-                pid = os.fork()
-            if pid == 0:
-                ok = False
-                try:
-                    ok = all(np.array_equal(zuring.open_array(p)[10:30, 5:70], values[10:30, 5:70]) for p in (sharded, plain))
-                    arrays[0][0:2, 0:2] = values[0:2, 0:2]
-                finally:
-                    os._exit(0 if ok else 3)
-            deadline = time.monotonic() + 20
-            while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
-                time.sleep(0.005)
-            if done[0] == 0:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-                hung += 1
-            elif os.waitstatus_to_exitcode(done[1]) != 0:
-                failed += 1
+            code = fork_child(child)
+            hung += code is None
+            failed += code not in (None, 0)
     finally:
         stop.set()
         for r in readers:

@@ -1,7 +1,5 @@
 """zuring.CropSampler: joint windows, determinism, resumption, rank splits, errors."""
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -271,36 +269,23 @@ print(got[0] > 0, got[1] > 0, ended[0] > 0)
     assert out.stdout.split() == ["True", "True", "True"]
 
 
-def test_a_forked_child_iterates_a_sampler_its_parent_was_iterating(tmp_path):
+def test_a_forked_child_iterates_a_sampler_its_parent_was_iterating(tmp_path, fork_child):
     """A child forked while its parent iterates a sampler (DataLoader workers forked after the
     main process iterated it) gets an error, not a wait forever, from the parent's iterator,
     whose reader threads it does not have, and reads batches from an iteration of its own
     (before, starting one panicked joining the parent's threads)."""
-    import os
-    import time
-
     coord_array(tmp_path / "a", (16, 64, 64), (2, 16, 16))
     s = zuring.CropSampler(str(tmp_path / "a"), (2, 32, 32), batch_size=8, seed=1)
     it = iter(s)
     next(it)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running
-        pid = os.fork()
-    if pid == 0:
-        ok = False
+
+    def child():
         try:
-            try:
-                next(it)
-            except RuntimeError as err:
-                ok = "forked from" in str(err)
-            ok = ok and next(iter(s)).shape == (8, 2, 32, 32)
-        finally:
-            os._exit(0 if ok else 3)
-    deadline = time.monotonic() + 30
-    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    if done[0] == 0:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    assert done[0] != 0 and os.waitstatus_to_exitcode(done[1]) == 0
+            next(it)
+            return False
+        except RuntimeError as err:
+            told = "forked from" in str(err)
+        return told and next(iter(s)).shape == (8, 2, 32, 32)
+
+    assert fork_child(child, limit=30) == 0
     assert next(it).shape == (8, 2, 32, 32)  # the parent's iteration goes on
