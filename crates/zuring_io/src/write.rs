@@ -159,7 +159,7 @@ fn finish_with(
     fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
     finish: Finish,
 ) -> Result<()> {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let parent = parent_of(path);
     let old = match finish {
         Finish::Replace => hold(path),
         Finish::New => None,
@@ -189,7 +189,7 @@ fn place_unnamed(
     mut old: Option<std::fs::File>,
 ) -> Result<()> {
     if link_unnamed(file, path, finish, &mut old).map_err(|e| IoError::write(path, e))? {
-        return sync_parent(path.parent().filter(|p| !p.as_os_str().is_empty()), fsync);
+        return sync_parent(parent_of(path), fsync);
     }
     let copy = |named: &mut std::fs::File| {
         use std::io::Seek;
@@ -209,7 +209,7 @@ fn finish_named(
     finish: Finish,
     old: Option<std::fs::File>,
 ) -> Result<()> {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let parent = parent_of(path);
     let tmp = temp_path(path);
     let mut file = create_beside(&tmp, parent, path)?;
     let written = (|| {
@@ -235,14 +235,30 @@ fn finish_named(
 /// Create the temp file `tmp`, making `parent` first if it is missing; errors name `parent`
 /// or `path`, the file the temp file is for.
 fn create_beside(tmp: &Path, parent: Option<&Path>, path: &Path) -> Result<std::fs::File> {
-    match (std::fs::File::create(tmp), parent) {
-        (Err(e), Some(parent)) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(parent).map_err(|e| IoError::write(parent, e))?;
-            std::fs::File::create(tmp)
-        }
-        (created, _) => created,
+    let create = || std::fs::File::create(tmp);
+    match parent {
+        Some(parent) => making_dir(parent, create)?,
+        None => create(),
     }
     .map_err(|e| IoError::write(path, e))
+}
+
+/// `open()`, made again once `dir` is made where it failed for want of it (a write into an
+/// existing directory, the common case, makes no `mkdir` and `stat` calls). The outer error is
+/// `dir`'s own, naming it.
+fn making_dir<T>(dir: &Path, open: impl Fn() -> std::io::Result<T>) -> Result<std::io::Result<T>> {
+    match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| IoError::write(dir, e))?;
+            Ok(open())
+        }
+        opened => Ok(opened),
+    }
+}
+
+/// The directory `path` is in, if it names one (`None` for a bare file name).
+fn parent_of(path: &Path) -> Option<&Path> {
+    path.parent().filter(|p| !p.as_os_str().is_empty())
 }
 
 /// Rename `tmp` over `path`, whose old version `old` holds (if there was one) and then closes
@@ -289,14 +305,7 @@ fn unnamed_temp(dir: &Path) -> Result<Option<std::fs::File>> {
             .custom_flags(libc::O_TMPFILE)
             .open(dir)
     };
-    let opened = match open() {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(|e| IoError::write(dir, e))?;
-            open()
-        }
-        opened => opened,
-    };
-    match opened {
+    match making_dir(dir, open)? {
         Ok(file) => Ok(Some(file)),
         // No unnamed files here (EOPNOTSUPP, EISDIR and EINVAL are how file systems and old
         // kernels say it); anything else (a file where the directory should be, no permission)

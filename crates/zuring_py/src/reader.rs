@@ -155,10 +155,7 @@ impl Reader {
         let reqs = requests(&ranges)?;
         let inner = Arc::clone(&self.inner);
         let stream = py.detach(move || inner.submit(reqs));
-        let mut batches = self
-            .batches
-            .lock()
-            .map_err(|_| PyValueError::new_err("reader lock poisoned"))?;
+        let mut batches = self.batches()?;
         let id = batches.next_id;
         batches.next_id += 1;
         batches.streams.insert(id, stream);
@@ -193,9 +190,7 @@ impl Reader {
                 return deliver(py, Some(id), i, r).map(|b| Some((id, i, b)));
             }
             let pending: Vec<Ready> = self
-                .batches
-                .lock()
-                .map_err(|_| PyValueError::new_err("reader lock poisoned"))?
+                .batches()?
                 .streams
                 .values()
                 .map(ReadStream::ready)
@@ -214,19 +209,13 @@ impl Reader {
 
     /// Number of reads submitted and not yet returned.
     fn pending(&self) -> PyResult<usize> {
-        let batches = self
-            .batches
-            .lock()
-            .map_err(|_| PyValueError::new_err("reader lock poisoned"))?;
+        let batches = self.batches()?;
         Ok(batches.streams.values().map(ReadStream::remaining).sum())
     }
 
     /// Drop a batch's undelivered results.
     fn cancel(&self, batch: u64) -> PyResult<()> {
-        let mut batches = self
-            .batches
-            .lock()
-            .map_err(|_| PyValueError::new_err("reader lock poisoned"))?;
+        let mut batches = self.batches()?;
         batches
             .streams
             .remove(&batch)
@@ -236,12 +225,16 @@ impl Reader {
 }
 
 impl Reader {
+    /// The pending batches, locked.
+    fn batches(&self) -> PyResult<std::sync::MutexGuard<'_, Batches>> {
+        self.batches
+            .lock()
+            .map_err(|_| PyValueError::new_err("reader lock poisoned"))
+    }
+
     /// A completion from any batch, the oldest batch's first, if one is ready.
     fn next(&self) -> PyResult<Option<Completed>> {
-        let mut batches = self
-            .batches
-            .lock()
-            .map_err(|_| PyValueError::new_err("reader lock poisoned"))?;
+        let mut batches = self.batches()?;
         let mut ids: Vec<u64> = batches.streams.keys().copied().collect();
         ids.sort_unstable();
         let found = ids.iter().find_map(|id| {

@@ -28,6 +28,9 @@ fn sampler_error(err: SamplerError) -> PyErr {
     }
 }
 
+/// The iteration running, if any: its number (from `start`) and its prefetcher.
+type Running = Option<(u64, Arc<Prefetcher>)>;
+
 /// The prefetching iterator behind `zuring.CropSampler`.
 #[pyclass(module = "zuring._native", frozen)]
 pub struct Sampler {
@@ -41,7 +44,7 @@ pub struct Sampler {
     ahead: Lookahead,
     drop_last: bool,
     /// The iteration running (its number, from `start`) and its prefetcher.
-    running: Mutex<Option<(u64, Arc<Prefetcher>)>>,
+    running: Mutex<Running>,
     /// Iterations started.
     runs: AtomicU64,
 }
@@ -67,13 +70,17 @@ type ArrayArg = (
 );
 
 impl Sampler {
+    /// The running iteration's slot, locked.
+    fn slot(&self) -> PyResult<std::sync::MutexGuard<'_, Running>> {
+        self.running
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("sampler lock poisoned"))
+    }
+
     /// Iteration `run`'s prefetcher, if it is the one running (and was started in this process:
     /// a forked child iterates anew).
     fn prefetcher(&self, run: u64) -> PyResult<Option<Arc<Prefetcher>>> {
-        let running = self
-            .running
-            .lock()
-            .map_err(|_| PyRuntimeError::new_err("sampler lock poisoned"))?;
+        let running = self.slot()?;
         Ok(running
             .as_ref()
             .filter(|(id, p)| *id == run && p.in_this_process())
@@ -254,11 +261,7 @@ impl Sampler {
             self.drop_last,
         );
         let run = self.runs.fetch_add(1, Ordering::Relaxed) + 1;
-        let old = self
-            .running
-            .lock()
-            .map_err(|_| PyRuntimeError::new_err("sampler lock poisoned"))?
-            .replace((run, Arc::new(prefetcher)));
+        let old = self.slot()?.replace((run, Arc::new(prefetcher)));
         // Stopping the old prefetcher joins its readers: do it without the GIL.
         py.detach(move || drop(old));
         Ok(run)
@@ -313,10 +316,7 @@ impl Sampler {
     /// Stop iteration `run` (nothing when another one has started since).
     fn stop(&self, py: Python<'_>, run: u64) -> PyResult<()> {
         let old = {
-            let mut running = self
-                .running
-                .lock()
-                .map_err(|_| PyRuntimeError::new_err("sampler lock poisoned"))?;
+            let mut running = self.slot()?;
             if running.as_ref().is_some_and(|(id, _)| *id == run) {
                 running.take()
             } else {
