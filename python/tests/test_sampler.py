@@ -289,3 +289,37 @@ def test_a_forked_child_iterates_a_sampler_its_parent_was_iterating(tmp_path, fo
 
     assert fork_child(child, limit=30) == 0
     assert next(it).shape == (8, 2, 32, 32)  # the parent's iteration goes on
+
+
+def test_an_iteration_started_as_a_batch_is_handed_over_reads_the_next(tmp_path):
+    """Another thread starts an iteration just as the running one's batch comes back from
+    Rust (a profile hook runs it there, at the native call's return): the newer iteration
+    reads the batch after it, never the same one again (before, the count of batches served
+    was kept in Python, after the native call, and the newer one read the same batch)."""
+    import sys
+    import threading
+
+    coord_array(tmp_path / "a", (16, 64, 64), (2, 16, 16))
+    s = zuring.CropSampler(str(tmp_path / "a"), (2, 8, 8), batch_size=4, seed=1, samples_per_epoch=64)
+    every = [starts_of(b) for b in s]
+    assert len(set(map(tuple, every))) == len(every) == 16
+    s.load_state_dict({"epoch": 0, "batches_served": 3})
+    newer = []
+
+    def hook(frame, event, arg):
+        if event == "c_return" and getattr(arg, "__self__", None) is s._native and arg.__name__ == "next":
+            sys.setprofile(None)
+            t = threading.Thread(target=lambda: newer.append(starts_of(next(iter(s)))))
+            t.start()
+            t.join()
+
+    it = iter(s)
+    sys.setprofile(hook)
+    try:
+        older = starts_of(next(it))
+    finally:
+        sys.setprofile(None)
+    assert (older, newer) == (every[3], [every[4]])
+    assert s.state_dict()["batches_served"] == 5
+    with pytest.raises(RuntimeError, match="has ended"):
+        next(it)

@@ -150,10 +150,19 @@ class CropSampler:
         self._names = list(self._arrays)
         self._dtypes = [a.dtype for a in self._arrays.values()]
         self.epoch = 0
-        self._served = 0
         # (w, W): read only batches w, w + W, ... of this rank's epoch (split_batches).
         self._batch_share = (0, 1)
         self.last_windows: list[list[int]] = []
+
+    @property
+    def _served(self) -> int:
+        # Kept in Rust, counted as each batch is handed over, so that an iteration another
+        # thread starts at that moment reads on after it.
+        return self._native.served
+
+    @_served.setter
+    def _served(self, served: int) -> None:
+        self._native.served = served
 
     @property
     def dims(self) -> list[str]:
@@ -197,28 +206,20 @@ class CropSampler:
         (in any thread) ends an iterator still running: its next ``next()`` raises
         ``RuntimeError``, and the newest reads on from the batches served."""
         offset, step = self._batch_share
-        run = self._native.start(self.epoch, offset + self._served * step, step)
+        run = self._native.start(self.epoch, offset, step)
         try:
             while True:
-                try:
-                    item = self._native.next(run)
-                except Exception:
-                    # A failed batch is skipped: iterating again continues after it (an
-                    # iteration that has ended served nothing).
-                    if self._native.running(run):
-                        self._served += 1
-                    raise
+                # A failed batch is skipped (counted served): iterating again continues after it.
+                item = self._native.next(run)
                 if item is None:
                     break
                 arrays, windows = item
-                self._served += 1
                 self.last_windows = windows
                 out = {
                     name: np.frombuffer(buf, dtype=dtype).reshape(shape)
                     for name, dtype, (shape, buf) in zip(self._names, self._dtypes, arrays)
                 }
                 yield out["data"] if self._single else out
-            self._served = 0
         finally:
             # Only this iteration's prefetching (a newer one's goes on).
             self._native.stop(run)

@@ -28,8 +28,26 @@ fn sampler_error(err: SamplerError) -> PyErr {
     }
 }
 
-/// The iteration running, if any: its number (from `start`) and its prefetcher.
-type Running = Option<(u64, Arc<Prefetcher>)>;
+/// What the iterations of one sampler share, under one lock so that a batch handed over and
+/// counted is one step: an iteration started in another thread at that moment reads on after it.
+#[derive(Default)]
+struct Slot {
+    /// The iteration running, if any: its number (from `start`) and its prefetcher.
+    running: Option<(u64, Arc<Prefetcher>)>,
+    /// Batches of the epoch served so far (the next iteration's first is the one after them).
+    served: u64,
+}
+
+impl Slot {
+    /// Iteration `run`'s prefetcher, if it is the one running (and was started in this
+    /// process: a forked child iterates anew).
+    fn prefetcher(&self, run: u64) -> Option<&Arc<Prefetcher>> {
+        self.running
+            .as_ref()
+            .filter(|(id, p)| *id == run && p.in_this_process())
+            .map(|(_, p)| p)
+    }
+}
 
 /// The prefetching iterator behind `zuring.CropSampler`.
 #[pyclass(module = "zuring._native", frozen)]
@@ -43,8 +61,8 @@ pub struct Sampler {
     split: RankSplit,
     ahead: Lookahead,
     drop_last: bool,
-    /// The iteration running (its number, from `start`) and its prefetcher.
-    running: Mutex<Running>,
+    /// The iteration running and the batches served.
+    slot: Mutex<Slot>,
     /// Iterations started.
     runs: AtomicU64,
 }
@@ -70,21 +88,11 @@ type ArrayArg = (
 );
 
 impl Sampler {
-    /// The running iteration's slot, locked.
-    fn slot(&self) -> PyResult<std::sync::MutexGuard<'_, Running>> {
-        self.running
+    /// The iterations' shared slot, locked.
+    fn slot(&self) -> PyResult<std::sync::MutexGuard<'_, Slot>> {
+        self.slot
             .lock()
             .map_err(|_| PyRuntimeError::new_err("sampler lock poisoned"))
-    }
-
-    /// Iteration `run`'s prefetcher, if it is the one running (and was started in this process:
-    /// a forked child iterates anew).
-    fn prefetcher(&self, run: u64) -> PyResult<Option<Arc<Prefetcher>>> {
-        let running = self.slot()?;
-        Ok(running
-            .as_ref()
-            .filter(|(id, p)| *id == run && p.in_this_process())
-            .map(|(_, p)| Arc::clone(p)))
     }
 
     /// This rank's schedule of `epoch`.
@@ -207,7 +215,7 @@ impl Sampler {
             },
             ahead,
             drop_last,
-            running: Mutex::new(None),
+            slot: Mutex::default(),
             runs: AtomicU64::new(0),
         };
         // Check the schedule once (rank, strides) so that errors surface at construction.
@@ -240,28 +248,47 @@ impl Sampler {
             .collect()
     }
 
-    /// Start an iteration: prefetching `epoch` from batch `first_batch`, then every
-    /// `batch_step`-th batch (a DataLoader worker's share of the rank's batches). Returns the
-    /// iteration's number, for `next` and `stop`; an iteration running ends (its `next` raises).
-    #[pyo3(signature = (epoch, first_batch, batch_step = 1))]
-    fn start(
-        &self,
-        py: Python<'_>,
-        epoch: u64,
-        first_batch: u64,
-        batch_step: u64,
-    ) -> PyResult<u64> {
+    /// Batches of the epoch served so far (a state dict's `batches_served`).
+    #[getter]
+    fn served(&self) -> PyResult<u64> {
+        Ok(self.slot()?.served)
+    }
+
+    #[setter]
+    fn set_served(&self, served: u64) -> PyResult<()> {
+        self.slot()?.served = served;
+        Ok(())
+    }
+
+    /// Start an iteration: prefetching `epoch` from the first batch not yet served, the
+    /// `served`-th of this process's share: batches `offset + k * batch_step` (a DataLoader
+    /// worker's share of the rank's batches). Returns the iteration's number, for `next` and
+    /// `stop`; an iteration running ends (its `next` raises).
+    #[pyo3(signature = (epoch, offset = 0, batch_step = 1))]
+    fn start(&self, py: Python<'_>, epoch: u64, offset: u64, batch_step: u64) -> PyResult<u64> {
         let schedule = self.schedule(epoch)?;
-        let prefetcher = Prefetcher::start(
-            schedule,
-            self.batch_size,
-            first_batch,
-            batch_step,
-            self.ahead,
-            self.drop_last,
-        );
-        let run = self.runs.fetch_add(1, Ordering::Relaxed) + 1;
-        let old = self.slot()?.replace((run, Arc::new(prefetcher)));
+        // Choosing the first batch and installing the iteration are one step under the lock:
+        // a batch another iteration hands over is counted before or after. The prefetcher's
+        // threads start under it, with the GIL held throughout, so no fork (which needs the
+        // GIL) can find the lock held.
+        let (run, old) = {
+            let mut slot = self.slot()?;
+            let first_batch = slot
+                .served
+                .checked_mul(batch_step)
+                .and_then(|b| b.checked_add(offset))
+                .ok_or_else(|| PyValueError::new_err("batches served: out of range"))?;
+            let prefetcher = Prefetcher::start(
+                schedule,
+                self.batch_size,
+                first_batch,
+                batch_step,
+                self.ahead,
+                self.drop_last,
+            );
+            let run = self.runs.fetch_add(1, Ordering::Relaxed) + 1;
+            (run, slot.running.replace((run, Arc::new(prefetcher))))
+        };
         // Stopping the old prefetcher joins its readers: do it without the GIL.
         py.detach(move || drop(old));
         Ok(run)
@@ -269,13 +296,14 @@ impl Sampler {
 
     /// Whether iteration `run` is the one running (not stopped, nor followed by another).
     fn running(&self, run: u64) -> PyResult<bool> {
-        Ok(self.prefetcher(run)?.is_some())
+        Ok(self.slot()?.prefetcher(run).is_some())
     }
 
     /// Iteration `run`'s next batch: per array (shape, writable buffer whose memory returns to
-    /// the sampler's pool when released), plus the windows; None at the end of the epoch. Waits
-    /// holding neither the GIL nor the sampler's lock, so other threads may start, stop or
-    /// iterate meanwhile.
+    /// the sampler's pool when released), plus the windows; None at the end of the epoch (the
+    /// count of batches served then starts again at 0). A batch, or a batch's error, is counted
+    /// served as it is handed over. Waits holding neither the GIL nor the sampler's lock, so
+    /// other threads may start, stop or iterate meanwhile.
     #[allow(clippy::type_complexity)]
     fn next(
         &self,
@@ -289,16 +317,21 @@ impl Sampler {
                  the process this one was forked from (iterate the sampler again here)",
             )
         };
-        let Some(prefetcher) = self.prefetcher(run)? else {
+        let Some(prefetcher) = self.slot()?.prefetcher(run).cloned() else {
             return Err(ended());
         };
         let pools = prefetcher.pools().to_vec();
         // The prefetcher is dropped here if the iteration was stopped meanwhile (its last
         // holder): joining its readers, without the GIL.
         let item = py.detach(move || prefetcher.next());
-        // Ended while waiting: the batch is the newer iteration's to serve, not this one's.
-        if !self.running(run)? {
-            return Err(ended());
+        {
+            let mut slot = self.slot()?;
+            // Ended while waiting: the batch is the newer iteration's to serve, not this one's.
+            if slot.prefetcher(run).is_none() {
+                return Err(ended());
+            }
+            // A failed batch is skipped too: iterating again continues after it.
+            slot.served = if item.is_some() { slot.served + 1 } else { 0 };
         }
         let Some(item) = item else { return Ok(None) };
         let batch = item.map_err(sampler_error)?;
@@ -316,9 +349,9 @@ impl Sampler {
     /// Stop iteration `run` (nothing when another one has started since).
     fn stop(&self, py: Python<'_>, run: u64) -> PyResult<()> {
         let old = {
-            let mut running = self.slot()?;
-            if running.as_ref().is_some_and(|(id, _)| *id == run) {
-                running.take()
+            let mut slot = self.slot()?;
+            if slot.running.as_ref().is_some_and(|(id, _)| *id == run) {
+                slot.running.take()
             } else {
                 None
             }
