@@ -174,3 +174,88 @@ def test_machine_learning_types(tmp_path):
         CropDataset(e4m3, (4, 5), **kwargs)
     got = next(iter(CropDataset(e4m3, (4, 5), as_tensors=False, **kwargs)))
     assert got.dtype == np.dtype(ml_dtypes.float8_e4m3) and got.shape == (3, 4, 5)
+
+
+def test_a_plain_loader_without_workers_resumes_from_the_datasets_state(arr):
+    """num_workers=0: the dataset's state after k batches, loaded into a new dataset, gives
+    the rest of the epoch (the batches an uninterrupted loop gets after those k), once."""
+    kwargs = dict(batch_size=3, mode="random", samples_per_epoch=30, seed=4)
+    ds = CropDataset(arr, (4, 10, 10), **kwargs)
+    ds.set_epoch(2)
+    whole = batches_of(DataLoader(ds, batch_size=None))
+    assert len(whole) == 10
+    it = iter(DataLoader(ds, batch_size=None))
+    head = [starts_of(next(it).numpy()) for _ in range(4)]
+    state = ds.state_dict()
+    assert (state["epoch"], state["batches_served"], state["worker"], state["workers"]) == (2, 4, 0, 1)
+    resumed = CropDataset(arr, (4, 10, 10), **kwargs)
+    resumed.load_state_dict(state)
+    assert resumed.state_dict() == state
+    rest = batches_of(DataLoader(resumed, batch_size=None))
+    assert head + rest == whole
+    # The next iteration starts its epoch (the one set, here still 0) at the first batch.
+    assert len(batches_of(DataLoader(resumed, batch_size=None))) == 10
+    with pytest.raises(ValueError, match="state is for seed 4, this dataset has seed 5"):
+        CropDataset(arr, (4, 10, 10), **{**kwargs, "seed": 5}).load_state_dict(state)
+
+
+@pytest.mark.parametrize("workers,context", [(0, None), (2, "fork"), (2, "spawn")])
+def test_a_stateful_dataloader_resumes_mid_epoch(arr, workers, context):
+    """torchdata's StatefulDataLoader saves each worker's state (the dataset's) with its own
+    and resumes every worker where it was: the resumed loader gives exactly the batches an
+    uninterrupted one gives after those already taken (workers alternate batches, so each
+    worker's place matters)."""
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    kwargs = dict(batch_size=2, mode="grid", seed=6)
+    mp_kwargs = {"multiprocessing_context": mp.get_context(context)} if context else {}
+
+    def loader(ds):
+        return StatefulDataLoader(ds, batch_size=None, num_workers=workers, **mp_kwargs)
+
+    ds = CropDataset(arr, (4, 10, 10), **kwargs)
+    whole = batches_of(loader(ds))
+    assert len(whole) == 16 and len({w for b in whole for w in b}) == 32
+    first = loader(ds)
+    it = iter(first)
+    head = [starts_of(next(it).numpy()) for _ in range(5)]
+    state = first.state_dict()
+    del it, first
+    second = loader(CropDataset(arr, (4, 10, 10), **kwargs))
+    second.load_state_dict(state)
+    rest = batches_of(second)
+    assert head + rest == whole
+
+
+def test_a_stateful_dataloader_resumes_a_later_epoch_of_persistent_workers(arr):
+    """Persistent workers keep their dataset across epochs: a state saved as epoch 1 starts
+    (no batch taken yet) resumes epoch 1, not the epoch those workers iterated before."""
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    kwargs = dict(batch_size=2, mode="random", samples_per_epoch=16, seed=7)
+
+    def loader(ds):
+        return StatefulDataLoader(ds, batch_size=None, num_workers=2, persistent_workers=True, multiprocessing_context=mp.get_context("fork"))
+
+    ds = CropDataset(arr, (4, 10, 10), **kwargs)
+    first = loader(ds)
+    epoch0 = batches_of(first)
+    ds.set_epoch(1)
+    it = iter(first)
+    state = first.state_dict()
+    del it
+    resumed_ds = CropDataset(arr, (4, 10, 10), **kwargs)
+    resumed_ds.set_epoch(1)
+    second = loader(resumed_ds)
+    second.load_state_dict(state)
+    epoch1 = batches_of(second)
+    assert epoch1 == batches_of(DataLoader(resumed_ds, batch_size=None)) and epoch1 != epoch0
+
+
+def test_a_state_from_another_worker_count_is_refused(arr):
+    ds = CropDataset(arr, (4, 10, 10), batch_size=2, mode="grid", seed=6)
+    ds.load_state_dict({"epoch": 0, "batches_served": 3, "seed": 6, "worker": 1, "workers": 2})
+    with pytest.raises(ValueError, match="worker 1's of 2, this is worker 0 of 1"):
+        next(iter(DataLoader(ds, batch_size=None)))
+    with pytest.raises(ValueError, match="batches_served"):
+        ds.load_state_dict({"epoch": 0})

@@ -4,9 +4,14 @@ Yields whole batches (use ``DataLoader(dataset, batch_size=None)``). Work is spl
 DataLoader workers and DDP ranks without duplicates: ranks take disjoint windows, and worker
 ``w`` of ``W`` reads batches ``w, w + W, ...`` of its rank's epoch, which the DataLoader hands
 out in turn: a rank sees the batches, in the order, that ``num_workers=0`` gives, and ``len()``
-is exact. The sampler is created inside each worker, so fork and spawn both work. The epoch lives in shared memory, so ``set_epoch`` in the main process reaches
-workers that outlive an epoch (``persistent_workers=True``), which keep their own copy of the
-dataset.
+is exact. The sampler is created inside each worker, so fork and spawn both work. The epoch lives in
+shared memory, so ``set_epoch`` in the main process reaches workers that outlive an epoch
+(``persistent_workers=True``), which keep their own copy of the dataset.
+
+Resuming mid-epoch: the dataset is stateful in torchdata's sense (``state_dict`` /
+``load_state_dict``), so ``torchdata.stateful_dataloader.StatefulDataLoader`` saves each
+worker's place and resumes every worker exactly; with ``num_workers=0`` the dataset's own
+``state_dict()`` is the loop's place, for a plain ``DataLoader`` too.
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ class CropDataset(IterableDataset):
         self._args = (arrays, crop, batch_size)
         self._kwargs = kwargs
         self._as_tensors = as_tensors
+        # This process's iteration (for state_dict), and a state to resume from (load_state_dict).
+        self._sampler: CropSampler | None = None
+        self._resume: dict | None = None
         # Shared with the workers (inherited on fork, passed as shared memory on spawn): a
         # persistent worker's copy of the dataset sees the epoch the main process sets.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -93,7 +101,34 @@ class CropDataset(IterableDataset):
         state = self.__dict__.copy()
         rank, world = self._rank_world()
         state["_kwargs"] = {**self._kwargs, "rank": rank, "world_size": world}
+        state["_sampler"] = None
         return state
+
+    def state_dict(self) -> dict:
+        """This process's place: the epoch, the batches of its share served, and its share
+        (``worker`` of ``workers``: the DataLoader worker it is, or 0 of 1 with
+        ``num_workers=0``). Before any iteration here, the state loaded, else the epoch's
+        start."""
+        if self._sampler is not None:
+            worker, workers = self._sampler._batch_share
+            return {**self._sampler.state_dict(), "worker": worker, "workers": workers}
+        if self._resume is not None:
+            return dict(self._resume)
+        rank, world = self._rank_world()
+        seed = self._kwargs.get("seed", 0)
+        return {"epoch": self.epoch, "batches_served": 0, "seed": seed, "rank": rank, "world_size": world, "worker": 0, "workers": 1}
+
+    def load_state_dict(self, state: dict) -> None:
+        """The next iteration here resumes from ``state`` (one of ``state_dict()``'s, from the
+        same worker of as many workers), after the batches it had served; later ones start
+        their epoch at its first batch."""
+        missing = {"epoch", "batches_served"} - set(state)
+        if missing:
+            raise ValueError(f"CropDataset.load_state_dict: the state has no {sorted(missing)}")
+        seed = self._kwargs.get("seed", 0)
+        if state.get("seed", seed) != seed:
+            raise ValueError(f"state is for seed {state['seed']}, this dataset has seed {seed}")
+        self._resume = dict(state)
 
     def set_epoch(self, epoch: int) -> None:
         """Windows of ``epoch`` from the next iteration on (in every worker, persistent or not)."""
@@ -108,9 +143,27 @@ class CropDataset(IterableDataset):
         rank, world = self._rank_world()
         sampler = CropSampler(*self._paths(), **{**self._kwargs, "rank": rank, "world_size": world})
         info = get_worker_info()
-        if info is not None:
-            sampler.split_batches(info.id, info.num_workers)
-        sampler.set_epoch(self.epoch)
+        share = (0, 1) if info is None else (info.id, info.num_workers)
+        sampler.split_batches(*share)
+        resume, self._resume = self._resume, None
+        if resume is None:
+            sampler.set_epoch(self.epoch)
+        else:
+            saved = (resume.get("worker", 0), resume.get("workers", 1))
+            if saved != share:
+                raise ValueError(
+                    f"CropDataset: the state loaded is worker {saved[0]}'s of {saved[1]}, this is worker "
+                    f"{share[0]} of {share[1]}: resume with as many DataLoader workers as were saved"
+                )
+            saved = (resume.get("rank", rank), resume.get("world_size", world))
+            if saved != (rank, world):
+                raise ValueError(f"CropDataset: the state loaded is rank {saved[0]}'s of {saved[1]}, this is rank {rank} of {world}")
+            sampler.load_state_dict(resume)
+        # Set up now, not at the first batch: torchdata asks for the state in between.
+        self._sampler = sampler
+        return self._batches(sampler)
+
+    def _batches(self, sampler: CropSampler):
         for batch in sampler:
             if not self._as_tensors:
                 yield batch
