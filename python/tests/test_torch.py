@@ -252,6 +252,59 @@ def test_a_stateful_dataloader_resumes_a_later_epoch_of_persistent_workers(arr):
     assert epoch1 == batches_of(DataLoader(resumed_ds, batch_size=None)) and epoch1 != epoch0
 
 
+@pytest.mark.parametrize("workers,context", [(0, None), (2, "fork"), (3, "spawn")])
+def test_a_plain_loader_resumes_from_the_batches_taken(arr, workers, context):
+    """A state made by hand from the batches the loop took ({"epoch", "batches_served"}):
+    a plain DataLoader with any number of workers gives the rest of that epoch in order (each
+    worker reads its share of the batches after them); past the end, nothing."""
+    kwargs = dict(batch_size=2, mode="random", samples_per_epoch=30, seed=8)
+    mp_kwargs = {"multiprocessing_context": mp.get_context(context)} if context else {}
+    ds = CropDataset(arr, (4, 10, 10), **kwargs)
+    ds.set_epoch(3)
+    whole = batches_of(DataLoader(ds, batch_size=None))
+    assert len(whole) == 15
+    resumed = CropDataset(arr, (4, 10, 10), **kwargs)
+    resumed.load_state_dict({"epoch": 3, "batches_served": 5})
+    assert batches_of(DataLoader(resumed, batch_size=None, num_workers=workers, **mp_kwargs)) == whole[5:]
+    resumed.load_state_dict({"epoch": 3, "batches_served": 15})
+    assert batches_of(DataLoader(resumed, batch_size=None, num_workers=workers, **mp_kwargs)) == []
+    with pytest.raises(ValueError, match="batches_served must be >= 0"):
+        resumed.load_state_dict({"epoch": 3, "batches_served": -1})
+
+
+def test_the_state_of_a_resumed_iteration_counts_from_the_epochs_start(arr):
+    """Resumed at batch 5 and 3 batches on, the state says 8 (and resumes there, also under
+    torchdata with workers, whose per-worker states keep where the iteration began); at the
+    epoch's end, 0 again."""
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    kwargs = dict(batch_size=2, mode="grid", seed=9)
+    whole = batches_of(DataLoader(CropDataset(arr, (4, 10, 10), **kwargs), batch_size=None))
+    ds = CropDataset(arr, (4, 10, 10), **kwargs)
+    ds.load_state_dict({"epoch": 0, "batches_served": 5})
+    it = iter(DataLoader(ds, batch_size=None))
+    got = [starts_of(next(it).numpy()) for _ in range(3)]
+    assert got == whole[5:8] and ds.state_dict()["batches_served"] == 8
+    again = CropDataset(arr, (4, 10, 10), **kwargs)
+    again.load_state_dict(ds.state_dict())
+    assert batches_of(DataLoader(again, batch_size=None)) == whole[8:]
+    assert again.state_dict()["batches_served"] == 0
+
+    def loader(dataset):
+        return StatefulDataLoader(dataset, batch_size=None, num_workers=2, multiprocessing_context=mp.get_context("fork"))
+
+    ds = CropDataset(arr, (4, 10, 10), **kwargs)
+    ds.load_state_dict({"epoch": 0, "batches_served": 5})
+    first = loader(ds)
+    it = iter(first)
+    got = [starts_of(next(it).numpy()) for _ in range(3)]
+    state = first.state_dict()
+    del it, first
+    second = loader(CropDataset(arr, (4, 10, 10), **kwargs))
+    second.load_state_dict(state)
+    assert got + batches_of(second) == whole[5:]
+
+
 def test_a_state_from_another_worker_count_is_refused(arr):
     ds = CropDataset(arr, (4, 10, 10), batch_size=2, mode="grid", seed=6)
     ds.load_state_dict({"epoch": 0, "batches_served": 3, "seed": 6, "worker": 1, "workers": 2})

@@ -54,6 +54,7 @@ class CropDataset(IterableDataset):
         self._as_tensors = as_tensors
         # This process's iteration (for state_dict), and a state to resume from (load_state_dict).
         self._sampler: CropSampler | None = None
+        self._share = (0, 1)  # (worker, workers) of this process's iteration
         self._resume: dict | None = None
         # Shared with the workers (inherited on fork, passed as shared memory on spawn): a
         # persistent worker's copy of the dataset sees the epoch the main process sets.
@@ -105,22 +106,32 @@ class CropDataset(IterableDataset):
         return state
 
     def state_dict(self) -> dict:
-        """This process's place: the epoch, the batches of its share served, and its share
-        (``worker`` of ``workers``: the DataLoader worker it is, or 0 of 1 with
-        ``num_workers=0``). Before any iteration here, the state loaded, else the epoch's
-        start."""
+        """Where this process's iteration is. Without DataLoader workers (``workers`` 1):
+        ``batches_served`` batches of the rank's epoch were served, whatever loader reads on.
+        In worker ``worker`` of ``workers`` (torchdata's ``StatefulDataLoader`` keeps one such
+        state per worker): that worker had served ``batches_served`` of its batches, ``start +
+        worker``, ``start + worker + workers``, ... Before any iteration here, the state
+        loaded, else the epoch's start."""
         if self._sampler is not None:
-            worker, workers = self._sampler._batch_share
-            return {**self._sampler.state_dict(), "worker": worker, "workers": workers}
+            state = self._sampler.state_dict()
+            (offset, workers), worker = self._sampler._batch_share, self._share[0]
+            start = offset - worker
+            if workers == 1:
+                # The rank's place, which loaders with any number of workers can resume from.
+                return {**state, "batches_served": start + state["batches_served"], "start": 0, "worker": 0, "workers": 1}
+            return {**state, "start": start, "worker": worker, "workers": workers}
         if self._resume is not None:
             return dict(self._resume)
         rank, world = self._rank_world()
         seed = self._kwargs.get("seed", 0)
-        return {"epoch": self.epoch, "batches_served": 0, "seed": seed, "rank": rank, "world_size": world, "worker": 0, "workers": 1}
+        return {"epoch": self.epoch, "batches_served": 0, "seed": seed, "rank": rank, "world_size": world, "start": 0, "worker": 0, "workers": 1}
 
     def load_state_dict(self, state: dict) -> None:
-        """The next iteration here resumes from ``state`` (one of ``state_dict()``'s, from the
-        same worker of as many workers), after the batches it had served; later ones start
+        """The next iteration here resumes from ``state``, one of ``state_dict()``'s, or one made
+        by hand as ``{"epoch": e, "batches_served": n}``: the loop had taken ``n`` batches of
+        the rank's epoch ``e`` (a plain ``DataLoader`` with any number of workers then gives the
+        batches after them, in order: each worker resumes from it). A state of one of several
+        workers (torchdata's) resumes that worker, with as many workers. Later iterations start
         their epoch at its first batch."""
         missing = {"epoch", "batches_served"} - set(state)
         if missing:
@@ -128,6 +139,9 @@ class CropDataset(IterableDataset):
         seed = self._kwargs.get("seed", 0)
         if state.get("seed", seed) != seed:
             raise ValueError(f"state is for seed {state['seed']}, this dataset has seed {seed}")
+        for key in ("epoch", "batches_served", "start"):
+            if int(state.get(key, 0)) < 0:
+                raise ValueError(f"CropDataset.load_state_dict: {key} must be >= 0, got {state[key]}")
         self._resume = dict(state)
 
     def set_epoch(self, epoch: int) -> None:
@@ -144,21 +158,27 @@ class CropDataset(IterableDataset):
         sampler = CropSampler(*self._paths(), **{**self._kwargs, "rank": rank, "world_size": world})
         info = get_worker_info()
         share = (0, 1) if info is None else (info.id, info.num_workers)
-        sampler.split_batches(*share)
+        self._share = share
         resume, self._resume = self._resume, None
         if resume is None:
+            sampler.split_batches(*share)
             sampler.set_epoch(self.epoch)
         else:
-            saved = (resume.get("worker", 0), resume.get("workers", 1))
-            if saved != share:
+            saved_rank = (resume.get("rank", rank), resume.get("world_size", world))
+            if saved_rank != (rank, world):
+                raise ValueError(f"CropDataset: the state loaded is rank {saved_rank[0]}'s of {saved_rank[1]}, this is rank {rank} of {world}")
+            start, served = int(resume.get("start", 0)), int(resume["batches_served"])
+            saved = (int(resume.get("worker", 0)), int(resume.get("workers", 1)))
+            if saved[1] == 1:
+                # The rank's place: this process reads its share of the batches after it.
+                start, served = start + served, 0
+            elif saved != share:
                 raise ValueError(
                     f"CropDataset: the state loaded is worker {saved[0]}'s of {saved[1]}, this is worker "
                     f"{share[0]} of {share[1]}: resume with as many DataLoader workers as were saved"
                 )
-            saved = (resume.get("rank", rank), resume.get("world_size", world))
-            if saved != (rank, world):
-                raise ValueError(f"CropDataset: the state loaded is rank {saved[0]}'s of {saved[1]}, this is rank {rank} of {world}")
-            sampler.load_state_dict(resume)
+            sampler._batch_share = (start + share[0], share[1])
+            sampler.load_state_dict({**resume, "batches_served": served})
         # Set up now, not at the first batch: torchdata asks for the state in between.
         self._sampler = sampler
         return self._batches(sampler)
@@ -171,3 +191,5 @@ class CropDataset(IterableDataset):
                 yield {k: _tensor(v) for k, v in batch.items()}
             else:
                 yield _tensor(batch)
+        # The epoch is over: its state is its start again, as CropSampler's is.
+        sampler._batch_share = (self._share[0], self._share[1])
