@@ -323,3 +323,26 @@ def test_an_iteration_started_as_a_batch_is_handed_over_reads_the_next(tmp_path)
     assert s.state_dict()["batches_served"] == 5
     with pytest.raises(RuntimeError, match="has ended"):
         next(it)
+
+
+def test_bad_states_are_refused_before_any_read(tmp_path):
+    """A state dict with a key missing, a negative or fractional count, or another seed is
+    a ValueError naming the key, and the sampler keeps its place."""
+    coord_array(tmp_path / "a", (16, 64, 64), (2, 16, 16))
+    s = zuring.CropSampler(str(tmp_path / "a"), (2, 8, 8), batch_size=4, seed=1, samples_per_epoch=16)
+    s.load_state_dict({"epoch": 2, "batches_served": 1})
+    bad = [
+        ({"epoch": 0}, r"CropSampler: the state has no \['batches_served'\]"),
+        ({"epoch": 0, "batches_served": -1}, "batches_served must be a whole number >= 0, got -1"),
+        ({"epoch": -3, "batches_served": 0}, "epoch must be a whole number >= 0, got -3"),
+        ({"epoch": 0, "batches_served": 1.5}, "batches_served must be a whole number >= 0, got 1.5"),
+        ({"epoch": 0, "batches_served": 0, "seed": 2}, "the state is for seed 2, this one has seed 1"),
+    ]
+    for state, message in bad:
+        with pytest.raises(ValueError, match=message):
+            s.load_state_dict(state)
+    with pytest.raises(ValueError, match="epoch must be a whole number >= 0, got -1"):
+        s.set_epoch(-1)
+    assert s.state_dict()["epoch"] == 2 and s.state_dict()["batches_served"] == 1
+    s.load_state_dict({"epoch": np.int64(2), "batches_served": np.int64(3)})
+    assert len(list(s)) == 1

@@ -195,7 +195,7 @@ def test_a_plain_loader_without_workers_resumes_from_the_datasets_state(arr):
     assert head + rest == whole
     # The next iteration starts its epoch (the one set, here still 0) at the first batch.
     assert len(batches_of(DataLoader(resumed, batch_size=None))) == 10
-    with pytest.raises(ValueError, match="state is for seed 4, this dataset has seed 5"):
+    with pytest.raises(ValueError, match="CropDataset: the state is for seed 4, this one has seed 5"):
         CropDataset(arr, (4, 10, 10), **{**kwargs, "seed": 5}).load_state_dict(state)
 
 
@@ -268,7 +268,7 @@ def test_a_plain_loader_resumes_from_the_batches_taken(arr, workers, context):
     assert batches_of(DataLoader(resumed, batch_size=None, num_workers=workers, **mp_kwargs)) == whole[5:]
     resumed.load_state_dict({"epoch": 3, "batches_served": 15})
     assert batches_of(DataLoader(resumed, batch_size=None, num_workers=workers, **mp_kwargs)) == []
-    with pytest.raises(ValueError, match="batches_served must be >= 0"):
+    with pytest.raises(ValueError, match="batches_served must be a whole number >= 0, got -1"):
         resumed.load_state_dict({"epoch": 3, "batches_served": -1})
 
 

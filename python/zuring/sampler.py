@@ -32,6 +32,23 @@ def _as_array(a: Any) -> Array:
     return a if isinstance(a, Array) else open_array(a, mode="r")
 
 
+def _checked_state(state: Mapping[str, Any], seed: int, who: str, extra: tuple[str, ...] = ()) -> list[int]:
+    """A state dict's ``epoch``, ``batches_served`` and ``extra`` numbers (0 where an extra one
+    is absent), checked: present, whole, not negative, and for ``seed``."""
+    missing = sorted({"epoch", "batches_served"} - set(state))
+    if missing:
+        raise ValueError(f"{who}: the state has no {missing}")
+    if state.get("seed", seed) != seed:
+        raise ValueError(f"{who}: the state is for seed {state['seed']}, this one has seed {seed}")
+    numbers = []
+    for key in ("epoch", "batches_served", *extra):
+        value = state.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{who}: {key} must be a whole number >= 0, got {value!r}")
+        numbers.append(int(value))
+    return numbers
+
+
 class CropSampler:
     """Iterate over batches of joint random crops.
 
@@ -191,15 +208,14 @@ class CropSampler:
 
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` at its first batch on the next iteration."""
-        self.epoch, self._served = int(epoch), 0
+        self.epoch, self._served = _checked_state({"epoch": epoch, "batches_served": 0}, self.seed, "set_epoch")[0], 0
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "batches_served": self._served, "seed": self.seed, "rank": self.rank, "world_size": self.world_size}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        if state.get("seed", self.seed) != self.seed:
-            raise ValueError(f"state is for seed {state['seed']}, this sampler has seed {self.seed}")
-        self.epoch, self._served = int(state["epoch"]), int(state["batches_served"])
+        epoch, served = _checked_state(state, self.seed, "CropSampler")
+        self.epoch, self._served = epoch, served
 
     def __iter__(self) -> Iterator[Any]:
         """Batches of this epoch, from the first not yet served. Iterating the sampler again

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from zuring import _mltypes
-from zuring.sampler import CropSampler, _distributed_defaults
+from zuring.sampler import CropSampler, _checked_state, _distributed_defaults
 
 # The machine-learning types (ml_dtypes' numpy types, see zuring._mltypes) torch has too, with
 # the same bits: such a batch becomes a tensor through an integer view of its size.
@@ -133,15 +133,7 @@ class CropDataset(IterableDataset):
         batches after them, in order: each worker resumes from it). A state of one of several
         workers (torchdata's) resumes that worker, with as many workers. Later iterations start
         their epoch at its first batch."""
-        missing = {"epoch", "batches_served"} - set(state)
-        if missing:
-            raise ValueError(f"CropDataset.load_state_dict: the state has no {sorted(missing)}")
-        seed = self._kwargs.get("seed", 0)
-        if state.get("seed", seed) != seed:
-            raise ValueError(f"state is for seed {state['seed']}, this dataset has seed {seed}")
-        for key in ("epoch", "batches_served", "start"):
-            if int(state.get(key, 0)) < 0:
-                raise ValueError(f"CropDataset.load_state_dict: {key} must be >= 0, got {state[key]}")
+        _checked_state(state, self._kwargs.get("seed", 0), "CropDataset", ("start", "worker", "workers"))
         self._resume = dict(state)
 
     def set_epoch(self, epoch: int) -> None:
