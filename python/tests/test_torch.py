@@ -312,3 +312,7 @@ def test_a_state_from_another_worker_count_is_refused(arr):
         next(iter(DataLoader(ds, batch_size=None)))
     with pytest.raises(ValueError, match="batches_served"):
         ds.load_state_dict({"epoch": 0})
+    with pytest.raises(ValueError, match="the state's worker 2 is not one of its 2 workers"):
+        ds.load_state_dict({"epoch": 0, "batches_served": 0, "worker": 2, "workers": 2})
+    with pytest.raises(ValueError, match="epoch must be a whole number >= 0, got -1"):
+        ds.set_epoch(-1)

@@ -208,7 +208,8 @@ class CropSampler:
 
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` at its first batch on the next iteration."""
-        self.epoch, self._served = _checked_state({"epoch": epoch, "batches_served": 0}, self.seed, "set_epoch")[0], 0
+        epoch, _ = _checked_state({"epoch": epoch, "batches_served": 0}, self.seed, "set_epoch")
+        self.epoch, self._served = epoch, 0
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "batches_served": self._served, "seed": self.seed, "rank": self.rank, "world_size": self.world_size}

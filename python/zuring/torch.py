@@ -8,10 +8,12 @@ is exact. The sampler is created inside each worker, so fork and spawn both work
 shared memory, so ``set_epoch`` in the main process reaches workers that outlive an epoch
 (``persistent_workers=True``), which keep their own copy of the dataset.
 
-Resuming mid-epoch: the dataset is stateful in torchdata's sense (``state_dict`` /
+Resuming mid-epoch: ``load_state_dict({"epoch": e, "batches_served": n})``, ``n`` the batches
+the loop took, and a plain ``DataLoader`` with any number of workers gives the rest of the
+epoch in order. The dataset is stateful in torchdata's sense (``state_dict`` /
 ``load_state_dict``), so ``torchdata.stateful_dataloader.StatefulDataLoader`` saves each
 worker's place and resumes every worker exactly; with ``num_workers=0`` the dataset's own
-``state_dict()`` is the loop's place, for a plain ``DataLoader`` too.
+``state_dict()`` is the loop's place.
 """
 
 from __future__ import annotations
@@ -133,12 +135,15 @@ class CropDataset(IterableDataset):
         batches after them, in order: each worker resumes from it). A state of one of several
         workers (torchdata's) resumes that worker, with as many workers. Later iterations start
         their epoch at its first batch."""
-        _checked_state(state, self._kwargs.get("seed", 0), "CropDataset", ("start", "worker", "workers"))
+        *_, worker, workers = _checked_state(state, self._kwargs.get("seed", 0), "CropDataset", ("start", "worker", "workers"))
+        if "workers" in state and not worker < workers:
+            raise ValueError(f"CropDataset: the state's worker {worker} is not one of its {workers} workers")
         self._resume = dict(state)
 
     def set_epoch(self, epoch: int) -> None:
         """Windows of ``epoch`` from the next iteration on (in every worker, persistent or not)."""
-        self._epoch.fill_(int(epoch))
+        epoch, _ = _checked_state({"epoch": epoch, "batches_served": 0}, self._kwargs.get("seed", 0), "set_epoch")
+        self._epoch.fill_(epoch)
 
     def __len__(self) -> int:
         if self._len is None:
