@@ -199,6 +199,19 @@ def test_a_plain_loader_without_workers_resumes_from_the_datasets_state(arr):
         CropDataset(arr, (4, 10, 10), **{**kwargs, "seed": 5}).load_state_dict(state)
 
 
+def take_then_resume(make_loader, dataset, fresh, n):
+    """``n`` batches from a (stateful) loader over ``dataset``, then the loader's state loaded
+    into a new loader over ``fresh``: the ``n`` batches and all the new loader gives."""
+    first = make_loader(dataset)
+    it = iter(first)
+    head = [starts_of(next(it).numpy()) for _ in range(n)]
+    state = first.state_dict()
+    del it, first
+    second = make_loader(fresh)
+    second.load_state_dict(state)
+    return head, batches_of(second)
+
+
 @pytest.mark.parametrize("workers,context", [(0, None), (2, "fork"), (2, "spawn")])
 def test_a_stateful_dataloader_resumes_mid_epoch(arr, workers, context):
     """torchdata's StatefulDataLoader saves each worker's state (the dataset's) with its own
@@ -216,14 +229,7 @@ def test_a_stateful_dataloader_resumes_mid_epoch(arr, workers, context):
     ds = CropDataset(arr, (4, 10, 10), **kwargs)
     whole = batches_of(loader(ds))
     assert len(whole) == 16 and len({w for b in whole for w in b}) == 32
-    first = loader(ds)
-    it = iter(first)
-    head = [starts_of(next(it).numpy()) for _ in range(5)]
-    state = first.state_dict()
-    del it, first
-    second = loader(CropDataset(arr, (4, 10, 10), **kwargs))
-    second.load_state_dict(state)
-    rest = batches_of(second)
+    head, rest = take_then_resume(loader, ds, CropDataset(arr, (4, 10, 10), **kwargs), 5)
     assert head + rest == whole
 
 
@@ -295,14 +301,8 @@ def test_the_state_of_a_resumed_iteration_counts_from_the_epochs_start(arr):
 
     ds = CropDataset(arr, (4, 10, 10), **kwargs)
     ds.load_state_dict({"epoch": 0, "batches_served": 5})
-    first = loader(ds)
-    it = iter(first)
-    got = [starts_of(next(it).numpy()) for _ in range(3)]
-    state = first.state_dict()
-    del it, first
-    second = loader(CropDataset(arr, (4, 10, 10), **kwargs))
-    second.load_state_dict(state)
-    assert got + batches_of(second) == whole[5:]
+    head, rest = take_then_resume(loader, ds, CropDataset(arr, (4, 10, 10), **kwargs), 3)
+    assert head + rest == whole[5:]
 
 
 def test_a_state_from_another_worker_count_is_refused(arr):
