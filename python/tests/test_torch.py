@@ -305,6 +305,24 @@ def test_the_state_of_a_resumed_iteration_counts_from_the_epochs_start(arr):
     assert head + rest == whole[5:]
 
 
+@pytest.mark.parametrize("workers,as_tensors", [(0, True), (2, True), (None, False)])
+def test_windows_come_with_their_batches(arr, workers, as_tensors):
+    """windows=True: each batch with its crops' starts (the coordinates the crops' values
+    encode), through workers too, as tensors or numpy arrays."""
+    ds = CropDataset(arr, (4, 10, 10), batch_size=4, mode="grid", seed=3, windows=True, as_tensors=as_tensors)
+    kind = torch.Tensor if as_tensors else np.ndarray
+    # (A DataLoader makes numpy batches tensors: the numpy case is iterated directly.)
+    batches = DataLoader(ds, batch_size=None, num_workers=workers, multiprocessing_context=mp.get_context("fork") if workers else None) if as_tensors else ds
+    seen = 0
+    for batch, windows in batches:
+        assert isinstance(batch, kind) and isinstance(windows, kind)
+        assert windows.dtype in (torch.int64, np.int64) and tuple(windows.shape) == (batch.shape[0], 3)
+        values = batch.numpy() if as_tensors else batch
+        assert [tuple(w) for w in windows.tolist()] == starts_of(values)
+        seen += batch.shape[0]
+    assert seen == 32
+
+
 def test_a_state_from_another_worker_count_is_refused(arr):
     ds = CropDataset(arr, (4, 10, 10), batch_size=2, mode="grid", seed=6)
     ds.load_state_dict({"epoch": 0, "batches_served": 3, "seed": 6, "worker": 1, "workers": 2})

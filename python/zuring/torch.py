@@ -47,13 +47,17 @@ def _tensor(batch: np.ndarray) -> torch.Tensor:
 
 class CropDataset(IterableDataset):
     """Same arguments as :class:`zuring.CropSampler`; ``as_tensors`` (default True) yields
-    ``torch.Tensor`` s sharing memory with the batch buffers (``pin_memory`` works on them)."""
+    ``torch.Tensor`` s sharing memory with the batch buffers (``pin_memory`` works on them).
+    ``windows=True`` yields ``(batch, windows)``: ``windows`` an int64 (B, len(dims)) array of
+    each crop's start along the sampler's cropped dimensions (``CropSampler.dims``, in the
+    finest array's units), a tensor with ``as_tensors``: a sample's place in time and space."""
 
-    def __init__(self, arrays: Any, crop: Any, batch_size: int, *, as_tensors: bool = True, **kwargs: Any) -> None:
+    def __init__(self, arrays: Any, crop: Any, batch_size: int, *, as_tensors: bool = True, windows: bool = False, **kwargs: Any) -> None:
         super().__init__()
         self._args = (arrays, crop, batch_size)
         self._kwargs = kwargs
         self._as_tensors = as_tensors
+        self._windows = windows
         # This process's iteration (for state_dict), and a state to resume from (load_state_dict).
         self._sampler: CropSampler | None = None
         self._share = (0, 1)  # (worker, workers) of this process's iteration
@@ -184,11 +188,12 @@ class CropDataset(IterableDataset):
 
     def _batches(self, sampler: CropSampler):
         for batch in sampler:
-            if not self._as_tensors:
+            if self._as_tensors:
+                batch = {k: _tensor(v) for k, v in batch.items()} if isinstance(batch, dict) else _tensor(batch)
+            if not self._windows:
                 yield batch
-            elif isinstance(batch, dict):
-                yield {k: _tensor(v) for k, v in batch.items()}
-            else:
-                yield _tensor(batch)
+                continue
+            windows = np.asarray(sampler.last_windows, dtype=np.int64).reshape(-1, len(sampler.dims))
+            yield batch, torch.from_numpy(windows) if self._as_tensors else windows
         # The epoch is over: its state is its start again, as CropSampler's is.
         sampler._batch_share = (self._share[0], self._share[1])
