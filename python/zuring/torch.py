@@ -138,7 +138,8 @@ class CropDataset(IterableDataset):
         the rank's epoch ``e`` (a plain ``DataLoader`` with any number of workers then gives the
         batches after them, in order: each worker resumes from it). A state of one of several
         workers (torchdata's) resumes that worker, with as many workers. Later iterations start
-        their epoch at its first batch. Load it before the loader's workers start: persistent
+        their epoch at its first batch. ``len()`` stays the epoch's whole count (a resumed
+        iteration gives the batches left). Load it before the loader's workers start: persistent
         workers keep the copy of the dataset they started with (``set_epoch`` alone reaches
         them)."""
         *_, worker, workers = _checked_state(state, self._kwargs.get("seed", 0), "CropDataset", ("start", "worker", "workers"))
