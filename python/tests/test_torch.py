@@ -293,6 +293,9 @@ def test_the_state_of_a_resumed_iteration_counts_from_the_epochs_start(arr):
     assert got == whole[5:8] and ds.state_dict()["batches_served"] == 8
     again = CropDataset(arr, (4, 10, 10), **kwargs)
     again.load_state_dict(ds.state_dict())
+    # A state loaded over an iteration's is the one the next iteration starts from.
+    ds.load_state_dict({"epoch": 0, "batches_served": 2})
+    assert ds.state_dict()["batches_served"] == 2
     assert batches_of(DataLoader(again, batch_size=None)) == whole[8:]
     assert again.state_dict()["batches_served"] == 0
 

@@ -116,8 +116,10 @@ class CropDataset(IterableDataset):
         ``batches_served`` batches of the rank's epoch were served, whatever loader reads on.
         In worker ``worker`` of ``workers`` (torchdata's ``StatefulDataLoader`` keeps one such
         state per worker): that worker had served ``batches_served`` of its batches, ``start +
-        worker``, ``start + worker + workers``, ... Before any iteration here, the state
-        loaded, else the epoch's start."""
+        worker``, ``start + worker + workers``, ... A state loaded and not yet iterated from is
+        that state; before any iteration here, the epoch's start."""
+        if self._resume is not None:
+            return dict(self._resume)
         if self._sampler is not None:
             state = self._sampler.state_dict()
             (offset, workers), worker = self._sampler._batch_share, self._share[0]
@@ -126,8 +128,6 @@ class CropDataset(IterableDataset):
                 # The rank's place, which loaders with any number of workers can resume from.
                 return {**state, "batches_served": start + state["batches_served"], "start": 0, "worker": 0, "workers": 1}
             return {**state, "start": start, "worker": worker, "workers": workers}
-        if self._resume is not None:
-            return dict(self._resume)
         rank, world = self._rank_world()
         seed = self._kwargs.get("seed", 0)
         return {"epoch": self.epoch, "batches_served": 0, "seed": seed, "rank": rank, "world_size": world, "start": 0, "worker": 0, "workers": 1}
