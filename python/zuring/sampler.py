@@ -32,6 +32,13 @@ def _as_array(a: Any) -> Array:
     return a if isinstance(a, Array) else open_array(a, mode="r")
 
 
+def _whole(value: Any, key: str, who: str) -> int:
+    """``value`` as a whole number >= 0, else a ValueError naming ``key``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{who}: {key} must be a whole number >= 0, got {value!r}")
+    return int(value)
+
+
 def _checked_state(state: Mapping[str, Any], seed: int, who: str, extra: tuple[str, ...] = ()) -> list[int]:
     """A state dict's ``epoch``, ``batches_served`` and ``extra`` numbers (0 where an extra one
     is absent), checked: present, whole, not negative, and for ``seed``."""
@@ -40,13 +47,7 @@ def _checked_state(state: Mapping[str, Any], seed: int, who: str, extra: tuple[s
         raise ValueError(f"{who}: the state has no {missing}")
     if state.get("seed", seed) != seed:
         raise ValueError(f"{who}: the state is for seed {state['seed']}, this one has seed {seed}")
-    numbers = []
-    for key in ("epoch", "batches_served", *extra):
-        value = state.get(key, 0)
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{who}: {key} must be a whole number >= 0, got {value!r}")
-        numbers.append(int(value))
-    return numbers
+    return [_whole(state.get(key, 0), key, who) for key in ("epoch", "batches_served", *extra)]
 
 
 class CropSampler:
@@ -167,8 +168,8 @@ class CropSampler:
         self._names = list(self._arrays)
         self._dtypes = [a.dtype for a in self._arrays.values()]
         self.epoch = 0
-        # (w, W): read only batches w, w + W, ... of this rank's epoch (split_batches).
-        self._batch_share = (0, 1)
+        # (start, w, W): read only batches start + w, start + w + W, ... of this rank's epoch.
+        self._share = (0, 0, 1)
         self.last_windows: list[list[int]] = []
 
     @property
@@ -195,21 +196,26 @@ class CropSampler:
             raise TypeError("the epoch is endless (mode='random' without samples_per_epoch)")
         return n
 
-    def split_batches(self, worker: int, workers: int) -> None:
-        """From the next iteration on, read only batches ``worker``, ``worker + workers``, ... of
-        this rank's epoch, for one of ``workers`` processes sharing the rank (a loader's worker
-        processes: ``zuring.torch.CropDataset`` does this in each DataLoader worker); together
-        they read the rank's batches once each. ``len()`` stays the rank's whole count;
-        ``split_batches(0, 1)`` reads them all again."""
+    def split_batches(self, worker: int, workers: int, start: int = 0) -> None:
+        """From the next iteration on, read only batches ``start + worker``, ``start + worker +
+        workers``, ... of this rank's epoch, for one of ``workers`` processes sharing the rank
+        (a loader's worker processes: ``zuring.torch.CropDataset`` does this in each DataLoader
+        worker); together they read the rank's batches from ``start`` once each. ``start``
+        holds for this epoch only: once it ends, the next iteration begins at its first batch.
+        ``len()`` stays the rank's whole count; ``split_batches(0, 1)`` reads them all again."""
         worker, workers = int(worker), int(workers)
         if workers < 1 or not 0 <= worker < workers:
             raise ValueError(f"split_batches: worker {worker} of {workers}: needs 0 <= worker < workers")
-        self._batch_share = (worker, workers)
+        self._share = (_whole(start, "start", "split_batches"), worker, workers)
+
+    @property
+    def share(self) -> tuple[int, int, int]:
+        """``(start, worker, workers)`` of :meth:`split_batches` (``(0, 0, 1)``: every batch)."""
+        return self._share
 
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` at its first batch on the next iteration."""
-        epoch, _ = _checked_state({"epoch": epoch, "batches_served": 0}, self.seed, "set_epoch")
-        self.epoch, self._served = epoch, 0
+        self.epoch, self._served = _whole(epoch, "epoch", "set_epoch"), 0
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "batches_served": self._served, "seed": self.seed, "rank": self.rank, "world_size": self.world_size}
@@ -222,8 +228,8 @@ class CropSampler:
         """Batches of this epoch, from the first not yet served. Iterating the sampler again
         (in any thread) ends an iterator still running: its next ``next()`` raises
         ``RuntimeError``, and the newest reads on from the batches served."""
-        offset, step = self._batch_share
-        run = self._native.start(self.epoch, offset, step)
+        start, worker, workers = self._share
+        run = self._native.start(self.epoch, start + worker, workers)
         try:
             while True:
                 # A failed batch is skipped (counted served): iterating again continues after it.
@@ -237,6 +243,8 @@ class CropSampler:
                     for name, dtype, (shape, buf) in zip(self._names, self._dtypes, arrays)
                 }
                 yield out["data"] if self._single else out
+            # The epoch is over: the next iteration reads it from its first batch.
+            self._share = (0, worker, workers)
         finally:
             # Only this iteration's prefetching (a newer one's goes on).
             self._native.stop(run)

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from zuring import _mltypes
-from zuring.sampler import CropSampler, _checked_state, _distributed_defaults
+from zuring.sampler import CropSampler, _checked_state, _distributed_defaults, _whole
 
 # The machine-learning types (ml_dtypes' numpy types, see zuring._mltypes) torch has too, with
 # the same bits: such a batch becomes a tensor through an integer view of its size.
@@ -60,7 +60,6 @@ class CropDataset(IterableDataset):
         self._windows = windows
         # This process's iteration (for state_dict), and a state to resume from (load_state_dict).
         self._sampler: CropSampler | None = None
-        self._share = (0, 1)  # (worker, workers) of this process's iteration
         self._resume: dict | None = None
         # Shared with the workers (inherited on fork, passed as shared memory on spawn): a
         # persistent worker's copy of the dataset sees the epoch the main process sets.
@@ -122,8 +121,7 @@ class CropDataset(IterableDataset):
             return dict(self._resume)
         if self._sampler is not None:
             state = self._sampler.state_dict()
-            (offset, workers), worker = self._sampler._batch_share, self._share[0]
-            start = offset - worker
+            start, worker, workers = self._sampler.share
             if workers == 1:
                 # The rank's place, which loaders with any number of workers can resume from.
                 return {**state, "batches_served": start + state["batches_served"], "start": 0, "worker": 0, "workers": 1}
@@ -149,8 +147,7 @@ class CropDataset(IterableDataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Windows of ``epoch`` from the next iteration on (in every worker, persistent or not)."""
-        epoch, _ = _checked_state({"epoch": epoch, "batches_served": 0}, self._kwargs.get("seed", 0), "set_epoch")
-        self._epoch.fill_(epoch)
+        self._epoch.fill_(_whole(epoch, "epoch", "set_epoch"))
 
     def __len__(self) -> int:
         if self._len is None:
@@ -162,7 +159,6 @@ class CropDataset(IterableDataset):
         sampler = CropSampler(*self._paths(), **{**self._kwargs, "rank": rank, "world_size": world})
         info = get_worker_info()
         share = (0, 1) if info is None else (info.id, info.num_workers)
-        self._share = share
         resume, self._resume = self._resume, None
         if resume is None:
             sampler.split_batches(*share)
@@ -181,7 +177,7 @@ class CropDataset(IterableDataset):
                     f"CropDataset: the state loaded is worker {saved[0]}'s of {saved[1]}, this is worker "
                     f"{share[0]} of {share[1]}: resume with as many DataLoader workers as were saved"
                 )
-            sampler._batch_share = (start + share[0], share[1])
+            sampler.split_batches(*share, start=start)
             sampler.load_state_dict({**resume, "batches_served": served})
         # Set up now, not at the first batch: torchdata asks for the state in between.
         self._sampler = sampler
@@ -196,5 +192,3 @@ class CropDataset(IterableDataset):
                 continue
             windows = np.asarray(sampler.last_windows, dtype=np.int64).reshape(-1, len(sampler.dims))
             yield batch, torch.from_numpy(windows) if self._as_tensors else windows
-        # The epoch is over: its state is its start again, as CropSampler's is.
-        sampler._batch_share = (self._share[0], self._share[1])
