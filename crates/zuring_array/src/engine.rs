@@ -277,6 +277,10 @@ impl ReadContext<'_> {
                 })
             }
         };
+        // The chunk's streaming stores, if any, are seen by whichever thread learns it is done.
+        for out in view {
+            out.fence();
+        }
         if applied.is_err() {
             errors.set(ArrayError::selection(
                 "internal planning error: a copy outside its chunk or output",

@@ -41,6 +41,7 @@ pub mod scale_offset;
 mod shard_index;
 mod shard_write;
 mod source;
+mod stream;
 mod variable;
 mod write;
 

@@ -146,10 +146,24 @@ impl FileCache {
         Ok(entry)
     }
 
-    /// The cached descriptor for reading `path` through the page cache, if one is open and
-    /// still valid; never opens a file.
-    pub(crate) fn get_open(&self, path: &Path) -> Option<Arc<OpenFile>> {
-        self.cached(path, false).ok().flatten()
+    /// The open file for reading `path` through the page cache without waiting for the disk:
+    /// its cached descriptor (still valid), or a new one when the kernel resolves the path from
+    /// its directory entry cache alone (`openat2` with `RESOLVE_CACHED`), cached for later reads.
+    /// `None` when neither can be had so (a lookup that would read a directory, a kernel
+    /// without such opens) or on any error: the caller then reads the usual way, which reports
+    /// it.
+    pub(crate) fn open_without_waiting(&self, path: &Arc<Path>) -> Option<Arc<OpenFile>> {
+        if let Some(entry) = self.cached(path, false).ok()? {
+            return Some(entry);
+        }
+        if NO_RESOLVE_CACHED.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        let entry = Arc::new(Self::open_uncached(path, false, true).ok()?);
+        if let Ok(mut c) = self.entries.lock() {
+            c.put((path.to_path_buf(), false), Arc::clone(&entry));
+        }
+        Some(entry)
     }
 
     /// The cached entry for `path` (opened with `direct` or not), if still valid (revalidated
@@ -159,11 +173,12 @@ impl FileCache {
     /// # Errors
     /// When the path cannot be looked at (missing, say): the entry is forgotten.
     fn cached(&self, path: &Path, direct: bool) -> std::io::Result<Option<Arc<OpenFile>>> {
+        let key = (path.to_path_buf(), direct);
         let Some(entry) = self
             .entries
             .lock()
             .ok()
-            .and_then(|mut c| c.get(&(path.to_path_buf(), direct)).cloned())
+            .and_then(|mut c| c.get(&key).cloned())
         else {
             return Ok(None);
         };

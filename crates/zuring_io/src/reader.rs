@@ -328,10 +328,11 @@ impl Reader {
         self.start(requests, ReadOn::CallerCachedOnly)
     }
 
-    /// Read one range on this thread, now, if that needs neither the disk nor an open: the
-    /// request is pinned to an open file ([`ReadRequest::pinned`]) or its path's descriptor is
-    /// in the cache (and still valid), and every byte is in the page cache (`preadv2` with
-    /// `RWF_NOWAIT`). The completion, as a batch would deliver it (a range past the end is
+    /// Read one range on this thread, now, if that does not wait for the disk: the request is
+    /// pinned to an open file ([`ReadRequest::pinned`]), or its path's descriptor is in the
+    /// cache (and still valid), or the kernel opens the path from its directory entry cache
+    /// alone (`openat2` with `RESOLVE_CACHED`, Linux >= 5.12; the descriptor is then cached),
+    /// and every byte is in the page cache (`preadv2` with `RWF_NOWAIT`). The completion, as a batch would deliver it (a range past the end is
     /// [`IoError::OutOfBounds`]); or the request back, untouched, when it cannot be read so
     /// (then read it the usual way). For workers that decode what they read: the bytes are
     /// copied on the core that uses them, and no thread hands them over. Never with `O_DIRECT`.
@@ -350,7 +351,7 @@ impl Reader {
         };
         let file = match &request.file {
             Some(pinned) => Arc::clone(&pinned.0),
-            None => match engine.files.get_open(&request.path) {
+            None => match engine.files.open_without_waiting(&request.path) {
                 Some(file) => file,
                 None => return Err(request),
             },

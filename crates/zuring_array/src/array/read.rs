@@ -399,3 +399,83 @@ impl ZarrArray {
             .map_err(|e| zarrs_error(&self.path, e))
     }
 }
+
+#[cfg(test)]
+impl ZarrArray {
+    /// [`ZarrArray::read_into`], its output written with streaming stores or not (see
+    /// `assemble::OutView`), whatever its size.
+    fn read_into_streaming(
+        &self,
+        selection: &Selection,
+        out: &mut [u8],
+        stream: bool,
+    ) -> Result<()> {
+        let plan = self.plan(selection)?;
+        self.check_out(&selection.output_shape(), out)?;
+        self.run_view(plan, &[OutView::new(out).streaming(stream)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{ArrayOptions, Context, Selection, ZarrArray};
+
+    #[test]
+    fn reads_written_with_streaming_stores_equal_ordinary_ones() {
+        // Rows of 100 float32 elements (400 bytes: long enough to stream, starting off a cache
+        // line in all but one chunk column), chunks read on 3 threads, every chunk a selection
+        // of its own kind: whole regions, offset regions, strided slices, a missing chunk.
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::new(ArrayOptions {
+            threads: 3,
+            ..ArrayOptions::default()
+        })
+        .unwrap();
+        let meta = r#"{"zarr_format":3,"node_type":"array","shape":[40,300],"data_type":"float32",
+          "chunk_grid":{"name":"regular","configuration":{"chunk_shape":[8,100]}},
+          "chunk_key_encoding":{"name":"default"},"fill_value":-1.5,
+          "codecs":[{"name":"bytes","configuration":{"endian":"little"}},
+                    {"name":"blosc","configuration":{"cname":"lz4","clevel":5,"shuffle":"shuffle","typesize":4,"blocksize":0}}]}"#;
+        let array = ZarrArray::create_with(dir.path(), meta, ctx).unwrap();
+        let values: Vec<f32> = (0..32 * 300).map(|i| i as f32 * 0.5).collect();
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        // Rows 32..40 are never written: their chunks are missing.
+        array.write_region(&[0..32, 0..300], &bytes).unwrap();
+        let selections = [
+            Selection::all(&[40, 300]),
+            Selection::from_ranges(&[3..37, 7..293]),
+            Selection::Region(vec![
+                crate::plan::DimSlice {
+                    start: 1,
+                    stop: 39,
+                    step: 3,
+                },
+                crate::plan::DimSlice {
+                    start: 0,
+                    stop: 300,
+                    step: 1,
+                },
+            ]),
+        ];
+        for selection in &selections {
+            let len =
+                usize::try_from(selection.output_shape().iter().product::<u64>()).unwrap() * 4;
+            let mut streamed = vec![0xAB; len];
+            let mut plain = vec![0xCD; len];
+            array
+                .read_into_streaming(selection, &mut streamed, true)
+                .unwrap();
+            array
+                .read_into_streaming(selection, &mut plain, false)
+                .unwrap();
+            assert!(streamed == plain, "{selection:?}");
+            assert_eq!(plain, array.read_bytes(selection).unwrap());
+        }
+        let whole = array.read_bytes(&selections[0]).unwrap();
+        assert_eq!(&whole[..bytes.len()], &bytes[..]);
+        assert_eq!(
+            &whole[bytes.len()..bytes.len() + 4],
+            &(-1.5f32).to_ne_bytes()
+        );
+    }
+}
