@@ -149,21 +149,33 @@ impl FileCache {
     /// The open file for reading `path` through the page cache without waiting for the disk:
     /// its cached descriptor (still valid), or a new one when the kernel resolves the path from
     /// its directory entry cache alone (`openat2` with `RESOLVE_CACHED`), cached for later reads.
-    /// `None` when neither can be had so (a lookup that would read a directory, a kernel
-    /// without such opens) or on any error: the caller then reads the usual way, which reports
-    /// it.
-    pub(crate) fn open_without_waiting(&self, path: &Arc<Path>) -> Option<Arc<OpenFile>> {
-        if let Some(entry) = self.cached(path, false).ok()? {
-            return Some(entry);
+    /// `Ok(None)` when neither can be had so (a lookup that would read a directory, a kernel
+    /// without such opens) or on an error other than the file's absence: the caller then reads
+    /// the usual way, which reports it.
+    ///
+    /// # Errors
+    /// [`IoError::NotFound`] when the path names no file (the directory entry cache knows it).
+    pub(crate) fn open_without_waiting(&self, path: &Arc<Path>) -> Result<Option<Arc<OpenFile>>> {
+        match self.cached(path, false) {
+            Ok(Some(entry)) => return Ok(Some(entry)),
+            Ok(None) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(IoError::open(path, err));
+            }
+            Err(_) => return Ok(None),
         }
         if NO_RESOLVE_CACHED.load(std::sync::atomic::Ordering::Relaxed) {
-            return None;
+            return Ok(None);
         }
-        let entry = Arc::new(Self::open_uncached(path, false, true).ok()?);
+        let entry = match Self::open_uncached(path, false, true) {
+            Ok(entry) => Arc::new(entry),
+            Err(err) if err.is_not_found() => return Err(err),
+            Err(_) => return Ok(None),
+        };
         if let Ok(mut c) = self.entries.lock() {
             c.put((path.to_path_buf(), false), Arc::clone(&entry));
         }
-        Some(entry)
+        Ok(Some(entry))
     }
 
     /// The cached entry for `path` (opened with `direct` or not), if still valid (revalidated

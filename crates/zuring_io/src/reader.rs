@@ -332,7 +332,8 @@ impl Reader {
     /// pinned to an open file ([`ReadRequest::pinned`]), or its path's descriptor is in the
     /// cache (and still valid), or the kernel opens the path from its directory entry cache
     /// alone (`openat2` with `RESOLVE_CACHED`, Linux >= 5.12; the descriptor is then cached),
-    /// and every byte is in the page cache (`preadv2` with `RWF_NOWAIT`). The completion, as a batch would deliver it (a range past the end is
+    /// and every byte is in the page cache (`preadv2` with `RWF_NOWAIT`). A path the directory
+    /// entry cache knows to name no file completes at once with [`IoError::NotFound`]. The completion, as a batch would deliver it (a range past the end is
     /// [`IoError::OutOfBounds`]); or the request back, untouched, when it cannot be read so
     /// (then read it the usual way). For workers that decode what they read: the bytes are
     /// copied on the core that uses them, and no thread hands them over. Never with `O_DIRECT`.
@@ -352,8 +353,15 @@ impl Reader {
         let file = match &request.file {
             Some(pinned) => Arc::clone(&pinned.0),
             None => match engine.files.open_without_waiting(&request.path) {
-                Some(file) => file,
-                None => return Err(request),
+                Ok(Some(file)) => file,
+                Ok(None) => return Err(request),
+                // A missing file, as a batch would report it.
+                Err(err) => {
+                    return Ok(Completion {
+                        tag: request.tag,
+                        result: Err(err),
+                    })
+                }
             },
         };
         let (start, end) = match request.range.resolve(&request.path, file.size) {

@@ -657,14 +657,24 @@ fn read_now_reads_only_what_needs_no_wait_for_the_disk() {
         bytes(r.read(files[1].0.as_path(), ByteRange::Whole)),
         b"a new, shorter file"
     );
-    // A removed file's cached descriptor is not used.
+    // A removed file's cached descriptor is not used: the read completes as missing, as a
+    // batch's would; so does a path that never named a file, once looked up (its absence is
+    // then in the directory entry cache; before, the request may be handed back).
     std::fs::remove_file(&files[1].0).unwrap();
-    assert_eq!(
-        r.read_now(request(1, ByteRange::Whole, 12))
-            .unwrap_err()
-            .tag,
-        12
-    );
+    let done = r.read_now(request(1, ByteRange::Whole, 12)).unwrap();
+    assert_eq!(done.tag, 12);
+    assert!(matches!(done.result, Err(IoError::NotFound { path }) if path == files[1].0));
+    let never = dir.path().join("never-written");
+    assert!(std::fs::metadata(&never).is_err());
+    let done = r
+        .read_now(ReadRequest::new(never.as_path(), ByteRange::Whole, 14))
+        .unwrap();
+    assert_eq!(done.tag, 14);
+    assert!(matches!(done.result, Err(IoError::NotFound { path }) if path == never));
+    assert!(r
+        .read(never.as_path(), ByteRange::Whole)
+        .unwrap_err()
+        .is_not_found());
     // With O_DIRECT nothing is read now.
     let direct = inline_uring(true);
     assert_eq!(
