@@ -627,3 +627,20 @@ impl ZarrArray {
         )
     }
 }
+
+/// A new array at `path` with `metadata_json`, on a context of its own with `threads` decode
+/// threads (returned too), for the crate's tests.
+#[cfg(test)]
+pub(crate) fn test_array(
+    path: &Path,
+    threads: usize,
+    metadata_json: &str,
+) -> (ZarrArray, Arc<Context>) {
+    let ctx = Context::new(crate::ArrayOptions {
+        threads,
+        ..crate::ArrayOptions::default()
+    })
+    .expect("a context");
+    let array = ZarrArray::create_with(path, metadata_json, Arc::clone(&ctx)).expect("an array");
+    (array, ctx)
+}

@@ -1085,24 +1085,19 @@ pub(crate) fn unsafe_apply(
 #[cfg(test)]
 mod tests {
     use super::spread;
-    use crate::{ArrayOptions, Context, Selection, ZarrArray};
+    use crate::Selection;
 
     #[test]
     fn a_read_on_a_decode_thread_does_not_wait_for_itself() {
         // One decode thread, and a read run on it whose chunks are at hand (its files opened by
         // an earlier read): the reading thread must run the pool's jobs, not wait for them.
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Context::new(ArrayOptions {
-            threads: 1,
-            ..ArrayOptions::default()
-        })
-        .unwrap();
         let meta = r#"{"zarr_format":3,"node_type":"array","shape":[6,8],"data_type":"uint16",
           "chunk_grid":{"name":"regular","configuration":{"chunk_shape":[2,2]}},
           "chunk_key_encoding":{"name":"default"},"fill_value":0,
           "codecs":[{"name":"bytes","configuration":{"endian":"little"}},
                     {"name":"zstd","configuration":{"level":1,"checksum":false}}]}"#;
-        let array = ZarrArray::create_with(dir.path(), meta, std::sync::Arc::clone(&ctx)).unwrap();
+        let (array, ctx) = crate::array::test_array(dir.path(), 1, meta);
         let values: Vec<u16> = (1..=48).collect();
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
         array.write_region(&[0..6, 0..8], &bytes).unwrap();

@@ -418,25 +418,20 @@ impl ZarrArray {
 
 #[cfg(test)]
 mod tests {
-    use crate::{ArrayOptions, Context, Selection, ZarrArray};
+    use crate::Selection;
 
     #[test]
     fn reads_written_with_streaming_stores_equal_ordinary_ones() {
-        // Rows of 100 float32 elements (400 bytes: long enough to stream, starting off a cache
-        // line in all but one chunk column), chunks read on 3 threads, every chunk a selection
-        // of its own kind: whole regions, offset regions, strided slices, a missing chunk.
+        // Rows of 100 float32 elements (400 bytes: long enough to stream, each chunk column's
+        // at another alignment), chunks read on 3 threads, selections of several kinds: whole,
+        // offset and strided regions, and a missing chunk.
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Context::new(ArrayOptions {
-            threads: 3,
-            ..ArrayOptions::default()
-        })
-        .unwrap();
         let meta = r#"{"zarr_format":3,"node_type":"array","shape":[40,300],"data_type":"float32",
           "chunk_grid":{"name":"regular","configuration":{"chunk_shape":[8,100]}},
           "chunk_key_encoding":{"name":"default"},"fill_value":-1.5,
           "codecs":[{"name":"bytes","configuration":{"endian":"little"}},
                     {"name":"blosc","configuration":{"cname":"lz4","clevel":5,"shuffle":"shuffle","typesize":4,"blocksize":0}}]}"#;
-        let array = ZarrArray::create_with(dir.path(), meta, ctx).unwrap();
+        let (array, _) = crate::array::test_array(dir.path(), 3, meta);
         let values: Vec<f32> = (0..32 * 300).map(|i| i as f32 * 0.5).collect();
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
         // Rows 32..40 are never written: their chunks are missing.
