@@ -468,9 +468,10 @@ impl ReadContext<'_> {
     }
 
     /// Read `targets` and apply each as its bytes arrive, and fill `missing`. Targets whose
-    /// bytes the source has at hand (open files in the page cache) are read by the decode
-    /// threads themselves, each as it decodes it; the rest are fetched, in one batch when the
-    /// first is not at hand, else a group at a time as they turn up.
+    /// bytes the source has at hand (files in the page cache, opened without waiting for the
+    /// disk) are read by the decode threads themselves, each as it decodes it; the rest are
+    /// fetched, in one batch when the first is not at hand, else a group at a time as they turn
+    /// up.
     fn read_targets(
         &self,
         targets: &[Target<'_>],

@@ -70,9 +70,10 @@ pub trait ByteSource: Sync {
     }
 
     /// Read one request of a batch on this thread, now, if its bytes are at hand (local files
-    /// already open, in the page cache): its completion, as [`ByteSource::fetch`] would give
-    /// it; or the request back, to be fetched with the rest. Called on the decode threads, so
-    /// that each reads what it decodes. Default: never (every request is fetched).
+    /// open, or opened without waiting for the disk, and in the page cache): its completion, as
+    /// [`ByteSource::fetch`] would give it; or the request back, to be fetched with the rest.
+    /// Called on the decode threads, so that each reads what it decodes. Default: never (every
+    /// request is fetched).
     ///
     /// # Errors
     /// The request itself, when it must be fetched.
