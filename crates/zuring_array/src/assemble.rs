@@ -84,7 +84,8 @@ impl<'a> OutView<'a> {
     }
 
     /// Make the streaming stores of this thread's writes so far visible to other threads
-    /// (nothing for a view written with ordinary stores).
+    /// (nothing for a view written with ordinary stores): called after each copy operation,
+    /// before whichever thread learns its chunk is done can read the output.
     pub fn fence(&self) {
         if self.stream {
             stream::fence();
@@ -200,7 +201,9 @@ pub(crate) unsafe fn apply_to(
 ) -> Result<(), OutOfOutput> {
     let out = outs.get(*target).ok_or(OutOfOutput)?;
     // SAFETY: forwarded contract.
-    unsafe { apply(op, source, chunk_strides, esize, out) }
+    let applied = unsafe { apply(op, source, chunk_strides, esize, out) };
+    out.fence();
+    applied
 }
 
 /// `v` as an index; past the address space, a copy outside the output.

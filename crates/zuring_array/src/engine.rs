@@ -263,24 +263,24 @@ impl ReadContext<'_> {
             TaskRef::Box(read, at) => {
                 let copy = read.copy_of(&self.layout.read_grid, &read.coords_at(at));
                 let out = view.get(read.target).ok_or(OutOfOutput);
-                #[allow(unsafe_code)]
-                // SAFETY: a box read's chunks write pairwise disjoint elements of its output.
-                out.and_then(|out| unsafe {
-                    copy_box(
-                        (copy.out_offset, read.out_strides()),
-                        (&copy.src_start, &copy.extent),
-                        source,
-                        strides,
-                        esize,
-                        out,
-                    )
+                out.and_then(|out| {
+                    #[allow(unsafe_code)]
+                    // SAFETY: a box read's chunks write pairwise disjoint elements of its output.
+                    let copied = unsafe {
+                        copy_box(
+                            (copy.out_offset, read.out_strides()),
+                            (&copy.src_start, &copy.extent),
+                            source,
+                            strides,
+                            esize,
+                            out,
+                        )
+                    };
+                    out.fence();
+                    copied
                 })
             }
         };
-        // The chunk's streaming stores, if any, are seen by whichever thread learns it is done.
-        for out in view {
-            out.fence();
-        }
         if applied.is_err() {
             errors.set(ArrayError::selection(
                 "internal planning error: a copy outside its chunk or output",

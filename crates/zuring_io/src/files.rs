@@ -156,26 +156,23 @@ impl FileCache {
     /// # Errors
     /// [`IoError::NotFound`] when the path names no file (the directory entry cache knows it).
     pub(crate) fn open_without_waiting(&self, path: &Arc<Path>) -> Result<Option<Arc<OpenFile>>> {
-        match self.cached(path, false) {
-            Ok(Some(entry)) => return Ok(Some(entry)),
-            Ok(None) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                return Err(IoError::open(path, err));
-            }
-            Err(_) => return Ok(None),
-        }
-        if NO_RESOLVE_CACHED.load(std::sync::atomic::Ordering::Relaxed) {
-            return Ok(None);
-        }
-        let entry = match Self::open_uncached(path, false, true) {
-            Ok(entry) => Arc::new(entry),
-            Err(err) if err.is_not_found() => return Err(err),
-            Err(_) => return Ok(None),
+        let opened = if NO_RESOLVE_CACHED.load(std::sync::atomic::Ordering::Relaxed) {
+            // An open would be a plain one, which may wait: cached descriptors only.
+            self.cached(path, false)
+                .map_err(|e| IoError::open(path, e))
+                .and_then(|entry| {
+                    entry.ok_or_else(|| IoError::PathNotCached {
+                        path: path.to_path_buf(),
+                    })
+                })
+        } else {
+            self.open(path, false, true)
         };
-        if let Ok(mut c) = self.entries.lock() {
-            c.put((path.to_path_buf(), false), Arc::clone(&entry));
+        match opened {
+            Ok(entry) => Ok(Some(entry)),
+            Err(err) if err.is_not_found() => Err(err),
+            Err(_) => Ok(None),
         }
-        Ok(Some(entry))
     }
 
     /// The cached entry for `path` (opened with `direct` or not), if still valid (revalidated
