@@ -60,7 +60,8 @@ class CropDataset(IterableDataset):
         self._windows = windows
         # This process's iteration (for state_dict), and a state to resume from (load_state_dict).
         self._sampler: CropSampler | None = None
-        self._resume: dict | None = None
+        # The state loaded, and its place checked: (batches_served, start, worker, workers).
+        self._resume: tuple[dict, tuple[int, int, int, int]] | None = None
         # Shared with the workers (inherited on fork, passed as shared memory on spawn): a
         # persistent worker's copy of the dataset sees the epoch the main process sets.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -118,7 +119,7 @@ class CropDataset(IterableDataset):
         worker``, ``start + worker + workers``, ... A state loaded and not yet iterated from is
         that state; before any iteration here, the epoch's start."""
         if self._resume is not None:
-            return dict(self._resume)
+            return dict(self._resume[0])
         if self._sampler is not None:
             state = self._sampler.state_dict()
             start, worker, workers = self._sampler.share
@@ -140,10 +141,14 @@ class CropDataset(IterableDataset):
         iteration gives the batches left). Load it before the loader's workers start: persistent
         workers keep the copy of the dataset they started with (``set_epoch`` alone reaches
         them)."""
-        *_, worker, workers = _checked_state(state, self._kwargs.get("seed", 0), "CropDataset", ("start", "worker", "workers"))
-        if "workers" in state and not worker < workers:
+        _, served, start, worker, workers = _checked_state(
+            state, self._kwargs.get("seed", 0), "CropDataset", ("start", "worker", "workers")
+        )
+        if "workers" not in state:
+            workers = 1
+        elif not worker < workers:
             raise ValueError(f"CropDataset: the state's worker {worker} is not one of its {workers} workers")
-        self._resume = dict(state)
+        self._resume = (dict(state), (served, start, worker, workers))
 
     def set_epoch(self, epoch: int) -> None:
         """Windows of ``epoch`` from the next iteration on (in every worker, persistent or not)."""
@@ -164,11 +169,11 @@ class CropDataset(IterableDataset):
             sampler.split_batches(*share)
             sampler.set_epoch(self.epoch)
         else:
-            saved_rank = (resume.get("rank", rank), resume.get("world_size", world))
+            state, (served, start, worker, workers) = resume
+            saved = (worker, workers)
+            saved_rank = (state.get("rank", rank), state.get("world_size", world))
             if saved_rank != (rank, world):
                 raise ValueError(f"CropDataset: the state loaded is rank {saved_rank[0]}'s of {saved_rank[1]}, this is rank {rank} of {world}")
-            start, served = int(resume.get("start", 0)), int(resume["batches_served"])
-            saved = (int(resume.get("worker", 0)), int(resume.get("workers", 1)))
             if saved[1] == 1:
                 # The rank's place: this process reads its share of the batches after it.
                 start, served = start + served, 0
@@ -178,7 +183,7 @@ class CropDataset(IterableDataset):
                     f"{share[0]} of {share[1]}: resume with as many DataLoader workers as were saved"
                 )
             sampler.split_batches(*share, start=start)
-            sampler.load_state_dict({**resume, "batches_served": served})
+            sampler.load_state_dict({**state, "batches_served": served})
         # Set up now, not at the first batch: torchdata asks for the state in between.
         self._sampler = sampler
         return self._batches(sampler)
