@@ -193,8 +193,8 @@ def test_a_plain_loader_without_workers_resumes_from_the_datasets_state(arr):
     assert resumed.state_dict() == state
     rest = batches_of(DataLoader(resumed, batch_size=None))
     assert head + rest == whole
-    # The next iteration starts its epoch (the one set, here still 0) at the first batch.
-    assert len(batches_of(DataLoader(resumed, batch_size=None))) == 10
+    # The next iteration starts its epoch (the state's, now the dataset's) at the first batch.
+    assert batches_of(DataLoader(resumed, batch_size=None)) == whole
     with pytest.raises(ValueError, match="CropDataset: the state is for seed 4, this one has seed 5"):
         CropDataset(arr, (4, 10, 10), **{**kwargs, "seed": 5}).load_state_dict(state)
 
@@ -276,6 +276,59 @@ def test_a_plain_loader_resumes_from_the_batches_taken(arr, workers, context):
     assert batches_of(DataLoader(resumed, batch_size=None, num_workers=workers, **mp_kwargs)) == []
     with pytest.raises(ValueError, match="batches_served must be a whole number >= 0, got -1"):
         resumed.load_state_dict({"epoch": 3, "batches_served": -1})
+
+
+def epochs_of(arr, kwargs, *epochs):
+    """Each epoch's batches, as a loader without workers gives them."""
+    ds = CropDataset(arr, (4, 10, 10), **kwargs)
+    whole = []
+    for epoch in epochs:
+        ds.set_epoch(epoch)
+        whole.append(batches_of(DataLoader(ds, batch_size=None)))
+    return whole
+
+
+@pytest.mark.parametrize("workers,context", [(0, None), (2, "fork"), (2, "spawn")])
+def test_a_loaded_state_resumes_only_the_next_iteration(arr, workers, context):
+    """A state loaded in the main process resumes the loader's next iteration, in all its
+    workers, and no later one: the loader iterated again gives the state's epoch (now the
+    dataset's) from its first batch, then the epoch set, whole, also with more workers than the
+    iteration that resumed."""
+    kwargs = dict(batch_size=2, mode="random", samples_per_epoch=30, seed=8)
+    mp_kwargs = {"multiprocessing_context": mp.get_context(context)} if context else {}
+    e3, e4 = epochs_of(arr, kwargs, 3, 4)
+    ds = CropDataset(arr, (4, 10, 10), **kwargs)
+    ds.load_state_dict({"epoch": 3, "batches_served": 5})
+    assert ds.epoch == 3 and ds.state_dict()["batches_served"] == 5
+    loader = DataLoader(ds, batch_size=None, num_workers=workers, **mp_kwargs)
+    assert batches_of(loader) == e3[5:]
+    # Taken: the main process's state is the epoch's start again.
+    assert ds.state_dict()["batches_served"] == 0
+    assert batches_of(loader) == e3
+    ds.set_epoch(4)
+    assert batches_of(loader) == e4
+    more = DataLoader(ds, batch_size=None, num_workers=workers + 1, multiprocessing_context=mp.get_context(context or "fork"))
+    assert batches_of(more) == e4
+    # A state loaded again resumes again, in a loader of another worker count too.
+    ds.load_state_dict({"epoch": 4, "batches_served": 7})
+    assert batches_of(more) == e4[7:]
+    assert batches_of(loader) == e4
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_a_state_loaded_after_persistent_workers_started_reaches_them(arr, context):
+    """Persistent workers keep the copy of the dataset they started with: a state the main
+    process loads after that still resumes their next iteration, once."""
+    kwargs = dict(batch_size=2, mode="random", samples_per_epoch=16, seed=7)
+    e0, e2 = epochs_of(arr, kwargs, 0, 2)
+    ds = CropDataset(arr, (4, 10, 10), **kwargs)
+    loader = DataLoader(ds, batch_size=None, num_workers=2, persistent_workers=True, multiprocessing_context=mp.get_context(context))
+    assert batches_of(loader) == e0
+    ds.load_state_dict({"epoch": 2, "batches_served": 3})
+    assert batches_of(loader) == e2[3:]
+    assert batches_of(loader) == e2
+    ds.load_state_dict({"epoch": 0, "batches_served": 6})
+    assert batches_of(loader) == e0[6:]
 
 
 def test_the_state_of_a_resumed_iteration_counts_from_the_epochs_start(arr):

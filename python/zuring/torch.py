@@ -4,13 +4,14 @@ Yields whole batches (use ``DataLoader(dataset, batch_size=None)``). Work is spl
 DataLoader workers and DDP ranks without duplicates: ranks take disjoint windows, and worker
 ``w`` of ``W`` reads batches ``w, w + W, ...`` of its rank's epoch, which the DataLoader hands
 out in turn: a rank sees the batches, in the order, that ``num_workers=0`` gives, and ``len()``
-is exact. The sampler is created inside each worker, so fork and spawn both work. The epoch lives in
-shared memory, so ``set_epoch`` in the main process reaches workers that outlive an epoch
-(``persistent_workers=True``), which keep their own copy of the dataset.
+is exact. The sampler is created inside each worker, so fork and spawn both work. The epoch, and a
+state loaded to resume from, live in shared memory, so ``set_epoch`` and ``load_state_dict`` in
+the main process reach workers that outlive an epoch (``persistent_workers=True``), which keep
+their own copy of the dataset.
 
 Resuming mid-epoch: ``load_state_dict({"epoch": e, "batches_served": n})``, ``n`` the batches
 the loop took, and a plain ``DataLoader`` with any number of workers gives the rest of the
-epoch in order. The dataset is stateful in torchdata's sense (``state_dict`` /
+epoch in order; the loader's next iterations start their epochs at the first batch. The dataset is stateful in torchdata's sense (``state_dict`` /
 ``load_state_dict``), so ``torchdata.stateful_dataloader.StatefulDataLoader`` saves each
 worker's place and resumes every worker exactly; with ``num_workers=0`` the dataset's own
 ``state_dict()`` is the loop's place.
@@ -45,6 +46,23 @@ def _tensor(batch: np.ndarray) -> torch.Tensor:
     return bits.view(_torch_ml_type(batch.dtype))
 
 
+class _Board:
+    """Places in ``CropDataset``'s shared int64 tensor. A state loaded in the main process is
+    written there under a new generation number, and the first iteration after it resumes from
+    it, in each of its processes once: the process of worker id ``i`` (the main process: 0)
+    marks slot ``i`` with the generation it took, and the first to take it records its
+    iteration's worker count, so a later iteration's workers start afresh (those below that
+    count find their slot marked, the others are beyond it)."""
+
+    EPOCH, GEN, TAKEN = 0, 1, 2
+    # The loaded state: epoch, batches_served, start, worker, workers, rank, world_size (-1:
+    # not given).
+    STATE = slice(3, 10)
+    SLOTS = 16
+    MAX_WORKERS = 1024
+    SIZE = SLOTS + MAX_WORKERS
+
+
 class CropDataset(IterableDataset):
     """Same arguments as :class:`zuring.CropSampler`; ``as_tensors`` (default True) yields
     ``torch.Tensor`` s sharing memory with the batch buffers (``pin_memory`` works on them).
@@ -58,13 +76,15 @@ class CropDataset(IterableDataset):
         self._kwargs = kwargs
         self._as_tensors = as_tensors
         self._windows = windows
-        # This process's iteration (for state_dict), and a state to resume from (load_state_dict).
+        # This process's iteration (for state_dict).
         self._sampler: CropSampler | None = None
-        # The state loaded, and its place checked: (batches_served, start, worker, workers).
+        # A state loaded inside a DataLoader worker (torchdata loads each worker's there), for
+        # that worker's next iteration: (state, (batches_served, start, worker, workers)).
         self._resume: tuple[dict, tuple[int, int, int, int]] | None = None
-        # Shared with the workers (inherited on fork, passed as shared memory on spawn): a
-        # persistent worker's copy of the dataset sees the epoch the main process sets.
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        # Shared with the workers (inherited on fork, passed as shared memory on spawn), so a
+        # persistent worker's copy of the dataset sees what the main process sets: the epoch,
+        # and a state loaded there (see _Board).
+        self._board = torch.zeros(_Board.SIZE, dtype=torch.int64).share_memory_()
         # Build one sampler here to check the arguments early, and keep its length (the dataset
         # itself stays picklable for spawned workers).
         rank, world = self._rank_world()
@@ -100,7 +120,7 @@ class CropDataset(IterableDataset):
 
     @property
     def epoch(self) -> int:
-        return int(self._epoch)
+        return int(self._board[_Board.EPOCH])
 
     def __getstate__(self) -> dict:
         # Pickled in the main process for spawned workers, where torch.distributed is not
@@ -120,6 +140,11 @@ class CropDataset(IterableDataset):
         that state; before any iteration here, the epoch's start."""
         if self._resume is not None:
             return dict(self._resume[0])
+        rank, world = self._rank_world()
+        seed = self._kwargs.get("seed", 0)
+        if get_worker_info() is None and (loaded := self._loaded()) is not None:
+            state, (_, start, worker, workers) = loaded
+            return {"rank": rank, "world_size": world, **state, "start": start, "worker": worker, "workers": workers}
         if self._sampler is not None:
             state = self._sampler.state_dict()
             start, worker, workers = self._sampler.share
@@ -127,32 +152,75 @@ class CropDataset(IterableDataset):
                 # The rank's place, which loaders with any number of workers can resume from.
                 return {**state, "batches_served": start + state["batches_served"], "start": 0, "worker": 0, "workers": 1}
             return {**state, "start": start, "worker": worker, "workers": workers}
-        rank, world = self._rank_world()
-        seed = self._kwargs.get("seed", 0)
         return {"epoch": self.epoch, "batches_served": 0, "seed": seed, "rank": rank, "world_size": world, "start": 0, "worker": 0, "workers": 1}
 
     def load_state_dict(self, state: dict) -> None:
-        """The next iteration here resumes from ``state``, one of ``state_dict()``'s, or one made
-        by hand as ``{"epoch": e, "batches_served": n}``: the loop had taken ``n`` batches of
-        the rank's epoch ``e`` (a plain ``DataLoader`` with any number of workers then gives the
-        batches after them, in order: each worker resumes from it). A state of one of several
-        workers (torchdata's) resumes that worker, with as many workers. Later iterations start
-        their epoch at its first batch. ``len()`` stays the epoch's whole count (a resumed
-        iteration gives the batches left). Load it before the loader's workers start: persistent
-        workers keep the copy of the dataset they started with (``set_epoch`` alone reaches
-        them)."""
-        _, served, start, worker, workers = _checked_state(
+        """The next iteration resumes from ``state``, one of ``state_dict()``'s, or one made by
+        hand as ``{"epoch": e, "batches_served": n}``: the loop had taken ``n`` batches of the
+        rank's epoch ``e`` (a plain ``DataLoader`` with any number of workers then gives the
+        batches after them, in order: each worker resumes from it), and the dataset's epoch
+        becomes ``e``. Loaded in the main process, the state reaches the loader's workers,
+        persistent ones too, and only the next iteration's: later iterations start their epoch
+        at its first batch. A state of one of several workers (torchdata's, which loads each
+        into its worker) resumes that worker, with as many workers. ``len()`` stays the epoch's
+        whole count (a resumed iteration gives the batches left)."""
+        epoch, served, start, worker, workers = _checked_state(
             state, self._kwargs.get("seed", 0), "CropDataset", ("start", "worker", "workers")
         )
         if "workers" not in state:
             workers = 1
         elif not worker < workers:
             raise ValueError(f"CropDataset: the state's worker {worker} is not one of its {workers} workers")
-        self._resume = (dict(state), (served, start, worker, workers))
+        rank, world = (_whole(state[k], k, "CropDataset") if k in state else -1 for k in ("rank", "world_size"))
+        place = (served, start, worker, workers)
+        if get_worker_info() is not None:
+            self._resume = (dict(state), place)
+            return
+        self._resume = None
+        board = self._board
+        board[_Board.STATE] = torch.tensor([epoch, *place, rank, world], dtype=torch.int64)
+        board[_Board.TAKEN] = 0
+        board[_Board.EPOCH] = epoch
+        # Last: a worker that sees the new generation sees the state with it.
+        board[_Board.GEN] += 1
+
+    def _loaded(self) -> tuple[dict, tuple[int, int, int, int]] | None:
+        """The state the main process loaded, while no iteration has taken it."""
+        board = self._board
+        if board[_Board.GEN] == 0 or board[_Board.TAKEN] != 0:
+            return None
+        return self._board_state()
+
+    def _board_state(self) -> tuple[dict, tuple[int, int, int, int]]:
+        """The state last loaded in the main process, and its place, as load_state_dict has them."""
+        epoch, served, start, worker, workers, rank, world = self._board[_Board.STATE].tolist()
+        state = {"epoch": epoch, "batches_served": served, "seed": self._kwargs.get("seed", 0)}
+        state.update({k: v for k, v in (("rank", rank), ("world_size", world)) if v >= 0})
+        return state, (served, start, worker, workers)
+
+    def _take_loaded(self, worker: int, workers: int) -> tuple[dict, tuple[int, int, int, int]] | None:
+        """The state the main process loaded, for worker ``worker`` of ``workers`` (0 of 1: the
+        main process) when this iteration is the first since it was loaded, else None."""
+        board = self._board
+        generation = int(board[_Board.GEN])
+        if generation == 0:
+            return None
+        if worker >= _Board.MAX_WORKERS:
+            raise ValueError(f"CropDataset: a state loaded in the main process resumes at most {_Board.MAX_WORKERS} DataLoader workers, this is worker {worker}")
+        slot = _Board.SLOTS + worker
+        taken = int(board[_Board.TAKEN])
+        if int(board[slot]) == generation or (taken and worker >= taken):
+            # Taken by this worker in an earlier iteration, or by an iteration of fewer workers.
+            return None
+        board[slot] = generation
+        if not taken:
+            board[_Board.TAKEN] = workers
+        return self._board_state()
 
     def set_epoch(self, epoch: int) -> None:
-        """Windows of ``epoch`` from the next iteration on (in every worker, persistent or not)."""
-        self._epoch.fill_(_whole(epoch, "epoch", "set_epoch"))
+        """Windows of ``epoch`` from the next iteration on (in every worker, persistent or not;
+        a state loaded and not yet iterated from is resumed first, in its own epoch)."""
+        self._board[_Board.EPOCH] = _whole(epoch, "epoch", "set_epoch")
 
     def __len__(self) -> int:
         if self._len is None:
@@ -165,6 +233,8 @@ class CropDataset(IterableDataset):
         info = get_worker_info()
         share = (0, 1) if info is None else (info.id, info.num_workers)
         resume, self._resume = self._resume, None
+        if resume is None:
+            resume = self._take_loaded(*share)
         if resume is None:
             sampler.split_batches(*share)
             sampler.set_epoch(self.epoch)
