@@ -43,6 +43,27 @@ def test_single_array_batches_are_the_windows(tmp_path):
     assert n == 8
 
 
+def test_windows_come_with_their_own_batch(tmp_path):
+    """with_windows(): each batch with its crops' starts, the same batches and windows as
+    iterating with last_windows; a batch's windows stay its own when another iteration of the
+    sampler (another thread's) moves last_windows on."""
+    a = coord_array(tmp_path / "a", (8, 40, 40), (4, 10, 10), (8, 20, 20))
+    s = zuring.CropSampler(a, (4, 10, 10), batch_size=3, seed=2, samples_per_epoch=12)
+    plain = [(starts_of(batch), [tuple(w) for w in s.last_windows]) for batch in s]
+    s.set_epoch(0)
+    it = s.with_windows()
+    batch, windows = next(it)
+    assert windows.dtype == np.int64 and windows.shape == (3, 3)
+    first = (starts_of(batch), [tuple(w) for w in windows.tolist()])
+    assert first == plain[0] and first[0] == first[1]
+    other = iter(s)
+    assert starts_of(next(other)) == plain[1][0] and [tuple(w) for w in s.last_windows] == plain[1][1]
+    assert [tuple(w) for w in windows.tolist()] == plain[0][1]
+    del it, other
+    s.set_epoch(0)
+    assert [(starts_of(b), [tuple(x) for x in w.tolist()]) for b, w in s.with_windows()] == plain
+
+
 def test_joint_crops_at_different_resolutions(tmp_path):
     sat = coord_array(tmp_path / "sat", (48, 40, 40), (4, 8, 8))
     # Hourly NWP with two channels (taken whole), on the satellite's time grid / 4.

@@ -227,7 +227,20 @@ class CropSampler:
     def __iter__(self) -> Iterator[Any]:
         """Batches of this epoch, from the first not yet served. Iterating the sampler again
         (in any thread) ends an iterator still running: its next ``next()`` raises
-        ``RuntimeError``, and the newest reads on from the batches served."""
+        ``RuntimeError``, and the newest reads on from the batches served. ``last_windows``
+        is the latest batch's crop starts (see :meth:`with_windows`)."""
+        for batch, _ in self._iterate():
+            yield batch
+
+    def with_windows(self) -> Iterator[tuple[Any, np.ndarray]]:
+        """As iterating the sampler, each batch with its crops' starts: an int64 array of shape
+        (batch, len(dims)), along :attr:`dims` in the finest array's units (the batch's own, where
+        ``last_windows`` is the latest batch's of whichever iteration ran last)."""
+        dims = len(self.dims)
+        for batch, windows in self._iterate():
+            yield batch, np.asarray(windows, dtype=np.int64).reshape(-1, dims)
+
+    def _iterate(self) -> Iterator[tuple[Any, list[list[int]]]]:
         start, worker, workers = self._share
         run = self._native.start(self.epoch, start + worker, workers)
         try:
@@ -242,7 +255,7 @@ class CropSampler:
                     name: np.frombuffer(buf, dtype=dtype).reshape(shape)
                     for name, dtype, (shape, buf) in zip(self._names, self._dtypes, arrays)
                 }
-                yield out["data"] if self._single else out
+                yield (out["data"] if self._single else out), windows
             # The epoch is over: the next iteration reads it from its first batch.
             self._share = (0, worker, workers)
         finally:

@@ -259,11 +259,10 @@ class CropDataset(IterableDataset):
         return self._batches(sampler)
 
     def _batches(self, sampler: CropSampler):
-        for batch in sampler:
+        for batch, windows in sampler.with_windows():
             if self._as_tensors:
                 batch = {k: _tensor(v) for k, v in batch.items()} if isinstance(batch, dict) else _tensor(batch)
             if not self._windows:
                 yield batch
                 continue
-            windows = np.asarray(sampler.last_windows, dtype=np.int64).reshape(-1, len(sampler.dims))
             yield batch, torch.from_numpy(windows) if self._as_tensors else windows
