@@ -3,14 +3,16 @@ sharded zstd, 64 x 2048 x 2048) and the NWP-like array (float32, blosc-lz4, 32 x
 the resolution in time and space: strides 2), warm and cold cache.
 
 Methods:
-- zuring CropSampler (prefetch 2; one batch read at a time, and two: ``readers=2``) -- and the same
-  windows through read_crops directly, to measure the sampler's overhead;
+- zuring CropSampler (prefetch 2; one batch read at a time, and more: ``readers=2`` by default,
+  ``--readers`` for others, each with ``prefetch`` as deep as its readers) -- and the same windows
+  through read_crops directly, to measure the sampler's overhead;
 - PyTorch DataLoader (batch 32, 2 workers, spawn) over zarr-python, default pipeline;
 - the same with the zarrs-python pipeline;
 - xbatcher's BatchGenerator over the satellite array (xarray + dask), when installed.
 
 Prints JSON lines and a table (samples/s, MiB/s, ratios, peak memory).
 Usage: python benches/python/bench_sampler.py [--data DIR] [--batches N] [--rounds N] [--quick]
+       [--workers 2,16] [--readers 2,4]
 """
 
 from __future__ import annotations
@@ -131,8 +133,8 @@ class Loader:
 def run_sampler(sat, nwp, batches, seed, readers=1):
     s = zuring.CropSampler(
         {"sat": sat, "nwp": nwp}, {"time": SAT_CROP[0], "y": SAT_CROP[1], "x": SAT_CROP[2]}, BATCH,
-        seed=seed, samples_per_epoch=batches * BATCH, strides={"nwp": {"time": 2, "y": 2, "x": 2}}, prefetch=2,
-        readers=readers,
+        seed=seed, samples_per_epoch=batches * BATCH, strides={"nwp": {"time": 2, "y": 2, "x": 2}},
+        prefetch=max(2, readers), readers=readers,
     )
     n = 0
     wins = []
@@ -180,8 +182,10 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--workers", default="2", help="DataLoader worker counts, comma-separated (the baseline: 2)")
+    p.add_argument("--readers", default="2", help="CropSampler reader counts beside 1, comma-separated")
     a = p.parse_args()
     worker_counts = [int(w) for w in a.workers.split(",")]
+    reader_counts = [int(r) for r in a.readers.split(",") if r]
     batches = 3 if a.quick else a.batches
     rounds = 1 if a.quick else a.rounds
     sat, nwp = os.path.join(a.data, "sat.zarr"), os.path.join(a.data, "nwp.zarr")
@@ -201,7 +205,10 @@ def main() -> None:
         _, sampler_wins = run_sampler(sat, nwp, batches, seed)
         methods = {
             "zuring CropSampler": lambda: run_sampler(sat, nwp, batches, seed),
-            "zuring CropSampler, readers=2": lambda: run_sampler(sat, nwp, batches, seed, readers=2),
+            **{
+                f"zuring CropSampler, readers={r}" + (f", prefetch={r}" if r > 2 else ""): lambda r=r: run_sampler(sat, nwp, batches, seed, readers=r)
+                for r in reader_counts
+            },
             "zuring read_crops (same windows)": lambda: run_direct(sat, nwp, sampler_wins),
         }
         for w in worker_counts:
@@ -231,8 +238,9 @@ def main() -> None:
             results.append(r)
             print(json.dumps(r), flush=True)
     main_peak = status_mib("VmHWM")
-    extra = {r: sampler_peak_extra_mib(sat, nwp, batches, r) for r in (1, 2)}
-    print(json.dumps({"peak_rss_main_mib": main_peak, "peak_rss_largest_dataloader_worker_mib": Loader.worker_peak_mib, "sampler_peak_extra_mib": extra[1], "sampler_readers_2_peak_extra_mib": extra[2], "batch_mib": BATCH * sample_bytes / 2**20}))
+    extra = {r: sampler_peak_extra_mib(sat, nwp, batches, r) for r in [1, *reader_counts]}
+    more = {f"sampler_readers_{r}_peak_extra_mib": extra[r] for r in reader_counts}
+    print(json.dumps({"peak_rss_main_mib": main_peak, "peak_rss_largest_dataloader_worker_mib": Loader.worker_peak_mib, "sampler_peak_extra_mib": extra[1], **more, "batch_mib": BATCH * sample_bytes / 2**20}))
     print("\n| cache | method | samples/s | MiB/s | x best baseline |\n|---|---|---:|---:|---:|")
     for r in results:
         base = max((x["samples_s"] for x in results if x["cache"] == r["cache"] and not x["method"].startswith("zuring")), default=None)
