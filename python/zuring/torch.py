@@ -11,10 +11,10 @@ their own copy of the dataset.
 
 Resuming mid-epoch: ``load_state_dict({"epoch": e, "batches_served": n})``, ``n`` the batches
 the loop took, and a plain ``DataLoader`` with any number of workers gives the rest of the
-epoch in order; the loader's next iterations start their epochs at the first batch. The dataset is stateful in torchdata's sense (``state_dict`` /
-``load_state_dict``), so ``torchdata.stateful_dataloader.StatefulDataLoader`` saves each
-worker's place and resumes every worker exactly; with ``num_workers=0`` the dataset's own
-``state_dict()`` is the loop's place.
+epoch in order; the loader's later iterations start their epochs at the first batch. The
+dataset is stateful in torchdata's sense (``state_dict`` / ``load_state_dict``), so
+``torchdata.stateful_dataloader.StatefulDataLoader`` saves each worker's place and resumes every
+worker exactly; with ``num_workers=0`` the dataset's own ``state_dict()`` is the loop's place.
 """
 
 from __future__ import annotations
@@ -58,9 +58,10 @@ class _Board:
     # The loaded state: epoch, batches_served, start, worker, workers, rank, world_size (-1:
     # not given).
     STATE = slice(3, 10)
-    SLOTS = 16
+    # Worker i's slot: FIRST_SLOT + i.
+    FIRST_SLOT = 16
     MAX_WORKERS = 1024
-    SIZE = SLOTS + MAX_WORKERS
+    SIZE = FIRST_SLOT + MAX_WORKERS
 
 
 class CropDataset(IterableDataset):
@@ -207,7 +208,7 @@ class CropDataset(IterableDataset):
             return None
         if worker >= _Board.MAX_WORKERS:
             raise ValueError(f"CropDataset: a state loaded in the main process resumes at most {_Board.MAX_WORKERS} DataLoader workers, this is worker {worker}")
-        slot = _Board.SLOTS + worker
+        slot = _Board.FIRST_SLOT + worker
         taken = int(board[_Board.TAKEN])
         if int(board[slot]) == generation or (taken and worker >= taken):
             # Taken by this worker in an earlier iteration, or by an iteration of fewer workers.
