@@ -441,6 +441,76 @@ print("ok")
 """
 
 
+_THREAD_LIMIT_SCRIPT = r"""
+import sys
+
+# Join the cgroup whose pids.max limits this process's threads, before numpy or zuring start any.
+with open(sys.argv[2] + "/cgroup.procs", "w") as f:
+    f.write("0")
+
+import numpy as np
+import zuring
+
+for step in ("read", "write"):
+    try:
+        a = zuring.open_array(sys.argv[1], mode="r" if step == "read" else "r+")
+        if step == "write":
+            a[...] = 7
+        print(step, int(a[...].sum()))
+    except Exception as e:
+        print(step, "error", type(e).__name__, e)
+"""
+
+
+def test_threads_that_cannot_start_are_an_error(tmp_path):
+    """A process allowed few threads (a cgroup's pids.max, 2 to 12 tasks): every read and write
+    either works or raises OSError saying which threads could not start (before, zuring's
+    decode pool and zarrs' configuration, which starts rayon's global pool, panicked: a
+    PanicException, which `except Exception` does not catch)."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    root = "/sys/fs/cgroup/pids"
+    if os.geteuid() != 0 or not os.access(root, os.W_OK):
+        pytest.skip("needs root and the cgroup v1 pids controller")
+    group = f"{root}/zuring-test-{uuid.uuid4().hex[:8]}"
+    os.mkdir(group)
+    path = str(tmp_path / "a")
+    a = zuring.create_array(path, {
+        "zarr_format": 3, "node_type": "array", "shape": [64, 64], "data_type": "int32",
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [8, 8]}},
+        "chunk_key_encoding": {"name": "default"}, "fill_value": 0,
+        "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "zstd", "configuration": {"level": 1, "checksum": False}}],
+    })
+    a[...] = np.arange(64 * 64, dtype=np.int32).reshape(64, 64)
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    outcomes = []
+    try:
+        for limit in [*range(2, 13), "max"]:
+            with open(f"{group}/pids.max", "w") as f:
+                f.write(str(limit))
+            a[...] = np.arange(64 * 64, dtype=np.int32).reshape(64, 64)
+            out = subprocess.run([sys.executable, "-c", _THREAD_LIMIT_SCRIPT, path, group], capture_output=True, text=True, timeout=120, env=env)
+            # (A panic zuring catches is still printed by Rust's panic hook: only an uncaught
+            # one, which reaches Python as a PanicException, is a failure.)
+            assert out.returncode == 0 and "PanicException" not in out.stderr, (limit, out.stderr[-3000:])
+            lines = out.stdout.splitlines()
+            assert len(lines) == 2, (limit, out.stdout, out.stderr[-3000:])
+            for line in lines:
+                if "error" in line:
+                    assert line.split()[2] == "OSError" and ("cannot start" in line or "unavailable" in line), (limit, line)
+                    assert "Resource temporarily unavailable" in line or "poisoned" in line, (limit, line)
+            assert lines[0] in (f"read {64 * 64 * (64 * 64 - 1) // 2}",) or "error" in lines[0], (limit, lines)
+            assert lines[1] == f"write {7 * 64 * 64}" or "error" in lines[1], (limit, lines)
+            outcomes.append("error" in out.stdout)
+    finally:
+        os.rmdir(group)
+    # Some limits stopped the threads, and without a limit everything worked.
+    assert any(outcomes) and not outcomes[-1], outcomes
+
+
 def test_reads_and_writes_over_more_files_than_the_descriptor_limit(tmp_path):
     """An unsharded array of 600 chunk files and a sharded one of 300 shards, read and written
     whole (native API and zarr's pipeline) by a process allowed 128 descriptors: the reader

@@ -73,6 +73,30 @@ impl ArrayOptions {
     }
 }
 
+/// Make zarrs' global configuration, which every array and codec reads, before anything else
+/// does: made on first use, it asks rayon for its global thread pool, and rayon panics when
+/// that pool's threads cannot start (a process at its limit of threads). Made here under
+/// `catch_unwind`, that panic becomes an error. Neither rayon nor zarrs tries again in this
+/// process once it failed, so every later call fails the same way.
+///
+/// # Errors
+/// [`ArrayError::Threads`] with the panic's message.
+fn zarrs_config_ready() -> Result<()> {
+    std::panic::catch_unwind(|| drop(zarrs::config::global_config())).map_err(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("zarrs' configuration could not be made");
+        ArrayError::Threads {
+            what: "rayon's global thread pool, which zarrs' configuration asks for (a failure is \
+                   final in this process)"
+                .to_owned(),
+            message: message.to_owned(),
+        }
+    })
+}
+
 /// What arrays share: the IO reader, the decode pool, the shard-index cache.
 #[derive(Debug)]
 pub struct Context {
@@ -93,6 +117,7 @@ impl Context {
     /// # Errors
     /// When the IO backend cannot start.
     pub fn new(options: ArrayOptions) -> Result<Arc<Self>> {
+        zarrs_config_ready()?;
         let reader = Arc::new(Reader::new(options.reader.clone())?);
         Ok(Self::with_reader(options, reader))
     }
@@ -116,6 +141,7 @@ impl Context {
         if let Some(ctx) = SHARED.get() {
             return Ok(Arc::clone(ctx));
         }
+        zarrs_config_ready()?;
         // The process-wide reader (also behind `UringStore::new`): one set of rings, one fd
         // cache, whichever API a program uses.
         let ctx = Self::with_reader(ArrayOptions::from_env()?, Reader::shared()?);

@@ -187,7 +187,7 @@ impl ReadContext<'_> {
             Vec::new()
         };
         let errors = FirstError::default();
-        let pool = self.ctx.pool.get();
+        let pool = self.ctx.pool.get()?;
         match &self.layout.mode {
             // Codecs around sharding: each file decodes whole through zarrs' codec chain.
             ReadMode::Unsharded | ReadMode::Zarrs(_) => {
@@ -1104,7 +1104,7 @@ mod tests {
         array.write_region(&[0..6, 0..8], &bytes).unwrap();
         let all = Selection::all(&[6, 8]);
         assert_eq!(array.read_bytes(&all).unwrap(), bytes);
-        let pool = ctx.pool.get();
+        let pool = ctx.pool.get().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let _ = tx.send(pool.install(|| array.read_bytes(&all)));

@@ -114,6 +114,15 @@ pub enum ArrayError {
         /// Bytes per element.
         element_size: usize,
     },
+    /// Threads could not start (the process or the machine at its limit of threads or
+    /// memory).
+    #[error("cannot start {what}: {message}")]
+    Threads {
+        /// The threads: "4 decode threads".
+        what: String,
+        /// The system's reason.
+        message: String,
+    },
     /// Reading or writing a file failed.
     #[error(transparent)]
     Io(#[from] IoError),

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use zuring_io::PerProcess;
 
+use crate::error::{ArrayError, Result};
+
 /// A rayon pool that a forked child replaces instead of deadlocking on the parent's threads.
 #[derive(Debug)]
 pub struct DecodePool {
@@ -11,6 +13,8 @@ pub struct DecodePool {
     /// This process's pool: a forked child starts one of its own and never touches (nor
     /// drops) its parent's, whose workers do not exist there.
     pool: PerProcess<Arc<rayon::ThreadPool>>,
+    /// Each thread's stack size (None: rayon's default); set apart only by tests.
+    stack_size: Option<usize>,
 }
 
 impl DecodePool {
@@ -25,6 +29,7 @@ impl DecodePool {
         Self {
             threads,
             pool: PerProcess::new(),
+            stack_size: None,
         }
     }
 
@@ -34,19 +39,50 @@ impl DecodePool {
         self.threads
     }
 
-    /// The pool of this process.
+    /// The pool of this process, its threads started on the first call.
     ///
-    /// # Panics
-    /// When no thread can be spawned at all.
-    pub fn get(&self) -> Arc<rayon::ThreadPool> {
-        Arc::clone(self.pool.get_or_init(|| {
-            Arc::new(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(self.threads)
-                    .thread_name(|i| format!("zuring-decode-{i}"))
-                    .build()
-                    .expect("spawn decode threads"),
-            )
-        }))
+    /// # Errors
+    /// [`ArrayError::Threads`] when they cannot start (nothing is kept: the next call tries
+    /// again).
+    pub fn get(&self) -> Result<Arc<rayon::ThreadPool>> {
+        let pool = self.pool.get_or_try_init(|| {
+            let mut builder = rayon::ThreadPoolBuilder::new()
+                .num_threads(self.threads)
+                .thread_name(|i| format!("zuring-decode-{i}"));
+            if let Some(bytes) = self.stack_size {
+                builder = builder.stack_size(bytes);
+            }
+            builder
+                .build()
+                .map(Arc::new)
+                .map_err(|e| ArrayError::Threads {
+                    what: format!("{} decode threads", self.threads),
+                    message: e.to_string(),
+                })
+        })?;
+        Ok(Arc::clone(pool))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_that_cannot_start_are_an_error_and_the_next_call_tries_again() {
+        // A stack no thread can have: rayon cannot spawn the pool's threads.
+        let mut pool = DecodePool::new(3);
+        pool.stack_size = Some(usize::MAX / 2);
+        let err = pool.get().unwrap_err();
+        assert!(matches!(err, ArrayError::Threads { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with("cannot start 3 decode threads: "),
+            "{err}"
+        );
+        pool.stack_size = None;
+        let started = pool.get().unwrap();
+        assert_eq!(started.current_num_threads(), 3);
+        assert!(Arc::ptr_eq(&started, &pool.get().unwrap()));
     }
 }

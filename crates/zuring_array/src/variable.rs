@@ -468,7 +468,7 @@ impl ZarrArray {
                 })?;
             sink(coords, Some(NewBytes::Whole(encoded.into_owned())))
         };
-        let results: Vec<Result<()>> = self.context().pool.get().install(|| {
+        let results: Vec<Result<()>> = self.context().pool.get()?.install(|| {
             use rayon::prelude::*;
             by_chunk.par_iter().map(encode_one).collect()
         });

@@ -391,7 +391,7 @@ impl ZarrArray {
             store_empty,
             options: &options,
         };
-        let pool = self.context().pool.get();
+        let pool = self.context().pool.get()?;
         let encode_one = |(coords, reqs, old): &ChunkTask<'_>| -> Result<()> {
             let geometry = geometry(coords)?;
             let scatter = scatter.for_chunk(&geometry)?;

@@ -462,10 +462,13 @@ fn open_each_with(
     type Opened = (usize, Result<Arc<OpenFile>>, FilePermit);
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Opened>();
     std::thread::scope(|scope| {
+        let mut started = 0;
         for _ in 0..THREADS.min(rest.len()) {
             let done_tx = done_tx.clone();
             let next = &next;
-            scope.spawn(move || loop {
+            // A thread that cannot start (the process at its limit) leaves its share to the
+            // others; with none, the files open on this thread below.
+            let spawned = std::thread::Builder::new().spawn_scoped(scope, move || loop {
                 // The permit before the position: the lowest position not yet handed on is
                 // always held by a thread with a permit, so the budget cannot be spent on later
                 // files while this thread waits for an earlier one.
@@ -485,8 +488,16 @@ fn open_each_with(
                     break;
                 }
             });
+            started += usize::from(spawned.is_ok());
         }
         drop(done_tx);
+        if started == 0 {
+            for (i, path) in rest.iter().enumerate() {
+                let permit = budget.acquire();
+                each(probed + i, files.open(path, direct, cached_lookup), permit);
+            }
+            return;
+        }
         // Hand each file on as soon as it and those before it are open, while later ones still
         // open.
         let mut arrived: Vec<Option<(Result<Arc<OpenFile>>, FilePermit)>> =

@@ -46,16 +46,32 @@ impl<T> PerProcess<T> {
     /// This process's value, made with `init` when this process has none yet. When threads
     /// race to make it, one value wins and the others are dropped unused.
     pub fn get_or_init(&self, init: impl FnOnce() -> T) -> &T {
+        match self.get_or_try_init(|| Ok::<T, std::convert::Infallible>(init())) {
+            Ok(value) => value,
+            Err(never) => match never {},
+        }
+    }
+
+    /// As [`PerProcess::get_or_init`], with an `init` that may fail: its error is returned and
+    /// nothing is kept, so a later call tries again (threads that could not start while the
+    /// process was at its limit, say).
+    ///
+    /// # Errors
+    /// `init`'s, when this process had no value and `init` failed.
+    pub fn get_or_try_init<E>(&self, init: impl FnOnce() -> Result<T, E>) -> Result<&T, E> {
         let pid = std::process::id();
         let mut current = self.current.load(Ordering::Acquire);
         // SAFETY: null, or a slot published (release) by the exchange below, seen here
         // (acquire); freed only by `drop` (`&mut self`), so it lives as long as `&self`.
         if let Some(slot) = unsafe { current.as_ref() } {
             if slot.pid == pid {
-                return &slot.value;
+                return Ok(&slot.value);
             }
         }
-        let fresh = Box::into_raw(Box::new(Slot { pid, value: init() }));
+        let fresh = Box::into_raw(Box::new(Slot {
+            pid,
+            value: init()?,
+        }));
         loop {
             match self
                 .current
@@ -63,7 +79,7 @@ impl<T> PerProcess<T> {
             {
                 // `current` (the parent's, or null) is left as it is: never freed here.
                 // SAFETY: just published, from `Box::into_raw`; freed only by `drop`.
-                Ok(_) => return unsafe { &(*fresh).value },
+                Ok(_) => return Ok(unsafe { &(*fresh).value }),
                 Err(now) => {
                     // SAFETY: as above, for the slot another thread published meanwhile.
                     if let Some(slot) = unsafe { now.as_ref() } {
@@ -72,7 +88,7 @@ impl<T> PerProcess<T> {
                             // never shared.
                             // SAFETY: `fresh` came from `Box::into_raw` and was never published.
                             drop(unsafe { Box::from_raw(fresh) });
-                            return &slot.value;
+                            return Ok(&slot.value);
                         }
                     }
                     current = now;
@@ -160,6 +176,19 @@ mod tests {
         assert_eq!(cell.get_or_init(|| unreachable!()).0, seen[0]);
         drop(Arc::into_inner(cell).unwrap());
         assert_eq!(dropped.load(Ordering::SeqCst), made);
+    }
+
+    #[test]
+    fn a_failed_init_keeps_nothing_and_the_next_call_tries_again() {
+        let cell: PerProcess<u32> = PerProcess::new();
+        assert_eq!(
+            cell.get_or_try_init(|| Err("no threads")),
+            Err("no threads")
+        );
+        assert_eq!(cell.get_or_try_init(|| Ok::<_, &str>(5)), Ok(&5));
+        // Kept: neither a later init nor its error is seen.
+        assert_eq!(cell.get_or_try_init(|| Err("unused")), Ok(&5));
+        assert_eq!(*cell.get_or_init(|| 6), 5);
     }
 
     /// A child forked while a thread of its parent holds the value's lock gets a value of its

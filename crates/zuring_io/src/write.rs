@@ -386,21 +386,25 @@ pub fn write_many(items: &[(PathBuf, Bytes)], fsync: bool) -> Vec<Result<()>> {
     let next = AtomicU64::new(0);
     let results: Vec<std::sync::Mutex<Option<Result<()>>>> =
         items.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((path, data)) = usize::try_from(i).ok().and_then(|i| items.get(i)) else {
-                    break;
-                };
-                let result = write_atomic(path, data, fsync);
-                if let Some(slot) = usize::try_from(i).ok().and_then(|i| results.get(i)) {
-                    *slot
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result);
-                }
-            });
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some((path, data)) = usize::try_from(i).ok().and_then(|i| items.get(i)) else {
+            break;
+        };
+        let result = write_atomic(path, data, fsync);
+        if let Some(slot) = usize::try_from(i).ok().and_then(|i| results.get(i)) {
+            *slot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result);
         }
+    };
+    // This thread writes too, so every item is written even when no other thread can start
+    // (the process at its limit of threads).
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            let _ = std::thread::Builder::new().spawn_scoped(scope, work);
+        }
+        work();
     });
     results
         .into_iter()

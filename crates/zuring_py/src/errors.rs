@@ -111,6 +111,7 @@ pub fn array(err: ArrayError) -> PyErr {
         ArrayError::Encode { .. } => raise(&ENCODE, text),
         ArrayError::Unsupported { .. } => UnsupportedError::new_err(text),
         ArrayError::Io(e) => io(e),
+        ArrayError::Threads { .. } => PyOSError::new_err(text),
         _ => ZuringError::new_err(text),
     }
 }

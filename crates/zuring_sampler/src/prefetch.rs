@@ -319,17 +319,23 @@ fn read_batch(
     let read = |a: usize| read_array(g, a, &crop_shapes[a], &pools[a], &windows);
     // The arrays' reads run at once (the first on this thread): one array's IO waits overlap
     // another's decoding, and all of them share zuring's decode pool.
+    // An array whose thread cannot start (the process at its limit of threads) is read on
+    // this thread after the first.
     let reads: Vec<Result<Vec<u8>>> = std::thread::scope(|scope| {
         let others: Vec<_> = (1..g.arrays.len())
-            .map(|a| scope.spawn(move || read(a)))
+            .map(|a| {
+                std::thread::Builder::new()
+                    .name(format!("zuring-read-{a}"))
+                    .spawn_scoped(scope, move || read(a))
+                    .map_err(|_| a)
+            })
             .collect();
         let first = read(0);
         std::iter::once(first)
-            .chain(
-                others
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or(Err(SamplerError::Stopped))),
-            )
+            .chain(others.into_iter().map(|h| match h {
+                Ok(h) => h.join().unwrap_or(Err(SamplerError::Stopped)),
+                Err(a) => read(a),
+            }))
             .collect()
     });
     if let Some(first_error) = reads.iter().position(Result::is_err) {
