@@ -475,8 +475,6 @@ def test_threads_that_cannot_start_are_an_error(tmp_path):
     root = "/sys/fs/cgroup/pids"
     if os.geteuid() != 0 or not os.access(root, os.W_OK):
         pytest.skip("needs root and the cgroup v1 pids controller")
-    group = f"{root}/zuring-test-{uuid.uuid4().hex[:8]}"
-    os.mkdir(group)
     path = str(tmp_path / "a")
     a = zuring.create_array(path, {
         "zarr_format": 3, "node_type": "array", "shape": [64, 64], "data_type": "int32",
@@ -487,6 +485,8 @@ def test_threads_that_cannot_start_are_an_error(tmp_path):
     a[...] = np.arange(64 * 64, dtype=np.int32).reshape(64, 64)
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     outcomes = []
+    group = f"{root}/zuring-test-{uuid.uuid4().hex[:8]}"
+    os.mkdir(group)
     try:
         for limit in [*range(2, 13), "max"]:
             with open(f"{group}/pids.max", "w") as f:
