@@ -438,8 +438,6 @@ fn open_each_with(
 ) {
     /// Opens timed before deciding.
     const PROBE: usize = 8;
-    /// Opens in flight when going parallel.
-    const THREADS: usize = 32;
     let mut opening = Duration::ZERO;
     let probed = paths.len().min(PROBE);
     for (i, path) in paths.iter().enumerate().take(probed) {
@@ -451,13 +449,38 @@ fn open_each_with(
     }
     let rest = &paths[probed..];
     let slow = slow_open.is_some_and(|t| opening >= t * u32::try_from(probed).unwrap_or(u32::MAX));
-    if !slow || rest.len() < 2 * PROBE {
-        for (i, path) in rest.iter().enumerate() {
-            let permit = budget.acquire();
-            each(probed + i, files.open(path, direct, cached_lookup), permit);
-        }
+    if slow
+        && rest.len() >= 2 * PROBE
+        && open_in_parallel(
+            files,
+            budget,
+            rest,
+            probed,
+            (direct, cached_lookup),
+            &mut each,
+        )
+    {
         return;
     }
+    for (i, path) in rest.iter().enumerate() {
+        let permit = budget.acquire();
+        each(probed + i, files.open(path, direct, cached_lookup), permit);
+    }
+}
+
+/// Open `rest` (positions from `first` on) on up to 32 threads, handing each file to `each` in
+/// order as it and those before it are open; false, with nothing opened, when no thread could
+/// start (the process at its limit of threads: the caller opens them in turn).
+fn open_in_parallel(
+    files: &FileCache,
+    budget: &Arc<FileBudget>,
+    rest: &[Arc<Path>],
+    first: usize,
+    (direct, cached_lookup): (bool, bool),
+    each: &mut impl FnMut(usize, Result<Arc<OpenFile>>, FilePermit),
+) -> bool {
+    /// Opens in flight.
+    const THREADS: usize = 32;
     let next = std::sync::atomic::AtomicUsize::new(0);
     type Opened = (usize, Result<Arc<OpenFile>>, FilePermit);
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Opened>();
@@ -467,7 +490,7 @@ fn open_each_with(
             let done_tx = done_tx.clone();
             let next = &next;
             // A thread that cannot start (the process at its limit) leaves its share to the
-            // others; with none, the files open on this thread below.
+            // others.
             let spawned = std::thread::Builder::new().spawn_scoped(scope, move || loop {
                 // The permit before the position: the lowest position not yet handed on is
                 // always held by a thread with a permit, so the budget cannot be spent on later
@@ -492,11 +515,7 @@ fn open_each_with(
         }
         drop(done_tx);
         if started == 0 {
-            for (i, path) in rest.iter().enumerate() {
-                let permit = budget.acquire();
-                each(probed + i, files.open(path, direct, cached_lookup), permit);
-            }
-            return;
+            return false;
         }
         // Hand each file on as soon as it and those before it are open, while later ones still
         // open.
@@ -506,7 +525,7 @@ fn open_each_with(
         for (i, file, permit) in &done_rx {
             arrived[i] = Some((file, permit));
             while let Some((file, permit)) = arrived.get_mut(handed).and_then(Option::take) {
-                each(probed + handed, file, permit);
+                each(first + handed, file, permit);
                 handed += 1;
             }
         }
@@ -516,9 +535,10 @@ fn open_each_with(
                 let err = IoError::open(path, std::io::Error::other("open thread died"));
                 (Err(err), budget.acquire())
             });
-            each(probed + i, file, permit);
+            each(first + i, file, permit);
         }
-    });
+        true
+    })
 }
 
 #[cfg(test)]

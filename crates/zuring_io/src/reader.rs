@@ -334,10 +334,10 @@ impl Reader {
     /// alone (`openat2` with `RESOLVE_CACHED`, Linux >= 5.12; the descriptor is then cached),
     /// and every byte is in the page cache (`preadv2` with `RWF_NOWAIT`). A path the directory
     /// entry cache knows to name no file completes at once with [`IoError::NotFound`]. The
-    /// completion, as a batch would deliver it (a range past the end is
-    /// [`IoError::OutOfBounds`]); or the request back, untouched, when it cannot be read so
-    /// (then read it the usual way). For workers that decode what they read: the bytes are
-    /// copied on the core that uses them, and no thread hands them over. Never with `O_DIRECT`.
+    /// completion, as a batch would deliver it (a range past the end is [`IoError::OutOfBounds`]);
+    /// or the request back, untouched, when it cannot be read so (then read it the usual way).
+    /// For workers that decode what they read: the bytes are copied on the core that uses them,
+    /// and no thread hands them over. Never with `O_DIRECT`.
     ///
     /// # Errors
     /// The request itself, when it must be read another way.
